@@ -29,7 +29,10 @@ impl<'a> Iterator for Descriptors<'a> {
         if start >= bytes.len() {
             return None;
         }
-        let bad = |at: usize| CodecError::BadDescriptor { desc: self.desc.to_owned(), at };
+        let bad = |at: usize| CodecError::BadDescriptor {
+            desc: self.desc.to_owned(),
+            at,
+        };
         let mut i = start;
         while bytes.get(i) == Some(&b'[') {
             i += 1;
@@ -81,7 +84,10 @@ pub fn from_java_name(name: &str) -> String {
 /// The Java type name of one descriptor: `I` -> `int`, `Ljava/lang/String;` -> `java.lang.String`,
 /// `[I` -> `int[]`. Generic calls (`$invoke`) carry type names in this form.
 pub fn to_java_name(desc: &str) -> Result<String, CodecError> {
-    let bad = || CodecError::BadDescriptor { desc: desc.to_owned(), at: 0 };
+    let bad = || CodecError::BadDescriptor {
+        desc: desc.to_owned(),
+        at: 0,
+    };
     let dims = desc.bytes().take_while(|&b| b == b'[').count();
     let base = &desc[dims..];
     let mut out = match base.as_bytes().first() {
@@ -129,11 +135,19 @@ mod tests {
 
     #[test]
     fn splits_concatenated_descriptors() {
-        let parts: Vec<_> = split("I[ZLjava/lang/Object;J[[Ljava/lang/String;[B").map(Result::unwrap).collect();
-        assert_eq!(parts, ["I", "[Z", "Ljava/lang/Object;", "J", "[[Ljava/lang/String;", "[B"]);
+        let parts: Vec<_> = split("I[ZLjava/lang/Object;J[[Ljava/lang/String;[B")
+            .map(Result::unwrap)
+            .collect();
+        assert_eq!(
+            parts,
+            ["I", "[Z", "Ljava/lang/Object;", "J", "[[Ljava/lang/String;", "[B"]
+        );
         assert_eq!(count("").unwrap(), 0);
         assert_eq!(count("Ljava/lang/String;").unwrap(), 1);
-        assert_eq!(count("Ljava/lang/String;[Ljava/lang/String;[Ljava/lang/Object;").unwrap(), 3);
+        assert_eq!(
+            count("Ljava/lang/String;[Ljava/lang/String;[Ljava/lang/Object;").unwrap(),
+            3
+        );
     }
 
     #[test]
@@ -144,7 +158,10 @@ mod tests {
         }
         assert_eq!(
             count("IX").unwrap_err(),
-            CodecError::BadDescriptor { desc: "IX".into(), at: 1 }
+            CodecError::BadDescriptor {
+                desc: "IX".into(),
+                at: 1
+            }
         );
     }
 

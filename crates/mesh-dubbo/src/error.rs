@@ -12,19 +12,32 @@ pub enum CodecError {
     #[error("unsupported serialization id {0}")]
     UnsupportedSerialization(u8),
     #[error("truncated {what}: needs {needed} more bytes at offset {at}")]
-    Truncated { what: &'static str, at: usize, needed: usize },
+    Truncated {
+        what: &'static str,
+        at: usize,
+        needed: usize,
+    },
     #[error("unexpected hessian tag 0x{tag:02x} at offset {at} while reading {what}")]
     UnexpectedTag { tag: u8, at: usize, what: &'static str },
     #[error("nesting deeper than {0} levels")]
     TooDeep(usize),
     #[error("{what} reference {index} out of range ({count} defined) at offset {at}")]
-    BadReference { what: &'static str, index: i64, count: usize, at: usize },
+    BadReference {
+        what: &'static str,
+        index: i64,
+        count: usize,
+        at: usize,
+    },
     #[error("invalid length {len} for {what} at offset {at}")]
     BadLength { what: &'static str, len: i64, at: usize },
     #[error("invalid UTF-8 in string at offset {0}")]
     BadUtf8(usize),
     #[error("invalid {field}: expected {expected}, found {found}")]
-    BadField { field: &'static str, expected: &'static str, found: &'static str },
+    BadField {
+        field: &'static str,
+        expected: &'static str,
+        found: &'static str,
+    },
     #[error("unknown response flag {0}")]
     BadResultFlag(i64),
     #[error("invalid JVM type descriptor {desc:?} at offset {at}")]

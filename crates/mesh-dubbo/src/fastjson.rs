@@ -31,7 +31,9 @@ impl<'a> Reader<'a> {
 
     /// True when only blank lines are left (Java's reader treats a blank line as the end).
     pub fn is_empty(&self) -> bool {
-        self.buf[self.pos..].iter().all(|b| matches!(b, b'\n' | b'\r' | b' ' | b'\t'))
+        self.buf[self.pos..]
+            .iter()
+            .all(|b| matches!(b, b'\n' | b'\r' | b' ' | b'\t'))
     }
 
     fn line(&mut self) -> Result<&'a [u8]> {
@@ -56,7 +58,11 @@ impl<'a> Reader<'a> {
     pub fn read_string(&mut self) -> Result<Cow<'a, str>> {
         match self.read_value()? {
             Value::String(s) => Ok(s),
-            other => Err(CodecError::BadField { field: "string", expected: "string", found: other.kind() }),
+            other => Err(CodecError::BadField {
+                field: "string",
+                expected: "string",
+                found: other.kind(),
+            }),
         }
     }
 
@@ -64,7 +70,11 @@ impl<'a> Reader<'a> {
         match self.read_value()? {
             Value::String(s) => Ok(Some(s)),
             Value::Null => Ok(None),
-            other => Err(CodecError::BadField { field: "string", expected: "string", found: other.kind() }),
+            other => Err(CodecError::BadField {
+                field: "string",
+                expected: "string",
+                found: other.kind(),
+            }),
         }
     }
 }
@@ -145,7 +155,9 @@ impl Serialize for Json<'_, '_> {
                 }
                 map.end()
             }
-            Value::Ref(_) => Err(ser::Error::custom("a hessian back-reference has no fastjson form")),
+            Value::Ref(_) => Err(ser::Error::custom(
+                "a hessian back-reference has no fastjson form",
+            )),
         }
     }
 }
@@ -162,7 +174,10 @@ impl Serialize for Key<'_, '_> {
             Value::Int(i) => s.collect_str(i),
             Value::Long(l) | Value::Date(l) => s.collect_str(l),
             Value::Double(d) => s.collect_str(d),
-            other => Err(ser::Error::custom(format_args!("a {} cannot be a fastjson key", other.kind()))),
+            other => Err(ser::Error::custom(format_args!(
+                "a {} cannot be a fastjson key",
+                other.kind()
+            ))),
         }
     }
 }
@@ -226,7 +241,10 @@ impl<'de> Visitor<'de> for ValueVisitor {
         while let Some(v) = seq.next_element()? {
             items.push(v);
         }
-        Ok(Value::List(List { type_name: None, items }))
+        Ok(Value::List(List {
+            type_name: None,
+            items,
+        }))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<Self::Value, A::Error> {
@@ -234,6 +252,9 @@ impl<'de> Visitor<'de> for ValueVisitor {
         while let Some((k, v)) = map.next_entry::<Value<'de>, Value<'de>>()? {
             entries.push((k, v));
         }
-        Ok(Value::Map(Map { type_name: None, entries }))
+        Ok(Value::Map(Map {
+            type_name: None,
+            entries,
+        }))
     }
 }

@@ -103,12 +103,22 @@ impl Header {
     /// A request header (`0x80 | two-way? 0x40 | serialization`).
     pub const fn request(id: u64, ser: Serialization, two_way: bool) -> Self {
         let flag = FLAG_REQUEST | if two_way { FLAG_TWO_WAY } else { 0 } | ser.id();
-        Header { flag, status: Status(0), id, body_len: 0 }
+        Header {
+            flag,
+            status: Status(0),
+            id,
+            body_len: 0,
+        }
     }
 
     /// A response header (flag = serialization id only, as Java writes it).
     pub const fn response(id: u64, ser: Serialization, status: Status) -> Self {
-        Header { flag: ser.id(), status, id, body_len: 0 }
+        Header {
+            flag: ser.id(),
+            status,
+            id,
+            body_len: 0,
+        }
     }
 
     pub const fn is_request(&self) -> bool {
@@ -138,7 +148,12 @@ impl Header {
         if magic != MAGIC {
             return Err(CodecError::BadMagic(magic));
         }
-        Ok(Header { flag: b.get_u8(), status: Status(b.get_u8()), id: b.get_u64(), body_len: b.get_u32() })
+        Ok(Header {
+            flag: b.get_u8(),
+            status: Status(b.get_u8()),
+            id: b.get_u64(),
+            body_len: b.get_u32(),
+        })
     }
 
     pub fn write(&self, buf: &mut BytesMut) {
@@ -181,7 +196,10 @@ pub fn decode_frame(buf: &mut BytesMut, max_body: usize) -> Result<Decoded, Code
     let len = header.body_len as usize;
     // Java writes an i32: a length with the top bit set is negative, and over any sane limit anyway.
     if len > max_body || header.body_len > i32::MAX as u32 {
-        return Err(CodecError::BodyTooLarge { len: u64::from(header.body_len), max: max_body });
+        return Err(CodecError::BodyTooLarge {
+            len: u64::from(header.body_len),
+            max: max_body,
+        });
     }
     if buf.len() < HEADER_LEN + len {
         return Ok(Decoded::NeedMore(HEADER_LEN + len - buf.len()));
@@ -208,7 +226,10 @@ where
     let len = buf.len() - start - HEADER_LEN;
     if len > max_body {
         buf.truncate(start);
-        return Err(CodecError::BodyTooLarge { len: len as u64, max: max_body });
+        return Err(CodecError::BodyTooLarge {
+            len: len as u64,
+            max: max_body,
+        });
     }
     buf[start + 12..start + HEADER_LEN].copy_from_slice(&(len as u32).to_be_bytes());
     Ok(())

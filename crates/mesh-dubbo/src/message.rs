@@ -62,6 +62,65 @@ impl<'a> Request<'a> {
     }
 }
 
+fn owned_str(s: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(s.into_owned())
+}
+
+fn owned_attachments(a: Attachments<'_>) -> Attachments<'static> {
+    a.into_iter()
+        .map(|(k, v)| (owned_str(k), v.into_owned()))
+        .collect()
+}
+
+impl Request<'_> {
+    /// Detaches the request from the frame body it was decoded from.
+    pub fn into_owned(self) -> Request<'static> {
+        Request {
+            dubbo_version: owned_str(self.dubbo_version),
+            service: owned_str(self.service),
+            version: self.version.map(owned_str),
+            method: owned_str(self.method),
+            param_types: owned_str(self.param_types),
+            args: self.args.into_iter().map(Value::into_owned).collect(),
+            attachments: owned_attachments(self.attachments),
+        }
+    }
+}
+
+impl Response<'_> {
+    /// Detaches the response from the frame body it was decoded from.
+    pub fn into_owned(self) -> Response<'static> {
+        match self {
+            Response::Ok { result, attachments } => Response::Ok {
+                result: match result {
+                    RpcResult::Value(v) => RpcResult::Value(v.into_owned()),
+                    RpcResult::Null => RpcResult::Null,
+                    RpcResult::Exception(v) => RpcResult::Exception(v.into_owned()),
+                },
+                attachments: attachments.map(owned_attachments),
+            },
+            Response::Error { status, message } => Response::Error {
+                status,
+                message: owned_str(message),
+            },
+        }
+    }
+}
+
+impl Body<'_> {
+    /// Detaches the body from the frame it was decoded from.
+    pub fn into_owned(self) -> Body<'static> {
+        match self {
+            Body::Request(r) => Body::Request(r.into_owned()),
+            Body::Response(r) => Body::Response(r.into_owned()),
+            Body::Event(Event::Other(v)) => Body::Event(Event::Other(v.into_owned())),
+            Body::Event(Event::Heartbeat) => Body::Event(Event::Heartbeat),
+            Body::Event(Event::ReadOnly) => Body::Event(Event::ReadOnly),
+            Body::Event(Event::Writeable) => Body::Event(Event::Writeable),
+        }
+    }
+}
+
 /// The fields of a request before its arguments, borrowed: what the hot path encodes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestHead<'r> {
@@ -86,7 +145,10 @@ pub enum RpcResult<'a> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Response<'a> {
     /// Status 20. `attachments` is `Some` for the `*_WITH_ATTACHMENTS` result flags.
-    Ok { result: RpcResult<'a>, attachments: Option<Attachments<'a>> },
+    Ok {
+        result: RpcResult<'a>,
+        attachments: Option<Attachments<'a>>,
+    },
     /// Any other status: the body is an error message.
     Error { status: Status, message: Cow<'a, str> },
 }
@@ -122,7 +184,10 @@ pub struct Codec {
 
 impl Default for Codec {
     fn default() -> Self {
-        Codec { max_body: frame::DEFAULT_MAX_BODY, max_depth: hessian::DEFAULT_MAX_DEPTH }
+        Codec {
+            max_body: frame::DEFAULT_MAX_BODY,
+            max_depth: hessian::DEFAULT_MAX_DEPTH,
+        }
     }
 }
 
@@ -147,7 +212,10 @@ impl Codec {
                     })
                 }
             };
-            return Ok(Body::Response(Response::Error { status: header.status, message }));
+            return Ok(Body::Response(Response::Error {
+                status: header.status,
+                message,
+            }));
         }
         if header.is_event() {
             return Ok(Body::Event(match r.value_or_end()? {
@@ -180,9 +248,15 @@ impl Codec {
         let ser = header.serialization()?;
         let expected = descriptor::count(head.param_types)?;
         if expected != args.len() {
-            return Err(CodecError::ArgumentCount { count: args.len(), expected });
+            return Err(CodecError::ArgumentCount {
+                count: args.len(),
+                expected,
+            });
         }
-        let header = Header { flag: header.flag | FLAG_REQUEST, ..header };
+        let header = Header {
+            flag: header.flag | FLAG_REQUEST,
+            ..header
+        };
         frame::encode_frame(buf, header, self.max_body, |buf| {
             let mut w = Writer::new(ser, buf);
             w.str(head.dubbo_version);
@@ -201,7 +275,12 @@ impl Codec {
     }
 
     /// Encodes a whole [`Request`] (a convenience over [`Codec::encode_request`]).
-    pub fn encode_request_message(&self, buf: &mut BytesMut, header: Header, req: &Request<'_>) -> Result<()> {
+    pub fn encode_request_message(
+        &self,
+        buf: &mut BytesMut,
+        header: Header,
+        req: &Request<'_>,
+    ) -> Result<()> {
         let atts = req.attachments.iter().map(|(k, v)| (k.as_ref(), v));
         self.encode_request(buf, header, &req.head(), &req.args, atts)
     }
@@ -245,9 +324,15 @@ impl Codec {
     /// Encodes a heartbeat: a two-way event request, or the answer to one (`id` echoed).
     pub fn encode_heartbeat(&self, buf: &mut BytesMut, id: u64, ser: Serialization, request: bool) {
         let header = if request {
-            Header { flag: FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | ser.id(), ..Header::request(id, ser, true) }
+            Header {
+                flag: FLAG_REQUEST | FLAG_TWO_WAY | FLAG_EVENT | ser.id(),
+                ..Header::request(id, ser, true)
+            }
         } else {
-            Header { flag: FLAG_EVENT | ser.id(), ..Header::response(id, ser, Status::OK) }
+            Header {
+                flag: FLAG_EVENT | ser.id(),
+                ..Header::response(id, ser, Status::OK)
+            }
         };
         // A null body is a few bytes: it cannot fail or exceed any limit.
         let _ = self.encode_event(buf, header, &Event::Heartbeat);
@@ -256,7 +341,10 @@ impl Codec {
     /// Encodes an event frame with the given header (the event flag is set here).
     pub fn encode_event(&self, buf: &mut BytesMut, header: Header, event: &Event<'_>) -> Result<()> {
         let ser = header.serialization()?;
-        let header = Header { flag: header.flag | FLAG_EVENT, ..header };
+        let header = Header {
+            flag: header.flag | FLAG_EVENT,
+            ..header
+        };
         frame::encode_frame(buf, header, self.max_body, |buf| {
             let mut w = Writer::new(ser, buf);
             match event {
@@ -285,14 +373,28 @@ fn decode_request<'a>(r: &mut Reader<'a>) -> Result<Request<'a>> {
         None => Vec::new(),
         Some(v) => attachments(v)?,
     };
-    Ok(Request { dubbo_version, service, version, method, param_types, args, attachments })
+    Ok(Request {
+        dubbo_version,
+        service,
+        version,
+        method,
+        param_types,
+        args,
+        attachments,
+    })
 }
 
 fn decode_response<'a>(r: &mut Reader<'a>) -> Result<Response<'a>> {
     let flag = match r.value()? {
         Value::Int(i) => i64::from(i),
         Value::Long(l) => l,
-        other => return Err(CodecError::BadField { field: "result flag", expected: "int", found: other.kind() }),
+        other => {
+            return Err(CodecError::BadField {
+                field: "result flag",
+                expected: "int",
+                found: other.kind(),
+            })
+        }
     };
     let result = match flag {
         0 | 3 => RpcResult::Exception(r.value()?),
@@ -300,7 +402,11 @@ fn decode_response<'a>(r: &mut Reader<'a>) -> Result<Response<'a>> {
         2 | 5 => RpcResult::Null,
         other => return Err(CodecError::BadResultFlag(other)),
     };
-    let attachments = if flag >= 3 { Some(attachments(r.value()?)?) } else { None };
+    let attachments = if flag >= 3 {
+        Some(attachments(r.value()?)?)
+    } else {
+        None
+    };
     Ok(Response::Ok { result, attachments })
 }
 
@@ -311,12 +417,18 @@ fn attachments(v: Value<'_>) -> Result<Attachments<'_>> {
             .into_iter()
             .map(|(k, v)| match k {
                 Value::String(k) => Ok((k, v)),
-                other => {
-                    Err(CodecError::BadField { field: "attachment key", expected: "string", found: other.kind() })
-                }
+                other => Err(CodecError::BadField {
+                    field: "attachment key",
+                    expected: "string",
+                    found: other.kind(),
+                }),
             })
             .collect(),
-        other => Err(CodecError::BadField { field: "attachments", expected: "map", found: other.kind() }),
+        other => Err(CodecError::BadField {
+            field: "attachments",
+            expected: "map",
+            found: other.kind(),
+        }),
     }
 }
 
@@ -357,14 +469,22 @@ impl<'a> Reader<'a> {
         match self.value()? {
             Value::String(s) => Ok(Some(s)),
             Value::Null => Ok(None),
-            other => Err(CodecError::BadField { field, expected: "string", found: other.kind() }),
+            other => Err(CodecError::BadField {
+                field,
+                expected: "string",
+                found: other.kind(),
+            }),
         }
     }
 
     fn string(&mut self, field: &'static str) -> Result<Cow<'a, str>> {
         match self.value()? {
             Value::String(s) => Ok(s),
-            other => Err(CodecError::BadField { field, expected: "string", found: other.kind() }),
+            other => Err(CodecError::BadField {
+                field,
+                expected: "string",
+                found: other.kind(),
+            }),
         }
     }
 }

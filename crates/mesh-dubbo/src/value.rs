@@ -110,7 +110,11 @@ impl<'a> Value<'a> {
             }),
             Value::Map(m) => Value::Map(Map {
                 type_name: owned_opt(m.type_name),
-                entries: m.entries.into_iter().map(|(k, v)| (k.into_owned(), v.into_owned())).collect(),
+                entries: m
+                    .entries
+                    .into_iter()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect(),
             }),
             Value::Object(o) => Value::Object(Object {
                 class: Cow::Owned(o.class.into_owned()),

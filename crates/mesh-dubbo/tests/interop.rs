@@ -7,6 +7,8 @@
 //!
 //! Everything is on 127.0.0.1, every wait is bounded, and every child process is killed on drop.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -18,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mesh_dubbo::{
-    java_string_hash, Body, Codec, Decoded, Event, Frame, Header, List, Map, RequestHead, Response, RpcResult,
-    Serialization, Status, Value,
+    java_string_hash, Body, Codec, Decoded, Event, Frame, Header, List, Map, RequestHead, Response,
+    RpcResult, Serialization, Status, Value,
 };
 
 const IFACE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
@@ -65,8 +67,14 @@ fn start_provider() -> (Peer, u16) {
         let _ = BufReader::new(stdout).read_line(&mut line);
         let _ = tx.send(line);
     });
-    let line = rx.recv_timeout(Duration::from_secs(20)).expect("provider did not start within 20 s");
-    let port = line.trim().strip_prefix("LISTENING ").and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("bad line {line:?}"));
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("provider did not start within 20 s");
+    let port = line
+        .trim()
+        .strip_prefix("LISTENING ")
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("bad line {line:?}"));
     (peer, port)
 }
 
@@ -84,9 +92,16 @@ fn read_answers(sock: &mut TcpStream, codec: &Codec, mut want: usize) -> HashMap
         if want == 0 {
             break;
         }
-        assert!(Instant::now() < deadline, "timed out with {want} answers missing; got ids {:?}", got.keys());
+        assert!(
+            Instant::now() < deadline,
+            "timed out with {want} answers missing; got ids {:?}",
+            got.keys()
+        );
         let n = sock.read(&mut chunk).expect("read from provider");
-        assert!(n > 0, "provider closed the connection with {want} answers missing");
+        assert!(
+            n > 0,
+            "provider closed the connection with {want} answers missing"
+        );
         buf.extend_from_slice(&chunk[..n]);
     }
     got
@@ -127,13 +142,33 @@ fn our_requests_get_correct_answers_from_sofa_rpc_node() {
             param_types: "Ljava/lang/String;",
         };
         codec
-            .encode_request(&mut buf, Header::request(100 + i as u64, Serialization::Hessian2, true), &head, &[Value::str(a)], [("path", &path)])
+            .encode_request(
+                &mut buf,
+                Header::request(100 + i as u64, Serialization::Hessian2, true),
+                &head,
+                &[Value::str(a)],
+                [("path", &path)],
+            )
             .unwrap();
     }
     // A heartbeat and an error call travel in the same write.
     codec.encode_heartbeat(&mut buf, 7, Serialization::Hessian2, true);
-    let fail = RequestHead { dubbo_version: "2.0.2", service: IFACE, version: Some("0.0.0"), method: "fail", param_types: "Ljava/lang/String;" };
-    codec.encode_request(&mut buf, Header::request(8, Serialization::Hessian2, true), &fail, &[Value::str("boom")], [("path", &path)]).unwrap();
+    let fail = RequestHead {
+        dubbo_version: "2.0.2",
+        service: IFACE,
+        version: Some("0.0.0"),
+        method: "fail",
+        param_types: "Ljava/lang/String;",
+    };
+    codec
+        .encode_request(
+            &mut buf,
+            Header::request(8, Serialization::Hessian2, true),
+            &fail,
+            &[Value::str("boom")],
+            [("path", &path)],
+        )
+        .unwrap();
     sock.write_all(&buf).unwrap();
 
     let answers = read_answers(&mut sock, &codec, args.len() + 2);
@@ -144,18 +179,27 @@ fn our_requests_get_correct_answers_from_sofa_rpc_node() {
         let want = Value::Int(java_string_hash(a));
         assert_eq!(
             body,
-            Body::Response(Response::Ok { result: RpcResult::Value(want), attachments: None }),
+            Body::Response(Response::Ok {
+                result: RpcResult::Value(want),
+                attachments: None
+            }),
             "hash of arg #{i} ({} chars)",
             a.chars().count()
         );
     }
     let hb = &answers[&7];
     assert!(hb.header.is_event() && !hb.header.is_request());
-    assert_eq!(codec.decode_body(&hb.header, &hb.body).unwrap(), Body::Event(Event::Heartbeat));
+    assert_eq!(
+        codec.decode_body(&hb.header, &hb.body).unwrap(),
+        Body::Event(Event::Heartbeat)
+    );
     let err = &answers[&8];
     assert_eq!(
         codec.decode_body(&err.header, &err.body).unwrap(),
-        Body::Response(Response::Error { status: Status::SERVER_ERROR, message: "boom".into() })
+        Body::Response(Response::Error {
+            status: Status::SERVER_ERROR,
+            message: "boom".into()
+        })
     );
 }
 
@@ -167,42 +211,91 @@ fn values_we_encode_are_read_by_hessian_js() {
     let codec = Codec::default();
     let mut sock = connect(port);
     let s = Value::str;
-    let untyped = |items: Vec<Value<'static>>| Value::List(List { type_name: None, items });
+    let untyped = |items: Vec<Value<'static>>| {
+        Value::List(List {
+            type_name: None,
+            items,
+        })
+    };
     let cases: Vec<(Value<'static>, Value<'static>)> = vec![
         (Value::Null, Value::Null),
         (Value::Bool(true), Value::Bool(true)),
         (Value::Int(-262_145), Value::Int(-262_145)),
         (Value::Int(i32::MIN), Value::Int(i32::MIN)),
-        (Value::Long(i64::from(i32::MAX) + 1), Value::Long(i64::from(i32::MAX) + 1)),
-        (Value::Double(std::f64::consts::E), Value::Double(std::f64::consts::E)),
+        (
+            Value::Long(i64::from(i32::MAX) + 1),
+            Value::Long(i64::from(i32::MAX) + 1),
+        ),
+        (
+            Value::Double(std::f64::consts::E),
+            Value::Double(std::f64::consts::E),
+        ),
         (Value::Double(-12.345), Value::Double(-12.345)),
         (Value::Date(1_700_000_000_123), Value::Date(1_700_000_000_123)),
         (s("x\u{1F600}y"), s("x\u{1F600}y")),
-        (Value::Binary(vec![0u8, 1, 2, 255].into()), Value::Binary(vec![0u8, 1, 2, 255].into())),
-        (Value::Binary(vec![9u8; 70_000].into()), Value::Binary(vec![9u8; 70_000].into())),
-        (untyped(vec![Value::Int(1), s("two"), Value::Null]), untyped(vec![Value::Int(1), s("two"), Value::Null])),
+        (
+            Value::Binary(vec![0u8, 1, 2, 255].into()),
+            Value::Binary(vec![0u8, 1, 2, 255].into()),
+        ),
+        (
+            Value::Binary(vec![9u8; 70_000].into()),
+            Value::Binary(vec![9u8; 70_000].into()),
+        ),
+        (
+            untyped(vec![Value::Int(1), s("two"), Value::Null]),
+            untyped(vec![Value::Int(1), s("two"), Value::Null]),
+        ),
         // Typed arrays come back untyped.
         (
-            Value::List(List { type_name: Some("[string".into()), items: vec![s("a"), s("b")] }),
+            Value::List(List {
+                type_name: Some("[string".into()),
+                items: vec![s("a"), s("b")],
+            }),
             untyped(vec![s("a"), s("b")]),
         ),
         (
-            Value::Map(Map { type_name: None, entries: vec![(s("k"), s("v")), (s("n"), Value::Int(5))] }),
-            Value::Map(Map { type_name: None, entries: vec![(s("k"), s("v")), (s("n"), Value::Int(5))] }),
+            Value::Map(Map {
+                type_name: None,
+                entries: vec![(s("k"), s("v")), (s("n"), Value::Int(5))],
+            }),
+            Value::Map(Map {
+                type_name: None,
+                entries: vec![(s("k"), s("v")), (s("n"), Value::Int(5))],
+            }),
         ),
     ];
     let mut buf = BytesMut::new();
-    let head = RequestHead { dubbo_version: "2.0.2", service: IFACE, version: Some("0.0.0"), method: "echo", param_types: "Ljava/lang/Object;" };
+    let head = RequestHead {
+        dubbo_version: "2.0.2",
+        service: IFACE,
+        version: Some("0.0.0"),
+        method: "echo",
+        param_types: "Ljava/lang/Object;",
+    };
     for (i, (v, _)) in cases.iter().enumerate() {
         let none: [(&str, &Value<'_>); 0] = [];
-        codec.encode_request(&mut buf, Header::request(i as u64, Serialization::Hessian2, true), &head, std::slice::from_ref(v), none).unwrap();
+        codec
+            .encode_request(
+                &mut buf,
+                Header::request(i as u64, Serialization::Hessian2, true),
+                &head,
+                std::slice::from_ref(v),
+                none,
+            )
+            .unwrap();
     }
     sock.write_all(&buf).unwrap();
     let answers = read_answers(&mut sock, &codec, cases.len());
     for (i, (sent, want)) in cases.iter().enumerate() {
         let f = &answers[&(i as u64)];
-        let body = codec.decode_body(&f.header, &f.body).unwrap_or_else(|e| panic!("case {i}: {e}"));
-        let Body::Response(Response::Ok { result: RpcResult::Value(got), .. }) = body else {
+        let body = codec
+            .decode_body(&f.header, &f.body)
+            .unwrap_or_else(|e| panic!("case {i}: {e}"));
+        let Body::Response(Response::Ok {
+            result: RpcResult::Value(got),
+            ..
+        }) = body
+        else {
             panic!("case {i} ({sent:?}): {body:?}")
         };
         assert_eq!(&got, want, "case {i}: sent {sent:?}");
@@ -232,14 +325,26 @@ fn serve_hash(listener: TcpListener, stop: mpsc::Receiver<()>) -> thread::JoinHa
                 while let Decoded::Frame(f) = codec.decode_frame(buf).unwrap() {
                     let ser = f.header.serialization().unwrap();
                     match codec.decode_body(&f.header, &f.body).unwrap() {
-                        Body::Event(Event::Heartbeat) => codec.encode_heartbeat(&mut out, f.header.id, ser, false),
+                        Body::Event(Event::Heartbeat) => {
+                            codec.encode_heartbeat(&mut out, f.header.id, ser, false)
+                        }
                         Body::Request(req) => {
                             assert_eq!((req.service.as_ref(), req.method.as_ref()), (IFACE, "hash"));
                             let arg = req.args[0].as_str().unwrap();
                             let result = RpcResult::Value(Value::Int(java_string_hash(arg)));
                             // Answer like Java does for a 2.0.2 caller: value with attachments.
                             let atts = Some(vec![("dubbo".into(), Value::str("2.0.2"))]);
-                            codec.encode_response(&mut out, f.header.id, ser, &Response::Ok { result, attachments: atts }).unwrap();
+                            codec
+                                .encode_response(
+                                    &mut out,
+                                    f.header.id,
+                                    ser,
+                                    &Response::Ok {
+                                        result,
+                                        attachments: atts,
+                                    },
+                                )
+                                .unwrap();
                             served += 1;
                         }
                         other => panic!("unexpected {other:?}"),
@@ -273,7 +378,11 @@ fn dubbo2js_consumer_is_answered_by_our_codec() {
     assert_eq!(lines.len(), args.len(), "{stdout}");
     for (line, arg) in lines.iter().zip(args) {
         assert_eq!(line["arg"].as_str(), Some(arg));
-        assert_eq!(line["result"].as_i64(), Some(i64::from(java_string_hash(arg))), "{line}");
+        assert_eq!(
+            line["result"].as_i64(),
+            Some(i64::from(java_string_hash(arg))),
+            "{line}"
+        );
     }
     assert_eq!(served, args.len());
 }

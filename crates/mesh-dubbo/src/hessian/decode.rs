@@ -41,7 +41,15 @@ impl<'a> Decoder<'a> {
     }
 
     pub fn with_max_depth(buf: &'a [u8], max_depth: usize) -> Self {
-        Decoder { buf, pos: 0, depth: 0, max_depth, types: Vec::new(), classes: Vec::new(), refs: 0 }
+        Decoder {
+            buf,
+            pos: 0,
+            depth: 0,
+            max_depth,
+            types: Vec::new(),
+            classes: Vec::new(),
+            refs: 0,
+        }
     }
 
     /// Offset of the next unread byte.
@@ -60,7 +68,10 @@ impl<'a> Decoder<'a> {
     }
 
     fn peek(&self, what: &'static str) -> Result<u8> {
-        self.buf.get(self.pos).copied().ok_or(CodecError::truncated(what, self.pos, 1))
+        self.buf
+            .get(self.pos)
+            .copied()
+            .ok_or(CodecError::truncated(what, self.pos, 1))
     }
 
     fn byte(&mut self, what: &'static str) -> Result<u8> {
@@ -165,7 +176,13 @@ impl<'a> Decoder<'a> {
                     }
                     Value::Ref(idx as u32)
                 }
-                _ => return Err(CodecError::UnexpectedTag { tag, at, what: "value" }),
+                _ => {
+                    return Err(CodecError::UnexpectedTag {
+                        tag,
+                        at,
+                        what: "value",
+                    })
+                }
             });
         }
     }
@@ -179,8 +196,11 @@ impl<'a> Decoder<'a> {
             0xd8..=0xff | 0x38..=0x3f | b'Y' | b'L' => {
                 self.pos = at;
                 match self.read_value()? {
-                    Value::Long(v) => i32::try_from(v)
-                        .map_err(|_| CodecError::BadLength { what: "int", len: v, at }),
+                    Value::Long(v) => i32::try_from(v).map_err(|_| CodecError::BadLength {
+                        what: "int",
+                        len: v,
+                        at,
+                    }),
                     _ => Err(CodecError::UnexpectedTag { tag, at, what: "int" }),
                 }
             }
@@ -222,10 +242,19 @@ impl<'a> Decoder<'a> {
         loop {
             let (units, last) = match tag {
                 0x00..=0x1f => (usize::from(tag), true),
-                0x30..=0x33 => ((usize::from(tag - 0x30) << 8) + usize::from(self.byte("string")?), true),
+                0x30..=0x33 => (
+                    (usize::from(tag - 0x30) << 8) + usize::from(self.byte("string")?),
+                    true,
+                ),
                 b'S' => (self.u16("string")?, true),
                 b'R' => (self.u16("string")?, false),
-                _ => return Err(CodecError::UnexpectedTag { tag, at, what: "string" }),
+                _ => {
+                    return Err(CodecError::UnexpectedTag {
+                        tag,
+                        at,
+                        what: "string",
+                    })
+                }
             };
             let raw = self.string_bytes(units)?;
             if last && chunks.is_none() {
@@ -253,7 +282,9 @@ impl<'a> Decoder<'a> {
         let mut i = 0;
         let mut left = units;
         while left > 0 {
-            let b = *rest.get(i).ok_or(CodecError::truncated("string", start + i, left))?;
+            let b = *rest
+                .get(i)
+                .ok_or(CodecError::truncated("string", start + i, left))?;
             let (n, u) = match b {
                 0x00..=0x7f => (1, 1),
                 0xc0..=0xdf => (2, 1),
@@ -263,7 +294,11 @@ impl<'a> Decoder<'a> {
                 _ => return Err(CodecError::BadUtf8(start + i)),
             };
             if rest.len() < i + n {
-                return Err(CodecError::truncated("string", start + rest.len(), i + n - rest.len()));
+                return Err(CodecError::truncated(
+                    "string",
+                    start + rest.len(),
+                    i + n - rest.len(),
+                ));
             }
             i += n;
             left -= u;
@@ -277,10 +312,19 @@ impl<'a> Decoder<'a> {
         loop {
             let (len, last) = match tag {
                 0x20..=0x2f => (usize::from(tag - 0x20), true),
-                0x34..=0x37 => ((usize::from(tag - 0x34) << 8) + usize::from(self.byte("binary")?), true),
+                0x34..=0x37 => (
+                    (usize::from(tag - 0x34) << 8) + usize::from(self.byte("binary")?),
+                    true,
+                ),
                 b'B' => (self.u16("binary")?, true),
                 b'A' => (self.u16("binary")?, false),
-                _ => return Err(CodecError::UnexpectedTag { tag, at, what: "binary" }),
+                _ => {
+                    return Err(CodecError::UnexpectedTag {
+                        tag,
+                        at,
+                        what: "binary",
+                    })
+                }
             };
             let raw = self.take(len, "binary")?;
             if last && chunks.is_none() {
@@ -306,9 +350,16 @@ impl<'a> Decoder<'a> {
             }
             _ => {
                 let idx = self.read_int()?;
-                usize::try_from(idx).ok().and_then(|i| self.types.get(i)).cloned().ok_or(
-                    CodecError::BadReference { what: "type", index: i64::from(idx), count: self.types.len(), at },
-                )
+                usize::try_from(idx)
+                    .ok()
+                    .and_then(|i| self.types.get(i))
+                    .cloned()
+                    .ok_or(CodecError::BadReference {
+                        what: "type",
+                        index: i64::from(idx),
+                        count: self.types.len(),
+                        at,
+                    })
             }
         }
     }
@@ -320,7 +371,11 @@ impl<'a> Decoder<'a> {
         // before anything is allocated for it.
         match usize::try_from(len) {
             Ok(n) if n <= self.buf.len() - self.pos => Ok(n),
-            _ => Err(CodecError::BadLength { what, len: i64::from(len), at }),
+            _ => Err(CodecError::BadLength {
+                what,
+                len: i64::from(len),
+                at,
+            }),
         }
     }
 
@@ -385,12 +440,15 @@ impl<'a> Decoder<'a> {
     }
 
     fn object(&mut self, idx: i64, at: usize) -> Result<Value<'a>> {
-        let def = usize::try_from(idx).ok().and_then(|i| self.classes.get(i)).ok_or(CodecError::BadReference {
-            what: "class",
-            index: idx,
-            count: self.classes.len(),
-            at,
-        })?;
+        let def = usize::try_from(idx)
+            .ok()
+            .and_then(|i| self.classes.get(i))
+            .ok_or(CodecError::BadReference {
+                what: "class",
+                index: idx,
+                count: self.classes.len(),
+                at,
+            })?;
         let class = def.name.clone();
         let names = def.fields.clone();
         self.enter()?;
@@ -420,7 +478,10 @@ fn cesu8_to_str(raw: &[u8], at: usize) -> Result<Cow<'_, str>> {
         let (cp, n) = match b {
             0x00..=0x7f => (u32::from(b), 1),
             0xc0..=0xdf => (u32::from(b & 0x1f) << 6 | cont(raw, i + 1, at)?, 2),
-            0xe0..=0xef => (u32::from(b & 0x0f) << 12 | cont(raw, i + 1, at)? << 6 | cont(raw, i + 2, at)?, 3),
+            0xe0..=0xef => (
+                u32::from(b & 0x0f) << 12 | cont(raw, i + 1, at)? << 6 | cont(raw, i + 2, at)?,
+                3,
+            ),
             0xf0..=0xf7 => (
                 u32::from(b & 0x07) << 18
                     | cont(raw, i + 1, at)? << 12

@@ -25,7 +25,12 @@ type Result<T> = std::result::Result<T, CodecError>;
 
 impl<'b> Encoder<'b> {
     pub fn new(buf: &'b mut BytesMut) -> Self {
-        Encoder { buf, types: Vec::new(), classes: Vec::new(), depth: 0 }
+        Encoder {
+            buf,
+            types: Vec::new(),
+            classes: Vec::new(),
+            depth: 0,
+        }
     }
 
     /// The buffer written so far.
@@ -45,7 +50,9 @@ impl<'b> Encoder<'b> {
         match v {
             -16..=47 => self.buf.put_u8((v + 0x90) as u8),
             -2048..=2047 => self.buf.put_slice(&[(0xc8 + (v >> 8)) as u8, v as u8]),
-            -262_144..=262_143 => self.buf.put_slice(&[(0xd4 + (v >> 16)) as u8, (v >> 8) as u8, v as u8]),
+            -262_144..=262_143 => self
+                .buf
+                .put_slice(&[(0xd4 + (v >> 16)) as u8, (v >> 8) as u8, v as u8]),
             _ => {
                 self.buf.put_u8(b'I');
                 self.buf.put_i32(v);
@@ -57,7 +64,9 @@ impl<'b> Encoder<'b> {
         match v {
             -8..=15 => self.buf.put_u8((v + 0xe0) as u8),
             -2048..=2047 => self.buf.put_slice(&[(0xf8 + (v >> 8)) as u8, v as u8]),
-            -262_144..=262_143 => self.buf.put_slice(&[(0x3c + (v >> 16)) as u8, (v >> 8) as u8, v as u8]),
+            -262_144..=262_143 => self
+                .buf
+                .put_slice(&[(0x3c + (v >> 16)) as u8, (v >> 8) as u8, v as u8]),
             _ => match i32::try_from(v) {
                 Ok(i) => {
                     self.buf.put_u8(b'Y');
@@ -162,7 +171,11 @@ impl<'b> Encoder<'b> {
                 self.buf.put_slice(c.encode_utf8(&mut b).as_bytes());
             } else {
                 for &u in c.encode_utf16(&mut units).iter() {
-                    self.buf.put_slice(&[0xe0 | (u >> 12) as u8, 0x80 | ((u >> 6) & 0x3f) as u8, 0x80 | (u & 0x3f) as u8]);
+                    self.buf.put_slice(&[
+                        0xe0 | (u >> 12) as u8,
+                        0x80 | ((u >> 6) & 0x3f) as u8,
+                        0x80 | (u & 0x3f) as u8,
+                    ]);
                 }
             }
         }
@@ -299,7 +312,10 @@ impl<'b> Encoder<'b> {
                 for (name, _) in &o.fields {
                     self.write_str(name);
                 }
-                self.classes.push((o.class.to_string(), o.fields.iter().map(|(n, _)| n.to_string()).collect()));
+                self.classes.push((
+                    o.class.to_string(),
+                    o.fields.iter().map(|(n, _)| n.to_string()).collect(),
+                ));
                 self.classes.len() - 1
             }
         };

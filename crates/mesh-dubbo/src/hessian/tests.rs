@@ -28,7 +28,10 @@ fn s(x: &str) -> Value<'_> {
 
 fn h(hex: &str) -> Vec<u8> {
     let hex: String = hex.split_whitespace().collect();
-    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 /// A short string as its tag + bytes.
@@ -42,11 +45,25 @@ fn sb(x: &str) -> Vec<u8> {
 fn java_ints_and_longs() {
     assert_eq!(enc(&Value::Int(-1_234_567)), h("49 ff ed 29 79"));
     assert_eq!(enc(&Value::Int(42)), h("ba"));
-    for (v, b) in [(0, "90"), (-16, "80"), (47, "bf"), (48, "c830"), (-2048, "c000"), (2047, "cfff")] {
+    for (v, b) in [
+        (0, "90"),
+        (-16, "80"),
+        (47, "bf"),
+        (48, "c830"),
+        (-2048, "c000"),
+        (2047, "cfff"),
+    ] {
         assert_eq!(enc(&Value::Int(v)), h(b), "{v}");
         assert_eq!(dec(&h(b)), Value::Int(v));
     }
-    for (v, b) in [(0i64, "e0"), (-8, "d8"), (15, "ef"), (2047, "ffff"), (262_143, "3fffff"), (-262_144, "380000")] {
+    for (v, b) in [
+        (0i64, "e0"),
+        (-8, "d8"),
+        (15, "ef"),
+        (2047, "ffff"),
+        (262_143, "3fffff"),
+        (-262_144, "380000"),
+    ] {
         assert_eq!(enc(&Value::Long(v)), h(b), "{v}");
         assert_eq!(dec(&h(b)), Value::Long(v));
     }
@@ -62,13 +79,18 @@ fn doubles_in_every_form() {
     assert_eq!(enc(&Value::Double(1.0)), h("5c"));
     assert_eq!(enc(&Value::Double(-128.0)), h("5d 80"));
     assert_eq!(enc(&Value::Double(32767.0)), h("5e 7fff"));
-    assert_eq!(enc(&Value::Double(std::f64::consts::PI)), h("44 400921fb54442d18"));
+    assert_eq!(
+        enc(&Value::Double(std::f64::consts::PI)),
+        h("44 400921fb54442d18")
+    );
     // -0.0 must keep its sign: only the 8-byte form can carry it.
     let neg0 = enc(&Value::Double(-0.0));
     assert_eq!(neg0, h("44 8000000000000000"));
     let Value::Double(back) = dec(&neg0) else { panic!() };
     assert!(back == 0.0 && back.is_sign_negative());
-    let Value::Double(nan) = dec(&enc(&Value::Double(f64::NAN))) else { panic!() };
+    let Value::Double(nan) = dec(&enc(&Value::Double(f64::NAN))) else {
+        panic!()
+    };
     assert!(nan.is_nan());
 }
 
@@ -118,12 +140,18 @@ fn decoded_strings_borrow_from_the_body() {
     };
     assert_eq!(x, "hello");
     let cjk = enc(&s("中文字符串"));
-    assert!(matches!(Decoder::new(&cjk).read_value().unwrap(), Value::String(Cow::Borrowed(_))));
+    assert!(matches!(
+        Decoder::new(&cjk).read_value().unwrap(),
+        Value::String(Cow::Borrowed(_))
+    ));
 }
 
 #[test]
 fn binaries_in_every_form() {
-    assert_eq!(enc(&Value::Binary(Cow::Borrowed(&[0, 1, 2, 0xfa, 0xff]))), h("25 000102faff"));
+    assert_eq!(
+        enc(&Value::Binary(Cow::Borrowed(&[0, 1, 2, 0xfa, 0xff]))),
+        h("25 000102faff")
+    );
     let b20000: Vec<u8> = (0..20_000u32).map(|i| i as u8).collect();
     // hessian-lite's chunking (A 8189, A 8189, B 3622) must decode too.
     let mut java = Vec::new();
@@ -133,14 +161,23 @@ fn binaries_in_every_form() {
         java.extend_from_slice(&b20000[range]);
     }
     assert_eq!(dec(&java), Value::Binary(Cow::Owned(b20000.clone())));
-    assert_eq!(dec(&enc(&Value::Binary(Cow::Borrowed(&b20000)))), Value::Binary(Cow::Owned(b20000.clone())));
+    assert_eq!(
+        dec(&enc(&Value::Binary(Cow::Borrowed(&b20000)))),
+        Value::Binary(Cow::Owned(b20000.clone()))
+    );
     let b100k = vec![7u8; 100_000];
-    assert_eq!(dec(&enc(&Value::Binary(Cow::Borrowed(&b100k)))), Value::Binary(Cow::Owned(b100k.clone())));
+    assert_eq!(
+        dec(&enc(&Value::Binary(Cow::Borrowed(&b100k)))),
+        Value::Binary(Cow::Owned(b100k.clone()))
+    );
 }
 
 #[test]
 fn typed_arrays_and_type_references() {
-    let arr = Value::List(List { type_name: Some("[string".into()), items: vec![s("a"), s("b")] });
+    let arr = Value::List(List {
+        type_name: Some("[string".into()),
+        items: vec![s("a"), s("b")],
+    });
     let mut want = h("72");
     want.extend(sb("[string"));
     want.extend(h("01 61 01 62"));
@@ -148,7 +185,10 @@ fn typed_arrays_and_type_references() {
     assert_eq!(dec(&want), arr);
 
     // The second use of a type is written as its index.
-    let two = Value::List(List { type_name: None, items: vec![arr.clone(), arr.clone()] });
+    let two = Value::List(List {
+        type_name: None,
+        items: vec![arr.clone(), arr.clone()],
+    });
     let e = enc(&two);
     assert_eq!(e[e.len() - 6..], h("72 90 01 61 01 62")[..]);
     assert_eq!(dec(&e), two);
@@ -162,18 +202,33 @@ fn fixed_and_variable_lists_and_maps() {
     typed_var.extend(h("91 92 5a"));
     assert_eq!(
         dec(&typed_var),
-        Value::List(List { type_name: Some("java.util.ArrayList".into()), items: vec![Value::Int(1), Value::Int(2)] })
+        Value::List(List {
+            type_name: Some("java.util.ArrayList".into()),
+            items: vec![Value::Int(1), Value::Int(2)]
+        })
     );
-    assert_eq!(dec(&h("57 91 4e 5a")), Value::List(List { type_name: None, items: vec![Value::Int(1), Value::Null] }));
+    assert_eq!(
+        dec(&h("57 91 4e 5a")),
+        Value::List(List {
+            type_name: None,
+            items: vec![Value::Int(1), Value::Null]
+        })
+    );
     // X: long untyped fixed list.
-    let ten = Value::List(List { type_name: None, items: vec![Value::Int(0); 10] });
+    let ten = Value::List(List {
+        type_name: None,
+        items: vec![Value::Int(0); 10],
+    });
     assert_eq!(enc(&ten)[..2], h("58 9a")[..]);
     assert_eq!(dec(&enc(&ten)), ten);
 
     let mut typed_map = h("4d");
     typed_map.extend(sb("java.util.TreeMap"));
     typed_map.extend(h("01 61 91 5a"));
-    let m = Value::Map(Map { type_name: Some("java.util.TreeMap".into()), entries: vec![(s("a"), Value::Int(1))] });
+    let m = Value::Map(Map {
+        type_name: Some("java.util.TreeMap".into()),
+        entries: vec![(s("a"), Value::Int(1))],
+    });
     assert_eq!(dec(&typed_map), m);
     assert_eq!(enc(&m), typed_map);
 }
@@ -199,11 +254,17 @@ fn java_runtime_exception_with_self_reference() {
         fields: vec![
             (
                 "suppressedExceptions".into(),
-                Value::List(List { type_name: Some("java.util.Collections$EmptyList".into()), items: vec![] }),
+                Value::List(List {
+                    type_name: Some("java.util.Collections$EmptyList".into()),
+                    items: vec![],
+                }),
             ),
             (
                 "stackTrace".into(),
-                Value::List(List { type_name: Some("[java.lang.StackTraceElement".into()), items: vec![] }),
+                Value::List(List {
+                    type_name: Some("[java.lang.StackTraceElement".into()),
+                    items: vec![],
+                }),
             ),
             ("cause".into(), Value::Ref(0)),
             ("detailMessage".into(), s("boom")),
@@ -223,17 +284,31 @@ fn same_map_twice_is_a_reference() {
 #[test]
 fn objects_reuse_class_definitions() {
     let user = |n: &'static str, a| {
-        Value::Object(Object { class: "com.example.User".into(), fields: vec![("name".into(), s(n)), ("age".into(), Value::Int(a))] })
+        Value::Object(Object {
+            class: "com.example.User".into(),
+            fields: vec![("name".into(), s(n)), ("age".into(), Value::Int(a))],
+        })
     };
-    let list = Value::List(List { type_name: None, items: vec![user("ann", 30), user("bob", 40)] });
+    let list = Value::List(List {
+        type_name: None,
+        items: vec![user("ann", 30), user("bob", 40)],
+    });
     let e = enc(&list);
     assert_eq!(e.iter().filter(|&&b| b == b'C').count(), 1);
     assert_eq!(dec(&e), list);
     // 17 distinct classes: the 17th instance needs the long `O` form.
     let many: Vec<Value<'_>> = (0..17)
-        .map(|i| Value::Object(Object { class: format!("C{i}").into(), fields: vec![("x".into(), Value::Int(i))] }))
+        .map(|i| {
+            Value::Object(Object {
+                class: format!("C{i}").into(),
+                fields: vec![("x".into(), Value::Int(i))],
+            })
+        })
         .collect();
-    let l = Value::List(List { type_name: None, items: many });
+    let l = Value::List(List {
+        type_name: None,
+        items: many,
+    });
     assert_eq!(dec(&enc(&l)), l);
 }
 
@@ -243,23 +318,48 @@ fn malformed_input_is_a_typed_error() {
     assert!(matches!(err(&[]), CodecError::Truncated { .. }));
     assert!(matches!(err(&h("05 6162")), CodecError::Truncated { .. }));
     assert!(matches!(err(&h("49 00 00")), CodecError::Truncated { .. }));
-    assert!(matches!(err(&h("40")), CodecError::UnexpectedTag { tag: 0x40, .. }));
+    assert!(matches!(
+        err(&h("40")),
+        CodecError::UnexpectedTag { tag: 0x40, .. }
+    ));
     assert!(matches!(err(&h("5a")), CodecError::UnexpectedTag { .. }));
     // Reference to a value that does not exist.
-    assert!(matches!(err(&h("51 90")), CodecError::BadReference { what: "value", .. }));
+    assert!(matches!(
+        err(&h("51 90")),
+        CodecError::BadReference { what: "value", .. }
+    ));
     // Inside a list (ref #0), a reference to #1.
-    assert!(matches!(err(&h("79 51 91")), CodecError::BadReference { index: 1, count: 1, .. }));
+    assert!(matches!(
+        err(&h("79 51 91")),
+        CodecError::BadReference {
+            index: 1,
+            count: 1,
+            ..
+        }
+    ));
     // Instance of an undefined class; type index with an empty type table.
-    assert!(matches!(err(&h("60")), CodecError::BadReference { what: "class", .. }));
-    assert!(matches!(err(&h("70 90")), CodecError::BadReference { what: "type", .. }));
+    assert!(matches!(
+        err(&h("60")),
+        CodecError::BadReference { what: "class", .. }
+    ));
+    assert!(matches!(
+        err(&h("70 90")),
+        CodecError::BadReference { what: "type", .. }
+    ));
     // A list claiming more elements than there are bytes is refused before allocating.
-    assert!(matches!(err(&h("58 49 7fffffff 90")), CodecError::BadLength { .. }));
+    assert!(matches!(
+        err(&h("58 49 7fffffff 90")),
+        CodecError::BadLength { .. }
+    ));
     assert!(matches!(err(&h("58 49 80000000")), CodecError::BadLength { .. }));
     // Bad UTF-8 continuation byte.
     assert!(matches!(err(&h("01 c3 41")), CodecError::BadUtf8(_)));
     assert!(matches!(err(&h("01 ff")), CodecError::BadUtf8(_)));
     // A string chunk followed by a non-string tag.
-    assert!(matches!(err(&h("52 0001 61 90")), CodecError::UnexpectedTag { what: "string", .. }));
+    assert!(matches!(
+        err(&h("52 0001 61 90")),
+        CodecError::UnexpectedTag { what: "string", .. }
+    ));
     // Unterminated map.
     assert!(matches!(err(&h("48 01 61")), CodecError::Truncated { .. }));
 }
@@ -272,13 +372,25 @@ fn nesting_is_limited() {
         b
     };
     assert!(Decoder::new(&deep(64)).read_value().is_ok());
-    assert_eq!(Decoder::new(&deep(65)).read_value().unwrap_err(), CodecError::TooDeep(64));
-    assert_eq!(Decoder::with_max_depth(&deep(10), 5).read_value().unwrap_err(), CodecError::TooDeep(5));
+    assert_eq!(
+        Decoder::new(&deep(65)).read_value().unwrap_err(),
+        CodecError::TooDeep(64)
+    );
+    assert_eq!(
+        Decoder::with_max_depth(&deep(10), 5).read_value().unwrap_err(),
+        CodecError::TooDeep(5)
+    );
     // Deep maps too, and the encoder refuses what the decoder would refuse.
     let mut v = Value::Null;
     for _ in 0..65 {
-        v = Value::Map(Map { type_name: None, entries: vec![(Value::Int(1), v)] });
+        v = Value::Map(Map {
+            type_name: None,
+            entries: vec![(Value::Int(1), v)],
+        });
     }
     let mut buf = BytesMut::new();
-    assert_eq!(Encoder::new(&mut buf).write_value(&v).unwrap_err(), CodecError::TooDeep(64));
+    assert_eq!(
+        Encoder::new(&mut buf).write_value(&v).unwrap_err(),
+        CodecError::TooDeep(64)
+    );
 }

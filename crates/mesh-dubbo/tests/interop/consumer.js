@@ -31,9 +31,15 @@ const CALL_TIMEOUT_SECS = Number(process.env.INTEROP_CALL_TIMEOUT_SECS) || 5;
 const envVersion = process.env.INTEROP_SERVICE_VERSION;
 const SERVICE_VERSION = envVersion === undefined ? '0.0.0' : envVersion === 'null' ? null : envVersion;
 
+// Exit only once stdout has been flushed: on a pipe, process.exit() right after a large write
+// drops whatever is still queued (seen: output cut at 64 KiB).
+function exitFlushed(code) {
+  process.stdout.write('', () => process.exit(code));
+}
+
 function die(code, ...msg) {
   process.stderr.write(`consumer.js: ${util.format(...msg)}\n`);
-  process.exit(code);
+  exitFlushed(code);
 }
 
 // Hard deadline: no matter what the library does (it reconnects for ~60 s), stop.
@@ -45,7 +51,8 @@ process.on('SIGINT', () => die(1, 'terminated by SIGINT'));
 
 const portArg = process.argv[2];
 if (portArg === undefined || !/^\d+$/.test(portArg) || Number(portArg) < 1 || Number(portArg) > 65535) {
-  die(2, `invalid or missing port: ${portArg}\nusage: node consumer.js <port> [string ...]`);
+  process.stderr.write(`consumer.js: invalid or missing port: ${portArg}\nusage: node consumer.js <port> [string ...]\n`);
+  process.exit(2); // nothing on stdout yet: exiting at once loses nothing
 }
 
 const DEFAULT_ARGS = [
@@ -88,12 +95,12 @@ async function main() {
     process.stdout.write(JSON.stringify({ arg, error: String(err.message) }) + '\n');
     if (!answered) {
       // Connection-level trouble: the remaining calls would only wait for their timeouts too.
-      die(1, `no answer for ${JSON.stringify(arg).slice(0, 80)}: ${err.message}; ${args.length - done - 1} call(s) not attempted`);
+      return die(1, `no answer for ${JSON.stringify(arg).slice(0, 80)}: ${err.message}; ${args.length - done - 1} call(s) not attempted`);
     }
     done++;
   }
   // DirectlyDubbo has no close(); its socket and heartbeat timer would keep us alive.
-  process.exit(0);
+  exitFlushed(0);
 }
 
 main().catch(err => die(1, 'failed:', err && err.stack || err));

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what building, testing and the demo need, on a fresh Debian 12 machine with a Rust toolchain.
+# Idempotent: anything already present is left alone.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+# Debian packages: Node.js + npm run the third-party Dubbo peers used by the interop tests.
+pkgs=()
+command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
+command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+if [ "${#pkgs[@]}" -gt 0 ]; then
+  echo "setup: installing ${pkgs[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+
+# Rust components used by scripts/test.sh.
+if command -v rustup >/dev/null 2>&1; then
+  for c in rustfmt clippy; do
+    rustup component list --installed 2>/dev/null | grep -q "^$c" || rustup component add "$c"
+  done
+fi
+
+# npm peers, pinned by package-lock.json (sofa-rpc-node + dubbo-remoting provider, dubbo2.js consumer).
+interop=crates/mesh-dubbo/tests/interop
+if ! (cd "$interop" && npm ls --depth=0 >/dev/null 2>&1); then
+  echo "setup: npm ci in $interop"
+  (cd "$interop" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+echo "setup: ok"
