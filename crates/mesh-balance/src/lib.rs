@@ -1,0 +1,1 @@
+//! Pure load balancing over snapshot providers: clock and RNG passed in

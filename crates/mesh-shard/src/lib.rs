@@ -1,0 +1,1 @@
+//! glommio thread-per-core runtime: listeners, upstream pools, request-id maps

@@ -1,0 +1,13 @@
+//! Not shipped: test and benchmark kit for Dubbo Mesh Agent.
+//!
+//! * [`sim`]: a Dubbo provider simulator (`hash(String)`, latency, thread cap with Dubbo's status 100,
+//!   capacity knee), hessian2 and fastjson; binary `provider-sim`.
+//! * [`loadgen`]: the 2018 challenge's consumer as a load generator (random strings, checks every answer,
+//!   HdrHistogram latencies, JSON summary); binary `loadgen`.
+//! * [`process`]: child processes that die with the test, free loopback ports, readiness lines.
+//! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
+
+pub mod etcd;
+pub mod loadgen;
+pub mod process;
+pub mod sim;
