@@ -1,0 +1,410 @@
+//! The consumer agent's shard: HTTP/1.1 in (keep-alive, pipelining answered in order), Dubbo out to a
+//! provider agent chosen from the shard's current registry snapshot.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use futures_lite::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+use mesh_balance::Load;
+use mesh_dubbo::{Body, Header, RequestHead, Response, RpcResult, Serialization, Status, Value};
+use mesh_http::{HttpRequest, Invocation, Parse};
+use mesh_registry::Snapshot;
+
+use crate::io::{read_into, split};
+use crate::runtime::ShardControl;
+use crate::upstream::{PendingCall, Pool, UpstreamConfig};
+
+/// Settings of one consumer shard.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub listen: SocketAddr,
+    pub http: mesh_http::Limits,
+    pub upstream: UpstreamConfig,
+    pub max_connections: usize,
+    pub read_buffer: usize,
+    /// Attempts on other providers when a call provably never reached one (connect failures).
+    pub max_retries: usize,
+}
+
+/// The shard's view of the registry and its connection pools to provider agents.
+pub struct Upstreams {
+    snapshot: RefCell<Arc<Snapshot>>,
+    rx: crossbeam_channel::Receiver<Arc<Snapshot>>,
+    pools: RefCell<HashMap<SocketAddr, Rc<Pool>>>,
+    cfg: UpstreamConfig,
+    rr: Cell<usize>,
+    loads: RefCell<Vec<Load>>,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Upstreams(snapshot v{})", self.snapshot.borrow().version)
+    }
+}
+
+/// The outcome of choosing a provider.
+enum Pick {
+    NoService,
+    AllBusy,
+    Pool(Rc<Pool>),
+}
+
+impl Upstreams {
+    pub fn new(rx: crossbeam_channel::Receiver<Arc<Snapshot>>, cfg: UpstreamConfig) -> Self {
+        Upstreams {
+            snapshot: RefCell::new(Arc::new(Snapshot::default())),
+            rx,
+            pools: RefCell::new(HashMap::new()),
+            cfg,
+            rr: Cell::new(0),
+            loads: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Takes the newest snapshot the registry thread has published, if any (between requests).
+    pub fn refresh(&self) {
+        let mut newest = None;
+        while let Ok(s) = self.rx.try_recv() {
+            newest = Some(s);
+        }
+        if let Some(s) = newest {
+            *self.snapshot.borrow_mut() = s;
+        }
+    }
+
+    pub fn snapshot_version(&self) -> u64 {
+        self.snapshot.borrow().version
+    }
+
+    fn pool(&self, addr: SocketAddr) -> Rc<Pool> {
+        self.pools.borrow_mut().entry(addr).or_insert_with(|| Rc::new(Pool::new(addr, self.cfg))).clone()
+    }
+
+    /// Weighted least-active over the service's providers, skipping `exclude` and pools backing off.
+    fn pick(&self, service: &str, exclude: &[SocketAddr]) -> Pick {
+        let snap = self.snapshot.borrow().clone();
+        let eps = snap.endpoints(service);
+        if eps.is_empty() {
+            return Pick::NoService;
+        }
+        let mut loads = self.loads.borrow_mut();
+        loads.clear();
+        for ep in eps {
+            let pool = self.pools.borrow().get(&ep.addr).cloned();
+            let inflight = pool.as_ref().map_or(0, |p| p.inflight() as u32);
+            let usable = !exclude.contains(&ep.addr) && !pool.as_ref().is_some_and(|p| p.backing_off());
+            loads.push(Load {
+                weight: if usable { ep.weight } else { 0 },
+                inflight,
+                max_concurrency: ep.max_concurrency,
+            });
+        }
+        let start = self.rr.get();
+        self.rr.set(start.wrapping_add(1));
+        match mesh_balance::least_loaded(&loads, start) {
+            Some(i) => Pick::Pool(self.pool(eps[i].addr)),
+            None => Pick::AllBusy,
+        }
+    }
+}
+
+/// Runs one consumer shard until `control` says stop.
+pub async fn run(settings: ConsumerSettings, upstreams: Upstreams, control: ShardControl) -> std::io::Result<()> {
+    let listener = TcpListener::bind(settings.listen)?;
+    let ctx = Rc::new(Ctx { settings, upstreams, connections: Cell::new(0) });
+    let accept = {
+        let ctx = ctx.clone();
+        let control = control.clone();
+        glommio::spawn_local(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                };
+                if ctx.connections.get() >= ctx.settings.max_connections {
+                    // Over the per-shard limit: refuse politely and close.
+                    let mut out = BytesMut::new();
+                    mesh_http::write_status(&mut out, 503, "connection limit reached", false);
+                    let mut s = stream;
+                    let _ = s.write_all(&out).await;
+                    continue;
+                }
+                let ctx = ctx.clone();
+                let control = control.clone();
+                glommio::spawn_local(async move {
+                    ctx.connections.set(ctx.connections.get() + 1);
+                    serve_connection(stream, &ctx, &control).await;
+                    ctx.connections.set(ctx.connections.get() - 1);
+                })
+                .detach();
+            }
+        })
+    };
+    control.stopped().await;
+    drop(accept); // stop accepting; the listener closes
+    control.drained(|| ctx.connections.get() == 0).await;
+    Ok(())
+}
+
+struct Ctx {
+    settings: ConsumerSettings,
+    upstreams: Upstreams,
+    connections: Cell<usize>,
+}
+
+/// An HTTP answer being prepared: either known already, or waiting for a provider. The invocation
+/// borrows from the connection's read buffer, which is not advanced until every job of the batch is done.
+enum Job<'a> {
+    Done { status: u16, body: Cow<'static, str>, keep_alive: bool },
+    Waiting { call: PendingCall, addr: SocketAddr, inv: Invocation<'a>, tried: Vec<SocketAddr>, keep_alive: bool },
+}
+
+async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) {
+    let _ = stream.set_nodelay(true);
+    let (mut r, mut w) = split(stream);
+    let mut scratch = vec![0u8; ctx.settings.read_buffer];
+    let mut buf = BytesMut::with_capacity(ctx.settings.read_buffer);
+    let mut out = BytesMut::with_capacity(4096);
+    let limits = &ctx.settings.http;
+    loop {
+        // Start every complete request in the buffer (pipelining), then answer them in order.
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        let mut offset = 0;
+        let mut close_after = false;
+        let mut send_continue = false;
+        loop {
+            match mesh_http::parse_request(&buf[offset..], limits) {
+                Ok(Parse::Complete(req)) => {
+                    offset += req.consumed;
+                    let keep_alive = req.keep_alive && !control.is_stopping();
+                    jobs.push(start(ctx, &req, keep_alive).await);
+                    if !keep_alive {
+                        close_after = true;
+                        break;
+                    }
+                }
+                Ok(Parse::Partial { send_continue: c }) => {
+                    send_continue = c;
+                    break;
+                }
+                Err(e) => {
+                    jobs.push(Job::Done { status: e.status(), body: Cow::Owned(e.to_string()), keep_alive: false });
+                    close_after = true;
+                    break;
+                }
+            }
+        }
+        for job in jobs {
+            finish(ctx, job, &mut out).await;
+        }
+        buf.advance(offset);
+        if send_continue && !close_after {
+            out.extend_from_slice(mesh_http::CONTINUE);
+        }
+        if !out.is_empty() {
+            if w.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if close_after {
+            let _ = w.close().await;
+            return;
+        }
+        match read_into(&mut r, &mut scratch, &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn done(status: u16, body: impl Into<Cow<'static, str>>, keep_alive: bool) -> Job<'static> {
+    Job::Done { status, body: body.into(), keep_alive }
+}
+
+/// Turns a request into a Dubbo call sent to a provider agent (or an immediate answer).
+async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a> {
+    if req.method != "POST" {
+        return done(405, "only POST is served", keep_alive);
+    }
+    let inv = match &req.body {
+        Cow::Borrowed(body) => mesh_http::parse_form(body, &ctx.settings.http),
+        // A de-chunked body is owned by `req`: detach the invocation from it.
+        Cow::Owned(body) => mesh_http::parse_form(body, &ctx.settings.http).map(owned_invocation),
+    };
+    match inv {
+        Ok(inv) => dispatch(ctx, inv, Vec::new(), keep_alive).await,
+        Err(e) => done(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
+    }
+}
+
+fn owned_invocation(inv: Invocation<'_>) -> Invocation<'static> {
+    let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+    Invocation {
+        interface: own(inv.interface),
+        method: own(inv.method),
+        param_types: own(inv.param_types),
+        args: inv.args.into_iter().map(own).collect(),
+        version: inv.version.map(own),
+        group: inv.group.map(own),
+    }
+}
+
+/// Picks a provider (not one already tried) and sends the call; connect failures move on to the next.
+async fn dispatch<'a>(ctx: &Ctx, inv: Invocation<'a>, mut tried: Vec<SocketAddr>, keep_alive: bool) -> Job<'a> {
+    ctx.upstreams.refresh();
+    loop {
+        let pool = match ctx.upstreams.pick(&inv.interface, &tried) {
+            Pick::Pool(p) => p,
+            Pick::NoService if tried.is_empty() => {
+                return done(404, format!("no provider registered for service {}", inv.interface), keep_alive)
+            }
+            Pick::NoService | Pick::AllBusy => {
+                let why = if tried.is_empty() { "all providers are at capacity" } else { "no reachable provider" };
+                return done(503, format!("{why} for service {}", inv.interface), keep_alive);
+            }
+        };
+        let res = match pool.get().await {
+            Ok(conn) => conn.send(|buf, id| encode_call(ctx, buf, id, &inv)),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(call) => return Job::Waiting { call, addr: pool.addr(), inv, tried, keep_alive },
+            Err(e) if e.retry_safe() && tried.len() < ctx.settings.max_retries => tried.push(pool.addr()),
+            Err(e) => return done(e.http_status(), e.to_string(), keep_alive),
+        }
+    }
+}
+
+fn encode_call(ctx: &Ctx, buf: &mut BytesMut, id: u64, inv: &Invocation<'_>) -> Result<(), mesh_dubbo::CodecError> {
+    let head = RequestHead {
+        dubbo_version: mesh_dubbo::message::DUBBO_VERSION,
+        service: &inv.interface,
+        version: Some(inv.version.as_deref().unwrap_or("0.0.0")),
+        method: &inv.method,
+        param_types: &inv.param_types,
+    };
+    // Arguments are strings; a small stack array covers the usual one-argument call without allocating.
+    let path = Value::str(&inv.interface);
+    let mut small: [Value<'_>; 4] = [Value::Null, Value::Null, Value::Null, Value::Null];
+    let heap: Vec<Value<'_>>;
+    let args: &[Value<'_>] = if inv.args.len() <= small.len() {
+        for (slot, a) in small.iter_mut().zip(&inv.args) {
+            *slot = Value::str(a);
+        }
+        &small[..inv.args.len()]
+    } else {
+        heap = inv.args.iter().map(|a| Value::str(a)).collect();
+        &heap
+    };
+    let group = inv.group.as_deref().map(Value::str);
+    let mut atts: [(&str, &Value<'_>); 3] = [("path", &path), ("interface", &path), ("group", &path)];
+    let n = match &group {
+        Some(g) => {
+            atts[2] = ("group", g);
+            3
+        }
+        None => 2,
+    };
+    let header = Header::request(id, Serialization::Hessian2, true);
+    ctx.settings.upstream.codec.encode_request(buf, header, &head, args, atts[..n].iter().copied())
+}
+
+/// Waits for a job's answer and writes its HTTP response. An answer saying the call never ran on that
+/// provider (status 60: unreachable local provider, draining agent) is retried on another one.
+async fn finish(ctx: &Ctx, mut job: Job<'_>, out: &mut BytesMut) {
+    let (status, body, keep_alive) = loop {
+        match job {
+            Job::Done { status, body, keep_alive } => break (status, body, keep_alive),
+            Job::Waiting { call, addr, inv, mut tried, keep_alive } => {
+                let (status, body) = match call.wait(ctx.settings.upstream.request_timeout).await {
+                    Ok(frame) if frame.header.status == Status::SERVICE_NOT_FOUND && tried.len() < ctx.settings.max_retries => {
+                        tried.push(addr);
+                        job = dispatch(ctx, inv, tried, keep_alive).await;
+                        continue;
+                    }
+                    Ok(frame) => render(ctx, &frame),
+                    Err(e) => (e.http_status(), Cow::Owned(e.to_string())),
+                };
+                break (status, body, keep_alive);
+            }
+        }
+    };
+    if status == 200 {
+        mesh_http::write_response(out, 200, "text/plain; charset=utf-8", body.as_bytes(), keep_alive);
+    } else {
+        mesh_http::write_status(out, status, &body, keep_alive);
+    }
+}
+
+/// The provider's answer as an HTTP status and body: a value as text, an error with its Dubbo status.
+fn render(ctx: &Ctx, frame: &mesh_dubbo::Frame) -> (u16, Cow<'static, str>) {
+    let body = match ctx.settings.upstream.codec.decode_body(&frame.header, &frame.body) {
+        Ok(b) => b,
+        Err(e) => return (502, Cow::Owned(format!("undecodable answer from provider: {e}"))),
+    };
+    match body {
+        Body::Response(Response::Ok { result: RpcResult::Value(v), .. }) => (200, Cow::Owned(value_text(&v))),
+        Body::Response(Response::Ok { result: RpcResult::Null, .. }) => (200, Cow::Borrowed("null")),
+        Body::Response(Response::Ok { result: RpcResult::Exception(e), .. }) => {
+            (500, Cow::Owned(format!("service threw {}", exception_text(&e))))
+        }
+        Body::Response(Response::Error { status, message }) => {
+            let code = match status {
+                Status::SERVER_THREADPOOL_EXHAUSTED | Status::SERVICE_NOT_FOUND => 503,
+                Status::SERVER_TIMEOUT | Status::CLIENT_TIMEOUT => 504,
+                _ => 502,
+            };
+            (code, Cow::Owned(format!("provider answered dubbo status {} {}: {message}", status.0, status.name())))
+        }
+        other => (502, Cow::Owned(format!("unexpected answer from provider: {other:?}"))),
+    }
+}
+
+/// A result value as the HTTP body: numbers in decimal, strings as they are, structures as JSON.
+pub fn value_text(v: &Value<'_>) -> String {
+    match v {
+        Value::Int(i) => i.to_string(),
+        Value::Long(l) | Value::Date(l) => l.to_string(),
+        Value::String(s) => s.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "null".to_owned(),
+        Value::Double(d) => java_double(*d),
+        other => {
+            let mut buf = BytesMut::new();
+            match mesh_dubbo::fastjson::write_value(&mut buf, other) {
+                Ok(()) => String::from_utf8_lossy(buf.strip_suffix(b"\n").unwrap_or(&buf)).into_owned(),
+                Err(_) => format!("{other:?}"),
+            }
+        }
+    }
+}
+
+/// Formats like Java's `Double.toString` for the common cases (`1.0`, `0.5`, `NaN`, `Infinity`).
+fn java_double(d: f64) -> String {
+    if d.is_nan() {
+        "NaN".into()
+    } else if d.is_infinite() {
+        if d > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+    } else if d.fract() == 0.0 && d.abs() < 1e7 {
+        format!("{d:.1}")
+    } else {
+        format!("{d}")
+    }
+}
+
+fn exception_text(e: &Value<'_>) -> String {
+    match e {
+        Value::Object(o) => {
+            let msg = o.fields.iter().find(|(k, _)| k == "detailMessage").and_then(|(_, v)| v.as_str()).unwrap_or("");
+            format!("{}: {msg}", o.class)
+        }
+        other => value_text(other),
+    }
+}

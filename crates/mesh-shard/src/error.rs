@@ -1,0 +1,58 @@
+//! Data-path errors: where each came from, and whether the call may be retried elsewhere.
+
+use std::net::SocketAddr;
+
+use mesh_dubbo::CodecError;
+
+/// Which side of the agent an error is attributable to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The caller sent something we cannot serve.
+    Downstream,
+    /// The provider (agent) or the network to it.
+    Upstream,
+    /// Our own limits or state.
+    Internal,
+}
+
+/// Why a call through an upstream connection did not produce an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("connect to {addr} failed: {source}")]
+    Connect { addr: SocketAddr, source: std::io::Error },
+    #[error("connection to {0} is backing off after failures")]
+    BackingOff(SocketAddr),
+    #[error("connection to {0} closed before the answer arrived")]
+    Closed(SocketAddr),
+    #[error("no answer from {addr} within {ms} ms")]
+    Timeout { addr: SocketAddr, ms: u64 },
+    #[error("undecodable answer from {addr}: {source}")]
+    BadAnswer { addr: SocketAddr, source: CodecError },
+    #[error("request cannot be encoded: {0}")]
+    Encode(CodecError),
+}
+
+impl CallError {
+    pub fn origin(&self) -> Origin {
+        match self {
+            CallError::Encode(_) => Origin::Downstream,
+            _ => Origin::Upstream,
+        }
+    }
+
+    /// True when the call provably never reached the provider, so sending it elsewhere cannot run it twice.
+    pub fn retry_safe(&self) -> bool {
+        matches!(self, CallError::Connect { .. } | CallError::BackingOff(_))
+    }
+
+    /// The HTTP status a consumer agent answers with.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            CallError::Connect { .. } | CallError::BackingOff(_) => 503,
+            CallError::Timeout { .. } => 504,
+            CallError::Closed(_) | CallError::BadAnswer { .. } => 502,
+            CallError::Encode(CodecError::BodyTooLarge { .. }) => 413,
+            CallError::Encode(_) => 400,
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! Multiplexed Dubbo client connections and a per-endpoint pool, owned by one shard.
+//!
+//! Each connection has its own request-id counter and request-id map (id -> waiting call), a reader task
+//! that matches answers by id, and a writer task that batches queued frames. When the connection dies,
+//! every call in flight on it fails at once (no waiting for a timeout) and the pool re-dials with back-off.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use glommio::net::TcpStream;
+use mesh_dubbo::{Body, Codec, CodecError, Decoded, Event, Frame};
+
+use crate::error::CallError;
+use crate::io::{read_into, split, OutQueue, ReadHalf};
+use crate::sync::{oneshot, Event as Signal, Receiver, Sender};
+
+/// Settings of the connections to one kind of upstream.
+#[derive(Debug, Clone, Copy)]
+pub struct UpstreamConfig {
+    /// Connections per endpoint (per shard).
+    pub connections: usize,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+    pub codec: Codec,
+    pub read_buffer: usize,
+    /// First back-off after a failed dial; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        UpstreamConfig {
+            connections: 2,
+            connect_timeout: Duration::from_millis(1000),
+            request_timeout: Duration::from_millis(5000),
+            codec: Codec::default(),
+            read_buffer: 64 * 1024,
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(2000),
+        }
+    }
+}
+
+type Waiter = Sender<Result<Frame, CallError>>;
+
+struct ConnInner {
+    addr: SocketAddr,
+    out: OutQueue,
+    pending: RefCell<HashMap<u64, Waiter>>,
+    next_id: Cell<u64>,
+    alive: Cell<bool>,
+}
+
+/// One multiplexed connection.
+#[derive(Clone)]
+pub struct UpstreamConn(Rc<ConnInner>);
+
+impl std::fmt::Debug for UpstreamConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "UpstreamConn({}, inflight {}, alive {})", self.0.addr, self.inflight(), self.0.alive.get())
+    }
+}
+
+/// A call sent and not answered yet.
+#[derive(Debug)]
+pub struct PendingCall {
+    conn: UpstreamConn,
+    id: u64,
+    rx: Receiver<Result<Frame, CallError>>,
+}
+
+impl UpstreamConn {
+    /// Dials `addr` and starts the reader and writer tasks on the current shard.
+    pub async fn connect(addr: SocketAddr, cfg: &UpstreamConfig) -> Result<UpstreamConn, CallError> {
+        let stream = TcpStream::connect_timeout(addr, cfg.connect_timeout).await.map_err(|e| CallError::Connect {
+            addr,
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        let _ = stream.set_nodelay(true);
+        let (r, w) = split(stream);
+        let conn = UpstreamConn(Rc::new(ConnInner {
+            addr,
+            out: OutQueue::new(),
+            pending: RefCell::new(HashMap::new()),
+            next_id: Cell::new(1),
+            alive: Cell::new(true),
+        }));
+        let out = conn.0.out.clone();
+        glommio::spawn_local(async move {
+            let _ = out.run_writer(w).await;
+        })
+        .detach();
+        let reader = conn.clone();
+        let (codec, read_buffer) = (cfg.codec, cfg.read_buffer);
+        glommio::spawn_local(async move { reader.read_loop(r, codec, read_buffer).await }).detach();
+        Ok(conn)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.0.addr
+    }
+
+    pub fn is_alive(&self) -> bool {
+        self.0.alive.get()
+    }
+
+    /// Calls sent on this connection and not answered yet.
+    pub fn inflight(&self) -> usize {
+        self.0.pending.borrow().len()
+    }
+
+    /// Queues one request: `encode` writes a whole frame for the given request id into the write buffer.
+    /// The frame goes out with whatever else is queued when the writer next runs.
+    pub fn send(
+        &self,
+        encode: impl FnOnce(&mut BytesMut, u64) -> Result<(), CodecError>,
+    ) -> Result<PendingCall, CallError> {
+        if !self.is_alive() {
+            return Err(CallError::Closed(self.0.addr));
+        }
+        let id = self.0.next_id.get();
+        self.0.next_id.set(id.wrapping_add(1));
+        match self.0.out.push(|buf| encode(buf, id)) {
+            None => return Err(CallError::Closed(self.0.addr)),
+            Some(Err(e)) => return Err(CallError::Encode(e)),
+            Some(Ok(())) => {}
+        }
+        let (tx, rx) = oneshot();
+        self.0.pending.borrow_mut().insert(id, tx);
+        Ok(PendingCall { conn: self.clone(), id, rx })
+    }
+
+    /// Queues a frame that expects no answer (heartbeat replies, one-way calls).
+    pub fn send_oneway(&self, f: impl FnOnce(&mut BytesMut)) {
+        self.0.out.push(f);
+    }
+
+    async fn read_loop(self, mut r: ReadHalf, codec: Codec, read_buffer: usize) {
+        let mut scratch = vec![0u8; read_buffer];
+        let mut buf = BytesMut::with_capacity(read_buffer);
+        let reason = loop {
+            match read_into(&mut r, &mut scratch, &mut buf).await {
+                Ok(0) => break None,
+                Ok(_) => {}
+                Err(e) => break Some(e.to_string()),
+            }
+            loop {
+                match codec.decode_frame(&mut buf) {
+                    Ok(Decoded::Frame(f)) => self.dispatch(f, &codec),
+                    Ok(Decoded::NeedMore(_)) => break,
+                    Err(e) => {
+                        // A framing error leaves no way to find the next frame: close.
+                        self.fail_all(|addr| CallError::BadAnswer { addr, source: e.clone() });
+                        self.0.alive.set(false);
+                        self.0.out.close();
+                        return;
+                    }
+                }
+            }
+        };
+        let _ = reason;
+        self.0.alive.set(false);
+        self.0.out.close();
+        self.fail_all(CallError::Closed);
+    }
+
+    fn dispatch(&self, f: Frame, codec: &Codec) {
+        let h = f.header;
+        if h.is_request() {
+            // The server pinging us: answer heartbeats; other events need no reply.
+            if h.is_event() && h.is_two_way() {
+                if let Ok(ser) = h.serialization() {
+                    self.send_oneway(|buf| codec.encode_heartbeat(buf, h.id, ser, false));
+                }
+            }
+            return;
+        }
+        if h.is_event() {
+            // Heartbeat answers and read-only notices are handled by the pool's health view, not by calls.
+            if let Ok(Body::Event(Event::ReadOnly)) = codec.decode_body(&h, &f.body) {
+                self.0.alive.set(false);
+            }
+            return;
+        }
+        let waiter = self.0.pending.borrow_mut().remove(&h.id);
+        if let Some(w) = waiter {
+            w.send(Ok(f));
+        }
+    }
+
+    fn fail_all(&self, err: impl Fn(SocketAddr) -> CallError) {
+        let drained: Vec<Waiter> = self.0.pending.borrow_mut().drain().map(|(_, w)| w).collect();
+        for w in drained {
+            w.send(Err(err(self.0.addr)));
+        }
+    }
+}
+
+impl PendingCall {
+    /// Waits for the answer frame, at most `timeout`. On timeout the id is forgotten, so a late answer is
+    /// dropped instead of leaking an entry in the request-id map.
+    pub async fn wait(self, timeout: Duration) -> Result<Frame, CallError> {
+        let PendingCall { conn, id, rx } = self;
+        let addr = conn.addr();
+        let res = glommio::timer::timeout(timeout, async move { Ok(rx.await) }).await;
+        match res {
+            Ok(Some(r)) => r,
+            Ok(None) => Err(CallError::Closed(addr)),
+            Err(_) => {
+                conn.0.pending.borrow_mut().remove(&id);
+                Err(CallError::Timeout { addr, ms: timeout.as_millis() as u64 })
+            }
+        }
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+}
+
+enum Slot {
+    Empty,
+    Dialing(Signal),
+    Ready(UpstreamConn),
+}
+
+/// The connections of one shard to one endpoint.
+pub struct Pool {
+    addr: SocketAddr,
+    cfg: UpstreamConfig,
+    slots: RefCell<Vec<Slot>>,
+    backoff: Cell<Duration>,
+    retry_at: Cell<Option<Instant>>,
+    next: Cell<usize>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({}, inflight {})", self.addr, self.inflight())
+    }
+}
+
+impl Pool {
+    pub fn new(addr: SocketAddr, cfg: UpstreamConfig) -> Self {
+        let slots = (0..cfg.connections.max(1)).map(|_| Slot::Empty).collect();
+        Pool {
+            addr,
+            cfg,
+            slots: RefCell::new(slots),
+            backoff: Cell::new(cfg.min_backoff),
+            retry_at: Cell::new(None),
+            next: Cell::new(0),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn config(&self) -> &UpstreamConfig {
+        &self.cfg
+    }
+
+    /// Calls in flight over all connections of this pool.
+    pub fn inflight(&self) -> usize {
+        self.slots
+            .borrow()
+            .iter()
+            .map(|s| match s {
+                Slot::Ready(c) => c.inflight(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// True when the last dial failed and the back-off has not expired.
+    pub fn backing_off(&self) -> bool {
+        self.retry_at.get().is_some_and(|t| Instant::now() < t) && self.live_count() == 0
+    }
+
+    fn live_count(&self) -> usize {
+        self.slots.borrow().iter().filter(|s| matches!(s, Slot::Ready(c) if c.is_alive())).count()
+    }
+
+    /// A live connection, dialling one when the pool has fewer than configured. Concurrent callers share a
+    /// dial in progress instead of opening extra connections.
+    pub async fn get(self: &Rc<Self>) -> Result<UpstreamConn, CallError> {
+        for _ in 0..3 {
+            // Forget dead connections.
+            for s in self.slots.borrow_mut().iter_mut() {
+                if matches!(s, Slot::Ready(c) if !c.is_alive()) {
+                    *s = Slot::Empty;
+                }
+            }
+            let (best, empty, dialing) = {
+                let slots = self.slots.borrow();
+                let start = self.next.get();
+                self.next.set(start.wrapping_add(1));
+                let mut best: Option<UpstreamConn> = None;
+                let mut empty = None;
+                let mut dialing = None;
+                for k in 0..slots.len() {
+                    let i = (start + k) % slots.len();
+                    match &slots[i] {
+                        Slot::Ready(c) => {
+                            if best.as_ref().is_none_or(|b| c.inflight() < b.inflight()) {
+                                best = Some(c.clone());
+                            }
+                        }
+                        Slot::Empty => empty = empty.or(Some(i)),
+                        Slot::Dialing(sig) => dialing = dialing.or(Some(sig.clone())),
+                    }
+                }
+                (best, empty, dialing)
+            };
+            let may_dial = self.retry_at.get().is_none_or(|t| Instant::now() >= t);
+            match (best, empty) {
+                // Grow the pool in the background while a live connection serves this call.
+                (Some(c), Some(i)) if may_dial && c.inflight() > 0 => {
+                    self.start_dial(i);
+                    return Ok(c);
+                }
+                (Some(c), _) => return Ok(c),
+                (None, Some(i)) if may_dial => {
+                    let sig = self.start_dial(i);
+                    sig.wait().await;
+                }
+                (None, _) => match dialing {
+                    Some(sig) => sig.wait().await,
+                    None => return Err(CallError::BackingOff(self.addr)),
+                },
+            }
+            if self.live_count() == 0 && self.retry_at.get().is_some_and(|t| Instant::now() < t) {
+                return Err(CallError::Connect {
+                    addr: self.addr,
+                    source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "dial failed"),
+                });
+            }
+        }
+        Err(CallError::BackingOff(self.addr))
+    }
+
+    fn start_dial(self: &Rc<Self>, slot: usize) -> Signal {
+        let sig = Signal::new();
+        self.slots.borrow_mut()[slot] = Slot::Dialing(sig.clone());
+        let pool = self.clone();
+        let done = sig.clone();
+        // The dial runs as its own task so that a caller which gives up does not abandon it half-way.
+        glommio::spawn_local(async move {
+            let res = UpstreamConn::connect(pool.addr, &pool.cfg).await;
+            pool.finish_dial(slot, res);
+            done.set();
+        })
+        .detach();
+        sig
+    }
+
+    fn finish_dial(&self, slot: usize, res: Result<UpstreamConn, CallError>) {
+        let mut slots = self.slots.borrow_mut();
+        match res {
+            Ok(conn) => {
+                slots[slot] = Slot::Ready(conn);
+                self.backoff.set(self.cfg.min_backoff);
+                self.retry_at.set(None);
+            }
+            Err(_) => {
+                slots[slot] = Slot::Empty;
+                let b = self.backoff.get();
+                self.retry_at.set(Some(Instant::now() + b));
+                self.backoff.set((b * 2).min(self.cfg.max_backoff));
+            }
+        }
+    }
+}
