@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod config;
 mod decode;
+mod run;
 
 /// Exit status for any failure reported as `error: ...` (clap uses the same for usage errors).
 const EXIT_FAILURE: u8 = 2;
@@ -22,6 +24,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the consumer agent: HTTP in, Dubbo out to provider agents.
+    Consumer(config::ConsumerArgs),
+    /// Run the provider agent: in from consumer agents, to the local Dubbo provider; registers in etcd.
+    Provider(config::ProviderArgs),
     /// Decode one hex-encoded Dubbo frame (or, with --hessian, one bare Hessian 2 value) and print it as JSON.
     Decode(decode::DecodeArgs),
 }
@@ -29,6 +35,8 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Consumer(args) => config::run_consumer(&args),
+        Command::Provider(args) => config::run_provider(&args),
         Command::Decode(args) => decode::run(&args),
     };
     match result {

@@ -288,7 +288,7 @@ fn every_frame_vector_decodes_from_stdin() {
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).expect("frames dir") {
         let path = entry.expect("dir entry").path();
-        if path.extension().map_or(true, |e| e != "hex") {
+        if path.extension().is_none_or(|e| e != "hex") {
             continue;
         }
         let hex = std::fs::read_to_string(&path).expect("read vector");

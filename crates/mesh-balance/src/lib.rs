@@ -53,7 +53,11 @@ mod tests {
     use super::*;
 
     fn l(weight: u32, inflight: u32, cap: Option<u32>) -> Load {
-        Load { weight, inflight, max_concurrency: cap }
+        Load {
+            weight,
+            inflight,
+            max_concurrency: cap,
+        }
     }
 
     #[test]

@@ -578,3 +578,32 @@ fn request_decoding_reports_bad_fields() {
     };
     assert_eq!(owned.args, vec![Value::str("x")]);
 }
+
+#[test]
+fn attachments_count_toward_the_nesting_limit() {
+    // The attachments map is a nesting level for the decoder, so the encoder must count it too: a request
+    // our own decoder would refuse is refused when encoding.
+    let mut v = Value::Null;
+    for _ in 0..64 {
+        v = Value::List(List {
+            type_name: None,
+            items: vec![v],
+        });
+    }
+    let mut buf = BytesMut::new();
+    let head = RequestHead {
+        param_types: "",
+        ..hash_head(None)
+    };
+    let err = Codec::default()
+        .encode_request(
+            &mut buf,
+            Header::request(1, Serialization::Hessian2, true),
+            &head,
+            &[],
+            [("deep", &v)],
+        )
+        .unwrap_err();
+    assert_eq!(err, CodecError::TooDeep(64));
+    assert!(buf.is_empty());
+}

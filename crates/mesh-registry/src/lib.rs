@@ -1,1 +1,27 @@
-//! Registry snapshots (pure model) and sources: etcd (own tokio thread) and a static list
+//! Registry snapshots (pure model) and sources: etcd (own tokio thread) and a static list.
+//!
+//! * [`Snapshot`] / [`Endpoint`]: the pure model. A snapshot is immutable and versioned; every shard gets
+//!   its own `Arc` of the whole thing, so an update is atomic per shard and the data path takes no lock.
+//! * Etcd layout: `{prefix}/{service}/{ip:port}` (prefix default `/dubbomesh/v1`) with the JSON value
+//!   `{"weight":..,"max_concurrency":..,"id":".."}`: [`key_for`], [`encode_value`], [`parse_entry`].
+//! * [`spawn_watcher`]: the consumer's registry thread. A [`Source::Static`] list is published once; a
+//!   [`Source::Etcd`] prefix is read, watched, and re-read after any error, on a tokio current-thread
+//!   runtime (etcd-client needs tokio; the shards never see it). Snapshots go to every subscriber over
+//!   crossbeam channels.
+//! * [`spawn_registrar`]: the provider's registration under a lease, kept alive, and put back whenever the
+//!   lease or a key is lost.
+
+mod error;
+mod etcd;
+mod registrar;
+mod snapshot;
+mod source;
+
+pub use error::RegistryError;
+pub use etcd::EtcdConfig;
+pub use registrar::{spawn_registrar, RegistrarHandle, Registration, DEFAULT_TTL};
+pub use snapshot::{
+    encode_value, key_for, normalize_prefix, parse_entry, prefix_range, validate_service, Endpoint, Snapshot,
+    DEFAULT_PREFIX, DEFAULT_WEIGHT, WILDCARD_SERVICE,
+};
+pub use source::{spawn_watcher, Source, WatcherHandle, STOP_TIMEOUT};

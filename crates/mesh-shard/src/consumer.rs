@@ -83,7 +83,11 @@ impl Upstreams {
     }
 
     fn pool(&self, addr: SocketAddr) -> Rc<Pool> {
-        self.pools.borrow_mut().entry(addr).or_insert_with(|| Rc::new(Pool::new(addr, self.cfg))).clone()
+        self.pools
+            .borrow_mut()
+            .entry(addr)
+            .or_insert_with(|| Rc::new(Pool::new(addr, self.cfg)))
+            .clone()
     }
 
     /// Weighted least-active over the service's providers, skipping `exclude` and pools backing off.
@@ -114,10 +118,21 @@ impl Upstreams {
     }
 }
 
-/// Runs one consumer shard until `control` says stop.
-pub async fn run(settings: ConsumerSettings, upstreams: Upstreams, control: ShardControl) -> std::io::Result<()> {
-    let listener = TcpListener::bind(settings.listen)?;
-    let ctx = Rc::new(Ctx { settings, upstreams, connections: Cell::new(0) });
+/// Runs one consumer shard until `control` says stop. `ready` is called once the listener is bound.
+pub async fn run(
+    settings: ConsumerSettings,
+    upstreams: Upstreams,
+    control: ShardControl,
+    ready: impl FnOnce(),
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(settings.listen)
+        .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", settings.listen)))?;
+    ready();
+    let ctx = Rc::new(Ctx {
+        settings,
+        upstreams,
+        connections: Cell::new(0),
+    });
     let accept = {
         let ctx = ctx.clone();
         let control = control.clone();
@@ -161,8 +176,18 @@ struct Ctx {
 /// An HTTP answer being prepared: either known already, or waiting for a provider. The invocation
 /// borrows from the connection's read buffer, which is not advanced until every job of the batch is done.
 enum Job<'a> {
-    Done { status: u16, body: Cow<'static, str>, keep_alive: bool },
-    Waiting { call: PendingCall, addr: SocketAddr, inv: Invocation<'a>, tried: Vec<SocketAddr>, keep_alive: bool },
+    Done {
+        status: u16,
+        body: Cow<'static, str>,
+        keep_alive: bool,
+    },
+    Waiting {
+        call: PendingCall,
+        addr: SocketAddr,
+        inv: Invocation<'a>,
+        tried: Vec<SocketAddr>,
+        keep_alive: bool,
+    },
 }
 
 async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) {
@@ -194,7 +219,11 @@ async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) 
                     break;
                 }
                 Err(e) => {
-                    jobs.push(Job::Done { status: e.status(), body: Cow::Owned(e.to_string()), keep_alive: false });
+                    jobs.push(Job::Done {
+                        status: e.status(),
+                        body: Cow::Owned(e.to_string()),
+                        keep_alive: false,
+                    });
                     close_after = true;
                     break;
                 }
@@ -225,7 +254,11 @@ async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) 
 }
 
 fn done(status: u16, body: impl Into<Cow<'static, str>>, keep_alive: bool) -> Job<'static> {
-    Job::Done { status, body: body.into(), keep_alive }
+    Job::Done {
+        status,
+        body: body.into(),
+        keep_alive,
+    }
 }
 
 /// Turns a request into a Dubbo call sent to a provider agent (or an immediate answer).
@@ -257,16 +290,29 @@ fn owned_invocation(inv: Invocation<'_>) -> Invocation<'static> {
 }
 
 /// Picks a provider (not one already tried) and sends the call; connect failures move on to the next.
-async fn dispatch<'a>(ctx: &Ctx, inv: Invocation<'a>, mut tried: Vec<SocketAddr>, keep_alive: bool) -> Job<'a> {
+async fn dispatch<'a>(
+    ctx: &Ctx,
+    inv: Invocation<'a>,
+    mut tried: Vec<SocketAddr>,
+    keep_alive: bool,
+) -> Job<'a> {
     ctx.upstreams.refresh();
     loop {
         let pool = match ctx.upstreams.pick(&inv.interface, &tried) {
             Pick::Pool(p) => p,
             Pick::NoService if tried.is_empty() => {
-                return done(404, format!("no provider registered for service {}", inv.interface), keep_alive)
+                return done(
+                    404,
+                    format!("no provider registered for service {}", inv.interface),
+                    keep_alive,
+                )
             }
             Pick::NoService | Pick::AllBusy => {
-                let why = if tried.is_empty() { "all providers are at capacity" } else { "no reachable provider" };
+                let why = if tried.is_empty() {
+                    "all providers are at capacity"
+                } else {
+                    "no reachable provider"
+                };
                 return done(503, format!("{why} for service {}", inv.interface), keep_alive);
             }
         };
@@ -275,14 +321,27 @@ async fn dispatch<'a>(ctx: &Ctx, inv: Invocation<'a>, mut tried: Vec<SocketAddr>
             Err(e) => Err(e),
         };
         match res {
-            Ok(call) => return Job::Waiting { call, addr: pool.addr(), inv, tried, keep_alive },
+            Ok(call) => {
+                return Job::Waiting {
+                    call,
+                    addr: pool.addr(),
+                    inv,
+                    tried,
+                    keep_alive,
+                }
+            }
             Err(e) if e.retry_safe() && tried.len() < ctx.settings.max_retries => tried.push(pool.addr()),
             Err(e) => return done(e.http_status(), e.to_string(), keep_alive),
         }
     }
 }
 
-fn encode_call(ctx: &Ctx, buf: &mut BytesMut, id: u64, inv: &Invocation<'_>) -> Result<(), mesh_dubbo::CodecError> {
+fn encode_call(
+    ctx: &Ctx,
+    buf: &mut BytesMut,
+    id: u64,
+    inv: &Invocation<'_>,
+) -> Result<(), mesh_dubbo::CodecError> {
     let head = RequestHead {
         dubbo_version: mesh_dubbo::message::DUBBO_VERSION,
         service: &inv.interface,
@@ -313,7 +372,10 @@ fn encode_call(ctx: &Ctx, buf: &mut BytesMut, id: u64, inv: &Invocation<'_>) -> 
         None => 2,
     };
     let header = Header::request(id, Serialization::Hessian2, true);
-    ctx.settings.upstream.codec.encode_request(buf, header, &head, args, atts[..n].iter().copied())
+    ctx.settings
+        .upstream
+        .codec
+        .encode_request(buf, header, &head, args, atts[..n].iter().copied())
 }
 
 /// Waits for a job's answer and writes its HTTP response. An answer saying the call never ran on that
@@ -321,10 +383,23 @@ fn encode_call(ctx: &Ctx, buf: &mut BytesMut, id: u64, inv: &Invocation<'_>) -> 
 async fn finish(ctx: &Ctx, mut job: Job<'_>, out: &mut BytesMut) {
     let (status, body, keep_alive) = loop {
         match job {
-            Job::Done { status, body, keep_alive } => break (status, body, keep_alive),
-            Job::Waiting { call, addr, inv, mut tried, keep_alive } => {
+            Job::Done {
+                status,
+                body,
+                keep_alive,
+            } => break (status, body, keep_alive),
+            Job::Waiting {
+                call,
+                addr,
+                inv,
+                mut tried,
+                keep_alive,
+            } => {
                 let (status, body) = match call.wait(ctx.settings.upstream.request_timeout).await {
-                    Ok(frame) if frame.header.status == Status::SERVICE_NOT_FOUND && tried.len() < ctx.settings.max_retries => {
+                    Ok(frame)
+                        if frame.header.status == Status::SERVICE_NOT_FOUND
+                            && tried.len() < ctx.settings.max_retries =>
+                    {
                         tried.push(addr);
                         job = dispatch(ctx, inv, tried, keep_alive).await;
                         continue;
@@ -345,25 +420,47 @@ async fn finish(ctx: &Ctx, mut job: Job<'_>, out: &mut BytesMut) {
 
 /// The provider's answer as an HTTP status and body: a value as text, an error with its Dubbo status.
 fn render(ctx: &Ctx, frame: &mesh_dubbo::Frame) -> (u16, Cow<'static, str>) {
-    let body = match ctx.settings.upstream.codec.decode_body(&frame.header, &frame.body) {
+    let body = match ctx
+        .settings
+        .upstream
+        .codec
+        .decode_body(&frame.header, &frame.body)
+    {
         Ok(b) => b,
         Err(e) => return (502, Cow::Owned(format!("undecodable answer from provider: {e}"))),
     };
     match body {
-        Body::Response(Response::Ok { result: RpcResult::Value(v), .. }) => (200, Cow::Owned(value_text(&v))),
-        Body::Response(Response::Ok { result: RpcResult::Null, .. }) => (200, Cow::Borrowed("null")),
-        Body::Response(Response::Ok { result: RpcResult::Exception(e), .. }) => {
-            (500, Cow::Owned(format!("service threw {}", exception_text(&e))))
-        }
+        Body::Response(Response::Ok {
+            result: RpcResult::Value(v),
+            ..
+        }) => (200, Cow::Owned(value_text(&v))),
+        Body::Response(Response::Ok {
+            result: RpcResult::Null,
+            ..
+        }) => (200, Cow::Borrowed("null")),
+        Body::Response(Response::Ok {
+            result: RpcResult::Exception(e),
+            ..
+        }) => (500, Cow::Owned(format!("service threw {}", exception_text(&e)))),
         Body::Response(Response::Error { status, message }) => {
             let code = match status {
                 Status::SERVER_THREADPOOL_EXHAUSTED | Status::SERVICE_NOT_FOUND => 503,
                 Status::SERVER_TIMEOUT | Status::CLIENT_TIMEOUT => 504,
                 _ => 502,
             };
-            (code, Cow::Owned(format!("provider answered dubbo status {} {}: {message}", status.0, status.name())))
+            (
+                code,
+                Cow::Owned(format!(
+                    "provider answered dubbo status {} {}: {message}",
+                    status.0,
+                    status.name()
+                )),
+            )
         }
-        other => (502, Cow::Owned(format!("unexpected answer from provider: {other:?}"))),
+        other => (
+            502,
+            Cow::Owned(format!("unexpected answer from provider: {other:?}")),
+        ),
     }
 }
 
@@ -391,7 +488,11 @@ fn java_double(d: f64) -> String {
     if d.is_nan() {
         "NaN".into()
     } else if d.is_infinite() {
-        if d > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if d > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else if d.fract() == 0.0 && d.abs() < 1e7 {
         format!("{d:.1}")
     } else {
@@ -402,7 +503,12 @@ fn java_double(d: f64) -> String {
 fn exception_text(e: &Value<'_>) -> String {
     match e {
         Value::Object(o) => {
-            let msg = o.fields.iter().find(|(k, _)| k == "detailMessage").and_then(|(_, v)| v.as_str()).unwrap_or("");
+            let msg = o
+                .fields
+                .iter()
+                .find(|(k, _)| k == "detailMessage")
+                .and_then(|(_, v)| v.as_str())
+                .unwrap_or("");
             format!("{}: {msg}", o.class)
         }
         other => value_text(other),

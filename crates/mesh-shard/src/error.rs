@@ -19,7 +19,10 @@ pub enum Origin {
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
     #[error("connect to {addr} failed: {source}")]
-    Connect { addr: SocketAddr, source: std::io::Error },
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("connection to {0} is backing off after failures")]
     BackingOff(SocketAddr),
     #[error("connection to {0} closed before the answer arrived")]

@@ -50,7 +50,11 @@ impl AsyncWrite for WriteHalf {
 ///
 /// Data goes through a fixed scratch buffer, so `buf` only ever holds initialised bytes (no unsafe) and
 /// only the bytes really read are copied.
-pub async fn read_into<R: AsyncRead + Unpin>(r: &mut R, scratch: &mut [u8], buf: &mut BytesMut) -> io::Result<usize> {
+pub async fn read_into<R: AsyncRead + Unpin>(
+    r: &mut R,
+    scratch: &mut [u8],
+    buf: &mut BytesMut,
+) -> io::Result<usize> {
     let n = r.read(scratch).await?;
     buf.extend_from_slice(&scratch[..n]);
     Ok(n)
@@ -69,7 +73,12 @@ struct OutInner {
 
 impl std::fmt::Debug for OutQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OutQueue({} bytes, closed: {})", self.0.buf.borrow().len(), self.0.closed.get())
+        write!(
+            f,
+            "OutQueue({} bytes, closed: {})",
+            self.0.buf.borrow().len(),
+            self.0.closed.get()
+        )
     }
 }
 

@@ -38,9 +38,16 @@ struct Ctx {
     inflight: Cell<usize>,
 }
 
-/// Runs one provider-agent shard until `control` says stop; then stops accepting and drains.
-pub async fn run(settings: ProviderSettings, control: ShardControl) -> std::io::Result<()> {
-    let listener = TcpListener::bind(settings.listen)?;
+/// Runs one provider-agent shard until `control` says stop; then stops accepting and drains. `ready` is
+/// called once the listener is bound.
+pub async fn run(
+    settings: ProviderSettings,
+    control: ShardControl,
+    ready: impl FnOnce(),
+) -> std::io::Result<()> {
+    let listener = TcpListener::bind(settings.listen)
+        .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", settings.listen)))?;
+    ready();
     let pool = Rc::new(Pool::new(settings.dubbo, settings.upstream));
     let ctx = Rc::new(Ctx {
         settings,
@@ -53,7 +60,9 @@ pub async fn run(settings: ProviderSettings, control: ShardControl) -> std::io::
         let ctx = ctx.clone();
         glommio::spawn_local(async move {
             loop {
-                let Ok(stream) = listener.accept().await else { continue };
+                let Ok(stream) = listener.accept().await else {
+                    continue;
+                };
                 if ctx.connections.get() >= ctx.settings.max_connections {
                     drop(stream);
                     continue;
@@ -99,9 +108,14 @@ async fn serve_connection(stream: TcpStream, ctx: &Rc<Ctx>) {
                 Err(e) => {
                     // Framing lost: tell the peer why (best effort, with the id from the header) and close.
                     if let Some(head) = buf.first_chunk::<16>() {
-                        let id = u64::from_be_bytes([head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11]]);
+                        let id = u64::from_be_bytes([
+                            head[4], head[5], head[6], head[7], head[8], head[9], head[10], head[11],
+                        ]);
                         out.push(|b| {
-                            let resp = Response::Error { status: Status::BAD_REQUEST, message: e.to_string().into() };
+                            let resp = Response::Error {
+                                status: Status::BAD_REQUEST,
+                                message: e.to_string().into(),
+                            };
                             let _ = codec.encode_response(b, id, Serialization::Hessian2, &resp);
                         });
                     }
@@ -130,8 +144,13 @@ fn handle_frame(ctx: &Rc<Ctx>, out: &OutQueue, f: Frame) {
     if ctx.control.is_stopping() {
         // Draining: new calls go elsewhere. 60 tells the consumer agent the call never ran here.
         if h.is_two_way() {
-            let e = Response::Error { status: Status::SERVICE_NOT_FOUND, message: "provider agent is draining".into() };
-            out.push(|b| codec.encode_response(b, h.id, h.serialization().unwrap_or(Serialization::Hessian2), &e));
+            let e = Response::Error {
+                status: Status::SERVICE_NOT_FOUND,
+                message: "provider agent is draining".into(),
+            };
+            out.push(|b| {
+                codec.encode_response(b, h.id, h.serialization().unwrap_or(Serialization::Hessian2), &e)
+            });
         }
         return;
     }
@@ -167,7 +186,9 @@ async fn forward(ctx: &Ctx, f: &Frame) -> Result<Frame, CallError> {
         let Body::Request(req) = codec.decode_body(&f.header, &f.body).map_err(CallError::Encode)? else {
             return Err(CallError::Encode(CodecError::Unencodable("a non-request frame")));
         };
-        conn.send(|buf, id| codec.encode_request_message(buf, Header::request(id, up_ser, f.header.is_two_way()), &req))?
+        conn.send(|buf, id| {
+            codec.encode_request_message(buf, Header::request(id, up_ser, f.header.is_two_way()), &req)
+        })?
     };
     call.wait(ctx.settings.upstream.request_timeout).await
 }
@@ -176,19 +197,29 @@ async fn forward(ctx: &Ctx, f: &Frame) -> Result<Frame, CallError> {
 fn write_answer(codec: &Codec, buf: &mut BytesMut, req: Header, resp: Frame) {
     let down_ser = req.serialization().unwrap_or(Serialization::Hessian2);
     if resp.header.serialization().ok() == Some(down_ser) {
-        Header { id: req.id, ..resp.header }.write(buf);
+        Header {
+            id: req.id,
+            ..resp.header
+        }
+        .write(buf);
         buf.put_slice(&resp.body);
         return;
     }
     match codec.decode_body(&resp.header, &resp.body) {
         Ok(Body::Response(r)) => {
             if codec.encode_response(buf, req.id, down_ser, &r).is_err() {
-                let e = Response::Error { status: Status::BAD_RESPONSE, message: "answer cannot be re-encoded".into() };
+                let e = Response::Error {
+                    status: Status::BAD_RESPONSE,
+                    message: "answer cannot be re-encoded".into(),
+                };
                 let _ = codec.encode_response(buf, req.id, down_ser, &e);
             }
         }
         Ok(_) | Err(_) => {
-            let e = Response::Error { status: Status::BAD_RESPONSE, message: "undecodable answer from the provider".into() };
+            let e = Response::Error {
+                status: Status::BAD_RESPONSE,
+                message: "undecodable answer from the provider".into(),
+            };
             let _ = codec.encode_response(buf, req.id, down_ser, &e);
         }
     }
@@ -205,6 +236,9 @@ fn write_error(codec: &Codec, buf: &mut BytesMut, req: Header, e: &CallError) {
         CallError::Encode(_) => Status::BAD_REQUEST,
     };
     let ser = req.serialization().unwrap_or(Serialization::Hessian2);
-    let resp = Response::Error { status, message: format!("provider agent: {e}").into() };
+    let resp = Response::Error {
+        status,
+        message: format!("provider agent: {e}").into(),
+    };
     let _ = codec.encode_response(buf, req.id, ser, &resp);
 }

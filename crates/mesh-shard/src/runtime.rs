@@ -18,12 +18,19 @@ pub struct ShardSpec {
 
 /// Spreads `shards` over `cores` round-robin (one shard per core when the counts match).
 pub fn placements(cores: &[usize], shards: usize) -> Vec<ShardSpec> {
-    (0..shards).map(|index| ShardSpec { index, core: cores.get(index % cores.len().max(1)).copied() }).collect()
+    (0..shards)
+        .map(|index| ShardSpec {
+            index,
+            core: cores.get(index % cores.len().max(1)).copied(),
+        })
+        .collect()
 }
 
 /// The CPUs this process may run on.
 pub fn online_cores() -> Vec<usize> {
-    core_affinity::get_core_ids().map(|ids| ids.into_iter().map(|c| c.id).collect()).unwrap_or_default()
+    core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect())
+        .unwrap_or_default()
 }
 
 /// Locked memory glommio registers per executor for io_uring buffers. glommio's default (10 MiB) exceeds
@@ -31,7 +38,12 @@ pub fn online_cores() -> Vec<usize> {
 pub const DEFAULT_IO_MEMORY: usize = 512 * 1024;
 
 /// Starts one shard: a glommio executor on its own thread, pinned to `spec.core`.
-pub fn spawn_shard<G, F, T>(spec: ShardSpec, name: &str, io_memory: usize, fut_gen: G) -> std::io::Result<ExecutorJoinHandle<T>>
+pub fn spawn_shard<G, F, T>(
+    spec: ShardSpec,
+    name: &str,
+    io_memory: usize,
+    fut_gen: G,
+) -> std::io::Result<ExecutorJoinHandle<T>>
 where
     G: FnOnce() -> F + Send + 'static,
     F: Future<Output = T> + 'static,
@@ -45,7 +57,12 @@ where
         .name(&format!("{name}-{}", spec.index))
         .io_memory(io_memory)
         .spawn(fut_gen)
-        .map_err(|e| std::io::Error::other(format!("cannot start shard {} on core {:?}: {e}", spec.index, spec.core)))
+        .map_err(|e| {
+            std::io::Error::other(format!(
+                "cannot start shard {} on core {:?}: {e}",
+                spec.index, spec.core
+            ))
+        })
 }
 
 #[derive(Debug, Default)]

@@ -33,7 +33,11 @@ impl<T> std::fmt::Debug for Receiver<T> {
 
 /// A oneshot channel between tasks of the same shard.
 pub fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let slot = Rc::new(Slot { value: RefCell::new(None), waker: Cell::new(None), sender_gone: Cell::new(false) });
+    let slot = Rc::new(Slot {
+        value: RefCell::new(None),
+        waker: Cell::new(None),
+        sender_gone: Cell::new(false),
+    });
     (Sender(slot.clone()), Receiver(slot))
 }
 

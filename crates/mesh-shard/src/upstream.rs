@@ -62,7 +62,13 @@ pub struct UpstreamConn(Rc<ConnInner>);
 
 impl std::fmt::Debug for UpstreamConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "UpstreamConn({}, inflight {}, alive {})", self.0.addr, self.inflight(), self.0.alive.get())
+        write!(
+            f,
+            "UpstreamConn({}, inflight {}, alive {})",
+            self.0.addr,
+            self.inflight(),
+            self.0.alive.get()
+        )
     }
 }
 
@@ -77,10 +83,12 @@ pub struct PendingCall {
 impl UpstreamConn {
     /// Dials `addr` and starts the reader and writer tasks on the current shard.
     pub async fn connect(addr: SocketAddr, cfg: &UpstreamConfig) -> Result<UpstreamConn, CallError> {
-        let stream = TcpStream::connect_timeout(addr, cfg.connect_timeout).await.map_err(|e| CallError::Connect {
-            addr,
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        let stream = TcpStream::connect_timeout(addr, cfg.connect_timeout)
+            .await
+            .map_err(|e| CallError::Connect {
+                addr,
+                source: std::io::Error::other(e.to_string()),
+            })?;
         let _ = stream.set_nodelay(true);
         let (r, w) = split(stream);
         let conn = UpstreamConn(Rc::new(ConnInner {
@@ -132,7 +140,11 @@ impl UpstreamConn {
         }
         let (tx, rx) = oneshot();
         self.0.pending.borrow_mut().insert(id, tx);
-        Ok(PendingCall { conn: self.clone(), id, rx })
+        Ok(PendingCall {
+            conn: self.clone(),
+            id,
+            rx,
+        })
     }
 
     /// Queues a frame that expects no answer (heartbeat replies, one-way calls).
@@ -155,7 +167,10 @@ impl UpstreamConn {
                     Ok(Decoded::NeedMore(_)) => break,
                     Err(e) => {
                         // A framing error leaves no way to find the next frame: close.
-                        self.fail_all(|addr| CallError::BadAnswer { addr, source: e.clone() });
+                        self.fail_all(|addr| CallError::BadAnswer {
+                            addr,
+                            source: e.clone(),
+                        });
                         self.0.alive.set(false);
                         self.0.out.close();
                         return;
@@ -213,7 +228,10 @@ impl PendingCall {
             Ok(None) => Err(CallError::Closed(addr)),
             Err(_) => {
                 conn.0.pending.borrow_mut().remove(&id);
-                Err(CallError::Timeout { addr, ms: timeout.as_millis() as u64 })
+                Err(CallError::Timeout {
+                    addr,
+                    ms: timeout.as_millis() as u64,
+                })
             }
         }
     }
@@ -284,7 +302,11 @@ impl Pool {
     }
 
     fn live_count(&self) -> usize {
-        self.slots.borrow().iter().filter(|s| matches!(s, Slot::Ready(c) if c.is_alive())).count()
+        self.slots
+            .borrow()
+            .iter()
+            .filter(|s| matches!(s, Slot::Ready(c) if c.is_alive()))
+            .count()
     }
 
     /// A live connection, dialling one when the pool has fewer than configured. Concurrent callers share a

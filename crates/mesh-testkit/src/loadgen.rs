@@ -1,1 +1,1119 @@
-//! (being written)
+//! The 2018 challenge's consumer as a load generator.
+//!
+//! Two targets:
+//!
+//! * `http://127.0.0.1:PORT/`: the consumer agent's HTTP front. Each request is a keep-alive
+//!   `POST` of `interface=...IHelloService&method=hash&parameterTypesString=Ljava%2Flang%2FString%3B&parameter=<s>`
+//!   (`application/x-www-form-urlencoded`, `s` random alphanumeric of a length uniform in `0..=max_len`);
+//!   the answer must be `200` with the body exactly `java_string_hash(s)` in decimal.
+//! * `dubbo://127.0.0.1:PORT`: a provider (or the provider agent) called directly with hessian2 `hash(s)`:
+//!   `connections` sockets, each with up to `concurrency / connections` calls in flight matched by request
+//!   id; the answer must be status 20 with the value `java_string_hash(s)`. This is the "direct path" the
+//!   agents' overhead is measured against.
+//!
+//! Closed loop by default (each in-flight slot sends its next call as soon as the previous one is answered);
+//! with a `rate` it is an open loop: call `k` is due at `start + k / rate`, spread round-robin over the
+//! connections, and its latency is measured from that intended time, so a stalled server shows up in the
+//! latencies instead of silently lowering the offered load (no coordinated omission).
+//!
+//! Every failure is counted by kind: `connect` (a failed connection attempt), `timeout`, `http_<status>`,
+//! `dubbo_status_<n>`, `dubbo_exception`, `wrong_answer`, `bad_response` (an answer that cannot be parsed) and
+//! `io` (connection reset or closed with the call outstanding). Broken connections are re-opened with a
+//! backoff (10 ms doubling to 500 ms, at most 50 failures in a row per connection); nothing waits longer than
+//! the per-call timeout. Only calls sent after the warm-up count; sending stops at the end of the duration
+//! (or after `requests` calls) and the calls still outstanding are awaited (each at most its timeout).
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::io::{self, IsTerminal};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use hdrhistogram::Histogram;
+use mesh_dubbo::{java_string_hash, Body, Codec, Decoded, Response, RpcResult, Serialization};
+use rand::distr::Alphanumeric;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::sim::{encode_hash_request, require_loopback, SERVICE};
+
+/// The challenge's largest parameter length.
+pub const DEFAULT_MAX_LEN: usize = 1024;
+
+/// Where the load goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// The consumer agent's HTTP front.
+    Http {
+        /// Resolved address (loopback).
+        addr: SocketAddr,
+        /// The `Host` header (`host:port` as given).
+        host: String,
+        /// Request path, `/` by default.
+        path: String,
+    },
+    /// A Dubbo provider (or provider agent), called directly.
+    Dubbo {
+        /// Resolved address (loopback).
+        addr: SocketAddr,
+    },
+}
+
+impl Target {
+    /// The socket address calls go to.
+    pub fn addr(&self) -> SocketAddr {
+        match self {
+            Target::Http { addr, .. } | Target::Dubbo { addr } => *addr,
+        }
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (scheme, rest) = s
+            .split_once("://")
+            .ok_or_else(|| format!("target {s:?}: expected http://HOST:PORT/ or dubbo://HOST:PORT"))?;
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, "/"),
+        };
+        let addr = authority
+            .to_socket_addrs()
+            .map_err(|e| format!("target {s:?}: cannot resolve {authority:?}: {e}"))?
+            .next()
+            .ok_or_else(|| format!("target {s:?}: {authority:?} resolves to nothing"))?;
+        require_loopback(addr.ip()).map_err(|e| format!("target {s:?}: {e}"))?;
+        match scheme.to_ascii_lowercase().as_str() {
+            "http" => Ok(Target::Http {
+                addr,
+                host: authority.to_owned(),
+                path: path.to_owned(),
+            }),
+            "dubbo" => Ok(Target::Dubbo { addr }),
+            other => Err(format!("target {s:?}: unknown scheme {other:?} (http or dubbo)")),
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Target::Http { host, path, .. } => write!(f, "http://{host}{path}"),
+            Target::Dubbo { addr } => write!(f, "dubbo://{addr}"),
+        }
+    }
+}
+
+/// Load generator settings.
+#[derive(Debug, Clone)]
+pub struct LoadConfig {
+    /// Where the calls go.
+    pub target: Target,
+    /// Sockets to open.
+    pub connections: usize,
+    /// Dubbo target: total calls in flight, split evenly over the connections (0 = one per connection).
+    /// HTTP: ignored, each connection carries one call at a time.
+    pub concurrency: usize,
+    /// Open loop: calls per second in total; `None` = closed loop.
+    pub rate: Option<f64>,
+    /// How long calls are sent after the warm-up.
+    pub duration: Duration,
+    /// Stop after this many counted calls.
+    pub requests: Option<u64>,
+    /// Calls sent during this first period are not counted.
+    pub warmup: Duration,
+    /// Per-call timeout (and connect timeout).
+    pub timeout: Duration,
+    /// One live line per second on stderr.
+    pub progress: bool,
+    /// Longest random parameter.
+    pub max_len: usize,
+    /// Seed of the parameter generator (random when `None`).
+    pub seed: Option<u64>,
+    /// Serialization of direct Dubbo calls.
+    pub serialization: Serialization,
+}
+
+impl LoadConfig {
+    /// Defaults of the CLI for a target: 256 connections, closed loop, 20 s after a 2 s warm-up, 5 s timeout.
+    pub fn new(target: Target) -> Self {
+        LoadConfig {
+            target,
+            connections: 256,
+            concurrency: 0,
+            rate: None,
+            duration: Duration::from_secs(20),
+            requests: None,
+            warmup: Duration::from_secs(2),
+            timeout: Duration::from_millis(5000),
+            progress: false,
+            max_len: DEFAULT_MAX_LEN,
+            seed: None,
+            serialization: Serialization::Hessian2,
+        }
+    }
+
+    fn validate(&self) -> io::Result<()> {
+        let bad = |m: &str| Err(io::Error::new(io::ErrorKind::InvalidInput, m.to_owned()));
+        if self.connections == 0 || self.connections > 100_000 {
+            return bad("connections must be in 1..=100000");
+        }
+        if self.concurrency > 1_000_000 {
+            return bad("concurrency must be at most 1000000");
+        }
+        if let Some(r) = self.rate {
+            if !(r.is_finite() && r > 0.0) {
+                return bad("rate must be a positive number of requests per second");
+            }
+        }
+        if self.timeout.is_zero() {
+            return bad("timeout must be positive");
+        }
+        if self.duration > Duration::from_secs(7 * 24 * 3600) || self.warmup > Duration::from_secs(24 * 3600)
+        {
+            return bad("duration or warmup too long");
+        }
+        if self.max_len > 1 << 20 {
+            return bad("max_len must be at most 1 MiB");
+        }
+        require_loopback(self.target.addr().ip())
+    }
+
+    /// Calls in flight per connection (Dubbo target), `connections` entries summing to the concurrency.
+    fn windows(&self) -> Vec<usize> {
+        let conc = if self.concurrency == 0 {
+            self.connections
+        } else {
+            self.concurrency
+        };
+        let n = self.connections.min(conc).max(1);
+        (0..n).map(|c| conc / n + usize::from(c < conc % n)).collect()
+    }
+}
+
+/// Latency percentiles of the successful calls, in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Latency {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest.
+    pub max: u64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// The result of a run (the binary prints it as one JSON line).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// The target as given.
+    pub target: String,
+    /// Connections used.
+    pub connections: usize,
+    /// From the end of the warm-up until the last counted call finished.
+    pub duration_s: f64,
+    /// Counted calls written to the target.
+    pub sent: u64,
+    /// Counted calls answered correctly.
+    pub ok: u64,
+    /// Failures by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// `ok / duration_s`.
+    pub qps: f64,
+    /// Latency of the successful calls.
+    pub latency_us: Latency,
+}
+
+impl Summary {
+    /// All failures, of every kind.
+    pub fn error_count(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Failures of one kind.
+    pub fn errors_of(&self, kind: &str) -> u64 {
+        self.errors.get(kind).copied().unwrap_or(0)
+    }
+}
+
+/// Counters of one connection.
+struct ConnStats {
+    hist: Histogram<u64>,
+    sent: u64,
+    ok: u64,
+    errors: BTreeMap<Cow<'static, str>, u64>,
+}
+
+fn new_histogram() -> Histogram<u64> {
+    // 1 µs .. 1 h at 3 significant digits; the bounds are valid constants.
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid constant histogram bounds")
+}
+
+impl ConnStats {
+    fn new() -> Self {
+        ConnStats {
+            hist: new_histogram(),
+            sent: 0,
+            ok: 0,
+            errors: BTreeMap::new(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// What a call came to.
+type Outcome = Result<(), Cow<'static, str>>;
+
+/// One call to make.
+#[derive(Debug, Clone, Copy)]
+struct Ticket {
+    /// Open loop: when it was due (latency is measured from here).
+    intended: Option<Instant>,
+    /// Sent after the warm-up.
+    counted: bool,
+}
+
+enum Next {
+    Go(Ticket),
+    Later(Instant),
+    Stop,
+}
+
+/// The schedule and the counters of a run.
+struct Plan {
+    cfg: LoadConfig,
+    conns: usize,
+    start: Instant,
+    measure_start: Instant,
+    end: Instant,
+    claimed: AtomicU64,
+    exhausted: AtomicBool,
+    stats: Vec<Mutex<ConnStats>>,
+    seed: u64,
+}
+
+impl Plan {
+    /// Whether call `j` of connection `c` may go at `now` (claims one of `requests` when it may).
+    fn ticket(&self, c: usize, j: u64, now: Instant) -> Next {
+        if self.exhausted.load(Ordering::Relaxed) || now >= self.end {
+            return Next::Stop;
+        }
+        let (intended, at) = match self.cfg.rate {
+            Some(rate) => {
+                let k = c as f64 + j as f64 * self.conns as f64;
+                let t = self.start + Duration::from_secs_f64(k / rate);
+                if t >= self.end {
+                    return Next::Stop;
+                }
+                if t > now {
+                    return Next::Later(t);
+                }
+                (Some(t), t)
+            }
+            None => (None, now),
+        };
+        let counted = at >= self.measure_start;
+        if counted {
+            if let Some(n) = self.cfg.requests {
+                if self.claimed.fetch_add(1, Ordering::Relaxed) >= n {
+                    self.exhausted.store(true, Ordering::Relaxed);
+                    return Next::Stop;
+                }
+            }
+        }
+        Next::Go(Ticket { intended, counted })
+    }
+
+    /// Waits until call `j` of connection `c` is due; `None` when the run is over.
+    async fn next(&self, c: usize, j: u64) -> Option<Ticket> {
+        loop {
+            match self.ticket(c, j, Instant::now()) {
+                Next::Go(t) => return Some(t),
+                Next::Stop => return None,
+                Next::Later(at) => tokio::time::sleep_until(at).await,
+            }
+        }
+    }
+
+    fn over(&self) -> bool {
+        self.exhausted.load(Ordering::Relaxed) || Instant::now() >= self.end
+    }
+
+    fn record(&self, c: usize, counted: bool, from: Instant, outcome: Outcome) {
+        if !counted {
+            return;
+        }
+        let mut s = lock(&self.stats[c]);
+        match outcome {
+            Ok(()) => {
+                let us = u64::try_from(from.elapsed().as_micros())
+                    .unwrap_or(u64::MAX)
+                    .max(1);
+                s.hist.saturating_record(us);
+                s.ok += 1;
+            }
+            Err(kind) => *s.errors.entry(kind).or_insert(0) += 1,
+        }
+    }
+
+    fn sent(&self, c: usize, counted: bool) {
+        if counted {
+            lock(&self.stats[c]).sent += 1;
+        }
+    }
+
+    fn rng(&self, c: usize) -> StdRng {
+        StdRng::seed_from_u64(self.seed ^ (c as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15))
+    }
+
+    /// Totals over all connections.
+    fn totals(&self) -> (u64, u64, BTreeMap<String, u64>, Histogram<u64>) {
+        let mut hist = new_histogram();
+        let (mut sent, mut ok) = (0, 0);
+        let mut errors = BTreeMap::new();
+        for s in &self.stats {
+            let s = lock(s);
+            sent += s.sent;
+            ok += s.ok;
+            for (k, v) in &s.errors {
+                *errors.entry(k.to_string()).or_insert(0) += v;
+            }
+            let _ = hist.add(&s.hist);
+        }
+        (sent, ok, errors, hist)
+    }
+}
+
+/// Connection backoff: 10 ms doubling to 500 ms, at most 50 failures in a row.
+struct Backoff {
+    delay: Duration,
+    failures: u32,
+}
+
+impl Backoff {
+    const MAX_FAILURES: u32 = 50;
+
+    fn new() -> Self {
+        Backoff {
+            delay: Duration::from_millis(10),
+            failures: 0,
+        }
+    }
+
+    fn reset(&mut self) {
+        *self = Backoff::new();
+    }
+
+    /// Sleeps before the next attempt; `false` when the connection should be given up.
+    async fn wait(&mut self, plan: &Plan) -> bool {
+        self.failures += 1;
+        if self.failures > Self::MAX_FAILURES {
+            return false;
+        }
+        let until = (Instant::now() + self.delay).min(plan.end);
+        tokio::time::sleep_until(until).await;
+        self.delay = (self.delay * 2).min(Duration::from_millis(500));
+        !plan.over()
+    }
+}
+
+async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+    let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+fn random_param(rng: &mut StdRng, max_len: usize, out: &mut String) {
+    out.clear();
+    let len = rng.random_range(0..=max_len);
+    out.extend((0..len).map(|_| char::from(rng.sample(Alphanumeric))));
+}
+
+fn io_kind(e: &io::Error) -> Cow<'static, str> {
+    match e.kind() {
+        io::ErrorKind::InvalidData => Cow::Borrowed("bad_response"),
+        io::ErrorKind::TimedOut => Cow::Borrowed("timeout"),
+        _ => Cow::Borrowed("io"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// HTTP
+
+/// A parsed HTTP answer.
+struct HttpResponse {
+    status: u16,
+    body: Bytes,
+    close: bool,
+}
+
+struct HttpConn {
+    stream: TcpStream,
+    buf: BytesMut,
+}
+
+const MAX_HTTP_HEAD: usize = 64 * 1024;
+const MAX_HTTP_BODY: usize = 1024 * 1024;
+
+fn invalid(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+impl HttpConn {
+    async fn fill(&mut self) -> io::Result<()> {
+        self.buf.reserve(16 * 1024);
+        if self.stream.read_buf(&mut self.buf).await? == 0 {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+        }
+        Ok(())
+    }
+
+    async fn exchange(&mut self, req: &[u8]) -> io::Result<HttpResponse> {
+        self.stream.write_all(req).await?;
+        self.read_response().await
+    }
+
+    async fn read_response(&mut self) -> io::Result<HttpResponse> {
+        let head_len = loop {
+            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            if self.buf.len() > MAX_HTTP_HEAD {
+                return Err(invalid("response head too long"));
+            }
+            self.fill().await?;
+        };
+        let head = self.buf.split_to(head_len);
+        let head = std::str::from_utf8(&head).map_err(|_| invalid("response head is not UTF-8"))?;
+        let mut lines = head.split("\r\n");
+        let status_line = lines.next().unwrap_or("");
+        let mut parts = status_line.splitn(3, ' ');
+        let version = parts.next().unwrap_or("");
+        if !version.starts_with("HTTP/1.") {
+            return Err(invalid(format!("bad status line {status_line:?}")));
+        }
+        let status: u16 = parts
+            .next()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| invalid(format!("bad status line {status_line:?}")))?;
+        let mut close = version == "HTTP/1.0";
+        let mut length = None;
+        let mut chunked = false;
+        for line in lines.filter(|l| !l.is_empty()) {
+            let (name, value) = line.split_once(':').ok_or_else(|| invalid("bad header line"))?;
+            let value = value.trim();
+            if name.eq_ignore_ascii_case("content-length") {
+                let n: usize = value.parse().map_err(|_| invalid("bad content-length"))?;
+                length = Some(n);
+            } else if name.eq_ignore_ascii_case("transfer-encoding") {
+                chunked = value.to_ascii_lowercase().contains("chunked");
+            } else if name.eq_ignore_ascii_case("connection") {
+                let v = value.to_ascii_lowercase();
+                if v.contains("close") {
+                    close = true;
+                } else if v.contains("keep-alive") {
+                    close = false;
+                }
+            }
+        }
+        if (100..200).contains(&status) {
+            // An interim answer: the real one follows.
+            return Box::pin(self.read_response()).await;
+        }
+        let body = if chunked {
+            self.read_chunked().await?
+        } else if let Some(n) = length {
+            if n > MAX_HTTP_BODY {
+                return Err(invalid("response body too large"));
+            }
+            while self.buf.len() < n {
+                self.fill().await?;
+            }
+            self.buf.split_to(n).freeze()
+        } else if status == 204 || status == 304 {
+            Bytes::new()
+        } else {
+            // Delimited by the end of the connection.
+            close = true;
+            loop {
+                if self.buf.len() > MAX_HTTP_BODY {
+                    return Err(invalid("response body too large"));
+                }
+                self.buf.reserve(16 * 1024);
+                if self.stream.read_buf(&mut self.buf).await? == 0 {
+                    break;
+                }
+            }
+            self.buf.split().freeze()
+        };
+        Ok(HttpResponse { status, body, close })
+    }
+
+    async fn read_line(&mut self) -> io::Result<BytesMut> {
+        loop {
+            if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
+                let mut line = self.buf.split_to(i + 2);
+                line.truncate(i);
+                return Ok(line);
+            }
+            if self.buf.len() > MAX_HTTP_HEAD {
+                return Err(invalid("chunk line too long"));
+            }
+            self.fill().await?;
+        }
+    }
+
+    async fn read_chunked(&mut self) -> io::Result<Bytes> {
+        let mut body = BytesMut::new();
+        loop {
+            let line = self.read_line().await?;
+            let size = std::str::from_utf8(&line)
+                .ok()
+                .and_then(|l| usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok())
+                .ok_or_else(|| invalid("bad chunk size"))?;
+            if size == 0 {
+                // Trailers up to the empty line.
+                while !self.read_line().await?.is_empty() {}
+                return Ok(body.freeze());
+            }
+            if body.len() + size > MAX_HTTP_BODY {
+                return Err(invalid("response body too large"));
+            }
+            while self.buf.len() < size + 2 {
+                self.fill().await?;
+            }
+            body.extend_from_slice(&self.buf[..size]);
+            self.buf.advance(size + 2);
+        }
+    }
+}
+
+fn http_request(out: &mut Vec<u8>, host: &str, path: &str, param: &str) {
+    use std::io::Write as _;
+    const PREFIX: &str = "interface=com.alibaba.dubbo.performance.demo.provider.IHelloService&method=hash\
+                          &parameterTypesString=Ljava%2Flang%2FString%3B&parameter=";
+    out.clear();
+    // Writing into a Vec cannot fail.
+    let _ = write!(
+        out,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\n\r\n{PREFIX}{param}",
+        PREFIX.len() + param.len()
+    );
+}
+
+async fn http_conn(plan: Arc<Plan>, c: usize) {
+    let Target::Http { addr, host, path } = plan.cfg.target.clone() else {
+        return;
+    };
+    let mut rng = plan.rng(c);
+    let mut conn: Option<HttpConn> = None;
+    let mut backoff = Backoff::new();
+    let mut param = String::with_capacity(plan.cfg.max_len);
+    let mut req = Vec::with_capacity(plan.cfg.max_len + 512);
+    let mut expected = String::with_capacity(12);
+    let mut j = 0u64;
+    while let Some(t) = plan.next(c, j).await {
+        j += 1;
+        let from = t.intended.unwrap_or_else(Instant::now);
+        let conn_ref = match &mut conn {
+            Some(cn) => cn,
+            None => match connect(addr, plan.cfg.timeout).await {
+                Ok(stream) => {
+                    backoff.reset();
+                    conn.insert(HttpConn {
+                        stream,
+                        buf: BytesMut::with_capacity(16 * 1024),
+                    })
+                }
+                Err(_) => {
+                    plan.record(c, t.counted, from, Err("connect".into()));
+                    if !backoff.wait(&plan).await {
+                        break;
+                    }
+                    continue;
+                }
+            },
+        };
+        random_param(&mut rng, plan.cfg.max_len, &mut param);
+        expected.clear();
+        {
+            use std::fmt::Write as _;
+            let _ = write!(expected, "{}", java_string_hash(&param));
+        }
+        http_request(&mut req, &host, &path, &param);
+        let from = t.intended.unwrap_or_else(Instant::now);
+        plan.sent(c, t.counted);
+        let outcome = match tokio::time::timeout(plan.cfg.timeout, conn_ref.exchange(&req)).await {
+            Err(_) => {
+                conn = None;
+                Err("timeout".into())
+            }
+            Ok(Err(e)) => {
+                conn = None;
+                Err(io_kind(&e))
+            }
+            Ok(Ok(resp)) => {
+                if resp.close {
+                    conn = None;
+                }
+                if resp.status != 200 {
+                    Err(format!("http_{}", resp.status).into())
+                } else if resp.body == expected.as_bytes() {
+                    Ok(())
+                } else {
+                    Err("wrong_answer".into())
+                }
+            }
+        };
+        plan.record(c, t.counted, from, outcome);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Dubbo
+
+/// A call waiting for its answer.
+struct Pending {
+    /// Latency origin (intended time in open loop).
+    from: Instant,
+    /// When it was written (timeout origin).
+    sent_at: Instant,
+    expected: i32,
+    counted: bool,
+}
+
+/// The per-connection state that survives reconnects.
+struct DubboSlot {
+    c: usize,
+    window: usize,
+    j: u64,
+    next_id: u64,
+    rng: StdRng,
+}
+
+async fn dubbo_conn(plan: Arc<Plan>, c: usize, window: usize) {
+    let addr = plan.cfg.target.addr();
+    let mut slot = DubboSlot {
+        c,
+        window,
+        j: 0,
+        next_id: 0,
+        rng: plan.rng(c),
+    };
+    let mut backoff = Backoff::new();
+    while !plan.over() {
+        let stream = match connect(addr, plan.cfg.timeout).await {
+            Ok(s) => s,
+            Err(_) => {
+                // The call that would have gone first fails.
+                if let Some(t) = plan.next(c, slot.j).await {
+                    slot.j += 1;
+                    let from = t.intended.unwrap_or_else(Instant::now);
+                    plan.record(c, t.counted, from, Err("connect".into()));
+                }
+                if !backoff.wait(&plan).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        backoff.reset();
+        if dubbo_session(&plan, &mut slot, stream).await {
+            break;
+        }
+        // Broken: pause a little before re-opening (not counted as a connect failure).
+        if !Backoff::new().wait(&plan).await {
+            break;
+        }
+    }
+}
+
+/// One connection's life: `true` when the run is over, `false` when the connection broke.
+async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> bool {
+    let c = slot.c;
+    let codec = Codec::default();
+    let ser = plan.cfg.serialization;
+    let (mut rd, mut wr) = stream.into_split();
+    let pending: Mutex<HashMap<u64, Pending>> = Mutex::new(HashMap::with_capacity(slot.window * 2));
+    let permits = Semaphore::new(slot.window);
+    let writer_done = AtomicBool::new(false);
+    let done_notify = Notify::new();
+    let timeout = plan.cfg.timeout;
+
+    let writer = async {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        let mut param = String::with_capacity(plan.cfg.max_len);
+        loop {
+            let Ok(first) = permits.acquire().await else {
+                return Ok(());
+            };
+            let Some(t) = plan.next(c, slot.j).await else {
+                return Ok(());
+            };
+            first.forget();
+            let mut ticket = Some(t);
+            let mut batch = 0;
+            while let Some(t) = ticket.take() {
+                slot.j += 1;
+                random_param(&mut slot.rng, plan.cfg.max_len, &mut param);
+                let id = slot.next_id;
+                slot.next_id += 1;
+                if let Err(e) = encode_hash_request(&codec, &mut buf, id, ser, &param) {
+                    return Err(io::Error::other(format!("encode: {e}")));
+                }
+                let now = Instant::now();
+                lock(&pending).insert(
+                    id,
+                    Pending {
+                        from: t.intended.unwrap_or(now),
+                        sent_at: now,
+                        expected: java_string_hash(&param),
+                        counted: t.counted,
+                    },
+                );
+                plan.sent(c, t.counted);
+                batch += 1;
+                if batch >= 64 || buf.len() >= 64 * 1024 {
+                    break;
+                }
+                // More calls that can go right now ride in the same write.
+                if let Ok(p) = permits.try_acquire() {
+                    match plan.ticket(c, slot.j, Instant::now()) {
+                        Next::Go(t) => {
+                            p.forget();
+                            ticket = Some(t);
+                        }
+                        Next::Later(_) | Next::Stop => drop(p),
+                    }
+                }
+            }
+            wr.write_all(&buf).await?;
+            buf.clear();
+        }
+    };
+
+    let reader = async {
+        let mut buf = BytesMut::with_capacity(64 * 1024);
+        // Timeouts are checked every tenth of the timeout (at most every 500 ms: with thousands of
+        // connections a fine tick is a measurable share of the load generator's CPU).
+        let period = (timeout / 10).clamp(Duration::from_millis(5), Duration::from_millis(500));
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            if writer_done.load(Ordering::Acquire) && lock(&pending).is_empty() {
+                return Ok(());
+            }
+            if buf.capacity() - buf.len() < 4096 {
+                buf.reserve(64 * 1024);
+            }
+            tokio::select! {
+                r = rd.read_buf(&mut buf) => {
+                    if r? == 0 {
+                        return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"));
+                    }
+                    loop {
+                        let frame = match codec.decode_frame(&mut buf) {
+                            Ok(Decoded::Frame(f)) => f,
+                            Ok(Decoded::NeedMore(_)) => break,
+                            Err(e) => return Err(invalid(format!("bad frame: {e}"))),
+                        };
+                        let h = frame.header;
+                        if h.is_event() || h.is_request() {
+                            continue;
+                        }
+                        let Some(p) = lock(&pending).remove(&h.id) else {
+                            // The answer to a call that already timed out.
+                            continue;
+                        };
+                        permits.add_permits(1);
+                        let outcome: Outcome = if !h.status.is_ok() {
+                            Err(format!("dubbo_status_{}", h.status.0).into())
+                        } else {
+                            match codec.decode_body(&h, &frame.body) {
+                                Ok(Body::Response(Response::Ok { result: RpcResult::Value(v), .. })) => {
+                                    if v.as_i64() == Some(i64::from(p.expected)) {
+                                        Ok(())
+                                    } else {
+                                        Err("wrong_answer".into())
+                                    }
+                                }
+                                Ok(Body::Response(Response::Ok { result: RpcResult::Exception(_), .. })) => {
+                                    Err("dubbo_exception".into())
+                                }
+                                Ok(Body::Response(Response::Ok { result: RpcResult::Null, .. })) => {
+                                    Err("wrong_answer".into())
+                                }
+                                _ => Err("bad_response".into()),
+                            }
+                        };
+                        plan.record(c, p.counted, p.from, outcome);
+                    }
+                }
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    let expired: Vec<Pending> = {
+                        let mut map = lock(&pending);
+                        let ids: Vec<u64> = map
+                            .iter()
+                            .filter(|(_, p)| now.duration_since(p.sent_at) >= timeout)
+                            .map(|(id, _)| *id)
+                            .collect();
+                        ids.iter().filter_map(|id| map.remove(id)).collect()
+                    };
+                    for p in expired {
+                        permits.add_permits(1);
+                        plan.record(c, p.counted, p.from, Err("timeout".into()));
+                    }
+                }
+                () = done_notify.notified() => {}
+            }
+        }
+    };
+
+    tokio::pin!(writer, reader);
+    let mut writing = true;
+    let result: io::Result<()> = loop {
+        tokio::select! {
+            w = &mut writer, if writing => match w {
+                Ok(()) => {
+                    writing = false;
+                    writer_done.store(true, Ordering::Release);
+                    done_notify.notify_one();
+                }
+                Err(e) => break Err(e),
+            },
+            r = &mut reader => break r,
+        }
+    };
+    let left: Vec<Pending> = lock(&pending).drain().map(|(_, p)| p).collect();
+    let kind = match &result {
+        Ok(()) => Cow::Borrowed("io"),
+        Err(e) => io_kind(e),
+    };
+    for p in left {
+        plan.record(c, p.counted, p.from, Err(kind.clone()));
+    }
+    result.is_ok() || plan.over()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Run
+
+fn summarize(plan: &Plan, finished: Instant) -> Summary {
+    let (sent, ok, errors, hist) = plan.totals();
+    let duration = finished.saturating_duration_since(plan.measure_start);
+    let secs = duration.as_secs_f64();
+    let qps = if secs > 0.0 { ok as f64 / secs } else { 0.0 };
+    let latency_us = if hist.is_empty() {
+        Latency::default()
+    } else {
+        Latency {
+            p50: hist.value_at_quantile(0.50),
+            p90: hist.value_at_quantile(0.90),
+            p99: hist.value_at_quantile(0.99),
+            p999: hist.value_at_quantile(0.999),
+            max: hist.max(),
+            mean: (hist.mean() * 10.0).round() / 10.0,
+        }
+    };
+    Summary {
+        target: plan.cfg.target.to_string(),
+        connections: plan.conns,
+        duration_s: (secs * 1000.0).round() / 1000.0,
+        sent,
+        ok,
+        errors,
+        qps: (qps * 10.0).round() / 10.0,
+        latency_us,
+    }
+}
+
+async fn progress(plan: Arc<Plan>) {
+    let mut tick = tokio::time::interval_at(plan.start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut last_ok = 0;
+    loop {
+        tick.tick().await;
+        let (sent, ok, errors, hist) = plan.totals();
+        let nerr: u64 = errors.values().sum();
+        let elapsed = plan.start.elapsed().as_secs_f64();
+        let phase = if Instant::now() < plan.measure_start {
+            " (warm-up)"
+        } else {
+            ""
+        };
+        let p99 = if hist.is_empty() {
+            0.0
+        } else {
+            hist.value_at_quantile(0.99) as f64 / 1000.0
+        };
+        eprintln!(
+            "{elapsed:6.1}s{phase}  qps {:>8}  sent {sent}  ok {ok}  errors {nerr}  p99 {p99:.2} ms",
+            ok - last_ok
+        );
+        last_ok = ok;
+    }
+}
+
+/// Runs the load and returns the summary. Fails only on bad settings; failed calls are counted.
+pub async fn run(cfg: LoadConfig) -> io::Result<Summary> {
+    cfg.validate()?;
+    let windows = match cfg.target {
+        Target::Dubbo { .. } => cfg.windows(),
+        Target::Http { .. } => vec![1; cfg.connections],
+    };
+    let conns = windows.len();
+    let start = Instant::now();
+    let measure_start = start + cfg.warmup;
+    let seed = cfg.seed.unwrap_or_else(rand::random);
+    let plan = Arc::new(Plan {
+        conns,
+        start,
+        measure_start,
+        end: measure_start + cfg.duration,
+        claimed: AtomicU64::new(0),
+        exhausted: AtomicBool::new(false),
+        stats: (0..conns).map(|_| Mutex::new(ConnStats::new())).collect(),
+        seed,
+        cfg,
+    });
+    let progress_task = plan
+        .cfg
+        .progress
+        .then(|| tokio::spawn(progress(Arc::clone(&plan))));
+    let mut tasks = JoinSet::new();
+    for (c, w) in windows.into_iter().enumerate() {
+        let p = Arc::clone(&plan);
+        match p.cfg.target {
+            Target::Http { .. } => tasks.spawn(http_conn(p, c)),
+            Target::Dubbo { .. } => tasks.spawn(dubbo_conn(p, c, w)),
+        };
+    }
+    while tasks.join_next().await.is_some() {}
+    let finished = Instant::now();
+    if let Some(t) = progress_task {
+        t.abort();
+    }
+    Ok(summarize(&plan, finished))
+}
+
+/// [`run`] on a runtime of its own with `workers` threads (0 = current thread), for synchronous callers.
+pub fn run_blocking(cfg: LoadConfig, workers: usize) -> io::Result<Summary> {
+    let rt = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name("loadgen")
+            .enable_all()
+            .build()?
+    };
+    rt.block_on(run(cfg))
+}
+
+/// Is stderr a terminal (progress lines on by default)?
+pub fn stderr_is_tty() -> bool {
+    io::stderr().is_terminal()
+}
+
+/// Parses `20s`, `500ms`, `2m`, `1h`, `1.5s` or a bare number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|ch: char| !(ch.is_ascii_digit() || ch == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
+    let secs = match unit.trim() {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "us" | "µs" => n / 1e6,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        other => return Err(format!("bad duration unit {other:?} in {s:?} (ms, s, m, h)")),
+    };
+    Duration::try_from_secs_f64(secs).map_err(|_| format!("bad duration {s:?}"))
+}
+
+/// The interface name the HTTP form carries (for servers written in tests).
+pub const INTERFACE: &str = SERVICE;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("20s"), Ok(Duration::from_secs(20)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn targets() {
+        let t: Target = "http://127.0.0.1:8087/".parse().expect("http target");
+        assert_eq!(t.to_string(), "http://127.0.0.1:8087/");
+        assert_eq!(t.addr().port(), 8087);
+        let t: Target = "dubbo://127.0.0.1:20880".parse().expect("dubbo target");
+        assert!(matches!(t, Target::Dubbo { .. }));
+        assert!("ftp://127.0.0.1:1".parse::<Target>().is_err());
+        assert!("http://10.1.2.3:80/".parse::<Target>().is_err());
+        assert!("127.0.0.1:80".parse::<Target>().is_err());
+    }
+
+    #[test]
+    fn windows_split_concurrency() {
+        let mut cfg = LoadConfig::new("dubbo://127.0.0.1:1".parse().expect("target"));
+        cfg.connections = 4;
+        cfg.concurrency = 10;
+        assert_eq!(cfg.windows(), vec![3, 3, 2, 2]);
+        cfg.concurrency = 2;
+        assert_eq!(cfg.windows(), vec![1, 1]);
+        cfg.concurrency = 0;
+        assert_eq!(cfg.windows(), vec![1, 1, 1, 1]);
+    }
+
+    #[test]
+    fn http_request_form() {
+        let mut out = Vec::new();
+        http_request(&mut out, "127.0.0.1:1", "/", "abc");
+        let text = String::from_utf8(out).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head");
+        assert!(head.starts_with("POST / HTTP/1.1\r\n"));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert_eq!(
+            body,
+            "interface=com.alibaba.dubbo.performance.demo.provider.IHelloService&method=hash\
+             &parameterTypesString=Ljava%2Flang%2FString%3B&parameter=abc"
+        );
+    }
+}

@@ -1,1 +1,866 @@
-//! (being written)
+//! A Dubbo 2 provider simulator for the 2018 challenge's `IHelloService.hash(String)`.
+//!
+//! It answers `hash(s)` with `Int(java_string_hash(s))` after a configurable latency, in hessian2 or fastjson,
+//! and reproduces the provider behaviours the agent has to cope with:
+//!
+//! * **thread cap** `T` (Dubbo's fixed `DubboServerHandler` pool with no queue): while `T` calls are in flight
+//!   across all connections, a new two-way request is answered at once with status 100
+//!   (`SERVER_THREADPOOL_EXHAUSTED_ERROR`) and Java's "thread pool is exhausted" message;
+//! * **capacity knee** `K`: the latency of a call is `base * max(1, inflight / K)`, `inflight` counted when the
+//!   call starts (a CPU-bound provider slows down past its knee);
+//! * status 40 for undecodable requests (or, with a fixed serialization, frames of another one), status 70
+//!   for unknown services / methods / arguments, heartbeats answered, connections closed on bad magic or
+//!   oversize frames;
+//! * result flag 4 (`RESPONSE_VALUE_WITH_ATTACHMENTS`, `{"dubbo":"2.0.2"}`) when the request's protocol version is
+//!   in 2.0.2..=2.0.99, flag 1 otherwise, as Java 2.7/3.x providers do.
+//!
+//! Each connection has a reader (decodes frames, answers errors at once, schedules answers) and a writer that
+//! keeps the scheduled answers in a timer heap and writes every answer that is due in one `write` call: no
+//! task or timer per request, so a couple of cores sustain tens of thousands of calls per second.
+//!
+//! Use [`spawn`] to run it on its own thread and runtime (tests), or [`run`] inside a runtime of your own;
+//! the `provider-sim` binary wraps [`run`].
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use mesh_dubbo::frame::{DEFAULT_MAX_BODY, HEADER_LEN};
+use mesh_dubbo::message::DUBBO_VERSION;
+use mesh_dubbo::{
+    java_string_hash, Body, Codec, CodecError, Decoded, Event, Frame, Header, Request, Response, RpcResult,
+    Serialization, Status, Value,
+};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+/// The challenge's service interface.
+pub const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
+/// The one method the service exports.
+pub const METHOD: &str = "hash";
+/// The descriptor of `hash(String)`.
+pub const PARAM_TYPES: &str = "Ljava/lang/String;";
+
+/// Which serializations the simulator accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SerializationMode {
+    /// Answer every request in its own serialization (hessian2 or fastjson).
+    #[default]
+    Any,
+    /// Like a provider configured with `serialization="..."`: frames of any other serialization are answered
+    /// with status 40 (BAD_REQUEST).
+    Only(Serialization),
+}
+
+impl FromStr for SerializationMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "any" => Ok(SerializationMode::Any),
+            "hessian2" | "hessian" => Ok(SerializationMode::Only(Serialization::Hessian2)),
+            "fastjson" | "json" => Ok(SerializationMode::Only(Serialization::FastJson)),
+            other => Err(format!(
+                "unknown serialization {other:?} (expected hessian2, fastjson or any)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for SerializationMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SerializationMode::Any => f.write_str("any"),
+            SerializationMode::Only(s) => f.write_str(s.name()),
+        }
+    }
+}
+
+/// Simulator settings.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// A name for logs and the stats line (e.g. `small`).
+    pub name: String,
+    /// Base latency of every call.
+    pub latency: Duration,
+    /// Thread cap: the most calls in flight at once; 0 = no cap.
+    pub threads: usize,
+    /// Capacity knee: latency grows as `inflight / knee` past it; 0 = none.
+    pub knee: usize,
+    /// Accepted serializations.
+    pub serialization: SerializationMode,
+    /// Largest request body accepted; larger frames close the connection.
+    pub max_body: usize,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            name: "sim".to_owned(),
+            latency: Duration::from_millis(50),
+            threads: 200,
+            knee: 0,
+            serialization: SerializationMode::Any,
+            max_body: DEFAULT_MAX_BODY,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The latency of a call that starts with `inflight` calls in flight (itself included).
+    pub fn latency_for(&self, inflight: usize) -> Duration {
+        if self.knee == 0 || inflight <= self.knee {
+            return self.latency;
+        }
+        self.latency.mul_f64(inflight as f64 / self.knee as f64)
+    }
+}
+
+/// Counters of a simulator run (the `provider-sim` stats line).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stats {
+    /// [`SimConfig::name`].
+    pub name: String,
+    /// Calls answered with the hash (one-way calls included).
+    pub served: u64,
+    /// Two-way calls answered with status 100, and one-way calls dropped, because the thread cap was reached.
+    pub rejected: u64,
+    /// Error answers (status 40 / 70) and connections closed on protocol errors.
+    pub errors: u64,
+    /// The most calls in flight at once.
+    pub max_inflight: u64,
+}
+
+/// State shared by all connections of one simulator.
+struct Shared {
+    cfg: SimConfig,
+    codec: Codec,
+    local: SocketAddr,
+    inflight: AtomicUsize,
+    max_inflight: AtomicUsize,
+    accepted: AtomicU64,
+    served: AtomicU64,
+    rejected: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Shared {
+    fn new(cfg: SimConfig, local: SocketAddr) -> Self {
+        let codec = Codec {
+            max_body: cfg.max_body,
+            ..Codec::default()
+        };
+        Shared {
+            cfg,
+            codec,
+            local,
+            inflight: AtomicUsize::new(0),
+            max_inflight: AtomicUsize::new(0),
+            accepted: AtomicU64::new(0),
+            served: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    fn stats(&self) -> Stats {
+        Stats {
+            name: self.cfg.name.clone(),
+            served: self.served.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            max_inflight: self.max_inflight.load(Ordering::Relaxed) as u64,
+        }
+    }
+
+    /// Takes a "thread" for a call: `Some(inflight including this call)`, or `None` when the cap is reached.
+    fn try_acquire(self: &Arc<Self>) -> Option<(Slot, usize)> {
+        let cap = self.cfg.threads;
+        let mut cur = self.inflight.load(Ordering::Relaxed);
+        loop {
+            if cap > 0 && cur >= cap {
+                return None;
+            }
+            match self
+                .inflight
+                .compare_exchange_weak(cur, cur + 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => cur = now,
+            }
+        }
+        self.max_inflight.fetch_max(cur + 1, Ordering::Relaxed);
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        Some((Slot(Arc::clone(self)), cur + 1))
+    }
+
+    /// Java's `AbortPolicyWithReport` message, as wrapped by `WrappedChannelHandler`.
+    fn exhausted_message(&self) -> String {
+        let t = self.cfg.threads;
+        let ip = self.local.ip();
+        let port = self.local.port();
+        let completed = self.served.load(Ordering::Relaxed);
+        let tasks = self.accepted.load(Ordering::Relaxed);
+        format!(
+            "Server side({ip},{port}) thread pool is exhausted, detail msg:Thread pool is EXHAUSTED! \
+             Thread Name: DubboServerHandler-{ip}:{port}, Pool Size: {t} (active: {t}, core: {t}, max: {t}, \
+             largest: {t}), Task: {tasks} (completed: {completed}), Executor status:(isShutdown:false, \
+             isTerminated:false, isTerminating:false), in dubbo://{ip}:{port}!"
+        )
+    }
+}
+
+/// One occupied "thread": released (inflight decremented) when dropped, whether the answer was sent or the
+/// connection went away first.
+struct Slot(Arc<Shared>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.inflight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An answer on its way to the writer.
+struct Outgoing {
+    /// When to send it; `None` = at once.
+    due: Option<Instant>,
+    /// The encoded frame; empty for one-way calls (nothing to send, only the slot to release).
+    bytes: Bytes,
+    /// The occupied thread of a hash call, released when the answer is due.
+    slot: Option<Slot>,
+}
+
+/// A scheduled answer in the writer's heap (ordered by due time, then arrival).
+struct Scheduled {
+    due: Instant,
+    seq: u64,
+    bytes: Bytes,
+    slot: Option<Slot>,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.due, self.seq) == (other.due, other.seq)
+    }
+}
+impl Eq for Scheduled {}
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.due, self.seq).cmp(&(other.due, other.seq))
+    }
+}
+
+/// Runs the simulator on `listener` until `shutdown` completes, then closes every connection and returns the
+/// counters. Answers that were scheduled but not yet sent are dropped.
+pub async fn run<F>(cfg: SimConfig, listener: TcpListener, shutdown: F) -> io::Result<Stats>
+where
+    F: Future<Output = ()>,
+{
+    let local = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(cfg, local));
+    serve(Arc::clone(&shared), listener, shutdown).await;
+    Ok(shared.stats())
+}
+
+async fn serve<F>(shared: Arc<Shared>, listener: TcpListener, shutdown: F)
+where
+    F: Future<Output = ()>,
+{
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    conns.spawn(connection(Arc::clone(&shared), stream));
+                }
+                // Out of file descriptors and the like: wait a little instead of spinning.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    conns.abort_all();
+    while conns.join_next().await.is_some() {}
+}
+
+/// Aborts the task when dropped (the writer of a connection whose reader went away).
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+async fn connection(shared: Arc<Shared>, stream: TcpStream) {
+    let (rd, wr) = stream.into_split();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let writer = AbortOnDrop(tokio::spawn(writer(Arc::clone(&shared), wr, rx)));
+    let clean = reader(&shared, rd, tx).await;
+    if clean {
+        // The peer stopped sending: let the writer deliver what is scheduled, then it ends by itself
+        // (channel closed, heap empty) or on the first failed write.
+        let mut writer = writer;
+        let _ = (&mut writer.0).await;
+    }
+    // Otherwise (protocol error) dropping the writer aborts it: the connection closes at once.
+}
+
+/// Reads and handles frames; `true` on a clean end of stream, `false` when the connection must be dropped.
+async fn reader(shared: &Arc<Shared>, mut rd: OwnedReadHalf, tx: mpsc::UnboundedSender<Outgoing>) -> bool {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut scratch = BytesMut::with_capacity(16 * 1024);
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(64 * 1024);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => return buf.is_empty(),
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        loop {
+            match shared.codec.decode_frame(&mut buf) {
+                Ok(Decoded::Frame(frame)) => {
+                    if let Some(out) = handle_frame(shared, &frame, &mut scratch) {
+                        if tx.send(out).is_err() {
+                            return false;
+                        }
+                    }
+                }
+                Ok(Decoded::NeedMore(n)) => {
+                    buf.reserve(n.min(shared.cfg.max_body + HEADER_LEN));
+                    break;
+                }
+                Err(_) => {
+                    // Bad magic or oversize: Java's decoder throws and the channel is closed.
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                    return false;
+                }
+            }
+        }
+    }
+}
+
+/// The writer: keeps scheduled answers in a heap and writes every due one in a single batch.
+async fn writer(shared: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
+    let mut heap: BinaryHeap<Reverse<Scheduled>> = BinaryHeap::new();
+    let mut out = BytesMut::with_capacity(64 * 1024);
+    let mut incoming = Vec::with_capacity(256);
+    let mut seq = 0u64;
+    let mut open = true;
+    let sleep = tokio::time::sleep(Duration::from_secs(3600));
+    tokio::pin!(sleep);
+    while open || !heap.is_empty() {
+        if let Some(Reverse(first)) = heap.peek() {
+            if sleep.deadline() != first.due {
+                sleep.as_mut().reset(first.due);
+            }
+        }
+        tokio::select! {
+            n = rx.recv_many(&mut incoming, 1024), if open => {
+                if n == 0 {
+                    open = false;
+                }
+            }
+            () = &mut sleep, if !heap.is_empty() => {}
+        }
+        for o in incoming.drain(..) {
+            match o.due {
+                None => out.extend_from_slice(&o.bytes),
+                Some(due) => {
+                    seq += 1;
+                    heap.push(Reverse(Scheduled {
+                        due,
+                        seq,
+                        bytes: o.bytes,
+                        slot: o.slot,
+                    }));
+                }
+            }
+        }
+        let now = Instant::now();
+        while let Some(Reverse(first)) = heap.peek() {
+            if first.due > now || out.len() >= 256 * 1024 {
+                break;
+            }
+            let Some(Reverse(s)) = heap.pop() else { break };
+            out.extend_from_slice(&s.bytes);
+            if s.slot.is_some() {
+                shared.served.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(s.slot);
+        }
+        if !out.is_empty() {
+            if wr.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Is `version` a protocol version Java 2.7/3.x answers with attachments (2.0.2 ..= 2.0.99)?
+pub fn supports_response_attachments(version: &str) -> bool {
+    // Dubbo's Version.getIntVersion: each part * 100, three-part versions scaled by another 100.
+    let mut v: i64 = 0;
+    let mut parts = 0;
+    for p in version.split('.') {
+        let Ok(n) = p.parse::<i64>() else { return false };
+        v = v * 100 + n;
+        parts += 1;
+        if parts > 4 {
+            return false;
+        }
+    }
+    if parts == 3 {
+        v *= 100;
+    }
+    (2_000_200..=2_009_900).contains(&v)
+}
+
+/// What a request is, once checked.
+enum Call {
+    Hash(i32),
+    Error(Status, String),
+}
+
+fn check_call(shared: &Shared, req: &Request<'_>) -> Call {
+    let port = shared.local.port();
+    let ip = shared.local.ip();
+    let service_ok = req.service == SERVICE
+        || [req.attachment("interface"), req.attachment("path")]
+            .into_iter()
+            .flatten()
+            .any(|v| v.as_str() == Some(SERVICE));
+    if !service_ok {
+        return Call::Error(
+            Status::SERVICE_ERROR,
+            format!(
+                "org.apache.dubbo.remoting.RemotingException: Not found exported service: {}:{port} in \
+                 [{SERVICE}:{port}], may be version or group mismatch , channel: consumer: --> provider: \
+                 {ip}:{port}, message:RpcInvocation [methodName={}, parameterTypes={}]",
+                req.service, req.method, req.param_types
+            ),
+        );
+    }
+    if req.method != METHOD || req.param_types != PARAM_TYPES {
+        return Call::Error(
+            Status::SERVICE_ERROR,
+            format!(
+                "org.apache.dubbo.rpc.RpcException: Failed to invoke remote proxy method {} to \
+                 dubbo://{ip}:{port}/{SERVICE}, cause: org.apache.dubbo.common.bytecode.NoSuchMethodException: \
+                 Not found method \"{}\" with parameter types \"{}\" in class {SERVICE}.",
+                req.method, req.method, req.param_types
+            ),
+        );
+    }
+    match req.args.as_slice() {
+        [Value::String(s)] => Call::Hash(java_string_hash(s)),
+        [other] => Call::Error(
+            Status::SERVICE_ERROR,
+            format!(
+                "org.apache.dubbo.rpc.RpcException: Failed to invoke remote proxy method hash to \
+                 dubbo://{ip}:{port}/{SERVICE}, cause: java.lang.IllegalArgumentException: argument 0 of \
+                 hash(java.lang.String) is a {}",
+                other.kind()
+            ),
+        ),
+        args => Call::Error(
+            Status::SERVICE_ERROR,
+            format!(
+                "org.apache.dubbo.rpc.RpcException: Failed to invoke remote proxy method hash to \
+                 dubbo://{ip}:{port}/{SERVICE}, cause: java.lang.IllegalArgumentException: wrong number of \
+                 arguments: {}",
+                args.len()
+            ),
+        ),
+    }
+}
+
+/// Encodes an error answer (a status and a message string) and returns it as a frame.
+fn error_frame(
+    shared: &Shared,
+    scratch: &mut BytesMut,
+    id: u64,
+    ser: Serialization,
+    status: Status,
+    msg: &str,
+) -> Bytes {
+    let resp = Response::Error {
+        status,
+        message: msg.into(),
+    };
+    if shared.codec.encode_response(scratch, id, ser, &resp).is_err() {
+        // Only an absurd max_body could refuse a short message; answer without one.
+        let _ = shared.codec.encode_response(
+            scratch,
+            id,
+            ser,
+            &Response::Error {
+                status,
+                message: "".into(),
+            },
+        );
+    }
+    scratch.split().freeze()
+}
+
+/// Handles one frame; returns the answer to queue, if any.
+fn handle_frame(shared: &Arc<Shared>, frame: &Frame, scratch: &mut BytesMut) -> Option<Outgoing> {
+    let h = frame.header;
+    if !h.is_request() {
+        // A response or heartbeat answer sent to a provider: nothing to do with it.
+        if !h.is_event() {
+            shared.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        return None;
+    }
+    let frame_ser = h.serialization().ok();
+    let reply_ser = match shared.cfg.serialization {
+        SerializationMode::Only(s) => s,
+        SerializationMode::Any => frame_ser.unwrap_or(Serialization::Hessian2),
+    };
+    let immediate = || Outgoing {
+        due: None,
+        bytes: Bytes::new(),
+        slot: None,
+    };
+    let error = |scratch: &mut BytesMut, status: Status, msg: &str| {
+        shared.errors.fetch_add(1, Ordering::Relaxed);
+        if h.is_two_way() {
+            Some(Outgoing {
+                bytes: error_frame(shared, scratch, h.id, reply_ser, status, msg),
+                ..immediate()
+            })
+        } else {
+            None
+        }
+    };
+
+    if let SerializationMode::Only(want) = shared.cfg.serialization {
+        if frame_ser != Some(want) {
+            let msg = format!(
+                "Fail to decode request due to: java.io.IOException: Unexpected serialization id:{} received \
+                 from network, please check if the peer send the right id.",
+                h.serialization_id()
+            );
+            return error(scratch, Status::BAD_REQUEST, &msg);
+        }
+    }
+    let body = match shared.codec.decode_body(&h, &frame.body) {
+        Ok(b) => b,
+        Err(e) => {
+            return error(
+                scratch,
+                Status::BAD_REQUEST,
+                &format!("Fail to decode request due to: {e}"),
+            )
+        }
+    };
+    let req = match body {
+        Body::Event(Event::Heartbeat) => {
+            if !h.is_two_way() {
+                return None;
+            }
+            shared
+                .codec
+                .encode_heartbeat(scratch, h.id, frame_ser.unwrap_or(reply_ser), false);
+            return Some(Outgoing {
+                bytes: scratch.split().freeze(),
+                ..immediate()
+            });
+        }
+        // Read-only / writeable and other events: Java's HeaderExchangeHandler only notes them.
+        Body::Event(_) => return None,
+        Body::Response(_) => return None,
+        Body::Request(r) => r,
+    };
+    let Some((slot, inflight)) = shared.try_acquire() else {
+        shared.rejected.fetch_add(1, Ordering::Relaxed);
+        if !h.is_two_way() {
+            return None;
+        }
+        let msg = shared.exhausted_message();
+        return Some(Outgoing {
+            bytes: error_frame(
+                shared,
+                scratch,
+                h.id,
+                reply_ser,
+                Status::SERVER_THREADPOOL_EXHAUSTED,
+                &msg,
+            ),
+            ..immediate()
+        });
+    };
+    match check_call(shared, &req) {
+        Call::Error(status, msg) => {
+            drop(slot);
+            error(scratch, status, &msg)
+        }
+        Call::Hash(hash) => {
+            let due = Some(Instant::now() + shared.cfg.latency_for(inflight));
+            if !h.is_two_way() {
+                return Some(Outgoing {
+                    due,
+                    bytes: Bytes::new(),
+                    slot: Some(slot),
+                });
+            }
+            let value = Value::Int(hash);
+            let attachments = supports_response_attachments(&req.dubbo_version)
+                .then(|| vec![("dubbo".into(), Value::str(DUBBO_VERSION))]);
+            let resp = Response::Ok {
+                result: RpcResult::Value(value),
+                attachments,
+            };
+            let ser = frame_ser.unwrap_or(reply_ser);
+            if let Err(e) = shared.codec.encode_response(scratch, h.id, ser, &resp) {
+                drop(slot);
+                return error(
+                    scratch,
+                    Status::BAD_RESPONSE,
+                    &format!("Fail to encode response: {e}"),
+                );
+            }
+            Some(Outgoing {
+                due,
+                bytes: scratch.split().freeze(),
+                slot: Some(slot),
+            })
+        }
+    }
+}
+
+/// A simulator running on its own thread and runtime; stopped (and its thread joined) on [`SimHandle::stop`]
+/// or when dropped.
+#[derive(Debug)]
+pub struct SimHandle {
+    addr: SocketAddr,
+    shared: SharedStats,
+    stop: Option<oneshot::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// The counters of a spawned simulator, readable while it runs.
+struct SharedStats(Arc<Shared>);
+
+impl fmt::Debug for SharedStats {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SharedStats").field(&self.0.stats()).finish()
+    }
+}
+
+impl SimHandle {
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> Stats {
+        self.shared.0.stats()
+    }
+
+    /// Calls in flight right now.
+    pub fn inflight(&self) -> usize {
+        self.shared.0.inflight.load(Ordering::Relaxed)
+    }
+
+    /// Stops it (closing every connection), joins its thread and returns the final counters.
+    pub fn stop(mut self) -> Stats {
+        self.shutdown();
+        self.shared.0.stats()
+    }
+
+    fn shutdown(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Listen backlog of the simulator's sockets: a load generator opening thousands of connections at once
+/// must not see SYNs dropped (the kernel caps it at `net.core.somaxconn`).
+pub const BACKLOG: u32 = 4096;
+
+/// Binds a listener on `addr` (loopback only) with [`BACKLOG`] and `SO_REUSEADDR`. Needs a runtime.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    require_loopback(addr.ip())?;
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Starts a simulator on `127.0.0.1:port` (0 = any free port) on its own thread, with a runtime of
+/// `workers` threads (0 = a current-thread runtime).
+pub fn spawn_on(cfg: SimConfig, port: u16, workers: usize) -> io::Result<SimHandle> {
+    let rt = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(format!("sim-{}", cfg.name))
+            .enable_all()
+            .build()?
+    };
+    let listener = {
+        let _guard = rt.enter();
+        bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?
+    };
+    let addr = listener.local_addr()?;
+    let shared = Arc::new(Shared::new(cfg, addr));
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let task_shared = Arc::clone(&shared);
+    let thread = thread::Builder::new()
+        .name(format!("sim-{}", shared.cfg.name))
+        .spawn(move || {
+            rt.block_on(serve(task_shared, listener, async {
+                let _ = stop_rx.await;
+            }));
+            // Dropping the runtime cancels whatever is left.
+            rt.shutdown_timeout(Duration::from_secs(1));
+        })?;
+    Ok(SimHandle {
+        addr,
+        shared: SharedStats(shared),
+        stop: Some(stop_tx),
+        thread: Some(thread),
+    })
+}
+
+/// [`spawn_on`] with any free port and a current-thread runtime: enough for tests.
+pub fn spawn(cfg: SimConfig) -> io::Result<SimHandle> {
+    spawn_on(cfg, 0, 0)
+}
+
+/// Checks that an address to bind or target is on loopback (this kit never leaves the machine).
+pub fn require_loopback(ip: IpAddr) -> io::Result<()> {
+    if ip.is_loopback() {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{ip} is not a loopback address: the test kit only binds and targets loopback"),
+        ))
+    }
+}
+
+/// Encodes a `hash(arg)` request frame as a Java 2.7 consumer would (version "2.0.2", service version
+/// "0.0.0", attachments `path`, `interface`, `version`). For tests and the load generator.
+pub fn encode_hash_request(
+    codec: &Codec,
+    buf: &mut BytesMut,
+    id: u64,
+    ser: Serialization,
+    arg: &str,
+) -> Result<(), CodecError> {
+    let head = mesh_dubbo::RequestHead {
+        dubbo_version: DUBBO_VERSION,
+        service: SERVICE,
+        version: Some("0.0.0"),
+        method: METHOD,
+        param_types: PARAM_TYPES,
+    };
+    let service = Value::str(SERVICE);
+    let version = Value::str("0.0.0");
+    let atts = [("path", &service), ("interface", &service), ("version", &version)];
+    codec.encode_request(
+        buf,
+        Header::request(id, ser, true),
+        &head,
+        &[Value::str(arg)],
+        atts,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn response_attachment_versions() {
+        assert!(supports_response_attachments("2.0.2"));
+        assert!(supports_response_attachments("2.0.10"));
+        assert!(supports_response_attachments("2.0.99"));
+        assert!(!supports_response_attachments("2.0.1"));
+        assert!(!supports_response_attachments("2.0.100"));
+        assert!(!supports_response_attachments("2.7.0"));
+        assert!(!supports_response_attachments("2.6.2"));
+        assert!(!supports_response_attachments(""));
+        assert!(!supports_response_attachments("abc"));
+    }
+
+    #[test]
+    fn knee_latency() {
+        let cfg = SimConfig {
+            latency: Duration::from_millis(100),
+            knee: 10,
+            ..SimConfig::default()
+        };
+        assert_eq!(cfg.latency_for(1), Duration::from_millis(100));
+        assert_eq!(cfg.latency_for(10), Duration::from_millis(100));
+        assert_eq!(cfg.latency_for(40), Duration::from_millis(400));
+        let flat = SimConfig::default();
+        assert_eq!(flat.latency_for(10_000), Duration::from_millis(50));
+    }
+
+    #[test]
+    fn serialization_mode_parses() {
+        assert_eq!("any".parse(), Ok(SerializationMode::Any));
+        assert_eq!(
+            "hessian2".parse(),
+            Ok(SerializationMode::Only(Serialization::Hessian2))
+        );
+        assert_eq!(
+            "fastjson".parse(),
+            Ok(SerializationMode::Only(Serialization::FastJson))
+        );
+        assert!("kryo".parse::<SerializationMode>().is_err());
+    }
+}

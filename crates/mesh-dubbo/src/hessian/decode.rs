@@ -440,20 +440,24 @@ impl<'a> Decoder<'a> {
     }
 
     fn object(&mut self, idx: i64, at: usize) -> Result<Value<'a>> {
-        let def = usize::try_from(idx)
+        let ci = usize::try_from(idx)
             .ok()
-            .and_then(|i| self.classes.get(i))
+            .filter(|&i| i < self.classes.len())
             .ok_or(CodecError::BadReference {
                 what: "class",
                 index: idx,
                 count: self.classes.len(),
                 at,
             })?;
-        let class = def.name.clone();
-        let names = def.fields.clone();
+        let class = self.classes[ci].name.clone();
+        let n = self.classes[ci].fields.len();
         self.enter()?;
-        let mut fields = Vec::with_capacity(names.len());
-        for name in names {
+        // A class definition may declare more fields than its instances will ever fill before the body ends:
+        // pre-size only up to the cap, and take each name as its value arrives (nested instances of a class
+        // with a huge field list must not each reserve room for all of it).
+        let mut fields = Vec::with_capacity(n.min(PREALLOC_CAP));
+        for f in 0..n {
+            let name = self.classes[ci].fields[f].clone();
             fields.push((name, self.read_value()?));
         }
         self.depth -= 1;

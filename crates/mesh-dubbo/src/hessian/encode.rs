@@ -212,13 +212,16 @@ impl<'b> Encoder<'b> {
         }
     }
 
-    /// Starts an untyped map (`H`); close it with [`Encoder::write_end`].
+    /// Starts an untyped map (`H`); close it with [`Encoder::write_end`]. It counts as a nesting level,
+    /// as the decoder counts it.
     pub fn write_map_begin(&mut self) {
+        self.depth += 1;
         self.buf.put_u8(b'H');
     }
 
-    /// Ends a map or a variable-length list.
+    /// Ends a map begun with [`Encoder::write_map_begin`].
     pub fn write_end(&mut self) {
+        self.depth = self.depth.saturating_sub(1);
         self.buf.put_u8(b'Z');
     }
 
@@ -291,7 +294,7 @@ impl<'b> Encoder<'b> {
             self.write_value(k)?;
             self.write_value(v)?;
         }
-        self.write_end();
+        self.buf.put_u8(b'Z');
         self.depth -= 1;
         Ok(())
     }

@@ -394,3 +394,19 @@ fn nesting_is_limited() {
         CodecError::TooDeep(64)
     );
 }
+
+#[test]
+fn a_huge_class_definition_does_not_multiply_memory() {
+    // Found by review during fuzzing: class "x" declaring 100,000 (empty-named) fields, then 64 nested
+    // instances. Each instance used to reserve room for every field up front (64 x 100,000 x 104 bytes);
+    // now the body ends long before, with an error, having allocated little.
+    let n: i32 = 100_000;
+    let mut b = vec![0x43, 0x01, b'x', 0x49];
+    b.extend_from_slice(&n.to_be_bytes());
+    b.extend(std::iter::repeat_n(0u8, n as usize));
+    b.extend(std::iter::repeat_n(0x60u8, 64));
+    assert!(matches!(
+        Decoder::new(&b).read_value().unwrap_err(),
+        CodecError::TooDeep(64) | CodecError::Truncated { .. }
+    ));
+}

@@ -1,0 +1,292 @@
+//! Starting the roles: registry thread + one pinned glommio shard per configured core, signal handling,
+//! and the shutdown order (provider: deregister first, then drain; consumer: stop accepting, drain).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use mesh_dubbo::{Codec, Serialization};
+use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
+use mesh_shard::runtime::{placements, spawn_shard, Controller, DEFAULT_IO_MEMORY};
+use mesh_shard::upstream::UpstreamConfig;
+use mesh_shard::{consumer, provider};
+
+use crate::config::{AgentConfig, EtcdSection};
+
+/// How long a provider keeps serving after deregistering, so that consumers see the removal before it
+/// stops taking calls (their watch delivers it in milliseconds; calls already on the wire still land).
+const DEREGISTER_GRACE: Duration = Duration::from_millis(500);
+
+fn etcd_config(e: &EtcdSection) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: e.endpoints.clone(),
+        prefix: e.prefix.clone(),
+        ..EtcdConfig::default()
+    }
+}
+
+/// Shard results arrive here as each shard thread ends.
+type Exits = tokio::sync::mpsc::UnboundedReceiver<(usize, Result<()>)>;
+
+/// Starts one shard per maker (each maker moves its own state, e.g. its snapshot receiver, into its shard)
+/// and returns once every shard is listening, or with the first shard's error.
+fn start_shards<M, Fut>(
+    rt: &tokio::runtime::Runtime,
+    cfg: &AgentConfig,
+    name: &'static str,
+    makers: Vec<M>,
+) -> Result<(Controller, Exits, usize)>
+where
+    M: FnOnce(mesh_shard::runtime::ShardControl, Ready) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = std::io::Result<()>> + 'static,
+{
+    let controller = Controller::new();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let specs = placements(&cfg.runtime.cores, makers.len());
+    let n = specs.len();
+    let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel();
+    for (spec, make) in specs.into_iter().zip(makers) {
+        let control = controller.shard();
+        let ready = Ready(ready_tx.clone());
+        let handle = spawn_shard(spec, name, DEFAULT_IO_MEMORY, move || make(control, ready))?;
+        let tx = tx.clone();
+        std::thread::Builder::new()
+            .name(format!("{name}-join-{}", spec.index))
+            .spawn(move || {
+                let res = match handle.join() {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(e)) => Err(anyhow!("shard {} (core {:?}): {e}", spec.index, spec.core)),
+                    Err(e) => Err(anyhow!("shard {} (core {:?}) failed: {e}", spec.index, spec.core)),
+                };
+                let _ = tx.send((spec.index, res));
+            })?;
+    }
+    drop(ready_tx);
+    let mut rx = rx;
+    rt.block_on(async {
+        for _ in 0..n {
+            tokio::select! {
+                r = ready_rx.recv() => if r.is_none() {
+                    // Every shard that is not ready has ended: report why.
+                    return match rx.recv().await {
+                        Some((_, Err(e))) => Err(e),
+                        _ => Err(anyhow!("a shard ended before it was ready")),
+                    };
+                },
+                Some((_, res)) = rx.recv() => {
+                    res?;
+                    bail!("a shard ended before it was ready");
+                }
+                _ = tokio::time::sleep(Duration::from_secs(10)) => bail!("shards not ready within 10 s"),
+            }
+        }
+        Ok(())
+    })?;
+    Ok((controller, rx, n))
+}
+
+/// Handed to each shard: signals the main thread once the shard's listener is bound.
+struct Ready(tokio::sync::mpsc::UnboundedSender<()>);
+
+impl Ready {
+    fn signal(self) {
+        let _ = self.0.send(());
+    }
+}
+
+/// Blocks until SIGTERM/SIGINT (returns `Ok(true)`) or until a shard ends on its own (error).
+fn wait(rt: &tokio::runtime::Runtime, exits: &mut Exits) -> Result<()> {
+    rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => Ok(()),
+            _ = tokio::signal::ctrl_c() => Ok(()),
+            Some((i, res)) = exits.recv() => {
+                res?;
+                bail!("shard {i} stopped unexpectedly")
+            }
+        }
+    })
+}
+
+fn join_all(rt: &tokio::runtime::Runtime, exits: &mut Exits, n: usize, limit: Duration) -> Result<()> {
+    rt.block_on(async {
+        let mut first_err = None;
+        for _ in 0..n {
+            match tokio::time::timeout(limit, exits.recv()).await {
+                Ok(Some((_, Err(e)))) => {
+                    first_err.get_or_insert(e);
+                }
+                Ok(Some((_, Ok(())))) => {}
+                Ok(None) => break,
+                Err(_) => bail!("shards did not stop within {} ms", limit.as_millis()),
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    })
+}
+
+fn signal_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal runtime")
+}
+
+fn log(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "mesh-agent: {line}");
+}
+
+pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
+    let c = cfg.consumer.clone().context("consumer: section missing")?;
+    let shards = cfg.runtime.shards;
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards)
+        .map(|_| crossbeam_channel::unbounded::<Arc<Snapshot>>())
+        .unzip();
+    let source = if c.providers.is_empty() {
+        let e = cfg
+            .etcd
+            .as_ref()
+            .context("etcd: required when consumer.providers is empty")?;
+        Source::Etcd(etcd_config(e))
+    } else {
+        // A static list serves every service (`*`).
+        Source::Static(
+            c.providers
+                .iter()
+                .map(|a| ("*".to_owned(), Endpoint::new(*a).with_id(a.to_string())))
+                .collect(),
+        )
+    };
+    let watcher = spawn_watcher(source, txs).context("starting the registry thread")?;
+    let upstream = UpstreamConfig {
+        connections: c.upstream_connections,
+        connect_timeout: Duration::from_millis(c.connect_timeout_ms),
+        request_timeout: Duration::from_millis(c.request_timeout_ms),
+        codec: Codec {
+            max_body: c.max_frame_bytes,
+            ..Codec::default()
+        },
+        read_buffer: cfg.runtime.read_buffer_bytes,
+        ..UpstreamConfig::default()
+    };
+    let settings = consumer::ConsumerSettings {
+        listen: c.listen,
+        http: mesh_http::Limits {
+            max_head_bytes: c.max_head_bytes,
+            max_headers: c.max_headers,
+            max_body_bytes: c.max_body_bytes,
+            max_form_fields: c.max_form_fields,
+        },
+        upstream,
+        max_connections: cfg.runtime.max_connections_per_shard,
+        read_buffer: cfg.runtime.read_buffer_bytes,
+        max_retries: 2,
+    };
+    let rt = signal_runtime()?;
+    let makers: Vec<_> = rxs
+        .into_iter()
+        .map(|rx| {
+            let settings = settings.clone();
+            move |control, ready: Ready| async move {
+                let upstreams = consumer::Upstreams::new(rx, settings.upstream);
+                consumer::run(settings, upstreams, control, || ready.signal()).await
+            }
+        })
+        .collect();
+    let (controller, mut exits, n) = start_shards(&rt, cfg, "consumer", makers)?;
+    log(&format!("consumer listening on {} with {n} shard(s)", c.listen));
+    let waited = wait(&rt, &mut exits);
+    controller.stop(Duration::from_millis(c.request_timeout_ms));
+    let joined = join_all(
+        &rt,
+        &mut exits,
+        n,
+        Duration::from_millis(c.request_timeout_ms + 2000),
+    );
+    let _ = watcher.stop();
+    waited.and(joined)
+}
+
+pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
+    let p = cfg.provider.clone().context("provider: section missing")?;
+    let advertise: SocketAddr = p.advertise_addr();
+    let serialization = match p.serialization.as_str() {
+        "hessian2" => Serialization::Hessian2,
+        "fastjson" => Serialization::FastJson,
+        other => bail!("provider.serialization: unknown serialization {other:?}"),
+    };
+    let settings = provider::ProviderSettings {
+        listen: p.listen,
+        dubbo: p.dubbo,
+        serialization,
+        upstream: UpstreamConfig {
+            connections: p.upstream_connections,
+            request_timeout: Duration::from_millis(p.request_timeout_ms),
+            codec: Codec {
+                max_body: p.max_frame_bytes,
+                ..Codec::default()
+            },
+            read_buffer: cfg.runtime.read_buffer_bytes,
+            ..UpstreamConfig::default()
+        },
+        max_connections: cfg.runtime.max_connections_per_shard,
+        read_buffer: cfg.runtime.read_buffer_bytes,
+    };
+    let rt = signal_runtime()?;
+    let makers: Vec<_> =
+        (0..cfg.runtime.shards)
+            .map(|_| {
+                let settings = settings.clone();
+                move |control, ready: Ready| async move {
+                    provider::run(settings, control, || ready.signal()).await
+                }
+            })
+            .collect();
+    let (controller, mut exits, n) = start_shards(&rt, cfg, "provider", makers)?;
+    // Listening before registering: consumers must never be sent to a closed port.
+    let mut endpoint = Endpoint::new(advertise)
+        .with_weight(p.weight)
+        .with_id(advertise.to_string());
+    if let Some(m) = p.max_concurrency {
+        endpoint = endpoint.with_max_concurrency(m);
+    }
+    let registrar = match (&cfg.etcd, p.register) {
+        (Some(e), true) => {
+            let ttl = Duration::from_secs(e.lease_ttl_s);
+            let regs = p
+                .services
+                .iter()
+                .map(|s| Registration::new(s.clone(), endpoint.clone()).with_ttl(ttl))
+                .collect();
+            Some(spawn_registrar(etcd_config(e), regs).context("starting the registrar")?)
+        }
+        (None, true) => {
+            bail!("etcd: required for the provider to register (or set provider.register = false)")
+        }
+        (_, false) => None,
+    };
+    log(&format!(
+        "provider listening on {} (advertised {advertise}) with {n} shard(s), upstream {}",
+        p.listen, p.dubbo
+    ));
+    let waited = wait(&rt, &mut exits);
+    // Planned stop: leave the registry first so consumers move away, keep serving briefly, then drain.
+    let deregistered = match registrar {
+        Some(r) => {
+            let res = r
+                .deregister(Duration::from_secs(3))
+                .map_err(|e| anyhow!("deregistering: {e}"));
+            std::thread::sleep(DEREGISTER_GRACE);
+            res
+        }
+        None => Ok(()),
+    };
+    let drain = Duration::from_millis(p.drain_timeout_ms);
+    controller.stop(drain);
+    let joined = join_all(&rt, &mut exits, n, drain + Duration::from_secs(2));
+    log("provider stopped");
+    waited.and(deregistered).and(joined)
+}

@@ -1,0 +1,308 @@
+//! The agent pair end to end, with real processes: etcd, the provider simulator, the third-party
+//! sofa-rpc-node provider, both agents, and the load generator. Loopback only; every wait is bounded;
+//! every process is stopped when its guard drops.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use mesh_registry::{spawn_watcher, EtcdConfig, Snapshot, Source};
+use mesh_testkit::etcd::EtcdServer;
+use mesh_testkit::loadgen::{run_blocking, LoadConfig};
+use mesh_testkit::process::{cargo_bin, free_port, wait_for_port, ChildGuard};
+
+const IFACE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+fn agent(args: &[&str]) -> ChildGuard {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesh-agent"));
+    cmd.args(args);
+    ChildGuard::spawn(&mut cmd)
+        .unwrap()
+        .with_grace(Duration::from_secs(8))
+}
+
+/// The provider simulator on a free port.
+fn sim(extra: &[&str]) -> (ChildGuard, u16) {
+    let bin = cargo_bin("provider-sim")
+        .expect("build the testkit binaries first: cargo build -p mesh-testkit --bins");
+    let mut cmd = Command::new(bin);
+    cmd.args(["--port", "0", "--workers", "1"]).args(extra);
+    let mut g = ChildGuard::spawn(&mut cmd).unwrap();
+    let port = g.listening_port(Duration::from_secs(10)).unwrap();
+    (g, port)
+}
+
+fn provider_agent(listen: u16, dubbo: u16, extra: &[&str]) -> ChildGuard {
+    let (l, d) = (addr(listen).to_string(), addr(dubbo).to_string());
+    let mut args = vec![
+        "provider", "--listen", &l, "--dubbo", &d, "--cores", "0", "--shards", "1",
+    ];
+    args.extend_from_slice(extra);
+    let g = agent(&args);
+    wait_for_port(addr(listen), Duration::from_secs(10)).unwrap();
+    g
+}
+
+fn consumer_agent(listen: u16, extra: &[&str]) -> ChildGuard {
+    let l = addr(listen).to_string();
+    let mut args = vec!["consumer", "--listen", &l, "--cores", "0,1"];
+    args.extend_from_slice(extra);
+    let g = agent(&args);
+    wait_for_port(addr(listen), Duration::from_secs(10)).unwrap();
+    g
+}
+
+/// One HTTP/1.1 POST of the challenge form; returns (status, body).
+fn call(port: u16, interface: &str, param: &str) -> (u16, String) {
+    let inv = mesh_http::Invocation {
+        interface: interface.into(),
+        method: "hash".into(),
+        param_types: "Ljava/lang/String;".into(),
+        args: vec![param.into()],
+        version: None,
+        group: None,
+    };
+    let mut body = BytesMut::new();
+    mesh_http::encode_form(&inv, &mut body);
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8(resp).unwrap();
+    let status = text[9..12].parse().unwrap();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn watch(etcd: &EtcdServer) -> mesh_registry::WatcherHandle {
+    let (tx, _rx) = crossbeam_channel::unbounded::<Arc<Snapshot>>();
+    spawn_watcher(
+        Source::Etcd(EtcdConfig::with_endpoints([etcd.client_url()])),
+        vec![tx],
+    )
+    .unwrap()
+}
+
+fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !f() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn registered(w: &mesh_registry::WatcherHandle, port: u16) -> bool {
+    w.latest()
+        .is_some_and(|s| s.endpoints(IFACE).iter().any(|e| e.addr == addr(port)))
+}
+
+fn etcdctl(etcd: &EtcdServer, args: &[&str]) -> String {
+    let out = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .arg("--endpoints")
+        .arg(etcd.client_url())
+        .args(args)
+        .output()
+        .expect("etcdctl (Debian etcd-client) must be installed");
+    assert!(
+        out.status.success(),
+        "etcdctl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn config_file(dir: &tempfile::TempDir, text: &str) -> String {
+    let p = dir.path().join("agent.toml");
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+#[test]
+fn provider_registers_survives_lease_loss_and_deregisters_on_sigterm() {
+    let etcd = EtcdServer::start().unwrap();
+    let (_sim, sim_port) = sim(&["--latency-ms", "1"]);
+    let port = free_port().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        &dir,
+        &format!("[etcd]\nendpoints = [\"{}\"]\nlease_ttl_s = 2\n[provider]\nweight = 200\nmax_concurrency = 150\n", etcd.client_url()),
+    );
+    let mut agent = provider_agent(port, sim_port, &["--config", &cfg]);
+    let w = watch(&etcd);
+    wait_until("the provider's registration", Duration::from_secs(10), || {
+        registered(&w, port)
+    });
+    let snap = w.latest().unwrap();
+    let ep = snap
+        .endpoints(IFACE)
+        .iter()
+        .find(|e| e.addr == addr(port))
+        .unwrap();
+    assert_eq!((ep.weight, ep.max_concurrency), (200, Some(150)));
+
+    // Lose the lease behind the agent's back: it must put itself back, under a new lease.
+    let leases = etcdctl(&etcd, &["lease", "list"]);
+    let old: Vec<&str> = leases
+        .lines()
+        .skip(1)
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    assert_eq!(old.len(), 1, "{leases}");
+    etcdctl(&etcd, &["lease", "revoke", old[0]]);
+    wait_until(
+        "re-registration under a new lease",
+        Duration::from_secs(10),
+        || {
+            let now = etcdctl(&etcd, &["lease", "list"]);
+            registered(&w, port)
+                && now
+                    .lines()
+                    .skip(1)
+                    .any(|l| !l.trim().is_empty() && l.trim() != old[0])
+        },
+    );
+
+    // Planned stop: the registration goes away, the process exits cleanly.
+    let t0 = Instant::now();
+    let done = agent.terminate().unwrap();
+    assert!(done.status.success() && !done.killed, "{:?}", done.status);
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    wait_until("deregistration", Duration::from_secs(5), || !registered(&w, port));
+    assert!(
+        etcdctl(&etcd, &["get", "--prefix", "/dubbomesh/v1/", "--keys-only"])
+            .trim()
+            .is_empty()
+    );
+}
+
+fn interop_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mesh-dubbo/tests/interop")
+}
+
+#[test]
+fn http_through_both_agents_to_the_sofa_rpc_node_provider() {
+    let dir = interop_dir();
+    assert!(
+        dir.join("node_modules/sofa-rpc-node").exists(),
+        "run `bash scripts/setup.sh` (npm ci in {})",
+        dir.display()
+    );
+    let mut cmd = Command::new("node");
+    cmd.args(["provider.js", "0"])
+        .current_dir(&dir)
+        .env("INTEROP_MAX_LIFETIME_SECS", "120");
+    let mut node = ChildGuard::spawn(&mut cmd).unwrap();
+    let node_port = node.listening_port(Duration::from_secs(20)).unwrap();
+
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, node_port, &["--no-register"]);
+    let _consumer = consumer_agent(ca, &["--provider", &addr(pa).to_string()]);
+
+    for p in ["", "hello", "中文字符串", "x\u{1F600}y", &"Ab9".repeat(341)] {
+        let (status, body) = call(ca, IFACE, p);
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body, mesh_dubbo::java_string_hash(p).to_string(), "param {p:?}");
+    }
+    // The provider's own error comes back as a 5xx naming its Dubbo status.
+    let (status, body) = call(ca, "com.example.Missing", "x");
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("80 SERVER_ERROR") && body.contains("not found service"),
+        "{body}"
+    );
+}
+
+#[test]
+fn fastjson_provider_under_load_answers_every_call() {
+    let (mut sim, sim_port) = sim(&["--latency-ms", "5", "--serialization", "fastjson"]);
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, sim_port, &["--no-register", "--serialization", "fastjson"]);
+    let _consumer = consumer_agent(ca, &["--provider", &addr(pa).to_string()]);
+    let mut cfg = LoadConfig::new(format!("http://127.0.0.1:{ca}/").parse().unwrap());
+    cfg.connections = 32;
+    cfg.duration = Duration::from_secs(3);
+    cfg.warmup = Duration::from_millis(500);
+    let s = run_blocking(cfg, 1).unwrap();
+    assert_eq!(s.error_count(), 0, "{:?}", s.errors);
+    assert!(s.ok > 100, "{s:?}");
+    let stats = sim.terminate().unwrap().stdout;
+    assert!(stats.contains("\"served\""), "{stats}");
+}
+
+#[test]
+fn providers_joining_and_leaving_mid_run_lose_no_request() {
+    let etcd = EtcdServer::start().unwrap();
+    let url = etcd.client_url().to_owned();
+    let (mut sim_a, port_a) = sim(&["--latency-ms", "10", "--name", "a"]);
+    let (mut sim_b, port_b) = sim(&["--latency-ms", "10", "--name", "b"]);
+    let (pa, pb, ca) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+    let mut agent_a = provider_agent(pa, port_a, &["--etcd", &url]);
+    let w = watch(&etcd);
+    wait_until("provider a registered", Duration::from_secs(10), || {
+        registered(&w, pa)
+    });
+    let _consumer = consumer_agent(ca, &["--etcd", &url]);
+
+    let mut cfg = LoadConfig::new(format!("http://127.0.0.1:{ca}/").parse().unwrap());
+    cfg.connections = 32;
+    cfg.duration = Duration::from_secs(7);
+    cfg.warmup = Duration::from_millis(200);
+    let load = std::thread::spawn(move || run_blocking(cfg, 1).unwrap());
+
+    std::thread::sleep(Duration::from_secs(2));
+    let _agent_b = provider_agent(pb, port_b, &["--etcd", &url]);
+    wait_until("provider b registered", Duration::from_secs(10), || {
+        registered(&w, pb)
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    // Planned stop of a, under load.
+    let done = agent_a.terminate().unwrap();
+    assert!(done.status.success(), "{:?}", done.status);
+
+    let s = load.join().unwrap();
+    assert_eq!(
+        s.error_count(),
+        0,
+        "requests failed while providers joined and left: {:?}",
+        s.errors
+    );
+    assert!(s.ok > 500, "{s:?}");
+    let served = |g: &mut ChildGuard| -> u64 {
+        let out = g.terminate().unwrap().stdout;
+        let line = out
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"served\""))
+            .unwrap_or_else(|| panic!("{out}"))
+            .to_owned();
+        serde_json::from_str::<serde_json::Value>(&line).unwrap()["served"]
+            .as_u64()
+            .unwrap()
+    };
+    let (a, b) = (served(&mut sim_a), served(&mut sim_b));
+    assert!(a > 0 && b > 0, "both providers served calls: a {a}, b {b}");
+}

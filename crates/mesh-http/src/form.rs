@@ -1,0 +1,415 @@
+//! `application/x-www-form-urlencoded` bodies of the challenge's `POST /` into a Dubbo invocation.
+
+use std::borrow::Cow;
+
+use bytes::BufMut;
+use mesh_dubbo::descriptor;
+
+use crate::{HttpError, Limits};
+
+/// One call described by a form body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation<'a> {
+    /// `interface`: the service's Java interface name.
+    pub interface: Cow<'a, str>,
+    /// `method`: the method name.
+    pub method: Cow<'a, str>,
+    /// `parameterTypesString`, normalised to a concatenated JVM descriptor (`Ljava/lang/String;I`); empty
+    /// for a method without parameters.
+    pub param_types: Cow<'a, str>,
+    /// The `parameter` fields, in order: one per type in `param_types`.
+    pub args: Vec<Cow<'a, str>>,
+    /// `version`, if present and not empty.
+    pub version: Option<Cow<'a, str>>,
+    /// `group`, if present and not empty.
+    pub group: Option<Cow<'a, str>>,
+}
+
+const INVALID_ESCAPE: &str = "invalid percent-escape";
+const INVALID_UTF8: &str = "invalid UTF-8";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    Interface,
+    Method,
+    Types,
+    Parameter,
+    Version,
+    Group,
+}
+
+impl Field {
+    fn of(key: &[u8]) -> Option<Field> {
+        Some(match key {
+            b"interface" => Field::Interface,
+            b"method" => Field::Method,
+            b"parameterTypesString" => Field::Types,
+            b"parameter" => Field::Parameter,
+            b"version" => Field::Version,
+            b"group" => Field::Group,
+            _ => return None,
+        })
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Field::Interface => "interface",
+            Field::Method => "method",
+            Field::Types => "parameterTypesString",
+            Field::Parameter => "parameter",
+            Field::Version => "version",
+            Field::Group => "group",
+        }
+    }
+}
+
+/// Decodes a form body into an [`Invocation`].
+///
+/// Fields are `&`-separated `name=value` pairs (empty pairs skipped, a pair without `=` has an empty value),
+/// `%XX` escapes and `+` for space are decoded in names and values, values must be UTF-8. Known fields:
+/// `interface` and `method` (required, once), `parameterTypesString` (once; absent means no parameters),
+/// `parameter` (once per argument, in order), `version` and `group` (optional, once). Other fields are
+/// ignored, but count against `max_form_fields`.
+///
+/// `parameterTypesString` is either a JVM descriptor string (`Ljava/lang/String;I`) or comma-separated Java
+/// type names (`java.lang.String, int`), normalised to the descriptor; the number of `parameter` fields must
+/// match it.
+///
+/// Values that contain no escape are borrowed from `body`, and the common descriptors come from a static
+/// table, so the challenge's request allocates nothing but the `args` vector.
+pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>, HttpError> {
+    let mut interface = None;
+    let mut method = None;
+    let mut types = None;
+    let mut version = None;
+    let mut group = None;
+    let mut args = Vec::new();
+    let mut fields = 0usize;
+
+    for pair in body.split(|&b| b == b'&') {
+        if pair.is_empty() {
+            continue;
+        }
+        fields += 1;
+        if fields > limits.max_form_fields {
+            return Err(HttpError::TooManyFormFields {
+                max: limits.max_form_fields,
+            });
+        }
+        let (key, value) = match pair.iter().position(|&b| b == b'=') {
+            Some(eq) => (&pair[..eq], &pair[eq + 1..]),
+            None => (pair, &[][..]),
+        };
+        let key = decode_bytes(key).map_err(|problem| HttpError::FormField {
+            field: "field name",
+            problem,
+        })?;
+        let Some(field) = Field::of(&key) else {
+            continue;
+        };
+        let slot = match field {
+            Field::Parameter => {
+                args.push(decode_value(field, value)?);
+                continue;
+            }
+            Field::Types => {
+                if types.is_some() {
+                    return Err(HttpError::DuplicateField(field.name()));
+                }
+                types = Some(match intern_types(value) {
+                    Some(known) => Cow::Borrowed(known),
+                    None => decode_value(field, value)?,
+                });
+                continue;
+            }
+            Field::Interface => &mut interface,
+            Field::Method => &mut method,
+            Field::Version => &mut version,
+            Field::Group => &mut group,
+        };
+        if slot.is_some() {
+            return Err(HttpError::DuplicateField(field.name()));
+        }
+        *slot = Some(decode_value(field, value)?);
+    }
+
+    let required = |v: Option<Cow<'a, str>>, field: Field| {
+        v.filter(|s| !s.is_empty())
+            .ok_or(HttpError::MissingField(field.name()))
+    };
+    let interface = required(interface, Field::Interface)?;
+    let method = required(method, Field::Method)?;
+    let (param_types, count) = normalise_types(types.unwrap_or(Cow::Borrowed("")))?;
+    if args.len() != count {
+        return Err(HttpError::ParameterCount {
+            args: args.len(),
+            types: count,
+        });
+    }
+    Ok(Invocation {
+        interface,
+        method,
+        param_types,
+        args,
+        version: version.filter(|s| !s.is_empty()),
+        group: group.filter(|s| !s.is_empty()),
+    })
+}
+
+/// `parameterTypesString` values found in practice, decoded, with their descriptors.
+const KNOWN_TYPES: &[(&str, &str)] = &[
+    ("Ljava/lang/String;", "Ljava/lang/String;"),
+    ("java.lang.String", "Ljava/lang/String;"),
+    ("Ljava/lang/Object;", "Ljava/lang/Object;"),
+    ("java.lang.Object", "Ljava/lang/Object;"),
+    ("Ljava/lang/Integer;", "Ljava/lang/Integer;"),
+    ("Ljava/lang/Long;", "Ljava/lang/Long;"),
+    ("I", "I"),
+    ("int", "I"),
+    ("J", "J"),
+    ("long", "J"),
+    ("[B", "[B"),
+];
+
+/// The static descriptor for a raw (still encoded) value that decodes to one of [`KNOWN_TYPES`].
+fn intern_types(raw: &[u8]) -> Option<&'static str> {
+    KNOWN_TYPES
+        .iter()
+        .find(|(text, _)| decodes_to(raw, text.as_bytes()))
+        .map(|&(_, desc)| desc)
+}
+
+/// Whether `raw` percent-decodes to exactly `want`, without allocating.
+fn decodes_to(raw: &[u8], want: &[u8]) -> bool {
+    let mut want = want.iter();
+    for b in Decoder::new(raw) {
+        match (b, want.next()) {
+            (Ok(b), Some(&w)) if b == w => {}
+            _ => return false,
+        }
+    }
+    want.next().is_none()
+}
+
+/// Normalises `parameterTypesString` to a descriptor and counts its types.
+fn normalise_types(text: Cow<'_, str>) -> Result<(Cow<'_, str>, usize), HttpError> {
+    if let Ok(n) = descriptor::count(&text) {
+        return Ok((text, n));
+    }
+    let mut desc = String::with_capacity(text.len() + 8);
+    for name in text.split(',') {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(HttpError::ParameterTypes("empty type name"));
+        }
+        if !is_java_name(name) {
+            return Err(HttpError::ParameterTypes(
+                "not a descriptor or a list of Java type names",
+            ));
+        }
+        desc.push_str(&descriptor::from_java_name(name));
+    }
+    let n = descriptor::count(&desc)
+        .map_err(|_| HttpError::ParameterTypes("not a descriptor or a list of Java type names"))?;
+    Ok((Cow::Owned(desc), n))
+}
+
+/// A Java type name as `Class.getName()` or source code writes it: `int`, `java.lang.String`,
+/// `java.lang.String[][]`, `a.B$C`, or the array form `[Ljava.lang.String;` (checked as a descriptor later).
+fn is_java_name(name: &str) -> bool {
+    if name.starts_with('[') {
+        return !name.contains('/');
+    }
+    let mut base = name;
+    while let Some(b) = base.strip_suffix("[]") {
+        base = b;
+    }
+    !base.is_empty()
+        && !base.starts_with('.')
+        && !base.ends_with('.')
+        && !base.contains("..")
+        && base
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '.')
+}
+
+fn decode_value(field: Field, raw: &[u8]) -> Result<Cow<'_, str>, HttpError> {
+    let problem = |problem| HttpError::FormField {
+        field: field.name(),
+        problem,
+    };
+    match decode_bytes(raw).map_err(problem)? {
+        Cow::Borrowed(b) => std::str::from_utf8(b)
+            .map(Cow::Borrowed)
+            .map_err(|_| problem(INVALID_UTF8)),
+        Cow::Owned(v) => String::from_utf8(v)
+            .map(Cow::Owned)
+            .map_err(|_| problem(INVALID_UTF8)),
+    }
+}
+
+/// Percent-decodes (and `+` -> space); borrows when there is nothing to decode.
+fn decode_bytes(raw: &[u8]) -> Result<Cow<'_, [u8]>, &'static str> {
+    if !raw.iter().any(|&b| b == b'%' || b == b'+') {
+        return Ok(Cow::Borrowed(raw));
+    }
+    // Decoding only shrinks: `raw.len()` bounds the result.
+    let mut out = Vec::with_capacity(raw.len());
+    for b in Decoder::new(raw) {
+        out.push(b.map_err(|()| INVALID_ESCAPE)?);
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// The decoded bytes of a form-encoded string, `Err(())` at a bad escape (and then nothing more).
+#[derive(Debug)]
+struct Decoder<'a> {
+    raw: &'a [u8],
+}
+
+impl<'a> Decoder<'a> {
+    fn new(raw: &'a [u8]) -> Self {
+        Decoder { raw }
+    }
+}
+
+impl Iterator for Decoder<'_> {
+    type Item = Result<u8, ()>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let (out, rest) = match *self.raw {
+            [] => return None,
+            [b'%', h, l, ref rest @ ..] => match (hex_value(h), hex_value(l)) {
+                (Some(h), Some(l)) => (Ok(h << 4 | l), rest),
+                _ => (Err(()), &[][..]),
+            },
+            [b'%', ..] => (Err(()), &[][..]),
+            [b'+', ref rest @ ..] => (Ok(b' '), rest),
+            [b, ref rest @ ..] => (Ok(b), rest),
+        };
+        self.raw = rest;
+        Some(out)
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// Writes `inv` as a form body, in the field order the challenge's consumer uses (`interface`, `method`,
+/// `parameterTypesString`, each `parameter`, then `version` and `group` when set). Everything but
+/// `A-Z a-z 0-9 - . _ ~` is percent-encoded (space as `+`), so [`parse_form`] gives `inv` back.
+pub fn encode_form(inv: &Invocation<'_>, out: &mut impl BufMut) {
+    let mut field = |name: &str, value: &str, first: bool| {
+        if !first {
+            out.put_u8(b'&');
+        }
+        out.put_slice(name.as_bytes());
+        out.put_u8(b'=');
+        percent_encode(value, out);
+    };
+    field("interface", &inv.interface, true);
+    field("method", &inv.method, false);
+    field("parameterTypesString", &inv.param_types, false);
+    for arg in &inv.args {
+        field("parameter", arg, false);
+    }
+    if let Some(v) = &inv.version {
+        field("version", v, false);
+    }
+    if let Some(g) = &inv.group {
+        field("group", g, false);
+    }
+}
+
+fn percent_encode(value: &str, out: &mut impl BufMut) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let bytes = value.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            continue;
+        }
+        out.put_slice(&bytes[start..i]);
+        if b == b' ' {
+            out.put_u8(b'+');
+        } else {
+            out.put_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]]);
+        }
+        start = i + 1;
+    }
+    out.put_slice(&bytes[start..]);
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn decoder() {
+        let d = |s: &[u8]| decode_bytes(s).map(|c| c.into_owned());
+        assert_eq!(d(b"a%2Fb+c%3b").unwrap(), b"a/b c;");
+        assert_eq!(d(b"%e4%B8%AD").unwrap(), "中".as_bytes());
+        assert!(matches!(decode_bytes(b"plain"), Ok(Cow::Borrowed(b"plain"))));
+        for bad in [&b"%"[..], b"%2", b"%zz", b"a%2g", b"%%41"] {
+            assert_eq!(d(bad), Err(INVALID_ESCAPE), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn decodes_to_without_allocating() {
+        assert!(decodes_to(b"Ljava%2Flang%2FString%3B", b"Ljava/lang/String;"));
+        assert!(decodes_to(b"Ljava/lang/String;", b"Ljava/lang/String;"));
+        assert!(!decodes_to(b"Ljava%2Flang%2FString%3", b"Ljava/lang/String;"));
+        assert!(!decodes_to(b"Ljava%2Flang%2FString%3B%3B", b"Ljava/lang/String;"));
+        assert!(!decodes_to(b"Ljava%2Flang%2FString", b"Ljava/lang/String;"));
+        assert_eq!(intern_types(b"java.lang.String"), Some("Ljava/lang/String;"));
+        assert_eq!(intern_types(b"in%74"), Some("I"));
+        assert_eq!(intern_types(b"Z"), None);
+    }
+
+    #[test]
+    fn percent_encoding() {
+        let mut out = Vec::new();
+        percent_encode("Ljava/lang/String; a+b~中", &mut out);
+        assert_eq!(out, b"Ljava%2Flang%2FString%3B+a%2Bb~%E4%B8%AD");
+    }
+
+    #[test]
+    fn normalises_java_names() {
+        let n = |s: &str| normalise_types(Cow::Borrowed(s)).map(|(d, n)| (d.into_owned(), n));
+        assert_eq!(n("").unwrap(), (String::new(), 0));
+        assert_eq!(
+            n("I[ZLjava/lang/Object;").unwrap(),
+            ("I[ZLjava/lang/Object;".into(), 3)
+        );
+        assert_eq!(
+            n("java.lang.String, int ,byte[],[Ljava.lang.String;").unwrap(),
+            ("Ljava/lang/String;I[B[Ljava/lang/String;".into(), 4)
+        );
+        assert_eq!(
+            n("java.lang.String,,int").unwrap_err(),
+            HttpError::ParameterTypes("empty type name")
+        );
+        for bad in [
+            "Ljava/lang/String",
+            "java lang",
+            "a/b",
+            "[",
+            "int[",
+            " ",
+            "a..b",
+            ".a",
+            "[]",
+            "[Ljava/lang/String;x",
+        ] {
+            assert!(matches!(n(bad), Err(HttpError::ParameterTypes(_))), "{bad}");
+        }
+    }
+}

@@ -1,0 +1,518 @@
+//! The provider side: keep this agent's keys in etcd under a lease, whatever happens to the lease.
+
+use std::cell::RefCell;
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use etcd_client::{Client, EventType, PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions};
+use tokio::sync::oneshot;
+
+use crate::etcd::{bounded, connect, Backoff, EtcdConfig, HEALTHY_AFTER};
+use crate::snapshot::{encode_value, key_for, prefix_range, validate_service};
+use crate::{Endpoint, RegistryError};
+
+/// Default lease TTL of a registration.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
+
+/// Keys per transaction (etcd's default `--max-txn-ops` is 128).
+const TXN_PUTS: usize = 64;
+
+/// How long a dropped [`RegistrarHandle`] lets its thread try to revoke the lease.
+const DROP_REVOKE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One `(service, endpoint)` this agent announces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registration {
+    /// The service (Dubbo interface) name; no `/`.
+    pub service: String,
+    /// This agent, as consumers should see it.
+    pub endpoint: Endpoint,
+    /// Lease TTL (default 10 s, whole seconds, at least 1 s; etcd may raise very short TTLs to its minimum,
+    /// about 2 s by default). All registrations of one registrar share one lease with the smallest TTL.
+    pub ttl: Duration,
+}
+
+impl Registration {
+    /// A registration with the default TTL.
+    pub fn new(service: impl Into<String>, endpoint: Endpoint) -> Self {
+        Registration {
+            service: service.into(),
+            endpoint,
+            ttl: DEFAULT_TTL,
+        }
+    }
+
+    /// The same registration with another TTL.
+    pub fn with_ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = ttl;
+        self
+    }
+}
+
+/// Starts the registrar thread (`mesh-registry-reg`): grant a lease, put every key with it, keep it alive
+/// every TTL/3 and watch the keys. Whenever the lease is lost (keepalive answers TTL 0, lease not found, no
+/// keepalive answer for a whole TTL, stream error, etcd restarted or away) it grants a new lease and puts
+/// the keys again; a key deleted by someone else is put again at once.
+///
+/// Timing: a lease revoked from outside is noticed within TTL/3 (next keepalive) or at once through the
+/// deleted keys, and replaced immediately; while etcd is unreachable it retries with backoff up to
+/// [`EtcdConfig::retry_backoff_max`], so registration returns at most that long after etcd does.
+///
+/// Errors: the OS refused the thread or the runtime, or the configuration/registrations are invalid
+/// ([`std::io::ErrorKind::InvalidInput`] wrapping [`RegistryError::Config`]).
+pub fn spawn_registrar(cfg: EtcdConfig, regs: Vec<Registration>) -> std::io::Result<RegistrarHandle> {
+    let invalid = |e: RegistryError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
+    cfg.validate().map_err(invalid)?;
+    let plan = Plan::new(&cfg, &regs).map_err(invalid)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let shared = Arc::new(Shared {
+        registered: AtomicBool::new(false),
+        lease: AtomicI64::new(0),
+    });
+    let (cmd_tx, cmd_rx) = oneshot::channel::<Instant>();
+    let (done_tx, done_rx) = crossbeam_channel::bounded(1);
+    let thread_shared = Arc::clone(&shared);
+    let thread = std::thread::Builder::new()
+        .name("mesh-registry-reg".into())
+        .spawn(move || {
+            let result = runtime.block_on(run(&cfg, &plan, &thread_shared, cmd_rx));
+            drop(runtime);
+            let _ = done_tx.send(result);
+        })?;
+    Ok(RegistrarHandle {
+        cmd: Some(cmd_tx),
+        done: done_rx,
+        thread: Some(thread),
+        shared,
+    })
+}
+
+/// The running registrar. Dropping it revokes the lease in the background (best effort, 2 s) without
+/// waiting; [`RegistrarHandle::deregister`] waits.
+#[derive(Debug)]
+#[must_use = "dropping the handle deregisters"]
+pub struct RegistrarHandle {
+    cmd: Option<oneshot::Sender<Instant>>,
+    done: crossbeam_channel::Receiver<Result<(), RegistryError>>,
+    thread: Option<JoinHandle<()>>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    registered: AtomicBool,
+    /// The lease the keys were last put with (0: none yet).
+    lease: AtomicI64,
+}
+
+impl RegistrarHandle {
+    /// Whether every key is in etcd under a lease whose last keepalive (or grant) succeeded. False before
+    /// the first registration, from the moment a loss or an etcd error is noticed until the keys are put
+    /// again, and after deregistration.
+    pub fn is_registered(&self) -> bool {
+        self.shared.registered.load(Ordering::Acquire)
+    }
+
+    /// The lease the keys were last put with, if any (it may since have been lost).
+    pub fn lease_id(&self) -> Option<i64> {
+        Some(self.shared.lease.load(Ordering::Acquire)).filter(|&l| l != 0)
+    }
+
+    /// Revokes the lease (etcd then deletes the keys, and watchers see them go) and stops the thread,
+    /// all within `timeout`. If etcd cannot be reached in time the keys stay until the lease's TTL runs
+    /// out, and the error says why ([`RegistryError::Timeout`] or [`RegistryError::Etcd`]).
+    pub fn deregister(mut self, timeout: Duration) -> Result<(), RegistryError> {
+        let deadline = Instant::now() + timeout;
+        if let Some(cmd) = self.cmd.take() {
+            let _ = cmd.send(deadline);
+        }
+        // A little slack over the thread's own deadline, so its answer (not ours) explains a timeout.
+        let wait = timeout + Duration::from_millis(200);
+        match self.done.recv_timeout(wait) {
+            Ok(result) => {
+                if let Some(t) = self.thread.take() {
+                    let _ = t.join();
+                }
+                result
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => Err(RegistryError::Timeout {
+                op: "deregister",
+                after: timeout,
+            }),
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => Err(RegistryError::ThreadGone),
+        }
+    }
+}
+
+impl Drop for RegistrarHandle {
+    fn drop(&mut self) {
+        // The thread sees the closed channel and revokes with a short deadline of its own.
+        self.cmd.take();
+    }
+}
+
+/// The keys and values to put, and the lease TTL in seconds.
+#[derive(Debug)]
+struct Plan {
+    puts: Vec<(String, String)>,
+    ttl_secs: i64,
+    summary: String,
+}
+
+impl Plan {
+    fn new(cfg: &EtcdConfig, regs: &[Registration]) -> Result<Self, RegistryError> {
+        if regs.is_empty() {
+            return Err(RegistryError::Config("nothing to register".into()));
+        }
+        let mut puts = Vec::with_capacity(regs.len());
+        for r in regs {
+            validate_service(&r.service).map_err(RegistryError::Config)?;
+            if r.endpoint.weight == 0 || r.endpoint.max_concurrency == Some(0) {
+                return Err(RegistryError::Config(format!(
+                    "{} {}: weight and max_concurrency must be > 0",
+                    r.service, r.endpoint.addr
+                )));
+            }
+            puts.push((
+                key_for(&cfg.prefix, &r.service, r.endpoint.addr),
+                encode_value(&r.endpoint),
+            ));
+        }
+        let ttl = regs.iter().map(|r| r.ttl).min().unwrap_or(DEFAULT_TTL);
+        let ttl_secs = i64::try_from(ttl.as_millis().div_ceil(1000))
+            .unwrap_or(i64::MAX)
+            .max(1);
+        let summary = puts
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok(Plan {
+            puts,
+            ttl_secs,
+            summary,
+        })
+    }
+
+    fn is_ours(&self, key: &[u8]) -> Option<usize> {
+        self.puts.iter().position(|(k, _)| k.as_bytes() == key)
+    }
+}
+
+/// The thread's body: register and keep registered until told to stop, then revoke.
+async fn run(
+    cfg: &EtcdConfig,
+    plan: &Plan,
+    shared: &Shared,
+    mut cmd: oneshot::Receiver<Instant>,
+) -> Result<(), RegistryError> {
+    // Leases that may hold our keys: the registered one, and any granted after it (a session cut short
+    // between grant and the end of its puts may have attached some keys to it).
+    let leases = RefCell::new(Vec::new());
+    let deadline = tokio::select! {
+        biased;
+        c = &mut cmd => c.unwrap_or_else(|_| Instant::now() + DROP_REVOKE_TIMEOUT),
+        never = keep_registered(cfg, plan, shared, &leases) => match never {},
+    };
+    shared.registered.store(false, Ordering::Release);
+    let leases = leases.into_inner();
+    let Some(&lease) = leases.last() else {
+        return Ok(());
+    };
+    let revoke = async {
+        let mut client = connect(cfg).await?;
+        let mut result = Ok(());
+        for &l in &leases {
+            match bounded("lease revoke", cfg.request_timeout, client.lease_revoke(l)).await {
+                Err(e) if is_lease_not_found(&e) => {} // expired already: its keys are gone
+                Err(e) => result = result.and(Err(e)),
+                Ok(_) => {}
+            }
+        }
+        result
+    };
+    let after = deadline.saturating_duration_since(Instant::now());
+    let result = match tokio::time::timeout(after, revoke).await {
+        Ok(r) => r,
+        Err(_) => Err(RegistryError::Timeout {
+            op: "lease revoke",
+            after,
+        }),
+    };
+    match &result {
+        Ok(()) => eprintln!(
+            "registry: deregistered {} (lease {lease:x} revoked)",
+            plan.summary
+        ),
+        Err(e) => eprintln!(
+            "registry: deregistration of {} failed: {e}; the keys expire with lease {lease:x}",
+            plan.summary
+        ),
+    }
+    result
+}
+
+/// Registers, and registers again after every loss, forever.
+async fn keep_registered(
+    cfg: &EtcdConfig,
+    plan: &Plan,
+    shared: &Shared,
+    leases: &RefCell<Vec<i64>>,
+) -> Infallible {
+    let mut backoff = Backoff::new(cfg.retry_backoff_max);
+    let mut failures: u32 = 0;
+    let mut last_error = String::new();
+    let mut registrations: u64 = 0;
+    loop {
+        let mut healthy_since = None;
+        let error = session(cfg, plan, shared, leases, &mut registrations, &mut healthy_since).await;
+        shared.registered.store(false, Ordering::Release);
+        let was_healthy = healthy_since.is_some_and(|t: Instant| t.elapsed() >= HEALTHY_AFTER);
+        if was_healthy {
+            backoff.reset();
+            failures = 0;
+        }
+        // A lost lease on a working etcd is replaced at once; anything else (or a repeat) backs off.
+        let delay = if was_healthy && matches!(error, RegistryError::LeaseLost { .. }) {
+            Duration::ZERO
+        } else {
+            backoff.next_delay()
+        };
+        let message = error.to_string();
+        if failures == 0 || message != last_error {
+            eprintln!(
+                "registry: registration of {} lost or failed: {message}; re-registering in {delay:?}",
+                plan.summary
+            );
+        }
+        failures = failures.saturating_add(1);
+        last_error = message;
+        tokio::time::sleep(delay).await;
+    }
+}
+
+/// One lease: grant, put, keep alive and guard the keys until something fails; returns what failed.
+async fn session(
+    cfg: &EtcdConfig,
+    plan: &Plan,
+    shared: &Shared,
+    leases: &RefCell<Vec<i64>>,
+    registrations: &mut u64,
+    healthy_since: &mut Option<Instant>,
+) -> RegistryError {
+    let mut client = match connect(cfg).await {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let grant = match bounded(
+        "lease grant",
+        cfg.request_timeout,
+        client.lease_grant(plan.ttl_secs, None),
+    )
+    .await
+    {
+        Ok(g) => g,
+        Err(e) => return e,
+    };
+    let lease = grant.id();
+    {
+        let mut leases = leases.borrow_mut();
+        leases.push(lease);
+        // Bounded when grants succeed but puts keep failing: keep the oldest (the registered one, if any)
+        // and the newest.
+        if leases.len() > 8 {
+            leases.remove(1);
+        }
+    }
+    let ttl = Duration::from_secs(u64::try_from(grant.ttl()).unwrap_or(1).max(1));
+    let lost = |reason: String| RegistryError::LeaseLost { lease, reason };
+    let as_lease_error = |e: RegistryError| {
+        if is_lease_not_found(&e) {
+            lost(e.to_string())
+        } else {
+            e
+        }
+    };
+
+    let first_revision = match put_all(cfg, &mut client, plan, lease).await {
+        Ok(revision) => revision,
+        Err(e) => return as_lease_error(e),
+    };
+    // Every key is on this lease now: older ones hold none of ours.
+    leases.borrow_mut().retain(|&l| l == lease);
+    shared.lease.store(lease, Ordering::Release);
+    shared.registered.store(true, Ordering::Release);
+    *registrations += 1;
+    eprintln!(
+        "registry: {} {} with lease {lease:x} (ttl {}s)",
+        if *registrations == 1 {
+            "registered"
+        } else {
+            "re-registered"
+        },
+        plan.summary,
+        ttl.as_secs()
+    );
+
+    let (mut keeper, mut answers) = match bounded(
+        "lease keepalive",
+        cfg.request_timeout,
+        client.lease_keep_alive(lease),
+    )
+    .await
+    {
+        Ok(k) => k,
+        Err(e) => return as_lease_error(e),
+    };
+    // Deletions of our keys (by anyone) after our puts; puts are filtered out by etcd.
+    let watch_options = WatchOptions::new()
+        .with_prefix()
+        .with_start_revision(first_revision + 1)
+        .with_filters([WatchFilterType::NoPut]);
+    let range = prefix_range(&cfg.prefix);
+    let mut deletions = match bounded(
+        "watch",
+        cfg.request_timeout,
+        client.watch(range.as_str(), Some(watch_options)),
+    )
+    .await
+    {
+        Ok(w) => w,
+        Err(e) => return e,
+    };
+
+    let mut ticks = tokio::time::interval((ttl / 3).max(Duration::from_millis(100)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_answer = Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {
+                if last_answer.elapsed() > ttl {
+                    return lost(format!("no keepalive answer for {}s", ttl.as_secs()));
+                }
+                if let Err(e) = bounded("lease keepalive", cfg.request_timeout, keeper.keep_alive()).await {
+                    return e;
+                }
+            }
+            answer = answers.message() => match answer {
+                Ok(Some(a)) if a.ttl() > 0 => {
+                    last_answer = Instant::now();
+                    healthy_since.get_or_insert(last_answer);
+                }
+                Ok(Some(_)) => return lost("keepalive answered TTL 0 (expired or revoked)".into()),
+                Ok(None) => return lost("keepalive stream closed".into()),
+                Err(e) => return as_lease_error(RegistryError::Etcd { op: "lease keepalive", source: e }),
+            },
+            event = deletions.message() => {
+                let response = match event {
+                    Ok(Some(r)) => r,
+                    Ok(None) => return RegistryError::WatchEnded("etcd closed the watch of our keys".into()),
+                    Err(e) => return RegistryError::Etcd { op: "watch", source: e },
+                };
+                if response.canceled() {
+                    return RegistryError::WatchEnded(format!(
+                        "watch of our keys cancelled by etcd ({:?})",
+                        response.cancel_reason()
+                    ));
+                }
+                for event in response.events() {
+                    let Some(kv) = event.kv() else { continue };
+                    let Some(i) = plan.is_ours(kv.key()) else { continue };
+                    if event.event_type() != EventType::Delete {
+                        continue;
+                    }
+                    let (key, value) = &plan.puts[i];
+                    eprintln!("registry: {key} was deleted by someone else; putting it back");
+                    if let Err(e) = put(cfg, &mut client, key, value, lease).await {
+                        return as_lease_error(e);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Puts every key with `lease`, in transactions of up to [`TXN_PUTS`] keys (one transaction, so one watch
+/// event batch and one consumer snapshot, in practice); returns the revision of the first.
+async fn put_all(
+    cfg: &EtcdConfig,
+    client: &mut Client,
+    plan: &Plan,
+    lease: i64,
+) -> Result<i64, RegistryError> {
+    let mut first = None;
+    for chunk in plan.puts.chunks(TXN_PUTS) {
+        let ops: Vec<TxnOp> = chunk
+            .iter()
+            .map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), Some(PutOptions::new().with_lease(lease))))
+            .collect();
+        let response = bounded("put", cfg.request_timeout, client.txn(Txn::new().and_then(ops))).await?;
+        first.get_or_insert(response.header().map_or(0, |h| h.revision()));
+    }
+    Ok(first.unwrap_or(0))
+}
+
+async fn put(
+    cfg: &EtcdConfig,
+    client: &mut Client,
+    key: &str,
+    value: &str,
+    lease: i64,
+) -> Result<i64, RegistryError> {
+    let options = PutOptions::new().with_lease(lease);
+    let response = bounded("put", cfg.request_timeout, client.put(key, value, Some(options))).await?;
+    Ok(response.header().map_or(0, |h| h.revision()))
+}
+
+fn is_lease_not_found(e: &RegistryError) -> bool {
+    match e {
+        RegistryError::Etcd { source, .. } => source.to_string().contains("lease not found"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reg(service: &str, addr: &str) -> Registration {
+        Registration::new(service, Endpoint::new(addr.parse().unwrap()))
+    }
+
+    #[test]
+    fn plan_uses_the_smallest_ttl_rounded_up() {
+        let cfg = EtcdConfig::default();
+        let plan = Plan::new(
+            &cfg,
+            &[
+                reg("a", "10.0.0.1:30000").with_ttl(Duration::from_millis(2500)),
+                reg("b", "10.0.0.1:30000"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(plan.ttl_secs, 3);
+        assert_eq!(plan.puts[0].0, "/dubbomesh/v1/a/10.0.0.1:30000");
+        assert_eq!(plan.puts[1].1, r#"{"weight":100,"id":"10.0.0.1:30000"}"#);
+        assert_eq!(plan.is_ours(b"/dubbomesh/v1/b/10.0.0.1:30000"), Some(1));
+        assert_eq!(plan.is_ours(b"/dubbomesh/v1/c/10.0.0.1:30000"), None);
+        let tiny = Plan::new(&cfg, &[reg("a", "10.0.0.1:1").with_ttl(Duration::ZERO)]).unwrap();
+        assert_eq!(tiny.ttl_secs, 1);
+    }
+
+    #[test]
+    fn plan_rejects_bad_registrations() {
+        let cfg = EtcdConfig::default();
+        assert!(Plan::new(&cfg, &[]).is_err());
+        assert!(Plan::new(&cfg, &[reg("a/b", "10.0.0.1:1")]).is_err());
+        let mut r = reg("a", "10.0.0.1:1");
+        r.endpoint.weight = 0;
+        assert!(Plan::new(&cfg, &[r]).is_err());
+        let err = spawn_registrar(cfg, vec![]).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    }
+}

@@ -1,0 +1,426 @@
+//! The pure model: endpoints, immutable versioned snapshots, and the etcd key/value layout. No IO.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::RegistryError;
+
+/// Capacity weight of an endpoint that does not say otherwise.
+pub const DEFAULT_WEIGHT: u32 = 100;
+
+/// The service name that matches every service without an entry of its own (used by static lists such as
+/// `mesh-agent consumer --provider 127.0.0.1:30000`).
+pub const WILDCARD_SERVICE: &str = "*";
+
+/// The default etcd key prefix.
+pub const DEFAULT_PREFIX: &str = "/dubbomesh/v1";
+
+/// One provider agent instance serving a service.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    /// Where its agent listens.
+    pub addr: SocketAddr,
+    /// Capacity weight (default [`DEFAULT_WEIGHT`]); entries read from etcd are always at least 1.
+    pub weight: u32,
+    /// The provider's thread cap (Dubbo's `threads`), when known; entries read from etcd are never `Some(0)`.
+    pub max_concurrency: Option<u32>,
+    /// Unique per agent instance, e.g. `host:port` (a restarted agent may use a new one).
+    pub id: String,
+}
+
+impl Endpoint {
+    /// An endpoint with the default weight, no concurrency cap and `addr` as its id.
+    pub fn new(addr: SocketAddr) -> Self {
+        Endpoint {
+            addr,
+            weight: DEFAULT_WEIGHT,
+            max_concurrency: None,
+            id: addr.to_string(),
+        }
+    }
+
+    /// The same endpoint with another weight.
+    pub fn with_weight(mut self, weight: u32) -> Self {
+        self.weight = weight;
+        self
+    }
+
+    /// The same endpoint with a concurrency cap.
+    pub fn with_max_concurrency(mut self, max: u32) -> Self {
+        self.max_concurrency = Some(max);
+        self
+    }
+
+    /// The same endpoint with another id.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = id.into();
+        self
+    }
+}
+
+/// An immutable view of every provider, as one registry source saw it at one moment.
+///
+/// `version` grows by one with every snapshot a watcher publishes (the first one is 1), so a shard can tell
+/// a new snapshot from the one it has by comparing versions. Per service, endpoints are sorted by address
+/// and unique per address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Snapshot {
+    /// Publication number: 1 for the first snapshot of a watcher, +1 for each later one.
+    pub version: u64,
+    services: BTreeMap<String, Vec<Endpoint>>,
+}
+
+impl Snapshot {
+    /// Builds a snapshot from `(service, endpoint)` pairs in any order. When a service lists the same
+    /// address twice, the later pair wins.
+    pub fn new(version: u64, entries: impl IntoIterator<Item = (String, Endpoint)>) -> Self {
+        let mut by_service: BTreeMap<String, BTreeMap<SocketAddr, Endpoint>> = BTreeMap::new();
+        for (service, endpoint) in entries {
+            by_service
+                .entry(service)
+                .or_default()
+                .insert(endpoint.addr, endpoint);
+        }
+        let services = by_service
+            .into_iter()
+            .map(|(service, eps)| (service, eps.into_values().collect()))
+            .collect();
+        Snapshot { version, services }
+    }
+
+    /// A snapshot without any endpoint.
+    pub fn empty(version: u64) -> Self {
+        Snapshot {
+            version,
+            services: BTreeMap::new(),
+        }
+    }
+
+    /// The endpoints serving `service`: its own entry, else the wildcard [`WILDCARD_SERVICE`] entry, else
+    /// none. Sorted by address.
+    pub fn endpoints(&self, service: &str) -> &[Endpoint] {
+        self.services
+            .get(service)
+            .or_else(|| self.services.get(WILDCARD_SERVICE))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// The services with an entry of their own (including `*` when present), sorted.
+    pub fn services(&self) -> impl Iterator<Item = &str> + '_ {
+        self.services.keys().map(String::as_str)
+    }
+
+    /// Every `(service, endpoints)` entry, sorted by service.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[Endpoint])> + '_ {
+        self.services.iter().map(|(s, eps)| (s.as_str(), eps.as_slice()))
+    }
+
+    /// Whether no service has any endpoint.
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// The number of `(service, endpoint)` entries.
+    pub fn endpoint_count(&self) -> usize {
+        self.services.values().map(Vec::len).sum()
+    }
+
+    /// Whether `other` lists exactly the same endpoints, whatever the versions.
+    pub fn same_endpoints(&self, other: &Snapshot) -> bool {
+        self.services == other.services
+    }
+
+    /// The same endpoints under another version.
+    pub fn with_version(mut self, version: u64) -> Self {
+        self.version = version;
+        self
+    }
+}
+
+/// The JSON stored as the value of a registry key.
+#[derive(Debug, Serialize, Deserialize)]
+struct EntryValue {
+    #[serde(default = "default_weight")]
+    weight: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    max_concurrency: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    DEFAULT_WEIGHT
+}
+
+/// `prefix` without trailing slashes: `/dubbomesh/v1/` and `/dubbomesh/v1` are the same prefix.
+pub fn normalize_prefix(prefix: &str) -> &str {
+    prefix.trim_end_matches('/')
+}
+
+/// The range every registry key lives in: `{prefix}/` (so that `/dubbomesh/v1` does not also match
+/// `/dubbomesh/v10/...`).
+pub fn prefix_range(prefix: &str) -> String {
+    format!("{}/", normalize_prefix(prefix))
+}
+
+/// The key of `addr` serving `service`: `{prefix}/{service}/{ip:port}` (IPv6 as `[ip]:port`).
+pub fn key_for(prefix: &str, service: &str, addr: SocketAddr) -> String {
+    format!("{}/{}/{}", normalize_prefix(prefix), service, addr)
+}
+
+/// Checks a service name for use in a key: not empty, no `/`, no control characters or spaces.
+pub fn validate_service(service: &str) -> Result<(), String> {
+    if service.is_empty() {
+        return Err("empty service name".into());
+    }
+    if let Some(c) = service
+        .chars()
+        .find(|c| *c == '/' || c.is_control() || c.is_whitespace())
+    {
+        return Err(format!("service name {service:?} contains {c:?}"));
+    }
+    Ok(())
+}
+
+/// The value stored for `endpoint`: `{"weight":..,"max_concurrency":..,"id":".."}` (`max_concurrency`
+/// left out when unknown).
+pub fn encode_value(endpoint: &Endpoint) -> String {
+    let value = EntryValue {
+        weight: endpoint.weight,
+        max_concurrency: endpoint.max_concurrency,
+        id: Some(endpoint.id.clone()),
+    };
+    // Serializing a struct of integers and a string cannot fail.
+    serde_json::to_string(&value).unwrap_or_default()
+}
+
+/// Reads one etcd entry: `{prefix}/{service}/{ip:port}` with the endpoint JSON as value.
+///
+/// Missing value fields take defaults (weight 100, no cap, the address as id); an empty value means all
+/// defaults; unknown fields are ignored. Weight 0 and `max_concurrency` 0 are rejected.
+pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<(String, Endpoint), RegistryError> {
+    let bad_key = |reason: &str| RegistryError::BadKey {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_owned(),
+    };
+    let key_str = std::str::from_utf8(key).map_err(|_| bad_key("not UTF-8"))?;
+    let rest = key_str
+        .strip_prefix(normalize_prefix(prefix))
+        .and_then(|r| r.strip_prefix('/'))
+        .ok_or_else(|| bad_key("outside the registry prefix"))?;
+    let (service, addr) = rest
+        .split_once('/')
+        .ok_or_else(|| bad_key("expected {prefix}/{service}/{ip:port}"))?;
+    validate_service(service).map_err(|reason| bad_key(&reason))?;
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| bad_key("the last segment is not an ip:port"))?;
+    if addr.port() == 0 {
+        return Err(bad_key("port 0"));
+    }
+
+    let bad_value = |reason: String| RegistryError::BadValue {
+        key: key_str.to_owned(),
+        reason,
+    };
+    let value = if value.iter().all(u8::is_ascii_whitespace) {
+        EntryValue {
+            weight: DEFAULT_WEIGHT,
+            max_concurrency: None,
+            id: None,
+        }
+    } else {
+        // Through `Value` first: serde would otherwise also accept a JSON array for the struct.
+        match serde_json::from_slice::<serde_json::Value>(value) {
+            Ok(v @ serde_json::Value::Object(_)) => {
+                EntryValue::deserialize(v).map_err(|e| bad_value(e.to_string()))?
+            }
+            Ok(_) => return Err(bad_value("not a JSON object".into())),
+            Err(e) => return Err(bad_value(e.to_string())),
+        }
+    };
+    if value.weight == 0 {
+        return Err(bad_value("weight 0".into()));
+    }
+    if value.max_concurrency == Some(0) {
+        return Err(bad_value("max_concurrency 0".into()));
+    }
+    let id = match value.id {
+        Some(id) if !id.is_empty() => id,
+        _ => addr.to_string(),
+    };
+    Ok((
+        service.to_owned(),
+        Endpoint {
+            addr,
+            weight: value.weight,
+            max_concurrency: value.max_concurrency,
+            id,
+        },
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ep(s: &str) -> Endpoint {
+        Endpoint::new(s.parse().unwrap())
+    }
+
+    #[test]
+    fn snapshot_sorts_and_dedups_by_addr_later_wins() {
+        let snap = Snapshot::new(
+            3,
+            [
+                ("svc".to_string(), ep("10.0.0.2:20880")),
+                ("svc".to_string(), ep("10.0.0.1:20880").with_weight(1)),
+                ("svc".to_string(), ep("10.0.0.1:20880").with_weight(7)),
+                ("other".to_string(), ep("10.0.0.3:1")),
+            ],
+        );
+        assert_eq!(snap.version, 3);
+        let svc = snap.endpoints("svc");
+        assert_eq!(svc.len(), 2);
+        assert_eq!(svc[0].addr, "10.0.0.1:20880".parse().unwrap());
+        assert_eq!(svc[0].weight, 7);
+        assert_eq!(svc[1].addr, "10.0.0.2:20880".parse().unwrap());
+        assert_eq!(snap.services().collect::<Vec<_>>(), ["other", "svc"]);
+        assert_eq!(snap.endpoint_count(), 3);
+        assert!(!snap.is_empty());
+    }
+
+    #[test]
+    fn wildcard_matches_services_without_their_own_entry() {
+        let snap = Snapshot::new(
+            1,
+            [
+                ("*".to_string(), ep("127.0.0.1:30000")),
+                ("own".to_string(), ep("127.0.0.1:30001")),
+            ],
+        );
+        assert_eq!(snap.endpoints("anything")[0].addr.port(), 30000);
+        assert_eq!(snap.endpoints("own").len(), 1);
+        assert_eq!(snap.endpoints("own")[0].addr.port(), 30001);
+        let no_wildcard = Snapshot::new(1, [("own".to_string(), ep("127.0.0.1:30001"))]);
+        assert!(no_wildcard.endpoints("anything").is_empty());
+    }
+
+    #[test]
+    fn empty_and_same_endpoints() {
+        let a = Snapshot::empty(1);
+        assert!(a.is_empty());
+        assert_eq!(a.endpoint_count(), 0);
+        assert!(a.endpoints("x").is_empty());
+        let b = Snapshot::new(2, [("s".to_string(), ep("1.2.3.4:5"))]);
+        let c = Snapshot::new(9, [("s".to_string(), ep("1.2.3.4:5"))]);
+        assert!(b.same_endpoints(&c));
+        assert!(!a.same_endpoints(&b));
+        assert_eq!(b.clone().with_version(9), c);
+        assert_eq!(b.iter().count(), 1);
+    }
+
+    #[test]
+    fn key_layout() {
+        let v4: SocketAddr = "10.0.0.1:20880".parse().unwrap();
+        assert_eq!(
+            key_for(DEFAULT_PREFIX, "com.foo.IHello", v4),
+            "/dubbomesh/v1/com.foo.IHello/10.0.0.1:20880"
+        );
+        assert_eq!(key_for("/p/", "s", v4), "/p/s/10.0.0.1:20880");
+        let v6: SocketAddr = "[::1]:30000".parse().unwrap();
+        assert_eq!(key_for("/p", "s", v6), "/p/s/[::1]:30000");
+        assert_eq!(prefix_range("/p/"), "/p/");
+        assert_eq!(prefix_range(DEFAULT_PREFIX), "/dubbomesh/v1/");
+    }
+
+    #[test]
+    fn round_trip_through_key_and_value() {
+        let e = ep("[::1]:30000")
+            .with_weight(250)
+            .with_max_concurrency(200)
+            .with_id("host-a:30000");
+        let key = key_for(DEFAULT_PREFIX, "com.foo.IHello", e.addr);
+        let value = encode_value(&e);
+        assert_eq!(
+            value,
+            r#"{"weight":250,"max_concurrency":200,"id":"host-a:30000"}"#
+        );
+        let (service, back) = parse_entry(DEFAULT_PREFIX, key.as_bytes(), value.as_bytes()).unwrap();
+        assert_eq!(service, "com.foo.IHello");
+        assert_eq!(back, e);
+        let plain = ep("1.2.3.4:5");
+        assert_eq!(encode_value(&plain), r#"{"weight":100,"id":"1.2.3.4:5"}"#);
+    }
+
+    #[test]
+    fn value_defaults_and_unknown_fields() {
+        let key = b"/dubbomesh/v1/s/1.2.3.4:5";
+        for v in [
+            &b""[..],
+            b"  ",
+            b"{}",
+            br#"{"max_concurrency":null,"zone":"a"}"#,
+            br#"{"id":""}"#,
+        ] {
+            let (_, e) = parse_entry(DEFAULT_PREFIX, key, v).unwrap();
+            assert_eq!(e, ep("1.2.3.4:5"), "value {:?}", String::from_utf8_lossy(v));
+        }
+        // A trailing slash on the prefix changes nothing.
+        assert!(parse_entry("/dubbomesh/v1/", key, b"{}").is_ok());
+    }
+
+    #[test]
+    fn bad_keys_are_errors() {
+        let cases: &[&[u8]] = &[
+            b"/other/s/1.2.3.4:5",
+            b"/dubbomesh/v10/s/1.2.3.4:5",
+            b"/dubbomesh/v1/1.2.3.4:5",
+            b"/dubbomesh/v1//1.2.3.4:5",
+            b"/dubbomesh/v1/s/notanaddr",
+            b"/dubbomesh/v1/s/1.2.3.4",
+            b"/dubbomesh/v1/s/1.2.3.4:0",
+            b"/dubbomesh/v1/a/b/1.2.3.4:5",
+            b"/dubbomesh/v1/s/1.2.3.4:5/",
+            b"/dubbomesh/v1/s\xff/1.2.3.4:5",
+        ];
+        for key in cases {
+            match parse_entry(DEFAULT_PREFIX, key, b"{}") {
+                Err(RegistryError::BadKey { .. }) => {}
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(key)),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_values_are_errors() {
+        let key = b"/dubbomesh/v1/s/1.2.3.4:5";
+        let cases: &[&[u8]] = &[
+            b"dubbo://1.2.3.4:5/s?weight=1",
+            br#"{"weight":0}"#,
+            br#"{"weight":-1}"#,
+            br#"{"weight":"100"}"#,
+            br#"{"max_concurrency":0}"#,
+            br#"{"weight":4294967296}"#,
+            b"[1]",
+            b"\xff",
+        ];
+        for v in cases {
+            match parse_entry(DEFAULT_PREFIX, key, v) {
+                Err(RegistryError::BadValue { key: k, .. }) => assert_eq!(k, "/dubbomesh/v1/s/1.2.3.4:5"),
+                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(v)),
+            }
+        }
+    }
+
+    #[test]
+    fn service_names() {
+        assert!(validate_service("com.alibaba.dubbo.performance.demo.provider.IHelloService").is_ok());
+        assert!(validate_service(WILDCARD_SERVICE).is_ok());
+        assert!(validate_service("").is_err());
+        assert!(validate_service("a/b").is_err());
+        assert!(validate_service("a b").is_err());
+    }
+}

@@ -1,0 +1,382 @@
+//! Registry sources and the watcher thread that broadcasts their snapshots to the shards.
+
+use std::cell::RefCell;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::{Sender, TrySendError};
+use tokio::sync::{oneshot, Notify};
+
+use crate::etcd::EtcdConfig;
+use crate::{Endpoint, RegistryError, Snapshot};
+
+/// Where the providers come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// A fixed list from the configuration (`--provider 127.0.0.1:30000` registers under the wildcard
+    /// service [`crate::WILDCARD_SERVICE`]). Published once, as version 1.
+    Static(Vec<(String, Endpoint)>),
+    /// Everything under the etcd prefix, kept up to date by a watch.
+    Etcd(EtcdConfig),
+}
+
+/// How long [`WatcherHandle::stop`] waits for the thread.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often a snapshot that did not fit into a full subscriber channel is offered again.
+const RETRY_FULL_SUBSCRIBER: Duration = Duration::from_millis(20);
+
+/// Starts the registry thread (`mesh-registry-watch`) for `source`, which sends every new snapshot to each
+/// subscriber.
+///
+/// * Snapshots are whole and immutable; versions start at 1 and grow by one per published snapshot. A
+///   snapshot is only published when the endpoints changed (or for the first time), so consecutive
+///   snapshots always differ.
+/// * A subscriber only needs the newest snapshot: drain the channel (`rx.try_iter().last()`). Unbounded
+///   channels are simplest; with a bounded channel that is full the newest snapshot is offered again every
+///   20 ms (older undelivered ones are dropped) until it fits. A disconnected subscriber is forgotten.
+/// * Etcd: nothing is published until the first successful read of the prefix. Errors never produce a
+///   snapshot: the subscribers keep the last one while the thread retries with backoff.
+///
+/// Errors: the OS refused the thread or the runtime, or the etcd configuration is invalid
+/// ([`std::io::ErrorKind::InvalidInput`] wrapping [`RegistryError::Config`]).
+pub fn spawn_watcher(
+    source: Source,
+    subscribers: Vec<Sender<Arc<Snapshot>>>,
+) -> std::io::Result<WatcherHandle> {
+    if let Source::Etcd(cfg) = &source {
+        cfg.validate()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let latest = Arc::new(Mutex::new(None));
+    let outbox = Outbox::new(subscribers, Arc::clone(&latest));
+    let thread = std::thread::Builder::new()
+        .name("mesh-registry-watch".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                let stop = async {
+                    // Sent by `stop` or dropped with the handle: either way, stop.
+                    let _ = stop_rx.await;
+                };
+                let work = async {
+                    match source {
+                        Source::Static(entries) => {
+                            outbox.publish(Snapshot::new(0, entries));
+                            std::future::pending::<()>().await;
+                        }
+                        Source::Etcd(cfg) => crate::etcd::watch_forever(&cfg, &outbox).await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    () = stop => {}
+                    () = work => {}
+                    () = outbox.retry_full_subscribers() => {}
+                }
+            });
+            drop(runtime);
+            let _ = done_tx.send(());
+        })?;
+    Ok(WatcherHandle {
+        stop: Some(stop_tx),
+        done: done_rx,
+        thread: Some(thread),
+        latest,
+    })
+}
+
+/// The running registry thread. Dropping it stops the thread without waiting; [`WatcherHandle::stop`] waits.
+#[derive(Debug)]
+#[must_use = "dropping the handle stops the watcher"]
+pub struct WatcherHandle {
+    stop: Option<oneshot::Sender<()>>,
+    done: crossbeam_channel::Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
+}
+
+impl WatcherHandle {
+    /// The last snapshot published, if any (for tests, health and debugging, not for the data path).
+    pub fn latest(&self) -> Option<Arc<Snapshot>> {
+        self.latest
+            .lock()
+            .map_or_else(|poisoned| poisoned.into_inner().clone(), |g| g.clone())
+    }
+
+    /// Stops the thread and joins it, waiting at most [`STOP_TIMEOUT`] (then the thread is left to finish
+    /// on its own and [`RegistryError::Timeout`] is returned).
+    pub fn stop(mut self) -> Result<(), RegistryError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        join_bounded(&self.done, self.thread.take(), STOP_TIMEOUT, "watcher stop")
+    }
+}
+
+impl Drop for WatcherHandle {
+    fn drop(&mut self) {
+        // Dropping the sender wakes the thread, which then stops on its own.
+        self.stop.take();
+    }
+}
+
+/// Waits for a registry thread's `done` signal (sent after its runtime is dropped), then joins it.
+pub(crate) fn join_bounded(
+    done: &crossbeam_channel::Receiver<()>,
+    thread: Option<JoinHandle<()>>,
+    timeout: Duration,
+    op: &'static str,
+) -> Result<(), RegistryError> {
+    match done.recv_timeout(timeout) {
+        Ok(()) => match thread.map(JoinHandle::join) {
+            Some(Err(_)) => Err(RegistryError::ThreadGone),
+            _ => Ok(()),
+        },
+        Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            Err(RegistryError::Timeout { op, after: timeout })
+        }
+        // The thread dropped its sender without sending: it panicked.
+        Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+            if let Some(t) = thread {
+                let _ = t.join();
+            }
+            Err(RegistryError::ThreadGone)
+        }
+    }
+}
+
+/// Hands snapshots to the subscribers from inside the registry thread's runtime (single-threaded: the
+/// `RefCell` is never borrowed across an await).
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    inner: RefCell<Publisher>,
+    wake: Notify,
+}
+
+#[derive(Debug)]
+struct Publisher {
+    subscribers: Vec<Subscriber>,
+    version: u64,
+    last: Option<Arc<Snapshot>>,
+    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
+}
+
+#[derive(Debug)]
+struct Subscriber {
+    tx: Sender<Arc<Snapshot>>,
+    /// The newest snapshot this subscriber has not taken yet because its channel was full.
+    pending: Option<Arc<Snapshot>>,
+}
+
+impl Outbox {
+    pub(crate) fn new(
+        subscribers: Vec<Sender<Arc<Snapshot>>>,
+        latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    ) -> Self {
+        let subscribers = subscribers
+            .into_iter()
+            .map(|tx| Subscriber { tx, pending: None })
+            .collect();
+        Outbox {
+            inner: RefCell::new(Publisher {
+                subscribers,
+                version: 0,
+                last: None,
+                latest,
+            }),
+            wake: Notify::new(),
+        }
+    }
+
+    /// The version of the last published snapshot (0 before the first).
+    pub(crate) fn version(&self) -> u64 {
+        self.inner.borrow().version
+    }
+
+    /// Publishes `snapshot` (its version is replaced by the next one) unless it lists the same endpoints as
+    /// the last published snapshot. Returns the new version when it published.
+    pub(crate) fn publish(&self, snapshot: Snapshot) -> Option<u64> {
+        let mut p = self.inner.borrow_mut();
+        if p.last.as_ref().is_some_and(|last| last.same_endpoints(&snapshot)) {
+            return None;
+        }
+        p.version += 1;
+        let snapshot = Arc::new(snapshot.with_version(p.version));
+        p.last = Some(Arc::clone(&snapshot));
+        match p.latest.lock() {
+            Ok(mut g) => *g = Some(Arc::clone(&snapshot)),
+            Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&snapshot)),
+        }
+        for s in &mut p.subscribers {
+            s.pending = Some(Arc::clone(&snapshot));
+        }
+        let version = p.version;
+        if p.deliver() {
+            self.wake.notify_one();
+        }
+        Some(version)
+    }
+
+    /// Runs forever, offering snapshots again to subscribers whose channel was full.
+    pub(crate) async fn retry_full_subscribers(&self) {
+        loop {
+            let pending = self
+                .inner
+                .borrow()
+                .subscribers
+                .iter()
+                .any(|s| s.pending.is_some());
+            if pending {
+                tokio::time::sleep(RETRY_FULL_SUBSCRIBER).await;
+                self.inner.borrow_mut().deliver();
+            } else {
+                self.wake.notified().await;
+            }
+        }
+    }
+}
+
+impl Publisher {
+    /// Tries to hand every pending snapshot over; returns whether some are still pending.
+    fn deliver(&mut self) -> bool {
+        let before = self.subscribers.len();
+        let mut still_pending = false;
+        self.subscribers.retain_mut(|s| {
+            let Some(snapshot) = s.pending.take() else {
+                return true;
+            };
+            match s.tx.try_send(snapshot) {
+                Ok(()) => true,
+                Err(TrySendError::Full(snapshot)) => {
+                    s.pending = Some(snapshot);
+                    still_pending = true;
+                    true
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            }
+        });
+        let gone = before - self.subscribers.len();
+        if gone > 0 {
+            eprintln!(
+                "registry: {gone} snapshot subscriber(s) went away; {} left",
+                self.subscribers.len()
+            );
+        }
+        still_pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    fn ep(s: &str) -> Endpoint {
+        Endpoint::new(s.parse().unwrap())
+    }
+
+    #[test]
+    fn static_source_publishes_once_to_every_subscriber() {
+        let (tx1, rx1) = crossbeam_channel::unbounded();
+        let (tx2, rx2) = crossbeam_channel::bounded(1);
+        let list = vec![
+            ("*".to_string(), ep("127.0.0.1:30000")),
+            ("*".to_string(), ep("127.0.0.1:30000")),
+        ];
+        let handle = spawn_watcher(Source::Static(list), vec![tx1, tx2]).unwrap();
+        for rx in [&rx1, &rx2] {
+            let snap = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert_eq!(snap.version, 1);
+            assert_eq!(snap.endpoints("any.Service").len(), 1);
+        }
+        assert!(rx1.recv_timeout(Duration::from_millis(200)).is_err());
+        assert_eq!(handle.latest().unwrap().version, 1);
+        let t = Instant::now();
+        handle.stop().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(1));
+        // The thread is gone: its senders are dropped.
+        assert!(rx1.recv_timeout(Duration::from_secs(1)).is_err());
+        assert!(matches!(
+            rx1.try_recv(),
+            Err(crossbeam_channel::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn dropping_the_handle_stops_the_thread() {
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let handle = spawn_watcher(Source::Static(vec![]), vec![tx]).unwrap();
+        let snap = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert!(snap.is_empty());
+        drop(handle);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match rx.try_recv() {
+                Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                _ if Instant::now() > deadline => panic!("thread still running"),
+                _ => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    #[test]
+    fn outbox_skips_unchanged_and_retries_full_channels() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let (full_tx, full_rx) = crossbeam_channel::bounded(1);
+        let (gone_tx, gone_rx) = crossbeam_channel::unbounded();
+        drop(gone_rx);
+        let latest = Arc::new(Mutex::new(None));
+        let outbox = Outbox::new(vec![full_tx, gone_tx], Arc::clone(&latest));
+        assert_eq!(
+            outbox.publish(Snapshot::new(0, [("a".to_string(), ep("1.1.1.1:1"))])),
+            Some(1)
+        );
+        assert_eq!(
+            outbox.publish(Snapshot::new(0, [("a".to_string(), ep("1.1.1.1:1"))])),
+            None
+        );
+        assert_eq!(
+            outbox.inner.borrow().subscribers.len(),
+            1,
+            "the disconnected one is forgotten"
+        );
+        // The channel holds v1; v2 and v3 wait; only v3 (the newest) is delivered later.
+        assert_eq!(
+            outbox.publish(Snapshot::new(0, [("a".to_string(), ep("1.1.1.2:1"))])),
+            Some(2)
+        );
+        assert_eq!(outbox.publish(Snapshot::empty(0)), Some(3));
+        assert_eq!(outbox.version(), 3);
+        assert_eq!(latest.lock().unwrap().as_ref().unwrap().version, 3);
+        rt.block_on(async {
+            let retry = outbox.retry_full_subscribers();
+            let consume = async {
+                assert_eq!(full_rx.try_recv().unwrap().version, 1);
+                let deadline = Instant::now() + Duration::from_secs(5);
+                loop {
+                    if let Ok(s) = full_rx.try_recv() {
+                        assert_eq!(s.version, 3);
+                        assert!(s.is_empty());
+                        break;
+                    }
+                    assert!(Instant::now() < deadline);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            };
+            tokio::select! {
+                () = retry => unreachable!(),
+                () = consume => {}
+            }
+        });
+        assert!(full_rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,444 @@
+//! The registry against a real etcd (from mesh-testkit): registration, deregistration, lost leases,
+//! deleted keys, outages. Every wait polls against a deadline; every test stays well under 30 s.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use etcd_client::{Client, GetOptions};
+use mesh_registry::{
+    key_for, spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source,
+};
+use mesh_testkit::etcd::EtcdServer;
+
+const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
+
+fn config(etcd: &EtcdServer, prefix: &str) -> EtcdConfig {
+    EtcdConfig {
+        endpoints: vec![etcd.client_url().to_owned()],
+        prefix: prefix.to_owned(),
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
+        retry_backoff_max: Duration::from_millis(500),
+    }
+}
+
+fn endpoint(port: u16) -> Endpoint {
+    Endpoint::new(([127, 0, 0, 1], port).into())
+}
+
+/// A blocking etcd client for the test's own reads and writes (a fresh connection per call, so it works
+/// across etcd restarts).
+struct Kv {
+    url: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl Kv {
+    fn new(etcd: &EtcdServer) -> Self {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        Kv {
+            url: etcd.client_url().to_owned(),
+            rt,
+        }
+    }
+
+    fn run<T, F: std::future::Future<Output = Result<T, etcd_client::Error>>>(
+        &self,
+        f: impl FnOnce(Client) -> F,
+    ) -> T {
+        self.rt.block_on(async {
+            let call = async {
+                let client = Client::connect([self.url.as_str()], None).await?;
+                f(client).await
+            };
+            tokio::time::timeout(Duration::from_secs(5), call)
+                .await
+                .expect("etcd call timed out")
+                .unwrap()
+        })
+    }
+
+    fn put(&self, key: &str, value: &str) {
+        let (k, v) = (key.to_owned(), value.to_owned());
+        self.run(|mut c| async move { c.put(k, v, None).await });
+    }
+
+    /// `(value, lease)` of `key`.
+    fn get(&self, key: &str) -> Option<(String, i64)> {
+        let k = key.to_owned();
+        let r = self.run(|mut c| async move { c.get(k, None).await });
+        r.kvs()
+            .first()
+            .map(|kv| (kv.value_str().unwrap().to_owned(), kv.lease()))
+    }
+
+    fn count(&self, prefix: &str) -> usize {
+        let p = prefix.to_owned();
+        let r = self.run(|mut c| async move { c.get(p, Some(GetOptions::new().with_prefix())).await });
+        r.kvs().len()
+    }
+
+    fn delete(&self, key: &str) {
+        let k = key.to_owned();
+        self.run(|mut c| async move { c.delete(k, None).await });
+    }
+
+    fn revoke(&self, lease: i64) {
+        self.run(|mut c| async move { c.lease_revoke(lease).await });
+    }
+
+    /// Remaining TTL of `lease` (-1 when it does not exist).
+    fn lease_ttl(&self, lease: i64) -> i64 {
+        self.run(|mut c| async move { c.lease_time_to_live(lease, None).await })
+            .ttl()
+    }
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `within`.
+fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Receives snapshots until one satisfies `pred`; panics after `within`. Checks versions grow by one.
+fn recv_until(
+    rx: &Receiver<Arc<Snapshot>>,
+    within: Duration,
+    what: &str,
+    mut pred: impl FnMut(&Snapshot) -> bool,
+) -> Arc<Snapshot> {
+    let deadline = Instant::now() + within;
+    let mut last_version = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let snap = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|e| panic!("no snapshot with {what} within {within:?}: {e}"));
+        if let Some(v) = last_version {
+            assert_eq!(snap.version, v + 1, "versions grow by one");
+        }
+        last_version = Some(snap.version);
+        if pred(&snap) {
+            return snap;
+        }
+    }
+}
+
+#[test]
+fn registration_is_visible_to_the_watcher_with_all_fields() {
+    let etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/visible");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
+    let first = recv_until(&rx, Duration::from_secs(5), "the initial read", |_| true);
+    assert_eq!(first.version, 1);
+    assert!(first.is_empty());
+
+    let a = endpoint(30001)
+        .with_weight(150)
+        .with_max_concurrency(200)
+        .with_id("host-a:30001");
+    let b = endpoint(30002);
+    let registrar = spawn_registrar(
+        cfg,
+        vec![
+            Registration::new(SERVICE, a.clone()).with_ttl(Duration::from_secs(2)),
+            Registration::new("other.Service", b.clone()),
+        ],
+    )
+    .unwrap();
+    let t = Instant::now();
+    let snap = recv_until(&rx, Duration::from_secs(5), "the registrations", |s| {
+        !s.is_empty()
+    });
+    eprintln!("visible after {:?}, v{}", t.elapsed(), snap.version);
+    // One transaction: both keys arrive in one snapshot.
+    assert_eq!((snap.version, snap.endpoint_count()), (2, 2));
+    assert_eq!(snap.endpoints(SERVICE), [a]);
+    assert_eq!(snap.endpoints("other.Service"), [b]);
+    assert!(snap.endpoints("unknown.Service").is_empty());
+    wait_until(Duration::from_secs(2), "is_registered", || {
+        registrar.is_registered()
+    });
+    assert!(registrar.lease_id().is_some());
+    assert_eq!(watcher.latest().unwrap().version, snap.version);
+
+    registrar.deregister(Duration::from_secs(2)).unwrap();
+    watcher.stop().unwrap();
+}
+
+#[test]
+fn deregister_removes_the_keys_and_the_watcher_publishes_it() {
+    let etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/deregister");
+    let kv = Kv::new(&etcd);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
+    let registrar = spawn_registrar(cfg, vec![Registration::new(SERVICE, endpoint(30001))]).unwrap();
+    recv_until(&rx, Duration::from_secs(5), "the registration", |s| {
+        s.endpoints(SERVICE).len() == 1
+    });
+    wait_until(Duration::from_secs(2), "is_registered", || {
+        registrar.is_registered()
+    });
+
+    let t = Instant::now();
+    registrar.deregister(Duration::from_secs(2)).unwrap();
+    let took = t.elapsed();
+    assert!(took < Duration::from_secs(1), "deregister took {took:?}");
+    assert_eq!(kv.count("/t/deregister/"), 0);
+    let snap = recv_until(&rx, Duration::from_secs(5), "the removal", Snapshot::is_empty);
+    eprintln!("deregistered in {took:?}; removal published as v{}", snap.version);
+    watcher.stop().unwrap();
+}
+
+#[test]
+fn lease_revoked_from_outside_is_replaced_within_the_ttl() {
+    let etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/revoked");
+    let kv = Kv::new(&etcd);
+    let key = key_for("/t/revoked", SERVICE, endpoint(30001).addr);
+    let reg = Registration::new(SERVICE, endpoint(30001)).with_ttl(Duration::from_secs(2));
+    let registrar = spawn_registrar(cfg, vec![reg]).unwrap();
+    wait_until(Duration::from_secs(5), "the key", || kv.get(&key).is_some());
+    let (_, old_lease) = kv.get(&key).unwrap();
+    assert_ne!(old_lease, 0);
+
+    kv.revoke(old_lease);
+    let took = wait_until(Duration::from_secs(3), "a new lease", || {
+        kv.get(&key)
+            .is_some_and(|(_, lease)| lease != old_lease && lease != 0)
+    });
+    eprintln!("re-registered {took:?} after the revocation");
+    wait_until(Duration::from_secs(2), "is_registered", || {
+        registrar.is_registered()
+    });
+    assert_eq!(kv.lease_ttl(old_lease), -1);
+    assert_eq!(registrar.lease_id(), kv.get(&key).map(|(_, l)| l));
+    registrar.deregister(Duration::from_secs(2)).unwrap();
+    assert!(kv.get(&key).is_none());
+}
+
+#[test]
+fn key_deleted_from_outside_is_put_back() {
+    let etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/deleted");
+    let kv = Kv::new(&etcd);
+    let ep = endpoint(30001).with_weight(7);
+    let key = key_for("/t/deleted", SERVICE, ep.addr);
+    let registrar = spawn_registrar(cfg, vec![Registration::new(SERVICE, ep)]).unwrap();
+    wait_until(Duration::from_secs(5), "the key", || kv.get(&key).is_some());
+    let (value, lease) = kv.get(&key).unwrap();
+
+    kv.delete(&key);
+    let took = wait_until(Duration::from_secs(2), "the key back", || kv.get(&key).is_some());
+    eprintln!("put back {took:?} after the delete");
+    assert_eq!(kv.get(&key).unwrap(), (value, lease), "same value, same lease");
+    // Someone else's key is none of its business.
+    let foreign = key_for("/t/deleted", SERVICE, endpoint(30009).addr);
+    kv.put(&foreign, "{}");
+    kv.delete(&foreign);
+    assert!(registrar.is_registered());
+    registrar.deregister(Duration::from_secs(2)).unwrap();
+}
+
+#[test]
+fn bad_entries_are_skipped_and_the_watch_goes_on() {
+    let etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/bad");
+    let kv = Kv::new(&etcd);
+    kv.put("/t/bad/svc/not-an-addr", "{}");
+    kv.put("/t/bad/svc/127.0.0.1:1", "dubbo://127.0.0.1:1/svc");
+    kv.put("/t/bad/svc/127.0.0.1:2", r#"{"weight":5}"#);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
+    let snap = recv_until(&rx, Duration::from_secs(5), "the initial read", |_| true);
+    assert_eq!(snap.endpoints("svc").len(), 1);
+    assert_eq!(snap.endpoints("svc")[0].weight, 5);
+
+    // A good key turning bad disappears; a bad one turning good appears.
+    kv.put("/t/bad/svc/127.0.0.1:2", "[5]");
+    recv_until(
+        &rx,
+        Duration::from_secs(5),
+        "the entry gone bad removed",
+        Snapshot::is_empty,
+    );
+    kv.put("/t/bad/svc/127.0.0.1:1", "");
+    let snap = recv_until(&rx, Duration::from_secs(5), "the repaired entry", |s| {
+        !s.is_empty()
+    });
+    assert_eq!(snap.endpoints("svc")[0].addr.port(), 1);
+    // Outside the prefix (but sharing its first characters): not ours.
+    kv.put("/t/badness/svc/127.0.0.1:3", "{}");
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    watcher.stop().unwrap();
+}
+
+#[test]
+fn watcher_keeps_its_snapshot_while_etcd_is_down_and_catches_up() {
+    let mut etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/outage");
+    let kv = Kv::new(&etcd);
+    let k1 = key_for("/t/outage", SERVICE, endpoint(30001).addr);
+    let k2 = key_for("/t/outage", SERVICE, endpoint(30002).addr);
+    kv.put(&k1, "{}");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
+    let before = recv_until(&rx, Duration::from_secs(5), "k1", |s| s.endpoint_count() == 1);
+
+    etcd.stop().unwrap();
+    // Down for 2 s: nothing is published, the last snapshot stays.
+    assert!(
+        rx.recv_timeout(Duration::from_secs(2)).is_err(),
+        "published during the outage"
+    );
+    assert_eq!(watcher.latest().unwrap(), before);
+
+    etcd.restart().unwrap();
+    let t = Instant::now();
+    kv.put(&k2, "{}");
+    kv.delete(&k1);
+    let after = recv_until(&rx, Duration::from_secs(5), "k2 only", |s| {
+        s.endpoints(SERVICE)
+            .iter()
+            .map(|e| e.addr.port())
+            .collect::<Vec<_>>()
+            == [30002]
+    });
+    eprintln!(
+        "caught up {:?} after the restart, v{} -> v{}",
+        t.elapsed(),
+        before.version,
+        after.version
+    );
+    assert!(after.version > before.version);
+    watcher.stop().unwrap();
+}
+
+#[test]
+fn watcher_started_while_etcd_is_down_publishes_once_it_is_up() {
+    let mut etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/late");
+    etcd.stop().unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
+    assert!(
+        rx.recv_timeout(Duration::from_millis(1500)).is_err(),
+        "published without etcd"
+    );
+    assert!(watcher.latest().is_none());
+    etcd.restart().unwrap();
+    let snap = recv_until(&rx, Duration::from_secs(5), "the first read", |_| true);
+    assert_eq!(snap.version, 1);
+    let t = Instant::now();
+    watcher.stop().unwrap();
+    assert!(t.elapsed() < Duration::from_secs(1));
+}
+
+#[test]
+fn registrar_registers_again_after_an_outage_longer_than_the_ttl() {
+    let mut etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/long-outage");
+    let kv = Kv::new(&etcd);
+    let key = key_for("/t/long-outage", SERVICE, endpoint(30001).addr);
+    let reg = Registration::new(SERVICE, endpoint(30001)).with_ttl(Duration::from_secs(2));
+    let registrar = spawn_registrar(cfg.clone(), vec![reg]).unwrap();
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
+    recv_until(&rx, Duration::from_secs(5), "the registration", |s| {
+        s.endpoint_count() == 1
+    });
+    wait_until(Duration::from_secs(2), "is_registered", || {
+        registrar.is_registered()
+    });
+    let (_, old_lease) = kv.get(&key).unwrap();
+
+    etcd.stop().unwrap();
+    let noticed = wait_until(Duration::from_secs(3), "the loss noticed", || {
+        !registrar.is_registered()
+    });
+    // Down for 3 s, longer than the 2 s TTL.
+    std::thread::sleep(Duration::from_secs(3).saturating_sub(noticed));
+    etcd.restart().unwrap();
+    let took = wait_until(Duration::from_secs(5), "a new lease", || {
+        kv.get(&key)
+            .is_some_and(|(_, lease)| lease != old_lease && lease != 0)
+    });
+    wait_until(Duration::from_secs(2), "is_registered", || {
+        registrar.is_registered()
+    });
+    // etcd restores the old lease on restart (with a fresh TTL); once it expires the key must remain.
+    let expired = wait_until(Duration::from_secs(6), "the old lease to expire", || {
+        kv.lease_ttl(old_lease) == -1
+    });
+    assert!(kv.get(&key).is_some(), "the key went with the old lease");
+    // The consumer never saw the provider disappear.
+    for snap in rx.try_iter() {
+        assert_eq!(snap.endpoint_count(), 1, "v{} lost the provider", snap.version);
+    }
+    assert_eq!(watcher.latest().unwrap().endpoint_count(), 1);
+    eprintln!("loss noticed in {noticed:?}; re-registered {took:?} after the restart; old lease gone {expired:?} later");
+    registrar.deregister(Duration::from_secs(2)).unwrap();
+    recv_until(&rx, Duration::from_secs(5), "the removal", Snapshot::is_empty);
+    watcher.stop().unwrap();
+}
+
+#[test]
+fn registrar_waits_for_etcd_that_is_not_there_yet_and_deregister_is_bounded() {
+    let mut etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/absent");
+    etcd.stop().unwrap();
+    let registrar = spawn_registrar(cfg, vec![Registration::new(SERVICE, endpoint(30001))]).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!registrar.is_registered());
+    etcd.restart().unwrap();
+    wait_until(Duration::from_secs(5), "is_registered", || {
+        registrar.is_registered()
+    });
+    etcd.stop().unwrap();
+    let t = Instant::now();
+    let result = registrar.deregister(Duration::from_millis(500));
+    assert!(
+        result.is_err(),
+        "revoking without etcd cannot succeed: {result:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "deregister took {:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn static_source_publishes_once() {
+    let (tx1, rx1) = crossbeam_channel::unbounded();
+    let (tx2, rx2) = crossbeam_channel::unbounded();
+    let list = vec![
+        ("*".to_owned(), endpoint(30000)),
+        (SERVICE.to_owned(), endpoint(30001)),
+    ];
+    let watcher = spawn_watcher(Source::Static(list), vec![tx1, tx2]).unwrap();
+    for rx in [&rx1, &rx2] {
+        let snap = rx.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(snap.version, 1);
+        assert_eq!(snap.endpoints("any.Service")[0].addr.port(), 30000);
+        assert_eq!(snap.endpoints(SERVICE)[0].addr.port(), 30001);
+    }
+    assert!(rx1.recv_timeout(Duration::from_millis(300)).is_err());
+    watcher.stop().unwrap();
+}

@@ -1,0 +1,117 @@
+//! `loadgen`: the 2018 challenge's consumer as a load generator (see `mesh_testkit::loadgen`).
+//!
+//! Prints one JSON summary line on stdout at the end and exits 0 even if calls failed (the caller judges);
+//! exits 2 on bad usage.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mesh_dubbo::Serialization;
+use mesh_testkit::loadgen::{self, LoadConfig, Target};
+
+/// Load generator for the consumer agent (http://) or a provider (dubbo://), loopback only.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version)]
+struct Args {
+    /// http://127.0.0.1:PORT/ (the consumer agent) or dubbo://127.0.0.1:PORT (a provider, directly).
+    #[arg(long)]
+    target: Target,
+    /// Connections to open (HTTP: one call at a time on each).
+    #[arg(long, default_value_t = 256)]
+    connections: usize,
+    /// Dubbo target: total calls in flight, split over the connections (default: one per connection).
+    #[arg(long, default_value_t = 0)]
+    concurrency: usize,
+    /// Open loop: requests per second in total (latency measured from the intended send time).
+    #[arg(long)]
+    rate: Option<f64>,
+    /// How long to send after the warm-up (20s, 500ms, 2m, or seconds).
+    #[arg(long, default_value = "20s", value_parser = loadgen::parse_duration)]
+    duration: Duration,
+    /// Stop after this many counted requests.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Requests sent during this first period are not counted.
+    #[arg(long, default_value = "2s", value_parser = loadgen::parse_duration)]
+    warmup: Duration,
+    /// Per-request timeout in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    timeout_ms: u64,
+    /// One live line per second on stderr (default: when stderr is a terminal).
+    #[arg(long)]
+    progress: bool,
+    /// Longest random parameter (lengths are uniform in 0..=max-len).
+    #[arg(long, default_value_t = loadgen::DEFAULT_MAX_LEN)]
+    max_len: usize,
+    /// Seed of the parameter generator (random by default).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Dubbo target: hessian2 or fastjson.
+    #[arg(long, default_value = "hessian2", value_parser = parse_serialization)]
+    serialization: Serialization,
+    /// Runtime worker threads; 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+}
+
+fn parse_serialization(s: &str) -> Result<Serialization, String> {
+    match s {
+        "hessian2" | "hessian" => Ok(Serialization::Hessian2),
+        "fastjson" | "json" => Ok(Serialization::FastJson),
+        other => Err(format!("unknown serialization {other:?} (hessian2 or fastjson)")),
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let cfg = LoadConfig {
+        connections: args.connections,
+        concurrency: args.concurrency,
+        rate: args.rate,
+        duration: args.duration,
+        requests: args.requests,
+        warmup: args.warmup,
+        timeout: Duration::from_millis(args.timeout_ms),
+        progress: args.progress || loadgen::stderr_is_tty(),
+        max_len: args.max_len,
+        seed: args.seed,
+        serialization: args.serialization,
+        ..LoadConfig::new(args.target)
+    };
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if args.workers > 0 {
+        rt.worker_threads(args.workers);
+    }
+    let rt = match rt.thread_name("loadgen").enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("loadgen: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let summary = match rt.block_on(loadgen::run(cfg)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let line = match serde_json::to_string(&summary) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,104 @@
+//! `provider-sim`: a Dubbo 2 provider simulator for `IHelloService.hash(String)` (see `mesh_testkit::sim`).
+//!
+//! Prints `LISTENING <port>` on stdout once bound; on SIGTERM or SIGINT it stops and prints one JSON stats
+//! line `{"name","served","rejected","errors","max_inflight"}`, then exits 0. Bad usage exits 2.
+
+use std::io::Write;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use mesh_testkit::sim::{self, SerializationMode, SimConfig};
+use tokio::signal::unix::{signal, SignalKind};
+
+/// Dubbo provider simulator (IHelloService.hash), loopback only.
+#[derive(Debug, Parser)]
+#[command(name = "provider-sim", version)]
+struct Args {
+    /// Address to bind (must be a loopback address).
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    bind: IpAddr,
+    /// Port to bind; 0 = any free port (the chosen one is printed).
+    #[arg(long, default_value_t = 0)]
+    port: u16,
+    /// Base latency of each call, in milliseconds.
+    #[arg(long, default_value_t = 50)]
+    latency_ms: u64,
+    /// Thread cap: calls in flight beyond it get status 100 at once; 0 = no cap.
+    #[arg(long, default_value_t = 200)]
+    threads: usize,
+    /// Capacity knee: latency = base * max(1, inflight / knee); 0 = none.
+    #[arg(long, default_value_t = 0)]
+    knee: usize,
+    /// hessian2, fastjson, or any (answer in the request's serialization).
+    #[arg(long, default_value = "any")]
+    serialization: SerializationMode,
+    /// Name for logs and the stats line.
+    #[arg(long, default_value = "small")]
+    name: String,
+    /// Runtime worker threads; 0 = one per core.
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Err(e) = sim::require_loopback(args.bind) {
+        eprintln!("provider-sim: {e}");
+        return ExitCode::from(2);
+    }
+    let mut rt = tokio::runtime::Builder::new_multi_thread();
+    if args.workers > 0 {
+        rt.worker_threads(args.workers);
+    }
+    let rt = match rt.thread_name("provider-sim").enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("provider-sim: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("provider-sim: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: Args) -> std::io::Result<()> {
+    let cfg = SimConfig {
+        name: args.name,
+        latency: Duration::from_millis(args.latency_ms),
+        threads: args.threads,
+        knee: args.knee,
+        serialization: args.serialization,
+        ..SimConfig::default()
+    };
+    let listener = sim::bind(SocketAddr::new(args.bind, args.port))?;
+    let port = listener.local_addr()?.port();
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    eprintln!(
+        "provider-sim {}: {}:{port} latency {} ms, threads {}, knee {}, serialization {}",
+        cfg.name, args.bind, args.latency_ms, cfg.threads, cfg.knee, cfg.serialization
+    );
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "LISTENING {port}")?;
+        out.flush()?;
+    }
+    let stats = sim::run(cfg, listener, async {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+    .await?;
+    let line = serde_json::to_string(&stats).map_err(std::io::Error::other)?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()
+}
