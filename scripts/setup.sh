@@ -7,10 +7,17 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
-# Debian packages: Node.js + npm run the third-party Dubbo peers used by the interop tests.
+# Debian packages:
+#   nodejs, npm         run the third-party Dubbo peers (interop and end-to-end tests)
+#   protobuf-compiler   protoc, needed to build etcd-client
+#   etcd-server         the real etcd the registry and end-to-end tests start on loopback
+#   etcd-client         etcdctl, used by tests to revoke leases behind the agent's back
 pkgs=()
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
+command -v protoc >/dev/null 2>&1 || pkgs+=(protobuf-compiler)
+command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
+command -v etcdctl >/dev/null 2>&1 || pkgs+=(etcd-client)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"
   $SUDO apt-get update -qq

@@ -165,6 +165,11 @@ pub(crate) struct ConsumerConfig {
     pub(crate) max_form_fields: usize,
     /// Dubbo frame body cap, both ways, 1 KiB..=1 GiB, default 8 MiB.
     pub(crate) max_frame_bytes: usize,
+    /// Calls waiting (per shard) while every provider is at its concurrency cap, 0..=1 000 000, default
+    /// 4096; beyond it, an immediate 503.
+    pub(crate) queue_limit: usize,
+    /// Longest wait in that queue before a 503, 1..=600 000 ms, default 1000.
+    pub(crate) queue_timeout_ms: u64,
 }
 
 impl Default for ConsumerConfig {
@@ -180,6 +185,8 @@ impl Default for ConsumerConfig {
             max_body_bytes: MIB,
             max_form_fields: 64,
             max_frame_bytes: 8 * MIB,
+            queue_limit: 4096,
+            queue_timeout_ms: 1000,
         }
     }
 }
@@ -1034,6 +1041,13 @@ impl ConsumerConfig {
         range_usize("consumer.max_headers", self.max_headers, 1, 1024)?;
         range_usize("consumer.max_body_bytes", self.max_body_bytes, 1, 256 * MIB)?;
         range_usize("consumer.max_form_fields", self.max_form_fields, 1, 4096)?;
+        range_usize("consumer.queue_limit", self.queue_limit, 0, 1_000_000)?;
+        range(
+            "consumer.queue_timeout_ms",
+            self.queue_timeout_ms,
+            1,
+            TIMEOUT_MAX_MS,
+        )?;
         range_usize("consumer.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
     }
 }
@@ -1171,6 +1185,8 @@ Keys set only in the config file (docs/config.md has them all):
   consumer.max_body_bytes            1..=268435456, default 1048576
   consumer.max_form_fields           1..=4096, default 64
   consumer.max_frame_bytes           Dubbo frame cap both ways, 1024..=1073741824, default 8388608
+  consumer.queue_limit               calls waiting per shard when all providers are full, 0..=1000000, default 4096
+  consumer.queue_timeout_ms          longest wait in that queue, 1..=600000, default 1000
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";

@@ -184,6 +184,9 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         max_connections: cfg.runtime.max_connections_per_shard,
         read_buffer: cfg.runtime.read_buffer_bytes,
         max_retries: 2,
+        shards,
+        queue_limit: c.queue_limit,
+        queue_timeout: Duration::from_millis(c.queue_timeout_ms),
     };
     let rt = signal_runtime()?;
     let makers: Vec<_> = rxs
@@ -191,7 +194,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         .map(|rx| {
             let settings = settings.clone();
             move |control, ready: Ready| async move {
-                let upstreams = consumer::Upstreams::new(rx, settings.upstream);
+                let upstreams = consumer::Upstreams::new(rx, settings.upstream, settings.shards);
                 consumer::run(settings, upstreams, control, || ready.signal()).await
             }
         })

@@ -306,3 +306,179 @@ fn providers_joining_and_leaving_mid_run_lose_no_request() {
     let (a, b) = (served(&mut sim_a), served(&mut sim_b));
     assert!(a > 0 && b > 0, "both providers served calls: a {a}, b {b}");
 }
+
+/// Sends raw bytes on one connection and reads until `n` HTTP responses have arrived (or EOF).
+fn raw_exchange(port: u16, bytes: &[u8], n: usize) -> Vec<(u16, String)> {
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while out.len() < n {
+        // Parse every complete response in the buffer.
+        loop {
+            let text = String::from_utf8_lossy(&buf).into_owned();
+            let Some((head, rest)) = text.split_once("\r\n\r\n") else {
+                break;
+            };
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .unwrap_or(0);
+            if rest.len() < len {
+                break;
+            }
+            out.push((head[9..12].parse().unwrap(), rest[..len].to_owned()));
+            buf.drain(..head.len() + 4 + len);
+        }
+        if out.len() >= n {
+            break;
+        }
+        match s.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => buf.extend_from_slice(&chunk[..k]),
+        }
+    }
+    out
+}
+
+fn form_request(param: &str, extra_headers: &str) -> String {
+    let body = format!(
+        "interface={IFACE}&method=hash&parameterTypesString=Ljava%2Flang%2FString%3B&parameter={param}"
+    );
+    format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{extra_headers}Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[test]
+fn http_front_pipelines_in_order_and_maps_errors_to_statuses() {
+    let (_sim, sim_port) = sim(&["--latency-ms", "1"]);
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, sim_port, &["--no-register"]);
+    let _consumer = consumer_agent(
+        ca,
+        &[
+            "--provider",
+            &addr(pa).to_string(),
+            "--request-timeout-ms",
+            "1500",
+        ],
+    );
+
+    // Three pipelined requests in one write (the middle one percent-encoded): three answers, in order.
+    let mut wire = String::new();
+    for p in ["a", "hello%20world%21", "Zz9"] {
+        wire.push_str(&form_request(p, ""));
+    }
+    let got = raw_exchange(ca, wire.as_bytes(), 3);
+    let want: Vec<(u16, String)> = ["a", "hello world!", "Zz9"]
+        .iter()
+        .map(|p| (200, mesh_dubbo::java_string_hash(p).to_string()))
+        .collect();
+    assert_eq!(got, want);
+
+    // A chunked body works; a malformed request is a 400 with a reason; an oversize one a 413 (decided
+    // from the header, before the body is sent); a GET a 405.
+    let body =
+        format!("interface={IFACE}&method=hash&parameterTypesString=Ljava%2Flang%2FString%3B&parameter=hi");
+    let chunked = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\n",
+        body.len()
+    );
+    assert_eq!(
+        raw_exchange(ca, chunked.as_bytes(), 1),
+        vec![(200, mesh_dubbo::java_string_hash("hi").to_string())]
+    );
+    let bad = raw_exchange(ca, b"GARBAGE\r\n\r\n", 1);
+    assert_eq!(bad[0].0, 400, "{bad:?}");
+    let big = raw_exchange(
+        ca,
+        b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n",
+        1,
+    );
+    assert_eq!(big[0].0, 413, "{big:?}");
+    let get = raw_exchange(ca, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 1);
+    assert_eq!(get[0].0, 405, "{get:?}");
+    let form = raw_exchange(ca, form_request("x&parameter=y", "").as_bytes(), 1);
+    assert_eq!(form[0].0, 400, "two parameters for one type: {form:?}");
+}
+
+#[test]
+fn upstream_failures_map_to_502_503_504() {
+    // A provider agent whose local provider is slower than the consumer's timeout: 504.
+    let (_slow, slow_port) = sim(&["--latency-ms", "3000"]);
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, slow_port, &["--no-register"]);
+    let _consumer = consumer_agent(
+        ca,
+        &["--provider", &addr(pa).to_string(), "--request-timeout-ms", "300"],
+    );
+    let (status, body) = call(ca, IFACE, "x");
+    assert_eq!(status, 504, "{body}");
+
+    // A provider agent that is not running: 503 (the call never reached anyone).
+    let dead = free_port().unwrap();
+    let cb = free_port().unwrap();
+    let _consumer_b = consumer_agent(cb, &["--provider", &addr(dead).to_string()]);
+    let (status, body) = call(cb, IFACE, "x");
+    assert_eq!(status, 503, "{body}");
+
+    // A provider agent whose local provider is gone: the agent answers status 60, the consumer 503.
+    let (pc, cc) = (free_port().unwrap(), free_port().unwrap());
+    let gone = free_port().unwrap();
+    let _provider_c = provider_agent(pc, gone, &["--no-register"]);
+    let _consumer_c = consumer_agent(cc, &["--provider", &addr(pc).to_string()]);
+    let (status, body) = call(cc, IFACE, "x");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("60 SERVICE_NOT_FOUND"), "{body}");
+}
+
+#[test]
+fn calls_beyond_the_providers_cap_wait_instead_of_being_rejected() {
+    // The provider runs 5 calls at a time (status 100 beyond that) and says so when registering; 20
+    // concurrent callers must all be served, none sent to be rejected.
+    let etcd = EtcdServer::start().unwrap();
+    let url = etcd.client_url().to_owned();
+    let (mut sim, sim_port) = sim(&["--latency-ms", "100", "--threads", "5"]);
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, sim_port, &["--etcd", &url, "--max-concurrency", "5"]);
+    let w = watch(&etcd);
+    wait_until("provider registered", Duration::from_secs(10), || {
+        registered(&w, pa)
+    });
+    let l = addr(ca).to_string();
+    let _consumer = agent(&["consumer", "--listen", &l, "--etcd", &url, "--cores", "0"]);
+    wait_for_port(addr(ca), Duration::from_secs(10)).unwrap();
+    // First call also waits for the consumer's first snapshot.
+    wait_until("consumer sees the provider", Duration::from_secs(10), || {
+        call(ca, IFACE, "warm").0 == 200
+    });
+
+    let callers: Vec<_> = (0..20)
+        .map(|i| std::thread::spawn(move || call(ca, IFACE, &format!("p{i}"))))
+        .collect();
+    for (i, c) in callers.into_iter().enumerate() {
+        let (status, body) = c.join().unwrap();
+        assert_eq!(
+            (status, body),
+            (200, mesh_dubbo::java_string_hash(&format!("p{i}")).to_string())
+        );
+    }
+    let out = sim.terminate().unwrap().stdout;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"rejected\""))
+        .unwrap_or_else(|| panic!("{out}"))
+        .to_owned();
+    let stats: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(stats["rejected"], 0, "{line}");
+    assert!(stats["max_inflight"].as_u64().unwrap() <= 5, "{line}");
+}

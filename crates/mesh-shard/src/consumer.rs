@@ -18,6 +18,7 @@ use mesh_registry::Snapshot;
 
 use crate::io::{read_into, split};
 use crate::runtime::ShardControl;
+use crate::sync::WaitQueue;
 use crate::upstream::{PendingCall, Pool, UpstreamConfig};
 
 /// Settings of one consumer shard.
@@ -30,6 +31,12 @@ pub struct ConsumerSettings {
     pub read_buffer: usize,
     /// Attempts on other providers when a call provably never reached one (connect failures).
     pub max_retries: usize,
+    /// Shards of this consumer agent: a provider's concurrency cap is split evenly over them.
+    pub shards: usize,
+    /// Calls allowed to wait (in this shard) while every provider is at its cap.
+    pub queue_limit: usize,
+    /// Longest wait in that queue.
+    pub queue_timeout: std::time::Duration,
 }
 
 /// The shard's view of the registry and its connection pools to provider agents.
@@ -40,6 +47,9 @@ pub struct Upstreams {
     cfg: UpstreamConfig,
     rr: Cell<usize>,
     loads: RefCell<Vec<Load>>,
+    shards: u32,
+    /// Calls waiting for a provider below its cap, oldest first.
+    queue: WaitQueue,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -50,14 +60,19 @@ impl std::fmt::Debug for Upstreams {
 
 /// The outcome of choosing a provider.
 enum Pick {
+    /// No snapshot has arrived yet (the registry has not been read once).
+    NoSnapshot,
     NoService,
     AllBusy,
     Pool(Rc<Pool>),
 }
 
 impl Upstreams {
-    pub fn new(rx: crossbeam_channel::Receiver<Arc<Snapshot>>, cfg: UpstreamConfig) -> Self {
+    /// `shards`: how many shards this consumer agent runs (each takes an equal share of a provider's cap).
+    pub fn new(rx: crossbeam_channel::Receiver<Arc<Snapshot>>, cfg: UpstreamConfig, shards: usize) -> Self {
         Upstreams {
+            shards: u32::try_from(shards.max(1)).unwrap_or(u32::MAX),
+            queue: WaitQueue::new(),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             rx,
             pools: RefCell::new(HashMap::new()),
@@ -93,6 +108,9 @@ impl Upstreams {
     /// Weighted least-active over the service's providers, skipping `exclude` and pools backing off.
     fn pick(&self, service: &str, exclude: &[SocketAddr]) -> Pick {
         let snap = self.snapshot.borrow().clone();
+        if snap.version == 0 {
+            return Pick::NoSnapshot;
+        }
         let eps = snap.endpoints(service);
         if eps.is_empty() {
             return Pick::NoService;
@@ -106,7 +124,8 @@ impl Upstreams {
             loads.push(Load {
                 weight: if usable { ep.weight } else { 0 },
                 inflight,
-                max_concurrency: ep.max_concurrency,
+                // The provider's thread cap is shared by every shard: each keeps within its part.
+                max_concurrency: ep.max_concurrency.map(|c| c.div_ceil(self.shards).max(1)),
             });
         }
         let start = self.rr.get();
@@ -272,7 +291,7 @@ async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a
         Cow::Owned(body) => mesh_http::parse_form(body, &ctx.settings.http).map(owned_invocation),
     };
     match inv {
-        Ok(inv) => dispatch(ctx, inv, Vec::new(), keep_alive).await,
+        Ok(inv) => dispatch(ctx, inv, Vec::new(), keep_alive, None).await,
         Err(e) => done(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
     }
 }
@@ -290,16 +309,72 @@ fn owned_invocation(inv: Invocation<'_>) -> Invocation<'static> {
 }
 
 /// Picks a provider (not one already tried) and sends the call; connect failures move on to the next.
+/// `last` is why the previous attempt failed, reported if no other provider is left.
 async fn dispatch<'a>(
     ctx: &Ctx,
     inv: Invocation<'a>,
     mut tried: Vec<SocketAddr>,
     keep_alive: bool,
+    mut last: Option<String>,
 ) -> Job<'a> {
     ctx.upstreams.refresh();
+    let mut requeued = false;
     loop {
-        let pool = match ctx.upstreams.pick(&inv.interface, &tried) {
+        // Calls already waiting go first: a new call joins the queue behind them.
+        let picked = if ctx.upstreams.queue.is_empty() || requeued {
+            ctx.upstreams.pick(&inv.interface, &tried)
+        } else {
+            Pick::AllBusy
+        };
+        let pool = match picked {
             Pick::Pool(p) => p,
+            Pick::AllBusy if tried.is_empty() && last.is_none() => {
+                // Every provider is at its cap: wait for capacity instead of sending a call that would
+                // be rejected (status 100), within the queue's bound and timeout.
+                let q = &ctx.upstreams.queue;
+                if q.len() >= ctx.settings.queue_limit {
+                    return done(
+                        503,
+                        format!(
+                            "all providers of {} are full and the queue is full",
+                            inv.interface
+                        ),
+                        keep_alive,
+                    );
+                }
+                if !requeued && matches!(ctx.upstreams.pick(&inv.interface, &tried), Pick::Pool(_)) {
+                    // Capacity is free while others wait (freed without a completion, e.g. a provider
+                    // joined): hand it to the oldest waiter, then queue behind it.
+                    q.wake_one();
+                }
+                let ticket = q.wait(requeued);
+                let waited = glommio::timer::timeout(ctx.settings.queue_timeout, async move {
+                    ticket.await;
+                    Ok(())
+                })
+                .await;
+                if waited.is_err() {
+                    return done(
+                        503,
+                        format!(
+                            "all providers of {} stayed full for {} ms",
+                            inv.interface,
+                            ctx.settings.queue_timeout.as_millis()
+                        ),
+                        keep_alive,
+                    );
+                }
+                ctx.upstreams.refresh();
+                requeued = true;
+                continue;
+            }
+            Pick::NoSnapshot => {
+                return done(
+                    503,
+                    "provider list not loaded yet (registry unreachable)",
+                    keep_alive,
+                )
+            }
             Pick::NoService if tried.is_empty() => {
                 return done(
                     404,
@@ -308,12 +383,14 @@ async fn dispatch<'a>(
                 )
             }
             Pick::NoService | Pick::AllBusy => {
-                let why = if tried.is_empty() {
-                    "all providers are at capacity"
-                } else {
-                    "no reachable provider"
+                let msg = match (&last, tried.is_empty()) {
+                    (Some(last), _) => {
+                        format!("no other provider for service {} after: {last}", inv.interface)
+                    }
+                    (None, true) => format!("all providers are at capacity for service {}", inv.interface),
+                    (None, false) => format!("no reachable provider for service {}", inv.interface),
                 };
-                return done(503, format!("{why} for service {}", inv.interface), keep_alive);
+                return done(503, msg, keep_alive);
             }
         };
         let res = match pool.get().await {
@@ -330,7 +407,10 @@ async fn dispatch<'a>(
                     keep_alive,
                 }
             }
-            Err(e) if e.retry_safe() && tried.len() < ctx.settings.max_retries => tried.push(pool.addr()),
+            Err(e) if e.retry_safe() && tried.len() < ctx.settings.max_retries => {
+                tried.push(pool.addr());
+                last = Some(e.to_string());
+            }
             Err(e) => return done(e.http_status(), e.to_string(), keep_alive),
         }
     }
@@ -395,13 +475,17 @@ async fn finish(ctx: &Ctx, mut job: Job<'_>, out: &mut BytesMut) {
                 mut tried,
                 keep_alive,
             } => {
-                let (status, body) = match call.wait(ctx.settings.upstream.request_timeout).await {
+                let answer = call.wait(ctx.settings.upstream.request_timeout).await;
+                // This call's slot is free again: let the oldest waiting call have it.
+                ctx.upstreams.queue.wake_one();
+                let (status, body) = match answer {
                     Ok(frame)
                         if frame.header.status == Status::SERVICE_NOT_FOUND
                             && tried.len() < ctx.settings.max_retries =>
                     {
                         tried.push(addr);
-                        job = dispatch(ctx, inv, tried, keep_alive).await;
+                        let (_, why) = render(ctx, &frame);
+                        job = dispatch(ctx, inv, tried, keep_alive, Some(why.into_owned())).await;
                         continue;
                     }
                     Ok(frame) => render(ctx, &frame),

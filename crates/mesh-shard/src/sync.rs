@@ -115,3 +115,149 @@ impl Event {
         })
     }
 }
+
+/// A FIFO of tasks waiting for capacity. Whoever frees capacity calls [`WaitQueue::wake_one`]; the
+/// oldest live waiter is woken. A waiter that gives up (its ticket dropped, e.g. on timeout) leaves the
+/// count at once and is skipped when its turn comes.
+#[derive(Default)]
+pub struct WaitQueue {
+    q: RefCell<std::collections::VecDeque<Rc<WaitSlot>>>,
+    live: Rc<Cell<usize>>,
+}
+
+#[derive(Default)]
+struct WaitSlot {
+    woken: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+/// Resolves once this waiter is woken.
+pub struct WaitTicket {
+    slot: Rc<WaitSlot>,
+    live: Rc<Cell<usize>>,
+}
+
+impl std::fmt::Debug for WaitQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WaitQueue({})", self.len())
+    }
+}
+
+impl std::fmt::Debug for WaitTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WaitTicket(woken: {})", self.slot.woken.get())
+    }
+}
+
+impl WaitQueue {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waiters still waiting.
+    pub fn len(&self) -> usize {
+        self.live.get()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live.get() == 0
+    }
+
+    /// Joins the queue; `front` puts a waiter that lost a race for capacity back at the head.
+    pub fn wait(&self, front: bool) -> WaitTicket {
+        let slot = Rc::new(WaitSlot::default());
+        if front {
+            self.q.borrow_mut().push_front(slot.clone());
+        } else {
+            self.q.borrow_mut().push_back(slot.clone());
+        }
+        self.live.set(self.live.get() + 1);
+        WaitTicket {
+            slot,
+            live: self.live.clone(),
+        }
+    }
+
+    /// Wakes the oldest waiter that is still waiting.
+    pub fn wake_one(&self) {
+        loop {
+            let Some(slot) = self.q.borrow_mut().pop_front() else {
+                return;
+            };
+            if Rc::strong_count(&slot) == 1 {
+                continue; // its ticket is gone (and already left the count)
+            }
+            slot.woken.set(true);
+            self.live.set(self.live.get().saturating_sub(1));
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+            return;
+        }
+    }
+}
+
+impl Drop for WaitTicket {
+    fn drop(&mut self) {
+        if !self.slot.woken.get() {
+            self.live.set(self.live.get().saturating_sub(1));
+        }
+    }
+}
+
+impl Future for WaitTicket {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.slot.woken.get() {
+            return Poll::Ready(());
+        }
+        self.slot.waker.set(Some(cx.waker().clone()));
+        Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_lite::future::{block_on, poll_once};
+
+    #[test]
+    fn wait_queue_wakes_oldest_live_waiter_first() {
+        let q = WaitQueue::new();
+        let mut a = q.wait(false);
+        let mut b = q.wait(false);
+        let mut c = q.wait(false);
+        assert_eq!(q.len(), 3);
+        assert!(block_on(poll_once(&mut a)).is_none());
+        // b gives up: it leaves the count at once and its turn is skipped.
+        drop(b);
+        assert_eq!(q.len(), 2);
+        q.wake_one();
+        assert!(block_on(poll_once(&mut a)).is_some());
+        assert!(block_on(poll_once(&mut c)).is_none());
+        q.wake_one();
+        assert!(block_on(poll_once(&mut c)).is_some());
+        assert!(q.is_empty());
+        q.wake_one(); // nothing to wake: no effect
+                      // A waiter that lost a race goes back to the head.
+        let mut d = q.wait(false);
+        let mut e = q.wait(true);
+        q.wake_one();
+        assert!(block_on(poll_once(&mut e)).is_some());
+        assert!(block_on(poll_once(&mut d)).is_none());
+        b = q.wait(false);
+        drop(b);
+        assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn oneshot_delivers_or_reports_a_dropped_sender() {
+        let (tx, rx) = oneshot::<u8>();
+        tx.send(7);
+        assert_eq!(block_on(rx), Some(7));
+        let (tx, rx) = oneshot::<u8>();
+        drop(tx);
+        assert_eq!(block_on(rx), None);
+    }
+}
