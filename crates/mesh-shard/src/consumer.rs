@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, BytesMut};
 use futures_lite::AsyncWriteExt;
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use mesh_balance::Load;
 use mesh_dubbo::{Body, Header, RequestHead, Response, RpcResult, Serialization, Status, Value};
 use mesh_http::{HttpRequest, Invocation, Parse};
@@ -144,8 +144,7 @@ pub async fn run(
     control: ShardControl,
     ready: impl FnOnce(),
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(settings.listen)
-        .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", settings.listen)))?;
+    let listener = crate::io::listen(settings.listen)?;
     ready();
     let ctx = Rc::new(Ctx {
         settings,

@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use glommio::net::TcpStream;
+use glommio::net::{TcpListener, TcpStream};
 
 /// Splits a stream into a reading and a writing half.
 pub fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
@@ -148,4 +148,9 @@ impl OutQueue {
             }
         }
     }
+}
+
+/// Binds a shard's listener (SO_REUSEPORT, set by glommio) and says which address failed if it cannot.
+pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
+    TcpListener::bind(addr).map_err(|e| io::Error::other(format!("cannot listen on {addr}: {e}")))
 }

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 
 use bytes::{BufMut, BytesMut};
-use glommio::net::{TcpListener, TcpStream};
+use glommio::net::TcpStream;
 use mesh_dubbo::{Body, Codec, CodecError, Frame, Header, Response, Serialization, Status};
 
 use crate::error::CallError;
@@ -45,8 +45,7 @@ pub async fn run(
     control: ShardControl,
     ready: impl FnOnce(),
 ) -> std::io::Result<()> {
-    let listener = TcpListener::bind(settings.listen)
-        .map_err(|e| std::io::Error::other(format!("cannot listen on {}: {e}", settings.listen)))?;
+    let listener = crate::io::listen(settings.listen)?;
     ready();
     let pool = Rc::new(Pool::new(settings.dubbo, settings.upstream));
     let ctx = Rc::new(Ctx {

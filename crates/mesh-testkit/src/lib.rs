@@ -11,3 +11,16 @@ pub mod etcd;
 pub mod loadgen;
 pub mod process;
 pub mod sim;
+
+/// A tokio runtime for a kit component: `workers` threads (0 = current-thread), threads named `name`.
+pub fn runtime(workers: usize, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    if workers == 0 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .thread_name(name)
+            .enable_all()
+            .build()
+    }
+}

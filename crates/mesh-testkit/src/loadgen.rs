@@ -1022,17 +1022,7 @@ pub async fn run(cfg: LoadConfig) -> io::Result<Summary> {
 
 /// [`run`] on a runtime of its own with `workers` threads (0 = current thread), for synchronous callers.
 pub fn run_blocking(cfg: LoadConfig, workers: usize) -> io::Result<Summary> {
-    let rt = if workers == 0 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name("loadgen")
-            .enable_all()
-            .build()?
-    };
+    let rt = crate::runtime(workers, "loadgen")?;
     rt.block_on(run(cfg))
 }
 

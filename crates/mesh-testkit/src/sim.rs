@@ -738,17 +738,7 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// Starts a simulator on `127.0.0.1:port` (0 = any free port) on its own thread, with a runtime of
 /// `workers` threads (0 = a current-thread runtime).
 pub fn spawn_on(cfg: SimConfig, port: u16, workers: usize) -> io::Result<SimHandle> {
-    let rt = if workers == 0 {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(workers)
-            .thread_name(format!("sim-{}", cfg.name))
-            .enable_all()
-            .build()?
-    };
+    let rt = crate::runtime(workers, &format!("sim-{}", cfg.name))?;
     let listener = {
         let _guard = rt.enter();
         bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?
