@@ -170,6 +170,9 @@ pub(crate) struct ConsumerConfig {
     pub(crate) queue_limit: usize,
     /// Longest wait in that queue before a 503, 1..=600 000 ms, default 1000.
     pub(crate) queue_timeout_ms: u64,
+    /// An HTTP connection idle between requests (or not reading its answers) this long is closed,
+    /// 1..=3 600 000 ms, default 60 000.
+    pub(crate) idle_timeout_ms: u64,
 }
 
 impl Default for ConsumerConfig {
@@ -187,6 +190,7 @@ impl Default for ConsumerConfig {
             max_frame_bytes: 8 * MIB,
             queue_limit: 4096,
             queue_timeout_ms: 1000,
+            idle_timeout_ms: 60_000,
         }
     }
 }
@@ -1048,6 +1052,7 @@ impl ConsumerConfig {
             1,
             TIMEOUT_MAX_MS,
         )?;
+        range("consumer.idle_timeout_ms", self.idle_timeout_ms, 1, 3_600_000)?;
         range_usize("consumer.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
     }
 }
@@ -1186,7 +1191,8 @@ Keys set only in the config file (docs/config.md has them all):
   consumer.max_form_fields           1..=4096, default 64
   consumer.max_frame_bytes           Dubbo frame cap both ways, 1024..=1073741824, default 8388608
   consumer.queue_limit               calls waiting per shard when all providers are full, 0..=1000000, default 4096
-  consumer.queue_timeout_ms          longest wait in that queue, 1..=600000, default 1000
+    consumer.queue_timeout_ms          longest wait in that queue, 1..=600000, default 1000
+  consumer.idle_timeout_ms           close HTTP connections idle this long, 1..=3600000, default 60000
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";

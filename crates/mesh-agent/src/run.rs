@@ -187,6 +187,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         shards,
         queue_limit: c.queue_limit,
         queue_timeout: Duration::from_millis(c.queue_timeout_ms),
+        idle_timeout: Duration::from_millis(c.idle_timeout_ms),
     };
     let rt = signal_runtime()?;
     let makers: Vec<_> = rxs

@@ -482,3 +482,110 @@ fn calls_beyond_the_providers_cap_wait_instead_of_being_rejected() {
     assert_eq!(stats["rejected"], 0, "{line}");
     assert!(stats["max_inflight"].as_u64().unwrap() <= 5, "{line}");
 }
+
+#[test]
+fn pipelined_calls_over_a_cap_of_one_are_served_back_to_back() {
+    // Review finding: the second of two pipelined calls waited in the queue for the full queue timeout
+    // (then 503) because nothing woke the queue when the first answer arrived.
+    let etcd = EtcdServer::start().unwrap();
+    let url = etcd.client_url().to_owned();
+    let (_sim, sim_port) = sim(&["--latency-ms", "100", "--threads", "1"]);
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, sim_port, &["--etcd", &url, "--max-concurrency", "1"]);
+    let w = watch(&etcd);
+    wait_until("provider registered", Duration::from_secs(10), || {
+        registered(&w, pa)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(&dir, "[consumer]\nqueue_timeout_ms = 5000\n");
+    let l = addr(ca).to_string();
+    let _consumer = agent(&[
+        "consumer", "--config", &cfg, "--listen", &l, "--etcd", &url, "--cores", "0",
+    ]);
+    wait_for_port(addr(ca), Duration::from_secs(10)).unwrap();
+    wait_until("consumer sees the provider", Duration::from_secs(10), || {
+        call(ca, IFACE, "warm").0 == 200
+    });
+
+    let t0 = Instant::now();
+    let wire = format!("{}{}", form_request("one", ""), form_request("two", ""));
+    let got = raw_exchange(ca, wire.as_bytes(), 2);
+    let want: Vec<(u16, String)> = ["one", "two"]
+        .iter()
+        .map(|p| (200, mesh_dubbo::java_string_hash(p).to_string()))
+        .collect();
+    assert_eq!(got, want);
+    // Two 100 ms calls one after the other: far below the 5 s queue timeout.
+    assert!(t0.elapsed() < Duration::from_secs(3), "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn continue_is_sent_once_and_http10_keep_alive_is_explicit() {
+    let (_sim, sim_port) = sim(&["--latency-ms", "1"]);
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, sim_port, &["--no-register"]);
+    let _consumer = consumer_agent(ca, &["--provider", &addr(pa).to_string()]);
+
+    // Expect: 100-continue with the body arriving in three pieces: one interim response, then the answer.
+    let body =
+        format!("interface={IFACE}&method=hash&parameterTypesString=Ljava%2Flang%2FString%3B&parameter=abc");
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let mut s = TcpStream::connect(addr(ca)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(head.as_bytes()).unwrap();
+    for piece in [&body[..10], &body[10..20], &body[20..]] {
+        std::thread::sleep(Duration::from_millis(100));
+        s.write_all(piece.as_bytes()).unwrap();
+    }
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert_eq!(resp.matches("100 Continue").count(), 1, "{resp}");
+    assert!(
+        resp.ends_with(&mesh_dubbo::java_string_hash("abc").to_string()),
+        "{resp}"
+    );
+
+    // HTTP/1.0 asking for keep-alive gets it said back, and the connection stays usable.
+    let req10 = form_request("k", "Connection: keep-alive\r\n").replacen("HTTP/1.1", "HTTP/1.0", 1);
+    let mut s = TcpStream::connect(addr(ca)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    for _ in 0..2 {
+        s.write_all(req10.as_bytes()).unwrap();
+        let mut buf = [0u8; 1024];
+        let n = s.read(&mut buf).unwrap();
+        let text = String::from_utf8_lossy(&buf[..n]).to_ascii_lowercase();
+        assert!(
+            text.starts_with("http/1.1 200") && text.contains("connection: keep-alive"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn an_idle_keep_alive_connection_does_not_hold_the_consumer_drain() {
+    let (_sim, sim_port) = sim(&["--latency-ms", "1"]);
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, sim_port, &["--no-register"]);
+    let mut consumer = consumer_agent(
+        ca,
+        &[
+            "--provider",
+            &addr(pa).to_string(),
+            "--request-timeout-ms",
+            "5000",
+        ],
+    );
+    let _idle = TcpStream::connect(addr(ca)).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    let t0 = Instant::now();
+    let done = consumer.terminate().unwrap();
+    assert!(done.status.success() && !done.killed, "{:?}", done.status);
+    assert!(
+        t0.elapsed() < Duration::from_secs(3),
+        "drain took {:?}",
+        t0.elapsed()
+    );
+}

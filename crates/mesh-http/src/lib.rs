@@ -68,5 +68,6 @@ pub use error::HttpError;
 pub use form::{encode_form, parse_form, Invocation};
 pub use request::{parse_request, HttpRequest, Limits, Parse};
 pub use response::{
-    reason_phrase, write_error, write_response, write_response_with, write_status, ConnectionHeader, CONTINUE,
+    reason_phrase, write_error, write_response, write_response_with, write_status, write_status_with,
+    ConnectionHeader, CONTINUE,
 };

@@ -76,8 +76,13 @@ pub fn write_error(buf: &mut BytesMut, err: &HttpError, keep_alive: bool) {
 /// Appends a `text/plain` response for an error decided elsewhere (502, 503, 504, ...): the body is
 /// `reason_body` and `"\n"`.
 pub fn write_status(buf: &mut BytesMut, status: u16, reason_body: &str, keep_alive: bool) {
+    write_status_with(buf, status, reason_body, connection(keep_alive));
+}
+
+/// [`write_status`] with an explicit `Connection` header (HTTP/1.0 keep-alive needs it said).
+pub fn write_status_with(buf: &mut BytesMut, status: u16, reason_body: &str, conn: ConnectionHeader) {
     let len = reason_body.len() + 1;
-    write_head(buf, status, TEXT_PLAIN, len, connection(keep_alive));
+    write_head(buf, status, TEXT_PLAIN, len, conn);
     buf.extend_from_slice(reason_body.as_bytes());
     buf.extend_from_slice(b"\n");
 }

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Instant;
 
 use bytes::{Buf, BytesMut};
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use mesh_balance::Load;
 use mesh_dubbo::{Body, Header, RequestHead, Response, RpcResult, Serialization, Status, Value};
-use mesh_http::{HttpRequest, Invocation, Parse};
+use mesh_http::{ConnectionHeader, HttpRequest, Invocation, Parse};
 use mesh_registry::Snapshot;
 
 use crate::io::{read_into, split};
@@ -37,6 +38,9 @@ pub struct ConsumerSettings {
     pub queue_limit: usize,
     /// Longest wait in that queue.
     pub queue_timeout: std::time::Duration,
+    /// An HTTP connection with nothing to read (between requests) or a client not reading our answers
+    /// for this long is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 /// The shard's view of the registry and its connection pools to provider agents.
@@ -48,8 +52,8 @@ pub struct Upstreams {
     rr: Cell<usize>,
     loads: RefCell<Vec<Load>>,
     shards: u32,
-    /// Calls waiting for a provider below its cap, oldest first.
-    queue: WaitQueue,
+    /// Calls waiting for a provider below its cap, oldest first; woken by the pools as calls complete.
+    queue: Rc<WaitQueue>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -72,7 +76,7 @@ impl Upstreams {
     pub fn new(rx: crossbeam_channel::Receiver<Arc<Snapshot>>, cfg: UpstreamConfig, shards: usize) -> Self {
         Upstreams {
             shards: u32::try_from(shards.max(1)).unwrap_or(u32::MAX),
-            queue: WaitQueue::new(),
+            queue: Rc::new(WaitQueue::new()),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             rx,
             pools: RefCell::new(HashMap::new()),
@@ -89,6 +93,10 @@ impl Upstreams {
             newest = Some(s);
         }
         if let Some(s) = newest {
+            // Pools of providers that left are dropped (calls in flight keep their connection alive).
+            self.pools
+                .borrow_mut()
+                .retain(|addr, _| s.iter().any(|(_, eps)| eps.iter().any(|e| e.addr == *addr)));
             *self.snapshot.borrow_mut() = s;
         }
     }
@@ -101,7 +109,7 @@ impl Upstreams {
         self.pools
             .borrow_mut()
             .entry(addr)
-            .or_insert_with(|| Rc::new(Pool::new(addr, self.cfg)))
+            .or_insert_with(|| Rc::new(Pool::new(addr, self.cfg, Some(self.queue.clone()))))
             .clone()
     }
 
@@ -193,6 +201,7 @@ struct Ctx {
 
 /// An HTTP answer being prepared: either known already, or waiting for a provider. The invocation
 /// borrows from the connection's read buffer, which is not advanced until every job of the batch is done.
+#[allow(clippy::large_enum_variant)] // a few per connection at a time; boxing would cost an allocation per call
 enum Job<'a> {
     Done {
         status: u16,
@@ -210,11 +219,19 @@ enum Job<'a> {
 
 async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) {
     let _ = stream.set_nodelay(true);
+    // Reads only wait while no request is being served, so this is an idle timeout; writes wait only
+    // for a client that does not read its answers.
+    let _ = stream.set_read_timeout(Some(ctx.settings.idle_timeout));
+    let _ = stream.set_write_timeout(Some(ctx.settings.idle_timeout));
     let (mut r, mut w) = split(stream);
     let mut scratch = vec![0u8; ctx.settings.read_buffer];
     let mut buf = BytesMut::with_capacity(ctx.settings.read_buffer);
     let mut out = BytesMut::with_capacity(4096);
     let limits = &ctx.settings.http;
+    // `100 Continue` goes out once per request, not on every read while its body arrives.
+    let mut continued = false;
+    // HTTP/1.0 clients need `Connection: keep-alive` said explicitly.
+    let mut http10 = false;
     loop {
         // Start every complete request in the buffer (pipelining), then answer them in order.
         let mut jobs: Vec<Job<'_>> = Vec::new();
@@ -225,6 +242,7 @@ async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) 
             match mesh_http::parse_request(&buf[offset..], limits) {
                 Ok(Parse::Complete(req)) => {
                     offset += req.consumed;
+                    http10 = req.minor_version == 0;
                     let keep_alive = req.keep_alive && !control.is_stopping();
                     jobs.push(start(ctx, &req, keep_alive).await);
                     if !keep_alive {
@@ -248,11 +266,15 @@ async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) 
             }
         }
         for job in jobs {
-            finish(ctx, job, &mut out).await;
+            finish(ctx, job, http10, &mut out).await;
         }
         buf.advance(offset);
-        if send_continue && !close_after {
+        if offset > 0 {
+            continued = false; // a partial request at the head now is a new one
+        }
+        if send_continue && !close_after && !continued {
             out.extend_from_slice(mesh_http::CONTINUE);
+            continued = true;
         }
         if !out.is_empty() {
             if w.write_all(&out).await.is_err() {
@@ -264,7 +286,20 @@ async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) 
             let _ = w.close().await;
             return;
         }
-        match read_into(&mut r, &mut scratch, &mut buf).await {
+        // Between requests, a stop closes the connection at once instead of holding the drain; a pending
+        // glommio read consumes nothing, so abandoning it loses no data.
+        let idle = buf.is_empty();
+        let read = read_into(&mut r, &mut scratch, &mut buf);
+        let n = if idle {
+            futures_lite::future::or(read, async {
+                control.stopped().await;
+                Ok(0)
+            })
+            .await
+        } else {
+            read.await
+        };
+        match n {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -318,7 +353,8 @@ async fn dispatch<'a>(
 ) -> Job<'a> {
     ctx.upstreams.refresh();
     let mut requeued = false;
-    loop {
+    let mut deadline: Option<Instant> = None;
+    let job = loop {
         // Calls already waiting go first: a new call joins the queue behind them.
         let picked = if ctx.upstreams.queue.is_empty() || requeued {
             ctx.upstreams.pick(&inv.interface, &tried)
@@ -331,8 +367,9 @@ async fn dispatch<'a>(
                 // Every provider is at its cap: wait for capacity instead of sending a call that would
                 // be rejected (status 100), within the queue's bound and timeout.
                 let q = &ctx.upstreams.queue;
-                if q.len() >= ctx.settings.queue_limit {
-                    return done(
+                // A call put back after losing a race keeps its place even when the queue is full.
+                if !requeued && q.len() >= ctx.settings.queue_limit {
+                    break done(
                         503,
                         format!(
                             "all providers of {} are full and the queue is full",
@@ -347,13 +384,16 @@ async fn dispatch<'a>(
                     q.wake_one();
                 }
                 let ticket = q.wait(requeued);
-                let waited = glommio::timer::timeout(ctx.settings.queue_timeout, async move {
+                // One deadline for the whole wait, however often the call is put back.
+                let deadline = *deadline.get_or_insert_with(|| Instant::now() + ctx.settings.queue_timeout);
+                let left = deadline.saturating_duration_since(Instant::now());
+                let waited = glommio::timer::timeout(left, async move {
                     ticket.await;
                     Ok(())
                 })
                 .await;
                 if waited.is_err() {
-                    return done(
+                    break done(
                         503,
                         format!(
                             "all providers of {} stayed full for {} ms",
@@ -368,14 +408,14 @@ async fn dispatch<'a>(
                 continue;
             }
             Pick::NoSnapshot => {
-                return done(
+                break done(
                     503,
                     "provider list not loaded yet (registry unreachable)",
                     keep_alive,
                 )
             }
             Pick::NoService if tried.is_empty() => {
-                return done(
+                break done(
                     404,
                     format!("no provider registered for service {}", inv.interface),
                     keep_alive,
@@ -389,7 +429,7 @@ async fn dispatch<'a>(
                     (None, true) => format!("all providers are at capacity for service {}", inv.interface),
                     (None, false) => format!("no reachable provider for service {}", inv.interface),
                 };
-                return done(503, msg, keep_alive);
+                break done(503, msg, keep_alive);
             }
         };
         let res = match pool.get().await {
@@ -398,7 +438,7 @@ async fn dispatch<'a>(
         };
         match res {
             Ok(call) => {
-                return Job::Waiting {
+                break Job::Waiting {
                     call,
                     addr: pool.addr(),
                     inv,
@@ -410,9 +450,14 @@ async fn dispatch<'a>(
                 tried.push(pool.addr());
                 last = Some(e.to_string());
             }
-            Err(e) => return done(e.http_status(), e.to_string(), keep_alive),
+            Err(e) => break done(e.http_status(), e.to_string(), keep_alive),
         }
+    };
+    // A woken waiter that ends without sending leaves its slot unused: pass the wake-up on.
+    if requeued && matches!(job, Job::Done { .. }) {
+        ctx.upstreams.queue.wake_one();
     }
+    job
 }
 
 fn encode_call(
@@ -459,7 +504,7 @@ fn encode_call(
 
 /// Waits for a job's answer and writes its HTTP response. An answer saying the call never ran on that
 /// provider (status 60: unreachable local provider, draining agent) is retried on another one.
-async fn finish(ctx: &Ctx, mut job: Job<'_>, out: &mut BytesMut) {
+async fn finish(ctx: &Ctx, mut job: Job<'_>, http10: bool, out: &mut BytesMut) {
     let (status, body, keep_alive) = loop {
         match job {
             Job::Done {
@@ -475,8 +520,6 @@ async fn finish(ctx: &Ctx, mut job: Job<'_>, out: &mut BytesMut) {
                 keep_alive,
             } => {
                 let answer = call.wait(ctx.settings.upstream.request_timeout).await;
-                // This call's slot is free again: let the oldest waiting call have it.
-                ctx.upstreams.queue.wake_one();
                 let (status, body) = match answer {
                     Ok(frame)
                         if frame.header.status == Status::SERVICE_NOT_FOUND
@@ -494,10 +537,15 @@ async fn finish(ctx: &Ctx, mut job: Job<'_>, out: &mut BytesMut) {
             }
         }
     };
+    let conn = match (keep_alive, http10) {
+        (false, _) => ConnectionHeader::Close,
+        (true, true) => ConnectionHeader::KeepAlive,
+        (true, false) => ConnectionHeader::Omit,
+    };
     if status == 200 {
-        mesh_http::write_response(out, 200, "text/plain; charset=utf-8", body.as_bytes(), keep_alive);
+        mesh_http::write_response_with(out, 200, "text/plain; charset=utf-8", body.as_bytes(), conn);
     } else {
-        mesh_http::write_status(out, status, &body, keep_alive);
+        mesh_http::write_status_with(out, status, &body, conn);
     }
 }
 

@@ -47,7 +47,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let listener = crate::io::listen(settings.listen)?;
     ready();
-    let pool = Rc::new(Pool::new(settings.dubbo, settings.upstream));
+    let pool = Rc::new(Pool::new(settings.dubbo, settings.upstream, None));
     let ctx = Rc::new(Ctx {
         settings,
         control: control.clone(),
@@ -160,7 +160,8 @@ fn handle_frame(ctx: &Rc<Ctx>, out: &OutQueue, f: Frame) {
         let answer = forward(&ctx, &f).await;
         if h.is_two_way() {
             out.push(|b| match answer {
-                Ok(resp) => write_answer(&codec, b, h, resp),
+                Ok(Some(resp)) => write_answer(&codec, b, h, resp),
+                Ok(None) => {}
                 Err(e) => write_error(&codec, b, h, &e),
             });
         }
@@ -169,27 +170,38 @@ fn handle_frame(ctx: &Rc<Ctx>, out: &OutQueue, f: Frame) {
     .detach();
 }
 
-/// Sends the call to the local provider and returns its answer frame.
-async fn forward(ctx: &Ctx, f: &Frame) -> Result<Frame, CallError> {
+/// Sends the call to the local provider and returns its answer frame (`None` for a one-way call, which
+/// gets no answer and so takes no place in the request-id map).
+async fn forward(ctx: &Ctx, f: &Frame) -> Result<Option<Frame>, CallError> {
     let codec = ctx.settings.upstream.codec;
     let down_ser = f.header.serialization().map_err(CallError::Encode)?;
     let up_ser = ctx.settings.serialization;
     let conn = ctx.pool.get().await?;
-    let call = if down_ser == up_ser {
-        conn.send(|buf, id| {
-            Header { id, ..f.header }.write(buf);
-            buf.put_slice(&f.body);
-            Ok(())
-        })?
+    let two_way = f.header.is_two_way();
+    let transcoded = if down_ser == up_ser {
+        None
     } else {
         let Body::Request(req) = codec.decode_body(&f.header, &f.body).map_err(CallError::Encode)? else {
             return Err(CallError::Encode(CodecError::Unencodable("a non-request frame")));
         };
-        conn.send(|buf, id| {
-            codec.encode_request_message(buf, Header::request(id, up_ser, f.header.is_two_way()), &req)
-        })?
+        Some(req)
     };
-    call.wait(ctx.settings.upstream.request_timeout).await
+    let encode = |buf: &mut BytesMut, id: u64| match &transcoded {
+        None => {
+            Header { id, ..f.header }.write(buf);
+            buf.put_slice(&f.body);
+            Ok(())
+        }
+        Some(req) => codec.encode_request_message(buf, Header::request(id, up_ser, two_way), req),
+    };
+    if !two_way {
+        conn.send_noreply(encode)?;
+        return Ok(None);
+    }
+    conn.send(encode)?
+        .wait(ctx.settings.upstream.request_timeout)
+        .await
+        .map(Some)
 }
 
 /// Writes the provider's answer back with the consumer's id (transcoding when serializations differ).

@@ -16,7 +16,7 @@ use mesh_dubbo::{Body, Codec, CodecError, Decoded, Event, Frame};
 
 use crate::error::CallError;
 use crate::io::{read_into, split, OutQueue, ReadHalf};
-use crate::sync::{oneshot, Event as Signal, Receiver, Sender};
+use crate::sync::{oneshot, Event as Signal, Receiver, Sender, WaitQueue};
 
 /// Settings of the connections to one kind of upstream.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +54,9 @@ struct ConnInner {
     pending: RefCell<HashMap<u64, Waiter>>,
     next_id: Cell<u64>,
     alive: Cell<bool>,
+    /// Woken once for every call that leaves `pending` (answered, failed or timed out): its slot at the
+    /// provider is free again, so the oldest call waiting for capacity may go.
+    released: Option<Rc<WaitQueue>>,
 }
 
 /// One multiplexed connection.
@@ -77,12 +80,20 @@ impl std::fmt::Debug for UpstreamConn {
 pub struct PendingCall {
     conn: UpstreamConn,
     id: u64,
+    /// When the call was queued for sending: its timeout counts from here, not from when someone
+    /// starts waiting (pipelined calls are waited for one after another).
+    sent: Instant,
     rx: Receiver<Result<Frame, CallError>>,
 }
 
 impl UpstreamConn {
-    /// Dials `addr` and starts the reader and writer tasks on the current shard.
-    pub async fn connect(addr: SocketAddr, cfg: &UpstreamConfig) -> Result<UpstreamConn, CallError> {
+    /// Dials `addr` and starts the reader and writer tasks on the current shard. `released` is woken once
+    /// per call that completes on this connection.
+    pub async fn connect(
+        addr: SocketAddr,
+        cfg: &UpstreamConfig,
+        released: Option<Rc<WaitQueue>>,
+    ) -> Result<UpstreamConn, CallError> {
         let stream = TcpStream::connect_timeout(addr, cfg.connect_timeout)
             .await
             .map_err(|e| CallError::Connect {
@@ -97,6 +108,7 @@ impl UpstreamConn {
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
             alive: Cell::new(true),
+            released,
         }));
         let out = conn.0.out.clone();
         glommio::spawn_local(async move {
@@ -113,8 +125,9 @@ impl UpstreamConn {
         self.0.addr
     }
 
+    /// False once the reader saw the end, the writer failed, or the provider said it is going read-only.
     pub fn is_alive(&self) -> bool {
-        self.0.alive.get()
+        self.0.alive.get() && !self.0.out.is_closed()
     }
 
     /// Calls sent on this connection and not answered yet.
@@ -143,8 +156,31 @@ impl UpstreamConn {
         Ok(PendingCall {
             conn: self.clone(),
             id,
+            sent: Instant::now(),
             rx,
         })
+    }
+
+    /// Queues a request that gets no answer (one-way): a fresh id, nothing registered in the id map.
+    pub fn send_noreply(
+        &self,
+        encode: impl FnOnce(&mut BytesMut, u64) -> Result<(), CodecError>,
+    ) -> Result<(), CallError> {
+        if !self.is_alive() {
+            return Err(CallError::Closed(self.0.addr));
+        }
+        let id = self.0.next_id.get();
+        self.0.next_id.set(id.wrapping_add(1));
+        match self.0.out.push(|buf| encode(buf, id)) {
+            None => Err(CallError::Closed(self.0.addr)),
+            Some(r) => r.map_err(CallError::Encode),
+        }
+    }
+
+    fn release(&self) {
+        if let Some(q) = &self.0.released {
+            q.wake_one();
+        }
     }
 
     /// Queues a frame that expects no answer (heartbeat replies, one-way calls).
@@ -187,10 +223,16 @@ impl UpstreamConn {
     fn dispatch(&self, f: Frame, codec: &Codec) {
         let h = f.header;
         if h.is_request() {
-            // The server pinging us: answer heartbeats; other events need no reply.
-            if h.is_event() && h.is_two_way() {
-                if let Ok(ser) = h.serialization() {
-                    self.send_oneway(|buf| codec.encode_heartbeat(buf, h.id, ser, false));
+            if h.is_event() {
+                // Dubbo announces a graceful shutdown with a one-way READONLY event request: stop using
+                // this connection for new calls (calls in flight still complete; the pool re-dials).
+                if let Ok(Body::Event(Event::ReadOnly)) = codec.decode_body(&h, &f.body) {
+                    self.0.alive.set(false);
+                } else if h.is_two_way() {
+                    // The server pinging us.
+                    if let Ok(ser) = h.serialization() {
+                        self.send_oneway(|buf| codec.encode_heartbeat(buf, h.id, ser, false));
+                    }
                 }
             }
             return;
@@ -205,6 +247,7 @@ impl UpstreamConn {
         let waiter = self.0.pending.borrow_mut().remove(&h.id);
         if let Some(w) = waiter {
             w.send(Ok(f));
+            self.release();
         }
     }
 
@@ -212,6 +255,7 @@ impl UpstreamConn {
         let drained: Vec<Waiter> = self.0.pending.borrow_mut().drain().map(|(_, w)| w).collect();
         for w in drained {
             w.send(Err(err(self.0.addr)));
+            self.release();
         }
     }
 }
@@ -220,14 +264,18 @@ impl PendingCall {
     /// Waits for the answer frame, at most `timeout`. On timeout the id is forgotten, so a late answer is
     /// dropped instead of leaking an entry in the request-id map.
     pub async fn wait(self, timeout: Duration) -> Result<Frame, CallError> {
-        let PendingCall { conn, id, rx } = self;
+        let PendingCall { conn, id, sent, rx } = self;
         let addr = conn.addr();
-        let res = glommio::timer::timeout(timeout, async move { Ok(rx.await) }).await;
+        // glommio polls the call before its timer, so an answer already here wins even at zero.
+        let left = timeout.saturating_sub(sent.elapsed());
+        let res = glommio::timer::timeout(left, async move { Ok(rx.await) }).await;
         match res {
             Ok(Some(r)) => r,
             Ok(None) => Err(CallError::Closed(addr)),
             Err(_) => {
-                conn.0.pending.borrow_mut().remove(&id);
+                if conn.0.pending.borrow_mut().remove(&id).is_some() {
+                    conn.release();
+                }
                 Err(CallError::Timeout {
                     addr,
                     ms: timeout.as_millis() as u64,
@@ -251,6 +299,7 @@ enum Slot {
 pub struct Pool {
     addr: SocketAddr,
     cfg: UpstreamConfig,
+    released: Option<Rc<WaitQueue>>,
     slots: RefCell<Vec<Slot>>,
     backoff: Cell<Duration>,
     retry_at: Cell<Option<Instant>>,
@@ -264,11 +313,13 @@ impl std::fmt::Debug for Pool {
 }
 
 impl Pool {
-    pub fn new(addr: SocketAddr, cfg: UpstreamConfig) -> Self {
+    /// `released` (if any) is woken once per call completing on any of the pool's connections.
+    pub fn new(addr: SocketAddr, cfg: UpstreamConfig, released: Option<Rc<WaitQueue>>) -> Self {
         let slots = (0..cfg.connections.max(1)).map(|_| Slot::Empty).collect();
         Pool {
             addr,
             cfg,
+            released,
             slots: RefCell::new(slots),
             backoff: Cell::new(cfg.min_backoff),
             retry_at: Cell::new(None),
@@ -374,7 +425,7 @@ impl Pool {
         let done = sig.clone();
         // The dial runs as its own task so that a caller which gives up does not abandon it half-way.
         glommio::spawn_local(async move {
-            let res = UpstreamConn::connect(pool.addr, &pool.cfg).await;
+            let res = UpstreamConn::connect(pool.addr, &pool.cfg, pool.released.clone()).await;
             pool.finish_dial(slot, res);
             done.set();
         })
