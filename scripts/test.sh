@@ -9,4 +9,6 @@ cargo fmt --all -- --check
 echo "== cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
+# The end-to-end tests start the testkit's binaries (provider-sim, loadgen) and the agent: build them first.
+cargo build --workspace --bins --quiet
 cargo test --workspace
