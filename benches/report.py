@@ -1,0 +1,790 @@
+#!/usr/bin/env python3
+"""Regenerates docs/benchmarks.md and docs/bench/*.svg from target/bench/*.json (standard library only).
+
+    python3 benches/report.py
+
+Inputs (each optional; a missing one leaves its section saying how to produce it):
+  target/bench/challenge.json, target/bench/overhead.json   (benches/run.py, via scripts/bench.sh)
+  target/bench/codec.json, target/bench/codec_meta.json       (cargo bench -p mesh-dubbo --bench codec, via
+                                                               scripts/bench.sh codec), target/criterion/*
+The "## Codec micro-benchmarks" section of the current docs/benchmarks.md is kept as it is, except that its
+machine line, run paragraph and results table are rebuilt from codec.json when scripts/bench.sh re-ran the
+codec bench (codec_meta.json newer than the document's run).
+Targets are the issue's (issue 4); they are listed next to the measured values, never asserted.
+"""
+
+import html
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "target" / "bench"
+DOC = ROOT / "docs" / "benchmarks.md"
+PLOTS = ROOT / "docs" / "bench"
+
+TARGET_RATIO = {128: 0.97, 256: 0.97, 512: 0.97, 1024: 0.95}
+TARGET_ADDED_P99_US = 150
+TARGET_CPU_RATIO = 1.0
+
+
+def load(name):
+    p = BENCH / name
+    if not p.exists():
+        return None
+    return json.loads(p.read_text())
+
+
+def fmt(x, nd=1, unit=""):
+    if x is None:
+        return "–"
+    s = f"{int(round(x)):,}" if nd == 0 else f"{x:,.{nd}f}"
+    return s + unit
+
+
+def load_label(l, long=False):
+    if l == "max":
+        return "max rate (closed loop)" if long else "max rate"
+    if l == "1conn":
+        return "1 connection (closed loop)" if long else "1 connection"
+    return f"{int(l):,} req/s (open loop)" if long else f"{int(l):,} rps"
+
+
+def pct(x, nd=1):
+    return "–" if x is None else f"{x * 100:.{nd}f}%"
+
+
+def met(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def table(header, rows, align=None):
+    align = align or ["---"] + ["---:"] * (len(header) - 1)
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join(align) + "|"]
+    for r in rows:
+        out.append("| " + " | ".join(str(c) for c in r) + " |")
+    return "\n".join(out)
+
+
+# ------------------------------------------------------------------------------------------------------
+# SVG (by hand)
+
+COLORS = {"loadgen": "#1f77b4", "wrk": "#ff7f0e", "ceiling": "#555555", "direct": "#2ca02c", "mesh": "#1f77b4",
+          "nginx": "#d62728", "consumer": "#1f77b4", "provider": "#9ecae1", "nginx_proxy": "#d62728"}
+
+
+class Svg:
+    def __init__(self, w, h):
+        self.w, self.h = w, h
+        self.parts = []
+
+    def add(self, s):
+        self.parts.append(s)
+
+    def text(self, x, y, s, size=12, anchor="start", color="#222", weight="normal", rotate=None):
+        tr = f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate is not None else ""
+        self.add(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{color}" '
+                 f'font-weight="{weight}"{tr}>{html.escape(str(s))}</text>')
+
+    def line(self, x1, y1, x2, y2, color="#ccc", width=1, dash=None):
+        d = f' stroke-dasharray="{dash}"' if dash else ""
+        self.add(f'<line x1="{x1:.1f}" y1="{y1:.1f}" x2="{x2:.1f}" y2="{y2:.1f}" stroke="{color}" '
+                 f'stroke-width="{width}"{d}/>')
+
+    def polyline(self, pts, color, width=2, dash=None):
+        d = f' stroke-dasharray="{dash}"' if dash else ""
+        p = " ".join(f"{x:.1f},{y:.1f}" for x, y in pts)
+        self.add(f'<polyline points="{p}" fill="none" stroke="{color}" stroke-width="{width}"{d}/>')
+
+    def rect(self, x, y, w, h, color, title=None):
+        t = f"<title>{html.escape(title)}</title>" if title else ""
+        self.add(f'<rect x="{x:.1f}" y="{y:.1f}" width="{max(w, 0):.1f}" height="{max(h, 0):.1f}" '
+                 f'fill="{color}">{t}</rect>')
+
+    def marker(self, x, y, color, shape="circle", title=None):
+        t = f"<title>{html.escape(title)}</title>" if title else ""
+        if shape == "circle":
+            self.add(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{color}">{t}</circle>')
+        else:
+            self.add(f'<rect x="{x - 4:.1f}" y="{y - 4:.1f}" width="8" height="8" fill="{color}">{t}</rect>')
+
+    def save(self, path):
+        body = "\n".join(self.parts)
+        path.write_text(
+            f'<svg xmlns="http://www.w3.org/2000/svg" width="{self.w}" height="{self.h}" '
+            f'viewBox="0 0 {self.w} {self.h}" font-family="DejaVu Sans, Arial, sans-serif">\n'
+            f'<rect width="100%" height="100%" fill="white"/>\n{body}\n</svg>\n')
+
+
+def nice_max(v):
+    if v <= 0:
+        return 1
+    e = 10 ** math.floor(math.log10(v))
+    for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if m * e >= v:
+            return m * e
+    return 10 * e
+
+
+def plot_challenge(ch, path):
+    summ = ch["summary"]
+    conns = sorted({s["connections"] for s in summ})
+    if not conns:
+        return False
+    W, H = 860, 440
+    L, R, T, B = 70, 250, 40, 60
+    svg = Svg(W, H)
+    cap = ch["params"]["capacity_qps"]
+    ymax = nice_max(max([cap * 1.1] + [s["qps"] or 0 for s in summ]))
+    lo, hi = math.log2(min(conns)) - 0.25, math.log2(max(conns)) + 0.25
+
+    def X(c):
+        return L + (math.log2(c) - lo) / (hi - lo) * (W - L - R)
+
+    def Y(q):
+        return H - B - q / ymax * (H - T - B)
+
+    svg.text(W / 2 - 50, 22, "Challenge: QPS vs connections (2 cores, everything on one box)", 14, "middle",
+             weight="bold")
+    for i in range(6):
+        q = ymax * i / 5
+        svg.line(L, Y(q), W - R, Y(q), "#e5e5e5")
+        svg.text(L - 8, Y(q) + 4, f"{q:,.0f}", 11, "end")
+    for c in conns:
+        svg.line(X(c), H - B, X(c), H - B + 5, "#333")
+        svg.text(X(c), H - B + 20, c, 11, "middle")
+    svg.line(L, H - B, W - R, H - B, "#333")
+    svg.line(L, T, L, H - B, "#333")
+    svg.text(L + (W - L - R) / 2, H - 15, "connections (log scale)", 12, "middle")
+    svg.text(18, T + (H - T - B) / 2, "successful requests / s", 12, "middle", rotate=-90)
+    # The ceiling min(c / 0.05 s, capacity) as a curve.
+    pts = []
+    steps = 80
+    for k in range(steps + 1):
+        c = 2 ** (lo + (hi - lo) * k / steps)
+        pts.append((X(c), Y(min(c / 0.05, cap))))
+    svg.polyline(pts, COLORS["ceiling"], 1.5, "6,4")
+    legend = [("ceiling: min(c / 50 ms, 10,000)", COLORS["ceiling"], "dash")]
+    for tool, shape in (("loadgen", "circle"), ("wrk", "square")):
+        rows = sorted((s for s in summ if s["tool"] == tool), key=lambda s: s["connections"])
+        if not rows:
+            continue
+        svg.polyline([(X(s["connections"]), Y(s["qps"])) for s in rows], COLORS[tool], 2)
+        for s in rows:
+            svg.marker(X(s["connections"]), Y(s["qps"]), COLORS[tool], shape,
+                       f'{tool} {s["connections"]}: {s["qps"]:,.0f} qps, {s["ratio"] * 100:.1f}% of ceiling')
+            dy = 16 if tool == "loadgen" else -10
+            svg.text(X(s["connections"]) + 6, Y(s["qps"]) + dy, f'{s["ratio"] * 100:.1f}%', 10, "start",
+                     COLORS[tool])
+        label = "loadgen (answers checked)" if tool == "loadgen" else "wrk (answers not checked)"
+        legend.append((label, COLORS[tool], shape))
+    refs = ch.get("reference") or []
+    if refs:
+        for r in refs:
+            svg.marker(X(r["connections"]), Y(r["qps"]), COLORS["direct"], "square",
+                       f'no agent {r["connections"]}: {r["qps"]:,.0f} qps, {r["ratio"] * 100:.1f}% of ceiling')
+        legend.append(("no agent: loadgen → 50 ms sim", COLORS["direct"], "square"))
+    for i, (label, color, kind) in enumerate(legend):
+        y = T + 20 + i * 22
+        x = W - R + 12
+        if kind == "dash":
+            svg.line(x, y - 4, x + 22, y - 4, color, 1.5, "6,4")
+        else:
+            svg.line(x, y - 4, x + 22, y - 4, color, 2)
+            svg.marker(x + 11, y - 4, color, kind)
+        svg.text(x + 28, y, label, 10)
+    svg.save(path)
+    return True
+
+
+def log_axis(svg, L, R, T, B, W, H, lo, hi, label):
+    def Y(v):
+        v = max(v, 10 ** lo)
+        return H - B - (math.log10(v) - lo) / (hi - lo) * (H - T - B)
+
+    for e in range(int(lo), int(hi) + 1):
+        v = 10 ** e
+        svg.line(L, Y(v), W - R, Y(v), "#e5e5e5")
+        lab = f"{v:,.0f} µs" if v < 1000 else f"{v / 1000:,.0f} ms"
+        svg.text(L - 6, Y(v) + 4, lab, 10, "end")
+    svg.line(L, T, L, H - B, "#333")
+    svg.line(L, H - B, W - R, H - B, "#333")
+    svg.text(14, T + (H - T - B) / 2, label, 11, "middle", rotate=-90)
+    return Y
+
+
+def plot_overhead_latency(ov, path):
+    paths = [p for p in ("direct", "mesh", "nginx") if p in ov["paths"]]
+    loads = [l for l in ov["paths"].get("direct", {})]
+    if not paths or not loads:
+        return False
+    pcts = [("p50_us", "p50"), ("p90_us", "p90"), ("p99_us", "p99"), ("p999_us", "p99.9")]
+    pw, ph = 300, 360
+    W, H = max(pw * len(loads) + 40, 820), ph + 80
+    svg = Svg(W, H)
+    svg.text(W / 2, 22, "Overhead: latency percentiles per path (medians over repetitions)", 14, "middle",
+             weight="bold")
+    allv = [ov["paths"][p][l][k] for p in paths for l in loads for k, _ in pcts
+            if l in ov["paths"][p] and ov["paths"][p][l][k]]
+    lo = math.floor(math.log10(max(1, min(allv))))
+    hi = math.ceil(math.log10(max(allv)))
+    for i, l in enumerate(loads):
+        x0 = 20 + i * pw
+        L, R, T, B = x0 + 55, W - (x0 + pw) + 5, 50, 70
+        Y = log_axis(svg, L, R, T, B, W, H - 10, lo, hi, "latency (log)")
+        title = load_label(l, True)
+        svg.text((L + x0 + pw - 5) / 2, T - 10, title, 12, "middle", weight="bold")
+        gw = (x0 + pw - 5 - L) / len(pcts)
+        bw = gw * 0.8 / len(paths)
+        for j, (k, name) in enumerate(pcts):
+            gx = L + j * gw + gw * 0.1
+            for m, p in enumerate(paths):
+                v = ov["paths"][p].get(l, {}).get(k)
+                if not v:
+                    continue
+                svg.rect(gx + m * bw, Y(v), bw - 1, (H - 10 - B) - Y(v), COLORS[p], f"{p} {name}: {v:,} µs")
+            svg.text(gx + gw * 0.4, H - 10 - B + 14, name, 10, "middle")
+    for m, p in enumerate(paths):
+        x = 20 + m * 265
+        svg.rect(x, H - 28, 12, 12, COLORS[p])
+        svg.text(x + 18, H - 18, {"direct": "direct: loadgen → sim (Dubbo)",
+                                  "mesh": "mesh: HTTP → 2 agents → sim",
+                                  "nginx": "nginx: HTTP → nginx → responder"}[p], 11)
+    svg.save(path)
+    return True
+
+
+def plot_overhead_cpu(ov, path):
+    loads = [l for l in ov["paths"].get("mesh", {}) if l in ov["paths"].get("nginx", {})]
+    if not loads:
+        return False
+    W, H = 640, 360
+    L, R, T, B = 70, 190, 45, 50
+    svg = Svg(W, H)
+    svg.text(W / 2 - 40, 22, "Overhead: CPU per request of the hop (µs, medians)", 14, "middle", weight="bold")
+    vals = []
+    for l in loads:
+        m = ov["paths"]["mesh"][l]
+        vals.append(m["cpu_us_per_req"] or 0)
+        vals.append(ov["paths"]["nginx"][l]["cpu_us_per_req"] or 0)
+    ymax = nice_max(max(vals) * 1.1)
+
+    def Y(v):
+        return H - B - v / ymax * (H - T - B)
+
+    for i in range(6):
+        v = ymax * i / 5
+        svg.line(L, Y(v), W - R, Y(v), "#e5e5e5")
+        svg.text(L - 6, Y(v) + 4, f"{v:,.0f}", 10, "end")
+    svg.line(L, H - B, W - R, H - B, "#333")
+    svg.line(L, T, L, H - B, "#333")
+    svg.text(16, T + (H - T - B) / 2, "CPU µs per request", 11, "middle", rotate=-90)
+    gw = (W - L - R) / len(loads)
+    bw = gw * 0.3
+    for i, l in enumerate(loads):
+        gx = L + i * gw + gw * 0.15
+        m = ov["paths"]["mesh"][l]
+        by = m.get("cpu_us_per_req_by_agent") or {}
+        c, p = by.get("consumer") or 0, by.get("provider") or 0
+        svg.rect(gx, Y(c), bw, H - B - Y(c), COLORS["consumer"], f"consumer agent: {c:.1f} µs")
+        svg.rect(gx, Y(c + p), bw, Y(c) - Y(c + p), COLORS["provider"], f"provider agent: {p:.1f} µs")
+        svg.text(gx + bw / 2, Y(c + p) - 4, f"{c + p:.0f}", 10, "middle")
+        n = ov["paths"]["nginx"][l]["cpu_us_per_req"] or 0
+        svg.rect(gx + bw + 4, Y(n), bw, H - B - Y(n), COLORS["nginx_proxy"], f"nginx proxy: {n:.1f} µs")
+        svg.text(gx + bw * 1.5 + 4, Y(n) - 4, f"{n:.0f}", 10, "middle")
+        r = ov.get("cpu_ratio_by_load", {}).get(l)
+        title = load_label(l)
+        svg.text(gx + bw + 2, H - B + 16, title, 11, "middle")
+        if r:
+            svg.text(gx + bw + 2, H - B + 30, f"ratio {r:.2f}", 10, "middle", "#444")
+    for k, (label, color) in enumerate((("consumer agent", COLORS["consumer"]),
+                                        ("provider agent", COLORS["provider"]),
+                                        ("nginx proxy (all processes)", COLORS["nginx_proxy"]))):
+        svg.rect(W - R + 12, T + 10 + k * 22, 12, 12, color)
+        svg.text(W - R + 30, T + 20 + k * 22, label, 10)
+    svg.save(path)
+    return True
+
+
+# ------------------------------------------------------------------------------------------------------
+# sections
+
+
+def machine_section(ch, ov, meta):
+    m = (ch or ov or {}).get("machine") or (meta or {}).get("machine")
+    if not m:
+        return "## Machine\n\nNo results yet: run `bash scripts/bench.sh all`.\n"
+    rows = [
+        ("CPUs", f'{m["nproc"]} (`nproc`), {m.get("cpu_model")}' + (f', {float(m["cpu_mhz"]):.0f} MHz' if m.get("cpu_mhz") else "")),
+        ("kernel", m["kernel"]),
+        ("rustc", m.get("rustc")),
+        ("etcd", m.get("etcd")),
+        ("nginx", m.get("nginx")),
+        ("wrk", m.get("wrk")),
+        ("python", m.get("python")),
+    ]
+    out = ["## Machine and versions", "", table(["", ""], rows, ["---", "---"]), ""]
+    for name, d in (("challenge", ch), ("overhead", ov)):
+        if not d:
+            continue
+        mm = d["machine"]
+        dirty = mm.get("uncommitted_changes") or []
+        state = (f"commit `{mm.get('commit')}` plus uncommitted changes in {', '.join('`' + f + '`' for f in dirty)} "
+                 f"(diff sha256 `{mm.get('uncommitted_diff_sha256')}`)" if dirty else f"commit `{mm.get('commit')}`")
+        out.append(f"- `{name}`: run {mm['date_utc']}, {state}; binaries (sha256 prefix) "
+                   + ", ".join(f"{k} `{v}`" for k, v in (mm.get("binaries_sha256") or {}).items()) + ".")
+    if meta:
+        mm = meta["machine"]
+        dirty = mm.get("uncommitted_changes") or []
+        out.append(f"- `codec`: run {mm['date_utc']}, commit `{mm.get('commit')}`"
+                   + (" plus uncommitted changes" if dirty else "") + ".")
+    out.append("")
+    out.append("Everything (load generators, simulators, agents, etcd, nginx) runs on the same "
+               f'{m["nproc"]} cores, so absolute numbers are those of a crowded box; the comparisons that matter '
+               "are made within one run (ratios, CPU per request, added latency).")
+    return "\n".join(out) + "\n"
+
+
+def targets_section(ch, ov):
+    rows = []
+    if ch:
+        for s in ch["summary"]:
+            if s["tool"] != "loadgen":
+                continue
+            t = TARGET_RATIO.get(s["connections"])
+            if t is None:
+                continue
+            ok = s["ratio"] >= t and (s["errors"] or 0) == 0
+            ref = next((r for r in ch.get("reference") or [] if r["connections"] == s["connections"]), None)
+            note = (f"; with no agent at all (loadgen straight to a 50 ms simulator) {pct(ref['ratio'])}"
+                    if ref else "")
+            rows.append((f"challenge, {s['connections']} connections: ≥ {t * 100:.0f}% of the ceiling, 0 errors",
+                         f"{pct(s['ratio'])} of {s['ceiling']:,.0f}, {fmt(s['errors'], 0)} errors (loadgen){note}",
+                         met(ok)))
+    else:
+        rows.append(("challenge", "not run (`bash scripts/bench.sh challenge`)", "–"))
+    if ov and ov.get("cpu_ratio") is not None:
+        by = ov["cpu_ratio_by_load"]
+        detail = ", ".join(f"{load_label(l)}: {r:.2f}" for l, r in by.items())
+        rows.append(("overhead: the two agents' CPU per request ≤ nginx's for one HTTP hop (ratio ≤ 1 at every load)",
+                     f"worst ratio {ov['cpu_ratio']:.2f} ({detail})", met(ov["cpu_ratio"] <= TARGET_CPU_RATIO)))
+    if ov and ov.get("added_p99_us") is not None:
+        at = ov.get("added_p99_us_at", "1000")
+        rows.append((f"overhead: the mesh adds ≤ {TARGET_ADDED_P99_US} µs p99 over the direct path at {int(at):,} rps",
+                     f"+{fmt(ov['added_p99_us'], 0)} µs (median of {len(ov['added_p99_us_reps'])} repetitions: "
+                     + ", ".join(f"{x:+,}" for x in ov["added_p99_us_reps"]) + " µs); one nginx hop: "
+                     f"+{fmt(ov.get('nginx_added_p99_us'), 0)} µs",
+                     met(ov["added_p99_us"] <= TARGET_ADDED_P99_US)))
+    if ov and (ov.get("added_1conn_us") or {}).get("p99_us") is not None:
+        a, n = ov["added_1conn_us"], ov.get("nginx_added_1conn_us") or {}
+        rows.append(("(context, no target) added latency with one connection in closed loop, no pacing timer",
+                     f"mesh +{fmt(a['p50_us'], 0)} µs p50, +{fmt(a['p99_us'], 0)} µs p99; one nginx hop "
+                     f"+{fmt(n.get('p50_us'), 0)} µs p50, +{fmt(n.get('p99_us'), 0)} µs p99", "–"))
+    if not ov:
+        rows.append(("overhead", "not run (`bash scripts/bench.sh overhead`)", "–"))
+    return ("## Targets (issue 4) against this run\n\nReported, not asserted anywhere.\n\n"
+            + table(["target", "measured", ""], rows, ["---", "---", "---"]) + "\n")
+
+
+def challenge_section(ch):
+    out = ["## Challenge scenario", ""]
+    if not ch:
+        out.append("Not run yet: `bash scripts/bench.sh challenge`.")
+        return "\n".join(out) + "\n"
+    p = ch["params"]
+    sims = ", ".join(f'{s["name"]} (knee {s["knee"]}, weight {s["weight"]})' for s in p["sims"])
+    out.append(
+        "The 2018 topology on this box: etcd; three provider simulators, "
+        f'{p["sim_latency_ms"]} ms per call, thread cap {p["sim_threads"]} each (status 100 beyond it), latency '
+        f'growing past the knee ({sims}); a provider agent in front of each, advertising its weight and '
+        f'`--max-concurrency {p["provider_max_concurrency"]}` (one shard each, pinned round-robin); one consumer '
+        "agent (default shards). Capacity: small 200 threads / 100 ms at the cap = 2,000/s, medium and large "
+        "200 / 50 ms = 4,000/s each, 10,000/s in all; with `c` connections each waiting 50 ms at best the ceiling "
+        "is min(c / 50 ms, 10,000)."
+    )
+    out.append("")
+    out.append(
+        f'Each run: wait for the load gate; {p["warmup_s"]:g} s warm-up with the same tool and connections; '
+        "restart the simulators (fresh counters, so the shares are the measured run's); "
+        f'{p["duration_s"]:g} s measured; CPU of every agent process from /proc/PID/stat (utime + stime) '
+        "before and after; the simulators' `served`/`rejected` counters from their stats line on SIGTERM. "
+        f"`loadgen`: {p['loadgen']}. `wrk`: {p['wrk']}; its QPS counts 2xx answers only. "
+        f"Repetitions: {p['repeat']} (medians below when more than one)."
+    )
+    out.append("")
+    rows = []
+    for s in sorted(ch["summary"], key=lambda s: (s["connections"], s["tool"] != "loadgen")):
+        runs = [r for r in ch["runs"] if r["tool"] == s["tool"] and r["connections"] == s["connections"]]
+        r0 = runs[0]
+        by = r0.get("cpu_us_per_req_by_agent") or {}
+        prov = sum(v for k, v in by.items() if k.startswith("provider_") and v is not None)
+        errs = ", ".join(f"{k} {v:,}" for k, v in sorted(r0["errors_by_kind"].items())) or "0"
+        rej = sum(r0["sim_rejected"].values())
+        t = TARGET_RATIO.get(s["connections"])
+        share = s["provider_share"]
+        rows.append((
+            s["connections"], s["tool"], fmt(s["qps"], 0), fmt(s["ceiling"], 0), pct(s["ratio"]),
+            f"{t * 100:.0f}%" if t else "–", errs if len(runs) == 1 else fmt(s["errors"], 0), f'{rej:,}',
+            fmt(s["p50_ms"], 1), fmt(s["p99_ms"], 1),
+            f'{share["small"] * 100:.0f} / {share["medium"] * 100:.0f} / {share["large"] * 100:.0f}',
+            f'{fmt(by.get("consumer"), 0)} + {fmt(prov, 0)} = {fmt(s["cpu_us_per_req"], 0)}',
+            f'{r0["load_gate"]["loadavg_1m"]:.2f}' + (f' (waited {r0["load_gate"]["waited_s"]:.0f} s)'
+                                                    if r0["load_gate"]["waited_s"] else ""),
+            fmt(r0.get("other_cpu_s"), 1),
+        ))
+    out.append(table(
+        ["conns", "tool", "QPS", "ceiling", "ratio", "target", "errors", "sim rejections (status 100)",
+         "p50 ms", "p99 ms", "share small / medium / large %", "agents' CPU µs/req: consumer + providers = total",
+         "load avg before", "other CPU s"], rows))
+    out.append("")
+    refs = ch.get("reference") or []
+    if refs:
+        out.append(
+            "Reference, same run, no agent: loadgen straight to a simulator with the same 50 ms and no cap or knee "
+            "(the mesh idle meanwhile) — "
+            + "; ".join(f'{r["connections"]} connections: {fmt(r["qps"], 0)} QPS = {pct(r["ratio"])} of the ceiling, '
+                        f'mean {r["mean_ms"]:.2f} ms, p50 {r["p50_ms"]:.2f} ms, p99 {r["p99_ms"]:.2f} ms'
+                        for r in refs)
+            + ". The simulator's timer overshoots 50 ms, so this is the most any proxy can reach here; "
+            "the mesh's share of the gap is the difference between the two.")
+        out.append("")
+    out.append("![QPS vs connections](bench/challenge_qps.svg)")
+    out.append("")
+    out.append("Columns: *errors* are loadgen's failed calls by kind (wrong answers included) or wrk's non-2xx "
+               "answers and socket errors; *sim rejections* are calls the simulators answered with status 100 "
+               "(thread pool exhausted) — calls the consumer agent sent to a provider already at its cap; *share* "
+               "is each simulator's part of the calls served during the measured run (weights 1 : 2 : 3 = 17 / 33 / "
+               "50%); *other CPU s* is the CPU used during the measured run by processes that are not the benchmark's "
+               "(other users of the machine; kernel threads not counted): near 0 means the run had the box to itself.")
+    out.append("")
+    notes = []
+    for r in ch["runs"]:
+        if r["errors"]:
+            notes.append(f'{r["tool"]} at {r["connections"]} connections: {r["errors"]:,} errors '
+                         f'({", ".join(f"{k} {v:,}" for k, v in r["errors_by_kind"].items())}).')
+        rej = sum(r["sim_rejected"].values())
+        if rej:
+            notes.append(f'{r["tool"]} at {r["connections"]} connections: the simulators rejected {rej:,} calls '
+                         "with status 100.")
+        if not r["load_gate"]["quiet"]:
+            notes.append(f'{r["tool"]} at {r["connections"]} connections ran with the load average at '
+                         f'{r["load_gate"]["loadavg_1m"]:.2f} after waiting {r["load_gate"]["waited_s"]:.0f} s.')
+    if p.get("agents_idle_cpu_pct"):
+        notes.append("Agents' CPU with no traffic (3 s, % of one core): "
+                     + ", ".join(f"{k} {v}" for k, v in p["agents_idle_cpu_pct"].items()) + ".")
+    if notes:
+        out.append("Recorded in this run:")
+        out.append("")
+        out.extend(f"- {n}" for n in notes)
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def overhead_section(ov):
+    out = ["## Overhead: per-hop cost against nginx", ""]
+    if not ov:
+        out.append("Not run yet: `bash scripts/bench.sh overhead`.")
+        return "\n".join(out) + "\n"
+    p = ov["params"]
+    out.append(
+        f"One provider simulator at 0 ms with no thread cap (`{p['sim']}`), and the same offered load through "
+        "three paths, interleaved in one run (the order of the three rotates between repetitions):"
+    )
+    out.append("")
+    out.append("- **direct**: loadgen → simulator over Dubbo (`--target dubbo://`, hessian2), one call in flight per "
+               "connection;")
+    out.append("- **mesh**: loadgen → consumer agent (HTTP) → provider agent → simulator; static provider list, "
+               "no etcd; both agents with their default shards (one per core);")
+    m = re.search(r"worker_processes (\S+?),", p.get("nginx_proxy", ""))
+    workers = m.group(1) if m else "auto"
+    out.append(f"- **nginx**: loadgen → nginx as a reverse proxy (`benches/nginx/proxy.conf`: worker_processes "
+               f"{workers}, upstream keepalive, access log off) → a trivial HTTP responder "
+               "(`benches/nginx/responder.conf`: a second nginx, one worker, `return 200 \"0\"`).")
+    out.append("")
+    out.append(
+        f"Loads: open loop at {', '.join(f'{r:,}' for r in p['rates'])} requests/s (latency measured from the "
+        f"intended send time, so stalls are not hidden) and a closed loop (max rate), both on {p['connections']} "
+        "connections; then one connection in closed loop (each path at its own pace: the plain round trip). "
+        f"{p['warmup_s']:g} s warm-up inside each loadgen run, {p['duration_s']:g} s measured, {p['repeat']} "
+        "repetitions; medians below. CPU is read from /proc before and after the measured part: the two agents "
+        "summed for the mesh, every nginx process of the proxy (master and workers) for nginx; the simulator "
+        "and the responder are the backends and are not counted in the hop."
+    )
+    out.append("")
+    d = ov["paths"].get("direct", {})
+    first = str(p["rates"][0]) if p.get("rates") else None
+    if first in d and "1conn" in d:
+        out.append(
+            f"Reading the latencies: loadgen paces open-loop calls with tokio's timer (millisecond wheel) and "
+            "measures each call from its intended send time, so every open-loop latency carries the pacing "
+            f"lateness, the same on every path: the direct path's p50 is {fmt(d[first]['p50_us'], 0)} µs at "
+            f"{int(first):,} rps against {fmt(d['1conn']['p50_us'], 0)} µs for a plain round trip on one "
+            "connection. Differences between paths at the same rate are meaningful; absolute open-loop "
+            "latencies are not. A pacing timer with microsecond precision in loadgen (sleep to ~1 ms before the "
+            "due time, then spin or yield) would remove it.")
+        out.append("")
+    out.append(
+        "loadgen checks every answer, and nginx's responder can only return a fixed body, so the main "
+        "comparison runs all three paths with `--max-len 0`: every parameter is the empty string, whose hash is "
+        "0, and the responder returns `0` — the HTTP requests to the consumer agent and to nginx are then "
+        "byte-for-byte the same, and every answer on every path is checked. The same direct and mesh runs with "
+        "the challenge's bodies (0..1024 characters) follow, to show what the body size costs."
+    )
+    out.append("")
+    rows = []
+    for l in ov["paths"].get("direct", {}):
+        for path in ("direct", "mesh", "nginx"):
+            d = ov["paths"].get(path, {}).get(l)
+            if not d:
+                continue
+            cpu = d["cpu_us_per_req"]
+            extra = ""
+            if path == "mesh" and d.get("cpu_us_per_req_by_agent"):
+                b = d["cpu_us_per_req_by_agent"]
+                extra = f' ({fmt(b["consumer"], 1)} + {fmt(b["provider"], 1)})'
+            rows.append((
+                load_label(l), path, fmt(d["qps"], 0), fmt(d["p50_us"], 0),
+                fmt(d["p90_us"], 0), fmt(d["p99_us"], 0), fmt(d["p999_us"], 0), fmt(d["errors"], 0),
+                (fmt(cpu, 1) + extra) if cpu is not None else "–",
+                fmt(d.get("context_switches_per_req"), 2), fmt(d["backend_cpu_us_per_req"], 1),
+                fmt(d.get("other_cpu_s"), 1),
+            ))
+    out.append(table(["load", "path", "QPS", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "errors",
+                      "hop CPU µs/req (consumer + provider)", "hop context switches/req",
+                      "backend CPU µs/req", "other CPU s"], rows))
+    out.append("")
+    ratios = ov.get("cpu_ratio_by_load_reps", {})
+    out.append("CPU ratio (agents' CPU per request / nginx's), per repetition: "
+               + "; ".join(f"{load_label(l)}: "
+                           + ", ".join(f"{x:.2f}" for x in xs) for l, xs in ratios.items())
+               + f". Added p99 at {int(ov.get('added_p99_us_at', 1000)):,} rps (mesh − direct), per repetition: "
+               + ", ".join(f"{x:+,} µs" for x in ov.get("added_p99_us_reps", [])) + ".")
+    out.append("")
+    out.append("![latency percentiles per path](bench/overhead_latency.svg)")
+    out.append("")
+    out.append("![CPU per request](bench/overhead_cpu.svg)")
+    out.append("")
+    cb = [(k, ov["paths"][k]) for k in ("direct_challenge_bodies", "mesh_challenge_bodies") if k in ov["paths"]]
+    if cb:
+        out.append("With the challenge's bodies (parameter 0..1024 characters, `--max-len 1024`):")
+        out.append("")
+        rows = []
+        for l in cb[0][1]:
+            for k, per in cb:
+                d = per.get(l)
+                if not d:
+                    continue
+                rows.append((load_label(l), k.split("_")[0], fmt(d["qps"], 0),
+                             fmt(d["p50_us"], 0), fmt(d["p99_us"], 0), fmt(d["errors"], 0),
+                             fmt(d["cpu_us_per_req"], 1) if d["cpu_us_per_req"] is not None else "–"))
+        out.append(table(["load", "path", "QPS", "p50 µs", "p99 µs", "errors", "hop CPU µs/req"], rows))
+        out.append("")
+    prof = ov.get("profile")
+    if prof:
+        out.append(profile_section(prof, p))
+    notes = []
+    for r in ov["runs"]:
+        if r["errors"]:
+            notes.append(f'{r["path"]} at {r["load"]} (max-len {r["max_len"]}, repetition {r["rep"] + 1}): '
+                         f'{r["errors"]:,} errors ({", ".join(f"{k} {v:,}" for k, v in r["errors_by_kind"].items())}).')
+        if not r["load_gate"]["quiet"]:
+            notes.append(f'{r["path"]} at {r["load"]} (max-len {r["max_len"]}, repetition {r["rep"] + 1}) ran with '
+                         f'the load average at {r["load_gate"]["loadavg_1m"]:.2f} after waiting '
+                         f'{r["load_gate"]["waited_s"]:.0f} s.')
+    if p.get("idle_cpu_pct"):
+        notes.append("CPU with no traffic (3 s, % of one core): "
+                     + ", ".join(f"{k} {v}" for k, v in p["idle_cpu_pct"].items()) + ".")
+    if notes:
+        out.append("Recorded in this run:")
+        out.append("")
+        out.extend(f"- {n}" for n in notes)
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def profile_section(prof, p):
+    out = ["### Where the time goes (perf, separate unmeasured runs)", ""]
+    out.append(
+        "After the measured runs, `perf trace -s` counts the system calls of the hop's processes at the fixed "
+        "rates, and the tracepoint `io_uring:io_uring_submit_req` the agents' io_uring submissions by opcode "
+        "(tracing slows them down, so these runs are not timed; at a fixed open-loop rate the number of "
+        "requests in the window is known); `perf record -F 999` (cpu-clock, no call graphs) samples them at "
+        "max rate. In this VM the sampling clock is a software timer, so samples pile up where interrupts are "
+        "re-enabled (`_raw_spin_unlock_irqrestore`, `finish_task_switch`): the buckets below are a rough guide, "
+        "the system-call counts are exact."
+    )
+    out.append("")
+    loads = [l for l in prof.get("mesh", {}) if l != "max"]
+    rows = []
+    for l in loads:
+        for path in ("mesh", "nginx"):
+            d = prof.get(path, {}).get(l)
+            if not d or d.get("syscalls_per_req") is None:
+                continue
+            by = ", ".join(f"{k} {v:.2f}" for k, v in d["syscalls_per_req_by_name"].items())
+            ops = d.get("io_uring_submissions_per_req_by_op")
+            uring = (f'{d["io_uring_submissions_per_req"]:.1f}: ' + ", ".join(f"{k} {v:.2f}" for k, v in ops.items())
+                     if ops else "–")
+            rows.append((load_label(l), path, fmt(d["syscalls_per_req"], 1), by,
+                         fmt(d.get("context_switches_per_req"), 2), uring))
+    if rows:
+        out.append(table(["load", "hop", "syscalls/req", "by name (per request)", "context switches/req",
+                          "io_uring submissions/req, by opcode"], rows,
+                         ["---", "---", "---:", "---", "---:", "---"]))
+        out.append("")
+    mx = [(path, prof[path].get("max")) for path in ("mesh", "nginx") if prof.get(path, {}).get("max")]
+    if mx and all(d.get("buckets") for _, d in mx):
+        names = []
+        for _, d in mx:
+            for b in d["buckets"]:
+                if b["bucket"] not in names:
+                    names.append(b["bucket"])
+        rows = []
+        for n in names:
+            rows.append((n, *[next((f'{b["pct"]:.1f}%' for b in d["buckets"] if b["bucket"] == n), "–")
+                              for _, d in mx]))
+        counts = ", ".join(f"{path}: {d.get('samples')} samples" for path, d in mx)
+        out.append(f"Share of the hop's CPU samples at max rate ({counts}):")
+        out.append("")
+        out.append(table(["bucket", *[path for path, _ in mx]], rows))
+        out.append("")
+        for path, d in mx:
+            top = d.get("top") or []
+            out.append(f"Top symbols, {path} at max rate (full list: `{d.get('text')}`): "
+                       + "; ".join(f'{t["sym"]} {t["pct"]:.1f}%' for t in top[:12]) + ".")
+            out.append("")
+            if d.get("by_thread"):
+                out.append(f"By thread ({path}): " + ", ".join(f'{t["thread"]} {t["pct"]:.1f}%'
+                                                              for t in d["by_thread"]) + ".")
+                out.append("")
+    return "\n".join(out)
+
+
+def howto_section():
+    return """## How to run
+
+```sh
+bash scripts/bench.sh all          # build, challenge, overhead, codec, then this report (~30-40 min on a quiet box)
+bash scripts/bench.sh challenge    # or one scenario; each ends by regenerating this file from target/bench/*.json
+bash scripts/bench.sh overhead
+bash scripts/bench.sh codec
+bash scripts/bench.sh report       # only this file and docs/bench/*.svg, from the JSON already there
+BENCH_DURATION=10 bash scripts/bench.sh all    # shorter runs
+```
+
+Results: `target/bench/challenge.json` (`runs`: one object per run, `summary`: medians per tool and connection
+count), `target/bench/overhead.json` (`runs`, `paths`: medians per path and load, `cpu_ratio`, `added_p99_us`,
+`profile`), `target/bench/codec.json`; every run is also printed as one JSON line as it finishes. The knobs
+(durations, connection counts, rates, repetitions, the load gate) are the `BENCH_*` variables listed at the top
+of `scripts/bench.sh`. Everything listens on 127.0.0.1 on free ports; every process started is stopped at the
+end, also on Ctrl-C. The binaries are copied out of `target/release` before a scenario starts, so a rebuild
+during a run changes nothing.
+
+Load gate: this 2-core box is shared with builds and fuzzers. Before every measured run the runner reads the
+1-minute load average from /proc/loadavg and, while it is above 1.5, waits (polling every 30 s, at most
+10 minutes); the value is recorded with the run either way (`load_gate`), and so is `other_cpu_s`, the CPU
+used during the measured run by processes that are not the benchmark's (from a /proc scan before and after;
+kernel threads are recorded apart, in `kernel_threads_cpu_s`).
+"""
+
+
+# ------------------------------------------------------------------------------------------------------
+# codec section (kept from the current document)
+
+
+def codec_section(old_doc, codec, meta):
+    m = re.search(r"^## Codec micro-benchmarks\n.*?(?=^## |\Z)", old_doc, re.S | re.M)
+    if not m:
+        return "## Codec micro-benchmarks\n\nSee `crates/mesh-dubbo/benches/codec.rs`; run `bash scripts/bench.sh codec`.\n"
+    sec = m.group(0).rstrip() + "\n"
+    if not (codec and meta):
+        return sec
+    run_date = meta["machine"]["date_utc"]
+    if run_date in sec:
+        return sec  # already this run's
+    block = re.search(r"^Machine: .*?(?:^\|.*\|\n)+", sec, re.S | re.M)
+    if not block:
+        return sec
+    mm = meta["machine"]
+    valgrind = None
+    try:
+        valgrind = subprocess.run(["valgrind", "--version"], capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    mhz = f", {float(mm['cpu_mhz']):.0f} MHz" if mm.get("cpu_mhz") else ""
+    gate = meta["load"]
+    new = [
+        f"Machine: {mm['nproc']} vCPUs (`nproc` = {mm['nproc']}), `model name: {mm.get('cpu_model')}` in "
+        f"/proc/cpuinfo{mhz}, {mm['kernel']}, {mm.get('rustc')}, `bench` profile (release: opt-level 3, fat LTO, "
+        f"codegen-units 1)" + (f", {valgrind}" if valgrind else "") + ".",
+        "",
+        f"Results of one run ({run_date}, `{meta['command']}` from `scripts/bench.sh codec`). The 1-minute load "
+        f"average was {gate['loadavg_1m']:.2f} when it started (after waiting {gate['waited_s']:.0f} s for it to "
+        f"drop to 1.5 or less) and {gate.get('loadavg_1m_after', 0):.2f} when it ended; on this shared 2-core box "
+        "timings are noisy, so compare the median with the best batch, and criterion's estimate from the same run "
+        "is given for comparison. Allocation counts do not depend on load: they are exact counts.",
+        "",
+        "| case | ns/op median | ns/op best batch | criterion estimate | allocs/op | bytes/op | frame bytes |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in codec["results"]:
+        est = None
+        f = ROOT / "target" / "criterion" / r["case"] / "new" / "estimates.json"
+        if f.exists():
+            e = json.loads(f.read_text())
+            est = (e.get("slope") or e.get("mean") or {}).get("point_estimate")
+        allocs = "–" if r.get("allocs_per_op") is None else f'{r["allocs_per_op"]:g}'
+        bts = "–" if r.get("bytes_alloc_per_op") is None else f'{r["bytes_alloc_per_op"]:g}'
+        new.append(f'| {r["case"]} | {r["ns_per_op"]:.1f} | {r["ns_per_op_min"]:.1f} | '
+                   f'{"–" if est is None else f"{est:.1f} ns"} | {allocs} | {bts} | {r["frame_bytes"]} |')
+    return sec[: block.start()] + "\n".join(new) + "\n" + sec[block.end():]
+
+
+# ------------------------------------------------------------------------------------------------------
+
+
+def main():
+    ch = load("challenge.json")
+    ov = load("overhead.json")
+    codec = load("codec.json")
+    meta = load("codec_meta.json")
+    old_doc = DOC.read_text() if DOC.exists() else ""
+    PLOTS.mkdir(parents=True, exist_ok=True)
+    plots = []
+    if ch and plot_challenge(ch, PLOTS / "challenge_qps.svg"):
+        plots.append("docs/bench/challenge_qps.svg")
+    if ov and plot_overhead_latency(ov, PLOTS / "overhead_latency.svg"):
+        plots.append("docs/bench/overhead_latency.svg")
+    if ov and plot_overhead_cpu(ov, PLOTS / "overhead_cpu.svg"):
+        plots.append("docs/bench/overhead_cpu.svg")
+
+    parts = [
+        "# Benchmarks",
+        "",
+        "<!-- Generated by benches/report.py from target/bench/*.json (bash scripts/bench.sh). Edit the generator, "
+        "not this file; the codec section is kept from the previous version and its results table is rebuilt "
+        "when the codec bench is re-run. -->",
+        "",
+        "Three measurements, published together: the 2018 challenge scenario (QPS against the ceiling, with our "
+        "checking load generator and with `wrk`), the cost of the mesh per hop against one nginx hop (CPU per "
+        "request and added latency, in one run), and the codec micro-benchmarks. The balancer "
+        "(`crates/mesh-balance`) has no micro-benchmark in the tree yet.",
+        "",
+        targets_section(ch, ov),
+        machine_section(ch, ov, meta),
+        challenge_section(ch),
+        overhead_section(ov),
+        codec_section(old_doc, codec, meta),
+        howto_section(),
+    ]
+    text = "\n".join(p.rstrip("\n") + "\n" if p else "" for p in parts)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    DOC.write_text(text)
+    print(f"report: wrote {DOC.relative_to(ROOT)}" + (f" and {', '.join(plots)}" if plots else ""), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# End-to-end benchmarks and the report (issue 4). Usage:
+#
+#   bash scripts/bench.sh challenge   # the 2018 challenge topology at 128/256/512/1024 connections, loadgen and wrk
+#   bash scripts/bench.sh overhead    # direct Dubbo vs the two agents vs one nginx hop, same offered load
+#   bash scripts/bench.sh codec       # cargo bench -p mesh-dubbo --bench codec
+#   bash scripts/bench.sh all         # the three above, then the report
+#   bash scripts/bench.sh report      # only regenerate docs/benchmarks.md and docs/bench/*.svg
+#
+# Results: target/bench/{challenge,overhead,codec}.json; every scenario ends by regenerating
+# docs/benchmarks.md and docs/bench/*.svg (benches/report.py) from whatever JSON is there.
+# Everything runs on 127.0.0.1 (random free ports); every process started is stopped on exit (also Ctrl-C).
+#
+# Knobs (environment):
+#   BENCH_DURATION=15          measured seconds per run (challenge and overhead)
+#   BENCH_WARMUP=3             challenge: warm-up seconds before each run (same tool, same connections)
+#   BENCH_CONNECTIONS=128,256,512,1024   BENCH_TOOLS=loadgen,wrk   BENCH_CHALLENGE_REPEAT=1
+#   BENCH_RATES=1000,5000      BENCH_MAX_CONNECTIONS=64   BENCH_OVERHEAD_REPEAT=3   BENCH_OVERHEAD_WARMUP=2
+#   BENCH_PROFILE=5            overhead: seconds of perf profile of the agents and of nginx at max rate (0 = none)
+#   BENCH_NGINX_WORKERS=auto   worker_processes of the nginx proxy
+#   BENCH_MAX_LOAD=1.5         before each measured run, wait while the 1-minute load average is above this
+#   BENCH_LOAD_WAIT=600        ... at most this many seconds (polling every BENCH_LOAD_POLL=30), then run anyway
+#   BENCH_KEEP=1               keep the work directories (logs, nginx configs, perf data)
+#   BENCH_NO_BUILD=1           skip the cargo build (use target/release as it is)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scenario="${1:-}"
+case "$scenario" in
+  challenge | overhead | codec | all | report) ;;
+  *)
+    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
+
+child=""
+cleanup() {
+  trap - EXIT INT TERM
+  if [ -n "$child" ] && kill -0 "$child" 2>/dev/null; then
+    kill -TERM "$child" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$child" 2>/dev/null || true
+  fi
+}
+trap cleanup EXIT
+trap 'echo "bench: interrupted" >&2; exit 130' INT TERM
+
+# Run a command in the background and wait for it, so that Ctrl-C / SIGTERM reach the trap at once
+# (the runner stops its own processes; the trap only makes sure the runner itself is gone).
+run() {
+  "$@" &
+  child=$!
+  local rc=0
+  wait "$child" || rc=$?
+  child=""
+  return "$rc"
+}
+
+need=()
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ "$scenario" = challenge ] || [ "$scenario" = all ]; then
+  command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+  command -v wrk >/dev/null 2>&1 || need+=(wrk)
+fi
+if [ "$scenario" = overhead ] || [ "$scenario" = all ]; then
+  command -v nginx >/dev/null 2>&1 || need+=(nginx)
+fi
+if [ "${#need[@]}" -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "bench: installing ${need[*]} (Debian packages)" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+  # The Debian nginx package starts a system nginx on port 80; the benchmark runs its own.
+fi
+
+if [ "$scenario" != report ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+  echo "bench: cargo build --release -p mesh-agent -p mesh-testkit --bins" >&2
+  run cargo build --release -p mesh-agent -p mesh-testkit --bins
+fi
+mkdir -p target/bench
+
+codec() {
+  if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+    echo "bench: building the codec bench (fat LTO)" >&2
+    run cargo bench -p mesh-dubbo --bench codec --no-run
+  fi
+  # Same gate as the other runs: wait for a quiet box, record the load average next to codec.json.
+  local gate
+  gate=$(python3 benches/run.py wait-load)
+  echo "bench: cargo bench -p mesh-dubbo --bench codec" >&2
+  run cargo bench -p mesh-dubbo --bench codec
+  python3 - "$gate" <<'EOF'
+import json, subprocess, sys, time
+gate = json.loads(sys.argv[1])
+machine = json.loads(subprocess.run([sys.executable, "benches/run.py", "machine"], capture_output=True,
+                                    text=True, check=True).stdout)
+gate["loadavg_1m_after"] = float(open("/proc/loadavg").read().split()[0])
+meta = {"command": "cargo bench -p mesh-dubbo --bench codec", "load": gate, "machine": machine}
+open("target/bench/codec_meta.json", "w").write(json.dumps(meta, indent=1) + "\n")
+EOF
+}
+
+case "$scenario" in
+  challenge) run python3 benches/run.py challenge ;;
+  overhead) run python3 benches/run.py overhead ;;
+  codec) codec ;;
+  all)
+    run python3 benches/run.py challenge
+    run python3 benches/run.py overhead
+    codec
+    ;;
+  report) ;;
+esac
+run python3 benches/report.py
