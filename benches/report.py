@@ -10,6 +10,8 @@ Inputs (each optional; a missing one leaves its section saying how to produce it
 The "## Codec micro-benchmarks" section of the current docs/benchmarks.md is kept as it is, except that its
 machine line, run paragraph and results table are rebuilt from codec.json when scripts/bench.sh re-ran the
 codec bench (codec_meta.json newer than the document's run).
+benches/analysis.md, if present, is included as it is after the overhead section: it is written by hand for
+a given run and says so.
 Targets are the issue's (issue 4); they are listed next to the measured values, never asserted.
 """
 
@@ -176,9 +178,13 @@ def plot_challenge(ch, path):
         for s in rows:
             svg.marker(X(s["connections"]), Y(s["qps"]), COLORS[tool], shape,
                        f'{tool} {s["connections"]}: {s["qps"]:,.0f} qps, {s["ratio"] * 100:.1f}% of ceiling')
-            dy = 16 if tool == "loadgen" else -10
-            svg.text(X(s["connections"]) + 6, Y(s["qps"]) + dy, f'{s["ratio"] * 100:.1f}%', 10, "start",
-                     COLORS[tool])
+            # loadgen's ratio below right of the point, wrk's above left (clear of the ceiling curve).
+            if tool == "loadgen":
+                svg.text(X(s["connections"]) + 6, Y(s["qps"]) + 16, f'{s["ratio"] * 100:.1f}%', 10, "start",
+                         COLORS[tool])
+            else:
+                svg.text(X(s["connections"]) - 8, Y(s["qps"]) - 8, f'{s["ratio"] * 100:.1f}%', 10, "end",
+                         COLORS[tool])
         label = "loadgen (answers checked)" if tool == "loadgen" else "wrk (answers not checked)"
         legend.append((label, COLORS[tool], shape))
     refs = ch.get("reference") or []
@@ -331,9 +337,17 @@ def machine_section(ch, ov, meta):
         if not d:
             continue
         mm = d["machine"]
-        dirty = mm.get("uncommitted_changes") or []
-        state = (f"commit `{mm.get('commit')}` plus uncommitted changes in {', '.join('`' + f + '`' for f in dirty)} "
-                 f"(diff sha256 `{mm.get('uncommitted_diff_sha256')}`)" if dirty else f"commit `{mm.get('commit')}`")
+        b = mm.get("build")
+        if b:
+            dirty = b.get("uncommitted_changes") or []
+            state = (f"HEAD `{b['commit']}` when `cargo build` checked the binaries ({b['date_utc']}"
+                     + (f"; binaries dated {b['binaries_utc']}" if b.get("binaries_utc") else "") + ")")
+        else:
+            dirty = mm.get("uncommitted_changes") or []
+            state = f"HEAD at the start `{mm.get('commit')}`"
+        if dirty:
+            state += (f" plus uncommitted changes in {', '.join('`' + f + '`' for f in dirty)}"
+                      + (f" (diff sha256 `{mm['uncommitted_diff_sha256']}`)" if mm.get("uncommitted_diff_sha256") else ""))
         out.append(f"- `{name}`: run {mm['date_utc']}, {state}; binaries (sha256 prefix) "
                    + ", ".join(f"{k} `{v}`" for k, v in (mm.get("binaries_sha256") or {}).items()) + ".")
     if meta:
@@ -472,6 +486,9 @@ def challenge_section(ch):
         if not r["load_gate"]["quiet"]:
             notes.append(f'{r["tool"]} at {r["connections"]} connections ran with the load average at '
                          f'{r["load_gate"]["loadavg_1m"]:.2f} after waiting {r["load_gate"]["waited_s"]:.0f} s.')
+        if (r.get("other_cpu_s") or 0) > 0.5:
+            notes.append(f'{r["tool"]} at {r["connections"]} connections: other processes used '
+                         f'{r["other_cpu_s"]:.1f} CPU s during the run (shared box).')
     if p.get("agents_idle_cpu_pct"):
         notes.append("Agents' CPU with no traffic (3 s, % of one core): "
                      + ", ".join(f"{k} {v}" for k, v in p["agents_idle_cpu_pct"].items()) + ".")
@@ -594,6 +611,10 @@ def overhead_section(ov):
             notes.append(f'{r["path"]} at {r["load"]} (max-len {r["max_len"]}, repetition {r["rep"] + 1}) ran with '
                          f'the load average at {r["load_gate"]["loadavg_1m"]:.2f} after waiting '
                          f'{r["load_gate"]["waited_s"]:.0f} s.')
+        if (r.get("other_cpu_s") or 0) > 0.5:
+            notes.append(f'{r["path"]} at {r["load"]} (max-len {r["max_len"]}, repetition {r["rep"] + 1}): other '
+                         f'processes used {r["other_cpu_s"]:.1f} CPU s during the run (shared box; the medians '
+                         "absorb one such run).")
     if p.get("idle_cpu_pct"):
         notes.append("CPU with no traffic (3 s, % of one core): "
                      + ", ".join(f"{k} {v}" for k, v in p["idle_cpu_pct"].items()) + ".")
@@ -661,6 +682,12 @@ def profile_section(prof, p):
                                                               for t in d["by_thread"]) + ".")
                 out.append("")
     return "\n".join(out)
+
+
+def analysis_section():
+    """benches/analysis.md, written by hand for a given run, included as it is (it is not regenerated)."""
+    p = ROOT / "benches" / "analysis.md"
+    return p.read_text() if p.exists() else ""
 
 
 def howto_section():
@@ -777,6 +804,7 @@ def main():
         machine_section(ch, ov, meta),
         challenge_section(ch),
         overhead_section(ov),
+        analysis_section(),
         codec_section(old_doc, codec, meta),
         howto_section(),
     ]

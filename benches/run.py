@@ -202,13 +202,13 @@ def foreign_cpu(before, after):
 
 
 def box_cpu():
-    """(busy, total, irq + softirq) CPU seconds of the whole machine since boot (all cores)."""
+    """(busy, total, irq + softirq, steal) CPU seconds of the whole machine since boot (all cores)."""
     with open("/proc/stat") as f:
         parts = f.readline().split()[1:]
     v = [int(x) for x in parts[:8]]
     user, nice, system, idle, iowait, irq, softirq, steal = v
     busy = user + nice + system + irq + softirq + steal
-    return busy / CLK, (busy + idle + iowait) / CLK, (irq + softirq) / CLK
+    return busy / CLK, (busy + idle + iowait) / CLK, (irq + softirq) / CLK, steal / CLK
 
 
 def loadavg():
@@ -278,6 +278,9 @@ def machine_info(bins=None):
         "uncommitted_changes": [l[3:] for l in dirty.splitlines() if len(l) > 3],
         "uncommitted_diff_sha256": hashlib.sha256(diff).hexdigest()[:16] if diff else None,
     }
+    build = OUT / "build.json"
+    if build.exists():
+        info["build"] = json.loads(build.read_text())
     if bins:
         info["binaries_sha256"] = {
             n: hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for n, p in sorted(bins.items())
@@ -747,6 +750,7 @@ def challenge_record(rep, tool, conns, r, stats, before, after, tool_cpu, gate):
         "box_busy_cpu_s": round(box_busy, 2),
         "box_cpu_s": round(after["box"][1] - before["box"][1], 2),
         "box_irq_cpu_s": round(after["box"][2] - before["box"][2], 2),
+        "box_steal_cpu_s": round(after["box"][3] - before["box"][3], 2),
         # CPU used during the run by processes that are not this benchmark's: other users of the box (the
         # contamination indicator), and kernel threads (ksoftirqd & co., partly our own network work).
         "other_cpu_s": foreign[0],
@@ -966,6 +970,7 @@ def overhead_record(rep, path, load, rate, max_len, conns, r, before, after, too
         "box_busy_cpu_s": round(box_busy, 2),
         "box_cpu_s": round(after["box"][1] - before["box"][1], 2),
         "box_irq_cpu_s": round(after["box"][2] - before["box"][2], 2),
+        "box_steal_cpu_s": round(after["box"][3] - before["box"][3], 2),
         # CPU used during the run by processes that are not this benchmark's: other users of the box (the
         # contamination indicator), and kernel threads (ksoftirqd & co., partly our own network work).
         "other_cpu_s": foreign[0],

@@ -75,11 +75,23 @@ if [ "${#need[@]}" -gt 0 ]; then
   # The Debian nginx package starts a system nginx on port 80; the benchmark runs its own.
 fi
 
+mkdir -p target/bench
 if [ "$scenario" != report ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   echo "bench: cargo build --release -p mesh-agent -p mesh-testkit --bins" >&2
   run cargo build --release -p mesh-agent -p mesh-testkit --bins
+  # What the binaries were built from (HEAD may move while the scenarios run; a no-op build keeps older files).
+  python3 - <<'EOF'
+import json, subprocess, time
+git = lambda *a: subprocess.run(["git", *a], capture_output=True, text=True).stdout
+dirty = [l[3:] for l in git("status", "--porcelain", "--", "crates", "Cargo.toml", "Cargo.lock").splitlines() if len(l) > 3]
+import os
+built = os.path.getmtime("target/release/mesh-agent")
+info = {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted_changes": dirty,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "binaries_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(built))}
+open("target/bench/build.json", "w").write(json.dumps(info, indent=1) + "\n")
+EOF
 fi
-mkdir -p target/bench
 
 codec() {
   if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
