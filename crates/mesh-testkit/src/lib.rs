@@ -6,11 +6,13 @@
 //!   HdrHistogram latencies, JSON summary); binary `loadgen`.
 //! * [`process`]: child processes that die with the test, free loopback ports, readiness lines.
 //! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
+//! * [`timer`]: a precise timer thread for async code (answers of the simulator, open-loop pacing).
 
 pub mod etcd;
 pub mod loadgen;
 pub mod process;
 pub mod sim;
+pub mod timer;
 
 /// A tokio runtime for a kit component: `workers` threads (0 = current-thread), threads named `name`.
 pub fn runtime(workers: usize, name: &str) -> std::io::Result<tokio::runtime::Runtime> {

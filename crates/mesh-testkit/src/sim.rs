@@ -16,7 +16,13 @@
 //!
 //! Each connection has a reader (decodes frames, answers errors at once, schedules answers) and a writer that
 //! keeps the scheduled answers in a timer heap and writes every answer that is due in one `write` call: no
-//! task or timer per request, so a couple of cores sustain tens of thousands of calls per second.
+//! task per request, so a couple of cores sustain tens of thousands of calls per second.
+//!
+//! **Timing.** A call is answered at `start + latency_for(inflight)`, never before. With the default
+//! [`TimerMode::Precise`] each writer arms one alarm (its heap's earliest due time) on the simulator's
+//! [`PreciseTimer`] thread, which wakes it within tens of microseconds of that time, like Java's
+//! `Thread.sleep(50)` (~50.1 ms). [`TimerMode::Coarse`] uses tokio's timer instead, as before: it rounds
+//! every deadline up to its millisecond wheel, so 50 ms calls took 51.9 ms on average.
 //!
 //! Use [`spawn`] to run it on its own thread and runtime (tests), or [`run`] inside a runtime of your own;
 //! the `provider-sim` binary wraps [`run`].
@@ -27,11 +33,12 @@ use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::pin::Pin;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use mesh_dubbo::frame::{DEFAULT_MAX_BODY, HEADER_LEN};
@@ -46,7 +53,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
+
+use crate::timer::{PreciseTimer, Sleep};
 
 /// The challenge's service interface.
 pub const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
@@ -90,6 +98,38 @@ impl fmt::Display for SerializationMode {
     }
 }
 
+/// How answers are timed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimerMode {
+    /// A dedicated timer thread (see [`crate::timer`]): answers leave within tens of microseconds of their
+    /// due time.
+    #[default]
+    Precise,
+    /// tokio's millisecond timer wheel: due times are rounded up to the next tick (about +1.9 ms on 50 ms).
+    Coarse,
+}
+
+impl FromStr for TimerMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "precise" => Ok(TimerMode::Precise),
+            "coarse" => Ok(TimerMode::Coarse),
+            other => Err(format!("unknown timer {other:?} (expected precise or coarse)")),
+        }
+    }
+}
+
+impl fmt::Display for TimerMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TimerMode::Precise => "precise",
+            TimerMode::Coarse => "coarse",
+        })
+    }
+}
+
 /// Simulator settings.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
@@ -105,6 +145,8 @@ pub struct SimConfig {
     pub serialization: SerializationMode,
     /// Largest request body accepted; larger frames close the connection.
     pub max_body: usize,
+    /// How answers are timed.
+    pub timer: TimerMode,
 }
 
 impl Default for SimConfig {
@@ -116,6 +158,7 @@ impl Default for SimConfig {
             knee: 0,
             serialization: SerializationMode::Any,
             max_body: DEFAULT_MAX_BODY,
+            timer: TimerMode::Precise,
         }
     }
 }
@@ -156,15 +199,21 @@ struct Shared {
     served: AtomicU64,
     rejected: AtomicU64,
     errors: AtomicU64,
+    /// The timer thread ([`TimerMode::Precise`]).
+    timer: Option<PreciseTimer>,
 }
 
 impl Shared {
-    fn new(cfg: SimConfig, local: SocketAddr) -> Self {
+    fn new(cfg: SimConfig, local: SocketAddr) -> io::Result<Self> {
         let codec = Codec {
             max_body: cfg.max_body,
             ..Codec::default()
         };
-        Shared {
+        let timer = match cfg.timer {
+            TimerMode::Precise => Some(PreciseTimer::start(&format!("sim-timer-{}", cfg.name))?),
+            TimerMode::Coarse => None,
+        };
+        Ok(Shared {
             cfg,
             codec,
             local,
@@ -174,7 +223,8 @@ impl Shared {
             served: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             errors: AtomicU64::new(0),
-        }
+            timer,
+        })
     }
 
     fn stats(&self) -> Stats {
@@ -276,7 +326,7 @@ where
     F: Future<Output = ()>,
 {
     let local = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(cfg, local));
+    let shared = Arc::new(Shared::new(cfg, local)?);
     serve(Arc::clone(&shared), listener, shutdown).await;
     Ok(shared.stats())
 }
@@ -364,6 +414,53 @@ async fn reader(shared: &Arc<Shared>, mut rd: OwnedReadHalf, tx: mpsc::Unbounded
     }
 }
 
+/// A writer's wake-up for the earliest answer in its heap: one alarm armed at a time.
+struct Alarm<'a> {
+    timer: Option<&'a PreciseTimer>,
+    /// The due time the alarm is armed for.
+    armed: Option<Instant>,
+    precise: Option<Sleep>,
+    coarse: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl<'a> Alarm<'a> {
+    fn new(timer: Option<&'a PreciseTimer>) -> Self {
+        Alarm {
+            timer,
+            armed: None,
+            precise: None,
+            coarse: Box::pin(tokio::time::sleep(Duration::from_secs(3600))),
+        }
+    }
+
+    /// Arms the alarm for `due` (the heap's earliest). An alarm armed for another time is replaced: it is
+    /// either later (an earlier answer came in) or already due (its answers were written meanwhile).
+    fn arm(&mut self, due: Instant) {
+        if self.armed == Some(due) {
+            return;
+        }
+        self.armed = Some(due);
+        match self.timer {
+            Some(t) => self.precise = Some(t.sleep_until(due)),
+            None => self.coarse.as_mut().reset(tokio::time::Instant::from_std(due)),
+        }
+    }
+
+    fn is_armed(&self) -> bool {
+        self.armed.is_some()
+    }
+
+    /// Completes at the armed time (never before it); then the alarm is disarmed.
+    async fn ring(&mut self) {
+        match &mut self.precise {
+            Some(s) => s.await,
+            None => (&mut self.coarse).await,
+        }
+        self.armed = None;
+        self.precise = None;
+    }
+}
+
 /// The writer: keeps scheduled answers in a heap and writes every due one in a single batch.
 async fn writer(shared: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Outgoing>) {
     let mut heap: BinaryHeap<Reverse<Scheduled>> = BinaryHeap::new();
@@ -371,13 +468,10 @@ async fn writer(shared: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
     let mut incoming = Vec::with_capacity(256);
     let mut seq = 0u64;
     let mut open = true;
-    let sleep = tokio::time::sleep(Duration::from_secs(3600));
-    tokio::pin!(sleep);
+    let mut alarm = Alarm::new(shared.timer.as_ref());
     while open || !heap.is_empty() {
         if let Some(Reverse(first)) = heap.peek() {
-            if sleep.deadline() != first.due {
-                sleep.as_mut().reset(first.due);
-            }
+            alarm.arm(first.due);
         }
         tokio::select! {
             n = rx.recv_many(&mut incoming, 1024), if open => {
@@ -385,7 +479,7 @@ async fn writer(shared: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
                     open = false;
                 }
             }
-            () = &mut sleep, if !heap.is_empty() => {}
+            () = alarm.ring(), if alarm.is_armed() && !heap.is_empty() => {}
         }
         for o in incoming.drain(..) {
             match o.due {
@@ -744,7 +838,7 @@ pub fn spawn_on(cfg: SimConfig, port: u16, workers: usize) -> io::Result<SimHand
         bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?
     };
     let addr = listener.local_addr()?;
-    let shared = Arc::new(Shared::new(cfg, addr));
+    let shared = Arc::new(Shared::new(cfg, addr)?);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let task_shared = Arc::clone(&shared);
     let thread = thread::Builder::new()
