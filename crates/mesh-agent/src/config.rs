@@ -173,6 +173,66 @@ pub(crate) struct ConsumerConfig {
     /// An HTTP connection idle between requests (or not reading its answers) this long is closed,
     /// 1..=3 600 000 ms, default 60 000.
     pub(crate) idle_timeout_ms: u64,
+    /// A request must arrive whole (head and body) within this long of its first byte, else 408 and the
+    /// connection closes (slowloris), 1..=3 600 000 ms, default 10 000.
+    pub(crate) request_read_timeout_ms: u64,
+    /// Further providers tried after one that provably did not run a call (connect failure, Dubbo status
+    /// 60 or 100) and, for idempotent calls, after a connection lost with the call on it; 0..=10, default 2.
+    pub(crate) retries: usize,
+    /// Calls may run twice (default true, right for the benchmark's `hash`): a call in flight on a
+    /// connection that dies is retried on another provider. Per service/method in `consumer.services`.
+    pub(crate) idempotent: bool,
+    /// Per-service and per-method overrides of `request_timeout_ms`, `retries` and `idempotent`:
+    /// `[consumer.services."com.example.Svc"]` with `timeout_ms`, `retries`, `idempotent` and a
+    /// `methods` table of the same keys per method name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) services: BTreeMap<String, ServicePolicyConfig>,
+    /// Consecutive failures (lost connection, timeout, provider-side error, failed dial) that eject a
+    /// provider agent from rotation, 0..=1000, 0 = never; default 5. The last usable provider of a service
+    /// is never ejected.
+    pub(crate) eject_failures: u32,
+    /// First ejection, doubled for each ejection in a row up to `eject_max_ms`; then one probe call
+    /// decides. 1..=600 000 ms, default 1000.
+    pub(crate) eject_base_ms: u64,
+    /// Longest ejection, 1..=3 600 000 ms, default 30 000.
+    pub(crate) eject_max_ms: u64,
+    /// Heartbeat on an idle connection to a provider agent after this long; three times it with nothing
+    /// received declares the connection dead. 0 = none, else 100..=600 000 ms; default 5000.
+    pub(crate) heartbeat_ms: u64,
+    /// Calls sent to a provider beyond its announced cap, in percent of it (its agent queues them so its
+    /// threads never wait for the next call's round trip), 0..=100, default 5.
+    pub(crate) cap_headroom_pct: u32,
+    /// Shared secret sent as Dubbo's `token` attachment; provider agents with `provider.token` refuse
+    /// calls without it. Env `MESH_TOKEN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) token: Option<String>,
+}
+
+/// One entry of `consumer.services`: unset keys fall back to the consumer's.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ServicePolicyConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retries: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) idempotent: Option<bool>,
+    /// Per-method overrides; unset keys fall back to the service's.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) methods: BTreeMap<String, MethodPolicyConfig>,
+}
+
+/// One entry of `consumer.services.<svc>.methods`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct MethodPolicyConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) timeout_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) retries: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) idempotent: Option<bool>,
 }
 
 impl Default for ConsumerConfig {
@@ -191,6 +251,16 @@ impl Default for ConsumerConfig {
             queue_limit: 4096,
             queue_timeout_ms: 1000,
             idle_timeout_ms: 60_000,
+            request_read_timeout_ms: 10_000,
+            retries: 2,
+            idempotent: true,
+            services: BTreeMap::new(),
+            eject_failures: 5,
+            eject_base_ms: 1000,
+            eject_max_ms: 30_000,
+            heartbeat_ms: 5000,
+            cap_headroom_pct: 5,
+            token: None,
         }
     }
 }
@@ -226,6 +296,18 @@ pub(crate) struct ProviderConfig {
     /// Register in etcd (default). `false` is static mode: no etcd, consumers list this agent in
     /// `consumer.providers`.
     pub(crate) register: bool,
+    /// Calls waiting for the local provider when `max_concurrency` calls are already on it (per shard),
+    /// 0..=1 000 000, default 1024; beyond it, or after `queue_timeout_ms`, Dubbo status 100.
+    pub(crate) queue_limit: usize,
+    /// Longest wait in that queue, 1..=600 000 ms, default 1000.
+    pub(crate) queue_timeout_ms: u64,
+    /// Calls in flight per consumer connection before the agent stops reading from it (back-pressure),
+    /// 1..=1 000 000, default 4096.
+    pub(crate) max_inflight_per_connection: usize,
+    /// Calls must carry this as Dubbo's `token` attachment, else they are refused (status 40) without
+    /// reaching the provider. Env `MESH_TOKEN`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) token: Option<String>,
 }
 
 impl ProviderConfig {
@@ -250,6 +332,10 @@ impl Default for ProviderConfig {
             drain_timeout_ms: 10_000,
             max_frame_bytes: 8 * MIB,
             register: true,
+            queue_limit: 1024,
+            queue_timeout_ms: 1000,
+            max_inflight_per_connection: 4096,
+            token: None,
         }
     }
 }
@@ -800,6 +886,8 @@ pub(crate) struct Overrides {
     pub(crate) upstream_connections: Option<usize>,
     /// `consumer.request_timeout_ms` or `provider.request_timeout_ms`
     pub(crate) request_timeout_ms: Option<u64>,
+    /// `consumer.token` or `provider.token`
+    pub(crate) token: Option<String>,
     /// `consumer.providers`
     pub(crate) providers: Option<Vec<SocketAddr>>,
     /// `provider.advertise`
@@ -843,6 +931,7 @@ impl Overrides {
         put(doc, own, "listen", &self.listen)?;
         put(doc, own, "upstream_connections", &self.upstream_connections)?;
         put(doc, own, "request_timeout_ms", &self.request_timeout_ms)?;
+        put(doc, own, "token", &self.token)?;
         put(doc, "consumer", "providers", &self.providers)?;
         put(doc, "provider", "advertise", &self.advertise)?;
         put(doc, "provider", "dubbo", &self.dubbo)?;
@@ -1053,6 +1142,50 @@ impl ConsumerConfig {
             TIMEOUT_MAX_MS,
         )?;
         range("consumer.idle_timeout_ms", self.idle_timeout_ms, 1, 3_600_000)?;
+        range(
+            "consumer.request_read_timeout_ms",
+            self.request_read_timeout_ms,
+            1,
+            3_600_000,
+        )?;
+        range_usize("consumer.retries", self.retries, 0, 10)?;
+        for (svc, p) in &self.services {
+            let key = format!("consumer.services.{svc}");
+            if svc.is_empty() || svc.chars().any(char::is_whitespace) {
+                return Err(invalid(key, "is not an interface name"));
+            }
+            if let Some(t) = p.timeout_ms {
+                range(&format!("{key}.timeout_ms"), t, 1, TIMEOUT_MAX_MS)?;
+            }
+            if let Some(r) = p.retries {
+                range_usize(&format!("{key}.retries"), r, 0, 10)?;
+            }
+            for (m, mp) in &p.methods {
+                let key = format!("{key}.methods.{m}");
+                if let Some(t) = mp.timeout_ms {
+                    range(&format!("{key}.timeout_ms"), t, 1, TIMEOUT_MAX_MS)?;
+                }
+                if let Some(r) = mp.retries {
+                    range_usize(&format!("{key}.retries"), r, 0, 10)?;
+                }
+            }
+        }
+        range("consumer.eject_failures", self.eject_failures, 0, 1000)?;
+        range("consumer.eject_base_ms", self.eject_base_ms, 1, TIMEOUT_MAX_MS)?;
+        range("consumer.eject_max_ms", self.eject_max_ms, 1, 3_600_000)?;
+        if self.eject_max_ms < self.eject_base_ms {
+            return Err(invalid(
+                "consumer.eject_max_ms",
+                format!("must be at least consumer.eject_base_ms ({})", self.eject_base_ms),
+            ));
+        }
+        if self.heartbeat_ms != 0 {
+            range("consumer.heartbeat_ms", self.heartbeat_ms, 100, TIMEOUT_MAX_MS)?;
+        }
+        range("consumer.cap_headroom_pct", self.cap_headroom_pct, 0, 100)?;
+        if let Some(t) = &self.token {
+            valid_token("consumer.token", t)?;
+        }
         range_usize("consumer.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
     }
 }
@@ -1122,8 +1255,35 @@ impl ProviderConfig {
             0,
             TIMEOUT_MAX_MS,
         )?;
+        range_usize("provider.queue_limit", self.queue_limit, 0, 1_000_000)?;
+        range(
+            "provider.queue_timeout_ms",
+            self.queue_timeout_ms,
+            1,
+            TIMEOUT_MAX_MS,
+        )?;
+        range_usize(
+            "provider.max_inflight_per_connection",
+            self.max_inflight_per_connection,
+            1,
+            1_000_000,
+        )?;
+        if let Some(t) = &self.token {
+            valid_token("provider.token", t)?;
+        }
         range_usize("provider.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
     }
+}
+
+/// A token is sent as an attachment: printable ASCII without spaces, 1..=256 bytes.
+fn valid_token(key: &str, t: &str) -> Result<(), ConfigError> {
+    if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            key,
+            "must be 1..=256 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(())
 }
 
 /// `http://host:port` / `https://host:port`, nothing more.
@@ -1191,8 +1351,17 @@ Keys set only in the config file (docs/config.md has them all):
   consumer.max_form_fields           1..=4096, default 64
   consumer.max_frame_bytes           Dubbo frame cap both ways, 1024..=1073741824, default 8388608
   consumer.queue_limit               calls waiting per shard when all providers are full, 0..=1000000, default 4096
-    consumer.queue_timeout_ms          longest wait in that queue, 1..=600000, default 1000
+  consumer.queue_timeout_ms          longest wait in that queue, 1..=600000, default 1000
   consumer.idle_timeout_ms           close HTTP connections idle this long, 1..=3600000, default 60000
+  consumer.request_read_timeout_ms   a request must arrive whole within this, else 408, default 10000
+  consumer.retries                   further providers tried when a call did not run, 0..=10, default 2
+  consumer.idempotent                retry calls lost with their connection elsewhere, default true
+  consumer.services                  per-service/method timeout_ms, retries, idempotent (see docs)
+  consumer.eject_failures            consecutive failures that eject a provider, 0 = never, default 5
+  consumer.eject_base_ms             first ejection, doubled per ejection in a row, default 1000
+  consumer.eject_max_ms              longest ejection, default 30000
+  consumer.heartbeat_ms              heartbeat idle provider links, dead after 3x, 0 = off, default 5000
+  consumer.cap_headroom_pct          calls beyond a provider's cap its agent queues, 0..=100, default 5
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";
@@ -1203,6 +1372,9 @@ Keys set only in the config file (docs/config.md has them all):
   runtime.max_connections_per_shard  1..=1000000, default 10000
   provider.drain_timeout_ms          on SIGTERM: deregister, then wait at most this, 0..=600000, default 10000
   provider.max_frame_bytes           Dubbo frame cap both ways, 1024..=1073741824, default 8388608
+  provider.queue_limit               calls waiting per shard at max_concurrency, else status 100, default 1024
+  provider.queue_timeout_ms          longest wait in that queue, 1..=600000, default 1000
+  provider.max_inflight_per_connection  stop reading a consumer link with this many calls, default 4096
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";
@@ -1271,6 +1443,11 @@ pub(crate) struct ConsumerArgs {
     #[arg(long, env = "MESH_REQUEST_TIMEOUT_MS", value_name = "MS", value_parser = trimmed::<u64>)]
     request_timeout_ms: Option<u64>,
 
+    /// Shared secret sent to provider agents as Dubbo's `token` attachment [TOML: consumer.token;
+    /// default: none]
+    #[arg(long, env = "MESH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
     #[command(flatten)]
     etcd: EtcdArgs,
 
@@ -1325,6 +1502,10 @@ pub(crate) struct ProviderArgs {
     #[arg(long, env = "MESH_REQUEST_TIMEOUT_MS", value_name = "MS", value_parser = trimmed::<u64>)]
     request_timeout_ms: Option<u64>,
 
+    /// Calls without this Dubbo `token` attachment are refused [TOML: provider.token; default: none]
+    #[arg(long, env = "MESH_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
     /// Static mode: do not register in etcd (consumers then list this agent in consumer.providers)
     /// [TOML: provider.register = false; default: register]
     #[arg(long, env = "MESH_NO_REGISTER", value_parser = clap::builder::BoolishValueParser::new())]
@@ -1376,6 +1557,7 @@ impl ConsumerArgs {
             listen: self.listen,
             upstream_connections: self.upstream_connections,
             request_timeout_ms: self.request_timeout_ms,
+            token: self.token.clone(),
             providers: joined(&self.providers),
             etcd_endpoints: joined(&self.etcd.endpoints),
             etcd_prefix: self.etcd.etcd_prefix.clone(),
@@ -1397,6 +1579,7 @@ impl ProviderArgs {
             listen: self.listen,
             upstream_connections: self.upstream_connections,
             request_timeout_ms: self.request_timeout_ms,
+            token: self.token.clone(),
             advertise: self.advertise,
             dubbo: self.dubbo,
             serialization: self.serialization.clone(),

@@ -8,11 +8,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::{Codec, Serialization};
 use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
+use mesh_shard::health::EjectionConfig;
 use mesh_shard::runtime::{placements, spawn_shard, Controller, DEFAULT_IO_MEMORY};
 use mesh_shard::upstream::UpstreamConfig;
 use mesh_shard::{consumer, provider};
 
-use crate::config::{AgentConfig, EtcdSection};
+use crate::config::{AgentConfig, ConsumerConfig, EtcdSection};
 
 /// How long a provider keeps serving after deregistering, so that consumers see the removal before it
 /// stops taking calls (their watch delivers it in milliseconds; calls already on the wire still land).
@@ -170,7 +171,13 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             ..Codec::default()
         },
         read_buffer: cfg.runtime.read_buffer_bytes,
+        heartbeat: (c.heartbeat_ms > 0).then(|| Duration::from_millis(c.heartbeat_ms)),
         ..UpstreamConfig::default()
+    };
+    let ejection = EjectionConfig {
+        consecutive_failures: c.eject_failures,
+        base_ejection: Duration::from_millis(c.eject_base_ms),
+        max_ejection: Duration::from_millis(c.eject_max_ms),
     };
     let settings = consumer::ConsumerSettings {
         listen: c.listen,
@@ -183,19 +190,28 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         upstream,
         max_connections: cfg.runtime.max_connections_per_shard,
         read_buffer: cfg.runtime.read_buffer_bytes,
-        max_retries: 2,
+        policies: policies(&c),
+        token: c.token.clone(),
         shards,
         queue_limit: c.queue_limit,
         queue_timeout: Duration::from_millis(c.queue_timeout_ms),
         idle_timeout: Duration::from_millis(c.idle_timeout_ms),
+        request_read_timeout: Duration::from_millis(c.request_read_timeout_ms),
     };
+    let headroom = c.cap_headroom_pct;
     let rt = signal_runtime()?;
     let makers: Vec<_> = rxs
         .into_iter()
         .map(|rx| {
             let settings = settings.clone();
             move |control, ready: Ready| async move {
-                let upstreams = consumer::Upstreams::new(rx, settings.upstream, settings.shards);
+                let upstreams = consumer::Upstreams::with_health(
+                    rx,
+                    settings.upstream,
+                    settings.shards,
+                    ejection,
+                    f64::from(headroom) / 100.0,
+                );
                 consumer::run(settings, upstreams, control, || ready.signal()).await
             }
         })
@@ -238,6 +254,14 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
         },
         max_connections: cfg.runtime.max_connections_per_shard,
         read_buffer: cfg.runtime.read_buffer_bytes,
+        limit: p
+            .max_concurrency
+            .map(|m| Arc::new(provider::ConcurrencyLimit::new(m as usize))),
+        queue_limit: p.queue_limit,
+        queue_timeout: Duration::from_millis(p.queue_timeout_ms),
+        max_inflight_per_connection: p.max_inflight_per_connection,
+        token: p.token.clone(),
+        shards: cfg.runtime.shards,
     };
     let rt = signal_runtime()?;
     let makers: Vec<_> =
@@ -293,4 +317,38 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
     let joined = join_all(&rt, &mut exits, n, drain + Duration::from_secs(2));
     log("provider stopped");
     waited.and(deregistered).and(joined)
+}
+
+/// `consumer.services` as the shard's lookup table: method over service over the consumer's defaults.
+fn policies(c: &ConsumerConfig) -> consumer::Policies {
+    let default = consumer::CallPolicy {
+        timeout: Duration::from_millis(c.request_timeout_ms),
+        retries: c.retries,
+        idempotent: c.idempotent,
+    };
+    let services = c
+        .services
+        .iter()
+        .map(|(name, s)| {
+            let svc = consumer::CallPolicy {
+                timeout: s.timeout_ms.map_or(default.timeout, Duration::from_millis),
+                retries: s.retries.unwrap_or(default.retries),
+                idempotent: s.idempotent.unwrap_or(default.idempotent),
+            };
+            let methods = s
+                .methods
+                .iter()
+                .map(|(m, p)| {
+                    let mp = consumer::CallPolicy {
+                        timeout: p.timeout_ms.map_or(svc.timeout, Duration::from_millis),
+                        retries: p.retries.unwrap_or(svc.retries),
+                        idempotent: p.idempotent.unwrap_or(svc.idempotent),
+                    };
+                    (m.clone(), mp)
+                })
+                .collect();
+            (name.clone(), (Some(svc), methods))
+        })
+        .collect();
+    consumer::Policies { default, services }
 }

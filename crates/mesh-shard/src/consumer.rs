@@ -17,6 +17,8 @@ use mesh_dubbo::{Body, Header, RequestHead, Response, RpcResult, Serialization, 
 use mesh_http::{ConnectionHeader, HttpRequest, Invocation, Parse};
 use mesh_registry::Snapshot;
 
+use crate::error::CallError;
+use crate::health::{AdaptiveLimit, EjectionConfig, State as HealthState};
 use crate::io::{read_into, split};
 use crate::runtime::ShardControl;
 use crate::sync::WaitQueue;
@@ -30,8 +32,10 @@ pub struct ConsumerSettings {
     pub upstream: UpstreamConfig,
     pub max_connections: usize,
     pub read_buffer: usize,
-    /// Attempts on other providers when a call provably never reached one (connect failures).
-    pub max_retries: usize,
+    /// Timeouts, retries and idempotence per service and method.
+    pub policies: Policies,
+    /// Sent as Dubbo's `token` attachment; the provider agents refuse calls without the right one.
+    pub token: Option<String>,
     /// Shards of this consumer agent: a provider's concurrency cap is split evenly over them.
     pub shards: usize,
     /// Calls allowed to wait (in this shard) while every provider is at its cap.
@@ -41,6 +45,49 @@ pub struct ConsumerSettings {
     /// An HTTP connection with nothing to read (between requests) or a client not reading our answers
     /// for this long is closed.
     pub idle_timeout: std::time::Duration,
+    /// A request must arrive whole (head and body) within this long of its first byte, else 408 and the
+    /// connection is closed: a client trickling a request (slowloris) cannot hold a connection.
+    pub request_read_timeout: std::time::Duration,
+}
+
+/// How calls to one service (or one method of it) are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallPolicy {
+    /// The whole call, from sending to the answer; sent to the provider as Dubbo's `timeout` attachment.
+    pub timeout: std::time::Duration,
+    /// Further providers tried after one that provably did not run the call (connect failure, status 60
+    /// or 100) — or, for an idempotent call, after one whose connection died with the call in flight.
+    pub retries: usize,
+    /// Safe to run twice: a call lost with its connection is retried elsewhere.
+    pub idempotent: bool,
+}
+
+impl Default for CallPolicy {
+    fn default() -> Self {
+        CallPolicy {
+            timeout: std::time::Duration::from_millis(5000),
+            retries: 2,
+            idempotent: true,
+        }
+    }
+}
+
+/// Call policies: a default, per-service overrides, per-method overrides within a service.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Policies {
+    pub default: CallPolicy,
+    /// Keyed by service (interface) name; the inner map by method name.
+    pub services: HashMap<String, (Option<CallPolicy>, HashMap<String, CallPolicy>)>,
+}
+
+impl Policies {
+    /// The policy of `service.method`: the method's, else the service's, else the default.
+    pub fn get(&self, service: &str, method: &str) -> &CallPolicy {
+        match self.services.get(service) {
+            None => &self.default,
+            Some((svc, methods)) => methods.get(method).or(svc.as_ref()).unwrap_or(&self.default),
+        }
+    }
 }
 
 /// The shard's view of the registry and its connection pools to provider agents.
@@ -54,6 +101,10 @@ pub struct Upstreams {
     shards: u32,
     /// Calls waiting for a provider below its cap, oldest first; woken by the pools as calls complete.
     queue: Rc<WaitQueue>,
+    ejection: EjectionConfig,
+    cap_headroom: f64,
+    /// Set by a pick that skipped an ejected provider.
+    any_ejected: Cell<bool>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -74,7 +125,24 @@ enum Pick {
 impl Upstreams {
     /// `shards`: how many shards this consumer agent runs (each takes an equal share of a provider's cap).
     pub fn new(rx: crossbeam_channel::Receiver<Arc<Snapshot>>, cfg: UpstreamConfig, shards: usize) -> Self {
+        Self::with_health(rx, cfg, shards, EjectionConfig::default(), 0.0)
+    }
+
+    /// Like [`Upstreams::new`], with outlier ejection settings and the cap headroom: calls sent to a
+    /// provider beyond its announced cap, as a fraction of it (0.05 = 5% more). Its agent queues them and
+    /// refills the provider's freed threads at once, instead of letting each thread idle for the answer's
+    /// way back and the next call's way out. 0 never sends more than the cap.
+    pub fn with_health(
+        rx: crossbeam_channel::Receiver<Arc<Snapshot>>,
+        cfg: UpstreamConfig,
+        shards: usize,
+        ejection: EjectionConfig,
+        cap_headroom: f64,
+    ) -> Self {
         Upstreams {
+            ejection,
+            cap_headroom: cap_headroom.max(0.0),
+            any_ejected: Cell::new(false),
             shards: u32::try_from(shards.max(1)).unwrap_or(u32::MAX),
             queue: Rc::new(WaitQueue::new()),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
@@ -109,12 +177,31 @@ impl Upstreams {
         self.pools
             .borrow_mut()
             .entry(addr)
-            .or_insert_with(|| Rc::new(Pool::new(addr, self.cfg, Some(self.queue.clone()))))
+            .or_insert_with(|| {
+                // A provider that does not announce its cap starts at 16 calls per shard and learns.
+                Rc::new(Pool::with_health(
+                    addr,
+                    self.cfg,
+                    Some(self.queue.clone()),
+                    self.ejection,
+                    AdaptiveLimit::new(16, 10_000),
+                ))
+            })
             .clone()
     }
 
-    /// Weighted least-active over the service's providers, skipping `exclude` and pools backing off.
+    /// Weighted least-active over the service's providers, skipping `exclude`, pools backing off and
+    /// ejected providers — unless every remaining one is ejected: ejection never empties a service.
     fn pick(&self, service: &str, exclude: &[SocketAddr]) -> Pick {
+        match self.pick_with(service, exclude, true) {
+            Pick::AllBusy if self.any_ejected.get() => self.pick_with(service, exclude, false),
+            p => p,
+        }
+    }
+
+    fn pick_with(&self, service: &str, exclude: &[SocketAddr], eject: bool) -> Pick {
+        self.any_ejected.set(false);
+        let now = Instant::now();
         let snap = self.snapshot.borrow().clone();
         if snap.version == 0 {
             return Pick::NoSnapshot;
@@ -128,12 +215,31 @@ impl Upstreams {
         for ep in eps {
             let pool = self.pools.borrow().get(&ep.addr).cloned();
             let inflight = pool.as_ref().map_or(0, |p| p.inflight() as u32);
-            let usable = !exclude.contains(&ep.addr) && !pool.as_ref().is_some_and(|p| p.backing_off());
+            let mut usable = !exclude.contains(&ep.addr) && !pool.as_ref().is_some_and(|p| p.backing_off());
+            let health = pool.as_ref().map_or(HealthState::Healthy, |p| p.health(now));
+            if usable && eject && matches!(health, HealthState::Ejected(_)) {
+                self.any_ejected.set(true);
+                usable = false;
+            }
+            // The provider's thread cap is shared by every shard: each keeps within its part (plus the
+            // headroom its agent queues). Without an announced cap, the limit learnt from its answers.
+            let cap = match ep.max_concurrency {
+                Some(c) => {
+                    let extra = (f64::from(c) * self.cap_headroom).ceil() as u32;
+                    c.saturating_add(extra).div_ceil(self.shards).max(1)
+                }
+                None => pool.as_ref().map_or(16, |p| p.adaptive_limit()),
+            };
+            // A provider back from ejection gets one probe call at a time.
+            let cap = if eject && health == HealthState::Probing {
+                cap.min(1)
+            } else {
+                cap
+            };
             loads.push(Load {
                 weight: if usable { ep.weight } else { 0 },
                 inflight,
-                // The provider's thread cap is shared by every shard: each keeps within its part.
-                max_concurrency: ep.max_concurrency.map(|c| c.div_ceil(self.shards).max(1)),
+                max_concurrency: Some(cap),
             });
         }
         let start = self.rr.get();
@@ -210,10 +316,12 @@ enum Job<'a> {
     },
     Waiting {
         call: PendingCall,
-        addr: SocketAddr,
+        pool: Rc<Pool>,
         inv: Invocation<'a>,
         tried: Vec<SocketAddr>,
         keep_alive: bool,
+        /// Earlier sends of this call that did not run it.
+        attempts: usize,
     },
 }
 
@@ -232,6 +340,8 @@ async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) 
     let mut continued = false;
     // HTTP/1.0 clients need `Connection: keep-alive` said explicitly.
     let mut http10 = false;
+    // When the partial request at the head of `buf` started arriving.
+    let mut started: Option<Instant> = None;
     loop {
         // Start every complete request in the buffer (pipelining), then answer them in order.
         let mut jobs: Vec<Job<'_>> = Vec::new();
@@ -271,6 +381,12 @@ async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) 
         buf.advance(offset);
         if offset > 0 {
             continued = false; // a partial request at the head now is a new one
+            started = None;
+        }
+        if buf.is_empty() {
+            started = None;
+        } else if started.is_none() {
+            started = Some(Instant::now());
         }
         if send_continue && !close_after && !continued {
             out.extend_from_slice(mesh_http::CONTINUE);
@@ -287,20 +403,39 @@ async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) 
             return;
         }
         // Between requests, a stop closes the connection at once instead of holding the drain; a pending
-        // glommio read consumes nothing, so abandoning it loses no data.
-        let idle = buf.is_empty();
+        // glommio read consumes nothing, so abandoning it loses no data. Within a request, the read is
+        // bounded by what is left of the request's read timeout.
         let read = read_into(&mut r, &mut scratch, &mut buf);
-        let n = if idle {
-            futures_lite::future::or(read, async {
-                control.stopped().await;
-                Ok(0)
-            })
-            .await
-        } else {
-            read.await
+        let n = match started {
+            None => {
+                futures_lite::future::or(read, async {
+                    control.stopped().await;
+                    Ok(0)
+                })
+                .await
+            }
+            Some(t0) => {
+                let left = ctx.settings.request_read_timeout.saturating_sub(t0.elapsed());
+                futures_lite::future::or(read, async {
+                    glommio::timer::sleep(left).await;
+                    Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                })
+                .await
+            }
         };
         match n {
-            Ok(0) | Err(_) => return,
+            Ok(0) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && started.is_some() => {
+                let why = format!(
+                    "request not received in full within {} ms",
+                    ctx.settings.request_read_timeout.as_millis()
+                );
+                mesh_http::write_status(&mut out, 408, &why, false);
+                let _ = w.write_all(&out).await;
+                let _ = w.close().await;
+                return;
+            }
+            Err(_) => return,
             Ok(_) => {}
         }
     }
@@ -325,7 +460,7 @@ async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a
         Cow::Owned(body) => mesh_http::parse_form(body, &ctx.settings.http).map(owned_invocation),
     };
     match inv {
-        Ok(inv) => dispatch(ctx, inv, Vec::new(), keep_alive, None).await,
+        Ok(inv) => dispatch(ctx, inv, Vec::new(), keep_alive, None, 0).await,
         Err(e) => done(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
     }
 }
@@ -350,6 +485,7 @@ async fn dispatch<'a>(
     mut tried: Vec<SocketAddr>,
     keep_alive: bool,
     mut last: Option<String>,
+    attempts: usize,
 ) -> Job<'a> {
     ctx.upstreams.refresh();
     let mut requeued = false;
@@ -432,25 +568,38 @@ async fn dispatch<'a>(
                 break done(503, msg, keep_alive);
             }
         };
+        let policy = ctx.settings.policies.get(&inv.interface, &inv.method);
+        // Counted against the provider's cap while the first connection is being dialled.
+        let reservation = pool.reserve();
         let res = match pool.get().await {
-            Ok(conn) => conn.send(|buf, id| encode_call(ctx, buf, id, &inv)),
+            Ok(conn) => conn.send(|buf, id| encode_call(ctx, buf, id, &inv, policy)),
             Err(e) => Err(e),
         };
+        drop(reservation);
         match res {
             Ok(call) => {
                 break Job::Waiting {
                     call,
-                    addr: pool.addr(),
+                    pool,
                     inv,
                     tried,
                     keep_alive,
+                    attempts,
                 }
             }
-            Err(e) if e.retry_safe() && tried.len() < ctx.settings.max_retries => {
+            Err(e) if e.retry_safe() && tried.len() < policy.retries => {
+                if !matches!(e, CallError::BackingOff(_)) {
+                    pool.on_failure();
+                }
                 tried.push(pool.addr());
                 last = Some(e.to_string());
             }
-            Err(e) => break done(e.http_status(), e.to_string(), keep_alive),
+            Err(e) => {
+                if e.retry_safe() {
+                    pool.on_failure();
+                }
+                break done(e.http_status(), e.to_string(), keep_alive);
+            }
         }
     };
     // A woken waiter that ends without sending leaves its slot unused: pass the wake-up on.
@@ -465,6 +614,7 @@ fn encode_call(
     buf: &mut BytesMut,
     id: u64,
     inv: &Invocation<'_>,
+    policy: &CallPolicy,
 ) -> Result<(), mesh_dubbo::CodecError> {
     let head = RequestHead {
         dubbo_version: mesh_dubbo::message::DUBBO_VERSION,
@@ -486,20 +636,23 @@ fn encode_call(
         heap = inv.args.iter().map(|a| Value::str(a)).collect();
         &heap
     };
+    // Dubbo sends attachments as strings; the provider agent reads the timeout from it.
+    let mut ms = itoa::Buffer::new();
+    let timeout = Value::str(ms.format(policy.timeout.as_millis() as u64));
+    let token = ctx.settings.token.as_deref().map(Value::str);
     let group = inv.group.as_deref().map(Value::str);
-    let mut atts: [(&str, &Value<'_>); 3] = [("path", &path), ("interface", &path), ("group", &path)];
-    let n = match &group {
-        Some(g) => {
-            atts[2] = ("group", g);
-            3
-        }
-        None => 2,
-    };
+    let atts = [
+        Some(("path", &path)),
+        Some(("interface", &path)),
+        Some(("timeout", &timeout)),
+        group.as_ref().map(|g| ("group", g)),
+        token.as_ref().map(|t| ("token", t)),
+    ];
     let header = Header::request(id, Serialization::Hessian2, true);
     ctx.settings
         .upstream
         .codec
-        .encode_request(buf, header, &head, args, atts[..n].iter().copied())
+        .encode_request(buf, header, &head, args, atts.iter().flatten().copied())
 }
 
 /// Waits for a job's answer and writes its HTTP response. An answer saying the call never ran on that
@@ -514,22 +667,78 @@ async fn finish(ctx: &Ctx, mut job: Job<'_>, http10: bool, out: &mut BytesMut) {
             } => break (status, body, keep_alive),
             Job::Waiting {
                 call,
-                addr,
+                pool,
                 inv,
                 mut tried,
                 keep_alive,
+                attempts,
             } => {
-                let answer = call.wait(ctx.settings.upstream.request_timeout).await;
-                let (status, body) = match answer {
-                    Ok(frame)
-                        if frame.header.status == Status::SERVICE_NOT_FOUND
-                            && tried.len() < ctx.settings.max_retries =>
-                    {
-                        tried.push(addr);
-                        let (_, why) = render(ctx, &frame);
-                        job = dispatch(ctx, inv, tried, keep_alive, Some(why.into_owned())).await;
+                let policy = ctx.settings.policies.get(&inv.interface, &inv.method);
+                let sent = call.sent();
+                let answer = call.wait(policy.timeout).await;
+                // Retry elsewhere (excluding this provider), or go back to the queue (the provider was
+                // only full: with its limit lowered, the call waits for room anywhere, this one included).
+                enum Again {
+                    No,
+                    Elsewhere,
+                    Requeue,
+                }
+                let again = match &answer {
+                    Ok(frame) => match frame.header.status {
+                        // Never ran there: its agent is draining or cannot reach its provider.
+                        Status::SERVICE_NOT_FOUND => {
+                            pool.on_failure();
+                            Again::Elsewhere
+                        }
+                        // Never ran: the provider is full. Learn from it (providers without a declared
+                        // cap) and wait for room.
+                        Status::SERVER_THREADPOOL_EXHAUSTED => {
+                            pool.on_overload();
+                            Again::Requeue
+                        }
+                        // The provider side failed (its agent lost or timed out on the provider).
+                        Status::SERVER_TIMEOUT | Status::SERVER_ERROR | Status::BAD_RESPONSE => {
+                            pool.on_failure();
+                            Again::No
+                        }
+                        _ => {
+                            pool.on_success(sent.elapsed());
+                            Again::No
+                        }
+                    },
+                    // The connection died with the call on it: it may have run, so only an idempotent
+                    // call goes elsewhere.
+                    Err(CallError::Closed(_)) => {
+                        pool.on_failure();
+                        if policy.idempotent {
+                            Again::Elsewhere
+                        } else {
+                            Again::No
+                        }
+                    }
+                    Err(_) => {
+                        pool.on_failure();
+                        Again::No
+                    }
+                };
+                let bounded = attempts < policy.retries && tried.len() < policy.retries;
+                match again {
+                    Again::Elsewhere if bounded => {
+                        tried.push(pool.addr());
+                        let why = match &answer {
+                            Ok(frame) => render(ctx, frame).1.into_owned(),
+                            Err(e) => e.to_string(),
+                        };
+                        job = dispatch(ctx, inv, tried, keep_alive, Some(why), attempts + 1).await;
                         continue;
                     }
+                    Again::Requeue if bounded => {
+                        job = dispatch(ctx, inv, tried, keep_alive, None, attempts + 1).await;
+                        continue;
+                    }
+                    _ => {}
+                }
+                let (status, body) = match answer {
                     Ok(frame) => render(ctx, &frame),
                     Err(e) => (e.http_status(), Cow::Owned(e.to_string())),
                 };

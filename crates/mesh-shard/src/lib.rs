@@ -6,6 +6,7 @@
 
 pub mod consumer;
 mod error;
+pub mod health;
 pub mod io;
 pub mod provider;
 pub mod runtime;

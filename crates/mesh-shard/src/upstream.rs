@@ -15,6 +15,7 @@ use glommio::net::TcpStream;
 use mesh_dubbo::{Body, Codec, CodecError, Decoded, Event, Frame};
 
 use crate::error::CallError;
+use crate::health::{AdaptiveLimit, EjectionConfig, Outlier, State as HealthState};
 use crate::io::{read_into, split, OutQueue, ReadHalf};
 use crate::sync::{oneshot, Event as Signal, Receiver, Sender, WaitQueue};
 
@@ -30,6 +31,9 @@ pub struct UpstreamConfig {
     /// First back-off after a failed dial; doubles up to `max_backoff`.
     pub min_backoff: Duration,
     pub max_backoff: Duration,
+    /// A connection with nothing read for this long gets a heartbeat; with nothing read for three times
+    /// this long it is declared dead (its calls fail at once). `None`: no heartbeats.
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for UpstreamConfig {
@@ -42,6 +46,7 @@ impl Default for UpstreamConfig {
             read_buffer: 64 * 1024,
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(2000),
+            heartbeat: Some(Duration::from_secs(5)),
         }
     }
 }
@@ -54,6 +59,13 @@ struct ConnInner {
     pending: RefCell<HashMap<u64, Waiter>>,
     next_id: Cell<u64>,
     alive: Cell<bool>,
+    born: Instant,
+    /// When the reader last got bytes: heartbeats keep it fresh on an idle but healthy connection.
+    last_read: Cell<Instant>,
+    /// Answers received: a connection that dies young without any is a failed dial, for the back-off.
+    answers: Cell<u64>,
+    /// Set to stop the reader of a connection declared dead (a half-open peer never ends the read).
+    kill: Signal,
     /// Woken once for every call that leaves `pending` (answered, failed or timed out): its slot at the
     /// provider is free again, so the oldest call waiting for capacity may go.
     released: Option<Rc<WaitQueue>>,
@@ -102,12 +114,17 @@ impl UpstreamConn {
             })?;
         let _ = stream.set_nodelay(true);
         let (r, w) = split(stream);
+        let now = Instant::now();
         let conn = UpstreamConn(Rc::new(ConnInner {
             addr,
             out: OutQueue::new(),
             pending: RefCell::new(HashMap::new()),
             next_id: Cell::new(1),
             alive: Cell::new(true),
+            born: now,
+            last_read: Cell::new(now),
+            answers: Cell::new(0),
+            kill: Signal::new(),
             released,
         }));
         let out = conn.0.out.clone();
@@ -118,6 +135,11 @@ impl UpstreamConn {
         let reader = conn.clone();
         let (codec, read_buffer) = (cfg.codec, cfg.read_buffer);
         glommio::spawn_local(async move { reader.read_loop(r, codec, read_buffer).await }).detach();
+        if let Some(every) = cfg.heartbeat {
+            // Holds only a weak reference: a connection nobody uses any more is not kept alive by it.
+            let weak = Rc::downgrade(&conn.0);
+            glommio::spawn_local(async move { heartbeat_loop(weak, codec, every).await }).detach();
+        }
         Ok(conn)
     }
 
@@ -177,6 +199,20 @@ impl UpstreamConn {
         }
     }
 
+    /// True when the connection died within `window` of being dialled without a single answer: the peer
+    /// accepts and drops connections (e.g. its connection limit), which must back off like a failed dial.
+    pub fn died_young(&self, window: Duration) -> bool {
+        !self.is_alive() && self.0.answers.get() == 0 && self.0.born.elapsed() < window
+    }
+
+    /// Declares the connection dead: in-flight calls fail now, the socket is closed.
+    fn kill(&self, why: impl Fn(SocketAddr) -> CallError) {
+        self.0.alive.set(false);
+        self.0.out.close();
+        self.0.kill.set();
+        self.fail_all(why);
+    }
+
     fn release(&self) {
         if let Some(q) = &self.0.released {
             q.wake_one();
@@ -192,9 +228,14 @@ impl UpstreamConn {
         let mut scratch = vec![0u8; read_buffer];
         let mut buf = BytesMut::with_capacity(read_buffer);
         let reason = loop {
-            match read_into(&mut r, &mut scratch, &mut buf).await {
+            let read = read_into(&mut r, &mut scratch, &mut buf);
+            let killed = async {
+                self.0.kill.wait().await;
+                Ok(0)
+            };
+            match futures_lite::future::or(read, killed).await {
                 Ok(0) => break None,
-                Ok(_) => {}
+                Ok(_) => self.0.last_read.set(Instant::now()),
                 Err(e) => break Some(e.to_string()),
             }
             loop {
@@ -246,6 +287,7 @@ impl UpstreamConn {
         }
         let waiter = self.0.pending.borrow_mut().remove(&h.id);
         if let Some(w) = waiter {
+            self.0.answers.set(self.0.answers.get() + 1);
             w.send(Ok(f));
             self.release();
         }
@@ -256,6 +298,30 @@ impl UpstreamConn {
         for w in drained {
             w.send(Err(err(self.0.addr)));
             self.release();
+        }
+    }
+}
+
+/// Sends a heartbeat on a connection that has read nothing for `every`, and kills it when nothing at all
+/// (answers, heartbeat replies) has arrived for three times that: a half-open peer is found without waiting
+/// for every call's timeout.
+async fn heartbeat_loop(conn: std::rc::Weak<ConnInner>, codec: Codec, every: Duration) {
+    loop {
+        glommio::timer::sleep(every).await;
+        let Some(inner) = conn.upgrade() else { return };
+        let c = UpstreamConn(inner);
+        if !c.is_alive() {
+            return;
+        }
+        let silent = c.0.last_read.get().elapsed();
+        if silent >= every * 3 {
+            c.kill(CallError::Closed);
+            return;
+        }
+        if silent >= every {
+            let id = c.0.next_id.get();
+            c.0.next_id.set(id.wrapping_add(1));
+            c.send_oneway(|buf| codec.encode_heartbeat(buf, id, mesh_dubbo::Serialization::Hessian2, true));
         }
     }
 }
@@ -287,6 +353,11 @@ impl PendingCall {
     pub fn id(&self) -> u64 {
         self.id
     }
+
+    /// When the call was queued for sending.
+    pub fn sent(&self) -> Instant {
+        self.sent
+    }
 }
 
 enum Slot {
@@ -304,6 +375,22 @@ pub struct Pool {
     backoff: Cell<Duration>,
     retry_at: Cell<Option<Instant>>,
     next: Cell<usize>,
+    /// Calls that have chosen this pool and are waiting for a connection (the first dial): they count as
+    /// in flight, so a burst at start-up cannot overshoot the provider's cap.
+    reserved: Cell<usize>,
+    outlier: RefCell<Outlier>,
+    /// Learnt when the provider does not announce its cap.
+    limit: RefCell<AdaptiveLimit>,
+}
+
+/// A call's place in a pool between choosing it and sending (see [`Pool::reserve`]).
+#[derive(Debug)]
+pub struct Reservation(Rc<Pool>);
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.0.reserved.set(self.0.reserved.get().saturating_sub(1));
+    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -315,6 +402,23 @@ impl std::fmt::Debug for Pool {
 impl Pool {
     /// `released` (if any) is woken once per call completing on any of the pool's connections.
     pub fn new(addr: SocketAddr, cfg: UpstreamConfig, released: Option<Rc<WaitQueue>>) -> Self {
+        Self::with_health(
+            addr,
+            cfg,
+            released,
+            EjectionConfig::default(),
+            AdaptiveLimit::new(16, 10_000),
+        )
+    }
+
+    /// A pool with its outlier-ejection settings and the starting point of its adaptive limit.
+    pub fn with_health(
+        addr: SocketAddr,
+        cfg: UpstreamConfig,
+        released: Option<Rc<WaitQueue>>,
+        ejection: EjectionConfig,
+        limit: AdaptiveLimit,
+    ) -> Self {
         let slots = (0..cfg.connections.max(1)).map(|_| Slot::Empty).collect();
         Pool {
             addr,
@@ -324,7 +428,47 @@ impl Pool {
             backoff: Cell::new(cfg.min_backoff),
             retry_at: Cell::new(None),
             next: Cell::new(0),
+            reserved: Cell::new(0),
+            outlier: RefCell::new(Outlier::new(ejection)),
+            limit: RefCell::new(limit),
         }
+    }
+
+    /// Counts a call as in flight from now until the reservation is dropped (once it is sent, the
+    /// connection's request-id map counts it).
+    pub fn reserve(self: &Rc<Self>) -> Reservation {
+        self.reserved.set(self.reserved.get() + 1);
+        Reservation(self.clone())
+    }
+
+    /// Outlier state now.
+    pub fn health(&self, now: Instant) -> HealthState {
+        self.outlier.borrow().state(now)
+    }
+
+    /// A call through this pool answered normally after `rtt`.
+    pub fn on_success(&self, rtt: Duration) {
+        self.backoff.set(self.cfg.min_backoff);
+        self.outlier.borrow_mut().on_success();
+        let inflight = self.inflight() as u32 + 1;
+        self.limit.borrow_mut().on_answer(rtt, inflight);
+    }
+
+    /// A call failed in a way that points at the provider (lost connection, timeout, its agent's error).
+    /// Returns true when this ejected the provider.
+    pub fn on_failure(&self) -> bool {
+        self.outlier.borrow_mut().on_failure(Instant::now())
+    }
+
+    /// The provider said it is full (status 100).
+    pub fn on_overload(&self) {
+        let inflight = self.inflight() as u32 + 1;
+        self.limit.borrow_mut().on_overload(inflight);
+    }
+
+    /// The concurrency limit learnt for a provider that does not announce a cap.
+    pub fn adaptive_limit(&self) -> u32 {
+        self.limit.borrow().get()
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -335,16 +479,18 @@ impl Pool {
         &self.cfg
     }
 
-    /// Calls in flight over all connections of this pool.
+    /// Calls in flight over all connections of this pool, and those reserved on the way to one.
     pub fn inflight(&self) -> usize {
-        self.slots
-            .borrow()
-            .iter()
-            .map(|s| match s {
-                Slot::Ready(c) => c.inflight(),
-                _ => 0,
-            })
-            .sum()
+        self.reserved.get()
+            + self
+                .slots
+                .borrow()
+                .iter()
+                .map(|s| match s {
+                    Slot::Ready(c) => c.inflight(),
+                    _ => 0,
+                })
+                .sum::<usize>()
     }
 
     /// True when the last dial failed and the back-off has not expired.
@@ -364,11 +510,19 @@ impl Pool {
     /// dial in progress instead of opening extra connections.
     pub async fn get(self: &Rc<Self>) -> Result<UpstreamConn, CallError> {
         for _ in 0..3 {
-            // Forget dead connections.
+            // Forget dead connections; one that died young without an answer counts as a failed dial, so
+            // a peer that accepts and drops connections is not re-dialled in a tight loop.
+            let mut young = false;
             for s in self.slots.borrow_mut().iter_mut() {
-                if matches!(s, Slot::Ready(c) if !c.is_alive()) {
-                    *s = Slot::Empty;
+                if let Slot::Ready(c) = s {
+                    if !c.is_alive() {
+                        young |= c.died_young(Duration::from_secs(1));
+                        *s = Slot::Empty;
+                    }
                 }
+            }
+            if young {
+                self.back_off();
             }
             let (best, empty, dialing) = {
                 let slots = self.slots.borrow();
@@ -438,15 +592,21 @@ impl Pool {
         match res {
             Ok(conn) => {
                 slots[slot] = Slot::Ready(conn);
-                self.backoff.set(self.cfg.min_backoff);
+                // The back-off itself is reset by the first answer (`on_success`), not by the dial: a
+                // peer that accepts and then drops connections keeps backing off.
                 self.retry_at.set(None);
             }
             Err(_) => {
                 slots[slot] = Slot::Empty;
-                let b = self.backoff.get();
-                self.retry_at.set(Some(Instant::now() + b));
-                self.backoff.set((b * 2).min(self.cfg.max_backoff));
+                drop(slots);
+                self.back_off();
             }
         }
+    }
+
+    fn back_off(&self) {
+        let b = self.backoff.get();
+        self.retry_at.set(Some(Instant::now() + b));
+        self.backoff.set((b * 2).min(self.cfg.max_backoff));
     }
 }
