@@ -16,6 +16,12 @@
 //! connections, and its latency is measured from that intended time, so a stalled server shows up in the
 //! latencies instead of silently lowering the offered load (no coordinated omission).
 //!
+//! Open-loop pacing is precise by default ([`Pacing::Precise`]): calls wait for their due time on a
+//! [`PreciseTimer`] thread and are released within tens of microseconds of it, instead of tokio's millisecond
+//! wheel ([`Pacing::Coarse`], up to about a millisecond late). The summary reports, next to the latency from
+//! the intended time (`latency_us`), the latency from the actual send time (`sent_latency_us`) and how late
+//! calls were sent (`pacing_late_us`), so pacing lateness and server stalls can be told apart.
+//!
 //! Every failure is counted by kind: `connect` (a failed connection attempt), `timeout`, `http_<status>`,
 //! `dubbo_status_<n>`, `dubbo_exception`, `wrong_answer`, `bad_response` (an answer that cannot be parsed) and
 //! `io` (connection reset or closed with the call outstanding). Broken connections are re-opened with a
@@ -47,6 +53,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::sim::{encode_hash_request, require_loopback, SERVICE};
+use crate::timer::PreciseTimer;
 
 /// The challenge's largest parameter length.
 pub const DEFAULT_MAX_LEN: usize = 1024;
@@ -117,6 +124,37 @@ impl fmt::Display for Target {
     }
 }
 
+/// How open-loop calls wait for their due time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Pacing {
+    /// On a timer thread ([`crate::timer`]): released within tens of microseconds of the due time.
+    #[default]
+    Precise,
+    /// tokio's millisecond timer wheel: up to about a millisecond late (the behaviour before `Precise`).
+    Coarse,
+}
+
+impl FromStr for Pacing {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "precise" => Ok(Pacing::Precise),
+            "coarse" => Ok(Pacing::Coarse),
+            other => Err(format!("unknown pacing {other:?} (expected precise or coarse)")),
+        }
+    }
+}
+
+impl fmt::Display for Pacing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Pacing::Precise => "precise",
+            Pacing::Coarse => "coarse",
+        })
+    }
+}
+
 /// Load generator settings.
 #[derive(Debug, Clone)]
 pub struct LoadConfig {
@@ -145,6 +183,8 @@ pub struct LoadConfig {
     pub seed: Option<u64>,
     /// Serialization of direct Dubbo calls.
     pub serialization: Serialization,
+    /// Open loop: how calls wait for their due time.
+    pub pacing: Pacing,
 }
 
 impl LoadConfig {
@@ -163,6 +203,7 @@ impl LoadConfig {
             max_len: DEFAULT_MAX_LEN,
             seed: None,
             serialization: Serialization::Hessian2,
+            pacing: Pacing::Precise,
         }
     }
 
@@ -238,8 +279,20 @@ pub struct Summary {
     pub errors: BTreeMap<String, u64>,
     /// `ok / duration_s`.
     pub qps: f64,
-    /// Latency of the successful calls.
+    /// Latency of the successful calls: from the intended send time in open loop (so it includes the pacing
+    /// lateness, `pacing_late_us`), from the actual send time in closed loop.
     pub latency_us: Latency,
+    /// Latency of the successful calls from the moment they were actually sent (written): the server's and
+    /// the network's part only. Equal to `latency_us` in closed loop.
+    #[serde(default)]
+    pub sent_latency_us: Latency,
+    /// Open loop: how late the counted calls were sent after their intended time (the pacer's lateness plus,
+    /// on a Dubbo target, any wait for a free in-flight slot on the connection). All 0 in closed loop.
+    #[serde(default)]
+    pub pacing_late_us: Latency,
+    /// `precise`, `coarse` (open loop) or `closed` (closed loop).
+    #[serde(default)]
+    pub pacing: String,
 }
 
 impl Summary {
@@ -256,7 +309,12 @@ impl Summary {
 
 /// Counters of one connection.
 struct ConnStats {
+    /// Latency from the intended time (closed loop: from the send time).
     hist: Histogram<u64>,
+    /// Latency from the send time.
+    sent_hist: Histogram<u64>,
+    /// Open loop: send time − intended time.
+    late_hist: Histogram<u64>,
     sent: u64,
     ok: u64,
     errors: BTreeMap<Cow<'static, str>, u64>,
@@ -271,6 +329,8 @@ impl ConnStats {
     fn new() -> Self {
         ConnStats {
             hist: new_histogram(),
+            sent_hist: new_histogram(),
+            late_hist: new_histogram(),
             sent: 0,
             ok: 0,
             errors: BTreeMap::new(),
@@ -311,6 +371,8 @@ struct Plan {
     exhausted: AtomicBool,
     stats: Vec<Mutex<ConnStats>>,
     seed: u64,
+    /// Open loop with [`Pacing::Precise`].
+    timer: Option<PreciseTimer>,
 }
 
 impl Plan {
@@ -351,7 +413,10 @@ impl Plan {
             match self.ticket(c, j, Instant::now()) {
                 Next::Go(t) => return Some(t),
                 Next::Stop => return None,
-                Next::Later(at) => tokio::time::sleep_until(at).await,
+                Next::Later(at) => match &self.timer {
+                    Some(timer) => timer.sleep_until(at.into_std()).await,
+                    None => tokio::time::sleep_until(at).await,
+                },
             }
         }
     }
@@ -360,26 +425,37 @@ impl Plan {
         self.exhausted.load(Ordering::Relaxed) || Instant::now() >= self.end
     }
 
-    fn record(&self, c: usize, counted: bool, from: Instant, outcome: Outcome) {
+    /// Records the outcome of a call: latency from `from` (the intended time in open loop) and from `sent_at`
+    /// (when it was written; `None` if it never was).
+    fn record(&self, c: usize, counted: bool, from: Instant, sent_at: Option<Instant>, outcome: Outcome) {
         if !counted {
             return;
         }
+        let now = Instant::now();
         let mut s = lock(&self.stats[c]);
         match outcome {
             Ok(()) => {
-                let us = u64::try_from(from.elapsed().as_micros())
-                    .unwrap_or(u64::MAX)
-                    .max(1);
-                s.hist.saturating_record(us);
+                s.hist
+                    .saturating_record(micros(now.saturating_duration_since(from)).max(1));
+                let sent_at = sent_at.unwrap_or(from);
+                s.sent_hist
+                    .saturating_record(micros(now.saturating_duration_since(sent_at)).max(1));
                 s.ok += 1;
             }
             Err(kind) => *s.errors.entry(kind).or_insert(0) += 1,
         }
     }
 
-    fn sent(&self, c: usize, counted: bool) {
+    /// Counts a call written at `at`; in open loop, records how late that was after `intended`.
+    fn sent(&self, c: usize, counted: bool, intended: Option<Instant>, at: Instant) {
         if counted {
-            lock(&self.stats[c]).sent += 1;
+            let mut s = lock(&self.stats[c]);
+            s.sent += 1;
+            if let Some(i) = intended {
+                // 0 = on time (the histogram's lowest bucket is 1 µs: recorded as "at most 1 µs late").
+                s.late_hist
+                    .saturating_record(micros(at.saturating_duration_since(i)).max(1));
+            }
         }
     }
 
@@ -388,21 +464,42 @@ impl Plan {
     }
 
     /// Totals over all connections.
-    fn totals(&self) -> (u64, u64, BTreeMap<String, u64>, Histogram<u64>) {
-        let mut hist = new_histogram();
-        let (mut sent, mut ok) = (0, 0);
-        let mut errors = BTreeMap::new();
+    fn totals(&self) -> Totals {
+        let mut t = Totals {
+            sent: 0,
+            ok: 0,
+            errors: BTreeMap::new(),
+            hist: new_histogram(),
+            sent_hist: new_histogram(),
+            late_hist: new_histogram(),
+        };
         for s in &self.stats {
             let s = lock(s);
-            sent += s.sent;
-            ok += s.ok;
+            t.sent += s.sent;
+            t.ok += s.ok;
             for (k, v) in &s.errors {
-                *errors.entry(k.to_string()).or_insert(0) += v;
+                *t.errors.entry(k.to_string()).or_insert(0) += v;
             }
-            let _ = hist.add(&s.hist);
+            let _ = t.hist.add(&s.hist);
+            let _ = t.sent_hist.add(&s.sent_hist);
+            let _ = t.late_hist.add(&s.late_hist);
         }
-        (sent, ok, errors, hist)
+        t
     }
+}
+
+/// Counters summed over the connections.
+struct Totals {
+    sent: u64,
+    ok: u64,
+    errors: BTreeMap<String, u64>,
+    hist: Histogram<u64>,
+    sent_hist: Histogram<u64>,
+    late_hist: Histogram<u64>,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 /// Connection backoff: 10 ms doubling to 500 ms, at most 50 failures in a row.
@@ -650,7 +747,7 @@ async fn http_conn(plan: Arc<Plan>, c: usize) {
                     })
                 }
                 Err(_) => {
-                    plan.record(c, t.counted, from, Err("connect".into()));
+                    plan.record(c, t.counted, from, None, Err("connect".into()));
                     if !backoff.wait(&plan).await {
                         break;
                     }
@@ -665,8 +762,9 @@ async fn http_conn(plan: Arc<Plan>, c: usize) {
             let _ = write!(expected, "{}", java_string_hash(&param));
         }
         http_request(&mut req, &host, &path, &param);
-        let from = t.intended.unwrap_or_else(Instant::now);
-        plan.sent(c, t.counted);
+        let sent_at = Instant::now();
+        let from = t.intended.unwrap_or(sent_at);
+        plan.sent(c, t.counted, t.intended, sent_at);
         let outcome = match tokio::time::timeout(plan.cfg.timeout, conn_ref.exchange(&req)).await {
             Err(_) => {
                 conn = None;
@@ -689,7 +787,7 @@ async fn http_conn(plan: Arc<Plan>, c: usize) {
                 }
             }
         };
-        plan.record(c, t.counted, from, outcome);
+        plan.record(c, t.counted, from, Some(sent_at), outcome);
     }
 }
 
@@ -733,7 +831,7 @@ async fn dubbo_conn(plan: Arc<Plan>, c: usize, window: usize) {
                 if let Some(t) = plan.next(c, slot.j).await {
                     slot.j += 1;
                     let from = t.intended.unwrap_or_else(Instant::now);
-                    plan.record(c, t.counted, from, Err("connect".into()));
+                    plan.record(c, t.counted, from, None, Err("connect".into()));
                 }
                 if !backoff.wait(&plan).await {
                     break;
@@ -795,7 +893,7 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
                         counted: t.counted,
                     },
                 );
-                plan.sent(c, t.counted);
+                plan.sent(c, t.counted, t.intended, now);
                 batch += 1;
                 if batch >= 64 || buf.len() >= 64 * 1024 {
                     break;
@@ -870,7 +968,7 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
                                 _ => Err("bad_response".into()),
                             }
                         };
-                        plan.record(c, p.counted, p.from, outcome);
+                        plan.record(c, p.counted, p.from, Some(p.sent_at), outcome);
                     }
                 }
                 _ = tick.tick() => {
@@ -886,7 +984,7 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
                     };
                     for p in expired {
                         permits.add_permits(1);
-                        plan.record(c, p.counted, p.from, Err("timeout".into()));
+                        plan.record(c, p.counted, p.from, Some(p.sent_at), Err("timeout".into()));
                     }
                 }
                 () = done_notify.notified() => {}
@@ -915,7 +1013,7 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
         Err(e) => io_kind(e),
     };
     for p in left {
-        plan.record(c, p.counted, p.from, Err(kind.clone()));
+        plan.record(c, p.counted, p.from, Some(p.sent_at), Err(kind.clone()));
     }
     result.is_ok() || plan.over()
 }
@@ -923,32 +1021,41 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
 // ---------------------------------------------------------------------------------------------------------
 // Run
 
+fn percentiles(hist: &Histogram<u64>) -> Latency {
+    if hist.is_empty() {
+        return Latency::default();
+    }
+    Latency {
+        p50: hist.value_at_quantile(0.50),
+        p90: hist.value_at_quantile(0.90),
+        p99: hist.value_at_quantile(0.99),
+        p999: hist.value_at_quantile(0.999),
+        max: hist.max(),
+        mean: (hist.mean() * 10.0).round() / 10.0,
+    }
+}
+
 fn summarize(plan: &Plan, finished: Instant) -> Summary {
-    let (sent, ok, errors, hist) = plan.totals();
+    let t = plan.totals();
     let duration = finished.saturating_duration_since(plan.measure_start);
     let secs = duration.as_secs_f64();
-    let qps = if secs > 0.0 { ok as f64 / secs } else { 0.0 };
-    let latency_us = if hist.is_empty() {
-        Latency::default()
-    } else {
-        Latency {
-            p50: hist.value_at_quantile(0.50),
-            p90: hist.value_at_quantile(0.90),
-            p99: hist.value_at_quantile(0.99),
-            p999: hist.value_at_quantile(0.999),
-            max: hist.max(),
-            mean: (hist.mean() * 10.0).round() / 10.0,
-        }
+    let qps = if secs > 0.0 { t.ok as f64 / secs } else { 0.0 };
+    let pacing = match plan.cfg.rate {
+        Some(_) => plan.cfg.pacing.to_string(),
+        None => "closed".to_owned(),
     };
     Summary {
         target: plan.cfg.target.to_string(),
         connections: plan.conns,
         duration_s: (secs * 1000.0).round() / 1000.0,
-        sent,
-        ok,
-        errors,
+        sent: t.sent,
+        ok: t.ok,
+        errors: t.errors,
         qps: (qps * 10.0).round() / 10.0,
-        latency_us,
+        latency_us: percentiles(&t.hist),
+        sent_latency_us: percentiles(&t.sent_hist),
+        pacing_late_us: percentiles(&t.late_hist),
+        pacing,
     }
 }
 
@@ -957,7 +1064,13 @@ async fn progress(plan: Arc<Plan>) {
     let mut last_ok = 0;
     loop {
         tick.tick().await;
-        let (sent, ok, errors, hist) = plan.totals();
+        let Totals {
+            sent,
+            ok,
+            errors,
+            hist,
+            ..
+        } = plan.totals();
         let nerr: u64 = errors.values().sum();
         let elapsed = plan.start.elapsed().as_secs_f64();
         let phase = if Instant::now() < plan.measure_start {
@@ -989,6 +1102,10 @@ pub async fn run(cfg: LoadConfig) -> io::Result<Summary> {
     let start = Instant::now();
     let measure_start = start + cfg.warmup;
     let seed = cfg.seed.unwrap_or_else(rand::random);
+    let timer = match (cfg.rate, cfg.pacing) {
+        (Some(_), Pacing::Precise) => Some(PreciseTimer::start("loadgen-pacer")?),
+        _ => None,
+    };
     let plan = Arc::new(Plan {
         conns,
         start,
@@ -998,6 +1115,7 @@ pub async fn run(cfg: LoadConfig) -> io::Result<Summary> {
         exhausted: AtomicBool::new(false),
         stats: (0..conns).map(|_| Mutex::new(ConnStats::new())).collect(),
         seed,
+        timer,
         cfg,
     });
     let progress_task = plan

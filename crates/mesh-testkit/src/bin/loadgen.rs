@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mesh_dubbo::Serialization;
-use mesh_testkit::loadgen::{self, LoadConfig, Target};
+use mesh_testkit::loadgen::{self, LoadConfig, Pacing, Target};
 
 /// Load generator for the consumer agent (http://) or a provider (dubbo://), loopback only.
 #[derive(Debug, Parser)]
@@ -24,9 +24,14 @@ struct Args {
     /// Dubbo target: total calls in flight, split over the connections (default: one per connection).
     #[arg(long, default_value_t = 0)]
     concurrency: usize,
-    /// Open loop: requests per second in total (latency measured from the intended send time).
+    /// Open loop: requests per second in total (latency measured from the intended send time; the summary
+    /// also gives it from the actual send time, `sent_latency_us`, and the sending lateness, `pacing_late_us`).
     #[arg(long)]
     rate: Option<f64>,
+    /// Open loop: precise (a timer thread, calls sent within tens of µs of their due time) or coarse (tokio's
+    /// millisecond timer, up to ~1 ms late; the behaviour before precise pacing).
+    #[arg(long, default_value_t = Pacing::Precise)]
+    pacing: Pacing,
     /// How long to send after the warm-up (20s, 500ms, 2m, or seconds).
     #[arg(long, default_value = "20s", value_parser = loadgen::parse_duration)]
     duration: Duration,
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
         max_len: args.max_len,
         seed: args.seed,
         serialization: args.serialization,
+        pacing: args.pacing,
         ..LoadConfig::new(args.target)
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
