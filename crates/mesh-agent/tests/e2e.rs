@@ -5,140 +5,17 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
-use mesh_registry::{spawn_watcher, EtcdConfig, Snapshot, Source};
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::loadgen::{run_blocking, LoadConfig};
-use mesh_testkit::process::{cargo_bin, free_port, wait_for_port, ChildGuard};
+use mesh_testkit::process::{free_port, wait_for_port, ChildGuard};
 
-const IFACE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
-
-fn addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn agent(args: &[&str]) -> ChildGuard {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mesh-agent"));
-    cmd.args(args);
-    ChildGuard::spawn(&mut cmd)
-        .unwrap()
-        .with_grace(Duration::from_secs(8))
-}
-
-/// The provider simulator on a free port.
-fn sim(extra: &[&str]) -> (ChildGuard, u16) {
-    let bin = cargo_bin("provider-sim")
-        .expect("build the testkit binaries first: cargo build -p mesh-testkit --bins");
-    let mut cmd = Command::new(bin);
-    cmd.args(["--port", "0", "--workers", "1"]).args(extra);
-    let mut g = ChildGuard::spawn(&mut cmd).unwrap();
-    let port = g.listening_port(Duration::from_secs(10)).unwrap();
-    (g, port)
-}
-
-fn provider_agent(listen: u16, dubbo: u16, extra: &[&str]) -> ChildGuard {
-    let (l, d) = (addr(listen).to_string(), addr(dubbo).to_string());
-    let mut args = vec![
-        "provider", "--listen", &l, "--dubbo", &d, "--cores", "0", "--shards", "1",
-    ];
-    args.extend_from_slice(extra);
-    let g = agent(&args);
-    wait_for_port(addr(listen), Duration::from_secs(10)).unwrap();
-    g
-}
-
-fn consumer_agent(listen: u16, extra: &[&str]) -> ChildGuard {
-    let l = addr(listen).to_string();
-    let mut args = vec!["consumer", "--listen", &l, "--cores", "0,1"];
-    args.extend_from_slice(extra);
-    let g = agent(&args);
-    wait_for_port(addr(listen), Duration::from_secs(10)).unwrap();
-    g
-}
-
-/// One HTTP/1.1 POST of the challenge form; returns (status, body).
-fn call(port: u16, interface: &str, param: &str) -> (u16, String) {
-    let inv = mesh_http::Invocation {
-        interface: interface.into(),
-        method: "hash".into(),
-        param_types: "Ljava/lang/String;".into(),
-        args: vec![param.into()],
-        version: None,
-        group: None,
-    };
-    let mut body = BytesMut::new();
-    mesh_http::encode_form(&inv, &mut body);
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8(resp).unwrap();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
-fn watch(etcd: &EtcdServer) -> mesh_registry::WatcherHandle {
-    let (tx, _rx) = crossbeam_channel::unbounded::<Arc<Snapshot>>();
-    spawn_watcher(
-        Source::Etcd(EtcdConfig::with_endpoints([etcd.client_url()])),
-        vec![tx],
-    )
-    .unwrap()
-}
-
-fn wait_until(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !f() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {limit:?} waiting for: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn registered(w: &mesh_registry::WatcherHandle, port: u16) -> bool {
-    w.latest()
-        .is_some_and(|s| s.endpoints(IFACE).iter().any(|e| e.addr == addr(port)))
-}
-
-fn etcdctl(etcd: &EtcdServer, args: &[&str]) -> String {
-    let out = Command::new("etcdctl")
-        .env("ETCDCTL_API", "3")
-        .arg("--endpoints")
-        .arg(etcd.client_url())
-        .args(args)
-        .output()
-        .expect("etcdctl (Debian etcd-client) must be installed");
-    assert!(
-        out.status.success(),
-        "etcdctl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn config_file(dir: &tempfile::TempDir, text: &str) -> String {
-    let p = dir.path().join("agent.toml");
-    std::fs::write(&p, text).unwrap();
-    p.to_string_lossy().into_owned()
-}
+mod common;
+use common::*;
 
 #[test]
 fn provider_registers_survives_lease_loss_and_deregisters_on_sigterm() {

@@ -113,12 +113,18 @@ impl std::fmt::Debug for Upstreams {
     }
 }
 
+/// Dubbo's default provider thread pool: the starting limit for a provider that announces no cap.
+const DEFAULT_THREADS: u32 = 200;
+
 /// The outcome of choosing a provider.
 enum Pick {
     /// No snapshot has arrived yet (the registry has not been read once).
     NoSnapshot,
     NoService,
+    /// Some provider could take the call but every one of them is at its cap: wait for room.
     AllBusy,
+    /// Every provider is excluded (already tried) or backing off after failed dials.
+    Unreachable,
     Pool(Rc<Pool>),
 }
 
@@ -178,13 +184,14 @@ impl Upstreams {
             .borrow_mut()
             .entry(addr)
             .or_insert_with(|| {
-                // A provider that does not announce its cap starts at 16 calls per shard and learns.
+                // A provider that does not announce its cap is assumed to have Dubbo's default pool of
+                // 200 threads (this shard's share of it) until its answers say otherwise.
                 Rc::new(Pool::with_health(
                     addr,
                     self.cfg,
                     Some(self.queue.clone()),
                     self.ejection,
-                    AdaptiveLimit::new(16, 10_000),
+                    AdaptiveLimit::new(DEFAULT_THREADS.div_ceil(self.shards), 10_000),
                 ))
             })
             .clone()
@@ -194,7 +201,9 @@ impl Upstreams {
     /// ejected providers — unless every remaining one is ejected: ejection never empties a service.
     fn pick(&self, service: &str, exclude: &[SocketAddr]) -> Pick {
         match self.pick_with(service, exclude, true) {
-            Pick::AllBusy if self.any_ejected.get() => self.pick_with(service, exclude, false),
+            Pick::AllBusy | Pick::Unreachable if self.any_ejected.get() => {
+                self.pick_with(service, exclude, false)
+            }
             p => p,
         }
     }
@@ -228,7 +237,9 @@ impl Upstreams {
                     let extra = (f64::from(c) * self.cap_headroom).ceil() as u32;
                     c.saturating_add(extra).div_ceil(self.shards).max(1)
                 }
-                None => pool.as_ref().map_or(16, |p| p.adaptive_limit()),
+                None => pool
+                    .as_ref()
+                    .map_or(DEFAULT_THREADS.div_ceil(self.shards), |p| p.adaptive_limit()),
             };
             // A provider back from ejection gets one probe call at a time.
             let cap = if eject && health == HealthState::Probing {
@@ -246,7 +257,8 @@ impl Upstreams {
         self.rr.set(start.wrapping_add(1));
         match mesh_balance::least_loaded(&loads, start) {
             Some(i) => Pick::Pool(self.pool(eps[i].addr)),
-            None => Pick::AllBusy,
+            None if loads.iter().any(|l| l.weight > 0) => Pick::AllBusy,
+            None => Pick::Unreachable,
         }
     }
 }
@@ -499,7 +511,7 @@ async fn dispatch<'a>(
         };
         let pool = match picked {
             Pick::Pool(p) => p,
-            Pick::AllBusy if tried.is_empty() && last.is_none() => {
+            Pick::AllBusy => {
                 // Every provider is at its cap: wait for capacity instead of sending a call that would
                 // be rejected (status 100), within the queue's bound and timeout.
                 let q = &ctx.upstreams.queue;
@@ -557,13 +569,12 @@ async fn dispatch<'a>(
                     keep_alive,
                 )
             }
-            Pick::NoService | Pick::AllBusy => {
-                let msg = match (&last, tried.is_empty()) {
-                    (Some(last), _) => {
+            Pick::NoService | Pick::Unreachable => {
+                let msg = match &last {
+                    Some(last) => {
                         format!("no other provider for service {} after: {last}", inv.interface)
                     }
-                    (None, true) => format!("all providers are at capacity for service {}", inv.interface),
-                    (None, false) => format!("no reachable provider for service {}", inv.interface),
+                    None => format!("no reachable provider for service {}", inv.interface),
                 };
                 break done(503, msg, keep_alive);
             }

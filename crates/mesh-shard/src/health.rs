@@ -120,6 +120,9 @@ pub struct AdaptiveLimit {
     /// Lowest round-trip time seen (decays slowly upwards so a permanent change is learnt).
     rtt_floor: Option<Duration>,
     rtt_ewma: Option<Duration>,
+    /// In flight at the last rejection: growth slows down near it (like TCP CUBIC's plateau), so a
+    /// learnt cap is probed gently instead of being hit every few round trips.
+    w_max: Option<f64>,
 }
 
 impl AdaptiveLimit {
@@ -130,6 +133,7 @@ impl AdaptiveLimit {
             max: f64::from(max.max(1)),
             rtt_floor: None,
             rtt_ewma: None,
+            w_max: None,
         }
     }
 
@@ -142,6 +146,7 @@ impl AdaptiveLimit {
     pub fn on_overload(&mut self, inflight: u32) {
         let cut = (f64::from(inflight) * 0.9).floor();
         self.limit = cut.min(self.limit * 0.9).max(self.min);
+        self.w_max = Some(f64::from(inflight.max(1)));
     }
 
     /// A call was answered after `rtt` with `inflight` calls outstanding (itself included).
@@ -161,9 +166,17 @@ impl AdaptiveLimit {
             self.limit = (self.limit * 0.995).max(self.min);
             return;
         }
-        // Only grow while the limit is what holds calls back.
+        // Only grow while the limit is what holds calls back: one call per limit's worth of answers, a
+        // tenth of that near the last rejection point (which itself creeps up while no rejection comes).
         if f64::from(inflight) + 1.0 >= self.limit {
-            self.limit = (self.limit + 1.0 / self.limit).min(self.max);
+            let step = match self.w_max {
+                Some(w) if self.limit + 1.0 >= w => {
+                    self.w_max = Some(w + 0.01 / self.limit);
+                    0.1 / self.limit
+                }
+                _ => 1.0 / self.limit,
+            };
+            self.limit = (self.limit + step).min(self.max);
         }
     }
 }

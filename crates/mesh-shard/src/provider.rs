@@ -240,19 +240,19 @@ async fn serve_connection(stream: TcpStream, ctx: &Rc<Ctx>) {
     let mut scratch = vec![0u8; ctx.settings.read_buffer];
     let mut buf = BytesMut::with_capacity(ctx.settings.read_buffer);
     'conn: loop {
-        // Back-pressure: a consumer with too many calls outstanding is not read from until some finish
-        // (TCP then slows it down); its calls already here are unaffected.
-        while conn.inflight.get() >= conn.limit && !out.is_closed() {
-            conn.room.wait(false).await;
-        }
-        if out.is_closed() {
-            break;
-        }
         match read_into(&mut r, &mut scratch, &mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
         loop {
+            // Back-pressure: with too many of its calls outstanding, a consumer's next frame waits (and,
+            // as nothing more is read, TCP slows the consumer down) until some finish.
+            while conn.inflight.get() >= conn.limit && !out.is_closed() {
+                conn.room.wait(false).await;
+            }
+            if out.is_closed() {
+                break 'conn;
+            }
             match codec.decode_frame(&mut buf) {
                 Ok(mesh_dubbo::Decoded::Frame(f)) => handle_frame(ctx, &conn, &out, f),
                 Ok(mesh_dubbo::Decoded::NeedMore(_)) => break,
