@@ -206,6 +206,18 @@ pub(crate) struct ConsumerConfig {
     /// calls without it. Env `MESH_TOKEN`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
+    /// TLS to provider agents: PEM file of the CA that signed their certificates. Unset: plain TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_ca: Option<PathBuf>,
+    /// Name checked in the provider agents' certificates; default: their IP address (an IP SAN).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_server_name: Option<String>,
+    /// Client certificate chain (PEM) for provider agents that require one, with `tls_key`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_key: Option<PathBuf>,
 }
 
 /// One entry of `consumer.services`: unset keys fall back to the consumer's.
@@ -261,6 +273,10 @@ impl Default for ConsumerConfig {
             heartbeat_ms: 5000,
             cap_headroom_pct: 5,
             token: None,
+            tls_ca: None,
+            tls_server_name: None,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
@@ -308,6 +324,15 @@ pub(crate) struct ProviderConfig {
     /// reaching the provider. Env `MESH_TOKEN`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
+    /// TLS on the agent-to-agent port: certificate chain (PEM), with `tls_key`. Unset: plain TCP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// Its private key (PEM).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Require consumer agents to present a certificate signed by this CA (PEM): mutual TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tls_client_ca: Option<PathBuf>,
 }
 
 impl ProviderConfig {
@@ -336,6 +361,9 @@ impl Default for ProviderConfig {
             queue_timeout_ms: 1000,
             max_inflight_per_connection: 4096,
             token: None,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
         }
     }
 }
@@ -1186,6 +1214,24 @@ impl ConsumerConfig {
         if let Some(t) = &self.token {
             valid_token("consumer.token", t)?;
         }
+        pair(
+            "consumer.tls_cert",
+            &self.tls_cert,
+            "consumer.tls_key",
+            &self.tls_key,
+        )?;
+        if self.tls_cert.is_some() && self.tls_ca.is_none() {
+            return Err(invalid(
+                "consumer.tls_cert",
+                "a client certificate needs TLS: set consumer.tls_ca too",
+            ));
+        }
+        if self.tls_server_name.is_some() && self.tls_ca.is_none() {
+            return Err(invalid(
+                "consumer.tls_server_name",
+                "needs consumer.tls_ca (TLS is off)",
+            ));
+        }
         range_usize("consumer.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
     }
 }
@@ -1271,7 +1317,28 @@ impl ProviderConfig {
         if let Some(t) = &self.token {
             valid_token("provider.token", t)?;
         }
+        pair(
+            "provider.tls_cert",
+            &self.tls_cert,
+            "provider.tls_key",
+            &self.tls_key,
+        )?;
+        if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
+            return Err(invalid(
+                "provider.tls_client_ca",
+                "mutual TLS needs TLS: set provider.tls_cert and provider.tls_key too",
+            ));
+        }
         range_usize("provider.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
+    }
+}
+
+/// Two keys that are set together or not at all.
+fn pair<T>(a: &str, va: &Option<T>, b: &str, vb: &Option<T>) -> Result<(), ConfigError> {
+    match (va.is_some(), vb.is_some()) {
+        (true, false) => Err(invalid(b, format!("must be set together with {a}"))),
+        (false, true) => Err(invalid(a, format!("must be set together with {b}"))),
+        _ => Ok(()),
     }
 }
 
@@ -1362,6 +1429,10 @@ Keys set only in the config file (docs/config.md has them all):
   consumer.eject_max_ms              longest ejection, default 30000
   consumer.heartbeat_ms              heartbeat idle provider links, dead after 3x, 0 = off, default 5000
   consumer.cap_headroom_pct          calls beyond a provider's cap its agent queues, 0..=100, default 5
+  consumer.tls_ca                    TLS to provider agents: CA file (PEM); unset = plain TCP
+  consumer.tls_server_name           name checked in their certificates, default their IP address
+  consumer.tls_cert                  client certificate (PEM) for mutual TLS, with consumer.tls_key
+  consumer.tls_key                   its private key (PEM)
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";
@@ -1375,6 +1446,9 @@ Keys set only in the config file (docs/config.md has them all):
   provider.queue_limit               calls waiting per shard at max_concurrency, else status 100, default 1024
   provider.queue_timeout_ms          longest wait in that queue, 1..=600000, default 1000
   provider.max_inflight_per_connection  stop reading a consumer link with this many calls, default 4096
+  provider.tls_cert                  TLS on the agent port: certificate chain (PEM), with provider.tls_key
+  provider.tls_key                   its private key (PEM)
+  provider.tls_client_ca             require consumer certificates signed by this CA (mutual TLS)
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";

@@ -10,6 +10,7 @@ use mesh_dubbo::{Codec, Serialization};
 use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
 use mesh_shard::health::EjectionConfig;
 use mesh_shard::runtime::{placements, spawn_shard, Controller, DEFAULT_IO_MEMORY};
+use mesh_shard::tls::{ClientTls, ServerTls};
 use mesh_shard::upstream::UpstreamConfig;
 use mesh_shard::{consumer, provider};
 
@@ -172,6 +173,16 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         },
         read_buffer: cfg.runtime.read_buffer_bytes,
         heartbeat: (c.heartbeat_ms > 0).then(|| Duration::from_millis(c.heartbeat_ms)),
+        tls: match &c.tls_ca {
+            None => None,
+            Some(ca) => {
+                let identity = c.tls_cert.as_deref().zip(c.tls_key.as_deref());
+                Some(
+                    ClientTls::new(ca, identity, c.tls_server_name.as_deref())
+                        .context("consumer.tls_ca / tls_cert / tls_key / tls_server_name")?,
+                )
+            }
+        },
         ..UpstreamConfig::default()
     };
     let ejection = EjectionConfig {
@@ -207,7 +218,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             move |control, ready: Ready| async move {
                 let upstreams = consumer::Upstreams::with_health(
                     rx,
-                    settings.upstream,
+                    settings.upstream.clone(),
                     settings.shards,
                     ejection,
                     f64::from(headroom) / 100.0,
@@ -262,6 +273,13 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
         max_inflight_per_connection: p.max_inflight_per_connection,
         token: p.token.clone(),
         shards: cfg.runtime.shards,
+        tls: match (&p.tls_cert, &p.tls_key) {
+            (Some(cert), Some(key)) => Some(
+                ServerTls::new(cert, key, p.tls_client_ca.as_deref())
+                    .context("provider.tls_cert / tls_key / tls_client_ca")?,
+            ),
+            _ => None,
+        },
     };
     let rt = signal_runtime()?;
     let makers: Vec<_> =

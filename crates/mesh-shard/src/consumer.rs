@@ -188,7 +188,7 @@ impl Upstreams {
                 // 200 threads (this shard's share of it) until its answers say otherwise.
                 Rc::new(Pool::with_health(
                     addr,
-                    self.cfg,
+                    self.cfg.clone(),
                     Some(self.queue.clone()),
                     self.ejection,
                     AdaptiveLimit::new(DEFAULT_THREADS.div_ceil(self.shards), 10_000),

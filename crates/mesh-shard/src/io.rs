@@ -14,17 +14,70 @@ use bytes::BytesMut;
 use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 
+/// A connection: plain TCP, or TLS over it (agent-to-agent link) on either side.
+pub enum Stream {
+    Plain(TcpStream),
+    TlsClient(Box<futures_rustls::client::TlsStream<TcpStream>>),
+    TlsServer(Box<futures_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Stream::Plain(_) => "Stream::Plain",
+            Stream::TlsClient(_) => "Stream::TlsClient",
+            Stream::TlsServer(_) => "Stream::TlsServer",
+        })
+    }
+}
+
+impl From<TcpStream> for Stream {
+    fn from(s: TcpStream) -> Self {
+        Stream::Plain(s)
+    }
+}
+
+macro_rules! each_stream {
+    ($self:expr, $s:ident => $e:expr) => {
+        match $self {
+            Stream::Plain($s) => $e,
+            Stream::TlsClient($s) => $e,
+            Stream::TlsServer($s) => $e,
+        }
+    };
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        each_stream!(self.get_mut(), s => Pin::new(s).poll_close(cx))
+    }
+}
+
 /// Splits a stream into a reading and a writing half.
-pub fn split(stream: TcpStream) -> (ReadHalf, WriteHalf) {
-    let s = Rc::new(RefCell::new(stream));
+pub fn split(stream: impl Into<Stream>) -> (ReadHalf, WriteHalf) {
+    let s = Rc::new(RefCell::new(stream.into()));
     (ReadHalf(s.clone()), WriteHalf(s))
 }
 
 #[derive(Debug)]
-pub struct ReadHalf(Rc<RefCell<TcpStream>>);
+pub struct ReadHalf(Rc<RefCell<Stream>>);
 
 #[derive(Debug)]
-pub struct WriteHalf(Rc<RefCell<TcpStream>>);
+pub struct WriteHalf(Rc<RefCell<Stream>>);
 
 impl AsyncRead for ReadHalf {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
@@ -140,7 +193,11 @@ impl OutQueue {
                 let _ = w.close().await;
                 return Ok(());
             }
-            let res = w.write_all(&out).await;
+            // The flush is free on plain TCP and sends what TLS still buffers.
+            let res = match w.write_all(&out).await {
+                Ok(()) => w.flush().await,
+                Err(e) => Err(e),
+            };
             out.clear();
             if let Err(e) = res {
                 self.0.closed.set(true);

@@ -11,6 +11,7 @@ pub mod io;
 pub mod provider;
 pub mod runtime;
 pub mod sync;
+pub mod tls;
 pub mod upstream;
 
 pub use error::{CallError, Origin};

@@ -17,7 +17,10 @@ use glommio::net::TcpStream;
 use mesh_dubbo::{Body, Codec, CodecError, Frame, Header, Response, Serialization, Status};
 
 use crate::error::CallError;
-use crate::io::{read_into, split, OutQueue};
+use crate::io::{read_into, split, OutQueue, Stream};
+
+/// Longest TLS handshake a consumer agent gets.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 use crate::runtime::ShardControl;
 use crate::sync::WaitQueue;
 use crate::upstream::{Pool, UpstreamConfig};
@@ -45,6 +48,8 @@ pub struct ProviderSettings {
     pub token: Option<String>,
     /// Shards of this provider agent (they share `limit`).
     pub shards: usize,
+    /// TLS on the agent-to-agent port, when configured.
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// The local provider's concurrency cap, shared by the agent's shards: one atomic counter (a control
@@ -170,7 +175,7 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let listener = crate::io::listen(settings.listen)?;
     ready();
-    let pool = Rc::new(Pool::new(settings.dubbo, settings.upstream, None));
+    let pool = Rc::new(Pool::new(settings.dubbo, settings.upstream.clone(), None));
     let ctx = Rc::new(Ctx {
         settings,
         control: control.clone(),
@@ -219,6 +224,17 @@ pub async fn run(
 async fn serve_connection(stream: TcpStream, ctx: &Rc<Ctx>) {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
+    let stream: Stream = match &ctx.settings.tls {
+        None => stream.into(),
+        Some(tls) => {
+            // A peer that does not finish its handshake in time is dropped.
+            let handshake = tls.acceptor().accept(stream);
+            match glommio::timer::timeout(TLS_HANDSHAKE_TIMEOUT, async { Ok(handshake.await) }).await {
+                Ok(Ok(s)) => Stream::TlsServer(Box::new(s)),
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    };
     let (mut r, w) = split(stream);
     let out = OutQueue::new();
     let writer = {

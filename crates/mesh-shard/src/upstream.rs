@@ -16,11 +16,11 @@ use mesh_dubbo::{Body, Codec, CodecError, Decoded, Event, Frame};
 
 use crate::error::CallError;
 use crate::health::{AdaptiveLimit, EjectionConfig, Outlier, State as HealthState};
-use crate::io::{read_into, split, OutQueue, ReadHalf};
+use crate::io::{read_into, split, OutQueue, ReadHalf, Stream};
 use crate::sync::{oneshot, Event as Signal, Receiver, Sender, WaitQueue};
 
 /// Settings of the connections to one kind of upstream.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     /// Connections per endpoint (per shard).
     pub connections: usize,
@@ -34,6 +34,8 @@ pub struct UpstreamConfig {
     /// A connection with nothing read for this long gets a heartbeat; with nothing read for three times
     /// this long it is declared dead (its calls fail at once). `None`: no heartbeats.
     pub heartbeat: Option<Duration>,
+    /// TLS towards the upstream (consumer agent -> provider agent), when configured.
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 impl Default for UpstreamConfig {
@@ -47,6 +49,7 @@ impl Default for UpstreamConfig {
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(2000),
             heartbeat: Some(Duration::from_secs(5)),
+            tls: None,
         }
     }
 }
@@ -113,6 +116,27 @@ impl UpstreamConn {
                 source: std::io::Error::other(e.to_string()),
             })?;
         let _ = stream.set_nodelay(true);
+        let stream: Stream = match &cfg.tls {
+            None => stream.into(),
+            Some(tls) => {
+                let handshake = tls.connector().connect(tls.name_for(addr), stream);
+                match glommio::timer::timeout(cfg.connect_timeout, async { Ok(handshake.await) }).await {
+                    Ok(Ok(s)) => Stream::TlsClient(Box::new(s)),
+                    Ok(Err(e)) => {
+                        return Err(CallError::Connect {
+                            addr,
+                            source: std::io::Error::other(format!("TLS handshake: {e}")),
+                        })
+                    }
+                    Err(_) => {
+                        return Err(CallError::Connect {
+                            addr,
+                            source: std::io::Error::other("TLS handshake timed out"),
+                        })
+                    }
+                }
+            }
+        };
         let (r, w) = split(stream);
         let now = Instant::now();
         let conn = UpstreamConn(Rc::new(ConnInner {
@@ -381,6 +405,8 @@ pub struct Pool {
     outlier: RefCell<Outlier>,
     /// Learnt when the provider does not announce its cap.
     limit: RefCell<AdaptiveLimit>,
+    /// Why the last dial failed (reported to the calls that waited for it).
+    dial_error: RefCell<Option<String>>,
 }
 
 /// A call's place in a pool between choosing it and sending (see [`Pool::reserve`]).
@@ -422,15 +448,16 @@ impl Pool {
         let slots = (0..cfg.connections.max(1)).map(|_| Slot::Empty).collect();
         Pool {
             addr,
+            backoff: Cell::new(cfg.min_backoff),
             cfg,
             released,
             slots: RefCell::new(slots),
-            backoff: Cell::new(cfg.min_backoff),
             retry_at: Cell::new(None),
             next: Cell::new(0),
             reserved: Cell::new(0),
             outlier: RefCell::new(Outlier::new(ejection)),
             limit: RefCell::new(limit),
+            dial_error: RefCell::new(None),
         }
     }
 
@@ -563,9 +590,13 @@ impl Pool {
                 },
             }
             if self.live_count() == 0 && self.retry_at.get().is_some_and(|t| Instant::now() < t) {
+                let why = self.dial_error.borrow().clone();
                 return Err(CallError::Connect {
                     addr: self.addr,
-                    source: std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "dial failed"),
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        why.unwrap_or_else(|| "dial failed".to_owned()),
+                    ),
                 });
             }
         }
@@ -596,9 +627,13 @@ impl Pool {
                 // peer that accepts and then drops connections keeps backing off.
                 self.retry_at.set(None);
             }
-            Err(_) => {
+            Err(e) => {
                 slots[slot] = Slot::Empty;
                 drop(slots);
+                *self.dial_error.borrow_mut() = Some(match e {
+                    CallError::Connect { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                });
                 self.back_off();
             }
         }
