@@ -244,7 +244,7 @@ impl Pattern {
                     && value.starts_with(p.as_str())
                     && value.ends_with(s.as_str())
             }
-            Pattern::Range(lo, hi) => match value.trim().parse::<i64>() {
+            Pattern::Range(lo, hi) => match value.parse::<i64>() {
                 Ok(v) => lo.is_none_or(|lo| v >= lo) && hi.is_none_or(|hi| v <= hi),
                 Err(_) => false,
             },

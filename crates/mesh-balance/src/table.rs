@@ -205,7 +205,7 @@ pub struct RouteTable {
     /// Per provider: (registered_at_ms, warmup_ms) when it has a registration time.
     pub(crate) warm: Vec<Option<(u64, u64)>>,
     pub(crate) addr_text: Vec<String>,
-    default_tag: Option<String>,
+    default_tag: Option<std::sync::Arc<str>>,
     tag_class: FxMap<Box<str>, u32>,
     none_class: u32,
     unknown_class: u32,
@@ -217,13 +217,75 @@ pub struct RouteTable {
     method_only_mask: u64,
     /// Rules evaluated per request.
     other_rules: Vec<usize>,
-    method_masks: FxMap<Box<str>, u64>,
+    /// (force_tag, tag, method) -> tag result, method-only rule mask and the last routes seen per
+    /// per-request rule mask: the steady state is one hash lookup.
+    front: Front,
     cache: FxMap<(u32, u64), u32>,
     by_bits: HashMap<BitSet, u32>,
     pub(crate) sets: Vec<CandidateSet>,
 }
 
-const MAX_METHOD_MASKS: usize = 4096;
+const FRONT_SLOTS: usize = 1024;
+const FRONT_ROUTES: usize = 4;
+
+#[derive(Debug, Clone)]
+struct FrontEntry {
+    hash: u64,
+    force_tag: bool,
+    tag: Box<str>,
+    method: Box<str>,
+    tag_set: u32,
+    method_mask: u64,
+    routes: [(u64, u32); FRONT_ROUTES],
+    n: u8,
+    next: u8,
+}
+
+/// Open-addressing map (force_tag, tag, method) -> [`FrontEntry`], hashed and compared in place (no key
+/// is built per request). Half full at most; starts over when it would be fuller.
+#[derive(Debug, Clone, Default)]
+struct Front {
+    slots: Vec<Option<FrontEntry>>,
+    len: usize,
+}
+
+impl Front {
+    fn hash(force_tag: bool, tag: &str, method: &str) -> u64 {
+        use std::hash::Hasher;
+        let mut h = crate::hash::FxHasher::default();
+        h.write_u8(u8::from(force_tag));
+        h.write(tag.as_bytes());
+        h.write_u8(0xff);
+        h.write(method.as_bytes());
+        crate::hash::mix64(h.finish())
+    }
+
+    /// Slot index of the entry, or of the empty slot where it would go.
+    #[inline]
+    fn find(&self, hash: u64, force_tag: bool, tag: &str, method: &str) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = hash as usize & mask;
+        loop {
+            match &self.slots[i] {
+                None => return i,
+                Some(e)
+                    if e.hash == hash
+                        && e.force_tag == force_tag
+                        && *e.tag == *tag
+                        && *e.method == *method =>
+                {
+                    return i
+                }
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.slots.clear();
+        self.len = 0;
+    }
+}
 
 impl RouteTable {
     /// Precomputes every router's result for this epoch. Providers with weight 0 are left out; the
@@ -338,7 +400,7 @@ impl RouteTable {
             opts,
             warm,
             addr_text,
-            default_tag: consumer.tag.clone().filter(|t| !t.is_empty()),
+            default_tag: consumer.tag.as_deref().filter(|t| !t.is_empty()).map(Into::into),
             tag_class,
             none_class,
             unknown_class,
@@ -347,7 +409,7 @@ impl RouteTable {
             rules: active,
             method_only_mask,
             other_rules,
-            method_masks: FxMap::default(),
+            front: Front::default(),
             cache: FxMap::default(),
             by_bits: HashMap::new(),
             sets: Vec::new(),
@@ -392,45 +454,92 @@ impl RouteTable {
     /// Routes a request: O(#rules) request-side matching and one hash lookup in the steady state; the
     /// first request of a new (tag, matched rules) combination ANDs the cached bitsets (O(n/64)).
     pub fn route(&mut self, req: &Request<'_>) -> RouteId {
+        let default_tag = match req.tag {
+            Some(t) if !t.is_empty() => None,
+            _ => self.default_tag.clone(),
+        };
         let tag = match req.tag {
             Some(t) if !t.is_empty() => Some(t),
-            _ => self.default_tag.as_deref(),
+            _ => default_tag.as_deref(),
         };
+        let mut other = 0u64;
+        for &j in &self.other_rules {
+            if self.rules[j].applies(req) {
+                other |= 1 << j;
+            }
+        }
+        let tag_str = tag.unwrap_or("");
+        if self.front.slots.is_empty() {
+            self.front.slots = vec![None; FRONT_SLOTS];
+        }
+        let hash = Front::hash(req.force_tag, tag_str, req.method);
+        let slot = self.front.find(hash, req.force_tag, tag_str, req.method);
+        let (tag_set, method_mask) = match &self.front.slots[slot] {
+            Some(e) => {
+                if let Some(&(_, id)) = e.routes[..usize::from(e.n)].iter().find(|(m, _)| *m == other) {
+                    return RouteId(id);
+                }
+                (e.tag_set, e.method_mask)
+            }
+            None => (self.tag_set(tag, req.force_tag), self.method_mask(req.method)),
+        };
+        let id = self.lookup(tag_set, method_mask | other);
+        // `lookup` may have started the caches over; find the slot again.
+        if self.front.slots.is_empty() || self.front.len * 2 >= FRONT_SLOTS {
+            self.front.clear();
+            self.front.slots = vec![None; FRONT_SLOTS];
+        }
+        let slot = self.front.find(hash, req.force_tag, tag_str, req.method);
+        let e = match &mut self.front.slots[slot] {
+            Some(e) => e,
+            empty @ None => {
+                self.front.len += 1;
+                empty.insert(FrontEntry {
+                    hash,
+                    force_tag: req.force_tag,
+                    tag: tag_str.into(),
+                    method: req.method.into(),
+                    tag_set,
+                    method_mask,
+                    routes: [(0, 0); FRONT_ROUTES],
+                    n: 0,
+                    next: 0,
+                })
+            }
+        };
+        if usize::from(e.n) < FRONT_ROUTES {
+            e.routes[usize::from(e.n)] = (other, id.0);
+            e.n += 1;
+        } else {
+            e.routes[usize::from(e.next)] = (other, id.0);
+            e.next = (e.next + 1) % FRONT_ROUTES as u8;
+        }
+        id
+    }
+
+    fn tag_set(&self, tag: Option<&str>, force_tag: bool) -> u32 {
         let class = match tag {
             None => self.none_class,
             Some(t) => self.tag_class.get(t).copied().unwrap_or(self.unknown_class),
         };
-        let tag_set = self.tag_sets[class as usize][usize::from(req.force_tag)];
-        let mut mask = 0u64;
-        if self.method_only_mask != 0 {
-            mask = match self.method_masks.get(req.method) {
-                Some(&m) => m,
-                None => self.method_mask(req.method),
-            };
-        }
-        for &j in &self.other_rules {
-            if self.rules[j].applies(req) {
-                mask |= 1 << j;
-            }
-        }
-        match self.cache.get(&(tag_set, mask)) {
-            Some(&id) => RouteId(id),
-            None => self.fill(tag_set, mask),
-        }
+        self.tag_sets[class as usize][usize::from(force_tag)]
     }
 
-    fn method_mask(&mut self, method: &str) -> u64 {
+    fn method_mask(&self, method: &str) -> u64 {
         let mut m = 0u64;
         for (j, r) in self.rules.iter().enumerate() {
             if self.method_only_mask & (1 << j) != 0 && r.when.iter().all(|c| c.test(Some(method))) {
                 m |= 1 << j;
             }
         }
-        if self.method_masks.len() >= MAX_METHOD_MASKS {
-            self.method_masks.clear();
-        }
-        self.method_masks.insert(method.into(), m);
         m
+    }
+
+    fn lookup(&mut self, tag_set: u32, mask: u64) -> RouteId {
+        match self.cache.get(&(tag_set, mask)) {
+            Some(&id) => RouteId(id),
+            None => self.fill(tag_set, mask),
+        }
     }
 
     fn fill(&mut self, tag_set: u32, mask: u64) -> RouteId {
@@ -454,6 +563,7 @@ impl RouteTable {
             self.sets.clear();
             self.cache.clear();
             self.by_bits.clear();
+            self.front.clear();
         }
         let id = match self.by_bits.get(&cur) {
             Some(&id) => id,
@@ -699,6 +809,57 @@ mod tests {
             members(&mut t, &Request::new("findOther"));
         }
         assert_eq!(t.cached_sets(), before, "repeat requests hit the cache");
+    }
+
+    #[test]
+    fn caches_start_over_without_changing_results() {
+        let ps: Vec<Provider> = (0..40)
+            .map(|i| {
+                let p = Provider::new(addr(i)).with_param("version", format!("{}.0", i % 4));
+                if i % 5 == 0 {
+                    p.with_tag("gray")
+                } else {
+                    p
+                }
+            })
+            .collect();
+        let rules = r#"{"conditions":["method = a* => version = 1.*","method = *b => version != 2.0",
+            "arguments[0] = 1 => version = 3.*,1.*"]}"#;
+        let mut reference = table(ps.clone(), rules);
+        let rs = RuleSet::from_json(rules).unwrap();
+        let tiny = TableOptions {
+            max_cached_routes: 1,
+            ..TableOptions::default()
+        };
+        let mut t = RouteTable::build(1, ps, &rs, &ConsumerInfo::default(), tiny);
+        let long = "a".repeat(300);
+        let methods = ["ab", "a", "b", "zz", long.as_str()];
+        for round in 0..3 {
+            for (k, m) in methods.iter().enumerate() {
+                for tag in [None, Some("gray"), Some("nope")] {
+                    let args = [if (k + round) % 2 == 0 { "1" } else { "2" }];
+                    let req = Request {
+                        tag,
+                        arguments: &args,
+                        ..Request::new(m)
+                    };
+                    assert_eq!(
+                        members(&mut t, &req),
+                        members(&mut reference, &req),
+                        "{m} {tag:?}"
+                    );
+                    assert_eq!(t.cached_sets(), 1);
+                }
+            }
+        }
+        // 2,000 distinct methods overflow the front map: it starts over and stays correct
+        for k in 0..2000 {
+            let m = format!("a{k}");
+            assert_eq!(
+                members(&mut t, &Request::new(&m)),
+                members(&mut reference, &Request::new(&m))
+            );
+        }
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! candidates; weights give their shares; P2C starves nobody; the rule parser never panics and round-trips
 //! its Display form; bitset operations equal a `Vec<bool>` model.
 
+#![allow(clippy::unwrap_used)] // helpers outside #[test] fns
+
 use std::net::SocketAddr;
 
 use mesh_balance::bitset::{BitSet, RankIndex};
@@ -363,8 +365,8 @@ proptest! {
         let members = model(&|x, _| x);
         prop_assert_eq!(sa.select(k), members.get(k).copied());
         prop_assert_eq!(RankIndex::new(&sa).select(&sa, k), members.get(k).copied());
-        for i in 0..len {
-            prop_assert_eq!(sa.contains(i), ma[i]);
+        for (i, &x) in ma.iter().enumerate() {
+            prop_assert_eq!(sa.contains(i), x);
         }
     }
 }
