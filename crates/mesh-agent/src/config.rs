@@ -218,7 +218,25 @@ pub(crate) struct ConsumerConfig {
     /// Its private key (PEM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_key: Option<PathBuf>,
+    /// How a provider is picked among the routed candidates: `adaptive` (default: power of two choices
+    /// over in-flight calls and latency, no weights needed), `weighted_random`, `round_robin` (smooth
+    /// weighted), `least_active`, `shortest_response`, `consistent_hash` (on the first argument).
+    pub(crate) balancer: String,
+    /// Routing rule documents per service (JSON, see docs/config.md), used when etcd has none for the
+    /// service at `{prefix}/{service}/routing`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) routing: BTreeMap<String, String>,
 }
+
+/// Accepted `consumer.balancer` values.
+pub(crate) const BALANCERS: [&str; 6] = [
+    "adaptive",
+    "weighted_random",
+    "round_robin",
+    "least_active",
+    "shortest_response",
+    "consistent_hash",
+];
 
 /// One entry of `consumer.services`: unset keys fall back to the consumer's.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -277,6 +295,8 @@ impl Default for ConsumerConfig {
             tls_server_name: None,
             tls_cert: None,
             tls_key: None,
+            balancer: BALANCERS[0].to_owned(),
+            routing: BTreeMap::new(),
         }
     }
 }
@@ -333,6 +353,12 @@ pub(crate) struct ProviderConfig {
     /// Require consumer agents to present a certificate signed by this CA (PEM): mutual TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_client_ca: Option<PathBuf>,
+    /// Dubbo's `dubbo.tag` of this provider, registered for tag routing.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) tag: Option<String>,
+    /// Attributes registered for condition routing (`application = "orders"`, `zone = "a"`, ...).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) params: BTreeMap<String, String>,
 }
 
 impl ProviderConfig {
@@ -364,6 +390,8 @@ impl Default for ProviderConfig {
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
+            tag: None,
+            params: BTreeMap::new(),
         }
     }
 }
@@ -1232,6 +1260,17 @@ impl ConsumerConfig {
                 "needs consumer.tls_ca (TLS is off)",
             ));
         }
+        if !BALANCERS.contains(&self.balancer.as_str()) {
+            return Err(invalid(
+                "consumer.balancer",
+                format!("must be one of {}, got {:?}", BALANCERS.join(", "), self.balancer),
+            ));
+        }
+        for (svc, doc) in &self.routing {
+            if let Err(e) = mesh_balance::RuleSet::from_json(doc) {
+                return Err(invalid(format!("consumer.routing.{svc}"), e.to_string()));
+            }
+        }
         range_usize("consumer.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
     }
 }
@@ -1323,6 +1362,21 @@ impl ProviderConfig {
             "provider.tls_key",
             &self.tls_key,
         )?;
+        if let Some(t) = &self.tag {
+            if t.is_empty() || t.chars().any(char::is_whitespace) {
+                return Err(invalid("provider.tag", format!("{t:?} is not a tag")));
+            }
+        }
+        if let Some((k, _)) = self
+            .params
+            .iter()
+            .find(|(k, _)| k.is_empty() || k.contains(char::is_whitespace))
+        {
+            return Err(invalid(
+                "provider.params",
+                format!("{k:?} is not a parameter name"),
+            ));
+        }
         if self.tls_client_ca.is_some() && self.tls_cert.is_none() {
             return Err(invalid(
                 "provider.tls_client_ca",
@@ -1433,6 +1487,8 @@ Keys set only in the config file (docs/config.md has them all):
   consumer.tls_server_name           name checked in their certificates, default their IP address
   consumer.tls_cert                  client certificate (PEM) for mutual TLS, with consumer.tls_key
   consumer.tls_key                   its private key (PEM)
+  consumer.balancer                  adaptive (default), weighted_random, round_robin, least_active, ...
+  consumer.routing                   routing rule documents (JSON) per service, when etcd has none
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";
@@ -1449,6 +1505,8 @@ Keys set only in the config file (docs/config.md has them all):
   provider.tls_cert                  TLS on the agent port: certificate chain (PEM), with provider.tls_key
   provider.tls_key                   its private key (PEM)
   provider.tls_client_ca             require consumer certificates signed by this CA (mutual TLS)
+  provider.tag                       dubbo.tag registered for tag routing
+  provider.params                    attributes registered for condition routing
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";

@@ -209,20 +209,22 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         idle_timeout: Duration::from_millis(c.idle_timeout_ms),
         request_read_timeout: Duration::from_millis(c.request_read_timeout_ms),
     };
-    let headroom = c.cap_headroom_pct;
+    let opts = consumer::UpstreamsOptions {
+        shards,
+        ejection,
+        cap_headroom: f64::from(c.cap_headroom_pct) / 100.0,
+        policy: mesh_shard::policy_named(&c.balancer)
+            .with_context(|| format!("consumer.balancer: unknown balancer {:?}", c.balancer))?,
+        rules: c.routing.clone().into_iter().collect(),
+    };
     let rt = signal_runtime()?;
     let makers: Vec<_> = rxs
         .into_iter()
         .map(|rx| {
             let settings = settings.clone();
+            let opts = opts.clone();
             move |control, ready: Ready| async move {
-                let upstreams = consumer::Upstreams::with_health(
-                    rx,
-                    settings.upstream.clone(),
-                    settings.shards,
-                    ejection,
-                    f64::from(headroom) / 100.0,
-                );
+                let upstreams = consumer::Upstreams::new(rx, settings.upstream.clone(), opts);
                 consumer::run(settings, upstreams, control, || ready.signal()).await
             }
         })
@@ -298,6 +300,12 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
         .with_id(advertise.to_string());
     if let Some(m) = p.max_concurrency {
         endpoint = endpoint.with_max_concurrency(m);
+    }
+    if let Some(t) = &p.tag {
+        endpoint = endpoint.with_tag(t.clone());
+    }
+    for (k, v) in &p.params {
+        endpoint = endpoint.with_param(k.clone(), v.clone());
     }
     let registrar = match (&cfg.etcd, p.register) {
         (Some(e), true) => {

@@ -23,6 +23,8 @@ pub struct Invocation<'a> {
     pub version: Option<Cow<'a, str>>,
     /// `group`, if present and not empty.
     pub group: Option<Cow<'a, str>>,
+    /// `tag` (or `dubbo.tag`), if present and not empty: selects providers with that tag (tag routing).
+    pub tag: Option<Cow<'a, str>>,
 }
 
 const INVALID_ESCAPE: &str = "invalid percent-escape";
@@ -36,6 +38,7 @@ enum Field {
     Parameter,
     Version,
     Group,
+    Tag,
 }
 
 impl Field {
@@ -47,6 +50,7 @@ impl Field {
             b"parameter" => Field::Parameter,
             b"version" => Field::Version,
             b"group" => Field::Group,
+            b"tag" | b"dubbo.tag" => Field::Tag,
             _ => return None,
         })
     }
@@ -59,6 +63,7 @@ impl Field {
             Field::Parameter => "parameter",
             Field::Version => "version",
             Field::Group => "group",
+            Field::Tag => "tag",
         }
     }
 }
@@ -68,8 +73,9 @@ impl Field {
 /// Fields are `&`-separated `name=value` pairs (empty pairs skipped, a pair without `=` has an empty value),
 /// `%XX` escapes and `+` for space are decoded in names and values, values must be UTF-8. Known fields:
 /// `interface` and `method` (required, once), `parameterTypesString` (once; absent means no parameters),
-/// `parameter` (once per argument, in order), `version` and `group` (optional, once). Other fields are
-/// ignored, but count against `max_form_fields`.
+/// `parameter` (once per argument, in order), `version`, `group` and `tag` (alias `dubbo.tag`: Dubbo's
+/// tag-routing attachment) (optional, once). Other fields are ignored, but count against
+/// `max_form_fields`.
 ///
 /// `parameterTypesString` is either a JVM descriptor string (`Ljava/lang/String;I`) or comma-separated Java
 /// type names (`java.lang.String, int`), normalised to the descriptor; the number of `parameter` fields must
@@ -83,6 +89,7 @@ pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>,
     let mut types = None;
     let mut version = None;
     let mut group = None;
+    let mut tag = None;
     let mut args = Vec::new();
     let mut fields = 0usize;
 
@@ -126,6 +133,7 @@ pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>,
             Field::Method => &mut method,
             Field::Version => &mut version,
             Field::Group => &mut group,
+            Field::Tag => &mut tag,
         };
         if slot.is_some() {
             return Err(HttpError::DuplicateField(field.name()));
@@ -153,6 +161,7 @@ pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>,
         args,
         version: version.filter(|s| !s.is_empty()),
         group: group.filter(|s| !s.is_empty()),
+        tag: tag.filter(|s: &Cow<'_, str>| !s.is_empty()),
     })
 }
 
@@ -324,6 +333,9 @@ pub fn encode_form(inv: &Invocation<'_>, out: &mut impl BufMut) {
     }
     if let Some(g) = &inv.group {
         field("group", g, false);
+    }
+    if let Some(t) = &inv.tag {
+        field("tag", t, false);
     }
 }
 

@@ -181,6 +181,7 @@ fn encode_matches_the_challenge_consumer() {
         args: vec!["abc".into()],
         version: None,
         group: None,
+        tag: None,
     };
     let mut out = Vec::new();
     encode_form(&inv, &mut out);
@@ -194,9 +195,16 @@ fn encode_matches_the_challenge_consumer() {
         &Invocation {
             version: Some("1.0".into()),
             group: Some("a b".into()),
+            tag: Some("gray".into()),
             ..inv.clone()
         },
         &mut b,
     );
-    assert!(b.ends_with(b"&version=1.0&group=a+b"));
+    assert!(b.ends_with(b"&version=1.0&group=a+b&tag=gray"));
+    // `dubbo.tag` is the same field; an empty tag is none.
+    let tagged = parse_form(b"interface=I&method=m&dubbo.tag=blue", &Limits::default()).unwrap();
+    assert_eq!(tagged.tag.as_deref(), Some("blue"));
+    let untagged = parse_form(b"interface=I&method=m&tag=", &Limits::default()).unwrap();
+    assert_eq!(untagged.tag, None);
+    assert!(parse_form(b"interface=I&method=m&tag=a&dubbo.tag=b", &Limits::default()).is_err());
 }

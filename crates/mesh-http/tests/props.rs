@@ -196,6 +196,7 @@ proptest! {
             args: arg_values.into_iter().take(types.len()).map(Cow::Owned).collect(),
             version: version.map(Cow::Owned),
             group: group.map(Cow::Owned),
+            tag: None,
         };
         let mut body = Vec::new();
         encode_form(&inv, &mut body);

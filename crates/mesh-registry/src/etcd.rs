@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, KeyValue, WatchOptions};
 
-use crate::snapshot::{normalize_prefix, parse_entry, prefix_range, DEFAULT_PREFIX};
+use crate::snapshot::{normalize_prefix, parse_any, prefix_range, Entry, DEFAULT_PREFIX};
 use crate::source::Outbox;
-use crate::{Endpoint, RegistryError, Snapshot};
+use crate::{RegistryError, Snapshot};
 
 /// How to reach etcd and where the registry lives in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -250,7 +250,7 @@ async fn watch_session(
 /// The parsed content of the prefix, by key.
 struct Entries<'a> {
     prefix: &'a str,
-    by_key: BTreeMap<Vec<u8>, (String, Endpoint)>,
+    by_key: BTreeMap<Vec<u8>, Entry>,
 }
 
 impl<'a> Entries<'a> {
@@ -263,7 +263,7 @@ impl<'a> Entries<'a> {
 
     /// Adds or replaces an entry; a bad entry is reported and removes what the key held before.
     fn put(&mut self, kv: &KeyValue) {
-        match parse_entry(self.prefix, kv.key(), kv.value()) {
+        match parse_any(self.prefix, kv.key(), kv.value()) {
             Ok(entry) => {
                 self.by_key.insert(kv.key().to_vec(), entry);
             }
@@ -283,7 +283,15 @@ impl<'a> Entries<'a> {
     }
 
     fn snapshot(&self) -> Snapshot {
-        Snapshot::new(0, self.by_key.values().cloned())
+        let mut endpoints = Vec::new();
+        let mut rules = Vec::new();
+        for e in self.by_key.values() {
+            match e {
+                Entry::Endpoint(s, ep) => endpoints.push((s.clone(), ep.clone())),
+                Entry::Rules(s, r) => rules.push((s.clone(), r.clone())),
+            }
+        }
+        Snapshot::new(0, endpoints).with_rules(rules)
     }
 }
 

@@ -21,7 +21,8 @@ pub use error::RegistryError;
 pub use etcd::EtcdConfig;
 pub use registrar::{spawn_registrar, RegistrarHandle, Registration, DEFAULT_TTL};
 pub use snapshot::{
-    encode_value, key_for, normalize_prefix, parse_entry, prefix_range, validate_service, Endpoint, Snapshot,
-    DEFAULT_PREFIX, DEFAULT_WEIGHT, WILDCARD_SERVICE,
+    encode_value, key_for, normalize_prefix, parse_any, parse_entry, prefix_range, rules_key_for,
+    validate_service, Endpoint, Entry, Snapshot, DEFAULT_PREFIX, DEFAULT_WEIGHT, ROUTING_SEGMENT,
+    WILDCARD_SERVICE,
 };
 pub use source::{spawn_watcher, Source, WatcherHandle, STOP_TIMEOUT};

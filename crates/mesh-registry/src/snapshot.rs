@@ -28,6 +28,10 @@ pub struct Endpoint {
     pub max_concurrency: Option<u32>,
     /// Unique per agent instance, e.g. `host:port` (a restarted agent may use a new one).
     pub id: String,
+    /// Dubbo's `dubbo.tag` of the provider (tag routing), if any.
+    pub tag: Option<String>,
+    /// Other attributes for condition routing (`application`, `version`, anything).
+    pub params: BTreeMap<String, String>,
 }
 
 impl Endpoint {
@@ -38,7 +42,21 @@ impl Endpoint {
             weight: DEFAULT_WEIGHT,
             max_concurrency: None,
             id: addr.to_string(),
+            tag: None,
+            params: BTreeMap::new(),
         }
+    }
+
+    /// The same endpoint with a routing tag.
+    pub fn with_tag(mut self, tag: impl Into<String>) -> Self {
+        self.tag = Some(tag.into());
+        self
+    }
+
+    /// The same endpoint with one more routing attribute.
+    pub fn with_param(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.params.insert(key.into(), value.into());
+        self
     }
 
     /// The same endpoint with another weight.
@@ -70,6 +88,9 @@ pub struct Snapshot {
     /// Publication number: 1 for the first snapshot of a watcher, +1 for each later one.
     pub version: u64,
     services: BTreeMap<String, Vec<Endpoint>>,
+    /// Routing rule documents by service (the text of `{prefix}/{service}/routing`), for the consumer's
+    /// router to parse.
+    rules: BTreeMap<String, std::sync::Arc<str>>,
 }
 
 impl Snapshot {
@@ -87,7 +108,22 @@ impl Snapshot {
             .into_iter()
             .map(|(service, eps)| (service, eps.into_values().collect()))
             .collect();
-        Snapshot { version, services }
+        Snapshot {
+            version,
+            services,
+            rules: BTreeMap::new(),
+        }
+    }
+
+    /// The same snapshot with these routing rule documents (service -> text).
+    pub fn with_rules(mut self, rules: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.rules = rules.into_iter().map(|(s, r)| (s, r.into())).collect();
+        self
+    }
+
+    /// The routing rule document of `service`, if one is registered.
+    pub fn rules(&self, service: &str) -> Option<&str> {
+        self.rules.get(service).map(|r| &**r)
     }
 
     /// A snapshot without any endpoint.
@@ -95,6 +131,7 @@ impl Snapshot {
         Snapshot {
             version,
             services: BTreeMap::new(),
+            rules: BTreeMap::new(),
         }
     }
 
@@ -127,9 +164,9 @@ impl Snapshot {
         self.services.values().map(Vec::len).sum()
     }
 
-    /// Whether `other` lists exactly the same endpoints, whatever the versions.
+    /// Whether `other` lists exactly the same endpoints and rules, whatever the versions.
     pub fn same_endpoints(&self, other: &Snapshot) -> bool {
-        self.services == other.services
+        self.services == other.services && self.rules == other.rules
     }
 
     /// The same endpoints under another version.
@@ -148,6 +185,10 @@ struct EntryValue {
     max_concurrency: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    tag: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    params: BTreeMap<String, String>,
 }
 
 fn default_weight() -> u32 {
@@ -191,6 +232,8 @@ pub fn encode_value(endpoint: &Endpoint) -> String {
         weight: endpoint.weight,
         max_concurrency: endpoint.max_concurrency,
         id: Some(endpoint.id.clone()),
+        tag: endpoint.tag.clone(),
+        params: endpoint.params.clone(),
     };
     // Serializing a struct of integers and a string cannot fail.
     serde_json::to_string(&value).unwrap_or_default()
@@ -230,6 +273,8 @@ pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<(String, En
             weight: DEFAULT_WEIGHT,
             max_concurrency: None,
             id: None,
+            tag: None,
+            params: BTreeMap::new(),
         }
     } else {
         // Through `Value` first: serde would otherwise also accept a JSON array for the struct.
@@ -258,8 +303,48 @@ pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<(String, En
             weight: value.weight,
             max_concurrency: value.max_concurrency,
             id,
+            tag: value.tag.filter(|t| !t.is_empty()),
+            params: value.params,
         },
     ))
+}
+
+/// The last key segment that holds a service's routing rules instead of an endpoint.
+pub const ROUTING_SEGMENT: &str = "routing";
+
+/// The key of `service`'s routing rule document: `{prefix}/{service}/routing`.
+pub fn rules_key_for(prefix: &str, service: &str) -> String {
+    format!("{}/{}/{ROUTING_SEGMENT}", normalize_prefix(prefix), service)
+}
+
+/// One registry entry: an endpoint, or a service's routing rule document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Endpoint(String, Endpoint),
+    /// `(service, document text)`; the document is checked by the consumer's router, not here.
+    Rules(String, String),
+}
+
+/// Reads any etcd entry under the prefix: [`parse_entry`] for endpoints, the rule document for
+/// `{prefix}/{service}/routing` (UTF-8 text, at most 1 MiB).
+pub fn parse_any(prefix: &str, key: &[u8], value: &[u8]) -> Result<Entry, RegistryError> {
+    let rules_of = std::str::from_utf8(key).ok().and_then(|k| {
+        let rest = k.strip_prefix(normalize_prefix(prefix))?.strip_prefix('/')?;
+        let (service, last) = rest.split_once('/')?;
+        (last == ROUTING_SEGMENT && validate_service(service).is_ok()).then(|| service.to_owned())
+    });
+    let Some(service) = rules_of else {
+        return parse_entry(prefix, key, value).map(|(s, e)| Entry::Endpoint(s, e));
+    };
+    let bad_value = |reason: &str| RegistryError::BadValue {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: reason.to_owned(),
+    };
+    if value.len() > 1024 * 1024 {
+        return Err(bad_value("routing rules larger than 1 MiB"));
+    }
+    let text = std::str::from_utf8(value).map_err(|_| bad_value("routing rules are not UTF-8"))?;
+    Ok(Entry::Rules(service, text.to_owned()))
 }
 
 #[cfg(test)]
@@ -320,6 +405,39 @@ mod tests {
         assert!(!a.same_endpoints(&b));
         assert_eq!(b.clone().with_version(9), c);
         assert_eq!(b.iter().count(), 1);
+    }
+
+    #[test]
+    fn tags_params_and_rule_documents() {
+        let e = Endpoint::new("10.0.0.1:30000".parse().unwrap())
+            .with_tag("gray")
+            .with_param("application", "orders");
+        let key = key_for("/p", "svc", e.addr);
+        let (svc, back) = parse_entry("/p", key.as_bytes(), encode_value(&e).as_bytes()).unwrap();
+        assert_eq!((svc.as_str(), &back), ("svc", &e));
+        // An empty tag is no tag.
+        let (_, untagged) = parse_entry("/p", key.as_bytes(), br#"{"tag":""}"#).unwrap();
+        assert_eq!(untagged.tag, None);
+        // The routing key of a service carries its rule document as text.
+        let rk = rules_key_for("/p/", "svc");
+        assert_eq!(rk, "/p/svc/routing");
+        assert_eq!(
+            parse_any("/p", rk.as_bytes(), b"{\"conditions\":[]}").unwrap(),
+            Entry::Rules("svc".into(), "{\"conditions\":[]}".into())
+        );
+        assert!(parse_any("/p", rk.as_bytes(), &[0xff, 0xfe]).is_err());
+        assert!(matches!(
+            parse_any("/p", key.as_bytes(), b"").unwrap(),
+            Entry::Endpoint(s, _) if s == "svc"
+        ));
+        let snap =
+            Snapshot::new(1, [("svc".to_string(), e)]).with_rules([("svc".to_string(), "x".to_string())]);
+        assert_eq!(snap.rules("svc"), Some("x"));
+        assert_eq!(snap.rules("other"), None);
+        assert!(!snap.same_endpoints(&Snapshot::new(
+            1,
+            snap.iter().map(|(s, e)| (s.to_owned(), e[0].clone()))
+        )));
     }
 
     #[test]

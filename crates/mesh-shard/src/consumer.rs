@@ -12,14 +12,14 @@ use std::time::Instant;
 use bytes::{Buf, BytesMut};
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
-use mesh_balance::Load;
 use mesh_dubbo::{Body, Header, RequestHead, Response, RpcResult, Serialization, Status, Value};
 use mesh_http::{ConnectionHeader, HttpRequest, Invocation, Parse};
 use mesh_registry::Snapshot;
 
 use crate::error::CallError;
-use crate::health::{AdaptiveLimit, EjectionConfig, State as HealthState};
+use crate::health::{AdaptiveLimit, EjectionConfig};
 use crate::io::{read_into, split};
+use crate::routes::{Call, Caps, Chosen, Pick, Routes};
 use crate::runtime::ShardControl;
 use crate::sync::WaitQueue;
 use crate::upstream::{PendingCall, Pool, UpstreamConfig};
@@ -90,21 +90,47 @@ impl Policies {
     }
 }
 
-/// The shard's view of the registry and its connection pools to provider agents.
+/// How a consumer shard balances and protects its providers.
+#[derive(Debug, Clone)]
+pub struct UpstreamsOptions {
+    /// Shards of this consumer agent: a provider's announced cap is split evenly over them.
+    pub shards: usize,
+    /// Outlier ejection of providers that keep failing.
+    pub ejection: EjectionConfig,
+    /// Calls sent to a provider beyond its announced cap, as a fraction of it (0.05 = 5% more). Its agent
+    /// queues them and refills the provider's freed threads at once, instead of letting each thread idle
+    /// for the answer's way back and the next call's way out. 0 never sends more than the cap.
+    pub cap_headroom: f64,
+    /// The balancer among routed candidates.
+    pub policy: mesh_balance::Policy,
+    /// Routing rule documents (JSON) by service, used when the registry has none for the service.
+    pub rules: HashMap<String, String>,
+}
+
+impl Default for UpstreamsOptions {
+    fn default() -> Self {
+        UpstreamsOptions {
+            shards: 1,
+            ejection: EjectionConfig::default(),
+            cap_headroom: 0.0,
+            policy: mesh_balance::Policy::default(),
+            rules: HashMap::new(),
+        }
+    }
+}
+
+/// The shard's view of the registry, its routing tables and its connection pools to provider agents.
 pub struct Upstreams {
     snapshot: RefCell<Arc<Snapshot>>,
     rx: crossbeam_channel::Receiver<Arc<Snapshot>>,
     pools: RefCell<HashMap<SocketAddr, Rc<Pool>>>,
     cfg: UpstreamConfig,
-    rr: Cell<usize>,
-    loads: RefCell<Vec<Load>>,
+    routes: RefCell<Routes>,
+    caps: Caps,
     shards: u32,
-    /// Calls waiting for a provider below its cap, oldest first; woken by the pools as calls complete.
+    /// Calls waiting for a provider below its cap, oldest first; woken as calls complete.
     queue: Rc<WaitQueue>,
     ejection: EjectionConfig,
-    cap_headroom: f64,
-    /// Set by a pick that skipped an ejected provider.
-    any_ejected: Cell<bool>,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -116,47 +142,30 @@ impl std::fmt::Debug for Upstreams {
 /// Dubbo's default provider thread pool: the starting limit for a provider that announces no cap.
 const DEFAULT_THREADS: u32 = 200;
 
-/// The outcome of choosing a provider.
-enum Pick {
-    /// No snapshot has arrived yet (the registry has not been read once).
-    NoSnapshot,
-    NoService,
-    /// Some provider could take the call but every one of them is at its cap: wait for room.
-    AllBusy,
-    /// Every provider is excluded (already tried) or backing off after failed dials.
-    Unreachable,
-    Pool(Rc<Pool>),
-}
-
 impl Upstreams {
-    /// `shards`: how many shards this consumer agent runs (each takes an equal share of a provider's cap).
-    pub fn new(rx: crossbeam_channel::Receiver<Arc<Snapshot>>, cfg: UpstreamConfig, shards: usize) -> Self {
-        Self::with_health(rx, cfg, shards, EjectionConfig::default(), 0.0)
-    }
-
-    /// Like [`Upstreams::new`], with outlier ejection settings and the cap headroom: calls sent to a
-    /// provider beyond its announced cap, as a fraction of it (0.05 = 5% more). Its agent queues them and
-    /// refills the provider's freed threads at once, instead of letting each thread idle for the answer's
-    /// way back and the next call's way out. 0 never sends more than the cap.
-    pub fn with_health(
+    pub fn new(
         rx: crossbeam_channel::Receiver<Arc<Snapshot>>,
         cfg: UpstreamConfig,
-        shards: usize,
-        ejection: EjectionConfig,
-        cap_headroom: f64,
+        opts: UpstreamsOptions,
     ) -> Self {
+        let shards = u32::try_from(opts.shards.max(1)).unwrap_or(u32::MAX);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
         Upstreams {
-            ejection,
-            cap_headroom: cap_headroom.max(0.0),
-            any_ejected: Cell::new(false),
-            shards: u32::try_from(shards.max(1)).unwrap_or(u32::MAX),
-            queue: Rc::new(WaitQueue::new()),
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             rx,
             pools: RefCell::new(HashMap::new()),
             cfg,
-            rr: Cell::new(0),
-            loads: RefCell::new(Vec::new()),
+            routes: RefCell::new(Routes::new(opts.policy, opts.rules, seed)),
+            caps: Caps {
+                shards,
+                headroom: opts.cap_headroom.max(0.0),
+            },
+            shards,
+            queue: Rc::new(WaitQueue::new()),
+            ejection: opts.ejection,
         }
     }
 
@@ -172,6 +181,8 @@ impl Upstreams {
                 .borrow_mut()
                 .retain(|addr, _| s.iter().any(|(_, eps)| eps.iter().any(|e| e.addr == *addr)));
             *self.snapshot.borrow_mut() = s;
+            // New providers may have room for calls that wait: start the chain of wake-ups.
+            self.queue.wake_one();
         }
     }
 
@@ -189,7 +200,7 @@ impl Upstreams {
                 Rc::new(Pool::with_health(
                     addr,
                     self.cfg.clone(),
-                    Some(self.queue.clone()),
+                    None,
                     self.ejection,
                     AdaptiveLimit::new(DEFAULT_THREADS.div_ceil(self.shards), 10_000),
                 ))
@@ -197,69 +208,41 @@ impl Upstreams {
             .clone()
     }
 
-    /// Weighted least-active over the service's providers, skipping `exclude`, pools backing off and
-    /// ejected providers — unless every remaining one is ejected: ejection never empties a service.
-    fn pick(&self, service: &str, exclude: &[SocketAddr]) -> Pick {
-        match self.pick_with(service, exclude, true) {
-            Pick::AllBusy | Pick::Unreachable if self.any_ejected.get() => {
-                self.pick_with(service, exclude, false)
+    /// Routes and picks a provider for `inv`, not one of `exclude`. A chosen provider counts the call in
+    /// flight until [`Upstreams::done`].
+    fn pick(&self, inv: &Invocation<'_>, exclude: &[SocketAddr]) -> Pick {
+        let snap = self.snapshot.borrow().clone();
+        let mut small: [&str; 4] = [""; 4];
+        let heap: Vec<&str>;
+        let args: &[&str] = if inv.args.len() <= small.len() {
+            for (slot, a) in small.iter_mut().zip(&inv.args) {
+                *slot = a;
             }
-            p => p,
-        }
+            &small[..inv.args.len()]
+        } else {
+            heap = inv.args.iter().map(|a| a.as_ref()).collect();
+            &heap
+        };
+        let call = Call {
+            service: &inv.interface,
+            method: &inv.method,
+            tag: inv.tag.as_deref(),
+            args,
+            exclude,
+        };
+        self.routes
+            .borrow_mut()
+            .pick(&snap, &call, self.caps, |addr| self.pool(addr))
     }
 
-    fn pick_with(&self, service: &str, exclude: &[SocketAddr], eject: bool) -> Pick {
-        self.any_ejected.set(false);
-        let now = Instant::now();
-        let snap = self.snapshot.borrow().clone();
-        if snap.version == 0 {
-            return Pick::NoSnapshot;
-        }
-        let eps = snap.endpoints(service);
-        if eps.is_empty() {
-            return Pick::NoService;
-        }
-        let mut loads = self.loads.borrow_mut();
-        loads.clear();
-        for ep in eps {
-            let pool = self.pools.borrow().get(&ep.addr).cloned();
-            let inflight = pool.as_ref().map_or(0, |p| p.inflight() as u32);
-            let mut usable = !exclude.contains(&ep.addr) && !pool.as_ref().is_some_and(|p| p.backing_off());
-            let health = pool.as_ref().map_or(HealthState::Healthy, |p| p.health(now));
-            if usable && eject && matches!(health, HealthState::Ejected(_)) {
-                self.any_ejected.set(true);
-                usable = false;
-            }
-            // The provider's thread cap is shared by every shard: each keeps within its part (plus the
-            // headroom its agent queues). Without an announced cap, the limit learnt from its answers.
-            let cap = match ep.max_concurrency {
-                Some(c) => {
-                    let extra = (f64::from(c) * self.cap_headroom).ceil() as u32;
-                    c.saturating_add(extra).div_ceil(self.shards).max(1)
-                }
-                None => pool
-                    .as_ref()
-                    .map_or(DEFAULT_THREADS.div_ceil(self.shards), |p| p.adaptive_limit()),
-            };
-            // A provider back from ejection gets one probe call at a time.
-            let cap = if eject && health == HealthState::Probing {
-                cap.min(1)
-            } else {
-                cap
-            };
-            loads.push(Load {
-                weight: if usable { ep.weight } else { 0 },
-                inflight,
-                max_concurrency: Some(cap),
-            });
-        }
-        let start = self.rr.get();
-        self.rr.set(start.wrapping_add(1));
-        match mesh_balance::least_loaded(&loads, start) {
-            Some(i) => Pick::Pool(self.pool(eps[i].addr)),
-            None if loads.iter().any(|l| l.weight > 0) => Pick::AllBusy,
-            None => Pick::Unreachable,
-        }
+    /// A call sent to `chosen` ended: the provider's in-flight count, latency and cap are updated and the
+    /// oldest waiting call is woken (there may be room now).
+    fn done(&self, service: &str, chosen: &Chosen, started: Instant, ok: bool) {
+        let latency = started.elapsed().as_nanos() as u64;
+        self.routes
+            .borrow_mut()
+            .done(service, chosen, latency, ok, self.caps);
+        self.queue.wake_one();
     }
 }
 
@@ -328,7 +311,7 @@ enum Job<'a> {
     },
     Waiting {
         call: PendingCall,
-        pool: Rc<Pool>,
+        chosen: Chosen,
         inv: Invocation<'a>,
         tried: Vec<SocketAddr>,
         keep_alive: bool,
@@ -486,6 +469,7 @@ fn owned_invocation(inv: Invocation<'_>) -> Invocation<'static> {
         args: inv.args.into_iter().map(own).collect(),
         version: inv.version.map(own),
         group: inv.group.map(own),
+        tag: inv.tag.map(own),
     }
 }
 
@@ -505,12 +489,19 @@ async fn dispatch<'a>(
     let job = loop {
         // Calls already waiting go first: a new call joins the queue behind them.
         let picked = if ctx.upstreams.queue.is_empty() || requeued {
-            ctx.upstreams.pick(&inv.interface, &tried)
+            ctx.upstreams.pick(&inv, &tried)
         } else {
             Pick::AllBusy
         };
-        let pool = match picked {
-            Pick::Pool(p) => p,
+        let chosen = match picked {
+            Pick::Chosen(c) => {
+                if requeued {
+                    // Woken and served: there may be room for the next waiter too (the chain stops at
+                    // the first one that finds none and goes back to the head of the queue).
+                    ctx.upstreams.queue.wake_one();
+                }
+                c
+            }
             Pick::AllBusy => {
                 // Every provider is at its cap: wait for capacity instead of sending a call that would
                 // be rejected (status 100), within the queue's bound and timeout.
@@ -525,11 +516,6 @@ async fn dispatch<'a>(
                         ),
                         keep_alive,
                     );
-                }
-                if !requeued && matches!(ctx.upstreams.pick(&inv.interface, &tried), Pick::Pool(_)) {
-                    // Capacity is free while others wait (freed without a completion, e.g. a provider
-                    // joined): hand it to the oldest waiter, then queue behind it.
-                    q.wake_one();
                 }
                 let ticket = q.wait(requeued);
                 // One deadline for the whole wait, however often the call is put back.
@@ -569,6 +555,16 @@ async fn dispatch<'a>(
                     keep_alive,
                 )
             }
+            Pick::NoRoute => {
+                break done(
+                    503,
+                    format!(
+                        "the routing rules of service {} leave no provider for method {}",
+                        inv.interface, inv.method
+                    ),
+                    keep_alive,
+                )
+            }
             Pick::NoService | Pick::Unreachable => {
                 let msg = match &last {
                     Some(last) => {
@@ -580,18 +576,22 @@ async fn dispatch<'a>(
             }
         };
         let policy = ctx.settings.policies.get(&inv.interface, &inv.method);
-        // Counted against the provider's cap while the first connection is being dialled.
-        let reservation = pool.reserve();
+        let pool = chosen.pool.clone();
+        // Counted against the provider's cap (by the route table since the pick) while the first
+        // connection is being dialled.
+        let started = Instant::now();
         let res = match pool.get().await {
             Ok(conn) => conn.send(|buf, id| encode_call(ctx, buf, id, &inv, policy)),
             Err(e) => Err(e),
         };
-        drop(reservation);
+        if res.is_err() {
+            ctx.upstreams.done(&inv.interface, &chosen, started, false);
+        }
         match res {
             Ok(call) => {
                 break Job::Waiting {
                     call,
-                    pool,
+                    chosen,
                     inv,
                     tried,
                     keep_alive,
@@ -678,7 +678,7 @@ async fn finish(ctx: &Ctx, mut job: Job<'_>, http10: bool, out: &mut BytesMut) {
             } => break (status, body, keep_alive),
             Job::Waiting {
                 call,
-                pool,
+                chosen,
                 inv,
                 mut tried,
                 keep_alive,
@@ -687,6 +687,15 @@ async fn finish(ctx: &Ctx, mut job: Job<'_>, http10: bool, out: &mut BytesMut) {
                 let policy = ctx.settings.policies.get(&inv.interface, &inv.method);
                 let sent = call.sent();
                 let answer = call.wait(policy.timeout).await;
+                let pool = &chosen.pool;
+                let ok = matches!(&answer, Ok(f) if !matches!(
+                    f.header.status,
+                    Status::SERVICE_NOT_FOUND
+                        | Status::SERVER_THREADPOOL_EXHAUSTED
+                        | Status::SERVER_TIMEOUT
+                        | Status::SERVER_ERROR
+                        | Status::BAD_RESPONSE
+                ));
                 // Retry elsewhere (excluding this provider), or go back to the queue (the provider was
                 // only full: with its limit lowered, the call waits for room anywhere, this one included).
                 enum Again {
@@ -732,6 +741,8 @@ async fn finish(ctx: &Ctx, mut job: Job<'_>, http10: bool, out: &mut BytesMut) {
                         Again::No
                     }
                 };
+                // After the pool's health and limit saw the outcome: the cap refreshed from them.
+                ctx.upstreams.done(&inv.interface, &chosen, sent, ok);
                 let bounded = attempts < policy.retries && tried.len() < policy.retries;
                 match again {
                     Again::Elsewhere if bounded => {

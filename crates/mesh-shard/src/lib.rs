@@ -9,9 +9,11 @@ mod error;
 pub mod health;
 pub mod io;
 pub mod provider;
+mod routes;
 pub mod runtime;
 pub mod sync;
 pub mod tls;
 pub mod upstream;
 
 pub use error::{CallError, Origin};
+pub use routes::policy_named;

@@ -522,7 +522,12 @@ impl Pool {
 
     /// True when the last dial failed and the back-off has not expired.
     pub fn backing_off(&self) -> bool {
-        self.retry_at.get().is_some_and(|t| Instant::now() < t) && self.live_count() == 0
+        self.backoff_until(Instant::now()).is_some()
+    }
+
+    /// When the back-off after a failed dial ends, if the pool is in one (and has no live connection).
+    pub fn backoff_until(&self, now: Instant) -> Option<Instant> {
+        self.retry_at.get().filter(|t| now < *t && self.live_count() == 0)
     }
 
     fn live_count(&self) -> usize {

@@ -68,6 +68,7 @@ pub(crate) fn call(port: u16, interface: &str, param: &str) -> (u16, String) {
         args: vec![param.into()],
         version: None,
         group: None,
+        tag: None,
     };
     let mut body = BytesMut::new();
     mesh_http::encode_form(&inv, &mut body);

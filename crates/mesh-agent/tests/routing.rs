@@ -1,0 +1,123 @@
+//! Tag and condition routing through both agents with real etcd: providers register their tag, the rule
+//! document of a service lives at `{prefix}/{service}/routing`, and a change takes effect on the next
+//! snapshot. Loopback only; bounded waits.
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use mesh_testkit::etcd::EtcdServer;
+use mesh_testkit::process::{free_port, ChildGuard};
+
+mod common;
+use common::*;
+
+/// One call with an optional `tag` form field; returns the HTTP status.
+fn call_tagged(port: u16, tag: Option<&str>, param: &str) -> u16 {
+    let inv = mesh_http::Invocation {
+        interface: IFACE.into(),
+        method: "hash".into(),
+        param_types: "Ljava/lang/String;".into(),
+        args: vec![param.into()],
+        version: None,
+        group: None,
+        tag: tag.map(Into::into),
+    };
+    let mut body = BytesMut::new();
+    mesh_http::encode_form(&inv, &mut body);
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    resp[9..12].parse().unwrap()
+}
+
+fn served(g: &mut ChildGuard) -> u64 {
+    let out = g.terminate().unwrap().stdout;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"served\""))
+        .unwrap()
+        .to_owned();
+    serde_json::from_str::<serde_json::Value>(&line).unwrap()["served"]
+        .as_u64()
+        .unwrap()
+}
+
+#[test]
+fn tags_and_condition_rules_from_etcd_route_calls() {
+    let etcd = EtcdServer::start().unwrap();
+    let url = etcd.client_url().to_owned();
+    let (mut sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
+    let (mut sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
+    let (mut sim_c, port_c) = sim(&["--latency-ms", "1", "--name", "c"]);
+    let (pa, pb, pc, ca) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gray = config_file(&dir, "[provider]\ntag = \"gray\"\nparams = { zone = \"z1\" }\n");
+    let _a = provider_agent(pa, port_a, &["--etcd", &url, "--config", &gray]);
+    let _b = provider_agent(pb, port_b, &["--etcd", &url]);
+    let _c = provider_agent(pc, port_c, &["--etcd", &url]);
+    let w = watch(&etcd);
+    wait_until("three providers registered", Duration::from_secs(10), || {
+        registered(&w, pa) && registered(&w, pb) && registered(&w, pc)
+    });
+    let snap = w.latest().unwrap();
+    let a = snap.endpoints(IFACE).iter().find(|e| e.addr == addr(pa)).unwrap();
+    assert_eq!(a.tag.as_deref(), Some("gray"));
+    assert_eq!(a.params.get("zone").map(String::as_str), Some("z1"));
+    let _consumer = consumer_agent(ca, &["--etcd", &url]);
+
+    // Tagged calls go to the gray provider only.
+    let mut warm = 0;
+    wait_until("consumer serves", Duration::from_secs(10), || {
+        warm += 1;
+        call_tagged(ca, Some("gray"), "w") == 200
+    });
+    for i in 0..20 {
+        assert_eq!(call_tagged(ca, Some("gray"), &format!("g{i}")), 200);
+    }
+    // A condition rule from etcd: untagged calls (which only untagged providers serve) go to c only.
+    let key = mesh_registry::rules_key_for(mesh_registry::DEFAULT_PREFIX, IFACE);
+    let rule = format!("{{\"conditions\": [\"method = hash => port = {pc}\"]}}");
+    etcdctl(&etcd, &["put", &key, &rule]);
+    wait_until("rules in the snapshot", Duration::from_secs(10), || {
+        w.latest().is_some_and(|s| s.rules(IFACE).is_some())
+    });
+    std::thread::sleep(Duration::from_millis(300)); // the consumer's watcher sees the same revision
+    for i in 0..30 {
+        assert_eq!(call_tagged(ca, None, &format!("u{i}")), 200);
+    }
+    // A tag nobody has falls back to untagged providers (Dubbo's rule without force), still routed to c.
+    for i in 0..10 {
+        assert_eq!(call_tagged(ca, Some("blue"), &format!("b{i}")), 200);
+    }
+    // A broken document is reported and ignored: calls are balanced over b and c again, none fails.
+    etcdctl(&etcd, &["put", &key, "{\"conditions\": [\"method = => =\"]}"]);
+    std::thread::sleep(Duration::from_millis(500));
+    for i in 0..40 {
+        assert_eq!(call_tagged(ca, None, &format!("x{i}")), 200);
+    }
+    let (sa, sb, sc) = (served(&mut sim_a), served(&mut sim_b), served(&mut sim_c));
+    assert_eq!(sa, warm + 20, "gray calls: a {sa}, b {sb}, c {sc}");
+    assert_eq!(sb + sc, 80, "a {sa}, b {sb}, c {sc}");
+    assert!(sc >= 40, "the rule sent 40 calls to c: a {sa}, b {sb}, c {sc}");
+    assert!(
+        sb > 0,
+        "without a valid rule b serves again: a {sa}, b {sb}, c {sc}"
+    );
+}

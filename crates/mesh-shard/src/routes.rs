@@ -1,0 +1,348 @@
+//! The consumer shard's routing: for each service, a [`mesh_balance::RouteTable`] built once per snapshot
+//! epoch (tag and condition routers cached as bitsets) and its [`LiveState`] (in-flight calls and latency
+//! per provider, carried over from epoch to epoch by address), glued to the shard's connection pools.
+//!
+//! On the request path a pick is a route-cache lookup and an O(1) balancer draw. Pool health does not
+//! make it scan the providers: a picked provider found backing off or ejected is marked down until the
+//! instant its state can change and the pick is drawn again; the marks are reviewed only when the earliest
+//! of those instants has passed.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mesh_balance::{
+    ConsumerInfo, LiveState, Pick as Drawn, PickOptions, Policy, Provider, Request, RouteTable, RuleSet,
+    TableOptions, XorShift64,
+};
+use mesh_registry::{Endpoint, Snapshot};
+
+use crate::health::State as HealthState;
+use crate::upstream::Pool;
+
+/// What a pick found.
+pub(crate) enum Pick {
+    /// No snapshot has arrived yet (the registry has not been read once).
+    NoSnapshot,
+    NoService,
+    /// The routing rules leave no provider for this call.
+    NoRoute,
+    /// Some candidate could take the call but every one is at its cap: wait for room.
+    AllBusy,
+    /// Every candidate is excluded (already tried) or backing off after failed dials.
+    Unreachable,
+    Chosen(Chosen),
+}
+
+/// A provider chosen for one call; [`Routes::done`] must be told how the call ended.
+#[derive(Debug, Clone)]
+pub(crate) struct Chosen {
+    pub(crate) pool: Rc<Pool>,
+    /// The epoch (snapshot version) and index it was picked in.
+    version: u64,
+    idx: usize,
+}
+
+/// How provider caps are derived for a table.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caps {
+    /// Consumer shards (a registered cap is split between them).
+    pub(crate) shards: u32,
+    /// Extra calls beyond a registered cap, as a fraction of it (queued by the provider's agent).
+    pub(crate) headroom: f64,
+}
+
+impl Caps {
+    /// This shard's cap for `ep`: its registered cap split over the shards (plus headroom), else the limit
+    /// learnt from the provider's answers.
+    pub(crate) fn of(&self, announced: Option<u32>, pool: &Pool) -> u32 {
+        match announced {
+            Some(c) => {
+                let extra = (f64::from(c) * self.headroom).ceil() as u32;
+                c.saturating_add(extra).div_ceil(self.shards).max(1)
+            }
+            None => pool.adaptive_limit(),
+        }
+    }
+}
+
+/// One service's routing state in one epoch.
+struct ServiceRoutes {
+    version: u64,
+    table: RouteTable,
+    live: LiveState,
+    /// Per provider index: its pool, its endpoint's announced cap, and until when it is marked down.
+    pools: Vec<Rc<Pool>>,
+    announced: Vec<Option<u32>>,
+    down: Vec<Option<Instant>>,
+    downs: usize,
+    /// The earliest instant a down mark may be lifted.
+    review_at: Option<Instant>,
+}
+
+/// Routing for every service of one consumer shard.
+pub(crate) struct Routes {
+    policy: Policy,
+    consumer: ConsumerInfo,
+    /// Rule documents from the configuration, used when the snapshot has none for the service.
+    config_rules: HashMap<String, String>,
+    services: HashMap<String, ServiceRoutes>,
+    rng: XorShift64,
+    clock: Instant,
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Routes({:?}, {} services)", self.policy, self.services.len())
+    }
+}
+
+/// What a call asks of the routers.
+pub(crate) struct Call<'r> {
+    pub(crate) service: &'r str,
+    pub(crate) method: &'r str,
+    pub(crate) tag: Option<&'r str>,
+    pub(crate) args: &'r [&'r str],
+    pub(crate) exclude: &'r [SocketAddr],
+}
+
+impl Routes {
+    pub(crate) fn new(policy: Policy, config_rules: HashMap<String, String>, seed: u64) -> Self {
+        Routes {
+            policy,
+            consumer: ConsumerInfo {
+                host: "127.0.0.1".to_owned(),
+                ..ConsumerInfo::default()
+            },
+            config_rules,
+            services: HashMap::new(),
+            rng: XorShift64::new(seed | 1),
+            clock: Instant::now(),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.clock.elapsed().as_nanos() as u64
+    }
+
+    /// Picks a provider for `call` in `snap`, building the service's table first when the snapshot is
+    /// newer than it. `pool_of` gives the shard's pool of an address.
+    pub(crate) fn pick(
+        &mut self,
+        snap: &Arc<Snapshot>,
+        call: &Call<'_>,
+        caps: Caps,
+        pool_of: impl Fn(SocketAddr) -> Rc<Pool>,
+    ) -> Pick {
+        if snap.version == 0 {
+            return Pick::NoSnapshot;
+        }
+        let eps = snap.endpoints(call.service);
+        if eps.is_empty() {
+            return Pick::NoService;
+        }
+        let stale = self
+            .services
+            .get(call.service)
+            .is_none_or(|r| r.version != snap.version);
+        if stale {
+            let built = self.build(snap, call.service, eps, caps, &pool_of);
+            self.services.insert(call.service.to_owned(), built);
+        }
+        let now_ns = self.now_ns();
+        let policy = self.policy;
+        let Some(r) = self.services.get_mut(call.service) else {
+            return Pick::NoService;
+        };
+        let now = Instant::now();
+        if r.review_at.is_some_and(|t| now >= t) {
+            r.review(now, caps);
+        }
+        let exclude: Vec<usize> = call.exclude.iter().filter_map(|a| r.table.index_of(*a)).collect();
+        let req = Request {
+            method: call.method,
+            tag: call.tag,
+            force_tag: false,
+            arguments: call.args,
+            attachments: &[],
+        };
+        let opts = PickOptions {
+            policy,
+            now_ns,
+            hash_key: call.args.first().map(|a| a.as_bytes()),
+            exclude: &exclude,
+        };
+        // Each round either returns or marks one more provider down: at most n + 1 rounds.
+        for _ in 0..=r.table.len() {
+            match r.table.route_and_pick(&req, &r.live, &mut self.rng, &opts) {
+                Drawn::Provider(i) => {
+                    if r.mark_if_unusable(i, now) {
+                        continue;
+                    }
+                    r.live.on_send(i, now_ns);
+                    return Pick::Chosen(Chosen {
+                        pool: r.pools[i].clone(),
+                        version: r.version,
+                        idx: i,
+                    });
+                }
+                Drawn::NoProvider => return Pick::NoRoute,
+                Drawn::AllBusy => {
+                    // Slow path (the service is saturated or broken): is anyone left who could take the
+                    // call once it has room?
+                    let route = r.table.route(&req);
+                    let waitable = r
+                        .table
+                        .candidates(route)
+                        .iter()
+                        .any(|i| !exclude.contains(&i) && r.down[i].is_none());
+                    return if waitable {
+                        Pick::AllBusy
+                    } else {
+                        Pick::Unreachable
+                    };
+                }
+            }
+        }
+        Pick::Unreachable
+    }
+
+    fn build(
+        &self,
+        snap: &Snapshot,
+        service: &str,
+        eps: &[Endpoint],
+        caps: Caps,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+    ) -> ServiceRoutes {
+        let pools: Vec<Rc<Pool>> = eps.iter().map(|e| pool_of(e.addr)).collect();
+        let providers: Vec<Provider> = eps
+            .iter()
+            .zip(&pools)
+            .map(|(e, pool)| Provider {
+                addr: e.addr,
+                weight: e.weight.max(1),
+                max_concurrency: Some(caps.of(e.max_concurrency, pool)),
+                tag: e.tag.clone(),
+                params: e.params.clone(),
+                registered_at_ms: None,
+            })
+            .collect();
+        let doc = snap
+            .rules(service)
+            .or_else(|| self.config_rules.get(service).map(String::as_str));
+        let rules = match doc.map(RuleSet::from_json) {
+            None => RuleSet::default(),
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                // A bad document must not take the service down: route without rules, say why.
+                eprintln!(
+                    "mesh-agent: routing rules of {service} ignored (snapshot {}): {e}",
+                    snap.version
+                );
+                RuleSet::default()
+            }
+        };
+        let table = RouteTable::build(
+            snap.version,
+            providers,
+            &rules,
+            &self.consumer,
+            TableOptions::default(),
+        );
+        let live = match self.services.get(service) {
+            Some(old) => old.live.carry_over(&old.table, &table),
+            None => LiveState::new(&table),
+        };
+        // `build` keeps the providers' order, so indices match `eps`.
+        let announced = eps.iter().map(|e| e.max_concurrency).collect();
+        let n = table.len();
+        ServiceRoutes {
+            version: snap.version,
+            table,
+            live,
+            pools,
+            announced,
+            down: vec![None; n],
+            downs: 0,
+            review_at: None,
+        }
+    }
+
+    /// A call picked by [`Routes::pick`] ended after `latency_ns`: `ok` unless it failed or timed out.
+    /// Refreshes the provider's cap (learnt limits change with answers; a probe's outcome ends it).
+    pub(crate) fn done(&mut self, service: &str, chosen: &Chosen, latency_ns: u64, ok: bool, caps: Caps) {
+        let now_ns = self.now_ns();
+        let Some(r) = self.services.get_mut(service) else {
+            return;
+        };
+        let idx = if r.version == chosen.version {
+            Some(chosen.idx)
+        } else {
+            r.table.index_of(chosen.pool.addr())
+        };
+        let Some(idx) = idx else { return };
+        r.live.on_answer(idx, now_ns, latency_ns, ok);
+        r.refresh_cap(idx, Instant::now(), caps);
+    }
+}
+
+impl ServiceRoutes {
+    /// The cap provider `idx` has now: one call at a time while probing after an ejection.
+    fn refresh_cap(&mut self, idx: usize, now: Instant, caps: Caps) {
+        let pool = &self.pools[idx];
+        let cap = match pool.health(now) {
+            HealthState::Probing => 1,
+            _ => caps.of(self.announced[idx], pool),
+        };
+        self.live.set_cap(idx, Some(cap));
+    }
+
+    /// Marks `idx` down when its pool is backing off or it is ejected (never the last usable provider of
+    /// the service: ejection does not empty a service). Returns whether it was marked.
+    fn mark_if_unusable(&mut self, idx: usize, now: Instant) -> bool {
+        let pool = &self.pools[idx];
+        let until = match (pool.backoff_until(now), pool.health(now)) {
+            (Some(t), _) => t,
+            (None, HealthState::Ejected(t)) if self.downs + 1 < self.down.len() => t,
+            _ => return false,
+        };
+        self.down[idx] = Some(until);
+        self.downs += 1;
+        self.live.set_down(idx, true);
+        self.review_at = Some(self.review_at.map_or(until, |r| r.min(until)));
+        true
+    }
+
+    /// Lifts the down marks whose time has come (the pool may dial again; the ejection became a probe).
+    fn review(&mut self, now: Instant, caps: Caps) {
+        self.review_at = None;
+        for idx in 0..self.down.len() {
+            match self.down[idx] {
+                Some(t) if t <= now => {
+                    self.down[idx] = None;
+                    self.downs -= 1;
+                    self.live.set_down(idx, false);
+                    self.refresh_cap(idx, now, caps);
+                }
+                Some(t) => self.review_at = Some(self.review_at.map_or(t, |r| r.min(t))),
+                None => {}
+            }
+        }
+    }
+}
+
+/// The balancer named in the configuration.
+pub fn policy_named(name: &str) -> Option<Policy> {
+    Some(match name {
+        "adaptive" => Policy::Adaptive,
+        "weighted_random" => Policy::WeightedRandom,
+        "round_robin" => Policy::RoundRobin,
+        "least_active" => Policy::LeastActive,
+        "shortest_response" => Policy::ShortestResponse,
+        "consistent_hash" => Policy::ConsistentHash,
+        _ => return None,
+    })
+}
