@@ -12,6 +12,12 @@
 //! Registering costs a lock, a heap push and a `oneshot` channel; the thread is only woken when a new due
 //! time is earlier than the one it sleeps to (with a constant latency, new due times are later, so a run of
 //! calls costs one wake-up per distinct due time and none per registration).
+//!
+//! Cost: each wake-up of the thread (futex sleep and wake, the spin, completing the sleepers, and the wake-up
+//! of the tokio worker that runs a completed sleeper) is paid per distinct due time. Measured on the 2-core
+//! VM of the benchmarks: the simulator's timer thread used about 10% of a core at 5,000 and at 10,000 evenly
+//! spread calls/s; loadgen's pacer at 5,000 calls/s about 20% of a core, plus about 15 points more in its
+//! runtime workers than with tokio's timer (which wakes once per millisecond tick for all calls due in it).
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;

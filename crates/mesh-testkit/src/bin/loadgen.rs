@@ -28,8 +28,9 @@ struct Args {
     /// also gives it from the actual send time, `sent_latency_us`, and the sending lateness, `pacing_late_us`).
     #[arg(long)]
     rate: Option<f64>,
-    /// Open loop: precise (a timer thread, calls sent within tens of µs of their due time) or coarse (tokio's
-    /// millisecond timer, up to ~1 ms late; the behaviour before precise pacing).
+    /// Open loop: precise (a timer thread, calls sent within tens of µs of their due time; costs more CPU at
+    /// high rates: one wake-up per call) or coarse (tokio's millisecond timer, about 1 ms late; the behaviour
+    /// before precise pacing).
     #[arg(long, default_value_t = Pacing::Precise)]
     pacing: Pacing,
     /// How long to send after the warm-up (20s, 500ms, 2m, or seconds).
