@@ -248,6 +248,10 @@ pub(crate) struct ServicePolicyConfig {
     pub(crate) retries: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) idempotent: Option<bool>,
+    /// Calls per second the whole agent admits for the service (each method counted on its own), split
+    /// over the shards; beyond it, 429. 1..=10 000 000.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rate_limit: Option<u64>,
     /// Per-method overrides; unset keys fall back to the service's.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) methods: BTreeMap<String, MethodPolicyConfig>,
@@ -263,6 +267,8 @@ pub(crate) struct MethodPolicyConfig {
     pub(crate) retries: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) idempotent: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rate_limit: Option<u64>,
 }
 
 impl Default for ConsumerConfig {
@@ -1216,6 +1222,9 @@ impl ConsumerConfig {
             if let Some(r) = p.retries {
                 range_usize(&format!("{key}.retries"), r, 0, 10)?;
             }
+            if let Some(r) = p.rate_limit {
+                range(&format!("{key}.rate_limit"), r, 1, 10_000_000)?;
+            }
             for (m, mp) in &p.methods {
                 let key = format!("{key}.methods.{m}");
                 if let Some(t) = mp.timeout_ms {
@@ -1223,6 +1232,9 @@ impl ConsumerConfig {
                 }
                 if let Some(r) = mp.retries {
                     range_usize(&format!("{key}.retries"), r, 0, 10)?;
+                }
+                if let Some(r) = mp.rate_limit {
+                    range(&format!("{key}.rate_limit"), r, 1, 10_000_000)?;
                 }
             }
         }

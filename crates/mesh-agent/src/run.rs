@@ -201,7 +201,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         upstream,
         max_connections: cfg.runtime.max_connections_per_shard,
         read_buffer: cfg.runtime.read_buffer_bytes,
-        policies: policies(&c),
+        policies: policies(&c, shards),
         token: c.token.clone(),
         shards,
         queue_limit: c.queue_limit,
@@ -346,12 +346,15 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
 }
 
 /// `consumer.services` as the shard's lookup table: method over service over the consumer's defaults.
-fn policies(c: &ConsumerConfig) -> consumer::Policies {
+fn policies(c: &ConsumerConfig, shards: usize) -> consumer::Policies {
     let default = consumer::CallPolicy {
         timeout: Duration::from_millis(c.request_timeout_ms),
         retries: c.retries,
         idempotent: c.idempotent,
+        rate_limit: None,
     };
+    // A rate for the whole agent, taken in equal parts by its shards.
+    let per_shard = |r: u64| r as f64 / shards.max(1) as f64;
     let services = c
         .services
         .iter()
@@ -360,6 +363,7 @@ fn policies(c: &ConsumerConfig) -> consumer::Policies {
                 timeout: s.timeout_ms.map_or(default.timeout, Duration::from_millis),
                 retries: s.retries.unwrap_or(default.retries),
                 idempotent: s.idempotent.unwrap_or(default.idempotent),
+                rate_limit: s.rate_limit.map(per_shard),
             };
             let methods = s
                 .methods
@@ -369,6 +373,7 @@ fn policies(c: &ConsumerConfig) -> consumer::Policies {
                         timeout: p.timeout_ms.map_or(svc.timeout, Duration::from_millis),
                         retries: p.retries.unwrap_or(svc.retries),
                         idempotent: p.idempotent.unwrap_or(svc.idempotent),
+                        rate_limit: p.rate_limit.map(per_shard).or(svc.rate_limit),
                     };
                     (m.clone(), mp)
                 })

@@ -602,3 +602,43 @@ fn a_flooding_consumer_connection_is_throttled_not_buffered_without_bound() {
     let stats = sim_stats(&mut sim);
     assert!(stats["max_inflight"].as_u64().unwrap() <= 8, "{stats}");
 }
+
+#[test]
+fn a_service_rate_limit_answers_429_beyond_it() {
+    let (_sim, sim_port) = sim(&["--latency-ms", "1"]);
+    let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
+    let _provider = provider_agent(pa, sim_port, &["--no-register"]);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config_file(
+        &dir,
+        &format!("[consumer.services.\"{IFACE}\"]\nrate_limit = 20\n"),
+    );
+    let _consumer = consumer_agent(ca, &["--provider", &addr(pa).to_string(), "--config", &cfg]);
+    let t0 = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                (0..40)
+                    .map(|i| call(ca, IFACE, &format!("{t}-{i}")))
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let all: Vec<(u16, String)> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+    let elapsed = t0.elapsed().as_secs_f64();
+    let ok = all.iter().filter(|(s, _)| *s == 200).count();
+    let limited: Vec<_> = all.iter().filter(|(s, _)| *s == 429).collect();
+    assert_eq!(ok + limited.len(), all.len(), "{all:?}");
+    assert!(!limited.is_empty(), "160 calls at once never hit a limit of 20/s");
+    assert!(
+        limited[0].1.contains("rate limit of 20 calls/s"),
+        "{:?}",
+        limited[0]
+    );
+    // One second of burst plus 20 per second while the calls ran (both shards together), with slack.
+    let bound = 20.0 + 20.0 * elapsed + 4.0;
+    assert!(
+        (ok as f64) <= bound,
+        "{ok} calls passed in {elapsed:.2} s (bound {bound:.0})"
+    );
+}

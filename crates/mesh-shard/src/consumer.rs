@@ -60,6 +60,9 @@ pub struct CallPolicy {
     pub retries: usize,
     /// Safe to run twice: a call lost with its connection is retried elsewhere.
     pub idempotent: bool,
+    /// Calls per second this shard admits for the service or method (a token bucket with one second of
+    /// burst); beyond it, 429 at once. `None`: no limit.
+    pub rate_limit: Option<f64>,
 }
 
 impl Default for CallPolicy {
@@ -68,6 +71,28 @@ impl Default for CallPolicy {
             timeout: std::time::Duration::from_millis(5000),
             retries: 2,
             idempotent: true,
+            rate_limit: None,
+        }
+    }
+}
+
+/// A token bucket: `rate` tokens per second, at most one second's worth saved.
+#[derive(Debug, Clone, Copy)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn take(&mut self, rate: f64, now: Instant) -> bool {
+        let burst = rate.max(1.0);
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * rate).min(burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
         }
     }
 }
@@ -259,6 +284,7 @@ pub async fn run(
         settings,
         upstreams,
         connections: Cell::new(0),
+        buckets: RefCell::new(HashMap::new()),
     });
     let accept = {
         let ctx = ctx.clone();
@@ -298,6 +324,25 @@ struct Ctx {
     settings: ConsumerSettings,
     upstreams: Upstreams,
     connections: Cell<usize>,
+    /// Rate-limit buckets by `service#method` (only for policies with a rate limit).
+    buckets: RefCell<HashMap<String, Bucket>>,
+}
+
+impl Ctx {
+    /// Whether the call may go now under its policy's rate limit.
+    fn admit(&self, inv: &Invocation<'_>, policy: &CallPolicy) -> bool {
+        let Some(rate) = policy.rate_limit else {
+            return true;
+        };
+        let now = Instant::now();
+        let mut buckets = self.buckets.borrow_mut();
+        let key = format!("{}#{}", inv.interface, inv.method);
+        let b = buckets.entry(key).or_insert(Bucket {
+            tokens: rate.max(1.0),
+            at: now,
+        });
+        b.take(rate, now)
+    }
 }
 
 /// An HTTP answer being prepared: either known already, or waiting for a provider. The invocation
@@ -455,7 +500,19 @@ async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a
         Cow::Owned(body) => mesh_http::parse_form(body, &ctx.settings.http).map(owned_invocation),
     };
     match inv {
-        Ok(inv) => dispatch(ctx, inv, Vec::new(), keep_alive, None, 0).await,
+        Ok(inv) => {
+            let policy = ctx.settings.policies.get(&inv.interface, &inv.method);
+            if !ctx.admit(&inv, policy) {
+                let why = format!(
+                    "rate limit of {} calls/s for {}.{} exceeded",
+                    policy.rate_limit.unwrap_or_default() * ctx.settings.shards as f64,
+                    inv.interface,
+                    inv.method
+                );
+                return done(429, why, keep_alive);
+            }
+            dispatch(ctx, inv, Vec::new(), keep_alive, None, 0).await
+        }
         Err(e) => done(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
     }
 }
