@@ -22,6 +22,11 @@
 //! the intended time (`latency_us`), the latency from the actual send time (`sent_latency_us`) and how late
 //! calls were sent (`pacing_late_us`), so pacing lateness and server stalls can be told apart.
 //!
+//! With `timeline_ms` > 0 the summary also says what happened over time ([`TimelineReport`]): counted calls
+//! by the window they completed in, the longest interval without any successful completion, and when the
+//! first and last failures happened. Each connection appends completion times to its own vectors (under the
+//! lock its counters already take); they are merged once at the end.
+//!
 //! Every failure is counted by kind: `connect` (a failed connection attempt), `timeout`, `http_<status>`,
 //! `dubbo_status_<n>`, `dubbo_exception`, `wrong_answer`, `bad_response` (an answer that cannot be parsed) and
 //! `io` (connection reset or closed with the call outstanding). Broken connections are re-opened with a
@@ -185,6 +190,8 @@ pub struct LoadConfig {
     pub serialization: Serialization,
     /// Open loop: how calls wait for their due time.
     pub pacing: Pacing,
+    /// Width of the timeline windows in milliseconds; 0 = no timeline (see [`TimelineReport`]).
+    pub timeline_ms: u64,
 }
 
 impl LoadConfig {
@@ -204,6 +211,7 @@ impl LoadConfig {
             seed: None,
             serialization: Serialization::Hessian2,
             pacing: Pacing::Precise,
+            timeline_ms: 0,
         }
     }
 
@@ -229,6 +237,13 @@ impl LoadConfig {
         }
         if self.max_len > 1 << 20 {
             return bad("max_len must be at most 1 MiB");
+        }
+        if self.timeline_ms > 0 {
+            // The windows cover the measured period and the wait for the last answers.
+            let span_ms = (self.duration + self.timeout).as_millis();
+            if span_ms / u128::from(self.timeline_ms) > MAX_TIMELINE_WINDOWS as u128 {
+                return bad("timeline_ms too small for the duration: more than 1,000,000 windows");
+            }
         }
         require_loopback(self.target.addr().ip())
     }
@@ -293,6 +308,10 @@ pub struct Summary {
     /// `precise`, `coarse` (open loop) or `closed` (closed loop).
     #[serde(default)]
     pub pacing: String,
+    /// With a timeline (`timeline_ms` > 0): `timeline`, `longest_gap_ms`, `first_failure_ms` and
+    /// `last_failure_ms`, at the top level of the JSON summary. Absent without one.
+    #[serde(flatten, default)]
+    pub timeline: Option<TimelineReport>,
 }
 
 impl Summary {
@@ -307,6 +326,117 @@ impl Summary {
     }
 }
 
+/// Most windows a timeline may have.
+pub const MAX_TIMELINE_WINDOWS: usize = 1_000_000;
+
+/// Most gaps listed in [`Timeline::gaps`] (the longest ones).
+pub const MAX_LISTED_GAPS: usize = 1000;
+
+/// What happened over time during the measured period (`timeline_ms` > 0). Flattened into [`Summary`].
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TimelineReport {
+    /// Calls by the window they completed in.
+    pub timeline: Timeline,
+    /// The longest interval of the measured period (from its start to the end of sending, or to the last
+    /// answer if sending stopped earlier) without a single successful completion, over all connections.
+    /// The first interval starts at the measured start, so it includes the first call's latency.
+    pub longest_gap_ms: f64,
+    /// When the first counted call failed, ms after the measured start (`null` if none did).
+    pub first_failure_ms: Option<f64>,
+    /// When the last counted call failed, ms after the measured start (`null` if none did).
+    pub last_failure_ms: Option<f64>,
+}
+
+/// Counted calls by the window of `window_ms` in which they completed (window `i` covers
+/// `[i * window_ms, (i + 1) * window_ms)` ms after the measured start), up to the last completion.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timeline {
+    /// Window width.
+    pub window_ms: u64,
+    /// Successful completions per window.
+    pub ok: Vec<u64>,
+    /// Failures per window.
+    pub failed: Vec<u64>,
+    /// Failures per window by kind (an empty object for a window without failures).
+    pub failed_kinds: Vec<BTreeMap<String, u64>>,
+    /// Intervals without a successful completion lasting at least `gap_min_ms`, as `[start_ms, length_ms]`
+    /// in start order (the [`MAX_LISTED_GAPS`] longest), so that gaps can be attributed to parts of a run.
+    pub gaps: Vec<[f64; 2]>,
+    /// The shortest gap listed: a tenth of the window, at least 1 ms.
+    pub gap_min_ms: f64,
+}
+
+fn ms(us: u64) -> f64 {
+    us as f64 / 1000.0
+}
+
+/// Builds the timeline from completion times in µs after the measured start: `ok_us` (sorted here) and
+/// `failures` (time, kind; any order). Gaps are measured over `[0, period_us]`: completions after it do not
+/// shorten a gap. `window_ms` must be positive.
+pub fn build_timeline(
+    window_ms: u64,
+    ok_us: &mut [u64],
+    failures: &[(u64, Cow<'static, str>)],
+    period_us: u64,
+) -> TimelineReport {
+    let window_us = window_ms.max(1) * 1000;
+    let last = ok_us.iter().chain(failures.iter().map(|(t, _)| t)).copied().max();
+    let windows = last.map_or(0, |t| {
+        usize::try_from(t / window_us).unwrap_or(usize::MAX - 1) + 1
+    });
+    let windows = windows.min(MAX_TIMELINE_WINDOWS);
+    let slot = |t: u64| usize::try_from(t / window_us).map_or(windows - 1, |i| i.min(windows - 1));
+    let mut ok = vec![0u64; windows];
+    let mut failed = vec![0u64; windows];
+    let mut failed_kinds = vec![BTreeMap::<String, u64>::new(); windows];
+    for &t in ok_us.iter() {
+        ok[slot(t)] += 1;
+    }
+    for (t, kind) in failures {
+        let i = slot(*t);
+        failed[i] += 1;
+        *failed_kinds[i].entry(kind.to_string()).or_insert(0) += 1;
+    }
+
+    ok_us.sort_unstable();
+    let gap_min_us = (window_us / 10).max(1000);
+    let mut longest = 0u64;
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
+    let mut prev = 0u64;
+    for &t in ok_us
+        .iter()
+        .take_while(|&&t| t <= period_us)
+        .chain([period_us].iter())
+    {
+        let gap = t - prev;
+        longest = longest.max(gap);
+        if gap >= gap_min_us {
+            gaps.push((prev, gap));
+        }
+        prev = t;
+    }
+    if gaps.len() > MAX_LISTED_GAPS {
+        gaps.sort_unstable_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        gaps.truncate(MAX_LISTED_GAPS);
+        gaps.sort_unstable();
+    }
+    let first = failures.iter().map(|(t, _)| *t).min();
+    let last_failure = failures.iter().map(|(t, _)| *t).max();
+    TimelineReport {
+        timeline: Timeline {
+            window_ms,
+            ok,
+            failed,
+            failed_kinds,
+            gaps: gaps.into_iter().map(|(s, l)| [ms(s), ms(l)]).collect(),
+            gap_min_ms: ms(gap_min_us),
+        },
+        longest_gap_ms: ms(longest),
+        first_failure_ms: first.map(ms),
+        last_failure_ms: last_failure.map(ms),
+    }
+}
+
 /// Counters of one connection.
 struct ConnStats {
     /// Latency from the intended time (closed loop: from the send time).
@@ -318,6 +448,10 @@ struct ConnStats {
     sent: u64,
     ok: u64,
     errors: BTreeMap<Cow<'static, str>, u64>,
+    /// With a timeline: when counted calls succeeded, µs after the measured start.
+    ok_at: Vec<u64>,
+    /// With a timeline: when counted calls failed, and how.
+    failed_at: Vec<(u64, Cow<'static, str>)>,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -334,6 +468,8 @@ impl ConnStats {
             sent: 0,
             ok: 0,
             errors: BTreeMap::new(),
+            ok_at: Vec::new(),
+            failed_at: Vec::new(),
         }
     }
 }
@@ -432,6 +568,8 @@ impl Plan {
             return;
         }
         let now = Instant::now();
+        let timeline = self.cfg.timeline_ms > 0;
+        let at = micros(now.saturating_duration_since(self.measure_start));
         let mut s = lock(&self.stats[c]);
         match outcome {
             Ok(()) => {
@@ -441,8 +579,16 @@ impl Plan {
                 s.sent_hist
                     .saturating_record(micros(now.saturating_duration_since(sent_at)).max(1));
                 s.ok += 1;
+                if timeline {
+                    s.ok_at.push(at);
+                }
             }
-            Err(kind) => *s.errors.entry(kind).or_insert(0) += 1,
+            Err(kind) => {
+                if timeline {
+                    s.failed_at.push((at, kind.clone()));
+                }
+                *s.errors.entry(kind).or_insert(0) += 1;
+            }
         }
     }
 
@@ -485,6 +631,32 @@ impl Plan {
             let _ = t.late_hist.add(&s.late_hist);
         }
         t
+    }
+}
+
+impl Plan {
+    /// The timeline of the run (takes the per-connection completion times), `None` without one.
+    fn timeline(&self, finished: Instant) -> Option<TimelineReport> {
+        if self.cfg.timeline_ms == 0 {
+            return None;
+        }
+        let mut ok_at = Vec::new();
+        let mut failed_at = Vec::new();
+        for s in &self.stats {
+            let mut s = lock(s);
+            ok_at.append(&mut s.ok_at);
+            failed_at.append(&mut s.failed_at);
+        }
+        // Sending stops at the end of the duration (or earlier, after `requests` calls).
+        let period = finished
+            .min(self.end)
+            .saturating_duration_since(self.measure_start);
+        Some(build_timeline(
+            self.cfg.timeline_ms,
+            &mut ok_at,
+            &failed_at,
+            micros(period),
+        ))
     }
 }
 
@@ -1056,6 +1228,7 @@ fn summarize(plan: &Plan, finished: Instant) -> Summary {
         sent_latency_us: percentiles(&t.sent_hist),
         pacing_late_us: percentiles(&t.late_hist),
         pacing,
+        timeline: plan.timeline(finished),
     }
 }
 
@@ -1208,6 +1381,138 @@ mod tests {
         assert_eq!(cfg.windows(), vec![1, 1]);
         cfg.concurrency = 0;
         assert_eq!(cfg.windows(), vec![1, 1, 1, 1]);
+    }
+
+    fn us(ms: u64) -> u64 {
+        ms * 1000
+    }
+
+    #[test]
+    fn timeline_windows_gaps_and_failures() {
+        let mut ok = vec![us(600), us(50), us(130), us(650), us(120)]; // any order (several connections)
+        let failures = vec![
+            (us(310), Cow::Borrowed("http_503")),
+            (us(300), Cow::Borrowed("io")),
+            (us(320), Cow::Borrowed("io")),
+        ];
+        let r = build_timeline(100, &mut ok, &failures, us(700));
+        let t = &r.timeline;
+        assert_eq!(t.window_ms, 100);
+        assert_eq!(t.ok, vec![1, 2, 0, 0, 0, 0, 2]);
+        assert_eq!(t.failed, vec![0, 0, 0, 3, 0, 0, 0]);
+        assert!(t
+            .failed_kinds
+            .iter()
+            .enumerate()
+            .all(|(i, k)| (i == 3) != k.is_empty()));
+        assert_eq!(
+            t.failed_kinds[3],
+            BTreeMap::from([("http_503".to_owned(), 1), ("io".to_owned(), 2)])
+        );
+        assert_eq!(r.longest_gap_ms, 470.0);
+        assert_eq!(t.gap_min_ms, 10.0);
+        assert_eq!(
+            t.gaps,
+            vec![
+                [0.0, 50.0],
+                [50.0, 70.0],
+                [120.0, 10.0],
+                [130.0, 470.0],
+                [600.0, 50.0],
+                [650.0, 50.0]
+            ]
+        );
+        assert_eq!(r.first_failure_ms, Some(300.0));
+        assert_eq!(r.last_failure_ms, Some(320.0));
+    }
+
+    #[test]
+    fn timeline_without_completions_is_one_gap() {
+        let r = build_timeline(100, &mut [], &[], us(1500));
+        assert!(
+            r.timeline.ok.is_empty() && r.timeline.failed.is_empty() && r.timeline.failed_kinds.is_empty()
+        );
+        assert_eq!(r.longest_gap_ms, 1500.0);
+        assert_eq!(r.timeline.gaps, vec![[0.0, 1500.0]]);
+        assert_eq!((r.first_failure_ms, r.last_failure_ms), (None, None));
+    }
+
+    #[test]
+    fn answers_after_the_period_do_not_shorten_the_last_gap() {
+        // Sending stopped at 500 ms; an answer at 900 ms still counts in its window.
+        let mut ok = vec![us(100), 900_123];
+        let r = build_timeline(250, &mut ok, &[(us(950), Cow::Borrowed("timeout"))], us(500));
+        assert_eq!(r.longest_gap_ms, 400.0);
+        assert_eq!(r.timeline.ok, vec![1, 0, 0, 1]);
+        assert_eq!(r.timeline.failed, vec![0, 0, 0, 1]);
+        assert_eq!(r.timeline.gaps, vec![[0.0, 100.0], [100.0, 400.0]]);
+        // Sub-millisecond precision of the gap.
+        let mut ok = vec![1_500, 4_250];
+        let r = build_timeline(10, &mut ok, &[], 5_000);
+        assert_eq!(r.longest_gap_ms, 2.75);
+    }
+
+    #[test]
+    fn listed_gaps_are_the_longest_in_start_order() {
+        // 3,000 gaps of 2..=3001 ms... in a shuffled order of lengths, then sorted by start in the list.
+        let mut t = 0u64;
+        let mut ok = Vec::new();
+        for i in 0..3000u64 {
+            t += us(2 + (i * 7919) % 3000);
+            ok.push(t);
+        }
+        let r = build_timeline(10, &mut ok, &[], t);
+        let g = &r.timeline.gaps;
+        assert_eq!(g.len(), MAX_LISTED_GAPS);
+        assert!(g.windows(2).all(|w| w[0][0] < w[1][0]), "start order");
+        assert!(g.iter().all(|x| x[1] >= 2001.0), "only the 1,000 longest");
+        assert_eq!(r.longest_gap_ms, 3001.0);
+        assert_eq!(r.timeline.ok.iter().sum::<u64>(), 3000);
+    }
+
+    #[test]
+    fn timeline_fields_are_top_level_and_optional() {
+        let mut s = Summary {
+            target: "http://127.0.0.1:1/".into(),
+            connections: 1,
+            duration_s: 1.0,
+            sent: 2,
+            ok: 1,
+            errors: BTreeMap::from([("io".to_owned(), 1)]),
+            qps: 1.0,
+            latency_us: Latency::default(),
+            sent_latency_us: Latency::default(),
+            pacing_late_us: Latency::default(),
+            pacing: "closed".into(),
+            timeline: None,
+        };
+        let v = serde_json::to_value(&s).expect("json");
+        for k in [
+            "timeline",
+            "longest_gap_ms",
+            "first_failure_ms",
+            "last_failure_ms",
+        ] {
+            assert!(v.get(k).is_none(), "{k} without a timeline: {v}");
+        }
+        assert_eq!(serde_json::from_value::<Summary>(v).expect("back"), s);
+        s.timeline = Some(build_timeline(100, &mut [us(20)], &[], us(1000)));
+        let v = serde_json::to_value(&s).expect("json");
+        assert_eq!(v["longest_gap_ms"], 980.0);
+        assert!(v["first_failure_ms"].is_null() && v["last_failure_ms"].is_null());
+        assert_eq!(v["timeline"]["ok"], serde_json::json!([1]));
+        assert_eq!(v["timeline"]["failed_kinds"], serde_json::json!([{}]));
+        assert_eq!(serde_json::from_value::<Summary>(v).expect("back"), s);
+    }
+
+    #[test]
+    fn timeline_window_count_is_bounded() {
+        let mut cfg = LoadConfig::new("dubbo://127.0.0.1:1".parse().expect("target"));
+        cfg.timeline_ms = 1;
+        cfg.duration = Duration::from_secs(3600);
+        assert!(cfg.validate().is_err());
+        cfg.timeline_ms = 100;
+        assert!(cfg.validate().is_ok());
     }
 
     #[test]

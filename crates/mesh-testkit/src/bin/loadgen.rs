@@ -57,6 +57,12 @@ struct Args {
     /// Dubbo target: hessian2 or fastjson.
     #[arg(long, default_value = "hessian2", value_parser = parse_serialization)]
     serialization: Serialization,
+    /// Timeline windows of N ms (0 = none): adds `timeline` ({window_ms, ok, failed, failed_kinds, gaps,
+    /// gap_min_ms}: counted calls by the window they completed in, since the measured start),
+    /// `longest_gap_ms` (longest interval without any successful completion), `first_failure_ms` and
+    /// `last_failure_ms` (null if none) to the summary.
+    #[arg(long, default_value_t = 0)]
+    timeline_ms: u64,
     /// Runtime worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -85,6 +91,7 @@ fn main() -> ExitCode {
         seed: args.seed,
         serialization: args.serialization,
         pacing: args.pacing,
+        timeline_ms: args.timeline_ms,
         ..LoadConfig::new(args.target)
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
