@@ -218,9 +218,10 @@ pub(crate) struct ConsumerConfig {
     /// Its private key (PEM).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) tls_key: Option<PathBuf>,
-    /// How a provider is picked among the routed candidates: `adaptive` (default: power of two choices
-    /// over in-flight calls and latency, no weights needed), `weighted_random`, `round_robin` (smooth
-    /// weighted), `least_active`, `shortest_response`, `consistent_hash` (on the first argument).
+    /// How a provider is picked among the routed candidates: `auto` (default: `round_robin` by weight when
+    /// a service's providers register different weights, else `adaptive`), `adaptive` (power of two
+    /// choices over in-flight calls and latency, no weights needed), `weighted_random`, `round_robin`
+    /// (smooth weighted), `least_active`, `shortest_response`, `consistent_hash` (on the first argument).
     pub(crate) balancer: String,
     /// Routing rule documents per service (JSON, see docs/config.md), used when etcd has none for the
     /// service at `{prefix}/{service}/routing`.
@@ -229,7 +230,8 @@ pub(crate) struct ConsumerConfig {
 }
 
 /// Accepted `consumer.balancer` values.
-pub(crate) const BALANCERS: [&str; 6] = [
+pub(crate) const BALANCERS: [&str; 7] = [
+    "auto",
     "adaptive",
     "weighted_random",
     "round_robin",
@@ -365,6 +367,10 @@ pub(crate) struct ProviderConfig {
     /// Attributes registered for condition routing (`application = "orders"`, `zone = "a"`, ...).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) params: BTreeMap<String, String>,
+    /// Warm-up: consumers that balance by weight ramp this provider's weight up over this long after the
+    /// agent's start (Dubbo's formula), 0..=86 400 000 ms; default 0 = none (the agent cannot know when its
+    /// provider started; set it, e.g. to Dubbo's 600 000, when both start together).
+    pub(crate) warmup_ms: u64,
 }
 
 impl ProviderConfig {
@@ -398,6 +404,7 @@ impl Default for ProviderConfig {
             tls_client_ca: None,
             tag: None,
             params: BTreeMap::new(),
+            warmup_ms: 0,
         }
     }
 }
@@ -1374,6 +1381,7 @@ impl ProviderConfig {
             "provider.tls_key",
             &self.tls_key,
         )?;
+        range("provider.warmup_ms", self.warmup_ms, 0, 86_400_000)?;
         if let Some(t) = &self.tag {
             if t.is_empty() || t.chars().any(char::is_whitespace) {
                 return Err(invalid("provider.tag", format!("{t:?} is not a tag")));
@@ -1499,7 +1507,7 @@ Keys set only in the config file (docs/config.md has them all):
   consumer.tls_server_name           name checked in their certificates, default their IP address
   consumer.tls_cert                  client certificate (PEM) for mutual TLS, with consumer.tls_key
   consumer.tls_key                   its private key (PEM)
-  consumer.balancer                  adaptive (default), weighted_random, round_robin, least_active, ...
+  consumer.balancer                  auto (default), adaptive, weighted_random, round_robin, least_active, ...
   consumer.routing                   routing rule documents (JSON) per service, when etcd has none
   etcd.lease_ttl_s                   2..=3600, default 10
 
@@ -1519,6 +1527,7 @@ Keys set only in the config file (docs/config.md has them all):
   provider.tls_client_ca             require consumer certificates signed by this CA (mutual TLS)
   provider.tag                       dubbo.tag registered for tag routing
   provider.params                    attributes registered for condition routing
+  provider.warmup_ms                 weight warm-up after start for weighted balancers, default 0 (none)
   etcd.lease_ttl_s                   2..=3600, default 10
 
 Precedence: flag > environment variable > config file > default.";

@@ -213,7 +213,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         shards,
         ejection,
         cap_headroom: f64::from(c.cap_headroom_pct) / 100.0,
-        policy: mesh_shard::policy_named(&c.balancer)
+        balancer: mesh_shard::balancer_named(&c.balancer)
             .with_context(|| format!("consumer.balancer: unknown balancer {:?}", c.balancer))?,
         rules: c.routing.clone().into_iter().collect(),
     };
@@ -303,6 +303,15 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
     }
     if let Some(t) = &p.tag {
         endpoint = endpoint.with_tag(t.clone());
+    }
+    if p.warmup_ms > 0 {
+        // Consumers weigh a freshly started provider in slowly (Dubbo's warm-up formula).
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        endpoint = endpoint
+            .with_registered_at_ms(now_ms)
+            .with_param("warmup", p.warmup_ms.to_string());
     }
     for (k, v) in &p.params {
         endpoint = endpoint.with_param(k.clone(), v.clone());

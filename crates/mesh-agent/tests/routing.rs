@@ -121,3 +121,45 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
         "without a valid rule b serves again: a {sa}, b {sb}, c {sc}"
     );
 }
+
+#[test]
+fn registered_weights_are_followed_and_warm_up_evens_young_providers() {
+    // `consumer.balancer = "auto"`: different registered weights -> smooth weighted round robin, which gives
+    // exact shares. With a warm-up period, young providers' weights collapse towards 1 (Dubbo's formula).
+    for (warmup, want_b) in [(None, 150), (Some("600000"), 100)] {
+        let etcd = EtcdServer::start().unwrap();
+        let url = etcd.client_url().to_owned();
+        let (mut sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
+        let (mut sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
+        let (pa, pb, ca) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config_file(
+            &dir,
+            &warmup.map_or(String::new(), |w| format!("[provider]\nwarmup_ms = {w}\n")),
+        );
+        let _a = provider_agent(pa, port_a, &["--etcd", &url, "--weight", "100", "--config", &cfg]);
+        let _b = provider_agent(pb, port_b, &["--etcd", &url, "--weight", "300", "--config", &cfg]);
+        let w = watch(&etcd);
+        wait_until("both registered", Duration::from_secs(10), || {
+            registered(&w, pa) && registered(&w, pb)
+        });
+        let l = addr(ca).to_string();
+        // One shard: one round-robin sequence, so the shares are exact.
+        let _consumer = agent(&["consumer", "--listen", &l, "--etcd", &url, "--cores", "0"]);
+        mesh_testkit::process::wait_for_port(addr(ca), Duration::from_secs(10)).unwrap();
+        let mut warm = 0;
+        wait_until("consumer serves", Duration::from_secs(10), || {
+            warm += 1;
+            call_tagged(ca, None, "w") == 200
+        });
+        for i in 0..(200 - warm) {
+            assert_eq!(call_tagged(ca, None, &format!("c{i}")), 200);
+        }
+        let (sa, sb) = (served(&mut sim_a), served(&mut sim_b));
+        assert_eq!(sa + sb, 200);
+        assert!(
+            sb.abs_diff(want_b) <= 3,
+            "warm-up {warmup:?}: a {sa}, b {sb} (want b about {want_b})"
+        );
+    }
+}

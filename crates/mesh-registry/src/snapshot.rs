@@ -32,6 +32,8 @@ pub struct Endpoint {
     pub tag: Option<String>,
     /// Other attributes for condition routing (`application`, `version`, anything).
     pub params: BTreeMap<String, String>,
+    /// When the provider started (Unix milliseconds), for warm-up (slow start) of its weight; `None`: warm.
+    pub registered_at_ms: Option<u64>,
 }
 
 impl Endpoint {
@@ -44,7 +46,14 @@ impl Endpoint {
             id: addr.to_string(),
             tag: None,
             params: BTreeMap::new(),
+            registered_at_ms: None,
         }
+    }
+
+    /// The same endpoint with its start time (Unix milliseconds), for warm-up.
+    pub fn with_registered_at_ms(mut self, ms: u64) -> Self {
+        self.registered_at_ms = Some(ms);
+        self
     }
 
     /// The same endpoint with a routing tag.
@@ -189,6 +198,8 @@ struct EntryValue {
     tag: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     params: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    registered_at_ms: Option<u64>,
 }
 
 fn default_weight() -> u32 {
@@ -234,6 +245,7 @@ pub fn encode_value(endpoint: &Endpoint) -> String {
         id: Some(endpoint.id.clone()),
         tag: endpoint.tag.clone(),
         params: endpoint.params.clone(),
+        registered_at_ms: endpoint.registered_at_ms,
     };
     // Serializing a struct of integers and a string cannot fail.
     serde_json::to_string(&value).unwrap_or_default()
@@ -275,6 +287,7 @@ pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<(String, En
             id: None,
             tag: None,
             params: BTreeMap::new(),
+            registered_at_ms: None,
         }
     } else {
         // Through `Value` first: serde would otherwise also accept a JSON array for the struct.
@@ -305,6 +318,7 @@ pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<(String, En
             id,
             tag: value.tag.filter(|t| !t.is_empty()),
             params: value.params,
+            registered_at_ms: value.registered_at_ms,
         },
     ))
 }
@@ -410,6 +424,7 @@ mod tests {
     #[test]
     fn tags_params_and_rule_documents() {
         let e = Endpoint::new("10.0.0.1:30000".parse().unwrap())
+            .with_registered_at_ms(1_763_700_000_000)
             .with_tag("gray")
             .with_param("application", "orders");
         let key = key_for("/p", "svc", e.addr);

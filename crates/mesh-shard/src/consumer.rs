@@ -127,7 +127,7 @@ pub struct UpstreamsOptions {
     /// for the answer's way back and the next call's way out. 0 never sends more than the cap.
     pub cap_headroom: f64,
     /// The balancer among routed candidates.
-    pub policy: mesh_balance::Policy,
+    pub balancer: crate::routes::Balancer,
     /// Routing rule documents (JSON) by service, used when the registry has none for the service.
     pub rules: HashMap<String, String>,
 }
@@ -138,7 +138,7 @@ impl Default for UpstreamsOptions {
             shards: 1,
             ejection: EjectionConfig::default(),
             cap_headroom: 0.0,
-            policy: mesh_balance::Policy::default(),
+            balancer: crate::routes::Balancer::default(),
             rules: HashMap::new(),
         }
     }
@@ -183,7 +183,7 @@ impl Upstreams {
             rx,
             pools: RefCell::new(HashMap::new()),
             cfg,
-            routes: RefCell::new(Routes::new(opts.policy, opts.rules, seed)),
+            routes: RefCell::new(Routes::new(opts.balancer, opts.rules, seed)),
             caps: Caps {
                 shards,
                 headroom: opts.cap_headroom.max(0.0),

@@ -16,4 +16,4 @@ pub mod tls;
 pub mod upstream;
 
 pub use error::{CallError, Origin};
-pub use routes::policy_named;
+pub use routes::{balancer_named, Balancer};

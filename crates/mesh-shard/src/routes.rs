@@ -22,6 +22,16 @@ use mesh_registry::{Endpoint, Snapshot};
 use crate::health::State as HealthState;
 use crate::upstream::Pool;
 
+/// How the balancer is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Balancer {
+    /// By the registered weights (smooth weighted round robin) when a service's providers register
+    /// different weights; adaptive (P2C over in-flight and latency) when they do not.
+    #[default]
+    Auto,
+    Fixed(Policy),
+}
+
 /// What a pick found.
 pub(crate) enum Pick {
     /// No snapshot has arrived yet (the registry has not been read once).
@@ -71,6 +81,7 @@ impl Caps {
 /// One service's routing state in one epoch.
 struct ServiceRoutes {
     version: u64,
+    policy: Policy,
     table: RouteTable,
     live: LiveState,
     /// Per provider index: its pool, its endpoint's announced cap, and until when it is marked down.
@@ -84,18 +95,17 @@ struct ServiceRoutes {
 
 /// Routing for every service of one consumer shard.
 pub(crate) struct Routes {
-    policy: Policy,
+    balancer: Balancer,
     consumer: ConsumerInfo,
     /// Rule documents from the configuration, used when the snapshot has none for the service.
     config_rules: HashMap<String, String>,
     services: HashMap<String, ServiceRoutes>,
     rng: XorShift64,
-    clock: Instant,
 }
 
 impl std::fmt::Debug for Routes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Routes({:?}, {} services)", self.policy, self.services.len())
+        write!(f, "Routes({:?}, {} services)", self.balancer, self.services.len())
     }
 }
 
@@ -109,9 +119,9 @@ pub(crate) struct Call<'r> {
 }
 
 impl Routes {
-    pub(crate) fn new(policy: Policy, config_rules: HashMap<String, String>, seed: u64) -> Self {
+    pub(crate) fn new(balancer: Balancer, config_rules: HashMap<String, String>, seed: u64) -> Self {
         Routes {
-            policy,
+            balancer,
             consumer: ConsumerInfo {
                 host: "127.0.0.1".to_owned(),
                 ..ConsumerInfo::default()
@@ -119,12 +129,14 @@ impl Routes {
             config_rules,
             services: HashMap::new(),
             rng: XorShift64::new(seed | 1),
-            clock: Instant::now(),
         }
     }
 
+    /// Wall-clock nanoseconds: the clock providers' start times (warm-up) are registered on.
     fn now_ns(&self) -> u64 {
-        self.clock.elapsed().as_nanos() as u64
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
     }
 
     /// Picks a provider for `call` in `snap`, building the service's table first when the snapshot is
@@ -152,10 +164,10 @@ impl Routes {
             self.services.insert(call.service.to_owned(), built);
         }
         let now_ns = self.now_ns();
-        let policy = self.policy;
         let Some(r) = self.services.get_mut(call.service) else {
             return Pick::NoService;
         };
+        let policy = r.policy;
         let now = Instant::now();
         if r.review_at.is_some_and(|t| now >= t) {
             r.review(now, caps);
@@ -227,9 +239,14 @@ impl Routes {
                 max_concurrency: Some(caps.of(e.max_concurrency, pool)),
                 tag: e.tag.clone(),
                 params: e.params.clone(),
-                registered_at_ms: None,
+                registered_at_ms: e.registered_at_ms,
             })
             .collect();
+        let policy = match self.balancer {
+            Balancer::Fixed(p) => p,
+            Balancer::Auto if eps.iter().any(|e| e.weight != eps[0].weight) => Policy::RoundRobin,
+            Balancer::Auto => Policy::Adaptive,
+        };
         let doc = snap
             .rules(service)
             .or_else(|| self.config_rules.get(service).map(String::as_str));
@@ -261,6 +278,7 @@ impl Routes {
         let n = table.len();
         ServiceRoutes {
             version: snap.version,
+            policy,
             table,
             live,
             pools,
@@ -335,8 +353,9 @@ impl ServiceRoutes {
 }
 
 /// The balancer named in the configuration.
-pub fn policy_named(name: &str) -> Option<Policy> {
-    Some(match name {
+pub fn balancer_named(name: &str) -> Option<Balancer> {
+    Some(Balancer::Fixed(match name {
+        "auto" => return Some(Balancer::Auto),
         "adaptive" => Policy::Adaptive,
         "weighted_random" => Policy::WeightedRandom,
         "round_robin" => Policy::RoundRobin,
@@ -344,5 +363,5 @@ pub fn policy_named(name: &str) -> Option<Policy> {
         "shortest_response" => Policy::ShortestResponse,
         "consistent_hash" => Policy::ConsistentHash,
         _ => return None,
-    })
+    }))
 }
