@@ -18,15 +18,18 @@ Targets are the issue's (issue 4); they are listed next to the measured values, 
 import html
 import json
 import math
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCH = ROOT / "target" / "bench"
-DOC = ROOT / "docs" / "benchmarks.md"
-PLOTS = ROOT / "docs" / "bench"
+# BENCH_OUT / BENCH_DOC (optional): read the JSON from, and write the document (plots next to it, in bench/)
+# to, other places than target/bench and docs/benchmarks.md, e.g. for smoke runs that must not touch the real ones.
+BENCH = Path(os.environ.get("BENCH_OUT") or ROOT / "target" / "bench").resolve()
+DOC = Path(os.environ.get("BENCH_DOC") or ROOT / "docs" / "benchmarks.md").resolve()
+PLOTS = DOC.parent / "bench"
 
 TARGET_RATIO = {128: 0.97, 256: 0.97, 512: 0.97, 1024: 0.95}
 TARGET_ADDED_P99_US = 150
@@ -136,8 +139,8 @@ def plot_challenge(ch, path):
     conns = sorted({s["connections"] for s in summ})
     if not conns:
         return False
-    W, H = 860, 440
-    L, R, T, B = 70, 250, 40, 60
+    W, H = 900, 440
+    L, R, T, B = 70, 290, 40, 60
     svg = Svg(W, H)
     cap = ch["params"]["capacity_qps"]
     ymax = nice_max(max([cap * 1.1] + [s["qps"] or 0 for s in summ]))
@@ -169,39 +172,48 @@ def plot_challenge(ch, path):
         c = 2 ** (lo + (hi - lo) * k / steps)
         pts.append((X(c), Y(min(c / 0.05, cap))))
     svg.polyline(pts, COLORS["ceiling"], 1.5, "6,4")
-    legend = [("ceiling: min(c / 50 ms, 10,000)", COLORS["ceiling"], "dash")]
-    for tool, shape in (("loadgen", "circle"), ("wrk", "square")):
-        rows = sorted((s for s in summ if s["tool"] == tool), key=lambda s: s["connections"])
-        if not rows:
-            continue
-        svg.polyline([(X(s["connections"]), Y(s["qps"])) for s in rows], COLORS[tool], 2)
-        for s in rows:
-            svg.marker(X(s["connections"]), Y(s["qps"]), COLORS[tool], shape,
-                       f'{tool} {s["connections"]}: {s["qps"]:,.0f} qps, {s["ratio"] * 100:.1f}% of ceiling')
-            # loadgen's ratio below right of the point, wrk's above left (clear of the ceiling curve).
-            if tool == "loadgen":
-                svg.text(X(s["connections"]) + 6, Y(s["qps"]) + 16, f'{s["ratio"] * 100:.1f}%', 10, "start",
-                         COLORS[tool])
-            else:
-                svg.text(X(s["connections"]) - 8, Y(s["qps"]) - 8, f'{s["ratio"] * 100:.1f}%', 10, "end",
-                         COLORS[tool])
-        label = "loadgen (answers checked)" if tool == "loadgen" else "wrk (answers not checked)"
-        legend.append((label, COLORS[tool], shape))
+    legend = [("ceiling: min(c / 50 ms, 10,000)", COLORS["ceiling"], "dash", "6,4")]
+    variants = [v for v in ("weights", "adaptive") if any(variant_of(s) == v for s in summ)]
+    for variant in variants:
+        for tool, shape in (("loadgen", "circle"), ("wrk", "square")):
+            rows = sorted((s for s in summ if s["tool"] == tool and variant_of(s) == variant),
+                          key=lambda s: s["connections"])
+            if not rows:
+                continue
+            color, dash = LINE_STYLE[(tool, variant)]
+            svg.polyline([(X(s["connections"]), Y(s["qps"])) for s in rows], color, 2, dash)
+            for s in rows:
+                svg.marker(X(s["connections"]), Y(s["qps"]), color, shape,
+                           f'{tool}, {VARIANT_LABEL[variant]}, {s["connections"]}: {s["qps"]:,.0f} qps, '
+                           f'{s["ratio"] * 100:.1f}% of ceiling')
+                # Ratios: loadgen below right of the point, wrk above left (clear of the ceiling curve); the
+                # second variant's a line further out.
+                k = variants.index(variant)
+                if tool == "loadgen":
+                    svg.text(X(s["connections"]) + 6, Y(s["qps"]) + 16 + 12 * k, f'{s["ratio"] * 100:.1f}%', 10,
+                             "start", color)
+                else:
+                    svg.text(X(s["connections"]) - 8, Y(s["qps"]) - 8 - 12 * k, f'{s["ratio"] * 100:.1f}%', 10,
+                             "end", color)
+            label = ("loadgen (checked)" if tool == "loadgen" else "wrk (not checked)")
+            if len(variants) > 1 or variant != "weights":
+                label += ", " + VARIANT_LABEL[variant]
+            legend.append((label, color, shape, dash))
     refs = ch.get("reference") or []
     if refs:
         for r in refs:
             svg.marker(X(r["connections"]), Y(r["qps"]), COLORS["direct"], "square",
                        f'no agent {r["connections"]}: {r["qps"]:,.0f} qps, {r["ratio"] * 100:.1f}% of ceiling')
-        legend.append(("no agent: loadgen → 50 ms sim", COLORS["direct"], "square"))
-    for i, (label, color, kind) in enumerate(legend):
+        legend.append(("no agent: loadgen → 50 ms sim", COLORS["direct"], "square", None))
+    for i, (label, color, kind, dash) in enumerate(legend):
         y = T + 20 + i * 22
         x = W - R + 12
         if kind == "dash":
-            svg.line(x, y - 4, x + 22, y - 4, color, 1.5, "6,4")
+            svg.line(x, y - 4, x + 22, y - 4, color, 1.5, dash)
         else:
-            svg.line(x, y - 4, x + 22, y - 4, color, 2)
+            svg.line(x, y - 4, x + 22, y - 4, color, 2, dash)
             svg.marker(x + 11, y - 4, color, kind)
-        svg.text(x + 28, y, label, 10)
+        svg.text(x + 28, y, label, 9)
     svg.save(path)
     return True
 
@@ -316,11 +328,297 @@ def plot_overhead_cpu(ov, path):
 
 
 # ------------------------------------------------------------------------------------------------------
+# balancer variants (issue 6 item 6), routing (issue 6), faults (issue 5)
+
+VARIANT_LABEL = {"weights": "weights 1:2:3 + round robin", "adaptive": "adaptive, no weights"}
+LINE_STYLE = {("loadgen", "weights"): ("#1f77b4", None), ("wrk", "weights"): ("#ff7f0e", None),
+              ("loadgen", "adaptive"): ("#9467bd", "5,3"), ("wrk", "adaptive"): ("#8c564b", "5,3")}
+TARGET_ROUTING_NS = 100
+TARGET_ROUTING_FLAT = 1.5
+TARGET_ROUTING_SPEEDUP = 50
+
+
+def variant_of(x):
+    return x.get("balancer") or "weights"
+
+
+def balancer_comparison(ch):
+    """Per connection count (loadgen, answers checked): adaptive without weights vs 1:2:3 weights."""
+    out = []
+    if not ch:
+        return out
+    summ = [s for s in ch["summary"] if s["tool"] == "loadgen"]
+    for c in sorted({s["connections"] for s in summ}):
+        w = next((s for s in summ if s["connections"] == c and variant_of(s) == "weights"), None)
+        a = next((s for s in summ if s["connections"] == c and variant_of(s) == "adaptive"), None)
+        if w and a and w["qps"] and a["qps"] is not None:
+            out.append({"connections": c, "weights_qps": w["qps"], "adaptive_qps": a["qps"],
+                        "ratio": a["qps"] / w["qps"], "met": a["qps"] >= w["qps"],
+                        "errors": (w["errors"] or 0, a["errors"] or 0)})
+    return out
+
+
+def routing_targets(rt):
+    runs = sorted(rt.get("runs") or [], key=lambda r: r["providers"])
+    if not runs:
+        return None
+    at = {r["providers"]: r for r in runs}
+    big = at.get(5000) or runs[-1]
+    span = [r["ours_ns"] for r in runs if 100 <= r["providers"] <= 5000]
+    flat = max(span) / min(span) if span and min(span) > 0 else None
+    speedup = big["naive_ns"] / big["ours_ns"] if big["ours_ns"] else None
+    return {"n": big["providers"], "ours": big["ours_ns"], "flat": flat, "speedup": speedup,
+            "lo": min(r["providers"] for r in runs), "hi": max(r["providers"] for r in runs)}
+
+
+def plot_routing(rt, path):
+    runs = sorted(rt.get("runs") or [], key=lambda r: r["providers"])
+    if not runs:
+        return False
+    W, H = 820, 400
+    L, R, T, B = 80, 250, 40, 55
+    svg = Svg(W, H)
+    svg.text(W / 2 - 60, 22, "Routing: ns per route + pick vs providers (log-log)", 14, "middle", weight="bold")
+    vals = [r[k] for r in runs for k in ("ours_ns", "naive_ns") if r.get(k)]
+    lo, hi = math.floor(math.log10(min(vals))), math.ceil(math.log10(max(vals)))
+    if hi == lo:
+        hi += 1
+    ns = [r["providers"] for r in runs]
+    xlo, xhi = math.log10(min(ns)) - 0.1, math.log10(max(ns)) + 0.1
+
+    def X(n):
+        return L + (math.log10(n) - xlo) / (xhi - xlo) * (W - L - R)
+
+    def Y(v):
+        return H - B - (math.log10(max(v, 10 ** lo)) - lo) / (hi - lo) * (H - T - B)
+
+    for e in range(lo, hi + 1):
+        v = 10 ** e
+        svg.line(L, Y(v), W - R, Y(v), "#e5e5e5")
+        lab = f"{v:,.0f} ns" if v < 1000 else (f"{v / 1000:,.0f} µs" if v < 1e6 else f"{v / 1e6:,.0f} ms")
+        svg.text(L - 6, Y(v) + 4, lab, 10, "end")
+    for n in ns:
+        svg.line(X(n), H - B, X(n), H - B + 5, "#333")
+        svg.text(X(n), H - B + 20, f"{n:,}", 11, "middle")
+    svg.line(L, H - B, W - R, H - B, "#333")
+    svg.line(L, T, L, H - B, "#333")
+    svg.text(L + (W - L - R) / 2, H - 12, "providers (log scale)", 12, "middle")
+    svg.text(16, T + (H - T - B) / 2, "ns per route + pick (log)", 11, "middle", rotate=-90)
+    svg.line(L, Y(TARGET_ROUTING_NS), W - R, Y(TARGET_ROUTING_NS), "#2ca02c", 1, "4,3")
+    series = [("ours_ns", "ours (cached bitsets + adaptive P2C)", "#1f77b4", "circle"),
+              ("naive_ns", "naive per-call O(n) chain", "#d62728", "square")]
+    for k, label, color, shape in series:
+        pts = [(X(r["providers"]), Y(r[k])) for r in runs if r.get(k)]
+        svg.polyline(pts, color, 2)
+        for r in runs:
+            if r.get(k):
+                svg.marker(X(r["providers"]), Y(r[k]), color, shape, f"{label}, {r['providers']:,}: {r[k]:,.1f} ns")
+    for i, (label, color, kind) in enumerate([(l, c, s) for _, l, c, s in series]
+                                             + [(f"target: {TARGET_ROUTING_NS} ns", "#2ca02c", "dash")]):
+        y, x = T + 20 + i * 22, W - R + 12
+        if kind == "dash":
+            svg.line(x, y - 4, x + 22, y - 4, color, 1, "4,3")
+        else:
+            svg.line(x, y - 4, x + 22, y - 4, color, 2)
+            svg.marker(x + 11, y - 4, color, kind)
+        svg.text(x + 28, y, label, 10)
+    svg.save(path)
+    return True
+
+
+def routing_section(rt, meta):
+    out = ["## Routing and balancing (issue 6)", ""]
+    if not rt:
+        out.append("Not run yet: `bash scripts/bench.sh routing` (`cargo bench -p mesh-balance --bench routing`).")
+        return "\n".join(out) + "\n"
+    st = rt.get("setup") or {}
+    out.append(
+        "`crates/mesh-balance/benches/routing.rs`: one service with 100 to 5,000 providers, a tag router "
+        f"({', '.join(st.get('tags') or [])}) and {len(st.get('rules') or [])} condition rules on "
+        f"({'; '.join('`' + r + '`' for r in st.get('rules') or [])}); request mix: {st.get('request_mix', '–')}. "
+        f"**ours**: {st.get('ours', 'route_and_pick')}. **naive**: a per-call O(n) chain written in the bench "
+        "(scan every provider, tag router, each condition rule by string matching, weighted random over the "
+        f"survivors: what Dubbo's RouterChain + LoadBalance do per call). Statistic: {st.get('stat', '–')}."
+    )
+    out.append("")
+    if meta:
+        g = meta.get("load") or {}
+        out.append(f"Run {meta['machine']['date_utc']} (`{meta['command']}` from `scripts/bench.sh routing`), commit "
+                   f"`{meta['machine'].get('commit')}`" + (" plus uncommitted changes" if meta["machine"].get(
+                       "uncommitted_changes") else "")
+                   + f"; 1-minute load average {g.get('loadavg_1m', 0):.2f} at the start (after waiting "
+                   f"{g.get('waited_s', 0):.0f} s), {g.get('loadavg_1m_after', 0):.2f} at the end.")
+    else:
+        out.append("(routing.json was not produced by `scripts/bench.sh routing`: no load-gate record.)")
+    out.append("")
+    runs = sorted(rt.get("runs") or [], key=lambda r: r["providers"])
+    rows = [(f'{r["providers"]:,}', fmt(r["ours_ns"], 1), fmt(r.get("ours_min_ns"), 1), fmt(r.get("route_only_ns"), 1),
+             fmt(r["naive_ns"], 0), f'{r["naive_ns"] / r["ours_ns"]:,.0f}×' if r["ours_ns"] else "–",
+             fmt(r.get("weighted_random_ns"), 1), fmt(r.get("least_active_ns"), 1), fmt(r.get("build_us"), 0),
+             r.get("cached_sets", "–")) for r in runs]
+    out.append(table(["providers", "ours ns", "ours fastest batch ns", "route only ns", "naive ns", "speedup",
+                      "ours, weighted random ns", "ours, least active ns", "table build µs", "cached sets"], rows))
+    out.append("")
+    out.append("![routing ns vs providers](bench/routing.svg)")
+    out.append("")
+    bal = rt.get("balancers") or {}
+    if bal:
+        sizes = sorted(bal, key=int)
+        names = []
+        for n in sizes:
+            for k in bal[n]:
+                if k not in names:
+                    names.append(k)
+        out.append("### Balancer micro-benchmark")
+        out.append("")
+        out.append("ns per pick of each balancer over one route with no routers (weights 100/200/300 in turn, live "
+                   "state preloaded); `_flat` = the same balancer with grouped picks turned off (a scan of every "
+                   "candidate), for comparison. Same run as the table above.")
+        out.append("")
+        out.append(table(["balancer", *[f"{int(n):,} candidates ns" for n in sizes]],
+                         [(k, *[fmt(bal[n].get(k), 1) for n in sizes]) for k in names]))
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+PHASE_LABEL = {"steady": "steady", "kill": "kill -9 provider agent medium", "etcd_down": "etcd stopped",
+               "etcd_back": "etcd started again", "restart": "planned restart of provider agent large"}
+PHASE_COLOR = {"steady": "#f7f7f7", "kill": "#fde0dd", "etcd_down": "#deebf7", "etcd_back": "#eff3ff",
+               "restart": "#e5f5e0"}
+
+
+def plot_faults(fa, path):
+    tl = fa.get("timeline") or {}
+    ok, failed = tl.get("ok") or [], tl.get("failed") or []
+    if not ok:
+        return False
+    w = tl["window_ms"] / 1000.0
+    n = len(ok)
+    W, H = 980, 420
+    L, R, T, B = 70, 30, 60, 60
+    svg = Svg(W, H)
+    svg.text(W / 2, 20, f"Faults: successes and failures per {tl['window_ms']} ms window "
+                        f"({fa['params']['connections']} connections)", 14, "middle", weight="bold")
+    ymax = nice_max(max(max(ok), max(failed) if failed else 0, 1) * 1.1)
+    tmax = n * w
+
+    def X(t):
+        return L + t / tmax * (W - L - R)
+
+    def Y(v):
+        return H - B - v / ymax * (H - T - B)
+
+    for p in fa["phases"]:
+        a, b = p["start_s"], min(p["end_s"], tmax)
+        svg.rect(X(a), T, X(b) - X(a), H - T - B, PHASE_COLOR.get(p["phase"], "#fafafa"))
+        svg.line(X(a), T - 4, X(a), H - B, "#555", 1, "3,3")
+        svg.text(X(a) + 3, T - 8, PHASE_LABEL.get(p["phase"], p["phase"]).replace("provider agent ", ""), 9)
+    for i in range(6):
+        v = ymax * i / 5
+        svg.line(L, Y(v), W - R, Y(v), "#e5e5e5")
+        svg.text(L - 6, Y(v) + 4, f"{v:,.0f}", 10, "end")
+    step = 10 if tmax > 60 else 5 if tmax > 20 else 1
+    t = 0
+    while t <= tmax:
+        svg.line(X(t), H - B, X(t), H - B + 4, "#333")
+        svg.text(X(t), H - B + 16, f"{t:g}", 10, "middle")
+        t += step
+    svg.line(L, H - B, W - R, H - B, "#333")
+    svg.line(L, T, L, H - B, "#333")
+    svg.text(L + (W - L - R) / 2, H - 25, "seconds since the measured start", 11, "middle")
+    svg.text(16, T + (H - T - B) / 2, f"calls completed per {tl['window_ms']} ms", 11, "middle", rotate=-90)
+    svg.polyline([(X((i + 0.5) * w), Y(v)) for i, v in enumerate(ok)], "#1f77b4", 1.2)
+    for i, v in enumerate(failed):
+        if v:
+            x = X(i * w)
+            svg.rect(x, Y(v), max(X((i + 1) * w) - x, 2), H - B - Y(v), "#d62728",
+                     f"{i * w:.1f} s: {v} failed ({', '.join(f'{k} {c}' for k, c in tl['failed_kinds'][i].items())})")
+    for e in fa.get("events") or []:
+        if e["event"].startswith("phase "):
+            continue
+        svg.marker(X(e["at_s"]), T + 6, "#333", "square", f'{e["at_s"]:.2f} s: {e["event"]}')
+    svg.rect(L, H - 14, 12, 10, "#1f77b4")
+    svg.text(L + 16, H - 5, "successes", 10)
+    svg.rect(L + 100, H - 14, 12, 10, "#d62728")
+    svg.text(L + 116, H - 5, "failures", 10)
+    svg.text(L + 190, H - 5, "■ events (hover for details); background: phases", 10)
+    svg.save(path)
+    return True
+
+
+def faults_section(fa):
+    out = ["## Faults under load (issue 5)", ""]
+    if not fa:
+        out.append("Not run yet: `bash scripts/bench.sh faults`.")
+        return "\n".join(out) + "\n"
+    p = fa["params"]
+    ph = p["phases_s"]
+    out.append(
+        f"The challenge topology (etcd; simulators small/medium/large, 50 ms, thread cap 200, knees 100/200/300; a "
+        f"provider agent in front of each, registered with its weight and `--max-concurrency 200`, etcd lease TTL "
+        f"{p['lease_ttl_s']} s; one consumer agent, {p['consumer_balancer']} balancer, discovering through etcd) under "
+        f"loadgen at {p['connections']} connections for the whole scenario ({p['loadgen']}; `--timeline-ms "
+        f"{p['timeline_ms']}`), after {p['warmup_s']:g} s of warm-up. Phases: steady {ph['steady']:g} s; "
+        f"**kill**: `kill -9` of the medium provider agent (no deregistration: its key stays until the lease "
+        f"expires), {ph['kill']:g} s; **etcd down**: etcd stopped (SIGTERM) for {ph['etcd_down']:g} s, then "
+        f"**etcd back** on the same ports and data directory, {ph['etcd_back']:g} s; **restart**: SIGTERM to the "
+        f"large provider agent (it deregisters, drains, exits), started again with the same flags at once, then "
+        f"{ph['restart']:g} s. Each {p['timeline_ms']} ms window of loadgen's timeline is counted in "
+        f"{p['phase_of_a_window']}."
+    )
+    out.append("")
+    if fa.get("machine"):
+        m = fa["machine"]
+        out.append(f"Run {m['date_utc']} (binaries and commit: see Machine and versions)"
+                   + f"; load average {fa['load_gate']['loadavg_1m']:.2f} at the start; other processes used "
+                   f"{fa.get('other_cpu_s', 0):.1f} CPU s during the scenario.")
+        out.append("")
+    rows = []
+    for t in fa["targets"]:
+        rows.append((t["target"], t["measured"], met(t["met"])))
+    out.append(table(["target", "measured", ""], rows, ["---", "---", "---"]))
+    out.append("")
+    rows = []
+    for q in fa["phases"]:
+        kinds = ", ".join(f"{k} {v:,}" for k, v in sorted(q["failed_by_kind"].items())) or "–"
+        gap = (fmt(q["longest_gap_ms"], 1) if q["longest_gap_ms"] is not None
+               else f"< {fmt(q.get('gap_min_ms'), 0)}")
+        cpu = fa.get("cpu_s_by_phase", {}).get(q["phase"], {})
+        agents = sum(v for k, v in cpu.items() if k != "etcd")
+        rows.append((PHASE_LABEL.get(q["phase"], q["phase"]), f'{q["start_s"]:.1f}–{q["end_s"]:.1f}',
+                     f'{q["completed"]:,}', f'{q["succeeded"]:,}', f'{q["failed"]:,}',
+                     "–" if q["failed_pct"] is None else f'{q["failed_pct"]:.3f}%', kinds, gap,
+                     fmt(agents / (q["end_s"] - q["start_s"]) * 100, 0) + "%" if q["end_s"] > q["start_s"] else "–"))
+    out.append(table(["phase", "s", "completed", "succeeded", "failed", "failed %", "failures by kind",
+                      "longest gap without a success, ms", "agents' CPU (% of one core)"], rows))
+    out.append("")
+    fk = ", ".join(f"{k} {v:,}" for k, v in sorted(fa["failed_by_kind"].items())) or "none"
+    out.append(
+        f"Whole scenario: {fa['sent']:,} calls sent, {fa['succeeded']:,} succeeded, {fa['failed']:,} failed ({fk}); "
+        f"{fmt(fa['qps'], 0)} QPS; longest interval without any success {fmt(fa['longest_gap_ms'], 1)} ms"
+        + (f"; failures between {fa['first_failure_ms'] / 1000:.2f} s and {fa['last_failure_ms'] / 1000:.2f} s"
+           if fa.get("first_failure_ms") is not None else "")
+        + (f". The killed agent's key left etcd {fa['kill_key_gone_s']:.1f} s after the kill"
+           if fa.get("kill_key_gone_s") is not None else ". The killed agent's key did not leave etcd within the kill phase")
+        + f"; the restarted agent was observed for {fa['restart_observed_s']:.1f} s. Agents' CPU over the measured "
+        "scenario (s): " + ", ".join(f"{k} {v:.1f}" for k, v in fa.get("cpu_s", {}).items())
+        + (f" ({fmt(fa.get('agents_cpu_us_per_req'), 0)} µs per call for the agents)." if fa.get(
+            "agents_cpu_us_per_req") else "."))
+    out.append("")
+    out.append("Events (s since the measured start): " + "; ".join(
+        f'{e["at_s"]:.2f} {e["event"]}' for e in fa.get("events") or [] if not e["event"].startswith("phase ")) + ".")
+    out.append("")
+    out.append("![faults timeline](bench/faults_timeline.svg)")
+    out.append("")
+    return "\n".join(out) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------------
 # sections
 
 
-def machine_section(ch, ov, meta):
-    m = (ch or ov or {}).get("machine") or (meta or {}).get("machine")
+def machine_section(ch, ov, meta, fa=None, rt_meta=None):
+    m = (ch or ov or fa or {}).get("machine") or (meta or rt_meta or {}).get("machine")
     if not m:
         return "## Machine\n\nNo results yet: run `bash scripts/bench.sh all`.\n"
     rows = [
@@ -333,7 +631,7 @@ def machine_section(ch, ov, meta):
         ("python", m.get("python")),
     ]
     out = ["## Machine and versions", "", table(["", ""], rows, ["---", "---"]), ""]
-    for name, d in (("challenge", ch), ("overhead", ov)):
+    for name, d in (("challenge", ch), ("overhead", ov), ("faults", fa)):
         if not d:
             continue
         mm = d["machine"]
@@ -350,10 +648,12 @@ def machine_section(ch, ov, meta):
                       + (f" (diff sha256 `{mm['uncommitted_diff_sha256']}`)" if mm.get("uncommitted_diff_sha256") else ""))
         out.append(f"- `{name}`: run {mm['date_utc']}, {state}; binaries (sha256 prefix) "
                    + ", ".join(f"{k} `{v}`" for k, v in (mm.get("binaries_sha256") or {}).items()) + ".")
-    if meta:
-        mm = meta["machine"]
+    for name, md in (("codec", meta), ("routing", rt_meta)):
+        if not md:
+            continue
+        mm = md["machine"]
         dirty = mm.get("uncommitted_changes") or []
-        out.append(f"- `codec`: run {mm['date_utc']}, commit `{mm.get('commit')}`"
+        out.append(f"- `{name}`: run {mm['date_utc']}, commit `{mm.get('commit')}`"
                    + (" plus uncommitted changes" if dirty else "") + ".")
     out.append("")
     out.append("Everything (load generators, simulators, agents, etcd, nginx) runs on the same "
@@ -362,10 +662,11 @@ def machine_section(ch, ov, meta):
     return "\n".join(out) + "\n"
 
 
-def targets_section(ch, ov):
+def targets_section(ch, ov, rt, fa):
     rows = []
     if ch:
-        for s in ch["summary"]:
+        variants = [v for v in ("weights", "adaptive") if any(variant_of(s) == v for s in ch["summary"])]
+        for s in sorted(ch["summary"], key=lambda s: (s["connections"], variants.index(variant_of(s)))):
             if s["tool"] != "loadgen":
                 continue
             t = TARGET_RATIO.get(s["connections"])
@@ -375,9 +676,15 @@ def targets_section(ch, ov):
             ref = next((r for r in ch.get("reference") or [] if r["connections"] == s["connections"]), None)
             note = (f"; with no agent at all (loadgen straight to a 50 ms simulator) {pct(ref['ratio'])}"
                     if ref else "")
-            rows.append((f"challenge, {s['connections']} connections: ≥ {t * 100:.0f}% of the ceiling, 0 errors",
+            var = f" ({VARIANT_LABEL[variant_of(s)]})" if len(variants) > 1 or variant_of(s) != "weights" else ""
+            rows.append((f"challenge, {s['connections']} connections{var}: ≥ {t * 100:.0f}% of the ceiling, 0 errors",
                          f"{pct(s['ratio'])} of {s['ceiling']:,.0f}, {fmt(s['errors'], 0)} errors (loadgen){note}",
                          met(ok)))
+        for c in balancer_comparison(ch):
+            rows.append((f"issue 6: adaptive balancer without weights ≥ QPS with 1:2:3 weights, {c['connections']} "
+                         "connections",
+                         f"{fmt(c['adaptive_qps'], 0)} vs {fmt(c['weights_qps'], 0)} QPS ({c['ratio'] * 100:.1f}%; "
+                         f"errors {c['errors'][1]:,} vs {c['errors'][0]:,})", met(c["met"])))
     else:
         rows.append(("challenge", "not run (`bash scripts/bench.sh challenge`)", "–"))
     if ov and ov.get("cpu_ratio") is not None:
@@ -387,11 +694,20 @@ def targets_section(ch, ov):
                      f"worst ratio {ov['cpu_ratio']:.2f} ({detail})", met(ov["cpu_ratio"] <= TARGET_CPU_RATIO)))
     if ov and ov.get("added_p99_us") is not None:
         at = ov.get("added_p99_us_at", "1000")
-        rows.append((f"overhead: the mesh adds ≤ {TARGET_ADDED_P99_US} µs p99 over the direct path at {int(at):,} rps",
+        rows.append((f"overhead: the mesh adds ≤ {TARGET_ADDED_P99_US} µs p99 over the direct path at {int(at):,} rps "
+                     "(latency from the intended send time)",
                      f"+{fmt(ov['added_p99_us'], 0)} µs (median of {len(ov['added_p99_us_reps'])} repetitions: "
                      + ", ".join(f"{x:+,}" for x in ov["added_p99_us_reps"]) + " µs); one nginx hop: "
                      f"+{fmt(ov.get('nginx_added_p99_us'), 0)} µs",
                      met(ov["added_p99_us"] <= TARGET_ADDED_P99_US)))
+    if ov and ov.get("added_p99_us_sent") is not None:
+        at = ov.get("added_p99_us_at", "1000")
+        reps = ov.get("added_p99_us_sent_reps") or []
+        rows.append((f"overhead: the same from the actual send time (pacing lateness left out), {int(at):,} rps",
+                     f"+{fmt(ov['added_p99_us_sent'], 0)} µs (median of {len(reps)} repetitions: "
+                     + ", ".join(f"{x:+,}" for x in reps) + " µs); one nginx hop: "
+                     f"+{fmt(ov.get('nginx_added_p99_us_sent'), 0)} µs",
+                     met(ov["added_p99_us_sent"] <= TARGET_ADDED_P99_US)))
     if ov and (ov.get("added_1conn_us") or {}).get("p99_us") is not None:
         a, n = ov["added_1conn_us"], ov.get("nginx_added_1conn_us") or {}
         rows.append(("(context, no target) added latency with one connection in closed loop, no pacing timer",
@@ -399,7 +715,23 @@ def targets_section(ch, ov):
                      f"+{fmt(n.get('p50_us'), 0)} µs p50, +{fmt(n.get('p99_us'), 0)} µs p99", "–"))
     if not ov:
         rows.append(("overhead", "not run (`bash scripts/bench.sh overhead`)", "–"))
-    return ("## Targets (issue 4) against this run\n\nReported, not asserted anywhere.\n\n"
+    if fa:
+        for t in fa["targets"]:
+            rows.append((f"faults: {t['target']}", t["measured"], met(t["met"])))
+    else:
+        rows.append(("faults", "not run (`bash scripts/bench.sh faults`)", "–"))
+    rtt = routing_targets(rt) if rt else None
+    if rtt:
+        rows.append((f"routing: ≤ {TARGET_ROUTING_NS} ns per route + pick at 5,000 providers",
+                     f"{fmt(rtt['ours'], 1)} ns at {rtt['n']:,}", met(rtt["ours"] <= TARGET_ROUTING_NS)))
+        rows.append((f"routing: flat within {TARGET_ROUTING_FLAT}× from 100 to 5,000 providers",
+                     f"slowest / fastest size = {rtt['flat']:.2f}× ({rtt['lo']:,} .. {rtt['hi']:,})",
+                     met(rtt["flat"] is not None and rtt["flat"] <= TARGET_ROUTING_FLAT)))
+        rows.append((f"routing: ≥ {TARGET_ROUTING_SPEEDUP}× faster than the naive chain at 5,000 providers",
+                     f"{rtt['speedup']:,.0f}×", met(rtt["speedup"] is not None and rtt["speedup"] >= TARGET_ROUTING_SPEEDUP)))
+    else:
+        rows.append(("routing", "not run (`bash scripts/bench.sh routing`)", "–"))
+    return ("## Targets (issues 4, 5, 6) against this run\n\nReported, not asserted anywhere.\n\n"
             + table(["target", "measured", ""], rows, ["---", "---", "---"]) + "\n")
 
 
@@ -413,7 +745,7 @@ def challenge_section(ch):
     out.append(
         "The 2018 topology on this box: etcd; three provider simulators, "
         f'{p["sim_latency_ms"]} ms per call, thread cap {p["sim_threads"]} each (status 100 beyond it), latency '
-        f'growing past the knee ({sims}); a provider agent in front of each, advertising its weight and '
+        f'growing past the knee ({sims}); a provider agent in front of each, registered with '
         f'`--max-concurrency {p["provider_max_concurrency"]}` (one shard each, pinned round-robin); one consumer '
         "agent (default shards). Capacity: small 200 threads / 100 ms at the cap = 2,000/s, medium and large "
         "200 / 50 ms = 4,000/s each, 10,000/s in all; with `c` connections each waiting 50 ms at best the ceiling "
@@ -429,9 +761,20 @@ def challenge_section(ch):
         f"Repetitions: {p['repeat']} (medians below when more than one)."
     )
     out.append("")
+    bv = p.get("balancer_variants")
+    if bv:
+        out.append("Balancer variants, both at every connection count (interleaved: the agents are restarted with "
+                   "the other variant between them, etcd and the simulators stay up): "
+                   + "; ".join(f"**{k}**: {v}" for k, v in bv.items() if k in p.get("balancers", bv)) + ".")
+    else:
+        out.append("Balancer: the providers' weights 1 : 2 : 3 (this run predates the balancer variants).")
+    out.append("")
+    variants = [v for v in ("weights", "adaptive") if any(variant_of(s) == v for s in ch["summary"])]
     rows = []
-    for s in sorted(ch["summary"], key=lambda s: (s["connections"], s["tool"] != "loadgen")):
-        runs = [r for r in ch["runs"] if r["tool"] == s["tool"] and r["connections"] == s["connections"]]
+    for s in sorted(ch["summary"], key=lambda s: (s["connections"], variants.index(variant_of(s)),
+                                                  s["tool"] != "loadgen")):
+        runs = [r for r in ch["runs"] if r["tool"] == s["tool"] and r["connections"] == s["connections"]
+                and variant_of(r) == variant_of(s)]
         r0 = runs[0]
         by = r0.get("cpu_us_per_req_by_agent") or {}
         prov = sum(v for k, v in by.items() if k.startswith("provider_") and v is not None)
@@ -440,7 +783,7 @@ def challenge_section(ch):
         t = TARGET_RATIO.get(s["connections"])
         share = s["provider_share"]
         rows.append((
-            s["connections"], s["tool"], fmt(s["qps"], 0), fmt(s["ceiling"], 0), pct(s["ratio"]),
+            s["connections"], variant_of(s), s["tool"], fmt(s["qps"], 0), fmt(s["ceiling"], 0), pct(s["ratio"]),
             f"{t * 100:.0f}%" if t else "–", errs if len(runs) == 1 else fmt(s["errors"], 0), f'{rej:,}',
             fmt(s["p50_ms"], 1), fmt(s["p99_ms"], 1),
             f'{share["small"] * 100:.0f} / {share["medium"] * 100:.0f} / {share["large"] * 100:.0f}',
@@ -450,7 +793,7 @@ def challenge_section(ch):
             fmt(r0.get("other_cpu_s"), 1),
         ))
     out.append(table(
-        ["conns", "tool", "QPS", "ceiling", "ratio", "target", "errors", "sim rejections (status 100)",
+        ["conns", "balancer", "tool", "QPS", "ceiling", "ratio", "target", "errors", "sim rejections (status 100)",
          "p50 ms", "p99 ms", "share small / medium / large %", "agents' CPU µs/req: consumer + providers = total",
          "load avg before", "other CPU s"], rows))
     out.append("")
@@ -467,15 +810,26 @@ def challenge_section(ch):
         out.append("")
     out.append("![QPS vs connections](bench/challenge_qps.svg)")
     out.append("")
+    comp = balancer_comparison(ch)
+    if comp:
+        out.append("Issue 6: the adaptive balancer with no configured weights against the 1:2:3 weights "
+                   "(loadgen, answers checked; medians when repeated):")
+        out.append("")
+        out.append(table(["conns", "weights 1:2:3 + round robin QPS", "adaptive, no weights QPS", "adaptive / weights",
+                          "target: adaptive ≥ weights"],
+                         [(c["connections"], fmt(c["weights_qps"], 0), fmt(c["adaptive_qps"], 0),
+                           f'{c["ratio"] * 100:.1f}%', met(c["met"])) for c in comp]))
+        out.append("")
     out.append("Columns: *errors* are loadgen's failed calls by kind (wrong answers included) or wrk's non-2xx "
                "answers and socket errors; *sim rejections* are calls the simulators answered with status 100 "
                "(thread pool exhausted) — calls the consumer agent sent to a provider already at its cap; *share* "
                "is each simulator's part of the calls served during the measured run (weights 1 : 2 : 3 = 17 / 33 / "
-               "50%); *other CPU s* is the CPU used during the measured run by processes that are not the benchmark's "
+               "50%; the adaptive balancer follows the providers' speed instead); *other CPU s* is the CPU used during the measured run by processes that are not the benchmark's "
                "(other users of the machine; kernel threads not counted): near 0 means the run had the box to itself.")
     out.append("")
     notes = []
     for r in ch["runs"]:
+        r = dict(r, tool=f'{r["tool"]} ({variant_of(r)})')
         if r["errors"]:
             notes.append(f'{r["tool"]} at {r["connections"]} connections: {r["errors"]:,} errors '
                          f'({", ".join(f"{k} {v:,}" for k, v in r["errors_by_kind"].items())}).')
@@ -489,9 +843,14 @@ def challenge_section(ch):
         if (r.get("other_cpu_s") or 0) > 0.5:
             notes.append(f'{r["tool"]} at {r["connections"]} connections: other processes used '
                          f'{r["other_cpu_s"]:.1f} CPU s during the run (shared box).')
-    if p.get("agents_idle_cpu_pct"):
+    idle = p.get("agents_idle_cpu_pct") or {}
+    if idle and all(isinstance(v, dict) for v in idle.values()):  # per balancer variant
+        for var, d in idle.items():
+            notes.append(f"Agents' CPU with no traffic ({var}; 3 s, % of one core): "
+                         + ", ".join(f"{k} {v}" for k, v in d.items()) + ".")
+    elif idle:
         notes.append("Agents' CPU with no traffic (3 s, % of one core): "
-                     + ", ".join(f"{k} {v}" for k, v in p["agents_idle_cpu_pct"].items()) + ".")
+                     + ", ".join(f"{k} {v}" for k, v in idle.items()) + ".")
     if notes:
         out.append("Recorded in this run:")
         out.append("")
@@ -534,14 +893,26 @@ def overhead_section(ov):
     d = ov["paths"].get("direct", {})
     first = str(p["rates"][0]) if p.get("rates") else None
     if first in d and "1conn" in d:
-        out.append(
-            f"Reading the latencies: loadgen paces open-loop calls with tokio's timer (millisecond wheel) and "
-            "measures each call from its intended send time, so every open-loop latency carries the pacing "
-            f"lateness, the same on every path: the direct path's p50 is {fmt(d[first]['p50_us'], 0)} µs at "
-            f"{int(first):,} rps against {fmt(d['1conn']['p50_us'], 0)} µs for a plain round trip on one "
-            "connection. Differences between paths at the same rate are meaningful; absolute open-loop "
-            "latencies are not. A pacing timer with microsecond precision in loadgen (sleep to ~1 ms before the "
-            "due time, then spin or yield) would remove it.")
+        precise = any(r.get("pacing") == "precise" for r in ov["runs"])
+        if precise:
+            out.append(
+                "Reading the latencies: loadgen paces open-loop calls precisely (`--pacing precise`, the default: a "
+                "timer thread releases each call within tens of microseconds of its due time) and measures each "
+                "call both from its intended send time (*p50/p99 µs*: no coordinated omission, a stalled server "
+                "shows) and from the moment it was actually written (*sent p50/p99 µs*: the server's and the "
+                "network's part only); *late p50/p99 µs* is how late calls were sent after their due time. The "
+                f"direct path's p50 is {fmt(d[first]['p50_us'], 0)} µs at {int(first):,} rps against "
+                f"{fmt(d['1conn']['p50_us'], 0)} µs for a plain round trip on one connection. Differences between "
+                "paths at the same rate are what the comparison is about; the added p99 is given from both origins.")
+        else:
+            out.append(
+                "Reading the latencies: in this run loadgen paced open-loop calls with tokio's millisecond timer "
+                "wheel and measured each call from its intended send time, so every open-loop latency carries up to "
+                f"a millisecond of pacing lateness, the same on every path: the direct path's p50 is "
+                f"{fmt(d[first]['p50_us'], 0)} µs at {int(first):,} rps against {fmt(d['1conn']['p50_us'], 0)} µs "
+                "for a plain round trip on one connection. Differences between paths at the same rate are "
+                "meaningful; absolute open-loop latencies are not. (loadgen now paces precisely by default and also "
+                "reports the latency from the actual send time; re-run `scripts/bench.sh overhead` for those.)")
         out.append("")
     out.append(
         "loadgen checks every answer, and nginx's responder can only return a fixed body, so the main "
@@ -564,12 +935,15 @@ def overhead_section(ov):
                 extra = f' ({fmt(b["consumer"], 1)} + {fmt(b["provider"], 1)})'
             rows.append((
                 load_label(l), path, fmt(d["qps"], 0), fmt(d["p50_us"], 0),
-                fmt(d["p90_us"], 0), fmt(d["p99_us"], 0), fmt(d["p999_us"], 0), fmt(d["errors"], 0),
+                fmt(d["p90_us"], 0), fmt(d["p99_us"], 0), fmt(d["p999_us"], 0),
+                fmt(d.get("sent_p50_us"), 0), fmt(d.get("sent_p99_us"), 0),
+                fmt(d.get("late_p50_us"), 0), fmt(d.get("late_p99_us"), 0), fmt(d["errors"], 0),
                 (fmt(cpu, 1) + extra) if cpu is not None else "–",
                 fmt(d.get("context_switches_per_req"), 2), fmt(d["backend_cpu_us_per_req"], 1),
                 fmt(d.get("other_cpu_s"), 1),
             ))
-    out.append(table(["load", "path", "QPS", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "errors",
+    out.append(table(["load", "path", "QPS", "p50 µs", "p90 µs", "p99 µs", "p99.9 µs", "sent p50 µs",
+                      "sent p99 µs", "late p50 µs", "late p99 µs", "errors",
                       "hop CPU µs/req (consumer + provider)", "hop context switches/req",
                       "backend CPU µs/req", "other CPU s"], rows))
     out.append("")
@@ -578,7 +952,9 @@ def overhead_section(ov):
                + "; ".join(f"{load_label(l)}: "
                            + ", ".join(f"{x:.2f}" for x in xs) for l, xs in ratios.items())
                + f". Added p99 at {int(ov.get('added_p99_us_at', 1000)):,} rps (mesh − direct), per repetition: "
-               + ", ".join(f"{x:+,} µs" for x in ov.get("added_p99_us_reps", [])) + ".")
+               + ", ".join(f"{x:+,} µs" for x in ov.get("added_p99_us_reps", []))
+               + ("; from the actual send time: " + ", ".join(f"{x:+,} µs" for x in ov["added_p99_us_sent_reps"])
+                  if ov.get("added_p99_us_sent_reps") else "") + ".")
     out.append("")
     out.append("![latency percentiles per path](bench/overhead_latency.svg)")
     out.append("")
@@ -694,17 +1070,23 @@ def howto_section():
     return """## How to run
 
 ```sh
-bash scripts/bench.sh all          # build, challenge, overhead, codec, then this report (~30-40 min on a quiet box)
+bash scripts/bench.sh all          # build, challenge, overhead, faults, codec, routing, then this report
 bash scripts/bench.sh challenge    # or one scenario; each ends by regenerating this file from target/bench/*.json
 bash scripts/bench.sh overhead
+bash scripts/bench.sh faults
 bash scripts/bench.sh codec
+bash scripts/bench.sh routing
 bash scripts/bench.sh report       # only this file and docs/bench/*.svg, from the JSON already there
 BENCH_DURATION=10 bash scripts/bench.sh all    # shorter runs
 ```
 
-Results: `target/bench/challenge.json` (`runs`: one object per run, `summary`: medians per tool and connection
-count), `target/bench/overhead.json` (`runs`, `paths`: medians per path and load, `cpu_ratio`, `added_p99_us`,
-`profile`), `target/bench/codec.json`; every run is also printed as one JSON line as it finishes. The knobs
+Results: `target/bench/challenge.json` (`runs`: one object per run with its `balancer` variant, `summary`:
+medians per tool, connection count and variant), `target/bench/overhead.json` (`runs`, `paths`: medians per path
+and load, `cpu_ratio`, `added_p99_us`, `added_p99_us_sent`, `profile`), `target/bench/faults.json` (`sent`,
+`succeeded`, `failed`, `failed_by_kind`, `longest_gap_ms`, `phases`, `events`, `targets`, `cpu_s_by_phase`,
+loadgen's `timeline`), `target/bench/codec.json`, `target/bench/routing.json` (`runs`, `balancers`) with
+`codec_meta.json` / `routing_meta.json` (load gate, machine); every run is also printed as one JSON line as it
+finishes. The knobs
 (durations, connection counts, rates, repetitions, the load gate) are the `BENCH_*` variables listed at the top
 of `scripts/bench.sh`. Everything listens on 127.0.0.1 on free ports; every process started is stopped at the
 end, also on Ctrl-C. The binaries are copied out of `target/release` before a scenario starts, so a rebuild
@@ -776,17 +1158,24 @@ def codec_section(old_doc, codec, meta):
 def main():
     ch = load("challenge.json")
     ov = load("overhead.json")
+    fa = load("faults.json")
+    rt = load("routing.json")
+    rt_meta = load("routing_meta.json")
     codec = load("codec.json")
     meta = load("codec_meta.json")
     old_doc = DOC.read_text() if DOC.exists() else ""
     PLOTS.mkdir(parents=True, exist_ok=True)
     plots = []
     if ch and plot_challenge(ch, PLOTS / "challenge_qps.svg"):
-        plots.append("docs/bench/challenge_qps.svg")
+        plots.append(str(PLOTS / "challenge_qps.svg"))
     if ov and plot_overhead_latency(ov, PLOTS / "overhead_latency.svg"):
-        plots.append("docs/bench/overhead_latency.svg")
+        plots.append(str(PLOTS / "overhead_latency.svg"))
     if ov and plot_overhead_cpu(ov, PLOTS / "overhead_cpu.svg"):
-        plots.append("docs/bench/overhead_cpu.svg")
+        plots.append(str(PLOTS / "overhead_cpu.svg"))
+    if fa and plot_faults(fa, PLOTS / "faults_timeline.svg"):
+        plots.append(str(PLOTS / "faults_timeline.svg"))
+    if rt and plot_routing(rt, PLOTS / "routing.svg"):
+        plots.append(str(PLOTS / "routing.svg"))
 
     parts = [
         "# Benchmarks",
@@ -795,23 +1184,27 @@ def main():
         "not this file; the codec section is kept from the previous version and its results table is rebuilt "
         "when the codec bench is re-run. -->",
         "",
-        "Three measurements, published together: the 2018 challenge scenario (QPS against the ceiling, with our "
-        "checking load generator and with `wrk`), the cost of the mesh per hop against one nginx hop (CPU per "
-        "request and added latency, in one run), and the codec micro-benchmarks. The balancer "
-        "(`crates/mesh-balance`) has no micro-benchmark in the tree yet.",
+        "Published together: the 2018 challenge scenario (QPS against the ceiling, with our checking load "
+        "generator and with `wrk`, with the providers' 1:2:3 weights and with the adaptive balancer and no "
+        "weights), the cost of the mesh per hop against one nginx hop (CPU per request and added latency, in one "
+        "run), the fault benchmark (a provider agent killed, etcd stopped, a planned restart, all under load), "
+        "routing and balancing at 100 to 5,000 providers against a naive per-call chain, and the codec "
+        "micro-benchmarks.",
         "",
-        targets_section(ch, ov),
-        machine_section(ch, ov, meta),
+        targets_section(ch, ov, rt, fa),
+        machine_section(ch, ov, meta, fa, rt_meta),
         challenge_section(ch),
         overhead_section(ov),
         analysis_section(),
+        faults_section(fa),
+        routing_section(rt, rt_meta),
         codec_section(old_doc, codec, meta),
         howto_section(),
     ]
     text = "\n".join(p.rstrip("\n") + "\n" if p else "" for p in parts)
     text = re.sub(r"\n{3,}", "\n\n", text)
     DOC.write_text(text)
-    print(f"report: wrote {DOC.relative_to(ROOT)}" + (f" and {', '.join(plots)}" if plots else ""), file=sys.stderr)
+    print(f"report: wrote {DOC}" + (f" and {', '.join(plots)}" if plots else ""), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
     python3 benches/run.py challenge    -> target/bench/challenge.json
     python3 benches/run.py overhead     -> target/bench/overhead.json
+    python3 benches/run.py faults       -> target/bench/faults.json
     python3 benches/run.py wait-load    -> waits for a quiet box, prints the gate as JSON (for the codec bench)
     python3 benches/run.py machine      -> prints the machine/version JSON (for the codec bench)
 
@@ -30,7 +31,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "target" / "bench"
+OUT = Path(os.environ.get("BENCH_OUT") or ROOT / "target" / "bench").resolve()  # results (JSON)
 RELEASE = ROOT / "target" / "release"
 CLK = os.sysconf("SC_CLK_TCK")
 NPROC = os.cpu_count() or 1
@@ -512,6 +513,10 @@ def parse_loadgen(text):
         "errors": errors,
         "errors_by_kind": s["errors"],
         "latency_us": s["latency_us"],
+        # Older loadgen binaries report neither (the latency from the intended time only).
+        "sent_latency_us": s.get("sent_latency_us"),
+        "pacing_late_us": s.get("pacing_late_us"),
+        "pacing": s.get("pacing"),
         "answers_checked": True,
     }
 
@@ -546,80 +551,196 @@ def parse_wrk(text):
 
 SIMS = (("small", 100, 100), ("medium", 200, 200), ("large", 300, 300))  # name, knee, agent weight
 CAPACITY = 10_000
+BALANCERS = ("weights", "adaptive")
+ETCD_PREFIX = "/dubbomesh/v1"
+
+
+class Topology:
+    """The challenge topology: etcd; three simulators (50 ms, thread cap 200, knees 100/200/300); a provider
+    agent in front of each (one shard, pinned round-robin, `--max-concurrency 200`), registered in etcd; one
+    consumer agent discovering them through etcd. Agents are restarted with other settings by
+    `set_balancer`; etcd and the simulators keep running."""
+
+    def __init__(self, procs, work, bins, lease_ttl_s=None):
+        self.procs, self.work, self.bins = procs, work, bins
+        self.lease_ttl_s = lease_ttl_s
+        self.sims = {}  # name -> {"proc", "port", "knee"}
+        self.agents = {}  # "provider_small" .. "consumer" -> Popen
+        self.agent_ports = {}
+        self.provider_args = {}  # name -> argv after "provider"
+        self.consumer_args = None
+        self.balancer = None
+        self.etcd = None
+        self.etcd_argv = None
+
+    # etcd
+    def start_etcd(self):
+        if self.etcd_argv is None:
+            ec, ep = free_port(), free_port()
+            self.etcd_port = ec
+            self.etcd_url = f"http://127.0.0.1:{ec}"
+            self.etcd_argv = [
+                "etcd", "--name", "bench", "--data-dir", self.work / "etcd",
+                "--listen-client-urls", self.etcd_url, "--advertise-client-urls", self.etcd_url,
+                "--listen-peer-urls", f"http://127.0.0.1:{ep}", "--initial-advertise-peer-urls",
+                f"http://127.0.0.1:{ep}", "--initial-cluster", f"bench=http://127.0.0.1:{ep}"]
+        self.etcd = self.procs.start("etcd", self.etcd_argv)
+        wait_port(self.etcd_port, 20, self.etcd)
+        return self.etcd
+
+    def registered(self):
+        """The provider agents registered in etcd now ({address: value}), or None without etcdctl."""
+        if not shutil.which("etcdctl"):
+            return None
+        p = subprocess.run(["etcdctl", "--endpoints", self.etcd_url, "get", "--prefix", ETCD_PREFIX + "/"],
+                           capture_output=True, text=True, timeout=10, env=dict(os.environ, ETCDCTL_API="3"))
+        lines = p.stdout.splitlines()
+        out = {}
+        for k, v in zip(lines[0::2], lines[1::2]):
+            if k.endswith("/routing"):
+                continue
+            try:
+                out[k.rsplit("/", 1)[-1]] = json.loads(v)
+            except ValueError:
+                out[k.rsplit("/", 1)[-1]] = v
+        return out
+
+    # simulators
+    def start_sim(self, name, knee, port):
+        p = self.procs.start(f"sim-{name}", [self.bins["provider-sim"], "--port", port, "--latency-ms", 50,
+                                             "--threads", 200, "--knee", knee, "--name", name, "--workers", 1])
+        line = wait_line(self.work / f"sim-{name}.out", "LISTENING", 10, p)
+        # The .out file accumulates over restarts: the last LISTENING line is this one's port.
+        return p, int(line.split()[1]) if port == 0 else port
+
+    def start_sims(self):
+        for name, knee, _ in SIMS:
+            p, port = self.start_sim(name, knee, 0)
+            self.sims[name] = {"proc": p, "port": port, "knee": knee}
+
+    def stop_sim(self, name):
+        s = self.sims[name]
+        self.procs.stop(s["proc"])
+        lines = [l for l in (self.work / f"sim-{name}.out").read_text().splitlines() if l.startswith("{")]
+        return json.loads(lines[-1])
+
+    def restart_sims(self):
+        stats = {n: self.stop_sim(n) for n in self.sims}
+        for n, s in self.sims.items():
+            s["proc"], _ = self.start_sim(n, s["knee"], s["port"])
+        return stats
+
+    # agents
+    def _config_file(self, name, text):
+        path = self.work / f"{name}.toml"
+        path.write_text(text)
+        return path
+
+    def start_provider(self, i, name, weighted=True):
+        key = f"provider_{name}"
+        if key not in self.agent_ports:
+            self.agent_ports[key] = free_port()
+        ap = self.agent_ports[key]
+        weight = dict((n, w) for n, _, w in SIMS)[name]
+        args = ["--listen", f"127.0.0.1:{ap}", "--dubbo", f"127.0.0.1:{self.sims[name]['port']}",
+                "--etcd", self.etcd_url, "--max-concurrency", 200, "--cores", i % NPROC, "--shards", 1]
+        if weighted:
+            args += ["--weight", weight]
+        if self.lease_ttl_s is not None:
+            cfg = self._config_file(f"provider-{name}", f"[etcd]\nendpoints = [\"{self.etcd_url}\"]\n"
+                                                        f"lease_ttl_s = {int(self.lease_ttl_s)}\n")
+            args = ["--config", cfg, *args]
+        self.provider_args[name] = [str(a) for a in args]
+        p = self.procs.start(f"provider-{name}", [self.bins["mesh-agent"], "provider", *args])
+        wait_port(ap, 10, p)
+        self.agents[key] = p
+        return p
+
+    def start_consumer(self, balancer=None):
+        key = "consumer"
+        if key not in self.agent_ports:
+            self.agent_ports[key] = free_port()
+        cport = self.agent_ports[key]
+        args = ["--listen", f"127.0.0.1:{cport}", "--etcd", self.etcd_url]
+        if balancer is not None:
+            cfg = self._config_file("consumer", f"[consumer]\nbalancer = \"{balancer}\"\n")
+            args = ["--config", cfg, *args]
+        self.consumer_args = [str(a) for a in args]
+        p = self.procs.start("consumer", [self.bins["mesh-agent"], "consumer", *args])
+        wait_port(cport, 10, p)
+        self.agents[key] = p
+        self.consumer_port = cport
+        return p
+
+    def stop_agents(self):
+        for key in ["consumer"] + [f"provider_{n}" for n, _, _ in SIMS]:
+            p = self.agents.pop(key, None)
+            if p is not None:
+                self.procs.stop(p, timeout=30.0)
+
+    def set_balancer(self, variant):
+        """`weights`: providers registered with weights 100/200/300, consumer.balancer = "round_robin"
+        (smooth weighted); `adaptive`: providers registered without weights (all 100), the consumer's
+        default balancer (adaptive). Restarts the agents when the variant changes."""
+        if variant == self.balancer:
+            return False
+        if variant not in BALANCERS:
+            raise RuntimeError(f"unknown balancer variant {variant!r} ({', '.join(BALANCERS)})")
+        self.stop_agents()
+        weighted = variant == "weights"
+        for i, (name, knee, weight) in enumerate(SIMS):
+            self.start_provider(i, name, weighted)
+            log(f"  {name}: simulator :{self.sims[name]['port']} (knee {knee}) <- provider agent "
+                f":{self.agent_ports['provider_' + name]}" + (f" (weight {weight})" if weighted else " (no weight)"))
+        self.start_consumer("round_robin" if weighted else None)
+        self.wait_ready()
+        self.balancer = variant
+        log(f"  consumer agent :{self.consumer_port} ({variant}) answers hash(\"hello\")")
+        return True
+
+    def wait_ready(self, seconds=20):
+        wait_answer(self.consumer_port, HELLO_HASH, seconds)
+        end = time.monotonic() + seconds
+        want = {f"127.0.0.1:{self.agent_ports['provider_' + n]}" for n, _, _ in SIMS}
+        while time.monotonic() < end:
+            reg = self.registered()
+            if reg is None or want <= set(reg):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"provider agents not all registered within {seconds} s: {self.registered()}")
+
+    def configs(self):
+        return {"consumer": print_config(self.bins, "consumer", self.consumer_args),
+                "provider_large": print_config(self.bins, "provider", self.provider_args["large"])}
 
 
 def challenge():
     conns_list = [int(c) for c in env_list("BENCH_CONNECTIONS", "128,256,512,1024")]
     tools = env_list("BENCH_TOOLS", "loadgen,wrk")
+    variants = env_list("BENCH_BALANCERS", ",".join(BALANCERS))
     repeat = env_int("BENCH_CHALLENGE_REPEAT", 1)
     for t in tools:
         if t not in ("loadgen", "wrk"):
             raise RuntimeError(f"BENCH_TOOLS: unknown tool {t!r} (loadgen, wrk)")
+    for v in variants:
+        if v not in BALANCERS:
+            raise RuntimeError(f"BENCH_BALANCERS: unknown variant {v!r} ({', '.join(BALANCERS)})")
     work = Path(tempfile.mkdtemp(prefix="mesh-bench-challenge."))
     procs = Procs(work)
     runs = []
     try:
         bins = copy_bins(work)
         machine = machine_info(bins)
-        log(f"challenge: work dir {work}; {len(conns_list)} connection counts x {tools} x {repeat}, "
+        log(f"challenge: work dir {work}; {len(conns_list)} connection counts x {variants} x {tools} x {repeat}, "
             f"{DURATION:g} s each after {WARMUP:g} s warm-up")
-
-        ec, ep = free_port(), free_port()
-        etcd = procs.start("etcd", [
-            "etcd", "--name", "bench", "--data-dir", work / "etcd",
-            "--listen-client-urls", f"http://127.0.0.1:{ec}", "--advertise-client-urls", f"http://127.0.0.1:{ec}",
-            "--listen-peer-urls", f"http://127.0.0.1:{ep}", "--initial-advertise-peer-urls",
-            f"http://127.0.0.1:{ep}", "--initial-cluster", f"bench=http://127.0.0.1:{ep}"])
-        wait_port(ec, 20, etcd)
-        etcd_url = f"http://127.0.0.1:{ec}"
-
-        sims = {}  # name -> {"port", "proc", "knee"}
-
-        def start_sim(name, knee, port):
-            p = procs.start(f"sim-{name}", [bins["provider-sim"], "--port", port, "--latency-ms", 50,
-                                            "--threads", 200, "--knee", knee, "--name", name, "--workers", 1])
-            line = wait_line(work / f"sim-{name}.out", "LISTENING", 10, p)
-            # The .out file accumulates over restarts: the last LISTENING line is this one's port.
-            return p, int(line.split()[1]) if port == 0 else port
-
-        def stop_sim(name):
-            s = sims[name]
-            procs.stop(s["proc"])
-            lines = [l for l in (work / f"sim-{name}.out").read_text().splitlines() if l.startswith("{")]
-            return json.loads(lines[-1])
-
-        def restart_sims():
-            stats = {n: stop_sim(n) for n in sims}
-            for n, s in sims.items():
-                s["proc"], _ = start_sim(n, s["knee"], s["port"])
-            return stats
-
-        agents = {}
-        for i, (name, knee, weight) in enumerate(SIMS):
-            p, port = start_sim(name, knee, 0)
-            sims[name] = {"proc": p, "port": port, "knee": knee}
-            ap = free_port()
-            args = ["--listen", f"127.0.0.1:{ap}", "--dubbo", f"127.0.0.1:{port}", "--etcd", etcd_url,
-                    "--weight", weight, "--max-concurrency", 200, "--cores", i % NPROC, "--shards", 1]
-            agents[f"provider_{name}"] = procs.start(f"provider-{name}", [bins["mesh-agent"], "provider", *args])
-            wait_port(ap, 10, agents[f"provider_{name}"])
-            log(f"  {name}: simulator :{port} (knee {knee}) <- provider agent :{ap} (weight {weight})")
-        cport = free_port()
-        cargs = ["--listen", f"127.0.0.1:{cport}", "--etcd", etcd_url]
-        agents["consumer"] = procs.start("consumer", [bins["mesh-agent"], "consumer", *cargs])
-        wait_port(cport, 10, agents["consumer"])
-        wait_answer(cport, HELLO_HASH, 20)
-        log(f"  consumer agent :{cport} answers hash(\"hello\")")
-        configs = {"consumer": print_config(bins, "consumer", [str(a) for a in cargs]),
-                   "provider_large": print_config(bins, "provider", [
-                       "--listen", "127.0.0.1:1", "--dubbo", "127.0.0.1:2", "--etcd", etcd_url, "--weight", "300",
-                       "--max-concurrency", "200", "--cores", str(2 % NPROC), "--shards", "1"])}
-
-        # Idle cost of the agents (glommio executors may poll): 3 s with no traffic.
-        c0 = {n: proc_cpu(p.pid) for n, p in agents.items()}
-        time.sleep(3)
-        idle = {n: rnd((proc_cpu(p.pid) - c0[n]) / 3 * 100, 2) for n, p in agents.items()}
-        log(f"  agents' idle CPU (% of one core): {idle}")
+        topo = Topology(procs, work, bins)
+        etcd = topo.start_etcd()
+        topo.start_sims()
+        sims = topo.sims
+        agents = topo.agents
+        configs = {}
+        registered = {}
+        idle = {}
 
         def snapshot():
             return {
@@ -631,34 +752,52 @@ def challenge():
                 "t": time.monotonic(),
             }
 
-        def tool_argv(tool, conns, duration, warm):
+        def tool_argv(tool, conns, duration):
             if tool == "loadgen":
-                return loadgen_argv(bins, f"http://127.0.0.1:{cport}/", conns, duration, 0)
-            return wrk_argv(cport, conns, duration)
+                return loadgen_argv(bins, f"http://127.0.0.1:{topo.consumer_port}/", conns, duration, 0)
+            return wrk_argv(topo.consumer_port, conns, duration)
 
         for rep in range(repeat):
             for conns in conns_list:
-                for tool in tools:
-                    label = f"{tool} {conns} connections" + (f" (rep {rep + 1}/{repeat})" if repeat > 1 else "")
-                    procs.check()
-                    gate = wait_load(label)
-                    log(f"{label}: warm-up {WARMUP:g} s")
-                    run_tool(tool_argv(tool, conns, WARMUP, True), work, f"warmup-{tool}-{conns}",
-                             WARMUP + 60)
-                    time.sleep(1.0)  # calls cut off by the warm-up's end finish
-                    restart_sims()  # fresh counters: the shares below are this run's
-                    time.sleep(0.5)
-                    gate["loadavg_1m_at_start"] = loadavg()
-                    log(f"{label}: measuring {DURATION:g} s")
-                    before = snapshot()
-                    text, tool_cpu, _, _ = run_tool(tool_argv(tool, conns, DURATION, False), work,
-                                                   f"run-{tool}-{conns}-{rep}", DURATION + 90)
-                    after = snapshot()
-                    time.sleep(1.0)  # let calls still in flight (wrk stops mid-call) reach the sims
-                    stats = restart_sims()
-                    r = parse_loadgen(text) if tool == "loadgen" else parse_wrk(text)
-                    runs.append(challenge_record(rep, tool, conns, r, stats, before, after, tool_cpu, gate))
-                    emit(runs[-1])
+                # Both variants at every connection count, interleaved (the order alternates), so that a
+                # noisy period of the shared box spreads over both.
+                order = variants if (rep + conns_list.index(conns)) % 2 == 0 else variants[::-1]
+                for variant in order:
+                    if topo.set_balancer(variant):
+                        if variant not in configs:
+                            configs[variant] = topo.configs()
+                            registered[variant] = topo.registered()
+                            # Idle cost of the agents (glommio executors may poll): 3 s with no traffic.
+                            c0 = {n: proc_cpu(p.pid) for n, p in agents.items()}
+                            time.sleep(3)
+                            idle[variant] = {n: rnd((proc_cpu(p.pid) - c0[n]) / 3 * 100, 2)
+                                             for n, p in agents.items()}
+                            log(f"  agents' idle CPU (% of one core): {idle[variant]}")
+                    for tool in tools:
+                        label = (f"{tool} {conns} connections, {variant}"
+                                 + (f" (rep {rep + 1}/{repeat})" if repeat > 1 else ""))
+                        procs.check()
+                        gate = wait_load(label)
+                        log(f"{label}: warm-up {WARMUP:g} s")
+                        run_tool(tool_argv(tool, conns, WARMUP), work, f"warmup-{tool}-{conns}-{variant}",
+                                 WARMUP + 60)
+                        time.sleep(1.0)  # calls cut off by the warm-up's end finish
+                        topo.restart_sims()  # fresh counters: the shares below are this run's
+                        time.sleep(0.5)
+                        gate["loadavg_1m_at_start"] = loadavg()
+                        log(f"{label}: measuring {DURATION:g} s")
+                        before = snapshot()
+                        text, tool_cpu, _, _ = run_tool(tool_argv(tool, conns, DURATION), work,
+                                                       f"run-{tool}-{conns}-{variant}-{rep}", DURATION + 90)
+                        after = snapshot()
+                        time.sleep(1.0)  # let calls still in flight (wrk stops mid-call) reach the sims
+                        stats = topo.restart_sims()
+                        r = parse_loadgen(text) if tool == "loadgen" else parse_wrk(text)
+                        rec = challenge_record(rep, tool, conns, r, stats, before, after, tool_cpu, gate)
+                        rec["balancer"] = variant
+                        runs.append(rec)
+                        emit(rec)
+        topo.stop_agents()
 
         # Reference: the same closed loop straight to a simulator with the same 50 ms but no cap and no knee
         # (loadgen -> sim over Dubbo, no agent), at the connection counts whose ceiling is per-connection
@@ -693,10 +832,16 @@ def challenge():
             "machine": machine,
             "params": {
                 "duration_s": DURATION, "warmup_s": WARMUP, "repeat": repeat, "connections": conns_list,
-                "tools": tools, "capacity_qps": CAPACITY, "sim_latency_ms": 50, "sim_threads": 200,
+                "tools": tools, "balancers": variants, "capacity_qps": CAPACITY, "sim_latency_ms": 50,
+                "sim_threads": 200,
                 "sims": [{"name": n, "knee": k, "weight": w} for n, k, w in SIMS],
+                "balancer_variants": {
+                    "weights": "providers registered with weights 100/200/300; consumer.balancer = \"round_robin\" "
+                               "(smooth weighted round robin)",
+                    "adaptive": "providers registered without weights (all 100); the consumer's default balancer "
+                                "(adaptive: power of two choices over in-flight x peak-EWMA latency)"},
                 "provider_max_concurrency": 200, "max_load": MAX_LOAD,
-                "agents_idle_cpu_pct": idle, "agent_configs": configs,
+                "agents_idle_cpu_pct": idle, "agent_configs": configs, "registered": registered,
                 "loadgen": "closed loop, one call at a time per connection, every answer checked",
                 "wrk": f"{NPROC} threads, benches/wrk/post.lua; answers not checked, non-2xx counted",
             },
@@ -762,12 +907,15 @@ def challenge_record(rep, tool, conns, r, stats, before, after, tool_cpu, gate):
 
 def summarize_challenge(runs):
     out = []
-    keys = sorted({(r["tool"], r["connections"]) for r in runs}, key=lambda k: (k[0] != "loadgen", k[0], k[1]))
-    for tool, conns in keys:
-        rs = [r for r in runs if r["tool"] == tool and r["connections"] == conns]
+    keys = sorted({(r["tool"], r["connections"], r.get("balancer", "weights")) for r in runs},
+                  key=lambda k: (k[0] != "loadgen", k[0], k[1], BALANCERS.index(k[2]) if k[2] in BALANCERS else 9))
+    for tool, conns, variant in keys:
+        rs = [r for r in runs if r["tool"] == tool and r["connections"] == conns
+              and r.get("balancer", "weights") == variant]
         out.append({
             "tool": tool,
             "connections": conns,
+            "balancer": variant,
             "reps": len(rs),
             "qps": rnd(med([r["qps"] for r in rs])),
             "ceiling": rs[0]["ceiling"],
@@ -779,6 +927,299 @@ def summarize_challenge(runs):
             "provider_share": {n: med([r["provider_share"][n] for r in rs]) for n in ("small", "medium", "large")},
         })
     return out
+
+
+# ------------------------------------------------------------------------------------------------------
+# faults
+
+FAULT_TARGET_KILL_FAILED = 0.001  # < 0.1% of the kill phase's calls may fail
+FAULT_KILL_GRACE_S = 1.0  # ... and none once this long has passed after the kill
+
+
+def faults():
+    conns = env_int("BENCH_FAULT_CONNECTIONS", 256)
+    window_ms = env_int("BENCH_FAULT_TIMELINE_MS", 100)
+    warm = env_float("BENCH_FAULT_WARMUP", 2.0)
+    steady = env_float("BENCH_FAULT_STEADY", 10.0)
+    kill_s = env_float("BENCH_FAULT_KILL", 15.0)
+    etcd_down_s = env_float("BENCH_FAULT_ETCD_DOWN", 30.0)
+    etcd_back_s = env_float("BENCH_FAULT_ETCD_BACK", 10.0)
+    restart_s = env_float("BENCH_FAULT_RESTART", 15.0)
+    # Bound on the planned restart's stop (deregister, 500 ms, drain, exit) kept inside loadgen's run.
+    drain_allow = env_float("BENCH_FAULT_DRAIN_ALLOWANCE", 5.0)
+    # The killed agent's key must expire within the kill phase: lease TTL at most the phase (etcd's minimum
+    # for the agent is 2 s).
+    ttl = env_int("BENCH_FAULT_LEASE_TTL", max(2, min(5, int(kill_s) - 2)))
+    total = steady + kill_s + etcd_down_s + etcd_back_s + restart_s + drain_allow
+    work = Path(tempfile.mkdtemp(prefix="mesh-bench-faults."))
+    procs = Procs(work)
+    try:
+        bins = copy_bins(work)
+        machine = machine_info(bins)
+        log(f"faults: work dir {work}; {conns} connections, phases steady {steady:g} s, kill {kill_s:g} s, etcd down "
+            f"{etcd_down_s:g} s + {etcd_back_s:g} s, restart {restart_s:g} s (+ up to {drain_allow:g} s for the "
+            f"stop); lease TTL {ttl} s; loadgen {total:g} s after {warm:g} s warm-up")
+        topo = Topology(procs, work, bins, lease_ttl_s=ttl)
+        topo.start_etcd()
+        topo.start_sims()
+        for i, (name, knee, weight) in enumerate(SIMS):
+            topo.start_provider(i, name, weighted=True)
+        topo.start_consumer()
+        topo.wait_ready()
+        registered_before = topo.registered()
+        configs = topo.configs()
+        log(f"  consumer agent :{topo.consumer_port}; registered: {sorted(registered_before or {})}")
+
+        # CPU per process instance, charged to the phase during which it was used.
+        cpu = {}  # phase -> {name: seconds}
+        live = {}  # name -> (pid, cpu at the last mark)
+        phase = ["warmup"]
+
+        def track(name, p):
+            live[name] = (p.pid, 0.0)  # a new process: its CPU since birth belongs to this phase
+
+        def mark(name=None):
+            for n in ([name] if name else list(live)):
+                pid, last = live[n]
+                now = proc_cpu(pid)
+                if now is None:
+                    continue
+                cpu.setdefault(phase[0], {})
+                cpu[phase[0]][n] = round(cpu[phase[0]].get(n, 0.0) + now - last, 3)
+                live[n] = (pid, now)
+
+        for n, p in topo.agents.items():
+            live[n] = (p.pid, proc_cpu(p.pid) or 0.0)
+        live["etcd"] = (topo.etcd.pid, proc_cpu(topo.etcd.pid) or 0.0)
+
+        procs.check()
+        gate = wait_load("faults")
+        argv = loadgen_argv(bins, f"http://127.0.0.1:{topo.consumer_port}/", conns, total, warm) + [
+            "--timeline-ms", window_ms]
+        out_path, err_path = work / "faults-loadgen.out", work / "faults-loadgen.log"
+        with open(out_path, "wb") as out, open(err_path, "ab") as err:
+            lg = subprocess.Popen([str(a) for a in argv], stdout=out, stderr=err, stdin=subprocess.DEVNULL,
+                                  preexec_fn=_pdeathsig, cwd=work)
+        t0 = time.monotonic() + warm  # loadgen's measured start (its clock starts as it is spawned)
+        events = []
+        before = {"box": box_cpu(), "procs": cpu_by_pid()}
+
+        def at(offset):
+            """Sleeps until `offset` s after the measured start (fails if loadgen ended early)."""
+            while True:
+                left = t0 + offset - time.monotonic()
+                if lg.poll() is not None:
+                    raise RuntimeError(f"loadgen exited ({lg.returncode}) before the scenario ended: "
+                                       f"{err_path.read_text()[-2000:]}")
+                if left <= 0:
+                    return
+                time.sleep(min(left, 0.02))
+
+        def event(name, **kw):
+            e = {"event": name, "at_s": round(time.monotonic() - t0, 3), **kw}
+            events.append(e)
+            log(f"  t={e['at_s']:7.3f} s  {name}" + (f" {kw}" if kw else ""))
+            return e["at_s"]
+
+        def enter(name):
+            mark()
+            phase[0] = name
+            return event(f"phase {name}")
+
+        try:
+            at(0)
+            b_steady = enter("steady")
+            at(steady)
+            b_kill = enter("kill")
+            mark("provider_medium")
+            topo.procs.stop(topo.agents["provider_medium"], signal.SIGKILL)
+            live.pop("provider_medium")
+            event("SIGKILL provider agent medium (no deregistration)")
+            # When the killed agent's key leaves etcd (its lease expires): polled through the phase.
+            key_gone = None
+            medium_addr = f"127.0.0.1:{topo.agent_ports['provider_medium']}"
+            while time.monotonic() < t0 + steady + kill_s:
+                reg = topo.registered()
+                if reg is None:
+                    break
+                if medium_addr not in reg:
+                    key_gone = event("medium's key gone from etcd (lease expired)")
+                    break
+                time.sleep(0.25)
+            at(steady + kill_s)
+            b_etcd = enter("etcd_down")
+            mark("etcd")
+            topo.procs.stop(topo.etcd, signal.SIGTERM, timeout=20.0)
+            live.pop("etcd")
+            event("etcd stopped (SIGTERM)")
+            at(steady + kill_s + etcd_down_s)
+            b_etcd_back = enter("etcd_back")
+            track("etcd", topo.start_etcd())
+            event("etcd started again (same ports and data dir)")
+            at(steady + kill_s + etcd_down_s + etcd_back_s)
+            b_restart = enter("restart")
+            old = topo.agents["provider_large"]
+            mark("provider_large")
+            live.pop("provider_large")
+            t_stop = time.monotonic()
+            rc = topo.procs.stop(old, signal.SIGTERM, timeout=60.0)
+            stop_s = round(time.monotonic() - t_stop, 3)
+            event("provider agent large exited after SIGTERM", exit_code=rc, stop_s=stop_s)
+            track("provider_large", topo.start_provider(2, "large", weighted=True))
+            b_restarted = event("provider agent large started again (same flags)")
+            # loadgen stops sending at `total`; wait for its summary (calls outstanding: at most its timeout).
+            deadline = t0 + total + 30
+            while lg.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            mark()
+        finally:
+            if lg.poll() is None:
+                lg.kill()
+                lg.wait()
+        after = {"box": box_cpu(), "procs": cpu_by_pid()}
+        if lg.returncode not in (0, None):
+            raise RuntimeError(f"loadgen exited {lg.returncode}: {err_path.read_text()[-2000:]}")
+        text = out_path.read_text()
+        lines = [l for l in text.splitlines() if l.startswith("{")]
+        if not lines:
+            raise RuntimeError(f"no loadgen summary: {err_path.read_text()[-2000:]}")
+        s = json.loads(lines[-1])
+        registered_after = topo.registered()
+        procs.check()
+
+        bounds = [("steady", b_steady), ("kill", b_kill), ("etcd_down", b_etcd), ("etcd_back", b_etcd_back),
+                  ("restart", b_restart)]
+        end_s = s["duration_s"]
+        result = faults_result(s, bounds, end_s, b_kill, b_restarted, key_gone)
+        foreign = foreign_cpu(before["procs"], after["procs"])
+        agents_cpu = {}
+        for per in cpu.values():
+            for n, v in per.items():
+                agents_cpu[n] = round(agents_cpu.get(n, 0.0) + v, 2)
+        measured_cpu = {n: round(sum(cpu.get(ph, {}).get(n, 0.0) for ph, _ in bounds), 2) for n in agents_cpu}
+        agent_total = sum(v for n, v in measured_cpu.items() if n != "etcd")
+        result.update({
+            "scenario": "faults",
+            "machine": machine,
+            "params": {
+                "connections": conns, "timeline_ms": window_ms, "warmup_s": warm,
+                "phases_s": {"steady": steady, "kill": kill_s, "etcd_down": etcd_down_s, "etcd_back": etcd_back_s,
+                             "restart": restart_s, "restart_stop_allowance": drain_allow},
+                "loadgen_duration_s": total, "lease_ttl_s": ttl, "sims": [{"name": n, "knee": k, "weight": w}
+                                                                          for n, k, w in SIMS],
+                "sim_latency_ms": 50, "sim_threads": 200, "provider_max_concurrency": 200,
+                "consumer_balancer": "default (adaptive)", "agent_configs": configs,
+                "registered_before": registered_before, "registered_after": registered_after,
+                "loadgen": "closed loop, one call at a time per connection, every answer checked, timeout 5 s",
+                "phase_of_a_window": "the phase in which the window ends (a window during which an event "
+                                     "happened belongs to the event's phase)",
+            },
+            "events": events,
+            "cpu_s_by_phase": cpu,
+            "cpu_s": measured_cpu,
+            "agents_cpu_us_per_req": rnd(agent_total / s["sent"] * 1e6) if s["sent"] else None,
+            "box_busy_cpu_s": round(after["box"][0] - before["box"][0], 2),
+            "other_cpu_s": foreign[0],
+            "kernel_threads_cpu_s": foreign[1],
+            "load_gate": gate,
+        })
+        for t in result["targets"]:
+            log(f"  target {t['target']}: {t['measured']} -> {'met' if t['met'] else 'NOT met'}")
+        emit({k: result[k] for k in ("sent", "succeeded", "failed", "failed_by_kind", "longest_gap_ms")})
+        write_json("faults.json", result)
+    finally:
+        procs.stop_all()
+        cleanup(work)
+
+
+def faults_result(s, bounds, end_s, t_kill, t_restarted, key_gone):
+    """faults.json's counts: overall, per phase (each timeline window goes to the phase it ends in), the
+    longest gaps, and the targets."""
+    tl = s["timeline"]
+    w = tl["window_ms"] / 1000.0
+    names = [n for n, _ in bounds]
+    starts = [b for _, b in bounds]
+
+    def phase_of(t):
+        i = 0
+        for k, b in enumerate(starts):
+            if t > b:
+                i = k
+        return names[i]
+
+    per = {n: {"completed": 0, "succeeded": 0, "failed": 0, "failed_by_kind": {}} for n in names}
+    kill_late_failed = 0  # failures in windows starting >= kill + grace, within the kill phase
+    last_kill_fail = None
+    for i, (ok, failed, kinds) in enumerate(zip(tl["ok"], tl["failed"], tl["failed_kinds"])):
+        wend = (i + 1) * w
+        ph = phase_of(wend)
+        d = per[ph]
+        d["succeeded"] += ok
+        d["failed"] += failed
+        d["completed"] += ok + failed
+        for k, v in kinds.items():
+            d["failed_by_kind"][k] = d["failed_by_kind"].get(k, 0) + v
+        if ph == "kill" and failed:
+            last_kill_fail = round(wend - t_kill, 3)
+            if i * w >= t_kill + FAULT_KILL_GRACE_S:
+                kill_late_failed += failed
+    ends = starts[1:] + [max(end_s, starts[-1])]
+    gaps = tl.get("gaps") or []
+    phases = []
+    for n, a, b in zip(names, starts, ends):
+        d = per[n]
+        longest = None
+        for g0, glen in gaps:
+            lo, hi = max(a, g0 / 1000.0), min(b, (g0 + glen) / 1000.0)
+            if hi > lo:
+                longest = max(longest or 0.0, round((hi - lo) * 1000.0, 1))
+        phases.append({"phase": n, "start_s": round(a, 3), "end_s": round(b, 3), **d,
+                       "failed_pct": rnd(d["failed"] / d["completed"] * 100, 4) if d["completed"] else None,
+                       "longest_gap_ms": longest, "gap_min_ms": tl.get("gap_min_ms")})
+    P = {p["phase"]: p for p in phases}
+    errors = s["errors"]
+    failed = sum(errors.values())
+
+    def frac(p):
+        return (p["failed"] / p["completed"]) if p["completed"] else None
+
+    etcd_failed = P["etcd_down"]["failed"] + P["etcd_back"]["failed"]
+    kill_frac = frac(P["kill"])
+    targets = [
+        {"target": "kill -9 of a provider agent: < 0.1% of the kill phase's calls fail",
+         "measured": (f"{P['kill']['failed']:,} of {P['kill']['completed']:,} failed "
+                      f"({(kill_frac or 0) * 100:.3f}%)"),
+         "met": kill_frac is not None and kill_frac < FAULT_TARGET_KILL_FAILED},
+        {"target": f"kill -9: no failure once {FAULT_KILL_GRACE_S:g} s has passed after the kill",
+         "measured": (f"{kill_late_failed:,} failed in windows starting ≥ {FAULT_KILL_GRACE_S:g} s after the kill"
+                      + (f"; last failing window ends {last_kill_fail:.1f} s after the kill"
+                         if last_kill_fail is not None else "")),
+         "met": kill_late_failed == 0},
+        {"target": "etcd stopped for the outage and started again: no failure (outage + observation after)",
+         "measured": f"{etcd_failed:,} failed of {P['etcd_down']['completed'] + P['etcd_back']['completed']:,}",
+         "met": etcd_failed == 0},
+        {"target": "planned restart (SIGTERM, start again) of a provider agent: no failure",
+         "measured": f"{P['restart']['failed']:,} failed of {P['restart']['completed']:,}",
+         "met": P["restart"]["failed"] == 0},
+    ]
+    return {
+        "sent": s["sent"],
+        "succeeded": s["ok"],
+        "failed": failed,
+        "failed_by_kind": errors,
+        "longest_gap_ms": s.get("longest_gap_ms"),
+        "first_failure_ms": s.get("first_failure_ms"),
+        "last_failure_ms": s.get("last_failure_ms"),
+        "qps": s["qps"],
+        "duration_s": s["duration_s"],
+        "latency_us": s["latency_us"],
+        "phases": phases,
+        "kill_failed_after_grace": kill_late_failed,
+        "kill_key_gone_s": round(key_gone - t_kill, 3) if key_gone is not None else None,
+        "restart_observed_s": round(end_s - t_restarted, 3),
+        "targets": targets,
+        "timeline": tl,
+    }
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -960,6 +1401,12 @@ def overhead_record(rep, path, load, rate, max_len, conns, r, before, after, too
         "p99_us": lat["p99"],
         "p999_us": lat["p999"],
         "max_us": lat["max"],
+        # From the actual send time (the server's and the network's part), and how late calls were sent.
+        "sent_p50_us": (r.get("sent_latency_us") or {}).get("p50"),
+        "sent_p99_us": (r.get("sent_latency_us") or {}).get("p99"),
+        "late_p50_us": (r.get("pacing_late_us") or {}).get("p50"),
+        "late_p99_us": (r.get("pacing_late_us") or {}).get("p99"),
+        "pacing": r.get("pacing"),
         "cpu_s": {k: round(v, 3) for k, v in hop.items()},
         "cpu_us_per_req": rnd(hop_total / reqs * 1e6, 2) if reqs and path != "direct" else None,
         "context_switches_per_req": (rnd((after["ctx_" + ("mesh" if path == "mesh" else "nginx_proxy")]
@@ -1007,6 +1454,10 @@ def summarize_overhead(runs, loads):
                 "p90_us": med([r["p90_us"] for r in rs]),
                 "p99_us": med([r["p99_us"] for r in rs]),
                 "p999_us": med([r["p999_us"] for r in rs]),
+                "sent_p50_us": med([r.get("sent_p50_us") for r in rs]),
+                "sent_p99_us": med([r.get("sent_p99_us") for r in rs]),
+                "late_p50_us": med([r.get("late_p50_us") for r in rs]),
+                "late_p99_us": med([r.get("late_p99_us") for r in rs]),
                 "errors": med([r["errors"] for r in rs]),
                 "cpu_us_per_req": med([r["cpu_us_per_req"] for r in rs]),
                 "context_switches_per_req": med([r["context_switches_per_req"] for r in rs]),
@@ -1039,7 +1490,7 @@ def summarize_overhead(runs, loads):
         xs = []
         for rep in reps:
             a, d = pick(other, load, 0, rep), pick("direct", load, 0, rep)
-            if a and d:
+            if a and d and a[0].get(key) is not None and d[0].get(key) is not None:
                 xs.append(a[0][key] - d[0][key])
         return xs
 
@@ -1055,6 +1506,10 @@ def summarize_overhead(runs, loads):
         "added_p99_us_reps": added_p99,
         "added_p99_us_at": first,
         "nginx_added_p99_us": med(added(first, "nginx")),
+        # The same from the actual send time (pacing lateness left out).
+        "added_p99_us_sent": med(added(first, "mesh", "sent_p99_us")),
+        "added_p99_us_sent_reps": added(first, "mesh", "sent_p99_us"),
+        "nginx_added_p99_us_sent": med(added(first, "nginx", "sent_p99_us")),
         # One connection, closed loop: the round trips without loadgen's pacing timer.
         "added_1conn_us": {k: med(added("1conn", "mesh", k)) for k in ("p50_us", "p99_us")},
         "nginx_added_1conn_us": {k: med(added("1conn", "nginx", k)) for k in ("p50_us", "p99_us")},
@@ -1230,7 +1685,7 @@ def write_json(name, obj):
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(obj, indent=1) + "\n")
     tmp.replace(path)
-    log(f"wrote {path.relative_to(ROOT)}")
+    log(f"wrote {path}")
 
 
 def cleanup(work):
@@ -1245,7 +1700,7 @@ def main():
     # Also when started in the background by a non-interactive shell (SIGINT ignored on entry): Ctrl-C stops us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGHUP, _on_term)
-    if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "wait-load", "machine"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "faults", "wait-load", "machine"):
         print(__doc__, file=sys.stderr)
         return 2
     what = sys.argv[1]
@@ -1254,6 +1709,8 @@ def main():
             challenge()
         elif what == "overhead":
             overhead()
+        elif what == "faults":
+            faults()
         elif what == "wait-load":
             emit(wait_load("codec"))
         else:

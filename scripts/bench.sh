@@ -3,11 +3,13 @@
 #
 #   bash scripts/bench.sh challenge   # the 2018 challenge topology at 128/256/512/1024 connections, loadgen and wrk
 #   bash scripts/bench.sh overhead    # direct Dubbo vs the two agents vs one nginx hop, same offered load
+#   bash scripts/bench.sh faults      # challenge topology at 256 connections: kill -9 a provider agent, etcd down, restart
 #   bash scripts/bench.sh codec       # cargo bench -p mesh-dubbo --bench codec
-#   bash scripts/bench.sh all         # the three above, then the report
+#   bash scripts/bench.sh routing     # cargo bench -p mesh-balance --bench routing (route+pick, balancers)
+#   bash scripts/bench.sh all         # the five above, then the report
 #   bash scripts/bench.sh report      # only regenerate docs/benchmarks.md and docs/bench/*.svg
 #
-# Results: target/bench/{challenge,overhead,codec}.json; every scenario ends by regenerating
+# Results: target/bench/{challenge,overhead,faults,codec,routing}.json; every scenario ends by regenerating
 # docs/benchmarks.md and docs/bench/*.svg (benches/report.py) from whatever JSON is there.
 # Everything runs on 127.0.0.1 (random free ports); every process started is stopped on exit (also Ctrl-C).
 #
@@ -15,21 +17,27 @@
 #   BENCH_DURATION=15          measured seconds per run (challenge and overhead)
 #   BENCH_WARMUP=3             challenge: warm-up seconds before each run (same tool, same connections)
 #   BENCH_CONNECTIONS=128,256,512,1024   BENCH_TOOLS=loadgen,wrk   BENCH_CHALLENGE_REPEAT=1
+#   BENCH_BALANCERS=weights,adaptive   challenge: weights = providers weighted 100/200/300 + consumer round_robin;
+#                              adaptive = no weights + the consumer's default (adaptive); interleaved per count
 #   BENCH_RATES=1000,5000      BENCH_MAX_CONNECTIONS=64   BENCH_OVERHEAD_REPEAT=3   BENCH_OVERHEAD_WARMUP=2
 #   BENCH_PROFILE=5            overhead: seconds of perf profile of the agents and of nginx at max rate (0 = none)
 #   BENCH_NGINX_WORKERS=auto   worker_processes of the nginx proxy
+#   faults (seconds): BENCH_FAULT_STEADY=10 BENCH_FAULT_KILL=15 BENCH_FAULT_ETCD_DOWN=30 BENCH_FAULT_ETCD_BACK=10
+#     BENCH_FAULT_RESTART=15 BENCH_FAULT_DRAIN_ALLOWANCE=5 BENCH_FAULT_WARMUP=2; BENCH_FAULT_CONNECTIONS=256
+#     BENCH_FAULT_TIMELINE_MS=100; BENCH_FAULT_LEASE_TTL (default min(5, kill - 2), at least 2)
 #   BENCH_MAX_LOAD=1.5         before each measured run, wait while the 1-minute load average is above this
 #   BENCH_LOAD_WAIT=600        ... at most this many seconds (polling every BENCH_LOAD_POLL=30), then run anyway
 #   BENCH_KEEP=1               keep the work directories (logs, nginx configs, perf data)
 #   BENCH_NO_BUILD=1           skip the cargo build (use target/release as it is)
+#   BENCH_OUT=dir BENCH_DOC=file   results and report elsewhere (smoke runs that must not replace the real ones)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scenario="${1:-}"
 case "$scenario" in
-  challenge | overhead | codec | all | report) ;;
+  challenge | overhead | faults | codec | routing | all | report) ;;
   *)
-    sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
@@ -59,8 +67,11 @@ run() {
 
 need=()
 command -v python3 >/dev/null 2>&1 || need+=(python3)
-if [ "$scenario" = challenge ] || [ "$scenario" = all ]; then
+if [ "$scenario" = challenge ] || [ "$scenario" = faults ] || [ "$scenario" = all ]; then
   command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+  command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
+fi
+if [ "$scenario" = challenge ] || [ "$scenario" = all ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
 fi
 if [ "$scenario" = overhead ] || [ "$scenario" = all ]; then
@@ -75,8 +86,11 @@ if [ "${#need[@]}" -gt 0 ]; then
   # The Debian nginx package starts a system nginx on port 80; the benchmark runs its own.
 fi
 
-mkdir -p target/bench
-if [ "$scenario" != report ] && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
+# BENCH_OUT: where the JSON goes (default target/bench); BENCH_DOC: the report (default docs/benchmarks.md).
+export BENCH_OUT="${BENCH_OUT:-$PWD/target/bench}"
+mkdir -p "$BENCH_OUT"
+if [ "$scenario" != report ] && [ "$scenario" != codec ] && [ "$scenario" != routing ] \
+  && [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
   echo "bench: cargo build --release -p mesh-agent -p mesh-testkit --bins" >&2
   run cargo build --release -p mesh-agent -p mesh-testkit --bins
   # What the binaries were built from (HEAD may move while the scenarios run; a no-op build keeps older files).
@@ -89,39 +103,53 @@ built = os.path.getmtime("target/release/mesh-agent")
 info = {"commit": git("rev-parse", "--short", "HEAD").strip(), "uncommitted_changes": dirty,
         "date_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "binaries_utc": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(built))}
-open("target/bench/build.json", "w").write(json.dumps(info, indent=1) + "\n")
+open(os.path.join(os.environ["BENCH_OUT"], "build.json"), "w").write(json.dumps(info, indent=1) + "\n")
 EOF
 fi
 
-codec() {
+# A micro-benchmark under the same load gate as the runs: wait for a quiet box, run it, record the gate and
+# the machine next to its JSON ($BENCH_OUT/NAME_meta.json).
+micro() {
+  local name=$1 crate=$2 bench=$3
   if [ "${BENCH_NO_BUILD:-0}" != 1 ]; then
-    echo "bench: building the codec bench (fat LTO)" >&2
-    run cargo bench -p mesh-dubbo --bench codec --no-run
+    echo "bench: building the $name bench (fat LTO)" >&2
+    run cargo bench -p "$crate" --bench "$bench" --no-run
   fi
-  # Same gate as the other runs: wait for a quiet box, record the load average next to codec.json.
   local gate
   gate=$(python3 benches/run.py wait-load)
-  echo "bench: cargo bench -p mesh-dubbo --bench codec" >&2
-  run cargo bench -p mesh-dubbo --bench codec
-  python3 - "$gate" <<'EOF'
+  echo "bench: cargo bench -p $crate --bench $bench" >&2
+  # The codec bench always writes target/bench/codec.json; the routing bench writes $MESH_BENCH_OUT.
+  MESH_BENCH_OUT="$BENCH_OUT/$name.json" run cargo bench -p "$crate" --bench "$bench"
+  if [ ! "$BENCH_OUT/$name.json" -ef "target/bench/$name.json" ] && [ "$name" = codec ]; then
+    cp target/bench/codec.json "$BENCH_OUT/codec.json"
+  fi
+  python3 - "$gate" "$name" "cargo bench -p $crate --bench $bench" <<'EOF'
 import json, subprocess, sys, time
 gate = json.loads(sys.argv[1])
 machine = json.loads(subprocess.run([sys.executable, "benches/run.py", "machine"], capture_output=True,
                                     text=True, check=True).stdout)
 gate["loadavg_1m_after"] = float(open("/proc/loadavg").read().split()[0])
-meta = {"command": "cargo bench -p mesh-dubbo --bench codec", "load": gate, "machine": machine}
-open("target/bench/codec_meta.json", "w").write(json.dumps(meta, indent=1) + "\n")
+meta = {"command": sys.argv[3], "load": gate, "machine": machine}
+import os
+open(os.path.join(os.environ["BENCH_OUT"], f"{sys.argv[2]}_meta.json"), "w").write(json.dumps(meta, indent=1) + "\n")
 EOF
 }
+
+codec() { micro codec mesh-dubbo codec; }
+routing() { micro routing mesh-balance routing; }
 
 case "$scenario" in
   challenge) run python3 benches/run.py challenge ;;
   overhead) run python3 benches/run.py overhead ;;
+  faults) run python3 benches/run.py faults ;;
   codec) codec ;;
+  routing) routing ;;
   all)
     run python3 benches/run.py challenge
     run python3 benches/run.py overhead
+    run python3 benches/run.py faults
     codec
+    routing
     ;;
   report) ;;
 esac
