@@ -4,15 +4,19 @@
     python3 benches/report.py
 
 Inputs (each optional; a missing one leaves its section saying how to produce it):
-  target/bench/challenge.json, target/bench/overhead.json   (benches/run.py, via scripts/bench.sh)
+  target/bench/challenge.json, overhead.json, faults.json     (benches/run.py, via scripts/bench.sh)
   target/bench/codec.json, target/bench/codec_meta.json       (cargo bench -p mesh-dubbo --bench codec, via
                                                                scripts/bench.sh codec), target/criterion/*
+  target/bench/routing.json, target/bench/routing_meta.json   (cargo bench -p mesh-balance --bench routing, via
+                                                               scripts/bench.sh routing)
+BENCH_OUT / BENCH_DOC move the inputs / the document (plots in bench/ next to it) elsewhere.
 The "## Codec micro-benchmarks" section of the current docs/benchmarks.md is kept as it is, except that its
 machine line, run paragraph and results table are rebuilt from codec.json when scripts/bench.sh re-ran the
 codec bench (codec_meta.json newer than the document's run).
 benches/analysis.md, if present, is included as it is after the overhead section: it is written by hand for
 a given run and says so.
-Targets are the issue's (issue 4); they are listed next to the measured values, never asserted.
+Targets are the issues' (4: challenge, overhead; 5: faults; 6: routing, balancer variants); they are listed
+next to the measured values, never asserted.
 """
 
 import html

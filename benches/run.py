@@ -680,8 +680,9 @@ class Topology:
 
     def set_balancer(self, variant):
         """`weights`: providers registered with weights 100/200/300, consumer.balancer = "round_robin"
-        (smooth weighted); `adaptive`: providers registered without weights (all 100), the consumer's
-        default balancer (adaptive). Restarts the agents when the variant changes."""
+        (smooth weighted); `adaptive`: providers registered without weights (all 100), consumer.balancer =
+        "adaptive" (what the default, `auto`, picks when the weights are equal; explicit so that the variant
+        stays what it says if the default changes). Restarts the agents when the variant changes."""
         if variant == self.balancer:
             return False
         if variant not in BALANCERS:
@@ -692,7 +693,7 @@ class Topology:
             self.start_provider(i, name, weighted)
             log(f"  {name}: simulator :{self.sims[name]['port']} (knee {knee}) <- provider agent "
                 f":{self.agent_ports['provider_' + name]}" + (f" (weight {weight})" if weighted else " (no weight)"))
-        self.start_consumer("round_robin" if weighted else None)
+        self.start_consumer("round_robin" if weighted else "adaptive")
         self.wait_ready()
         self.balancer = variant
         log(f"  consumer agent :{self.consumer_port} ({variant}) answers hash(\"hello\")")
@@ -838,8 +839,9 @@ def challenge():
                 "balancer_variants": {
                     "weights": "providers registered with weights 100/200/300; consumer.balancer = \"round_robin\" "
                                "(smooth weighted round robin)",
-                    "adaptive": "providers registered without weights (all 100); the consumer's default balancer "
-                                "(adaptive: power of two choices over in-flight x peak-EWMA latency)"},
+                    "adaptive": "providers registered without weights (all 100); consumer.balancer = \"adaptive\" "
+                                "(power of two choices over in-flight x peak-EWMA latency; also what the default, "
+                                "auto, picks when the weights are equal)"},
                 "provider_max_concurrency": 200, "max_load": MAX_LOAD,
                 "agents_idle_cpu_pct": idle, "agent_configs": configs, "registered": registered,
                 "loadgen": "closed loop, one call at a time per connection, every answer checked",
@@ -1108,7 +1110,7 @@ def faults():
                 "loadgen_duration_s": total, "lease_ttl_s": ttl, "sims": [{"name": n, "knee": k, "weight": w}
                                                                           for n, k, w in SIMS],
                 "sim_latency_ms": 50, "sim_threads": 200, "provider_max_concurrency": 200,
-                "consumer_balancer": "default (adaptive)", "agent_configs": configs,
+                "consumer_balancer": consumer_balancer(configs.get("consumer")), "agent_configs": configs,
                 "registered_before": registered_before, "registered_after": registered_after,
                 "loadgen": "closed loop, one call at a time per connection, every answer checked, timeout 5 s",
                 "phase_of_a_window": "the phase in which the window ends (a window during which an event "
@@ -1130,6 +1132,12 @@ def faults():
     finally:
         procs.stop_all()
         cleanup(work)
+
+
+def consumer_balancer(printed):
+    """consumer.balancer from `mesh-agent consumer --print-config` output (the default when not set)."""
+    m = re.search(r'^balancer\s*=\s*"([^"]+)"', printed or "", re.M)
+    return f"`{m.group(1)}` (the default)" if m else "the default"
 
 
 def faults_result(s, bounds, end_s, t_kill, t_restarted, key_gone):
