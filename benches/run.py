@@ -607,8 +607,10 @@ class Topology:
 
     # simulators
     def start_sim(self, name, knee, port):
+        # BENCH_SIM_TIMER=coarse reproduces the old simulator (tokio's millisecond timer, answers in batches).
         p = self.procs.start(f"sim-{name}", [self.bins["provider-sim"], "--port", port, "--latency-ms", 50,
-                                             "--threads", 200, "--knee", knee, "--name", name, "--workers", 1])
+                                             "--threads", 200, "--knee", knee, "--name", name, "--workers", 1,
+                                             "--timer", os.environ.get("BENCH_SIM_TIMER", "precise")])
         line = wait_line(self.work / f"sim-{name}.out", "LISTENING", 10, p)
         # The .out file accumulates over restarts: the last LISTENING line is this one's port.
         return p, int(line.split()[1]) if port == 0 else port

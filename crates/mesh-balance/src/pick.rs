@@ -116,9 +116,12 @@ impl Default for LiveOptions {
 struct Slot {
     inflight: u32,
     cap: u32,
-    /// Peak EWMA of latency, ns (0 = no answer yet). `f32`s and a millisecond stamp keep a slot at 24
+    /// Peak EWMA of latency, ns (0 = no answer yet). `f32`s and a millisecond stamp keep a slot at 28
     /// bytes: P2C reads two random slots per pick, so at 5,000 providers the slots should stay in cache.
     ewma_ns: f32,
+    /// The lowest latency seen (creeping up slowly towards later ones), ns (0 = none yet): the provider's
+    /// own speed, against which queueing shows as inflation.
+    floor_ns: f32,
     /// EWMA of successful latency, ns (0 = none yet).
     ok_ns: f32,
     /// Time of the last answer, ms (wrapping).
@@ -133,6 +136,7 @@ impl Slot {
             cap: cap.unwrap_or(u32::MAX),
             down: false,
             ewma_ns: 0.0,
+            floor_ns: 0.0,
             last_ms: 0,
             ok_ns: 0.0,
         }
@@ -240,7 +244,15 @@ impl LiveState {
         }
         s.last_ms = now_ms;
         if ok {
+            // The floor follows a faster answer at once and a slower one by 1/1024 of the difference, so a
+            // lasting change of the provider's speed is learnt over about a thousand answers.
+            let f = f64::from(s.floor_ns);
             let l = latency_ns as f64;
+            s.floor_ns = if f == 0.0 || l < f {
+                l
+            } else {
+                f + (l - f) / 1024.0
+            } as f32;
             let ok = f64::from(s.ok_ns);
             s.ok_ns = if ok == 0.0 {
                 l as f32
@@ -302,7 +314,13 @@ impl LiveState {
         } else {
             f64::from(s.ewma_ns)
         };
-        e * (pending + 1.0)
+        // Queueing inflates latency above the provider's own floor; past a capacity knee more calls only
+        // make every call slower. Weighing the inflation by its cube moves load away from a provider as
+        // soon as its calls start to queue, while providers that are simply slower (a higher floor) are
+        // compared by latency x load as in plain P2C.
+        let floor = f64::from(s.floor_ns);
+        let q = if floor > 0.0 { (e / floor).max(1.0) } else { 1.0 };
+        e * (pending + 1.0) * q * q * q
     }
 }
 
@@ -977,6 +995,40 @@ mod tests {
     }
 
     #[test]
+    fn adaptive_moves_away_from_a_provider_whose_calls_queue() {
+        // Both answer in 50 ms when not loaded. Provider 0 is past its capacity knee: its latest answers
+        // took 60 ms, with 100 calls on it; provider 1 still answers in 50 ms with 150 on it. Plain
+        // latency x load would prefer 0 (60 x 101 < 50 x 151); 0's queueing (60 / 50 = 1.2, cubed 1.73)
+        // makes it cost more.
+        let mut t = table(&[1, 1], &[None, None]);
+        let mut live = LiveState::new(&t);
+        let now = 1_000_000_000;
+        for (idx, lat_ms, inflight) in [(0usize, 60u64, 100), (1, 50, 150)] {
+            for _ in 0..10 {
+                live.on_send(idx, now);
+                live.on_answer(idx, now, 50_000_000, true);
+            }
+            live.on_send(idx, now);
+            live.on_answer(idx, now, lat_ms * 1_000_000, true);
+            for _ in 0..inflight {
+                live.on_send(idx, now);
+            }
+        }
+        assert_eq!(counts(&mut t, &live, Policy::Adaptive, 100), [0, 100]);
+        // A provider that is slow by nature (floor 60 ms) is not punished for it: 60 x 101 < 50 x 151.
+        let mut t = table(&[1, 1], &[None, None]);
+        let mut live = LiveState::new(&t);
+        for (idx, lat_ms, inflight) in [(0usize, 60u64, 100), (1, 50, 150)] {
+            live.on_send(idx, now);
+            live.on_answer(idx, now, lat_ms * 1_000_000, true);
+            for _ in 0..inflight {
+                live.on_send(idx, now);
+            }
+        }
+        assert_eq!(counts(&mut t, &live, Policy::Adaptive, 100), [100, 0]);
+    }
+
+    #[test]
     fn least_active_and_shortest_response() {
         let mut t = table(&[100, 100, 100], &[None; 3]);
         let mut live = LiveState::new(&t);
@@ -1065,7 +1117,7 @@ mod tests {
 
     #[test]
     fn slots_stay_compact() {
-        assert_eq!(std::mem::size_of::<Slot>(), 24);
+        assert_eq!(std::mem::size_of::<Slot>(), 28);
     }
 
     #[test]

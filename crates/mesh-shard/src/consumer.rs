@@ -542,6 +542,8 @@ async fn dispatch<'a>(
 ) -> Job<'a> {
     ctx.upstreams.refresh();
     let mut requeued = false;
+    // Whether this call took a place in the wait queue (then it may hold a wake-up meant for a slot).
+    let mut queued = false;
     let mut deadline: Option<Instant> = None;
     let job = loop {
         // Calls already waiting go first: a new call joins the queue behind them.
@@ -575,6 +577,7 @@ async fn dispatch<'a>(
                     );
                 }
                 let ticket = q.wait(requeued);
+                queued = true;
                 // One deadline for the whole wait, however often the call is put back.
                 let deadline = *deadline.get_or_insert_with(|| Instant::now() + ctx.settings.queue_timeout);
                 let left = deadline.saturating_duration_since(Instant::now());
@@ -670,8 +673,10 @@ async fn dispatch<'a>(
             }
         }
     };
-    // A woken waiter that ends without sending leaves its slot unused: pass the wake-up on.
-    if requeued && matches!(job, Job::Done { .. }) {
+    // A waiter that ends without sending (timed out, no provider left, ...) may have been woken for a
+    // free slot just as it gave up: pass the wake-up on, or the queue could wait with nothing in flight
+    // to wake it. A spurious wake-up only costs the next waiter a look.
+    if queued && matches!(job, Job::Done { .. }) {
         ctx.upstreams.queue.wake_one();
     }
     job

@@ -105,12 +105,19 @@ impl Event {
     }
 
     /// Resolves once the event is set.
+    ///
+    /// A task's waker is kept once however often it polls (a reader racing every read against the event
+    /// polls it once per read): piling up clones leaked memory, and glommio counts a task's wakers in an
+    /// `i16` that asserts at 32,767: the reader task died there and its connection was never read again.
     pub fn wait(&self) -> impl Future<Output = ()> + '_ {
         std::future::poll_fn(move |cx| {
             if self.0.set.get() {
                 return Poll::Ready(());
             }
-            self.0.wakers.borrow_mut().push(cx.waker().clone());
+            let mut wakers = self.0.wakers.borrow_mut();
+            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                wakers.push(cx.waker().clone());
+            }
             Poll::Pending
         })
     }
@@ -249,6 +256,19 @@ mod tests {
         b = q.wait(false);
         drop(b);
         assert_eq!(q.len(), 1);
+    }
+
+    #[test]
+    fn an_event_keeps_one_waker_per_task_however_often_it_is_polled() {
+        let e = Event::new();
+        for _ in 0..1000 {
+            let mut w = Box::pin(e.wait());
+            assert!(block_on(poll_once(&mut w)).is_none());
+        }
+        assert_eq!(e.0.wakers.borrow().len(), 1);
+        e.set();
+        assert!(block_on(poll_once(Box::pin(e.wait()))).is_some());
+        assert!(e.0.wakers.borrow().is_empty());
     }
 
     #[test]
