@@ -363,15 +363,33 @@ fn malformed_and_trickled_http_get_clear_errors_and_the_agent_keeps_serving() {
                 let t0 = Instant::now();
                 let _ = s.set_nonblocking(true);
                 let mut answer = Vec::new();
-                while t0.elapsed() < Duration::from_secs(5) {
-                    if s.write_all(b"a").is_err() {
-                        break;
-                    }
+                // Read before each write, and stop writing once the answer has come: a write after the
+                // agent closed would make the kernel reset the connection.
+                let mut closed = false;
+                while t0.elapsed() < Duration::from_secs(5) && !closed {
                     let mut b = [0u8; 1024];
-                    match s.read(&mut b) {
-                        Ok(0) => break,
-                        Ok(n) => answer.extend_from_slice(&b[..n]),
-                        Err(_) => {}
+                    loop {
+                        match s.read(&mut b) {
+                            Ok(0) => {
+                                closed = true;
+                                break;
+                            }
+                            Ok(n) => answer.extend_from_slice(&b[..n]),
+                            Err(_) => break,
+                        }
+                    }
+                    if closed || !answer.is_empty() {
+                        std::thread::sleep(Duration::from_millis(20));
+                        continue;
+                    }
+                    if s.write_all(b"a").is_err() {
+                        // Closed under our feet: what was sent before the close is still readable.
+                        let _ = s.set_nonblocking(false);
+                        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+                        let mut rest = Vec::new();
+                        let _ = s.read_to_end(&mut rest);
+                        answer.extend_from_slice(&rest);
+                        break;
                     }
                     std::thread::sleep(Duration::from_millis(100));
                 }
