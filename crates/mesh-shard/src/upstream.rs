@@ -399,24 +399,11 @@ pub struct Pool {
     backoff: Cell<Duration>,
     retry_at: Cell<Option<Instant>>,
     next: Cell<usize>,
-    /// Calls that have chosen this pool and are waiting for a connection (the first dial): they count as
-    /// in flight, so a burst at start-up cannot overshoot the provider's cap.
-    reserved: Cell<usize>,
     outlier: RefCell<Outlier>,
     /// Learnt when the provider does not announce its cap.
     limit: RefCell<AdaptiveLimit>,
     /// Why the last dial failed (reported to the calls that waited for it).
     dial_error: RefCell<Option<String>>,
-}
-
-/// A call's place in a pool between choosing it and sending (see [`Pool::reserve`]).
-#[derive(Debug)]
-pub struct Reservation(Rc<Pool>);
-
-impl Drop for Reservation {
-    fn drop(&mut self) {
-        self.0.reserved.set(self.0.reserved.get().saturating_sub(1));
-    }
 }
 
 impl std::fmt::Debug for Pool {
@@ -454,18 +441,10 @@ impl Pool {
             slots: RefCell::new(slots),
             retry_at: Cell::new(None),
             next: Cell::new(0),
-            reserved: Cell::new(0),
             outlier: RefCell::new(Outlier::new(ejection)),
             limit: RefCell::new(limit),
             dial_error: RefCell::new(None),
         }
-    }
-
-    /// Counts a call as in flight from now until the reservation is dropped (once it is sent, the
-    /// connection's request-id map counts it).
-    pub fn reserve(self: &Rc<Self>) -> Reservation {
-        self.reserved.set(self.reserved.get() + 1);
-        Reservation(self.clone())
     }
 
     /// Outlier state now.
@@ -506,23 +485,16 @@ impl Pool {
         &self.cfg
     }
 
-    /// Calls in flight over all connections of this pool, and those reserved on the way to one.
+    /// Calls in flight over all connections of this pool.
     pub fn inflight(&self) -> usize {
-        self.reserved.get()
-            + self
-                .slots
-                .borrow()
-                .iter()
-                .map(|s| match s {
-                    Slot::Ready(c) => c.inflight(),
-                    _ => 0,
-                })
-                .sum::<usize>()
-    }
-
-    /// True when the last dial failed and the back-off has not expired.
-    pub fn backing_off(&self) -> bool {
-        self.backoff_until(Instant::now()).is_some()
+        self.slots
+            .borrow()
+            .iter()
+            .map(|s| match s {
+                Slot::Ready(c) => c.inflight(),
+                _ => 0,
+            })
+            .sum()
     }
 
     /// When the back-off after a failed dial ends, if the pool is in one (and has no live connection).
