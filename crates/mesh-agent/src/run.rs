@@ -216,6 +216,11 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         balancer: mesh_shard::balancer_named(&c.balancer)
             .with_context(|| format!("consumer.balancer: unknown balancer {:?}", c.balancer))?,
         rules: c.routing.clone().into_iter().collect(),
+        // The consumer's identity for condition rules: the config keys come with the config split (issue 10).
+        consumer: mesh_balance::ConsumerInfo {
+            host: "127.0.0.1".to_owned(),
+            ..Default::default()
+        },
     };
     let rt = signal_runtime()?;
     let makers: Vec<_> = rxs

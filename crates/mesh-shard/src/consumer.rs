@@ -130,6 +130,8 @@ pub struct UpstreamsOptions {
     pub balancer: crate::routes::Balancer,
     /// Routing rule documents (JSON) by service, used when the registry has none for the service.
     pub rules: HashMap<String, String>,
+    /// Who this consumer is to condition rules (`host`, `application`, ...): from the configuration.
+    pub consumer: mesh_balance::ConsumerInfo,
 }
 
 impl Default for UpstreamsOptions {
@@ -140,6 +142,7 @@ impl Default for UpstreamsOptions {
             cap_headroom: 0.0,
             balancer: crate::routes::Balancer::default(),
             rules: HashMap::new(),
+            consumer: mesh_balance::ConsumerInfo::default(),
         }
     }
 }
@@ -183,7 +186,7 @@ impl Upstreams {
             rx,
             pools: RefCell::new(HashMap::new()),
             cfg,
-            routes: RefCell::new(Routes::new(opts.balancer, opts.rules, seed)),
+            routes: RefCell::new(Routes::new(opts.balancer, opts.rules, opts.consumer, seed)),
             caps: Caps {
                 shards,
                 headroom: opts.cap_headroom.max(0.0),

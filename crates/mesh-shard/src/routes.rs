@@ -119,13 +119,15 @@ pub(crate) struct Call<'r> {
 }
 
 impl Routes {
-    pub(crate) fn new(balancer: Balancer, config_rules: HashMap<String, String>, seed: u64) -> Self {
+    pub(crate) fn new(
+        balancer: Balancer,
+        config_rules: HashMap<String, String>,
+        consumer: ConsumerInfo,
+        seed: u64,
+    ) -> Self {
         Routes {
             balancer,
-            consumer: ConsumerInfo {
-                host: "127.0.0.1".to_owned(),
-                ..ConsumerInfo::default()
-            },
+            consumer,
             config_rules,
             services: HashMap::new(),
             rng: XorShift64::new(seed | 1),
