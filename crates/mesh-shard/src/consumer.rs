@@ -228,7 +228,6 @@ impl Upstreams {
                 Rc::new(Pool::with_health(
                     addr,
                     self.cfg.clone(),
-                    None,
                     self.ejection,
                     AdaptiveLimit::new(DEFAULT_THREADS.div_ceil(self.shards), 10_000),
                 ))

@@ -1,19 +1,8 @@
-//! Data-path errors: where each came from, and whether the call may be retried elsewhere.
+//! Data-path errors: what went wrong on a call, and whether the call may be retried elsewhere.
 
 use std::net::SocketAddr;
 
 use mesh_dubbo::CodecError;
-
-/// Which side of the agent an error is attributable to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// The caller sent something we cannot serve.
-    Downstream,
-    /// The provider (agent) or the network to it.
-    Upstream,
-    /// Our own limits or state.
-    Internal,
-}
 
 /// Why a call through an upstream connection did not produce an answer.
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +25,6 @@ pub enum CallError {
 }
 
 impl CallError {
-    pub fn origin(&self) -> Origin {
-        match self {
-            CallError::Encode(_) => Origin::Downstream,
-            _ => Origin::Upstream,
-        }
-    }
-
     /// True when the call provably never reached the provider, so sending it elsewhere cannot run it twice.
     pub fn retry_safe(&self) -> bool {
         matches!(self, CallError::Connect { .. } | CallError::BackingOff(_))

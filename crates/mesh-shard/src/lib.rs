@@ -5,9 +5,12 @@
 //! This is the only crate that touches sockets on the data path.
 
 pub mod consumer;
+pub mod control;
 mod error;
+pub mod frames;
 pub mod health;
 pub mod io;
+pub mod listener;
 pub mod provider;
 mod routes;
 pub mod runtime;
@@ -15,5 +18,5 @@ pub mod sync;
 pub mod tls;
 pub mod upstream;
 
-pub use error::{CallError, Origin};
+pub use error::CallError;
 pub use routes::{balancer_named, Balancer};

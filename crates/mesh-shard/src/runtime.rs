@@ -1,12 +1,11 @@
-//! One glommio executor per shard, pinned to its core, and the stop/drain control shared with the main
-//! thread (an atomic flag polled by each shard: control plane only, never touched per request).
+//! One glommio executor per shard, pinned to its core. The stop/drain control lives in
+//! [`crate::control`] (re-exported here, where the roles and the binary find it).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+pub use crate::control::{Controller, ShardControl};
 
 /// Where one shard runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,57 +62,4 @@ where
                 spec.index, spec.core
             ))
         })
-}
-
-#[derive(Debug, Default)]
-struct ControlInner {
-    stop: AtomicBool,
-    drain_ms: AtomicU64,
-}
-
-/// Held by the main thread: tells every shard to stop accepting and drain.
-#[derive(Debug, Clone, Default)]
-pub struct Controller(Arc<ControlInner>);
-
-/// Held by each shard.
-#[derive(Debug, Clone)]
-pub struct ShardControl(Arc<ControlInner>);
-
-impl Controller {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn shard(&self) -> ShardControl {
-        ShardControl(self.0.clone())
-    }
-
-    /// Stop accepting; finish what is in flight within `drain`, then let the shard exit.
-    pub fn stop(&self, drain: Duration) {
-        self.0.drain_ms.store(drain.as_millis() as u64, Ordering::Relaxed);
-        self.0.stop.store(true, Ordering::Release);
-    }
-}
-
-const POLL: Duration = Duration::from_millis(20);
-
-impl ShardControl {
-    pub fn is_stopping(&self) -> bool {
-        self.0.stop.load(Ordering::Acquire)
-    }
-
-    /// Resolves once a stop has been requested.
-    pub async fn stopped(&self) {
-        while !self.is_stopping() {
-            glommio::timer::sleep(POLL).await;
-        }
-    }
-
-    /// After a stop: waits until `idle()` holds or the drain time is over.
-    pub async fn drained(&self, idle: impl Fn() -> bool) {
-        let deadline = Instant::now() + Duration::from_millis(self.0.drain_ms.load(Ordering::Relaxed));
-        while !idle() && Instant::now() < deadline {
-            glommio::timer::sleep(Duration::from_millis(5)).await;
-        }
-    }
 }

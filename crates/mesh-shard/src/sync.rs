@@ -93,10 +93,6 @@ impl Event {
         Self::default()
     }
 
-    pub fn is_set(&self) -> bool {
-        self.0.set.get()
-    }
-
     pub fn set(&self) {
         self.0.set.set(true);
         for w in self.0.wakers.borrow_mut().drain(..) {

@@ -1,0 +1,203 @@
+//! One consumer agent's connection to the provider agent: frames read (with back-pressure per
+//! connection), checked, and each call forwarded in its own task; answers written back in batches.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use glommio::net::TcpStream;
+use mesh_dubbo::{Body, Codec, Frame, Header, Response, Serialization, Status};
+
+use super::forward::{forward, write_answer, write_error};
+use super::Shard;
+use crate::frames::{FrameEnd, FrameReader};
+use crate::io::{split, OutQueue, Stream};
+use crate::sync::WaitQueue;
+
+/// Longest TLS handshake a consumer agent gets.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One consumer connection's accounting.
+struct ConnState {
+    peer: Option<SocketAddr>,
+    inflight: Cell<usize>,
+    /// Woken when the connection drops below its in-flight limit.
+    room: WaitQueue,
+    limit: usize,
+}
+
+pub(super) async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
+    let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
+    let stream: Stream = match &shard.settings.tls {
+        None => stream.into(),
+        Some(tls) => {
+            // A peer that does not finish its handshake in time is dropped.
+            let handshake = tls.acceptor().accept(stream);
+            match glommio::timer::timeout(TLS_HANDSHAKE_TIMEOUT, async { Ok(handshake.await) }).await {
+                Ok(Ok(s)) => Stream::TlsServer(Box::new(s)),
+                Ok(Err(_)) | Err(_) => return,
+            }
+        }
+    };
+    let (r, w) = split(stream);
+    let out = OutQueue::new();
+    let writer = {
+        let out = out.clone();
+        glommio::spawn_local(async move {
+            let _ = out.run_writer(w).await;
+        })
+    };
+    let key = shard.next_conn.get();
+    shard.next_conn.set(key + 1);
+    shard.outs.borrow_mut().insert(key, out.clone());
+    let conn = Rc::new(ConnState {
+        peer,
+        inflight: Cell::new(0),
+        room: WaitQueue::new(),
+        limit: shard.settings.max_inflight_per_connection,
+    });
+    let codec = shard.settings.upstream.codec;
+    let mut frames = FrameReader::new(r, codec, shard.settings.read_buffer);
+    loop {
+        // Back-pressure: with too many of its calls outstanding, a consumer's next frame waits (and, as
+        // nothing more is read, TCP slows the consumer down) until some finish.
+        while conn.inflight.get() >= conn.limit && !out.is_closed() {
+            conn.room.wait(false).await;
+        }
+        if out.is_closed() {
+            break;
+        }
+        match frames.next(|| ()).await {
+            Ok(f) => handle_frame(&shard, &conn, &out, f),
+            Err(FrameEnd::Closed | FrameEnd::Io(_)) => break,
+            Err(FrameEnd::Broken { error, id }) => {
+                // Framing lost: tell the peer why (best effort, with the id from the header) and close.
+                if let Some(id) = id {
+                    let resp = Response::Error {
+                        status: Status::BAD_REQUEST,
+                        message: error.to_string().into(),
+                    };
+                    out.push(|b| codec.encode_response(b, id, Serialization::Hessian2, &resp));
+                }
+                break;
+            }
+        }
+    }
+    out.close();
+    let _ = writer.await;
+    shard.outs.borrow_mut().remove(&key);
+}
+
+/// Answers a two-way call that will not be forwarded.
+fn refuse(codec: &Codec, out: &OutQueue, h: Header, status: Status, message: String) {
+    if h.is_two_way() {
+        let e = Response::Error {
+            status,
+            message: message.into(),
+        };
+        out.push(|b| {
+            codec.encode_response(b, h.id, h.serialization().unwrap_or(Serialization::Hessian2), &e)
+        });
+    }
+}
+
+/// What the provider agent reads from a request's attachments: the token, and the consumer's timeout.
+fn check_request(shard: &Shard, conn: &ConnState, f: &Frame) -> Result<Option<Duration>, (Status, String)> {
+    let codec = shard.settings.upstream.codec;
+    let req = match codec.decode_body(&f.header, &f.body) {
+        Ok(Body::Request(req)) => req,
+        Ok(_) => return Err((Status::BAD_REQUEST, "not a request body".to_owned())),
+        Err(e) => return Err((Status::BAD_REQUEST, format!("undecodable request: {e}"))),
+    };
+    if let Some(want) = &shard.settings.token {
+        let got = req.attachment("token").and_then(|v| v.as_str());
+        if got != Some(want.as_str()) {
+            let from = conn.peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+            return Err((
+                Status::BAD_REQUEST,
+                format!(
+                    "Invalid token! Forbid invoke remote service {} method {}() from consumer {from} to \
+                     provider agent {}",
+                    req.service, req.method, shard.settings.listen
+                ),
+            ));
+        }
+    }
+    let timeout = req.attachment("timeout").and_then(|v| match v {
+        mesh_dubbo::Value::Int(i) => u64::try_from(*i).ok(),
+        mesh_dubbo::Value::Long(l) => u64::try_from(*l).ok(),
+        other => other.as_str().and_then(|s| s.trim().parse::<u64>().ok()),
+    });
+    Ok(timeout.filter(|&ms| ms > 0).map(Duration::from_millis))
+}
+
+fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Frame) {
+    let h = f.header;
+    let codec = shard.settings.upstream.codec;
+    if !h.is_request() {
+        return; // consumer agents send requests only
+    }
+    if h.is_event() {
+        if h.is_two_way() {
+            let ser = h.serialization().unwrap_or(Serialization::Hessian2);
+            out.push(|b| codec.encode_heartbeat(b, h.id, ser, false));
+        }
+        return;
+    }
+    if shard.control.is_stopping() {
+        // Draining: new calls go elsewhere. 60 tells the consumer agent the call never ran here.
+        refuse(
+            &codec,
+            out,
+            h,
+            Status::SERVICE_NOT_FOUND,
+            "provider agent is draining".to_owned(),
+        );
+        return;
+    }
+    let timeout = match check_request(shard, conn, &f) {
+        Ok(t) => t,
+        Err((status, message)) => return refuse(&codec, out, h, status, message),
+    };
+    let shard = shard.clone();
+    let conn = conn.clone();
+    let out = out.clone();
+    shard.inflight.set(shard.inflight.get() + 1);
+    conn.inflight.set(conn.inflight.get() + 1);
+    glommio::spawn_local(async move {
+        let permit = shard.admission.acquire().await;
+        let answer = match &permit {
+            Some(_) => Some(forward(&shard, &f, timeout).await),
+            None => None,
+        };
+        drop(permit);
+        if h.is_two_way() {
+            out.push(|b| match answer {
+                Some(Ok(Some(resp))) => write_answer(&codec, b, h, resp),
+                Some(Ok(None)) => {}
+                Some(Err(e)) => write_error(&codec, b, h, &e),
+                None => {
+                    let e = Response::Error {
+                        status: Status::SERVER_THREADPOOL_EXHAUSTED,
+                        message: format!(
+                            "provider agent {}: the local provider is at its cap and {} calls wait",
+                            shard.settings.listen,
+                            shard.admission.waiting()
+                        )
+                        .into(),
+                    };
+                    let ser = h.serialization().unwrap_or(Serialization::Hessian2);
+                    let _ = codec.encode_response(b, h.id, ser, &e);
+                }
+            });
+        }
+        shard.inflight.set(shard.inflight.get() - 1);
+        conn.inflight.set(conn.inflight.get() - 1);
+        if conn.inflight.get() < conn.limit {
+            conn.room.wake_one();
+        }
+    })
+    .detach();
+}

@@ -1,0 +1,291 @@
+//! The connections of one shard to one endpoint: dialled on demand, re-dialled with back-off, and the
+//! endpoint's health as this shard sees it (outlier ejection, adaptive concurrency limit).
+
+use std::cell::{Cell, RefCell};
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::{UpstreamConfig, UpstreamConn};
+use crate::error::CallError;
+use crate::health::{AdaptiveLimit, EjectionConfig, Outlier, State as HealthState};
+use crate::sync::Event as Signal;
+
+/// One of the pool's connection places.
+enum Entry {
+    Empty,
+    Dialing(Signal),
+    Ready(UpstreamConn),
+}
+
+/// How long a connection that dies without an answer counts as a failed dial.
+const DIED_YOUNG: Duration = Duration::from_secs(1);
+
+/// The connections of one shard to one endpoint.
+pub struct Pool {
+    addr: SocketAddr,
+    cfg: UpstreamConfig,
+    entries: RefCell<Vec<Entry>>,
+    dial: RefCell<DialBackoff>,
+    next: Cell<usize>,
+    outlier: RefCell<Outlier>,
+    /// Learnt when the provider does not announce its cap.
+    limit: RefCell<AdaptiveLimit>,
+    /// Why the last dial failed (reported to the calls that waited for it).
+    dial_error: RefCell<Option<String>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pool({}, inflight {})", self.addr, self.inflight())
+    }
+}
+
+impl Pool {
+    pub fn new(addr: SocketAddr, cfg: UpstreamConfig) -> Self {
+        Self::with_health(
+            addr,
+            cfg,
+            EjectionConfig::default(),
+            AdaptiveLimit::new(16, 10_000),
+        )
+    }
+
+    /// A pool with its outlier-ejection settings and the starting point of its adaptive limit.
+    pub fn with_health(
+        addr: SocketAddr,
+        cfg: UpstreamConfig,
+        ejection: EjectionConfig,
+        limit: AdaptiveLimit,
+    ) -> Self {
+        let entries = (0..cfg.connections.max(1)).map(|_| Entry::Empty).collect();
+        Pool {
+            addr,
+            dial: RefCell::new(DialBackoff::new(cfg.min_backoff, cfg.max_backoff)),
+            cfg,
+            entries: RefCell::new(entries),
+            next: Cell::new(0),
+            outlier: RefCell::new(Outlier::new(ejection)),
+            limit: RefCell::new(limit),
+            dial_error: RefCell::new(None),
+        }
+    }
+
+    /// Outlier state now.
+    pub fn health(&self, now: Instant) -> HealthState {
+        self.outlier.borrow().state(now)
+    }
+
+    /// A call through this pool answered normally after `rtt`.
+    pub fn on_success(&self, rtt: Duration) {
+        self.outlier.borrow_mut().on_success();
+        let inflight = self.inflight() as u32 + 1;
+        self.limit.borrow_mut().on_answer(rtt, inflight);
+    }
+
+    /// A call failed in a way that points at the provider (lost connection, timeout, its agent's error).
+    /// Returns true when this ejected the provider.
+    pub fn on_failure(&self) -> bool {
+        self.outlier.borrow_mut().on_failure(Instant::now())
+    }
+
+    /// The provider said it is full (status 100).
+    pub fn on_overload(&self) {
+        let inflight = self.inflight() as u32 + 1;
+        self.limit.borrow_mut().on_overload(inflight);
+    }
+
+    /// The concurrency limit learnt for a provider that does not announce a cap.
+    pub fn adaptive_limit(&self) -> u32 {
+        self.limit.borrow().get()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Calls in flight over all connections of this pool.
+    pub fn inflight(&self) -> usize {
+        self.entries
+            .borrow()
+            .iter()
+            .map(|s| match s {
+                Entry::Ready(c) => c.inflight(),
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// When the back-off after a failed dial ends, if the pool is in one (and has no live connection).
+    pub fn backoff_until(&self, now: Instant) -> Option<Instant> {
+        self.dial.borrow().until(now).filter(|_| self.live_count() == 0)
+    }
+
+    fn live_count(&self) -> usize {
+        self.entries
+            .borrow()
+            .iter()
+            .filter(|s| matches!(s, Entry::Ready(c) if c.is_alive()))
+            .count()
+    }
+
+    /// A live connection, dialling one when the pool has fewer than configured. Concurrent callers share a
+    /// dial in progress instead of opening extra connections.
+    pub async fn get(self: &Rc<Self>) -> Result<UpstreamConn, CallError> {
+        for _ in 0..3 {
+            self.review_connections();
+            let (best, empty, dialing) = {
+                let slots = self.entries.borrow();
+                let start = self.next.get();
+                self.next.set(start.wrapping_add(1));
+                let mut best: Option<UpstreamConn> = None;
+                let mut empty = None;
+                let mut dialing = None;
+                for k in 0..slots.len() {
+                    let i = (start + k) % slots.len();
+                    match &slots[i] {
+                        Entry::Ready(c) => {
+                            if best.as_ref().is_none_or(|b| c.inflight() < b.inflight()) {
+                                best = Some(c.clone());
+                            }
+                        }
+                        Entry::Empty => empty = empty.or(Some(i)),
+                        Entry::Dialing(sig) => dialing = dialing.or(Some(sig.clone())),
+                    }
+                }
+                (best, empty, dialing)
+            };
+            let may_dial = self.dial.borrow().may_dial(Instant::now());
+            match (best, empty) {
+                // Grow the pool in the background while a live connection serves this call.
+                (Some(c), Some(i)) if may_dial && c.inflight() > 0 => {
+                    self.start_dial(i);
+                    return Ok(c);
+                }
+                (Some(c), _) => return Ok(c),
+                (None, Some(i)) if may_dial => {
+                    let sig = self.start_dial(i);
+                    sig.wait().await;
+                }
+                (None, _) => match dialing {
+                    Some(sig) => sig.wait().await,
+                    None => return Err(CallError::BackingOff(self.addr)),
+                },
+            }
+            if self.live_count() == 0 && !self.dial.borrow().may_dial(Instant::now()) {
+                let why = self.dial_error.borrow().clone();
+                return Err(CallError::Connect {
+                    addr: self.addr,
+                    source: std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        why.unwrap_or_else(|| "dial failed".to_owned()),
+                    ),
+                });
+            }
+        }
+        Err(CallError::BackingOff(self.addr))
+    }
+
+    fn start_dial(self: &Rc<Self>, slot: usize) -> Signal {
+        let sig = Signal::new();
+        self.entries.borrow_mut()[slot] = Entry::Dialing(sig.clone());
+        let pool = self.clone();
+        let done = sig.clone();
+        // The dial runs as its own task so that a caller which gives up does not abandon it half-way.
+        glommio::spawn_local(async move {
+            let res = UpstreamConn::connect(pool.addr, &pool.cfg).await;
+            pool.finish_dial(slot, res);
+            done.set();
+        })
+        .detach();
+        sig
+    }
+
+    fn finish_dial(&self, slot: usize, res: Result<UpstreamConn, CallError>) {
+        let mut entries = self.entries.borrow_mut();
+        match res {
+            Ok(conn) => {
+                entries[slot] = Entry::Ready(conn);
+                self.dial.borrow_mut().on_connected();
+            }
+            Err(e) => {
+                entries[slot] = Entry::Empty;
+                drop(entries);
+                *self.dial_error.borrow_mut() = Some(match e {
+                    CallError::Connect { source, .. } => source.to_string(),
+                    other => other.to_string(),
+                });
+                self.dial.borrow_mut().on_failure(Instant::now());
+            }
+        }
+    }
+
+    /// Forgets dead connections and tells the dial back-off what the connections showed: one that died
+    /// young without an answer counts as a failed dial (a peer that accepts and drops connections is not
+    /// re-dialled in a tight loop); one that has been answered ends the back-off, whoever uses the pool.
+    fn review_connections(&self) {
+        let (mut died_young, mut answered) = (false, false);
+        for e in self.entries.borrow_mut().iter_mut() {
+            if let Entry::Ready(c) = e {
+                answered |= c.has_answered();
+                if !c.is_alive() {
+                    died_young |= c.died_young(DIED_YOUNG);
+                    *e = Entry::Empty;
+                }
+            }
+        }
+        let mut dial = self.dial.borrow_mut();
+        if answered {
+            dial.on_answered();
+        }
+        if died_young {
+            dial.on_failure(Instant::now());
+        }
+    }
+}
+
+/// When the pool may dial again after failed dials: the wait starts at `min` and doubles up to `max` with
+/// each failure in a row; a connection that is answered resets it.
+#[derive(Debug, Clone)]
+struct DialBackoff {
+    min: Duration,
+    max: Duration,
+    /// The wait after the next failure.
+    next: Duration,
+    until: Option<Instant>,
+}
+
+impl DialBackoff {
+    fn new(min: Duration, max: Duration) -> Self {
+        DialBackoff {
+            min,
+            max: max.max(min),
+            next: min,
+            until: None,
+        }
+    }
+
+    fn on_failure(&mut self, now: Instant) {
+        self.until = Some(now + self.next);
+        self.next = (self.next * 2).min(self.max);
+    }
+
+    /// A dial succeeded: dialling is allowed again, but the wait after the next failure stays long until
+    /// a connection is answered (a peer that accepts and then drops connections keeps backing off).
+    fn on_connected(&mut self) {
+        self.until = None;
+    }
+
+    fn on_answered(&mut self) {
+        self.next = self.min;
+    }
+
+    fn may_dial(&self, now: Instant) -> bool {
+        self.until.is_none_or(|t| now >= t)
+    }
+
+    /// The end of the wait, while in one.
+    fn until(&self, now: Instant) -> Option<Instant> {
+        self.until.filter(|t| now < *t)
+    }
+}
