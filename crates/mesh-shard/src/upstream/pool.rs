@@ -289,3 +289,124 @@ impl DialBackoff {
         self.until.filter(|t| now < *t)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use futures_lite::AsyncWriteExt;
+    use glommio::net::TcpListener;
+    use mesh_dubbo::{Header, Serialization, Status};
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn dial_waits_double_with_each_failure_up_to_the_maximum() {
+        let t = Instant::now();
+        let mut b = DialBackoff::new(10 * MS, 50 * MS);
+        assert!(b.may_dial(t));
+        assert_eq!(b.until(t), None);
+        let waits: Vec<Duration> = (0..5)
+            .map(|_| {
+                b.on_failure(t);
+                b.until(t).unwrap() - t
+            })
+            .collect();
+        assert_eq!(waits, [10 * MS, 20 * MS, 40 * MS, 50 * MS, 50 * MS]);
+        assert!(!b.may_dial(t + 49 * MS));
+        assert!(b.may_dial(t + 50 * MS));
+        assert_eq!(b.until(t + 50 * MS), None);
+    }
+
+    #[test]
+    fn a_dial_that_connects_allows_dialling_but_only_an_answer_shortens_the_next_wait() {
+        let t = Instant::now();
+        let mut b = DialBackoff::new(10 * MS, 1000 * MS);
+        for _ in 0..3 {
+            b.on_failure(t);
+        }
+        b.on_connected();
+        assert!(b.may_dial(t));
+        // The peer accepted and dropped the connection: the wait keeps growing.
+        b.on_failure(t);
+        assert_eq!(b.until(t), Some(t + 80 * MS));
+        b.on_connected();
+        b.on_answered();
+        b.on_failure(t);
+        assert_eq!(b.until(t), Some(t + 10 * MS));
+    }
+
+    fn on_a_shard(f: impl std::future::Future<Output = ()> + 'static) {
+        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
+            .io_memory(crate::runtime::DEFAULT_IO_MEMORY)
+            .make()
+            .unwrap()
+            .run(f);
+    }
+
+    /// Accepts one connection on `listener` and answers every request on it with an empty OK answer.
+    async fn answer_one_connection(listener: TcpListener) {
+        let Ok(stream) = listener.accept().await else {
+            return;
+        };
+        let (r, mut w) = crate::io::split(stream);
+        let mut frames = crate::frames::FrameReader::new(r, mesh_dubbo::Codec::default(), 4096);
+        while let Ok(f) = frames.next(|| ()).await {
+            let mut out = BytesMut::new();
+            Header::response(f.header.id, Serialization::Hessian2, Status::OK).write(&mut out);
+            if w.write_all(&out).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    #[test]
+    fn an_answered_connection_resets_the_dial_backoff_without_anyone_reporting_success() {
+        // Regression: only the consumer's `on_success` reset the back-off, so the provider agent's pool
+        // (which never calls it) kept the longest wait after its first failures, for the process's life.
+        on_a_shard(async {
+            let closed = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = closed.local_addr().unwrap();
+            drop(closed);
+            let cfg = UpstreamConfig {
+                connections: 1,
+                min_backoff: MS,
+                max_backoff: Duration::from_secs(10),
+                heartbeat: None,
+                ..UpstreamConfig::default()
+            };
+            let pool = Rc::new(Pool::new(addr, cfg));
+            // Six refused dials: the next wait would be 64 ms.
+            let mut refused = 0;
+            while refused < 6 {
+                match pool.get().await {
+                    Err(CallError::Connect { .. }) => refused += 1,
+                    Err(CallError::BackingOff(_)) => {}
+                    other => panic!("{other:?}"),
+                }
+                if let Some(until) = pool.backoff_until(Instant::now()) {
+                    glommio::timer::sleep(until.saturating_duration_since(Instant::now())).await;
+                }
+            }
+            // The endpoint comes up and answers a call.
+            let server = glommio::spawn_local(answer_one_connection(TcpListener::bind(addr).unwrap()));
+            let conn = pool.get().await.expect("dialled");
+            let call = conn
+                .send(|buf, id| {
+                    Header::request(id, Serialization::Hessian2, true).write(buf);
+                    Ok(())
+                })
+                .unwrap();
+            call.wait(Duration::from_secs(5)).await.expect("answered");
+            // It goes away again: the next refused dial waits the shortest time.
+            drop(server);
+            while conn.is_alive() {
+                glommio::timer::sleep(MS).await;
+            }
+            let before = Instant::now();
+            assert!(matches!(pool.get().await, Err(CallError::Connect { .. })));
+            let wait = pool.backoff_until(before).map(|u| u - before);
+            assert!(wait.is_some_and(|w| w < 20 * MS), "waits {wait:?}");
+        });
+    }
+}
