@@ -181,23 +181,16 @@ async fn bridge(shared: Arc<Shared>, event: Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::run_on_test_shard;
     use std::cell::Cell;
     use std::rc::Rc;
-
-    fn on_a_shard<T: Send + 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(crate::runtime::DEFAULT_IO_MEMORY)
-            .make()
-            .unwrap()
-            .run(f)
-    }
 
     #[test]
     fn a_stop_from_another_thread_wakes_every_waiter_through_one_bridge() {
         let controller = Controller::new();
         let control = controller.shard();
         let shared = controller.0.clone();
-        on_a_shard(async move {
+        run_on_test_shard(async move {
             let woken = Rc::new(Cell::new(0));
             for _ in 0..50 {
                 let (c, woken) = (control.clone(), woken.clone());
@@ -227,7 +220,7 @@ mod tests {
         let controller = Controller::new();
         controller.stop(Duration::ZERO);
         let control = controller.shard();
-        on_a_shard(async move {
+        run_on_test_shard(async move {
             control.stopped().await;
             assert!(control.is_stopping());
         });
@@ -241,7 +234,7 @@ mod tests {
         let control = controller.shard();
         let drain = Duration::from_millis(150);
         controller.stop(drain);
-        let took = on_a_shard(async move {
+        let took = run_on_test_shard(async move {
             let t0 = Instant::now();
             control.drained(|| false).await;
             control.drained(|| false).await;
@@ -266,7 +259,7 @@ mod tests {
         let controller = Controller::new();
         let control = controller.shard();
         controller.stop(Duration::from_secs(10));
-        let took = on_a_shard(async move {
+        let took = run_on_test_shard(async move {
             let t0 = Instant::now();
             control.drained(|| true).await;
             t0.elapsed()

@@ -127,6 +127,10 @@ impl Listener {
         })
     }
 
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.socket.local_addr().map_err(io::Error::from)
+    }
+
     /// The connection count, to wait for it to drop to zero when draining.
     pub fn connections(&self) -> Connections {
         self.connections.clone()
@@ -223,6 +227,72 @@ mod tests {
             Duration::ZERO
         );
         assert_eq!(b.on_error(&os_error(EMFILE)), Duration::from_millis(20));
+    }
+
+    #[test]
+    fn serves_within_the_limit_refuses_beyond_it_and_stops_at_the_stop() {
+        use crate::control::Controller;
+        use crate::sync::Event;
+        use glommio::net::TcpStream;
+
+        async fn until(what: impl Fn() -> bool) {
+            for _ in 0..1000 {
+                if what() {
+                    return;
+                }
+                glommio::timer::sleep(Duration::from_millis(1)).await;
+            }
+            panic!("not within a second");
+        }
+
+        let controller = Controller::new();
+        let control = controller.shard();
+        crate::runtime::run_on_test_shard(async move {
+            let listener = Listener::bind("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let connections = listener.connections();
+            let refused = Rc::new(Cell::new(0));
+            // The served connection's task lasts until this is set.
+            let hang_up = Event::new();
+            let accepting = {
+                let (refused, hang_up) = (refused.clone(), hang_up.clone());
+                glommio::spawn_local(async move {
+                    listener
+                        .serve_until_stopped(
+                            &control,
+                            |_stream| {
+                                let hang_up = hang_up.clone();
+                                async move { hang_up.wait().await }
+                            },
+                            |_stream| {
+                                let refused = refused.clone();
+                                async move { refused.set(refused.get() + 1) }
+                            },
+                        )
+                        .await;
+                })
+            };
+            let _first = TcpStream::connect(addr).await.unwrap();
+            until(|| connections.open() == 1).await;
+            let _second = TcpStream::connect(addr).await.unwrap();
+            until(|| refused.get() == 1).await;
+            assert_eq!(connections.open(), 1);
+            // The permit goes when the connection's task ends.
+            hang_up.set();
+            until(|| connections.is_empty()).await;
+            controller.stop(Duration::ZERO);
+            accepting.await;
+            // glommio closes the socket asynchronously, soon after the listener is dropped.
+            let mut closed = false;
+            for _ in 0..100 {
+                if TcpStream::connect(addr).await.is_err() {
+                    closed = true;
+                    break;
+                }
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(closed, "the socket is closed");
+        });
     }
 
     #[test]

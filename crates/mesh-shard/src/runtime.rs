@@ -63,3 +63,13 @@ where
             ))
         })
 }
+
+/// Runs `f` to completion on a glommio executor started on the calling thread: for tests of shard code.
+#[cfg(test)]
+pub(crate) fn run_on_test_shard<T>(f: impl Future<Output = T> + 'static) -> T {
+    LocalExecutorBuilder::new(Placement::Unbound)
+        .io_memory(DEFAULT_IO_MEMORY)
+        .make()
+        .expect("a test executor")
+        .run(f)
+}

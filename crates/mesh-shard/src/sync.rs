@@ -7,17 +7,17 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
-struct Slot<T> {
+struct OneshotState<T> {
     value: RefCell<Option<T>>,
     waker: Cell<Option<Waker>>,
     sender_gone: Cell<bool>,
 }
 
 /// The sending side of a oneshot; dropping it unsent makes the receiver yield `None`.
-pub struct Sender<T>(Rc<Slot<T>>);
+pub struct Sender<T>(Rc<OneshotState<T>>);
 
 /// Resolves to the sent value, or `None` if the sender was dropped.
-pub struct Receiver<T>(Rc<Slot<T>>);
+pub struct Receiver<T>(Rc<OneshotState<T>>);
 
 impl<T> std::fmt::Debug for Sender<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -33,7 +33,7 @@ impl<T> std::fmt::Debug for Receiver<T> {
 
 /// A oneshot channel between tasks of the same shard.
 pub fn oneshot<T>() -> (Sender<T>, Receiver<T>) {
-    let slot = Rc::new(Slot {
+    let slot = Rc::new(OneshotState {
         value: RefCell::new(None),
         waker: Cell::new(None),
         sender_gone: Cell::new(false),

@@ -165,30 +165,26 @@ mod tests {
             Duration::from_millis(50),
             1,
         );
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(crate::runtime::DEFAULT_IO_MEMORY)
-            .make()
-            .unwrap()
-            .run(async move {
-                let a = std::rc::Rc::new(admission);
-                let first = a.acquire().await.expect("room");
-                // The second waits in line; the third finds the line full.
-                let waiter = {
-                    let a = a.clone();
-                    glommio::spawn_local(async move { a.acquire().await.is_some() })
-                };
-                glommio::executor().yield_task_queue_now().await;
-                assert_eq!(a.waiting(), 1);
-                assert!(a.acquire().await.is_none(), "line full");
-                // Room freed wakes the waiter.
-                drop(first);
-                assert!(waiter.await);
-                // With the cap taken and nobody freeing it, a wait ends at the queue timeout.
-                let held = a.acquire().await.expect("room again");
-                let t0 = Instant::now();
-                assert!(a.acquire().await.is_none());
-                assert!(t0.elapsed() >= Duration::from_millis(45));
-                drop(held);
-            });
+        crate::runtime::run_on_test_shard(async move {
+            let a = std::rc::Rc::new(admission);
+            let first = a.acquire().await.expect("room");
+            // The second waits in line; the third finds the line full.
+            let waiter = {
+                let a = a.clone();
+                glommio::spawn_local(async move { a.acquire().await.is_some() })
+            };
+            glommio::executor().yield_task_queue_now().await;
+            assert_eq!(a.waiting(), 1);
+            assert!(a.acquire().await.is_none(), "line full");
+            // Room freed wakes the waiter.
+            drop(first);
+            assert!(waiter.await);
+            // With the cap taken and nobody freeing it, a wait ends at the queue timeout.
+            let held = a.acquire().await.expect("room again");
+            let t0 = Instant::now();
+            assert!(a.acquire().await.is_none());
+            assert!(t0.elapsed() >= Duration::from_millis(45));
+            drop(held);
+        });
     }
 }

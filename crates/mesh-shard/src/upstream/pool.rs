@@ -336,14 +336,6 @@ mod tests {
         assert_eq!(b.until(t), Some(t + 10 * MS));
     }
 
-    fn on_a_shard(f: impl std::future::Future<Output = ()> + 'static) {
-        glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound)
-            .io_memory(crate::runtime::DEFAULT_IO_MEMORY)
-            .make()
-            .unwrap()
-            .run(f);
-    }
-
     /// Accepts one connection on `listener` and answers every request on it with an empty OK answer.
     async fn answer_one_connection(listener: TcpListener) {
         let Ok(stream) = listener.accept().await else {
@@ -364,7 +356,7 @@ mod tests {
     fn an_answered_connection_resets_the_dial_backoff_without_anyone_reporting_success() {
         // Regression: only the consumer's `on_success` reset the back-off, so the provider agent's pool
         // (which never calls it) kept the longest wait after its first failures, for the process's life.
-        on_a_shard(async {
+        crate::runtime::run_on_test_shard(async {
             let closed = TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = closed.local_addr().unwrap();
             drop(closed);
