@@ -117,8 +117,9 @@ impl Controller {
 }
 
 thread_local! {
-    /// This thread's (this shard's) stop event of each controller it has seen, by controller id.
-    static STOP_EVENTS: RefCell<Vec<(u64, Event)>> = const { RefCell::new(Vec::new()) };
+    /// The shard-local stop events on this thread, by controller id and executor id (a thread runs one
+    /// executor in the agent; a test may run several in turn).
+    static STOP_EVENTS: RefCell<Vec<((u64, usize), Event)>> = const { RefCell::new(Vec::new()) };
 }
 
 impl ShardControl {
@@ -133,15 +134,16 @@ impl ShardControl {
         async move { event.wait().await }
     }
 
-    /// This shard's stop event, created (with its bridge task) on first use.
+    /// This shard's stop event, created (with its bridge task) on first use. Must be called on a shard.
     fn local_event(&self) -> Event {
+        let key = (self.0.id, glommio::executor().id());
         STOP_EVENTS.with(|events| {
             let mut events = events.borrow_mut();
-            if let Some((_, e)) = events.iter().find(|(id, _)| *id == self.0.id) {
+            if let Some((_, e)) = events.iter().find(|(k, _)| *k == key) {
                 return e.clone();
             }
             let event = Event::new();
-            events.push((self.0.id, event.clone()));
+            events.push((key, event.clone()));
             glommio::spawn_local(bridge(self.0.clone(), event.clone())).detach();
             event
         })

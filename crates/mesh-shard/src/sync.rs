@@ -79,7 +79,9 @@ pub struct Event(Rc<EventInner>);
 #[derive(Default)]
 struct EventInner {
     set: Cell<bool>,
-    wakers: RefCell<Vec<Waker>>,
+    /// One place per pending [`EventWait`]; a wait gives its place back when dropped.
+    wakers: RefCell<Vec<Option<Waker>>>,
+    free: RefCell<Vec<usize>>,
 }
 
 impl std::fmt::Debug for Event {
@@ -95,27 +97,89 @@ impl Event {
 
     pub fn set(&self) {
         self.0.set.set(true);
-        for w in self.0.wakers.borrow_mut().drain(..) {
+        let wakers = std::mem::take(&mut *self.0.wakers.borrow_mut());
+        self.0.free.borrow_mut().clear();
+        for w in wakers.into_iter().flatten() {
             w.wake();
         }
     }
 
     /// Resolves once the event is set.
-    ///
-    /// A task's waker is kept once however often it polls (a reader racing every read against the event
-    /// polls it once per read): piling up clones leaked memory, and glommio counts a task's wakers in an
-    /// `i16` that asserts at 32,767: the reader task died there and its connection was never read again.
-    pub fn wait(&self) -> impl Future<Output = ()> + '_ {
-        std::future::poll_fn(move |cx| {
-            if self.0.set.get() {
-                return Poll::Ready(());
+    pub fn wait(&self) -> EventWait<'_> {
+        EventWait {
+            event: self,
+            place: None,
+        }
+    }
+
+    /// Wakers held now (one per pending wait).
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        self.0.wakers.borrow().iter().flatten().count()
+    }
+}
+
+/// A wait for an [`Event`].
+///
+/// It holds one waker however often it is polled (a reader racing every read against the event polls it
+/// once per read): piling up clones leaked memory, and glommio counts a task's wakers in an `i16` that
+/// asserts at 32,767. Dropped unresolved (a read won the race), it gives its waker back, so a long-lived
+/// event (the shard's stop) does not collect the wakers of every connection that ever waited for it.
+pub struct EventWait<'a> {
+    event: &'a Event,
+    place: Option<usize>,
+}
+
+impl std::fmt::Debug for EventWait<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "EventWait({:?})", self.event)
+    }
+}
+
+impl Future for EventWait<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let inner = &self.event.0;
+        if inner.set.get() {
+            return Poll::Ready(());
+        }
+        let mut wakers = inner.wakers.borrow_mut();
+        match self.place {
+            Some(i) => match &mut wakers[i] {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                other => *other = Some(cx.waker().clone()),
+            },
+            None => {
+                let waker = Some(cx.waker().clone());
+                let i = match inner.free.borrow_mut().pop() {
+                    Some(i) => {
+                        wakers[i] = waker;
+                        i
+                    }
+                    None => {
+                        wakers.push(waker);
+                        wakers.len() - 1
+                    }
+                };
+                drop(wakers);
+                self.place = Some(i);
             }
-            let mut wakers = self.0.wakers.borrow_mut();
-            if !wakers.iter().any(|w| w.will_wake(cx.waker())) {
-                wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for EventWait<'_> {
+    fn drop(&mut self) {
+        let inner = &self.event.0;
+        // After `set` the places are gone already.
+        if let Some(i) = self.place {
+            if !inner.set.get() {
+                inner.wakers.borrow_mut()[i] = None;
+                inner.free.borrow_mut().push(i);
             }
-            Poll::Pending
-        })
+        }
     }
 }
 
@@ -255,16 +319,43 @@ mod tests {
     }
 
     #[test]
-    fn an_event_keeps_one_waker_per_task_however_often_it_is_polled() {
+    fn an_event_wait_holds_one_waker_however_often_it_is_polled() {
         let e = Event::new();
+        let mut w = Box::pin(e.wait());
         for _ in 0..1000 {
-            let mut w = Box::pin(e.wait());
             assert!(block_on(poll_once(&mut w)).is_none());
         }
-        assert_eq!(e.0.wakers.borrow().len(), 1);
+        assert_eq!(e.waiting(), 1);
+        let mut other = Box::pin(e.wait());
+        assert!(block_on(poll_once(&mut other)).is_none());
+        assert_eq!(e.waiting(), 2);
         e.set();
+        assert!(block_on(poll_once(&mut w)).is_some());
         assert!(block_on(poll_once(Box::pin(e.wait()))).is_some());
-        assert!(e.0.wakers.borrow().is_empty());
+        assert_eq!(e.waiting(), 0);
+    }
+
+    /// A waker of its own, as each connection task has.
+    struct TaskWaker;
+
+    impl std::task::Wake for TaskWaker {
+        fn wake(self: std::sync::Arc<Self>) {}
+    }
+
+    #[test]
+    fn a_dropped_event_wait_gives_its_waker_back() {
+        // Connections race each read against the shard's stop event, which lives as long as the shard: a
+        // wait that lost the race must not leave its task's waker behind.
+        let e = Event::new();
+        for _ in 0..1000 {
+            let waker = Waker::from(std::sync::Arc::new(TaskWaker));
+            let mut w = Box::pin(e.wait());
+            assert!(w.as_mut().poll(&mut Context::from_waker(&waker)).is_pending());
+        }
+        assert_eq!(e.waiting(), 0);
+        assert!(e.0.wakers.borrow().len() <= 1, "places are reused");
+        drop(e.wait()); // never polled: holds nothing
+        assert_eq!(e.waiting(), 0);
     }
 
     #[test]
