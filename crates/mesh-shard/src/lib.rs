@@ -3,6 +3,14 @@
 //! between shards or takes a lock; registry snapshots arrive over channels and are swapped between requests.
 //!
 //! This is the only crate that touches sockets on the data path.
+//!
+//! - [`runtime`]: executor placement and start; [`control`]: stop and drain from the main thread.
+//! - [`listener`]: one shard's accept loop and connection permits, used by both roles.
+//! - [`consumer`]: the consumer agent's role (HTTP in, Dubbo out); [`provider`]: the provider agent's
+//!   role (Dubbo in from consumer agents, Dubbo out to the local provider).
+//! - [`upstream`]: multiplexed Dubbo client connections and per-endpoint pools; [`frames`]: reading
+//!   Dubbo frames off a connection; [`io`]: socket halves and the batching write queue; [`tls`]: the
+//!   agent-to-agent TLS settings; [`sync`]: single-shard oneshot, event and wait queue.
 
 pub mod consumer;
 pub mod control;

@@ -1,6 +1,6 @@
-//! The provider agent's shard: Dubbo frames in from consumer agents ([`server`]), forwarded to the local
+//! The provider agent's shard: Dubbo frames in from consumer agents (`server.rs`), forwarded to the local
 //! Dubbo provider over a few persistent multiplexed connections with request ids rewritten, answers
-//! routed back ([`forward`]), under the local provider's thread cap ([`limit`]).
+//! routed back (`forward.rs`), under the local provider's thread cap (`limit.rs`).
 //!
 //! When the local provider speaks hessian2 (the agent link's serialization) frames are forwarded as bytes
 //! with only the id changed; for a fastjson provider each request and answer is transcoded.

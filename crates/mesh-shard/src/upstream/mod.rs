@@ -1,6 +1,6 @@
-//! Multiplexed Dubbo client connections ([`conn`]) and the per-endpoint pool of them ([`pool`]), owned by
-//! one shard. The consumer agent uses them towards provider agents, the provider agent towards its local
-//! Dubbo provider.
+//! Multiplexed Dubbo client connections ([`UpstreamConn`], `conn.rs`) and the per-endpoint pool of them
+//! ([`Pool`], `pool.rs`), owned by one shard. The consumer agent uses them towards provider agents, the
+//! provider agent towards its local Dubbo provider.
 
 mod conn;
 mod pool;
