@@ -80,20 +80,108 @@ pub(super) fn write_answer(codec: &Codec, buf: &mut BytesMut, req: Header, resp:
     }
 }
 
-/// Maps a forwarding failure onto a Dubbo status the consumer agent understands: 60 means the call never
-/// reached the provider (safe to retry elsewhere), 31 a timeout, 80 a lost connection, 40 a bad request.
-pub(super) fn write_error(codec: &Codec, buf: &mut BytesMut, req: Header, e: &CallError) {
-    let status = match e {
+/// The Dubbo status the consumer agent gets for a forwarding failure: 60 means the call never reached
+/// the provider (safe to retry elsewhere), 31 a timeout, 80 a lost connection, 50 an undecodable answer,
+/// 40 a bad request.
+fn status_for(e: &CallError) -> Status {
+    match e {
         CallError::Connect { .. } | CallError::BackingOff(_) => Status::SERVICE_NOT_FOUND,
         CallError::Timeout { .. } => Status::SERVER_TIMEOUT,
         CallError::Closed(_) => Status::SERVER_ERROR,
         CallError::BadAnswer { .. } => Status::BAD_RESPONSE,
         CallError::Encode(_) => Status::BAD_REQUEST,
-    };
+    }
+}
+
+/// Writes a forwarding failure back as a Dubbo error answer with the consumer's id.
+pub(super) fn write_error(codec: &Codec, buf: &mut BytesMut, req: Header, e: &CallError) {
+    let status = status_for(e);
     let ser = req.serialization().unwrap_or(Serialization::Hessian2);
     let resp = Response::Error {
         status,
         message: format!("provider agent: {e}").into(),
     };
     let _ = codec.encode_response(buf, req.id, ser, &resp);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_dubbo::{Decoded, RpcResult, Value};
+    use std::net::SocketAddr;
+
+    fn decode(codec: &Codec, buf: &mut BytesMut) -> Frame {
+        match codec.decode_frame(buf).unwrap() {
+            Decoded::Frame(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn failures_map_to_statuses_that_say_whether_the_call_ran() {
+        let addr: SocketAddr = "127.0.0.1:20880".parse().unwrap();
+        let refused = CallError::Connect {
+            addr,
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        let cases = [
+            (refused, Status::SERVICE_NOT_FOUND),
+            (CallError::BackingOff(addr), Status::SERVICE_NOT_FOUND),
+            (CallError::Timeout { addr, ms: 5 }, Status::SERVER_TIMEOUT),
+            (CallError::Closed(addr), Status::SERVER_ERROR),
+            (
+                CallError::BadAnswer {
+                    addr,
+                    source: CodecError::BadMagic(0),
+                },
+                Status::BAD_RESPONSE,
+            ),
+            (CallError::Encode(CodecError::BadMagic(0)), Status::BAD_REQUEST),
+        ];
+        let codec = Codec::default();
+        for (e, status) in cases {
+            let mut buf = BytesMut::new();
+            write_error(
+                &codec,
+                &mut buf,
+                Header::request(9, Serialization::Hessian2, true),
+                &e,
+            );
+            let f = decode(&codec, &mut buf);
+            assert_eq!((f.header.id, f.header.status), (9, status), "{e}");
+        }
+    }
+
+    #[test]
+    fn an_answer_goes_back_with_the_consumers_id_and_serialization() {
+        let codec = Codec::default();
+        let answer = Response::Ok {
+            result: RpcResult::Value(Value::Int(7)),
+            attachments: None,
+        };
+        for provider_ser in [Serialization::Hessian2, Serialization::FastJson] {
+            let mut from_provider = BytesMut::new();
+            codec
+                .encode_response(&mut from_provider, 1000, provider_ser, &answer)
+                .unwrap();
+            let resp = decode(&codec, &mut from_provider);
+            let mut buf = BytesMut::new();
+            write_answer(
+                &codec,
+                &mut buf,
+                Header::request(5, Serialization::Hessian2, true),
+                resp,
+            );
+            let f = decode(&codec, &mut buf);
+            assert_eq!(f.header.id, 5);
+            assert_eq!(f.header.serialization().unwrap(), Serialization::Hessian2);
+            match codec.decode_body(&f.header, &f.body).unwrap() {
+                Body::Response(Response::Ok {
+                    result: RpcResult::Value(v),
+                    ..
+                }) => assert_eq!(v, Value::Int(7), "from {provider_ser:?}"),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 }
