@@ -103,24 +103,31 @@ fn refuse(codec: &Codec, out: &OutQueue, h: Header, status: Status, message: Str
     }
 }
 
-/// What the provider agent reads from a request's attachments: the token, and the consumer's timeout.
-fn check_request(shard: &Shard, conn: &ConnState, f: &Frame) -> Result<Option<Duration>, (Status, String)> {
-    let codec = shard.settings.upstream.codec;
+/// What the provider agent reads from a request's attachments before forwarding it: the token (when
+/// `token` is set, the call must carry it), and the consumer's timeout. `listen` and `peer` name the two
+/// ends in the refusal.
+fn check_request(
+    codec: &Codec,
+    token: Option<&str>,
+    listen: SocketAddr,
+    peer: Option<SocketAddr>,
+    f: &Frame,
+) -> Result<Option<Duration>, (Status, String)> {
     let req = match codec.decode_body(&f.header, &f.body) {
         Ok(Body::Request(req)) => req,
         Ok(_) => return Err((Status::BAD_REQUEST, "not a request body".to_owned())),
         Err(e) => return Err((Status::BAD_REQUEST, format!("undecodable request: {e}"))),
     };
-    if let Some(want) = &shard.settings.token {
+    if let Some(want) = token {
         let got = req.attachment("token").and_then(|v| v.as_str());
-        if got != Some(want.as_str()) {
-            let from = conn.peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
+        if got != Some(want) {
+            let from = peer.map_or_else(|| "?".to_owned(), |p| p.to_string());
             return Err((
                 Status::BAD_REQUEST,
                 format!(
                     "Invalid token! Forbid invoke remote service {} method {}() from consumer {from} to \
                      provider agent {}",
-                    req.service, req.method, shard.settings.listen
+                    req.service, req.method, listen
                 ),
             ));
         }
@@ -157,7 +164,8 @@ fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Fram
         );
         return;
     }
-    let timeout = match check_request(shard, conn, &f) {
+    let settings = &shard.settings;
+    let timeout = match check_request(&codec, settings.token.as_deref(), settings.listen, conn.peer, &f) {
         Ok(t) => t,
         Err((status, message)) => return refuse(&codec, out, h, status, message),
     };
@@ -200,4 +208,70 @@ fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Fram
         }
     })
     .detach();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use mesh_dubbo::{Decoded, Request, Value};
+
+    fn call(attachments: Vec<(&'static str, Value<'static>)>) -> Frame {
+        let codec = Codec::default();
+        let req = Request {
+            dubbo_version: "2.0.2".into(),
+            service: "com.example.Hello".into(),
+            version: None,
+            method: "hash".into(),
+            param_types: "Ljava/lang/String;".into(),
+            args: vec![Value::str("x")],
+            attachments: attachments.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+        };
+        let mut buf = BytesMut::new();
+        codec
+            .encode_request_message(&mut buf, Header::request(1, Serialization::Hessian2, true), &req)
+            .unwrap();
+        match codec.decode_frame(&mut buf).unwrap() {
+            Decoded::Frame(f) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn check(token: Option<&str>, f: &Frame) -> Result<Option<Duration>, (Status, String)> {
+        let listen = "127.0.0.1:30000".parse().unwrap();
+        check_request(&Codec::default(), token, listen, "10.0.0.9:4000".parse().ok(), f)
+    }
+
+    #[test]
+    fn the_token_must_match_when_one_is_set() {
+        let with = call(vec![("token", Value::str("s3cret"))]);
+        let without = call(vec![]);
+        assert_eq!(check(Some("s3cret"), &with), Ok(None));
+        assert_eq!(check(None, &without), Ok(None));
+        let (status, why) = check(Some("s3cret"), &without).unwrap_err();
+        assert_eq!(status, Status::BAD_REQUEST);
+        assert!(
+            why.contains("Invalid token") && why.contains("10.0.0.9:4000"),
+            "{why}"
+        );
+        assert!(check(Some("other"), &with).is_err());
+    }
+
+    #[test]
+    fn the_consumers_timeout_is_read_as_int_long_or_text_and_zero_means_none() {
+        let ms = |v: Value<'static>| check(None, &call(vec![("timeout", v)]));
+        assert_eq!(ms(Value::Int(250)), Ok(Some(Duration::from_millis(250))));
+        assert_eq!(ms(Value::Long(3000)), Ok(Some(Duration::from_millis(3000))));
+        assert_eq!(ms(Value::str(" 40 ")), Ok(Some(Duration::from_millis(40))));
+        assert_eq!(ms(Value::Int(0)), Ok(None));
+        assert_eq!(ms(Value::Int(-5)), Ok(None));
+        assert_eq!(ms(Value::str("soon")), Ok(None));
+    }
+
+    #[test]
+    fn a_body_that_is_not_a_request_is_refused() {
+        let mut f = call(vec![]);
+        f.body = bytes::Bytes::from_static(b"\xff\xff");
+        assert_eq!(check(None, &f).unwrap_err().0, Status::BAD_REQUEST);
+    }
 }
