@@ -97,6 +97,7 @@
 
 pub mod bitset;
 pub mod hash;
+pub mod health;
 mod pick;
 pub mod rule;
 mod ruleset;

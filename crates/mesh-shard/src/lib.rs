@@ -16,7 +16,8 @@ pub mod consumer;
 pub mod control;
 mod error;
 pub mod frames;
-pub mod health;
+/// Provider health (outlier ejection, adaptive limit): pure state machines in mesh-balance, re-exported.
+pub use mesh_balance::health;
 pub mod io;
 pub mod listener;
 pub mod provider;

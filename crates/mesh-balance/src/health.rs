@@ -1,7 +1,8 @@
 //! Per-provider health as one shard sees it: outlier ejection with half-open probing, and an adaptive
 //! concurrency limit for providers that do not say what their cap is.
 //!
-//! Pure state machines (time passed in), owned by a shard's pool: no IO, no clock of their own, no locks.
+//! Pure state machines (time passed in), owned by a shard's connection pool (mesh-shard): no IO, no clock
+//! of their own, no locks.
 
 use std::time::{Duration, Instant};
 
