@@ -5,16 +5,20 @@
 //!   its own `Arc` of the whole thing, so an update is atomic per shard and the data path takes no lock.
 //! * Etcd layout: `{prefix}/{service}/{ip:port}` (prefix default `/dubbomesh/v1`) with the JSON value
 //!   `{"weight":..,"max_concurrency":..,"id":".."}`: [`key_for`], [`encode_value`], [`parse_entry`].
+//! * [`dubbo`]: Dubbo's own interface-level layout in etcd, pure: [`dubbo::DubboUrl`] (read and written like
+//!   Dubbo's `URL`), Java `URLEncoder` / Go `QueryEscape` encoding, the `/<root>/<interface>/<category>/<url>`
+//!   keys, Dubbo's provider matching and URL simplification. Not wired into the watcher or registrar yet.
 //!
 //! With the default feature `etcd` (etcd-client and tokio; without it the crate is the pure model only):
 //!
-//! * [`spawn_watcher`]: the consumer's registry thread. A [`Source::Static`] list is published once; a
-//!   [`Source::Etcd`] prefix is read, watched, and re-read after any error, on a tokio current-thread
+//! * `spawn_watcher`: the consumer's registry thread. A `Source::Static` list is published once; a
+//!   `Source::Etcd` prefix is read, watched, and re-read after any error, on a tokio current-thread
 //!   runtime (etcd-client needs tokio; the shards never see it). Snapshots go to every subscriber over
 //!   crossbeam channels.
-//! * [`spawn_registrar`]: the provider's registration under a lease, kept alive, and put back whenever the
+//! * `spawn_registrar`: the provider's registration under a lease, kept alive, and put back whenever the
 //!   lease or a key is lost.
 
+pub mod dubbo;
 mod error;
 #[cfg(feature = "etcd")]
 mod etcd;
