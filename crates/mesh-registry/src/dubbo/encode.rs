@@ -76,16 +76,16 @@ pub fn decode_component(what: &'static str, s: &str) -> Result<String, DubboErro
                 i += 1;
             }
             b'%' => {
-                let hi = bytes.get(i + 1).copied().and_then(hex_value);
-                let lo = bytes.get(i + 2).copied().and_then(hex_value);
-                let (Some(hi), Some(lo)) = (hi, lo) else {
+                let hex_digit = |at: usize| bytes.get(at).and_then(|&d| char::from(d).to_digit(16));
+                let (Some(hi), Some(lo)) = (hex_digit(i + 1), hex_digit(i + 2)) else {
                     return Err(DubboError::BadEscape {
                         what,
                         at: i,
                         excerpt: excerpt(s),
                     });
                 };
-                out.push(hi << 4 | lo);
+                // Two hex digits: at most 0xFF.
+                out.push((hi << 4 | lo) as u8);
                 i += 3;
             }
             _ => {
@@ -100,42 +100,38 @@ pub fn decode_component(what: &'static str, s: &str) -> Result<String, DubboErro
     })
 }
 
-fn hex_value(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
 
     #[test]
-    fn java_url_encoder_table() {
-        let java = KeyEncoding::JavaUrlEncoder;
-        assert_eq!(java.encode("aZ09.-_*"), "aZ09.-_*");
-        assert_eq!(java.encode("a b"), "a+b");
-        assert_eq!(java.encode("~"), "%7E");
-        assert_eq!(
-            java.encode("dubbo://1.2.3.4:20880/a.B?x=1&y=a,b"),
-            "dubbo%3A%2F%2F1.2.3.4%3A20880%2Fa.B%3Fx%3D1%26y%3Da%2Cb"
-        );
-        assert_eq!(java.encode("Outer$Inner"), "Outer%24Inner");
-        // UTF-8 bytes, uppercase hex: `URLEncoder.encode("é", "UTF-8")` is `%C3%A9`.
-        assert_eq!(java.encode("é"), "%C3%A9");
-        assert_eq!(java.encode(""), "");
+    fn encoder_tables() {
+        use KeyEncoding::{GoQueryEscape as Go, JavaUrlEncoder as Java};
+        for (encoding, input, want) in [
+            (Java, "aZ09.-_*", "aZ09.-_*"),
+            (Java, "a b", "a+b"),
+            (Java, "~", "%7E"),
+            (
+                Java,
+                "dubbo://1.2.3.4:20880/a.B?x=1&y=a,b",
+                "dubbo%3A%2F%2F1.2.3.4%3A20880%2Fa.B%3Fx%3D1%26y%3Da%2Cb",
+            ),
+            (Java, "Outer$Inner", "Outer%24Inner"),
+            // UTF-8 bytes, uppercase hex: `URLEncoder.encode("é", "UTF-8")` is `%C3%A9`.
+            (Java, "é", "%C3%A9"),
+            (Java, "", ""),
+            (Go, "*", "%2A"),
+            (Go, "~", "~"),
+            (Go, "a b/c", "a+b%2Fc"),
+        ] {
+            assert_eq!(encoding.encode(input), want, "{encoding:?} {input:?}");
+        }
     }
 
     #[test]
-    fn go_query_escape_differs_on_star_and_tilde_only() {
+    fn go_query_escape_differs_from_java_on_star_and_tilde_only() {
         let go = KeyEncoding::GoQueryEscape;
-        assert_eq!(go.encode("*"), "%2A");
-        assert_eq!(go.encode("~"), "~");
-        assert_eq!(go.encode("a b/c"), "a+b%2Fc");
         for b in 0u8..=127 {
             let s = char::from(b).to_string();
             if b != b'*' && b != b'~' {

@@ -175,34 +175,11 @@ mod tests {
         // J3 HEAD `RegistryProtocol.DEFAULT_REGISTER_PROVIDER_KEYS` (26 keys, the sheet's §3.1 3.3 row).
         let mut v33 = DubboVersion::V3_3.provider_keys();
         v33.sort_unstable();
-        let mut head = vec![
-            "application",
-            "codec",
-            "exchanger",
-            "serialization",
-            "prefer.serialization",
-            "cluster",
-            "connections",
-            "deprecated",
-            "group",
-            "loadbalance",
-            "mock",
-            "path",
-            "timeout",
-            "token",
-            "version",
-            "warmup",
-            "weight",
-            "dubbo",
-            "release",
-            "side",
-            "ipv6",
-            "serialize.packable.factory",
-            "auth",
-            "authenticator",
-            "username",
-            "password",
-        ];
+        let mut head: Vec<&str> = "application codec exchanger serialization prefer.serialization cluster \
+             connections deprecated group loadbalance mock path timeout token version warmup weight dubbo \
+             release side ipv6 serialize.packable.factory auth authenticator username password"
+            .split_whitespace()
+            .collect();
         head.sort_unstable();
         assert_eq!(v33, head);
         assert_eq!(DubboVersion::default(), DubboVersion::V3_3);

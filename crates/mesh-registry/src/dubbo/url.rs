@@ -382,18 +382,18 @@ fn parse_params(query: &str) -> Result<BTreeMap<String, String>, DubboError> {
         if part.is_empty() {
             continue;
         }
-        if params.len() >= MAX_PARAMS {
+        let (name, value) = part.split_once('=').unwrap_or((part, part));
+        if let Some(base) = name.strip_prefix(DEFAULT_KEY_PREFIX) {
+            params.entry(base.to_owned()).or_insert_with(|| value.to_owned());
+        }
+        params.insert(name.to_owned(), value.to_owned());
+        if params.len() > MAX_PARAMS {
             return Err(DubboError::TooLong {
                 what: "parameter list",
                 len: query.split(['&', ';']).count(),
                 max: MAX_PARAMS,
             });
         }
-        let (name, value) = part.split_once('=').unwrap_or((part, part));
-        if let Some(base) = name.strip_prefix(DEFAULT_KEY_PREFIX) {
-            params.entry(base.to_owned()).or_insert_with(|| value.to_owned());
-        }
-        params.insert(name.to_owned(), value.to_owned());
     }
     Ok(params)
 }
@@ -492,6 +492,9 @@ pub(crate) mod tests {
             DubboUrl::parse(&long),
             Err(DubboError::TooLong { what: "URL", .. })
         ));
+        let most: Vec<String> = (0..MAX_PARAMS).map(|i| format!("k{i}=v")).collect();
+        let most = format!("dubbo://h:1/p?{}", most.join("&"));
+        assert_eq!(DubboUrl::parse(&most).map(|u| u.params.len()), Ok(MAX_PARAMS));
         let many: Vec<String> = (0..=MAX_PARAMS).map(|i| format!("k{i}=v")).collect();
         let many = format!("dubbo://h:1/p?{}", many.join("&"));
         assert!(matches!(
