@@ -5,9 +5,10 @@
 //!   its own `Arc` of the whole thing, so an update is atomic per shard and the data path takes no lock.
 //! * Etcd layout: `{prefix}/{service}/{ip:port}` (prefix default `/dubbomesh/v1`) with the JSON value
 //!   `{"weight":..,"max_concurrency":..,"id":".."}`: [`key_for`], [`encode_value`], [`parse_entry`].
-//! * [`dubbo`]: Dubbo's own interface-level layout in etcd, pure: [`dubbo::DubboUrl`] (read and written like
-//!   Dubbo's `URL`), Java `URLEncoder` / Go `QueryEscape` encoding, the `/<root>/<interface>/<category>/<url>`
-//!   keys, Dubbo's provider matching and URL simplification. Not wired into the watcher or registrar yet.
+//! * [`dubbo`]: Dubbo's own interface-level layout in etcd, pure: [`dubbo::DubboUrl`] (read and written
+//!   like Dubbo's `URL`), Java `URLEncoder` / Go `QueryEscape` encoding, the
+//!   `/<root>/<interface>/<category>/<url>` keys, Dubbo's provider matching and URL simplification. Not
+//!   wired into the watcher or registrar yet.
 //!
 //! With the default feature `etcd` (etcd-client and tokio; without it the crate is the pure model only):
 //!

@@ -1,5 +1,5 @@
-//! The etcd keys of Dubbo's interface-level registry: `/<root>/<URL-encoded interface>/<category>/<URL-encoded
-//! full URL>`, written and read.
+//! The etcd keys of Dubbo's interface-level registry, written and read:
+//! `/<root>/<URL-encoded interface>/<category>/<URL-encoded full URL>`.
 //!
 //! Fact sheet §1.1 and §1.3 (Java `EtcdRegistry.toServicePath` / `toCategoryPath` / `toUrlPath`, J27
 //! `dubbo-registry/dubbo-registry-etcd3/.../EtcdRegistry.java` and SPI `dubbo-registry-extensions/...`;
@@ -8,10 +8,10 @@
 //! * the root is Dubbo's registry `group` (default `dubbo`) with a `/` put in front when missing;
 //! * the interface segment is the URL's interface (`interface` parameter, else its path), URL-encoded;
 //! * the category is the URL's `category` parameter, default `providers`;
-//! * the last segment is the URL's `toFullString()`, URL-encoded, so every `/` in it is `%2F` (Java only reads
-//!   children with exactly one `/` after the category path);
-//! * Java writes the parents `/<root>/<interface>` and `/<root>/<interface>/<category>` as real keys, dubbo-go
-//!   also `/<root>`: they are read as [`RegistryKey::Parent`];
+//! * the last segment is the URL's `toFullString()`, URL-encoded, so every `/` in it is `%2F` (Java only
+//!   reads children with exactly one `/` after the category path);
+//! * Java writes the parents `/<root>/<interface>` and `/<root>/<interface>/<category>` as real keys,
+//!   dubbo-go also `/<root>`: they are read as [`RegistryKey::Parent`];
 //! * other Dubbo data also lives under the root (the config center's `/dubbo/config/...`, dubbo-go's
 //!   `/dubbo/mapping/<interface>` and metadata keys): read as [`RegistryKey::Unrelated`].
 //!
@@ -79,8 +79,8 @@ impl FromStr for Category {
 /// What an etcd key under the root is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RegistryKey {
-    /// `/<root>`, `/<root>/<interface>` or `/<root>/<interface>/<category>`: a parent written as a real key by
-    /// Java or dubbo-go; it holds no URL. Ignore it.
+    /// `/<root>`, `/<root>/<interface>` or `/<root>/<interface>/<category>`: a parent written as a real key
+    /// by Java or dubbo-go; it holds no URL. Ignore it.
     Parent,
     /// `/<root>/<interface>/<category>/<url>`.
     Url(RegisteredUrl),
@@ -288,7 +288,8 @@ mod tests {
     }
 
     /// Fact sheet §1.1, the example key (constructed there with Java `URLEncoder` from Java 2.7's
-    /// `EtcdRegistry.toUrlPath`, J27 `dubbo-registry/dubbo-registry-etcd3/.../EtcdRegistry.java`), quoted whole.
+    /// `EtcdRegistry.toUrlPath`, J27 `dubbo-registry/dubbo-registry-etcd3/.../EtcdRegistry.java`), quoted
+    /// whole.
     const JAVA_27_KEY: &str = "/dubbo/org.apache.dubbo.demo.DemoService/providers/dubbo%3A%2F%2F192.168.1.10%3A20880%2Forg.apache.dubbo.demo.DemoService%3Fanyhost%3Dtrue%26application%3Ddemo-provider%26deprecated%3Dfalse%26dubbo%3D2.0.2%26dynamic%3Dtrue%26generic%3Dfalse%26interface%3Dorg.apache.dubbo.demo.DemoService%26methods%3DsayHello%2CsayHelloAsync%26pid%3D4242%26release%3D2.7.23%26side%3Dprovider%26timestamp%3D1700000000000";
 
     /// Java 3.3 (≥ 3.2.1: no `pid`, no `anyhost`; §2.1 from J3 `RegistryProtocol.getUrlToRegistry` /

@@ -1,6 +1,6 @@
 //! Which provider URLs a consumer takes: Dubbo's `UrlUtils.isMatch(consumerUrl, providerUrl)` and
-//! `isMatchCategory` (J27/J3 `dubbo-common/src/main/java/org/apache/dubbo/common/utils/UrlUtils.java`, fact sheet
-//! §2.3), in Dubbo's order:
+//! `isMatchCategory` (J27/J3 `dubbo-common/src/main/java/org/apache/dubbo/common/utils/UrlUtils.java`, fact
+//! sheet §2.3), in Dubbo's order:
 //!
 //! 1. interface: equal, or either side `*`;
 //! 2. category: the provider's (default `providers`) against the consumer's list (default `providers`);

@@ -1,9 +1,10 @@
 //! Dubbo's service key `group/interface:version`: what a consumer asks for.
 //!
-//! `BaseServiceMetadata.buildServiceKey(path, group, version)` (J27/J3 `dubbo-common/.../BaseServiceMetadata.java`,
-//! fact sheet §2.2) writes `group/` only when the group is not empty and `:version` only when the version is
-//! not empty; `UrlUtils.parseServiceKey` reads it back (group before the first `/` when that is not the first
-//! character, version after the first `:` of the rest when that is not its first character).
+//! `BaseServiceMetadata.buildServiceKey(path, group, version)` (J27/J3
+//! `dubbo-common/.../BaseServiceMetadata.java`, fact sheet §2.2) writes `group/` only when the group is not
+//! empty and `:version` only when the version is not empty; `UrlUtils.parseServiceKey` reads it back (group
+//! before the first `/` when that is not the first character, version after the first `:` of the rest when
+//! that is not its first character).
 
 use std::fmt;
 

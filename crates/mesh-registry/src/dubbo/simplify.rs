@@ -6,8 +6,8 @@
 //! reserveParams, reserveParamPrefixs)` in J27/J3 `dubbo-common/.../URL.java`):
 //!
 //! * provider: keep the default provider keys of the Dubbo version, the extra keys, `interface` when the
-//!   path is not the interface (not in 2.7.0), and every key that starts with one of the `methods` names;
-//!   only non-empty values; protocol, user info, host, port and path stay;
+//!   path is not the interface (every release after 2.7.0), and every key that starts with one of the
+//!   `methods` names; only non-empty values; protocol, user info, host, port and path stay;
 //! * consumer: keep the default consumer keys, then set `category=consumers` and `check=false`.
 
 use super::url::{DubboUrl, CATEGORY_KEY, INTERFACE_KEY};
@@ -17,6 +17,9 @@ use super::Category;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum DubboVersion {
     /// 2.7.0 – 2.7.15.
+    ///
+    /// 2.7.0 itself (`getRegisteredProviderUrl`) did not keep `interface` when the path is not the interface;
+    /// every later release (`getUrlToRegistry`, `DefaultServiceURLCustomizer`) does, and so does this.
     V2_7_0,
     /// 2.7.16 – 2.7.23: adds `dubbo.tag`.
     V2_7_16,
@@ -102,7 +105,7 @@ pub fn simplify_provider_url(
 ) -> DubboUrl {
     let mut kept: Vec<&str> = version.provider_keys();
     kept.extend(extra_keys.iter().map(AsRef::as_ref));
-    if version > DubboVersion::V2_7_0 && url.param(INTERFACE_KEY) != Some(url.path.as_str()) {
+    if url.param(INTERFACE_KEY) != Some(url.path.as_str()) {
         kept.push(INTERFACE_KEY);
     }
     let methods: Vec<&str> = url.methods().collect();
@@ -141,7 +144,8 @@ pub fn simplify_consumer_url(url: &DubboUrl) -> DubboUrl {
 mod tests {
     use super::*;
 
-    /// A full Java 2.7-style provider URL (fact sheet §2.1's "always" list, plus method-level and other keys).
+    /// A full Java 2.7-style provider URL (fact sheet §2.1's "always" list, plus method-level and other
+    /// keys).
     fn full() -> DubboUrl {
         DubboUrl::parse(
             "dubbo://10.0.0.1:20880/org.apache.dubbo.demo.DemoService?anyhost=true&application=demo\
@@ -235,8 +239,8 @@ mod tests {
         let none: &[&str] = &[];
         let s = simplify_provider_url(&u, DubboVersion::V3_3, none);
         assert_eq!(s.param("interface"), Some("org.apache.dubbo.demo.DemoService"));
-        let s = simplify_provider_url(&u, DubboVersion::V2_7_0, none);
-        assert_eq!(s.param("interface"), None, "2.7.0 did not add it");
+        let s = simplify_provider_url(&u, DubboVersion::V2_7_16, none);
+        assert_eq!(s.param("interface"), Some("org.apache.dubbo.demo.DemoService"));
     }
 
     #[test]

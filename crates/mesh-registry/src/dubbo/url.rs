@@ -16,8 +16,8 @@
 //! * written parameters are sorted by name, values trimmed as Java's `String.trim` does, empty names left
 //!   out; the port only when it is not 0 and there is a host; user info only when there is a user.
 //!
-//! Where Dubbo is lenient with garbage we refuse it: no protocol (Dubbo also accepts `file:/x`, never used in a
-//! registry), a port that is not `0..=65535` or is empty, a password without a user. Dubbo 3's parser reads
+//! Where Dubbo is lenient with garbage we refuse it: no protocol (Dubbo also accepts `file:/x`, never used in
+//! a registry), a port that is not `0..=65535` or is empty, a password without a user. Dubbo 3's parser reads
 //! `k=` as `k=k` (`URLStrParser.addParam`); we read it as an empty value, like Dubbo 2.7 and dubbo-go.
 //!
 //! Parameter order: Java sorts names by UTF-16 code units, this by UTF-8 bytes; the two differ only for
