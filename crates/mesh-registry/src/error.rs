@@ -30,6 +30,7 @@ pub enum RegistryError {
     #[error("invalid registry configuration: {0}")]
     Config(String),
     /// An etcd call failed (connection refused, lease not found, ...).
+    #[cfg(feature = "etcd")]
     #[error("etcd {op}: {source}")]
     Etcd {
         /// The operation that failed (`get`, `watch`, `lease grant`, ...).
@@ -69,15 +70,17 @@ impl RegistryError {
     /// Whether trying the same thing again later may succeed (etcd away, timeouts, lost leases).
     /// Bad entries and bad configurations do not get better by retrying.
     pub fn is_retryable(&self) -> bool {
+        #[cfg(feature = "etcd")]
+        if matches!(self, RegistryError::Etcd { .. }) {
+            return true;
+        }
         matches!(
             self,
-            RegistryError::Etcd { .. }
-                | RegistryError::Timeout { .. }
-                | RegistryError::LeaseLost { .. }
-                | RegistryError::WatchEnded(_)
+            RegistryError::Timeout { .. } | RegistryError::LeaseLost { .. } | RegistryError::WatchEnded(_)
         )
     }
 
+    #[cfg(feature = "etcd")]
     pub(crate) fn etcd(op: &'static str) -> impl FnOnce(etcd_client::Error) -> RegistryError {
         move |source| RegistryError::Etcd { op, source }
     }

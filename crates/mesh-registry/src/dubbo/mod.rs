@@ -1,0 +1,47 @@
+//! Dubbo's own interface-level registry layout in etcd, pure (no IO): what Java Dubbo 2.7 / 3.x and dubbo-go
+//! write and read, so that the agents can join a Dubbo estate (issue 11). Sources: the fact sheet
+//! `shared/dubbo-discovery.md`, which cites apache/dubbo, apache/dubbo-spi-extensions and apache/dubbo-go.
+//!
+//! * [`DubboUrl`]: `protocol://user:password@host:port/path?params`, read like Dubbo's `URL.valueOf` and
+//!   written like its `toFullString()` (parameters sorted).
+//! * [`KeyEncoding`] / [`decode_component`]: Java `URLEncoder` (Dubbo's `URL.encode`) or Go
+//!   `url.QueryEscape` (dubbo-go); one decoder for both.
+//! * [`RegistryRoot`]: the keys `/<root>/<encoded interface>/<category>/<encoded URL>` ([`Category`]), built
+//!   ([`RegistryRoot::url_key`]) and read ([`RegistryRoot::parse_key`] -> [`RegistryKey`]: a URL, a parent
+//!   key Java writes, or other Dubbo data under the root).
+//! * [`is_match`]: Dubbo's `UrlUtils.isMatch` (interface, category, `enabled`, group, version, classifier);
+//!   [`ServiceKey`] `group/interface:version` and the consumer URL a request stands for.
+//! * [`simplify_provider_url`] / [`simplify_consumer_url`]: `simplified=true` + `extra-keys`, with the
+//!   default key lists per [`DubboVersion`].
+//!
+//! Nothing here panics on any input; keys and URLs longer than [`MAX_KEY_LEN`] / [`MAX_URL_LEN`] or with
+//! more than [`MAX_PARAMS`] parameters are refused with [`DubboError::TooLong`].
+
+mod encode;
+mod error;
+mod key;
+mod matching;
+mod service_key;
+mod simplify;
+mod url;
+
+pub use encode::{decode_component, KeyEncoding};
+pub use error::DubboError;
+pub use key::{Category, RegisteredUrl, RegistryKey, RegistryRoot, DEFAULT_ROOT};
+pub use matching::{is_match, is_match_category};
+pub use service_key::ServiceKey;
+pub use simplify::{simplify_consumer_url, simplify_provider_url, DubboVersion, CONSUMER_KEYS};
+pub use url::{
+    DubboUrl, ANY_VALUE, CATEGORY_KEY, CLASSIFIER_KEY, ENABLED_KEY, GROUP_KEY, INTERFACE_KEY, METHODS_KEY,
+    VERSION_KEY,
+};
+
+/// The longest etcd key read or written (bytes). A Java provider URL with hundreds of methods is a few KiB;
+/// etcd's own request limit is 1.5 MiB.
+pub const MAX_KEY_LEN: usize = 64 * 1024;
+
+/// The longest decoded URL read or written (bytes).
+pub const MAX_URL_LEN: usize = 64 * 1024;
+
+/// The most parameters a URL may have.
+pub const MAX_PARAMS: usize = 1024;
