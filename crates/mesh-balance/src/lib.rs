@@ -97,6 +97,7 @@
 
 pub mod bitset;
 pub mod hash;
+pub mod outcome;
 mod pick;
 pub mod rule;
 mod ruleset;
