@@ -8,6 +8,7 @@
 //!   enforced before anything is allocated.
 //! * [`parse_form`] decodes an `application/x-www-form-urlencoded` body into an [`Invocation`], borrowing
 //!   every value that needs no percent-decoding; [`encode_form`] writes one (for clients and tests).
+//! * [`answer::render`] turns a provider's Dubbo answer into the HTTP status and body.
 //! * [`write_response`], [`write_error`], [`write_status`] append a whole response to a `BytesMut`.
 //!
 //! Every refusal is an [`HttpError`]: it knows its status code, its one-line reason (its `Display`) and
@@ -58,6 +59,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod answer;
 mod chunked;
 mod error;
 mod form;
