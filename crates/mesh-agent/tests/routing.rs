@@ -25,6 +25,8 @@ fn call_tagged(port: u16, tag: Option<&str>, param: &str) -> u16 {
         version: None,
         group: None,
         tag: tag.map(Into::into),
+        force_tag: false,
+        attachments: Vec::new(),
     };
     let mut body = BytesMut::new();
     mesh_http::encode_form(&inv, &mut body);

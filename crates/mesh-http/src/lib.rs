@@ -67,7 +67,9 @@ mod request;
 mod response;
 
 pub use error::HttpError;
-pub use form::{encode_form, parse_form, Invocation};
+pub use form::{
+    encode_form, parse_form, Invocation, MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME, RESERVED_ATTACHMENTS,
+};
 pub use request::{parse_request, HttpRequest, Limits, Parse};
 pub use response::{
     reason_phrase, write_error, write_response, write_response_with, write_status, write_status_with,

@@ -530,6 +530,12 @@ fn owned_invocation(inv: Invocation<'_>) -> Invocation<'static> {
         version: inv.version.map(own),
         group: inv.group.map(own),
         tag: inv.tag.map(own),
+        force_tag: inv.force_tag,
+        attachments: inv
+            .attachments
+            .into_iter()
+            .map(|(n, v)| (own(n), own(v)))
+            .collect(),
     }
 }
 
