@@ -9,11 +9,10 @@ mod error;
 pub mod health;
 pub mod io;
 pub mod provider;
-mod routes;
 pub mod runtime;
 pub mod sync;
 pub mod tls;
 pub mod upstream;
 
+pub use consumer::{balancer_named, Balancer};
 pub use error::{CallError, Origin};
-pub use routes::{balancer_named, Balancer};

@@ -1,0 +1,345 @@
+//! One call, from a decoded form to its HTTP answer: ONE loop over attempts with ONE retry budget.
+//!
+//! pick (waiting in the queue while every provider is full) -> send -> wait -> classify the attempt
+//! ([`mesh_balance::outcome`]) -> apply its health effect -> answer, try elsewhere or requeue.
+//!
+//! The first send happens in [`start`] and the wait in [`finish`], so that pipelined requests of one
+//! connection are all in flight before the first answer is awaited.
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use mesh_balance::outcome::{classify, Attempt, HealthEffect, Next, RetryBudget};
+use mesh_dubbo::{Frame, Header, RequestHead, Serialization, Value};
+use mesh_http::answer::{render, HttpAnswer};
+use mesh_http::Invocation;
+
+use super::policy::CallPolicy;
+use super::routes::{Chosen, Pick};
+use super::Ctx;
+use crate::error::CallError;
+use crate::upstream::PendingCall;
+
+/// A call on its way: what it asks, what it may still try, and where it already failed.
+pub(super) struct Call<'a> {
+    /// Borrows from the connection's read buffer, which is not advanced until the call is answered.
+    inv: Invocation<'a>,
+    budget: RetryBudget,
+    /// Providers excluded from the next pick: the call did not run there or failed there.
+    tried: Vec<SocketAddr>,
+    /// Why the previous attempt failed, reported if no other provider is left.
+    last: Option<String>,
+}
+
+/// An attempt in flight.
+pub(super) struct InFlight {
+    pending: PendingCall,
+    chosen: Chosen,
+}
+
+/// A call after [`start`]: answered already, or waiting for a provider's answer.
+#[allow(clippy::large_enum_variant)] // a few per connection at a time; boxing would cost an allocation per call
+pub(super) enum Started<'a> {
+    Answered(HttpAnswer),
+    InFlight(Call<'a>, InFlight),
+}
+
+/// Admits `inv` under its rate limit and sends its first attempt.
+pub(super) async fn start<'a>(ctx: &Ctx, inv: Invocation<'a>) -> Started<'a> {
+    let policy = ctx.settings.policies.get(&inv.interface, &inv.method);
+    let admitted =
+        ctx.limiter
+            .borrow_mut()
+            .admit(&inv.interface, &inv.method, policy.rate_limit, Instant::now());
+    if !admitted {
+        let why = format!(
+            "rate limit of {} calls/s for {}.{} exceeded",
+            policy.rate_limit.unwrap_or_default() * ctx.settings.shards as f64,
+            inv.interface,
+            inv.method
+        );
+        return Started::Answered(HttpAnswer::new(429, why));
+    }
+    let mut call = Call {
+        budget: RetryBudget::new(policy.retries),
+        inv,
+        tried: Vec::new(),
+        last: None,
+    };
+    match call.send(ctx).await {
+        Ok(in_flight) => Started::InFlight(call, in_flight),
+        Err(answer) => Started::Answered(answer),
+    }
+}
+
+/// The HTTP answer of a started call: waits for the attempt in flight, and for the ones after it.
+pub(super) async fn finish(ctx: &Ctx, started: Started<'_>) -> HttpAnswer {
+    let (mut call, mut in_flight) = match started {
+        Started::Answered(answer) => return answer,
+        Started::InFlight(call, in_flight) => (call, in_flight),
+    };
+    loop {
+        let policy = call.policy(ctx);
+        let sent = in_flight.pending.sent();
+        let answer = in_flight.pending.wait(policy.timeout).await;
+        let attempt = match &answer {
+            Ok(frame) => Attempt::Answered {
+                status: frame.header.status.0,
+            },
+            Err(e) => attempt_of(e),
+        };
+        let next = call.settle(ctx, &in_flight.chosen, sent, attempt);
+        if next != Next::Requeue {
+            let rendered = match answer {
+                Ok(frame) => render_frame(ctx, &frame),
+                Err(e) => HttpAnswer::new(e.http_status(), e.to_string()),
+            };
+            if next == Next::Answer {
+                return rendered;
+            }
+            // Reported if no other provider is left.
+            call.last = Some(rendered.body.into_owned());
+        }
+        in_flight = match call.send(ctx).await {
+            Ok(f) => f,
+            Err(answer) => return answer,
+        };
+    }
+}
+
+impl<'a> Call<'a> {
+    fn policy<'c>(&self, ctx: &'c Ctx) -> &'c CallPolicy {
+        ctx.settings.policies.get(&self.inv.interface, &self.inv.method)
+    }
+
+    /// The verdict on an attempt sent to `chosen` at `started`: the provider's health and the balancer
+    /// learn from it, the budget grants (or not) a retry, a provider to avoid is excluded.
+    fn settle(&mut self, ctx: &Ctx, chosen: &Chosen, started: Instant, attempt: Attempt) -> Next {
+        let outcome = classify(attempt, self.policy(ctx).idempotent);
+        let pool = &chosen.pool;
+        match outcome.health {
+            HealthEffect::Success => pool.on_success(started.elapsed()),
+            HealthEffect::Failure => {
+                pool.on_failure();
+            }
+            HealthEffect::Overload => pool.on_overload(),
+            HealthEffect::Neutral => {}
+        }
+        // After the pool's health and limit saw the outcome: the cap refreshed from them.
+        ctx.upstreams
+            .done(&self.inv.interface, chosen, started, outcome.ok_for_balancer());
+        let next = self.budget.grant(outcome.next);
+        match next {
+            Next::TryElsewhere => self.tried.push(pool.addr()),
+            Next::Requeue => self.last = None,
+            Next::Answer => {}
+        }
+        next
+    }
+
+    /// Picks a provider (not one already tried) and sends the call; attempts that never reached a
+    /// provider (connect failure, backing off) go elsewhere within the budget. `Err`: the caller's answer.
+    async fn send(&mut self, ctx: &Ctx) -> Result<InFlight, HttpAnswer> {
+        ctx.upstreams.refresh();
+        let mut wait = QueueWait::default();
+        let sent = loop {
+            let chosen = match self.pick(ctx, &mut wait).await {
+                Ok(c) => c,
+                Err(answer) => break Err(answer),
+            };
+            // Counted against the provider's cap (by the route table since the pick) while the first
+            // connection is being dialled.
+            let started = Instant::now();
+            let res = match chosen.pool.get().await {
+                Ok(conn) => conn.send(|buf, id| encode_call(ctx, buf, id, &self.inv, self.policy(ctx))),
+                Err(e) => Err(e),
+            };
+            match res {
+                Ok(pending) => break Ok(InFlight { pending, chosen }),
+                Err(e) => {
+                    if self.settle(ctx, &chosen, started, attempt_of(&e)) == Next::Answer {
+                        break Err(HttpAnswer::new(e.http_status(), e.to_string()));
+                    }
+                    self.last = Some(e.to_string());
+                }
+            }
+        };
+        // A waiter that ends without sending (timed out, no provider left, ...) may have been woken for a
+        // free slot just as it gave up: pass the wake-up on, or the queue could wait with nothing in flight
+        // to wake it. A spurious wake-up only costs the next waiter a look.
+        if wait.queued && sent.is_err() {
+            ctx.upstreams.queue.wake_one();
+        }
+        sent
+    }
+
+    /// A provider for the next attempt, after waiting for room if every one is at its cap.
+    async fn pick(&self, ctx: &Ctx, wait: &mut QueueWait) -> Result<Chosen, HttpAnswer> {
+        let inv = &self.inv;
+        loop {
+            // Calls already waiting go first: a new call joins the queue behind them.
+            let picked = if ctx.upstreams.queue.is_empty() || wait.requeued {
+                ctx.upstreams.pick(inv, &self.tried)
+            } else {
+                Pick::AllBusy
+            };
+            let unavailable = |why: String| Err(HttpAnswer::new(503, why));
+            match picked {
+                Pick::Chosen(c) => {
+                    if wait.requeued {
+                        // Woken and served: there may be room for the next waiter too (the chain stops at
+                        // the first one that finds none and goes back to the head of the queue).
+                        ctx.upstreams.queue.wake_one();
+                    }
+                    return Ok(c);
+                }
+                Pick::AllBusy => {
+                    // Every provider is at its cap: wait for capacity instead of sending a call that would
+                    // be rejected (status 100), within the queue's bound and timeout.
+                    let q = &ctx.upstreams.queue;
+                    // A call put back after losing a race keeps its place even when the queue is full.
+                    if !wait.requeued && q.len() >= ctx.settings.queue_limit {
+                        return unavailable(format!(
+                            "all providers of {} are full and the queue is full",
+                            inv.interface
+                        ));
+                    }
+                    let ticket = q.wait(wait.requeued);
+                    wait.queued = true;
+                    // One deadline for the whole wait, however often the call is put back.
+                    let deadline = *wait
+                        .deadline
+                        .get_or_insert_with(|| Instant::now() + ctx.settings.queue_timeout);
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let waited = glommio::timer::timeout(left, async move {
+                        ticket.await;
+                        Ok(())
+                    })
+                    .await;
+                    if waited.is_err() {
+                        return unavailable(format!(
+                            "all providers of {} stayed full for {} ms",
+                            inv.interface,
+                            ctx.settings.queue_timeout.as_millis()
+                        ));
+                    }
+                    ctx.upstreams.refresh();
+                    wait.requeued = true;
+                }
+                Pick::NoSnapshot => {
+                    return unavailable("provider list not loaded yet (registry unreachable)".into())
+                }
+                Pick::NoService if self.tried.is_empty() => {
+                    return Err(HttpAnswer::new(
+                        404,
+                        format!("no provider registered for service {}", inv.interface),
+                    ))
+                }
+                Pick::NoRoute => {
+                    return unavailable(format!(
+                        "the routing rules of service {} leave no provider for method {}",
+                        inv.interface, inv.method
+                    ))
+                }
+                Pick::NoService | Pick::Unreachable => {
+                    return unavailable(match &self.last {
+                        Some(last) => {
+                            format!("no other provider for service {} after: {last}", inv.interface)
+                        }
+                        None => format!("no reachable provider for service {}", inv.interface),
+                    })
+                }
+            }
+        }
+    }
+}
+
+/// A call's stay in the wait queue during one send.
+#[derive(Debug, Default)]
+struct QueueWait {
+    /// Woken from the queue: picks again at once, and goes back to its head if it finds no room.
+    requeued: bool,
+    /// Took a place in the queue (then it may hold a wake-up meant for a slot).
+    queued: bool,
+    deadline: Option<Instant>,
+}
+
+/// What a call error says about the attempt.
+fn attempt_of(e: &CallError) -> Attempt {
+    match e {
+        CallError::Connect { .. } => Attempt::ConnectFailed,
+        CallError::BackingOff(_) => Attempt::BackingOff,
+        CallError::Closed(_) => Attempt::ConnectionLost,
+        CallError::Timeout { .. } => Attempt::TimedOut,
+        CallError::BadAnswer { .. } => Attempt::BadAnswer,
+        CallError::Encode(_) => Attempt::EncodeFailed,
+    }
+}
+
+fn render_frame(ctx: &Ctx, frame: &Frame) -> HttpAnswer {
+    render(
+        ctx.settings
+            .upstream
+            .codec
+            .decode_body(&frame.header, &frame.body),
+    )
+}
+
+fn encode_call(
+    ctx: &Ctx,
+    buf: &mut BytesMut,
+    id: u64,
+    inv: &Invocation<'_>,
+    policy: &CallPolicy,
+) -> Result<(), mesh_dubbo::CodecError> {
+    let head = RequestHead {
+        dubbo_version: mesh_dubbo::message::DUBBO_VERSION,
+        service: &inv.interface,
+        version: Some(inv.version.as_deref().unwrap_or("0.0.0")),
+        method: &inv.method,
+        param_types: &inv.param_types,
+    };
+    // Arguments are strings; a small stack array covers the usual one-argument call without allocating.
+    let path = Value::str(&inv.interface);
+    let mut small: [Value<'_>; 4] = [Value::Null, Value::Null, Value::Null, Value::Null];
+    let heap: Vec<Value<'_>>;
+    let args: &[Value<'_>] = if inv.args.len() <= small.len() {
+        for (slot, a) in small.iter_mut().zip(&inv.args) {
+            *slot = Value::str(a);
+        }
+        &small[..inv.args.len()]
+    } else {
+        heap = inv.args.iter().map(|a| Value::str(a)).collect();
+        &heap
+    };
+    // Dubbo sends attachments as strings; the provider agent reads the timeout from it.
+    let mut ms = itoa::Buffer::new();
+    let timeout = Value::str(ms.format(policy.timeout.as_millis() as u64));
+    let token = ctx.settings.token.as_deref().map(Value::str);
+    let group = inv.group.as_deref().map(Value::str);
+    let atts = [
+        Some(("path", &path)),
+        Some(("interface", &path)),
+        Some(("timeout", &timeout)),
+        group.as_ref().map(|g| ("group", g)),
+        token.as_ref().map(|t| ("token", t)),
+    ];
+    // The caller's own attachments (names checked by the form: none of the above).
+    let callers: Vec<(&str, Value<'_>)> = inv
+        .attachments
+        .iter()
+        .map(|(n, v)| (n.as_ref(), Value::str(v)))
+        .collect();
+    let header = Header::request(id, Serialization::Hessian2, true);
+    ctx.settings.upstream.codec.encode_request(
+        buf,
+        header,
+        &head,
+        args,
+        atts.iter()
+            .flatten()
+            .copied()
+            .chain(callers.iter().map(|(n, v)| (*n, v))),
+    )
+}
