@@ -384,7 +384,8 @@ mod tests {
         s.parse().unwrap()
     }
 
-    /// Two providers: 10.0.0.1 tagged `gray`, 10.0.0.2 untagged; `rules` as the service's document.
+    /// Three providers: 10.0.0.1 tagged `gray`, 10.0.0.2 and 10.0.0.3 untagged; `rules` as the service's
+    /// document.
     fn routes_and_snapshot(rules: &str) -> (Routes, Arc<Snapshot>) {
         let snap = Snapshot::new(
             1,
@@ -394,6 +395,7 @@ mod tests {
                     Endpoint::new(addr("10.0.0.1:1")).with_tag("gray"),
                 ),
                 (SERVICE.to_string(), Endpoint::new(addr("10.0.0.2:1"))),
+                (SERVICE.to_string(), Endpoint::new(addr("10.0.0.3:1"))),
             ],
         )
         .with_rules([(SERVICE.to_string(), rules.to_string())]);
@@ -446,16 +448,16 @@ mod tests {
     #[test]
     fn condition_rules_see_the_call_attachments() {
         let (mut routes, snap) =
-            routes_and_snapshot(r#"{"conditions":["attachments[user] = ann => host = 10.0.0.2"]}"#);
+            routes_and_snapshot(r#"{"conditions":["attachments[user] = ann => host = 10.0.0.3"]}"#);
         let ann = [("user", "ann")];
         assert_eq!(
             picked(&mut routes, &snap, &call(None, false, &ann)),
-            Ok(vec![addr("10.0.0.2:1")])
+            Ok(vec![addr("10.0.0.3:1")])
         );
         let bob = [("user", "bob")];
         assert_eq!(
             picked(&mut routes, &snap, &call(None, false, &bob)),
-            Ok(vec![addr("10.0.0.1:1"), addr("10.0.0.2:1")])
+            Ok(vec![addr("10.0.0.2:1"), addr("10.0.0.3:1")])
         );
     }
 
@@ -469,7 +471,7 @@ mod tests {
         // An unknown tag falls back to the untagged providers, unless forced.
         assert_eq!(
             picked(&mut routes, &snap, &call(Some("blue"), false, &[])),
-            Ok(vec![addr("10.0.0.2:1")])
+            Ok(vec![addr("10.0.0.2:1"), addr("10.0.0.3:1")])
         );
         assert_eq!(
             picked(&mut routes, &snap, &call(Some("blue"), true, &[])),
