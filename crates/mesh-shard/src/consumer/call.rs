@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use mesh_balance::outcome::{classify, Attempt, HealthEffect, Next, RetryBudget};
-use mesh_dubbo::{Frame, Header, RequestHead, Serialization, Value};
+use mesh_dubbo::{Codec, Frame, Header, RequestHead, Serialization, Value};
 use mesh_http::answer::{render, HttpAnswer};
 use mesh_http::Invocation;
 
@@ -152,7 +152,18 @@ impl<'a> Call<'a> {
             // connection is being dialled.
             let started = Instant::now();
             let res = match chosen.pool.get().await {
-                Ok(conn) => conn.send(|buf, id| encode_call(ctx, buf, id, &self.inv, self.policy(ctx))),
+                Ok(conn) => conn.send(|buf, id| {
+                    let settings = &ctx.settings;
+                    let token = settings.token.as_deref();
+                    encode_call(
+                        &settings.upstream.codec,
+                        token,
+                        buf,
+                        id,
+                        &self.inv,
+                        self.policy(ctx),
+                    )
+                }),
                 Err(e) => Err(e),
             };
             match res {
@@ -286,8 +297,11 @@ fn render_frame(ctx: &Ctx, frame: &Frame) -> HttpAnswer {
     )
 }
 
+/// Writes the Dubbo request frame of `inv` with request id `id`: the agent's attachments (`path`,
+/// `interface`, `timeout`, `group`, `token`) then the caller's own.
 fn encode_call(
-    ctx: &Ctx,
+    codec: &Codec,
+    token: Option<&str>,
     buf: &mut BytesMut,
     id: u64,
     inv: &Invocation<'_>,
@@ -316,7 +330,7 @@ fn encode_call(
     // Dubbo sends attachments as strings; the provider agent reads the timeout from it.
     let mut ms = itoa::Buffer::new();
     let timeout = Value::str(ms.format(policy.timeout.as_millis() as u64));
-    let token = ctx.settings.token.as_deref().map(Value::str);
+    let token = token.map(Value::str);
     let group = inv.group.as_deref().map(Value::str);
     let atts = [
         Some(("path", &path)),
@@ -332,7 +346,7 @@ fn encode_call(
         .map(|(n, v)| (n.as_ref(), Value::str(v)))
         .collect();
     let header = Header::request(id, Serialization::Hessian2, true);
-    ctx.settings.upstream.codec.encode_request(
+    codec.encode_request(
         buf,
         header,
         &head,
@@ -342,4 +356,46 @@ fn encode_call(
             .copied()
             .chain(callers.iter().map(|(n, v)| (*n, v))),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_dubbo::{decode_frame, Body, Decoded};
+
+    #[test]
+    fn the_callers_attachments_go_to_the_provider_after_the_agents() {
+        let body = b"interface=a.B&method=hash&parameterTypesString=Ljava%2Flang%2FString%3B&parameter=x\
+            &group=g&attachment.user=ann&attachment.trace=t+1";
+        let inv = mesh_http::parse_form(body, &mesh_http::Limits::default()).unwrap();
+        let policy = CallPolicy::default();
+        let codec = Codec::default();
+        let mut buf = BytesMut::new();
+        encode_call(&codec, Some("secret"), &mut buf, 7, &inv, &policy).unwrap();
+        let Decoded::Frame(frame) = decode_frame(&mut buf, codec.max_body).unwrap() else {
+            panic!("a whole frame was written");
+        };
+        assert_eq!(frame.header.id, 7);
+        let Body::Request(req) = codec.decode_body(&frame.header, &frame.body).unwrap() else {
+            panic!("a request was written");
+        };
+        let atts: Vec<(&str, Option<&str>)> = req
+            .attachments
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_str()))
+            .collect();
+        assert_eq!(
+            atts,
+            [
+                ("path", Some("a.B")),
+                ("interface", Some("a.B")),
+                ("timeout", Some("5000")),
+                ("group", Some("g")),
+                ("token", Some("secret")),
+                ("user", Some("ann")),
+                ("trace", Some("t 1")),
+            ]
+        );
+        assert_eq!(req.args, [Value::str("x")]);
+    }
 }
