@@ -1,11 +1,11 @@
 //! The consumer agent's shard: HTTP/1.1 in (keep-alive, pipelining answered in order), Dubbo out to a
 //! provider agent chosen from the shard's current registry snapshot.
 //!
-//! - [`server`]: one HTTP connection (parsing, pipelining, answers in order, timeouts);
-//! - [`call`]: one call's loop over attempts (pick, send, wait, classify, retry within one budget);
-//! - [`upstreams`]: the registry snapshot, the connection pools, the wait queue;
-//! - [`routes`]: the route tables and balancers glued to the pools;
-//! - [`policy`]: call policies and the rate limiters.
+//! - `server`: one HTTP connection (parsing, pipelining, answers in order, timeouts);
+//! - `call`: one call's loop over attempts (pick, send, wait, classify, retry within one budget);
+//! - `upstreams`: the registry snapshot, the connection pools, the wait queue;
+//! - `routes`: the route tables and balancers glued to the pools;
+//! - `policy`: call policies and the rate limiters.
 //!
 //! What a finished attempt means (answer, try elsewhere, requeue; the provider's health) is decided by
 //! [`mesh_balance::outcome`]; how a Dubbo answer becomes an HTTP answer by [`mesh_http::answer`].
