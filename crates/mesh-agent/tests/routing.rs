@@ -17,6 +17,18 @@ use common::*;
 
 /// One call with an optional `tag` form field; returns the HTTP status.
 fn call_tagged(port: u16, tag: Option<&str>, param: &str) -> u16 {
+    call_routed(port, tag, false, &[], param)
+}
+
+/// One call with an optional `tag`, `force_tag` and `attachment.<name>` form fields; returns the HTTP
+/// status.
+fn call_routed(
+    port: u16,
+    tag: Option<&str>,
+    force_tag: bool,
+    attachments: &[(&str, &str)],
+    param: &str,
+) -> u16 {
     let inv = mesh_http::Invocation {
         interface: IFACE.into(),
         method: "hash".into(),
@@ -25,8 +37,8 @@ fn call_tagged(port: u16, tag: Option<&str>, param: &str) -> u16 {
         version: None,
         group: None,
         tag: tag.map(Into::into),
-        force_tag: false,
-        attachments: Vec::new(),
+        force_tag,
+        attachments: attachments.iter().map(|&(n, v)| (n.into(), v.into())).collect(),
     };
     let mut body = BytesMut::new();
     mesh_http::encode_form(&inv, &mut body);
@@ -121,6 +133,70 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
     assert!(
         sb > 0,
         "without a valid rule b serves again: a {sa}, b {sb}, c {sc}"
+    );
+}
+
+#[test]
+fn attachments_and_forced_tags_route_as_dubbo_would() {
+    let etcd = EtcdServer::start().unwrap();
+    let url = etcd.client_url().to_owned();
+    let (mut sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
+    let (mut sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
+    let (mut sim_c, port_c) = sim(&["--latency-ms", "1", "--name", "c"]);
+    let (pa, pb, pc, ca) = (
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+        free_port().unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let gray = config_file(&dir, "[provider]\ntag = \"gray\"\n");
+    let _a = provider_agent(pa, port_a, &["--etcd", &url, "--config", &gray]);
+    let _b = provider_agent(pb, port_b, &["--etcd", &url]);
+    let _c = provider_agent(pc, port_c, &["--etcd", &url]);
+    // A rule on a call attachment: calls of user ann go to c only.
+    let key = mesh_registry::rules_key_for(mesh_registry::DEFAULT_PREFIX, IFACE);
+    let rule = format!("{{\"conditions\": [\"attachments[user] = ann => port = {pc}\"]}}");
+    etcdctl(&etcd, &["put", &key, &rule]);
+    let w = watch(&etcd);
+    wait_until("three providers and the rule", Duration::from_secs(10), || {
+        registered(&w, pa)
+            && registered(&w, pb)
+            && registered(&w, pc)
+            && w.latest().is_some_and(|s| s.rules(IFACE).is_some())
+    });
+    let _consumer = consumer_agent(ca, &["--etcd", &url]);
+    let mut warm = 0;
+    wait_until("consumer serves", Duration::from_secs(10), || {
+        warm += 1;
+        call_tagged(ca, None, "w") == 200
+    });
+    for i in 0..20 {
+        assert_eq!(
+            call_routed(ca, None, false, &[("user", "ann")], &format!("ann{i}")),
+            200
+        );
+    }
+    for i in 0..20 {
+        assert_eq!(
+            call_routed(ca, None, false, &[("user", "bob")], &format!("bob{i}")),
+            200
+        );
+    }
+    // A forced tag goes to its providers only, and never falls back when none has it.
+    for i in 0..10 {
+        assert_eq!(call_routed(ca, Some("gray"), true, &[], &format!("g{i}")), 200);
+    }
+    for i in 0..5 {
+        assert_eq!(call_routed(ca, Some("blue"), true, &[], &format!("blue{i}")), 503);
+    }
+    let (sa, sb, sc) = (served(&mut sim_a), served(&mut sim_b), served(&mut sim_c));
+    assert_eq!(sa, 10, "forced gray calls: a {sa}, b {sb}, c {sc}");
+    assert_eq!(sb + sc, warm + 40, "a {sa}, b {sb}, c {sc}");
+    assert!(sc >= 20, "ann's 20 calls go to c: a {sa}, b {sb}, c {sc}");
+    assert!(
+        sb > 0,
+        "bob's calls are balanced over b and c: a {sa}, b {sb}, c {sc}"
     );
 }
 

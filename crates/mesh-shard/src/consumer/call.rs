@@ -129,9 +129,16 @@ impl<'a> Call<'a> {
         // After the pool's health and limit saw the outcome: the cap refreshed from them.
         ctx.upstreams
             .done(&self.inv.interface, chosen, started, outcome.ok_for_balancer());
-        let next = self.budget.grant(outcome.next);
+        self.record(outcome.next, pool.addr())
+    }
+
+    /// What the call does after an attempt at `addr` that `classify` said should go `next`: the budget
+    /// grants the retry or turns it into an answer; a provider to try elsewhere is excluded from the
+    /// next pick, a requeued call forgets the failure it would have reported.
+    fn record(&mut self, next: Next, addr: SocketAddr) -> Next {
+        let next = self.budget.grant(next);
         match next {
-            Next::TryElsewhere => self.tried.push(pool.addr()),
+            Next::TryElsewhere => self.tried.push(addr),
             Next::Requeue => self.last = None,
             Next::Answer => {}
         }
@@ -169,7 +176,7 @@ impl<'a> Call<'a> {
             match res {
                 Ok(pending) => break Ok(InFlight { pending, chosen }),
                 Err(e) => {
-                    if self.settle(ctx, &chosen, started, attempt_of(&e)) == Next::Answer {
+                    if self.settle(ctx, &chosen, started, unsent_attempt_of(&e)) == Next::Answer {
                         break Err(HttpAnswer::new(e.http_status(), e.to_string()));
                     }
                     self.last = Some(e.to_string());
@@ -238,30 +245,50 @@ impl<'a> Call<'a> {
                     ctx.upstreams.refresh();
                     wait.requeued = true;
                 }
-                Pick::NoSnapshot => {
-                    return unavailable("provider list not loaded yet (registry unreachable)".into())
-                }
-                Pick::NoService if self.tried.is_empty() => {
-                    return Err(HttpAnswer::new(
-                        404,
-                        format!("no provider registered for service {}", inv.interface),
-                    ))
-                }
-                Pick::NoRoute => {
-                    return unavailable(format!(
-                        "the routing rules of service {} leave no provider for method {}",
-                        inv.interface, inv.method
-                    ))
-                }
-                Pick::NoService | Pick::Unreachable => {
-                    return unavailable(match &self.last {
-                        Some(last) => {
-                            format!("no other provider for service {} after: {last}", inv.interface)
-                        }
-                        None => format!("no reachable provider for service {}", inv.interface),
-                    })
-                }
+                Pick::NoSnapshot => return Err(refusal(Refusal::NoSnapshot, inv, self)),
+                Pick::NoService => return Err(refusal(Refusal::NoService, inv, self)),
+                Pick::NoRoute => return Err(refusal(Refusal::NoRoute, inv, self)),
+                Pick::Unreachable => return Err(refusal(Refusal::Unreachable, inv, self)),
             }
+        }
+    }
+}
+
+/// Why a pick found no provider to try (and none to wait for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// No registry snapshot yet.
+    NoSnapshot,
+    /// The registry lists no provider of the service.
+    NoService,
+    /// The routing rules leave none for this call.
+    NoRoute,
+    /// Every candidate was tried already or is backing off.
+    Unreachable,
+}
+
+/// The answer to a call no provider is left for: 404 when the service has no provider at all and the
+/// call was never sent, else 503 with the last attempt's failure when there was one.
+fn refusal(why: Refusal, inv: &Invocation<'_>, call: &Call<'_>) -> HttpAnswer {
+    let service = &inv.interface;
+    match (why, &call.last) {
+        (Refusal::NoSnapshot, _) => HttpAnswer::new(503, "provider list not loaded yet (registry unreachable)"),
+        (Refusal::NoService, _) if call.tried.is_empty() => {
+            HttpAnswer::new(404, format!("no provider registered for service {service}"))
+        }
+        (Refusal::NoRoute, _) => HttpAnswer::new(
+            503,
+            format!(
+                "the routing rules of service {service} leave no provider for method {}",
+                inv.method
+            ),
+        ),
+        (Refusal::NoService | Refusal::Unreachable, Some(last)) => HttpAnswer::new(
+            503,
+            format!("no other provider for service {service} after: {last}"),
+        ),
+        (Refusal::NoService | Refusal::Unreachable, None) => {
+            HttpAnswer::new(503, format!("no reachable provider for service {service}"))
         }
     }
 }
@@ -276,7 +303,17 @@ struct QueueWait {
     deadline: Option<Instant>,
 }
 
-/// What a call error says about the attempt.
+/// What an error sending the call (getting a connection, queueing the request) says about the attempt:
+/// a connection found closed then never carried the call, so it is a failed connect, safe to retry for
+/// any call.
+fn unsent_attempt_of(e: &CallError) -> Attempt {
+    match e {
+        CallError::Closed(_) => Attempt::ConnectFailed,
+        other => attempt_of(other),
+    }
+}
+
+/// What a call error says about the attempt (while waiting for the answer: the call was sent).
 fn attempt_of(e: &CallError) -> Attempt {
     match e {
         CallError::Connect { .. } => Attempt::ConnectFailed,
@@ -362,6 +399,24 @@ fn encode_call(
 mod tests {
     use super::*;
     use mesh_dubbo::{decode_frame, Body, Decoded};
+
+    #[test]
+    fn a_connection_closed_before_the_call_was_queued_is_a_failed_connect() {
+        let addr: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        assert_eq!(
+            unsent_attempt_of(&CallError::Closed(addr)),
+            Attempt::ConnectFailed
+        );
+        assert_eq!(attempt_of(&CallError::Closed(addr)), Attempt::ConnectionLost);
+        assert_eq!(
+            unsent_attempt_of(&CallError::BackingOff(addr)),
+            Attempt::BackingOff
+        );
+        let timeout = CallError::Timeout { addr, ms: 5 };
+        assert_eq!(unsent_attempt_of(&timeout), Attempt::TimedOut);
+        let encode = CallError::Encode(mesh_dubbo::CodecError::UnsupportedSerialization(9));
+        assert_eq!(unsent_attempt_of(&encode), Attempt::EncodeFailed);
+    }
 
     #[test]
     fn the_callers_attachments_go_to_the_provider_after_the_agents() {
