@@ -245,10 +245,10 @@ impl<'a> Call<'a> {
                     ctx.upstreams.refresh();
                     wait.requeued = true;
                 }
-                Pick::NoSnapshot => return Err(refusal(Refusal::NoSnapshot, inv, self)),
-                Pick::NoService => return Err(refusal(Refusal::NoService, inv, self)),
-                Pick::NoRoute => return Err(refusal(Refusal::NoRoute, inv, self)),
-                Pick::Unreachable => return Err(refusal(Refusal::Unreachable, inv, self)),
+                Pick::NoSnapshot => return Err(refusal(Refusal::NoSnapshot, self)),
+                Pick::NoService => return Err(refusal(Refusal::NoService, self)),
+                Pick::NoRoute => return Err(refusal(Refusal::NoRoute, self)),
+                Pick::Unreachable => return Err(refusal(Refusal::Unreachable, self)),
             }
         }
     }
@@ -269,10 +269,12 @@ enum Refusal {
 
 /// The answer to a call no provider is left for: 404 when the service has no provider at all and the
 /// call was never sent, else 503 with the last attempt's failure when there was one.
-fn refusal(why: Refusal, inv: &Invocation<'_>, call: &Call<'_>) -> HttpAnswer {
-    let service = &inv.interface;
+fn refusal(why: Refusal, call: &Call<'_>) -> HttpAnswer {
+    let service = &call.inv.interface;
     match (why, &call.last) {
-        (Refusal::NoSnapshot, _) => HttpAnswer::new(503, "provider list not loaded yet (registry unreachable)"),
+        (Refusal::NoSnapshot, _) => {
+            HttpAnswer::new(503, "provider list not loaded yet (registry unreachable)")
+        }
         (Refusal::NoService, _) if call.tried.is_empty() => {
             HttpAnswer::new(404, format!("no provider registered for service {service}"))
         }
@@ -280,7 +282,7 @@ fn refusal(why: Refusal, inv: &Invocation<'_>, call: &Call<'_>) -> HttpAnswer {
             503,
             format!(
                 "the routing rules of service {service} leave no provider for method {}",
-                inv.method
+                call.inv.method
             ),
         ),
         (Refusal::NoService | Refusal::Unreachable, Some(last)) => HttpAnswer::new(
@@ -452,5 +454,91 @@ mod tests {
             ]
         );
         assert_eq!(req.args, [Value::str("x")]);
+    }
+
+    fn call(retries: usize) -> Call<'static> {
+        Call {
+            inv: Invocation {
+                interface: "com.example.Svc".into(),
+                method: "hash".into(),
+                param_types: "".into(),
+                args: Vec::new(),
+                version: None,
+                group: None,
+                tag: None,
+                force_tag: false,
+                attachments: Vec::new(),
+            },
+            budget: RetryBudget::new(retries),
+            tried: Vec::new(),
+            last: None,
+        }
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn retries_exclude_the_provider_and_share_one_budget() {
+        let (a, b, c) = (addr("10.0.0.1:1"), addr("10.0.0.2:1"), addr("10.0.0.3:1"));
+        let mut call = call(2);
+        call.last = Some("connection refused".into());
+        assert_eq!(call.record(Next::TryElsewhere, a), Next::TryElsewhere);
+        assert_eq!(call.tried, [a]);
+        // A requeue spends the same budget and forgets the failure to report.
+        assert_eq!(call.record(Next::Requeue, b), Next::Requeue);
+        assert_eq!(call.tried, [a]);
+        assert_eq!(call.last, None);
+        // Budget spent: the attempt's own answer is the call's.
+        assert_eq!(call.record(Next::TryElsewhere, c), Next::Answer);
+        assert_eq!(call.tried, [a]);
+        assert_eq!(call.record(Next::Answer, c), Next::Answer);
+    }
+
+    #[test]
+    fn no_retries_answer_the_first_attempt() {
+        let mut call = call(0);
+        assert_eq!(call.record(Next::TryElsewhere, addr("10.0.0.1:1")), Next::Answer);
+        assert_eq!(call.record(Next::Requeue, addr("10.0.0.1:1")), Next::Answer);
+        assert!(call.tried.is_empty());
+    }
+
+    #[test]
+    fn refusals_say_why_and_report_the_last_failure() {
+        let mut fresh = call(2);
+        let answer = |why, call: &Call<'_>| {
+            let a = refusal(why, call);
+            (a.status, a.body.into_owned())
+        };
+        assert_eq!(answer(Refusal::NoSnapshot, &fresh).0, 503);
+        assert_eq!(
+            answer(Refusal::NoService, &fresh),
+            (404, "no provider registered for service com.example.Svc".into())
+        );
+        assert_eq!(
+            answer(Refusal::NoRoute, &fresh),
+            (
+                503,
+                "the routing rules of service com.example.Svc leave no provider for method hash".into()
+            )
+        );
+        assert_eq!(
+            answer(Refusal::Unreachable, &fresh),
+            (503, "no reachable provider for service com.example.Svc".into())
+        );
+        // After an attempt failed somewhere, a service gone from the registry is not a 404, and the
+        // failure is reported.
+        fresh.tried.push(addr("10.0.0.1:1"));
+        fresh.last = Some("connection refused".into());
+        for why in [Refusal::NoService, Refusal::Unreachable] {
+            assert_eq!(
+                answer(why, &fresh),
+                (
+                    503,
+                    "no other provider for service com.example.Svc after: connection refused".into()
+                )
+            );
+        }
     }
 }
