@@ -68,13 +68,26 @@ fn served(g: &mut ChildGuard) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn tags_and_condition_rules_from_etcd_route_calls() {
+/// Etcd and three provider simulators behind their provider agents, all registered: a tagged `gray` (its
+/// `[provider]` section also holds `gray_extra`), b and c untagged; and a free port for the consumer.
+struct ThreeProviders {
+    // Dropped in this order: the agents before their simulators, etcd last.
+    _agents: [ChildGuard; 3],
+    sims: [ChildGuard; 3],
+    /// The provider agents' ports (a, b, c).
+    ports: [u16; 3],
+    consumer: u16,
+    w: mesh_registry::WatcherHandle,
+    _dir: tempfile::TempDir,
+    etcd: EtcdServer,
+}
+
+fn three_providers(gray_extra: &str) -> ThreeProviders {
     let etcd = EtcdServer::start().unwrap();
     let url = etcd.client_url().to_owned();
-    let (mut sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
-    let (mut sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
-    let (mut sim_c, port_c) = sim(&["--latency-ms", "1", "--name", "c"]);
+    let (sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
+    let (sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
+    let (sim_c, port_c) = sim(&["--latency-ms", "1", "--name", "c"]);
     let (pa, pb, pc, ca) = (
         free_port().unwrap(),
         free_port().unwrap(),
@@ -82,19 +95,42 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
         free_port().unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let gray = config_file(&dir, "[provider]\ntag = \"gray\"\nparams = { zone = \"z1\" }\n");
-    let _a = provider_agent(pa, port_a, &["--etcd", &url, "--config", &gray]);
-    let _b = provider_agent(pb, port_b, &["--etcd", &url]);
-    let _c = provider_agent(pc, port_c, &["--etcd", &url]);
+    let gray = config_file(&dir, &format!("[provider]\ntag = \"gray\"\n{gray_extra}"));
+    let a = provider_agent(pa, port_a, &["--etcd", &url, "--config", &gray]);
+    let b = provider_agent(pb, port_b, &["--etcd", &url]);
+    let c = provider_agent(pc, port_c, &["--etcd", &url]);
     let w = watch(&etcd);
     wait_until("three providers registered", Duration::from_secs(10), || {
         registered(&w, pa) && registered(&w, pb) && registered(&w, pc)
     });
+    ThreeProviders {
+        _agents: [a, b, c],
+        sims: [sim_a, sim_b, sim_c],
+        ports: [pa, pb, pc],
+        consumer: ca,
+        w,
+        _dir: dir,
+        etcd,
+    }
+}
+
+impl ThreeProviders {
+    /// Calls each simulator served (a, b, c); stops them.
+    fn served(&mut self) -> (u64, u64, u64) {
+        let [a, b, c] = &mut self.sims;
+        (served(a), served(b), served(c))
+    }
+}
+
+#[test]
+fn tags_and_condition_rules_from_etcd_route_calls() {
+    let mut p = three_providers("params = { zone = \"z1\" }\n");
+    let ([pa, _, pc], ca, w) = (p.ports, p.consumer, &p.w);
     let snap = w.latest().unwrap();
     let a = snap.endpoints(IFACE).iter().find(|e| e.addr == addr(pa)).unwrap();
     assert_eq!(a.tag.as_deref(), Some("gray"));
     assert_eq!(a.params.get("zone").map(String::as_str), Some("z1"));
-    let _consumer = consumer_agent(ca, &["--etcd", &url]);
+    let _consumer = consumer_agent(ca, &["--etcd", p.etcd.client_url()]);
 
     // Tagged calls go to the gray provider only.
     let mut warm = 0;
@@ -108,7 +144,7 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
     // A condition rule from etcd: untagged calls (which only untagged providers serve) go to c only.
     let key = mesh_registry::rules_key_for(mesh_registry::DEFAULT_PREFIX, IFACE);
     let rule = format!("{{\"conditions\": [\"method = hash => port = {pc}\"]}}");
-    etcdctl(&etcd, &["put", &key, &rule]);
+    etcdctl(&p.etcd, &["put", &key, &rule]);
     wait_until("rules in the snapshot", Duration::from_secs(10), || {
         w.latest().is_some_and(|s| s.rules(IFACE).is_some())
     });
@@ -121,12 +157,12 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
         assert_eq!(call_tagged(ca, Some("blue"), &format!("b{i}")), 200);
     }
     // A broken document is reported and ignored: calls are balanced over b and c again, none fails.
-    etcdctl(&etcd, &["put", &key, "{\"conditions\": [\"method = => =\"]}"]);
+    etcdctl(&p.etcd, &["put", &key, "{\"conditions\": [\"method = => =\"]}"]);
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..40 {
         assert_eq!(call_tagged(ca, None, &format!("x{i}")), 200);
     }
-    let (sa, sb, sc) = (served(&mut sim_a), served(&mut sim_b), served(&mut sim_c));
+    let (sa, sb, sc) = p.served();
     assert_eq!(sa, warm + 20, "gray calls: a {sa}, b {sb}, c {sc}");
     assert_eq!(sb + sc, 80, "a {sa}, b {sb}, c {sc}");
     assert!(sc >= 40, "the rule sent 40 calls to c: a {sa}, b {sb}, c {sc}");
@@ -138,34 +174,16 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
 
 #[test]
 fn attachments_and_forced_tags_route_as_dubbo_would() {
-    let etcd = EtcdServer::start().unwrap();
-    let url = etcd.client_url().to_owned();
-    let (mut sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
-    let (mut sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
-    let (mut sim_c, port_c) = sim(&["--latency-ms", "1", "--name", "c"]);
-    let (pa, pb, pc, ca) = (
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-        free_port().unwrap(),
-    );
-    let dir = tempfile::tempdir().unwrap();
-    let gray = config_file(&dir, "[provider]\ntag = \"gray\"\n");
-    let _a = provider_agent(pa, port_a, &["--etcd", &url, "--config", &gray]);
-    let _b = provider_agent(pb, port_b, &["--etcd", &url]);
-    let _c = provider_agent(pc, port_c, &["--etcd", &url]);
+    let mut p = three_providers("");
+    let ([_, _, pc], ca, w) = (p.ports, p.consumer, &p.w);
     // A rule on a call attachment: calls of user ann go to c only.
     let key = mesh_registry::rules_key_for(mesh_registry::DEFAULT_PREFIX, IFACE);
     let rule = format!("{{\"conditions\": [\"attachments[user] = ann => port = {pc}\"]}}");
-    etcdctl(&etcd, &["put", &key, &rule]);
-    let w = watch(&etcd);
-    wait_until("three providers and the rule", Duration::from_secs(10), || {
-        registered(&w, pa)
-            && registered(&w, pb)
-            && registered(&w, pc)
-            && w.latest().is_some_and(|s| s.rules(IFACE).is_some())
+    etcdctl(&p.etcd, &["put", &key, &rule]);
+    wait_until("rules in the snapshot", Duration::from_secs(10), || {
+        w.latest().is_some_and(|s| s.rules(IFACE).is_some())
     });
-    let _consumer = consumer_agent(ca, &["--etcd", &url]);
+    let _consumer = consumer_agent(ca, &["--etcd", p.etcd.client_url()]);
     let mut warm = 0;
     wait_until("consumer serves", Duration::from_secs(10), || {
         warm += 1;
@@ -190,7 +208,7 @@ fn attachments_and_forced_tags_route_as_dubbo_would() {
     for i in 0..5 {
         assert_eq!(call_routed(ca, Some("blue"), true, &[], &format!("blue{i}")), 503);
     }
-    let (sa, sb, sc) = (served(&mut sim_a), served(&mut sim_b), served(&mut sim_c));
+    let (sa, sb, sc) = p.served();
     assert_eq!(sa, 10, "forced gray calls: a {sa}, b {sb}, c {sc}");
     assert_eq!(sb + sc, warm + 40, "a {sa}, b {sb}, c {sc}");
     assert!(sc >= 20, "ann's 20 calls go to c: a {sa}, b {sb}, c {sc}");
