@@ -19,8 +19,6 @@
 
 /// Dubbo response statuses the verdict depends on (the numbers of Dubbo's protocol).
 pub mod status {
-    /// The call ran and answered (value, null or exception).
-    pub const OK: u8 = 20;
     /// The provider timed out on the call.
     pub const SERVER_TIMEOUT: u8 = 31;
     /// The provider agent could not reach its provider or is draining: the call never ran.
