@@ -17,6 +17,18 @@ use common::*;
 
 /// One call with an optional `tag` form field; returns the HTTP status.
 fn call_tagged(port: u16, tag: Option<&str>, param: &str) -> u16 {
+    call_routed(port, tag, false, &[], param)
+}
+
+/// One call with an optional `tag`, `force_tag` and `attachment.<name>` form fields; returns the HTTP
+/// status.
+fn call_routed(
+    port: u16,
+    tag: Option<&str>,
+    force_tag: bool,
+    attachments: &[(&str, &str)],
+    param: &str,
+) -> u16 {
     let inv = mesh_http::Invocation {
         interface: IFACE.into(),
         method: "hash".into(),
@@ -25,6 +37,8 @@ fn call_tagged(port: u16, tag: Option<&str>, param: &str) -> u16 {
         version: None,
         group: None,
         tag: tag.map(Into::into),
+        force_tag,
+        attachments: attachments.iter().map(|&(n, v)| (n.into(), v.into())).collect(),
     };
     let mut body = BytesMut::new();
     mesh_http::encode_form(&inv, &mut body);
@@ -54,13 +68,26 @@ fn served(g: &mut ChildGuard) -> u64 {
         .unwrap()
 }
 
-#[test]
-fn tags_and_condition_rules_from_etcd_route_calls() {
+/// Etcd and three provider simulators behind their provider agents, all registered: a tagged `gray` (its
+/// `[provider]` section also holds `gray_extra`), b and c untagged; and a free port for the consumer.
+struct ThreeProviders {
+    // Dropped in this order: the agents before their simulators, etcd last.
+    _agents: [ChildGuard; 3],
+    sims: [ChildGuard; 3],
+    /// The provider agents' ports (a, b, c).
+    ports: [u16; 3],
+    consumer: u16,
+    w: mesh_registry::WatcherHandle,
+    _dir: tempfile::TempDir,
+    etcd: EtcdServer,
+}
+
+fn three_providers(gray_extra: &str) -> ThreeProviders {
     let etcd = EtcdServer::start().unwrap();
     let url = etcd.client_url().to_owned();
-    let (mut sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
-    let (mut sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
-    let (mut sim_c, port_c) = sim(&["--latency-ms", "1", "--name", "c"]);
+    let (sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
+    let (sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
+    let (sim_c, port_c) = sim(&["--latency-ms", "1", "--name", "c"]);
     let (pa, pb, pc, ca) = (
         free_port().unwrap(),
         free_port().unwrap(),
@@ -68,19 +95,42 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
         free_port().unwrap(),
     );
     let dir = tempfile::tempdir().unwrap();
-    let gray = config_file(&dir, "[provider]\ntag = \"gray\"\nparams = { zone = \"z1\" }\n");
-    let _a = provider_agent(pa, port_a, &["--etcd", &url, "--config", &gray]);
-    let _b = provider_agent(pb, port_b, &["--etcd", &url]);
-    let _c = provider_agent(pc, port_c, &["--etcd", &url]);
+    let gray = config_file(&dir, &format!("[provider]\ntag = \"gray\"\n{gray_extra}"));
+    let a = provider_agent(pa, port_a, &["--etcd", &url, "--config", &gray]);
+    let b = provider_agent(pb, port_b, &["--etcd", &url]);
+    let c = provider_agent(pc, port_c, &["--etcd", &url]);
     let w = watch(&etcd);
     wait_until("three providers registered", Duration::from_secs(10), || {
         registered(&w, pa) && registered(&w, pb) && registered(&w, pc)
     });
+    ThreeProviders {
+        _agents: [a, b, c],
+        sims: [sim_a, sim_b, sim_c],
+        ports: [pa, pb, pc],
+        consumer: ca,
+        w,
+        _dir: dir,
+        etcd,
+    }
+}
+
+impl ThreeProviders {
+    /// Calls each simulator served (a, b, c); stops them.
+    fn served(&mut self) -> (u64, u64, u64) {
+        let [a, b, c] = &mut self.sims;
+        (served(a), served(b), served(c))
+    }
+}
+
+#[test]
+fn tags_and_condition_rules_from_etcd_route_calls() {
+    let mut p = three_providers("params = { zone = \"z1\" }\n");
+    let ([pa, _, pc], ca, w) = (p.ports, p.consumer, &p.w);
     let snap = w.latest().unwrap();
     let a = snap.endpoints(IFACE).iter().find(|e| e.addr == addr(pa)).unwrap();
     assert_eq!(a.tag.as_deref(), Some("gray"));
     assert_eq!(a.params.get("zone").map(String::as_str), Some("z1"));
-    let _consumer = consumer_agent(ca, &["--etcd", &url]);
+    let _consumer = consumer_agent(ca, &["--etcd", p.etcd.client_url()]);
 
     // Tagged calls go to the gray provider only.
     let mut warm = 0;
@@ -94,7 +144,7 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
     // A condition rule from etcd: untagged calls (which only untagged providers serve) go to c only.
     let key = mesh_registry::rules_key_for(mesh_registry::DEFAULT_PREFIX, IFACE);
     let rule = format!("{{\"conditions\": [\"method = hash => port = {pc}\"]}}");
-    etcdctl(&etcd, &["put", &key, &rule]);
+    etcdctl(&p.etcd, &["put", &key, &rule]);
     wait_until("rules in the snapshot", Duration::from_secs(10), || {
         w.latest().is_some_and(|s| s.rules(IFACE).is_some())
     });
@@ -107,18 +157,61 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
         assert_eq!(call_tagged(ca, Some("blue"), &format!("b{i}")), 200);
     }
     // A broken document is reported and ignored: calls are balanced over b and c again, none fails.
-    etcdctl(&etcd, &["put", &key, "{\"conditions\": [\"method = => =\"]}"]);
+    etcdctl(&p.etcd, &["put", &key, "{\"conditions\": [\"method = => =\"]}"]);
     std::thread::sleep(Duration::from_millis(500));
     for i in 0..40 {
         assert_eq!(call_tagged(ca, None, &format!("x{i}")), 200);
     }
-    let (sa, sb, sc) = (served(&mut sim_a), served(&mut sim_b), served(&mut sim_c));
+    let (sa, sb, sc) = p.served();
     assert_eq!(sa, warm + 20, "gray calls: a {sa}, b {sb}, c {sc}");
     assert_eq!(sb + sc, 80, "a {sa}, b {sb}, c {sc}");
     assert!(sc >= 40, "the rule sent 40 calls to c: a {sa}, b {sb}, c {sc}");
     assert!(
         sb > 0,
         "without a valid rule b serves again: a {sa}, b {sb}, c {sc}"
+    );
+}
+
+#[test]
+fn attachments_and_forced_tags_route_as_dubbo_would() {
+    let mut p = three_providers("");
+    let ([_, pb, pc], ca, w) = (p.ports, p.consumer, &p.w);
+    // Rules on a call attachment: user ann's calls go to c only, bob's to b only.
+    let key = mesh_registry::rules_key_for(mesh_registry::DEFAULT_PREFIX, IFACE);
+    let rule = format!(
+        "{{\"conditions\": [\"attachments[user] = ann => port = {pc}\", \
+         \"attachments[user] = bob => port = {pb}\"]}}"
+    );
+    etcdctl(&p.etcd, &["put", &key, &rule]);
+    wait_until("rules in the snapshot", Duration::from_secs(10), || {
+        w.latest().is_some_and(|s| s.rules(IFACE).is_some())
+    });
+    let _consumer = consumer_agent(ca, &["--etcd", p.etcd.client_url()]);
+    let (ann, bob) = ([("user", "ann")], [("user", "bob")]);
+    let mut warm = 0;
+    wait_until("consumer serves", Duration::from_secs(10), || {
+        warm += 1;
+        call_routed(ca, None, false, &bob, "w") == 200
+    });
+    // One user after the other: a balancer alternating over b and c cannot pass for the rules.
+    for i in 0..20 {
+        assert_eq!(call_routed(ca, None, false, &ann, &format!("ann{i}")), 200);
+    }
+    for i in 0..20 {
+        assert_eq!(call_routed(ca, None, false, &bob, &format!("bob{i}")), 200);
+    }
+    // A forced tag goes to its providers only, and never falls back when none has it.
+    for i in 0..10 {
+        assert_eq!(call_routed(ca, Some("gray"), true, &[], &format!("g{i}")), 200);
+    }
+    for i in 0..5 {
+        assert_eq!(call_routed(ca, Some("blue"), true, &[], &format!("blue{i}")), 503);
+    }
+    let (sa, sb, sc) = p.served();
+    assert_eq!(
+        (sa, sb, sc),
+        (10, warm + 20, 20),
+        "a: forced gray, b: bob's (and the warm-up), c: ann's"
     );
 }
 

@@ -98,6 +98,7 @@
 pub mod bitset;
 pub mod hash;
 pub mod health;
+pub mod outcome;
 mod pick;
 pub mod rule;
 mod ruleset;

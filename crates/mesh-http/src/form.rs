@@ -25,7 +25,34 @@ pub struct Invocation<'a> {
     pub group: Option<Cow<'a, str>>,
     /// `tag` (or `dubbo.tag`), if present and not empty: selects providers with that tag (tag routing).
     pub tag: Option<Cow<'a, str>>,
+    /// `force_tag` (or `dubbo.force.tag`) = `true`: never fall back from the requested tag to untagged
+    /// providers.
+    pub force_tag: bool,
+    /// `attachment.<name>=<value>` fields, in order: Dubbo attachments sent to the provider and seen by
+    /// condition rules (`attachments[name]`). At most [`MAX_ATTACHMENTS`], names unique, not empty, at most
+    /// [`MAX_ATTACHMENT_NAME`] bytes, and none of the attachments the agent sets itself ([`RESERVED_ATTACHMENTS`]).
+    pub attachments: Vec<(Cow<'a, str>, Cow<'a, str>)>,
 }
+
+/// Most `attachment.<name>` fields in one form.
+pub const MAX_ATTACHMENTS: usize = 16;
+/// Longest attachment name, in bytes.
+pub const MAX_ATTACHMENT_NAME: usize = 128;
+/// Attachments the agent sets itself (or that have a field of their own): refused as `attachment.<name>`.
+pub const RESERVED_ATTACHMENTS: &[&str] = &[
+    "path",
+    "interface",
+    "version",
+    "group",
+    "timeout",
+    "token",
+    "dubbo",
+    "dubbo.tag",
+    "dubbo.force.tag",
+];
+
+/// The prefix of attachment fields.
+const ATTACHMENT_PREFIX: &[u8] = b"attachment.";
 
 const INVALID_ESCAPE: &str = "invalid percent-escape";
 const INVALID_UTF8: &str = "invalid UTF-8";
@@ -39,6 +66,8 @@ enum Field {
     Version,
     Group,
     Tag,
+    ForceTag,
+    Attachment,
 }
 
 impl Field {
@@ -51,6 +80,8 @@ impl Field {
             b"version" => Field::Version,
             b"group" => Field::Group,
             b"tag" | b"dubbo.tag" => Field::Tag,
+            b"force_tag" | b"dubbo.force.tag" => Field::ForceTag,
+            _ if key.starts_with(ATTACHMENT_PREFIX) => Field::Attachment,
             _ => return None,
         })
     }
@@ -64,6 +95,8 @@ impl Field {
             Field::Version => "version",
             Field::Group => "group",
             Field::Tag => "tag",
+            Field::ForceTag => "force_tag",
+            Field::Attachment => "attachment",
         }
     }
 }
@@ -74,8 +107,9 @@ impl Field {
 /// `%XX` escapes and `+` for space are decoded in names and values, values must be UTF-8. Known fields:
 /// `interface` and `method` (required, once), `parameterTypesString` (once; absent means no parameters),
 /// `parameter` (once per argument, in order), `version`, `group` and `tag` (alias `dubbo.tag`: Dubbo's
-/// tag-routing attachment) (optional, once). Other fields are ignored, but count against
-/// `max_form_fields`.
+/// tag-routing attachment) (optional, once), `force_tag` (alias `dubbo.force.tag`; `true` or `false`, optional,
+/// once), and `attachment.<name>` (optional, once per name; see [`Invocation::attachments`]). Other fields
+/// are ignored, but count against `max_form_fields`.
 ///
 /// `parameterTypesString` is either a JVM descriptor string (`Ljava/lang/String;I`) or comma-separated Java
 /// type names (`java.lang.String, int`), normalised to the descriptor; the number of `parameter` fields must
@@ -90,6 +124,8 @@ pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>,
     let mut version = None;
     let mut group = None;
     let mut tag = None;
+    let mut force_tag = None;
+    let mut attachments: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::new();
     let mut args = Vec::new();
     let mut fields = 0usize;
 
@@ -115,6 +151,27 @@ pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>,
             continue;
         };
         let slot = match field {
+            Field::Attachment => {
+                let name = attachment_name(&key, &attachments)?;
+                attachments.push((name, decode_value(field, value)?));
+                continue;
+            }
+            Field::ForceTag => {
+                if force_tag.is_some() {
+                    return Err(HttpError::DuplicateField(field.name()));
+                }
+                force_tag = Some(match &*decode_value(field, value)? {
+                    "true" => true,
+                    "false" | "" => false,
+                    _ => {
+                        return Err(HttpError::FormField {
+                            field: field.name(),
+                            problem: "not true or false",
+                        })
+                    }
+                });
+                continue;
+            }
             Field::Parameter => {
                 args.push(decode_value(field, value)?);
                 continue;
@@ -162,7 +219,35 @@ pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>,
         version: version.filter(|s| !s.is_empty()),
         group: group.filter(|s| !s.is_empty()),
         tag: tag.filter(|s: &Cow<'_, str>| !s.is_empty()),
+        force_tag: force_tag.unwrap_or(false),
+        attachments,
     })
+}
+
+/// The name of an attachment field (`key` decoded, prefix included), checked against the limits and the
+/// attachments already read. Names are owned: they are rare and short.
+fn attachment_name<'a>(key: &[u8], seen: &[(Cow<'a, str>, Cow<'a, str>)]) -> Result<Cow<'a, str>, HttpError> {
+    let problem = |problem| HttpError::FormField {
+        field: "attachment",
+        problem,
+    };
+    let name = std::str::from_utf8(&key[ATTACHMENT_PREFIX.len()..]).map_err(|_| problem(INVALID_UTF8))?;
+    if name.is_empty() {
+        return Err(problem("empty name"));
+    }
+    if name.len() > MAX_ATTACHMENT_NAME {
+        return Err(problem("name too long"));
+    }
+    if RESERVED_ATTACHMENTS.contains(&name) {
+        return Err(problem("name reserved for the agent or another field"));
+    }
+    if seen.iter().any(|(n, _)| n == name) {
+        return Err(HttpError::DuplicateField("attachment"));
+    }
+    if seen.len() >= MAX_ATTACHMENTS {
+        return Err(problem("too many attachments"));
+    }
+    Ok(Cow::Owned(name.to_owned()))
 }
 
 /// `parameterTypesString` values found in practice, decoded, with their descriptors.
@@ -337,6 +422,16 @@ pub fn encode_form(inv: &Invocation<'_>, out: &mut impl BufMut) {
     if let Some(t) = &inv.tag {
         field("tag", t, false);
     }
+    if inv.force_tag {
+        field("force_tag", "true", false);
+    }
+    let mut name = String::new();
+    for (n, v) in &inv.attachments {
+        name.clear();
+        name.push_str("attachment.");
+        name.push_str(n);
+        field(&name, v, false);
+    }
 }
 
 fn percent_encode(value: &str, out: &mut impl BufMut) {
@@ -384,6 +479,72 @@ mod tests {
         assert_eq!(intern_types(b"java.lang.String"), Some("Ljava/lang/String;"));
         assert_eq!(intern_types(b"in%74"), Some("I"));
         assert_eq!(intern_types(b"Z"), None);
+    }
+
+    fn form(body: &str) -> Result<Invocation<'_>, HttpError> {
+        parse_form(body.as_bytes(), &Limits::default())
+    }
+
+    #[test]
+    fn attachments_and_force_tag() {
+        let inv = form("interface=I&method=m&attachment.user=ann&attachment.x%2Ey=a+b&dubbo.force.tag=true")
+            .unwrap();
+        assert_eq!(
+            inv.attachments,
+            [
+                (Cow::Borrowed("user"), Cow::Borrowed("ann")),
+                (Cow::Borrowed("x.y"), Cow::Borrowed("a b"))
+            ]
+        );
+        assert!(inv.force_tag);
+        assert!(!form("interface=I&method=m&force_tag=false").unwrap().force_tag);
+        assert!(!form("interface=I&method=m").unwrap().force_tag);
+        assert!(form("interface=I&method=m").unwrap().attachments.is_empty());
+        // Round trip through encode_form.
+        let mut body = Vec::new();
+        encode_form(&inv, &mut body);
+        assert_eq!(parse_form(&body, &Limits::default()).unwrap(), inv);
+    }
+
+    #[test]
+    fn bad_attachments_and_force_tags_are_400() {
+        let bad = |body: &str| {
+            let e = form(body).unwrap_err();
+            assert_eq!(e.status(), 400, "{body}: {e}");
+            assert!(!e.closes_connection(), "{body}");
+            e
+        };
+        bad("interface=I&method=m&force_tag=yes");
+        assert_eq!(
+            bad("interface=I&method=m&force_tag=true&dubbo.force.tag=true"),
+            HttpError::DuplicateField("force_tag")
+        );
+        assert_eq!(
+            bad("interface=I&method=m&attachment.a=1&attachment.a=2"),
+            HttpError::DuplicateField("attachment")
+        );
+        bad("interface=I&method=m&attachment.=1");
+        bad("interface=I&method=m&attachment.token=forged");
+        bad("interface=I&method=m&attachment.dubbo.tag=x");
+        bad("interface=I&method=m&attachment.a=%ff");
+        bad(&format!(
+            "interface=I&method=m&attachment.{}=1",
+            "n".repeat(MAX_ATTACHMENT_NAME + 1)
+        ));
+        let many: String = (0..=MAX_ATTACHMENTS)
+            .map(|i| format!("&attachment.a{i}=v"))
+            .collect();
+        bad(&format!("interface=I&method=m{many}"));
+        let enough: String = (0..MAX_ATTACHMENTS)
+            .map(|i| format!("&attachment.a{i}=v"))
+            .collect();
+        assert_eq!(
+            form(&format!("interface=I&method=m{enough}"))
+                .unwrap()
+                .attachments
+                .len(),
+            MAX_ATTACHMENTS
+        );
     }
 
     #[test]

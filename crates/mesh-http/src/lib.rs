@@ -8,6 +8,7 @@
 //!   enforced before anything is allocated.
 //! * [`parse_form`] decodes an `application/x-www-form-urlencoded` body into an [`Invocation`], borrowing
 //!   every value that needs no percent-decoding; [`encode_form`] writes one (for clients and tests).
+//! * [`answer::render`] turns a provider's Dubbo answer into the HTTP status and body.
 //! * [`write_response`], [`write_error`], [`write_status`] append a whole response to a `BytesMut`.
 //!
 //! Every refusal is an [`HttpError`]: it knows its status code, its one-line reason (its `Display`) and
@@ -58,6 +59,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod answer;
 mod chunked;
 mod error;
 mod form;
@@ -65,7 +67,9 @@ mod request;
 mod response;
 
 pub use error::HttpError;
-pub use form::{encode_form, parse_form, Invocation};
+pub use form::{
+    encode_form, parse_form, Invocation, MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME, RESERVED_ATTACHMENTS,
+};
 pub use request::{parse_request, HttpRequest, Limits, Parse};
 pub use response::{
     reason_phrase, write_error, write_response, write_response_with, write_status, write_status_with,

@@ -182,6 +182,8 @@ fn encode_matches_the_challenge_consumer() {
         version: None,
         group: None,
         tag: None,
+        force_tag: false,
+        attachments: Vec::new(),
     };
     let mut out = Vec::new();
     encode_form(&inv, &mut out);

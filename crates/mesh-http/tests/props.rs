@@ -197,6 +197,8 @@ proptest! {
             version: version.map(Cow::Owned),
             group: group.map(Cow::Owned),
             tag: None,
+            force_tag: false,
+            attachments: Vec::new(),
         };
         let mut body = Vec::new();
         encode_form(&inv, &mut body);

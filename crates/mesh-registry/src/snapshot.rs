@@ -1,6 +1,6 @@
 //! The pure model: endpoints, immutable versioned snapshots, and the etcd key/value layout. No IO.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 
 use serde::{Deserialize, Serialize};
@@ -100,6 +100,8 @@ pub struct Snapshot {
     /// Routing rule documents by service (the text of `{prefix}/{service}/routing`), for the consumer's
     /// router to parse.
     rules: BTreeMap<String, std::sync::Arc<str>>,
+    /// Every address any service lists, built with the snapshot: [`Snapshot::contains_addr`] in O(1).
+    addrs: HashSet<SocketAddr>,
 }
 
 impl Snapshot {
@@ -113,14 +115,16 @@ impl Snapshot {
                 .or_default()
                 .insert(endpoint.addr, endpoint);
         }
-        let services = by_service
+        let services: BTreeMap<String, Vec<Endpoint>> = by_service
             .into_iter()
             .map(|(service, eps)| (service, eps.into_values().collect()))
             .collect();
+        let addrs = services.values().flatten().map(|e| e.addr).collect();
         Snapshot {
             version,
             services,
             rules: BTreeMap::new(),
+            addrs,
         }
     }
 
@@ -139,8 +143,7 @@ impl Snapshot {
     pub fn empty(version: u64) -> Self {
         Snapshot {
             version,
-            services: BTreeMap::new(),
-            rules: BTreeMap::new(),
+            ..Snapshot::default()
         }
     }
 
@@ -151,6 +154,11 @@ impl Snapshot {
             .get(service)
             .or_else(|| self.services.get(WILDCARD_SERVICE))
             .map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any service lists an endpoint at `addr` (O(1): the index is built with the snapshot).
+    pub fn contains_addr(&self, addr: SocketAddr) -> bool {
+        self.addrs.contains(&addr)
     }
 
     /// The services with an entry of their own (including `*` when present), sorted.
@@ -405,6 +413,27 @@ mod tests {
         assert_eq!(snap.endpoints("own")[0].addr.port(), 30001);
         let no_wildcard = Snapshot::new(1, [("own".to_string(), ep("127.0.0.1:30001"))]);
         assert!(no_wildcard.endpoints("anything").is_empty());
+    }
+
+    #[test]
+    fn address_index_covers_every_service() {
+        let s = Snapshot::new(
+            1,
+            [
+                ("a".to_string(), ep("10.0.0.1:1")),
+                ("b".to_string(), ep("10.0.0.2:2")),
+                ("*".to_string(), ep("10.0.0.3:3")),
+            ],
+        );
+        for addr in ["10.0.0.1:1", "10.0.0.2:2", "10.0.0.3:3"] {
+            assert!(s.contains_addr(addr.parse().unwrap()), "{addr}");
+        }
+        assert!(!s.contains_addr("10.0.0.1:2".parse().unwrap()));
+        assert!(!Snapshot::empty(3).contains_addr("10.0.0.1:1".parse().unwrap()));
+        assert!(s
+            .clone()
+            .with_version(9)
+            .contains_addr("10.0.0.2:2".parse().unwrap()));
     }
 
     #[test]

@@ -21,11 +21,10 @@ pub use mesh_balance::health;
 pub mod io;
 pub mod listener;
 pub mod provider;
-mod routes;
 pub mod runtime;
 pub mod sync;
 pub mod tls;
 pub mod upstream;
 
+pub use consumer::{balancer_named, Balancer};
 pub use error::CallError;
-pub use routes::{balancer_named, Balancer};

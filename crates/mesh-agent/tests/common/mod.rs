@@ -69,6 +69,8 @@ pub(crate) fn call(port: u16, interface: &str, param: &str) -> (u16, String) {
         version: None,
         group: None,
         tag: None,
+        force_tag: false,
+        attachments: Vec::new(),
     };
     let mut body = BytesMut::new();
     mesh_http::encode_form(&inv, &mut body);

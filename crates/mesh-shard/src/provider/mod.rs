@@ -20,9 +20,9 @@ use mesh_dubbo::Serialization;
 
 pub use limit::ConcurrencyLimit;
 
+use crate::control::ShardControl;
 use crate::io::OutQueue;
 use crate::listener::Listener;
-use crate::runtime::ShardControl;
 use crate::upstream::{Pool, UpstreamConfig};
 
 /// Settings of one provider-agent shard.

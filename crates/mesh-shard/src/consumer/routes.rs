@@ -114,7 +114,11 @@ pub(crate) struct Call<'r> {
     pub(crate) service: &'r str,
     pub(crate) method: &'r str,
     pub(crate) tag: Option<&'r str>,
+    /// Never fall back from `tag` to untagged providers (Dubbo's `dubbo.force.tag`).
+    pub(crate) force_tag: bool,
     pub(crate) args: &'r [&'r str],
+    /// The call's Dubbo attachments, for `attachments[name]` conditions.
+    pub(crate) attachments: &'r [(&'r str, &'r str)],
     pub(crate) exclude: &'r [SocketAddr],
 }
 
@@ -178,9 +182,9 @@ impl Routes {
         let req = Request {
             method: call.method,
             tag: call.tag,
-            force_tag: false,
+            force_tag: call.force_tag,
             arguments: call.args,
-            attachments: &[],
+            attachments: call.attachments,
         };
         let opts = PickOptions {
             policy,
@@ -366,4 +370,112 @@ pub fn balancer_named(name: &str) -> Option<Balancer> {
         "consistent_hash" => Policy::ConsistentHash,
         _ => return None,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::UpstreamConfig;
+    use mesh_registry::Endpoint;
+
+    const SERVICE: &str = "com.example.Svc";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// Three providers: 10.0.0.1 tagged `gray`, 10.0.0.2 and 10.0.0.3 untagged; `rules` as the service's
+    /// document.
+    fn routes_and_snapshot(rules: &str) -> (Routes, Arc<Snapshot>) {
+        let snap = Snapshot::new(
+            1,
+            [
+                (
+                    SERVICE.to_string(),
+                    Endpoint::new(addr("10.0.0.1:1")).with_tag("gray"),
+                ),
+                (SERVICE.to_string(), Endpoint::new(addr("10.0.0.2:1"))),
+                (SERVICE.to_string(), Endpoint::new(addr("10.0.0.3:1"))),
+            ],
+        )
+        .with_rules([(SERVICE.to_string(), rules.to_string())]);
+        let routes = Routes::new(
+            Balancer::Fixed(Policy::RoundRobin),
+            HashMap::new(),
+            ConsumerInfo::default(),
+            7,
+        );
+        (routes, Arc::new(snap))
+    }
+
+    /// The providers `call` can be routed to (many picks, each answered at once).
+    fn picked(routes: &mut Routes, snap: &Arc<Snapshot>, call: &Call<'_>) -> Result<Vec<SocketAddr>, String> {
+        let caps = Caps {
+            shards: 1,
+            headroom: 0.0,
+        };
+        let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+        let mut seen = Vec::new();
+        for _ in 0..8 {
+            match routes.pick(snap, call, caps, pool_of) {
+                Pick::Chosen(c) => {
+                    let a = c.pool.addr();
+                    routes.done(call.service, &c, 1_000, true, caps);
+                    if !seen.contains(&a) {
+                        seen.push(a);
+                    }
+                }
+                Pick::NoRoute => return Err("no route".into()),
+                _ => return Err("no pick".into()),
+            }
+        }
+        seen.sort();
+        Ok(seen)
+    }
+
+    fn call<'r>(tag: Option<&'r str>, force_tag: bool, attachments: &'r [(&'r str, &'r str)]) -> Call<'r> {
+        Call {
+            service: SERVICE,
+            method: "hash",
+            tag,
+            force_tag,
+            args: &["x"],
+            attachments,
+            exclude: &[],
+        }
+    }
+
+    #[test]
+    fn condition_rules_see_the_call_attachments() {
+        let (mut routes, snap) =
+            routes_and_snapshot(r#"{"conditions":["attachments[user] = ann => host = 10.0.0.3"]}"#);
+        let ann = [("user", "ann")];
+        assert_eq!(
+            picked(&mut routes, &snap, &call(None, false, &ann)),
+            Ok(vec![addr("10.0.0.3:1")])
+        );
+        let bob = [("user", "bob")];
+        assert_eq!(
+            picked(&mut routes, &snap, &call(None, false, &bob)),
+            Ok(vec![addr("10.0.0.2:1"), addr("10.0.0.3:1")])
+        );
+    }
+
+    #[test]
+    fn a_forced_tag_never_falls_back() {
+        let (mut routes, snap) = routes_and_snapshot("{}");
+        assert_eq!(
+            picked(&mut routes, &snap, &call(Some("gray"), true, &[])),
+            Ok(vec![addr("10.0.0.1:1")])
+        );
+        // An unknown tag falls back to the untagged providers, unless forced.
+        assert_eq!(
+            picked(&mut routes, &snap, &call(Some("blue"), false, &[])),
+            Ok(vec![addr("10.0.0.2:1"), addr("10.0.0.3:1")])
+        );
+        assert_eq!(
+            picked(&mut routes, &snap, &call(Some("blue"), true, &[])),
+            Err("no route".into())
+        );
+    }
 }

@@ -1,0 +1,101 @@
+//! The consumer agent's shard: HTTP/1.1 in (keep-alive, pipelining answered in order), Dubbo out to a
+//! provider agent chosen from the shard's current registry snapshot.
+//!
+//! - `server`: one HTTP connection (parsing, pipelining, answers in order, timeouts);
+//! - `call`: one call's loop over attempts (pick, send, wait, classify, retry within one budget);
+//! - `upstreams`: the registry snapshot, the connection pools, the wait queue;
+//! - `routes`: the route tables and balancers glued to the pools;
+//! - `policy`: call policies and the rate limiters.
+//!
+//! What a finished attempt means (answer, try elsewhere, requeue; the provider's health) is decided by
+//! [`mesh_balance::outcome`]; how a Dubbo answer becomes an HTTP answer by [`mesh_http::answer`].
+
+mod call;
+mod policy;
+mod routes;
+mod server;
+mod upstreams;
+
+use std::cell::RefCell;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use futures_lite::AsyncWriteExt;
+
+pub use policy::{CallPolicy, Policies};
+pub use routes::{balancer_named, Balancer};
+pub use upstreams::{Upstreams, UpstreamsOptions};
+
+use crate::control::ShardControl;
+use crate::listener::Listener;
+use crate::upstream::UpstreamConfig;
+use policy::RateLimiter;
+
+/// Settings of one consumer shard.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    pub listen: SocketAddr,
+    pub http: mesh_http::Limits,
+    pub upstream: UpstreamConfig,
+    pub max_connections: usize,
+    pub read_buffer: usize,
+    /// Timeouts, retries and idempotence per service and method.
+    pub policies: Policies,
+    /// Sent as Dubbo's `token` attachment; the provider agents refuse calls without the right one.
+    pub token: Option<String>,
+    /// Shards of this consumer agent: a provider's concurrency cap is split evenly over them.
+    pub shards: usize,
+    /// Calls allowed to wait (in this shard) while every provider is at its cap.
+    pub queue_limit: usize,
+    /// Longest wait in that queue.
+    pub queue_timeout: Duration,
+    /// An HTTP connection with nothing to read (between requests) or a client not reading our answers
+    /// for this long is closed.
+    pub idle_timeout: Duration,
+    /// A request must arrive whole (head and body) within this long of its first byte, else 408 and the
+    /// connection is closed: a client trickling a request (slowloris) cannot hold a connection.
+    pub request_read_timeout: Duration,
+}
+
+/// What every connection of the shard shares.
+struct Ctx {
+    settings: ConsumerSettings,
+    upstreams: Upstreams,
+    limiter: RefCell<RateLimiter>,
+}
+
+/// Runs one consumer shard until `control` says stop. `ready` is called once the listener is bound.
+pub async fn run(
+    settings: ConsumerSettings,
+    upstreams: Upstreams,
+    control: ShardControl,
+    ready: impl FnOnce(),
+) -> std::io::Result<()> {
+    let listener = Listener::bind(settings.listen, settings.max_connections)?;
+    ready();
+    let connections = listener.connections();
+    let ctx = Rc::new(Ctx {
+        settings,
+        upstreams,
+        limiter: RefCell::new(RateLimiter::default()),
+    });
+    listener
+        .serve_until_stopped(
+            &control,
+            |stream| {
+                let (ctx, control) = (ctx.clone(), control.clone());
+                async move { server::serve_connection(stream, &ctx, &control).await }
+            },
+            // Over the per-shard limit: refuse politely and close.
+            |mut stream| async move {
+                let mut out = BytesMut::new();
+                mesh_http::write_status(&mut out, 503, "connection limit reached", false);
+                let _ = stream.write_all(&out).await;
+            },
+        )
+        .await;
+    control.drained(|| connections.is_empty()).await;
+    Ok(())
+}

@@ -1,0 +1,204 @@
+//! One HTTP/1.1 connection of the consumer: requests parsed as they arrive, pipelined requests all
+//! started before the first is answered and answered in order, `100 Continue`, keep-alive, the idle and
+//! request-read timeouts, and the close on a stop.
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use bytes::{Buf, BytesMut};
+use futures_lite::AsyncWriteExt;
+use glommio::net::TcpStream;
+use mesh_http::answer::HttpAnswer;
+use mesh_http::{ConnectionHeader, HttpRequest, Invocation, Parse};
+
+use super::call::{self, Started};
+use super::Ctx;
+use crate::control::ShardControl;
+use crate::io::{read_into, split};
+
+/// An HTTP answer being prepared. Its call borrows from the connection's read buffer, which is not
+/// advanced until every answer of the batch is written.
+struct Job<'a> {
+    call: Started<'a>,
+    keep_alive: bool,
+}
+
+impl Job<'static> {
+    fn answered(status: u16, body: impl Into<Cow<'static, str>>, keep_alive: bool) -> Self {
+        Job {
+            call: Started::Answered(HttpAnswer::new(status, body)),
+            keep_alive,
+        }
+    }
+}
+
+pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) {
+    let _ = stream.set_nodelay(true);
+    // Reads only wait while no request is being served, so this is an idle timeout; writes wait only
+    // for a client that does not read its answers.
+    let _ = stream.set_read_timeout(Some(ctx.settings.idle_timeout));
+    let _ = stream.set_write_timeout(Some(ctx.settings.idle_timeout));
+    let (mut r, mut w) = split(stream);
+    let mut scratch = vec![0u8; ctx.settings.read_buffer];
+    let mut buf = BytesMut::with_capacity(ctx.settings.read_buffer);
+    let mut out = BytesMut::with_capacity(4096);
+    let limits = &ctx.settings.http;
+    // `100 Continue` goes out once per request, not on every read while its body arrives.
+    let mut continued = false;
+    // HTTP/1.0 clients need `Connection: keep-alive` said explicitly.
+    let mut http10 = false;
+    // When the partial request at the head of `buf` started arriving.
+    let mut started: Option<Instant> = None;
+    loop {
+        // Start every complete request in the buffer (pipelining), then answer them in order.
+        let mut jobs: Vec<Job<'_>> = Vec::new();
+        let mut offset = 0;
+        let mut close_after = false;
+        let mut send_continue = false;
+        loop {
+            match mesh_http::parse_request(&buf[offset..], limits) {
+                Ok(Parse::Complete(req)) => {
+                    offset += req.consumed;
+                    http10 = req.minor_version == 0;
+                    let keep_alive = req.keep_alive && !control.is_stopping();
+                    jobs.push(start(ctx, &req, keep_alive).await);
+                    if !keep_alive {
+                        close_after = true;
+                        break;
+                    }
+                }
+                Ok(Parse::Partial { send_continue: c }) => {
+                    send_continue = c;
+                    break;
+                }
+                Err(e) => {
+                    jobs.push(Job::answered(e.status(), e.to_string(), false));
+                    close_after = true;
+                    break;
+                }
+            }
+        }
+        for job in jobs {
+            let answer = call::finish(ctx, job.call).await;
+            write_answer(&mut out, &answer, job.keep_alive, http10);
+        }
+        buf.advance(offset);
+        if offset > 0 {
+            continued = false; // a partial request at the head now is a new one
+            started = None;
+        }
+        if buf.is_empty() {
+            started = None;
+        } else if started.is_none() {
+            started = Some(Instant::now());
+        }
+        if send_continue && !close_after && !continued {
+            out.extend_from_slice(mesh_http::CONTINUE);
+            continued = true;
+        }
+        if !out.is_empty() {
+            if w.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if close_after {
+            let _ = w.close().await;
+            return;
+        }
+        // Between requests, a stop closes the connection at once instead of holding the drain; a pending
+        // glommio read consumes nothing, so abandoning it loses no data. Within a request, the read is
+        // bounded by what is left of the request's read timeout.
+        let read = read_into(&mut r, &mut scratch, &mut buf);
+        let n = match started {
+            None => {
+                futures_lite::future::or(read, async {
+                    control.stopped().await;
+                    Ok(0)
+                })
+                .await
+            }
+            Some(t0) => {
+                let left = ctx.settings.request_read_timeout.saturating_sub(t0.elapsed());
+                futures_lite::future::or(read, async {
+                    glommio::timer::sleep(left).await;
+                    Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+                })
+                .await
+            }
+        };
+        match n {
+            Ok(0) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut && started.is_some() => {
+                let why = format!(
+                    "request not received in full within {} ms",
+                    ctx.settings.request_read_timeout.as_millis()
+                );
+                mesh_http::write_status(&mut out, 408, &why, false);
+                let _ = w.write_all(&out).await;
+                let _ = w.close().await;
+                return;
+            }
+            Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Appends `answer` as an HTTP response.
+fn write_answer(out: &mut BytesMut, answer: &HttpAnswer, keep_alive: bool, http10: bool) {
+    let conn = match (keep_alive, http10) {
+        (false, _) => ConnectionHeader::Close,
+        (true, true) => ConnectionHeader::KeepAlive,
+        (true, false) => ConnectionHeader::Omit,
+    };
+    if answer.status == 200 {
+        mesh_http::write_response_with(
+            out,
+            200,
+            "text/plain; charset=utf-8",
+            answer.body.as_bytes(),
+            conn,
+        );
+    } else {
+        mesh_http::write_status_with(out, answer.status, &answer.body, conn);
+    }
+}
+
+/// Turns a request into a call sent to a provider agent (or an immediate answer).
+async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a> {
+    if req.method != "POST" {
+        return Job::answered(405, "only POST is served", keep_alive);
+    }
+    let inv = match &req.body {
+        Cow::Borrowed(body) => mesh_http::parse_form(body, &ctx.settings.http),
+        // A de-chunked body is owned by `req`: detach the invocation from it.
+        Cow::Owned(body) => mesh_http::parse_form(body, &ctx.settings.http).map(owned_invocation),
+    };
+    match inv {
+        Ok(inv) => Job {
+            call: call::start(ctx, inv).await,
+            keep_alive,
+        },
+        Err(e) => Job::answered(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
+    }
+}
+
+fn owned_invocation(inv: Invocation<'_>) -> Invocation<'static> {
+    let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+    Invocation {
+        interface: own(inv.interface),
+        method: own(inv.method),
+        param_types: own(inv.param_types),
+        args: inv.args.into_iter().map(own).collect(),
+        version: inv.version.map(own),
+        group: inv.group.map(own),
+        tag: inv.tag.map(own),
+        force_tag: inv.force_tag,
+        attachments: inv
+            .attachments
+            .into_iter()
+            .map(|(n, v)| (own(n), own(v)))
+            .collect(),
+    }
+}

@@ -1,0 +1,208 @@
+//! The shard's providers: the newest registry snapshot, the connection pools to provider agents, the
+//! route tables picking among them, and the queue of calls waiting for a provider with room.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mesh_http::Invocation;
+use mesh_registry::Snapshot;
+
+use super::routes::{Balancer, Call, Caps, Chosen, Pick, Routes};
+use crate::health::{AdaptiveLimit, EjectionConfig};
+use crate::sync::WaitQueue;
+use crate::upstream::{Pool, UpstreamConfig};
+
+/// How a consumer shard balances and protects its providers.
+#[derive(Debug, Clone)]
+pub struct UpstreamsOptions {
+    /// Shards of this consumer agent: a provider's announced cap is split evenly over them.
+    pub shards: usize,
+    /// Outlier ejection of providers that keep failing.
+    pub ejection: EjectionConfig,
+    /// Calls sent to a provider beyond its announced cap, as a fraction of it (0.05 = 5% more). Its agent
+    /// queues them and refills the provider's freed threads at once, instead of letting each thread idle
+    /// for the answer's way back and the next call's way out. 0 never sends more than the cap.
+    pub cap_headroom: f64,
+    /// The balancer among routed candidates.
+    pub balancer: Balancer,
+    /// Routing rule documents (JSON) by service, used when the registry has none for the service.
+    pub rules: HashMap<String, String>,
+    /// Who this consumer is to condition rules (`host`, `application`, ...): from the configuration.
+    pub consumer: mesh_balance::ConsumerInfo,
+}
+
+impl Default for UpstreamsOptions {
+    fn default() -> Self {
+        UpstreamsOptions {
+            shards: 1,
+            ejection: EjectionConfig::default(),
+            cap_headroom: 0.0,
+            balancer: Balancer::default(),
+            rules: HashMap::new(),
+            consumer: mesh_balance::ConsumerInfo::default(),
+        }
+    }
+}
+
+/// The shard's view of the registry, its routing tables and its connection pools to provider agents.
+pub struct Upstreams {
+    snapshot: RefCell<Arc<Snapshot>>,
+    rx: crossbeam_channel::Receiver<Arc<Snapshot>>,
+    pools: RefCell<HashMap<SocketAddr, Rc<Pool>>>,
+    cfg: UpstreamConfig,
+    routes: RefCell<Routes>,
+    caps: Caps,
+    shards: u32,
+    /// Calls waiting for a provider below its cap, oldest first; woken as calls complete.
+    pub(super) queue: Rc<WaitQueue>,
+    ejection: EjectionConfig,
+}
+
+impl std::fmt::Debug for Upstreams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Upstreams(snapshot v{})", self.snapshot.borrow().version)
+    }
+}
+
+/// Dubbo's default provider thread pool: the starting limit for a provider that announces no cap.
+const DEFAULT_THREADS: u32 = 200;
+
+impl Upstreams {
+    pub fn new(
+        rx: crossbeam_channel::Receiver<Arc<Snapshot>>,
+        cfg: UpstreamConfig,
+        opts: UpstreamsOptions,
+    ) -> Self {
+        let shards = u32::try_from(opts.shards.max(1)).unwrap_or(u32::MAX);
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (u64::from(std::process::id()) << 32);
+        Upstreams {
+            snapshot: RefCell::new(Arc::new(Snapshot::default())),
+            rx,
+            pools: RefCell::new(HashMap::new()),
+            cfg,
+            routes: RefCell::new(Routes::new(opts.balancer, opts.rules, opts.consumer, seed)),
+            caps: Caps {
+                shards,
+                headroom: opts.cap_headroom.max(0.0),
+            },
+            shards,
+            queue: Rc::new(WaitQueue::new()),
+            ejection: opts.ejection,
+        }
+    }
+
+    /// Takes the newest snapshot the registry thread has published, if any (between requests).
+    pub fn refresh(&self) {
+        let mut newest = None;
+        while let Ok(s) = self.rx.try_recv() {
+            newest = Some(s);
+        }
+        if let Some(s) = newest {
+            drop_departed(&mut self.pools.borrow_mut(), &s);
+            *self.snapshot.borrow_mut() = s;
+            // New providers may have room for calls that wait: start the chain of wake-ups.
+            self.queue.wake_one();
+        }
+    }
+
+    fn pool(&self, addr: SocketAddr) -> Rc<Pool> {
+        self.pools
+            .borrow_mut()
+            .entry(addr)
+            .or_insert_with(|| {
+                // A provider that does not announce its cap is assumed to have Dubbo's default pool of
+                // 200 threads (this shard's share of it) until its answers say otherwise.
+                Rc::new(Pool::with_health(
+                    addr,
+                    self.cfg.clone(),
+                    self.ejection,
+                    AdaptiveLimit::new(DEFAULT_THREADS.div_ceil(self.shards), 10_000),
+                ))
+            })
+            .clone()
+    }
+
+    /// Routes and picks a provider for `inv`, not one of `exclude`. A chosen provider counts the call in
+    /// flight until [`Upstreams::done`].
+    pub(super) fn pick(&self, inv: &Invocation<'_>, exclude: &[SocketAddr]) -> Pick {
+        let snap = self.snapshot.borrow().clone();
+        let mut small: [&str; 4] = [""; 4];
+        let heap: Vec<&str>;
+        let args: &[&str] = if inv.args.len() <= small.len() {
+            for (slot, a) in small.iter_mut().zip(&inv.args) {
+                *slot = a;
+            }
+            &small[..inv.args.len()]
+        } else {
+            heap = inv.args.iter().map(|a| a.as_ref()).collect();
+            &heap
+        };
+        // Attachments are rare: an empty vector does not allocate.
+        let attachments: Vec<(&str, &str)> = inv
+            .attachments
+            .iter()
+            .map(|(n, v)| (n.as_ref(), v.as_ref()))
+            .collect();
+        let call = Call {
+            service: &inv.interface,
+            method: &inv.method,
+            tag: inv.tag.as_deref(),
+            force_tag: inv.force_tag,
+            args,
+            attachments: &attachments,
+            exclude,
+        };
+        self.routes
+            .borrow_mut()
+            .pick(&snap, &call, self.caps, |addr| self.pool(addr))
+    }
+
+    /// A call sent to `chosen` ended: the provider's in-flight count, latency and cap are updated and the
+    /// oldest waiting call is woken (there may be room now). `ok`: a good sample for the balancer.
+    pub(super) fn done(&self, service: &str, chosen: &Chosen, started: Instant, ok: bool) {
+        let latency = started.elapsed().as_nanos() as u64;
+        self.routes
+            .borrow_mut()
+            .done(service, chosen, latency, ok, self.caps);
+        self.queue.wake_one();
+    }
+}
+
+/// Drops the pools of providers no service of `snap` lists any more, in O(pools) (calls in flight keep
+/// their connection alive).
+fn drop_departed<P>(pools: &mut HashMap<SocketAddr, P>, snap: &Snapshot) {
+    pools.retain(|addr, _| snap.contains_addr(*addr));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mesh_registry::Endpoint;
+
+    #[test]
+    fn pools_of_departed_providers_are_dropped() {
+        let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
+        let b: SocketAddr = "10.0.0.2:1".parse().unwrap();
+        let c: SocketAddr = "10.0.0.3:1".parse().unwrap();
+        let mut pools: HashMap<SocketAddr, ()> = [(a, ()), (b, ()), (c, ())].into();
+        // b moved to the wildcard entry, c left.
+        let snap = Snapshot::new(
+            2,
+            [
+                ("S".to_string(), Endpoint::new(a)),
+                ("*".to_string(), Endpoint::new(b)),
+            ],
+        );
+        drop_departed(&mut pools, &snap);
+        let mut left: Vec<_> = pools.into_keys().collect();
+        left.sort();
+        assert_eq!(left, [a, b]);
+    }
+}
