@@ -25,11 +25,6 @@ pub enum CallError {
 }
 
 impl CallError {
-    /// True when the call provably never reached the provider, so sending it elsewhere cannot run it twice.
-    pub fn retry_safe(&self) -> bool {
-        matches!(self, CallError::Connect { .. } | CallError::BackingOff(_))
-    }
-
     /// The HTTP status a consumer agent answers with.
     pub fn http_status(&self) -> u16 {
         match self {
