@@ -1,4 +1,4 @@
-//! Data-path errors: what went wrong on a call, and whether the call may be retried elsewhere.
+//! Data-path errors: what went wrong on a call (where it may go next is `mesh_balance::outcome`'s decision).
 
 use std::net::SocketAddr;
 
