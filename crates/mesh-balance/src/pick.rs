@@ -184,8 +184,9 @@ impl LiveState {
         }
     }
 
-    /// State for a new epoch's table: providers present in both keep their in-flight count and latency
-    /// (found by address); new ones start fresh; caps come from the new table.
+    /// State for a new epoch's table: providers present in both keep their in-flight count, down mark and
+    /// latencies (peak EWMA, floor, successful-latency average; found by address); new ones start fresh;
+    /// caps come from the new table.
     pub fn carry_over(&self, old: &RouteTable, new: &RouteTable) -> LiveState {
         let mut next = LiveState::with_options(new, self.opts);
         for (i, p) in new.providers().iter().enumerate() {
@@ -194,6 +195,7 @@ impl LiveState {
                 slot.inflight = s.inflight;
                 slot.down = s.down;
                 slot.ewma_ns = s.ewma_ns;
+                slot.floor_ns = s.floor_ns;
                 slot.last_ms = s.last_ms;
                 slot.ok_ns = s.ok_ns;
                 next.busy.set(i, slot.busy());
@@ -1138,5 +1140,44 @@ mod tests {
         );
         let l2 = live.carry_over(&t1, &t2);
         assert_eq!((l2.inflight(0), l2.inflight(1), l2.epoch()), (1, 0, 2));
+    }
+
+    /// Regression: `carry_over` dropped the latency floor, so after every snapshot change the adaptive
+    /// balancer compared a queueing provider by plain latency x load again.
+    #[test]
+    fn carry_over_keeps_the_latency_floor() {
+        // As in `adaptive_moves_away_from_a_provider_whose_calls_queue`: both answer in 50 ms unloaded;
+        // provider 0 now takes 60 ms with 100 in flight (queueing), provider 1 50 ms with 150.
+        let t1 = table(&[1, 1], &[None, None]);
+        let mut live = LiveState::new(&t1);
+        let now = 1_000_000_000;
+        for (idx, lat_ms, inflight) in [(0usize, 60u64, 100), (1, 50, 150)] {
+            for _ in 0..10 {
+                live.on_send(idx, now);
+                live.on_answer(idx, now, 50_000_000, true);
+            }
+            live.on_send(idx, now);
+            live.on_answer(idx, now, lat_ms * 1_000_000, true);
+            for _ in 0..inflight {
+                live.on_send(idx, now);
+            }
+        }
+        // The registry changes: same providers, listed the other way round.
+        let ps = vec![
+            Provider::new("10.0.0.2:1".parse().unwrap()),
+            Provider::new("10.0.0.1:1".parse().unwrap()),
+        ];
+        let mut t2 = RouteTable::build(
+            2,
+            ps,
+            &RuleSet::default(),
+            &ConsumerInfo::default(),
+            TableOptions::default(),
+        );
+        let l2 = live.carry_over(&t1, &t2);
+        assert_eq!(l2.slots[1].floor_ns, live.slots[0].floor_ns);
+        assert_eq!(l2.slots[0].ok_ns, live.slots[1].ok_ns);
+        // The queueing provider (now index 1) is still avoided.
+        assert_eq!(counts(&mut t2, &l2, Policy::Adaptive, 100), [100, 0]);
     }
 }
