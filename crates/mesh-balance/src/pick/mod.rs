@@ -1,10 +1,11 @@
 //! Balancers over a route's candidate set, and the live per-provider state they read.
 //!
-//! Every policy first tries O(1)-ish draws (random members, a prefix-sum binary search, one group) and
-//! checks the drawn provider against [`LiveState`] (down, excluded, at its in-flight cap). Only when a few
-//! draws in a row hit unavailable providers does it fall back to an exact pass over the candidates that
-//! are available (`candidates AND NOT busy`, word by word): [`Pick::AllBusy`] therefore means exactly that
-//! every candidate is down, excluded or at its cap.
+//! Every policy first makes a few cheap choices (random members, a prefix-sum binary search, one group, a
+//! round-robin step) and checks the chosen provider against [`LiveState`] (down, excluded, at its
+//! in-flight cap). Only when a few in a row hit unavailable providers does it fall back to an exact pass
+//! over the candidates that are available (`candidates AND NOT busy`, word by word); consistent hashing
+//! instead walks its ring and checks after 64 steps that anyone is available at all. [`Pick::AllBusy`]
+//! therefore means exactly that every candidate is down, excluded or at its cap.
 //!
 //! One balancer per file: [`adaptive`] (P2C over peak EWMA), [`weighted_random`], [`round_robin`] (smooth
 //! WRR), [`least_active`] and [`shortest_response`] (both a lowest-key scan, [`lowest`]),
@@ -66,13 +67,15 @@ fn below<R: Rng + ?Sized>(rng: &mut R, n: u64) -> u64 {
 /// Which balancer picks among a route's candidates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
-    /// Power of two choices over peak-EWMA latency x (in-flight + 1) (Finagle's P2C + peak EWMA); ignores
-    /// weights. The agent's default.
+    /// Power of two choices over peak-EWMA latency x (in-flight + 1) (Finagle's P2C + peak EWMA), the
+    /// latency weighted by how far it is inflated above the provider's own floor; ignores weights. The
+    /// default here; the consumer agent's `auto` balancer uses it when all registered weights are equal.
     #[default]
     Adaptive,
     /// Random in proportion to (warm-up adjusted) weights.
     WeightedRandom,
-    /// Smooth weighted round robin (nginx / Dubbo); grouped (about sqrt(n) groups) on large sets.
+    /// Smooth weighted round robin (nginx / Dubbo); grouped (about sqrt(n) groups) on large sets. The
+    /// consumer agent's `auto` balancer uses it when the registered weights differ.
     RoundRobin,
     /// Fewest in flight, ties by weighted random (Dubbo's least-active); within one weighted-random
     /// group of `group_size` on large sets.
