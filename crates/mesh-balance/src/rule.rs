@@ -1,5 +1,5 @@
-//! Dubbo condition rules (`when => then`): parsing, validation, canonical [`Display`], and matching of one
-//! condition list against a value source.
+//! Dubbo condition rules (`when => then`): parsing, validation, canonical
+//! [`Display`](std::fmt::Display), and matching of one condition list against a value source.
 //!
 //! Grammar (Dubbo's `ConditionRouter` syntax, validated more strictly):
 //!
