@@ -81,34 +81,70 @@ pub(crate) fn format_cpu_list(cpus: &[usize]) -> String {
     out
 }
 
-/// The CPUs this process may run on: `Cpus_allowed_list` of `/proc/self/status` (the affinity mask, which
-/// also reflects a cpuset), else `/sys/devices/system/cpu/online`, else `0..available_parallelism`.
-/// `runtime.cores` is checked against this list.
+/// The CPUs this process may run on: its affinity mask (`sched_getaffinity` through core_affinity, which
+/// also reflects a cpuset), else `0..available_parallelism()`. `runtime.cores` is checked against this list.
 pub(crate) fn online_cpus() -> Vec<usize> {
-    let from_status = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
-            .and_then(|v| v.trim().parse::<CoreList>().ok())
-    });
-    let from_sys = || {
-        std::fs::read_to_string("/sys/devices/system/cpu/online")
-            .ok()
-            .and_then(|s| s.trim().parse::<CoreList>().ok())
-    };
-    match from_status.or_else(from_sys) {
-        Some(CoreList(cpus)) if !cpus.is_empty() => cpus,
-        _ => (0..parallelism()).collect(),
+    let cpus = mesh_shard::runtime::online_cores();
+    if cpus.is_empty() {
+        (0..parallelism()).collect()
+    } else {
+        cpus
     }
 }
 
-pub(super) fn parallelism() -> usize {
+fn parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
 /// Default `runtime.cores`: the first `available_parallelism()` CPUs of [`online_cpus`] (so a CPU quota of 2
 /// on a 16-CPU host gives two shards, not sixteen).
 pub(crate) fn default_cores() -> Vec<usize> {
-    let mut cpus = online_cpus();
-    cpus.truncate(parallelism().max(1));
-    cpus
+    first_cores(online_cpus(), parallelism())
+}
+
+/// The first `parallelism` (at least one) of `online`.
+fn first_cores(mut online: Vec<usize>, parallelism: usize) -> Vec<usize> {
+    online.truncate(parallelism.max(1));
+    online
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_and_format() {
+        assert_eq!(
+            "0-3,6, 8 - 9".parse::<CoreList>().unwrap().0,
+            [0, 1, 2, 3, 6, 8, 9]
+        );
+        for bad in ["", "a", "3-1", "1,", "-1", "0-99999"] {
+            assert!(bad.parse::<CoreList>().is_err(), "{bad:?}");
+        }
+        assert_eq!(format_cpu_list(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
+        assert_eq!(format_cpu_list(&[1]), "1");
+    }
+
+    #[test]
+    fn default_cores_are_cut_to_the_parallelism() {
+        assert_eq!(first_cores(vec![2, 3, 5, 7], 2), [2, 3]);
+        assert_eq!(first_cores(vec![2, 3], 8), [2, 3]);
+        assert_eq!(first_cores(vec![4], 0), [4]);
+        let online = online_cpus();
+        assert!(!online.is_empty());
+        assert!(default_cores().iter().all(|c| online.contains(c)));
+    }
+
+    /// core_affinity's list is the affinity mask the kernel reports as `Cpus_allowed_list` (what the agent
+    /// read by hand before).
+    #[test]
+    fn online_cpus_are_the_affinity_mask() {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let allowed = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Cpus_allowed_list:"))
+            .unwrap();
+        assert_eq!(online_cpus(), allowed.trim().parse::<CoreList>().unwrap().0);
+    }
 }

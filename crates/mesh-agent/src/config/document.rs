@@ -1,64 +1,30 @@
-//! Reading the file: spanned untyped TOML tables, each key checked against its section's struct, each
-//! section deserialized on its own so that a failing value is named by its full key and position.
+//! Reading the file: spanned untyped TOML tables, each key checked against its section's keys in the key
+//! table, defaults filled in from that table, each section deserialized on its own so that a failing value
+//! is named by its full key and position.
 
 use std::collections::BTreeMap;
 
-use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
-
-use super::*;
+use serde::de::DeserializeOwned;
 use toml::Spanned;
 
-/// The sections and their keys, taken from the serde structs themselves (see [`struct_fields`]).
-pub(super) fn sections() -> [(&'static str, &'static [&'static str]); 4] {
-    [
-        ("runtime", struct_fields::<RawRuntime>()),
-        ("consumer", struct_fields::<ConsumerConfig>()),
-        ("provider", struct_fields::<ProviderConfig>()),
-        ("etcd", struct_fields::<EtcdSection>()),
-    ]
-}
-
-/// The field names serde's derive gives a struct (it passes them to `deserialize_struct`), so the list of
-/// known keys cannot drift from the structs.
-pub(super) fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
-    struct Probe<'a>(&'a mut &'static [&'static str]);
-    impl<'de> Deserializer<'de> for Probe<'_> {
-        type Error = de::value::Error;
-        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
-            Err(de::Error::custom("not a struct"))
-        }
-        fn deserialize_struct<V: Visitor<'de>>(
-            self,
-            _: &'static str,
-            fields: &'static [&'static str],
-            _: V,
-        ) -> Result<V::Value, Self::Error> {
-            *self.0 = fields;
-            Err(de::Error::custom("probe"))
-        }
-        serde::forward_to_deserialize_any! {
-            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
-            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
-        }
-    }
-    let mut fields: &'static [&'static str] = &[];
-    let _ = T::deserialize(Probe(&mut fields));
-    fields
-}
+use super::error::{invalid, ConfigError, Location};
+use super::keys::{defaults_of, keys_of, SECTIONS};
+use super::schema::{ConsumerConfig, EtcdSection, ProviderConfig, RawRuntime};
+use super::AgentConfig;
 
 /// The file as untyped tables, every key known, plus where each value sits.
 #[derive(Debug, Default)]
 pub(super) struct Document {
-    pub(super) table: toml::Table,
+    table: toml::Table,
     /// `section.key` -> position of the key in the file.
     pub(super) locations: BTreeMap<String, Location>,
 }
 
 /// Keys with their positions. Values are not `Spanned`: toml 0.8 fails on a `Spanned<toml::Value>` that is
 /// a table made by dotted keys (`consumer.listen = ...`), so positions are those of the keys.
-pub(super) type SpannedTable = BTreeMap<Spanned<String>, toml::Value>;
+type SpannedTable = BTreeMap<Spanned<String>, toml::Value>;
 
-pub(super) fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
+fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     let message = e
         .message()
         .lines()
@@ -72,9 +38,16 @@ pub(super) fn syntax_error(text: &str, e: &toml::de::Error) -> ConfigError {
     }
 }
 
+fn is_section(name: &str) -> bool {
+    SECTIONS.iter().any(|(s, _)| *s == name)
+}
+
+fn is_key(section: &str, name: &str) -> bool {
+    keys_of(section).iter().any(|k| k.name == name)
+}
+
 impl Document {
     pub(super) fn parse(text: &str) -> Result<Document, ConfigError> {
-        let sections = sections();
         // Step 1: the root, with positions of its keys: syntax errors, unknown sections, non-tables.
         let root: SpannedTable = toml::from_str(text).map_err(|e| syntax_error(text, &e))?;
         let mut root: Vec<_> = root.into_iter().collect();
@@ -82,7 +55,7 @@ impl Document {
         for (key, value) in &root {
             let location = Some(Location::at(text, key.span().start));
             let name = key.get_ref();
-            if !sections.iter().any(|(s, _)| s == name) {
+            if !is_section(name) {
                 return Err(ConfigError::UnknownKey {
                     key: name.clone(),
                     hint: root_hint(name),
@@ -108,11 +81,7 @@ impl Document {
         let mut doc = Document::default();
         for (section, key, value) in entries {
             let name = key.get_ref();
-            let fields = sections
-                .iter()
-                .find(|(s, _)| *s == section)
-                .map_or(&[][..], |(_, f)| *f);
-            if !fields.contains(&name.as_str()) {
+            if !is_key(&section, name) {
                 return Err(ConfigError::UnknownKey {
                     key: format!("{section}.{name}"),
                     hint: key_hint(&section, name),
@@ -130,6 +99,7 @@ impl Document {
         Ok(doc)
     }
 
+    /// The section's table, added empty when absent.
     pub(super) fn section_mut(&mut self, section: &str) -> &mut toml::Table {
         let entry = self
             .table
@@ -150,25 +120,32 @@ impl Document {
         self.section_mut(section).insert(key.to_owned(), value);
     }
 
-    pub(super) fn take_section(&mut self, section: &str) -> Option<toml::Table> {
+    /// The section's keys over its defaults, or `None` when the section is absent.
+    fn take_section(&mut self, section: &str) -> Option<toml::Table> {
         match self.table.remove(section) {
-            Some(toml::Value::Table(t)) => Some(t),
+            Some(toml::Value::Table(t)) => {
+                let mut full = defaults_of(keys_of(section));
+                full.extend(t);
+                Some(full)
+            }
             _ => None,
         }
     }
 
-    /// Deserializes one section; on failure finds the key whose value fails on its own.
-    pub(super) fn typed<T: DeserializeOwned>(
-        &self,
-        section: &str,
-        table: toml::Table,
-    ) -> Result<T, ConfigError> {
+    /// Deserializes one section (keys over defaults); on failure finds the key whose value fails on its
+    /// own, over the defaults.
+    fn typed<T: DeserializeOwned>(&self, section: &str, table: toml::Table) -> Result<T, ConfigError> {
         let err = match table.clone().try_into::<T>() {
             Ok(v) => return Ok(v),
             Err(e) => e,
         };
+        let defaults = defaults_of(keys_of(section));
         for (key, value) in &table {
-            let single: toml::Table = [(key.clone(), value.clone())].into_iter().collect();
+            if defaults.get(key) == Some(value) {
+                continue;
+            }
+            let mut single = defaults.clone();
+            single.insert(key.clone(), value.clone());
             if let Err(e) = single.try_into::<T>() {
                 let dotted = format!("{section}.{key}");
                 let shown = value.to_string();
@@ -184,21 +161,27 @@ impl Document {
     }
 
     pub(super) fn build(mut self) -> Result<AgentConfig, ConfigError> {
-        let runtime = self.take_section("runtime").unwrap_or_default();
+        let runtime = self
+            .take_section("runtime")
+            .unwrap_or_else(|| defaults_of(keys_of("runtime")));
         let consumer = self.take_section("consumer");
         let provider = self.take_section("provider");
         let etcd = self.take_section("etcd");
         Ok(AgentConfig {
-            runtime: self.typed("runtime", runtime)?,
-            consumer: consumer.map(|t| self.typed("consumer", t)).transpose()?,
-            provider: provider.map(|t| self.typed("provider", t)).transpose()?,
-            etcd: etcd.map(|t| self.typed("etcd", t)).transpose()?,
+            runtime: self.typed::<RawRuntime>("runtime", runtime)?.into(),
+            consumer: consumer
+                .map(|t| self.typed::<ConsumerConfig>("consumer", t))
+                .transpose()?,
+            provider: provider
+                .map(|t| self.typed::<ProviderConfig>("provider", t))
+                .transpose()?,
+            etcd: etcd.map(|t| self.typed::<EtcdSection>("etcd", t)).transpose()?,
         })
     }
 }
 
 /// Levenshtein distance, for "did you mean".
-pub(super) fn distance(a: &str, b: &str) -> usize {
+fn distance(a: &str, b: &str) -> usize {
     let b: Vec<char> = b.chars().collect();
     let mut prev: Vec<usize> = (0..=b.len()).collect();
     for (i, ca) in a.chars().enumerate() {
@@ -215,7 +198,7 @@ pub(super) fn distance(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
-pub(super) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let limit = if name.len() <= 4 { 1 } else { 2 };
     candidates
         .into_iter()
@@ -225,34 +208,30 @@ pub(super) fn closest<'a>(name: &str, candidates: impl IntoIterator<Item = &'a s
         .map(|(_, c)| c)
 }
 
-pub(super) fn root_hint(name: &str) -> String {
-    let sections = sections();
-    if let Some(s) = closest(name, sections.iter().map(|(s, _)| *s)) {
+fn root_hint(name: &str) -> String {
+    if let Some(s) = closest(name, SECTIONS.iter().map(|(s, _)| *s)) {
         return format!("did you mean `[{s}]`?");
     }
-    let owners: Vec<String> = sections
+    let owners: Vec<String> = SECTIONS
         .iter()
-        .filter(|(_, fields)| fields.contains(&name))
+        .filter(|(s, _)| is_key(s, name))
         .map(|(s, _)| format!("`{s}.{name}`"))
         .collect();
     if !owners.is_empty() {
         return format!("keys belong in a section: did you mean {}?", owners.join(" or "));
     }
-    let names: Vec<&str> = sections.iter().map(|(s, _)| *s).collect();
+    let names: Vec<&str> = SECTIONS.iter().map(|(s, _)| *s).collect();
     format!("the sections are {}", names.join(", "))
 }
 
-pub(super) fn key_hint(section: &str, name: &str) -> String {
-    let sections = sections();
-    let fields = sections
-        .iter()
-        .find(|(s, _)| *s == section)
-        .map_or(&[][..], |(_, f)| *f);
-    if let Some(k) = closest(name, fields.iter().copied()) {
+fn key_hint(section: &str, name: &str) -> String {
+    let keys = keys_of(section);
+    if let Some(k) = closest(name, keys.iter().map(|k| k.name)) {
         return format!("did you mean `{section}.{k}`?");
     }
-    if let Some((other, _)) = sections.iter().find(|(_, f)| f.contains(&name)) {
+    if let Some((other, _)) = SECTIONS.iter().find(|(s, _)| is_key(s, name)) {
         return format!("`{name}` belongs in [{other}]: did you mean `{other}.{name}`?");
     }
-    format!("[{section}] keys are {}", fields.join(", "))
+    let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
+    format!("[{section}] keys are {}", names.join(", "))
 }

@@ -20,7 +20,7 @@ impl Location {
     }
 }
 
-pub(super) fn at(location: &Option<Location>) -> String {
+fn at(location: &Option<Location>) -> String {
     match location {
         Some(l) => format!(" (line {}, column {})", l.line, l.column),
         None => String::new(),
@@ -117,23 +117,4 @@ pub(super) fn invalid(key: impl Into<String>, message: impl Into<String>) -> Con
         message: message.into(),
         location: None,
     }
-}
-
-pub(super) fn range<T: Copy + Into<u64>>(key: &str, got: T, min: T, max: T) -> Result<(), ConfigError> {
-    let (got, min, max) = (got.into(), min.into(), max.into());
-    if (min..=max).contains(&got) {
-        Ok(())
-    } else {
-        Err(ConfigError::OutOfRange {
-            key: key.to_owned(),
-            min,
-            max,
-            got,
-            location: None,
-        })
-    }
-}
-
-pub(super) fn range_usize(key: &str, got: usize, min: usize, max: usize) -> Result<(), ConfigError> {
-    range(key, got as u64, min as u64, max as u64)
 }

@@ -1,15 +1,20 @@
 //! Overrides (flags and environment) written over the file, and loading: merge + validate.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
 
-use super::*;
+use super::cpus::online_cpus;
+use super::document::Document;
+use super::error::{invalid, ConfigError, Location};
+use super::keys::{self, Key};
+use super::names::SerializationName;
+use super::{AgentConfig, Role};
 
 /// Values from flags or environment variables; `None` leaves the file's value (or the default).
-/// `listen`, `upstream_connections` and `request_timeout_ms` apply to the running role's section; every
-/// other field always sets the key named in its documentation.
+/// `listen`, `upstream_connections`, `request_timeout_ms` and `token` apply to the running role's section;
+/// every other field always sets the key named in its documentation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Overrides {
     /// `runtime.cores`
@@ -24,6 +29,10 @@ pub(crate) struct Overrides {
     pub(crate) request_timeout_ms: Option<u64>,
     /// `consumer.token` or `provider.token`
     pub(crate) token: Option<String>,
+    /// `consumer.application`
+    pub(crate) application: Option<String>,
+    /// `consumer.host`
+    pub(crate) host: Option<IpAddr>,
     /// `consumer.providers`
     pub(crate) providers: Option<Vec<SocketAddr>>,
     /// `provider.advertise`
@@ -31,7 +40,7 @@ pub(crate) struct Overrides {
     /// `provider.dubbo`
     pub(crate) dubbo: Option<SocketAddr>,
     /// `provider.serialization`
-    pub(crate) serialization: Option<String>,
+    pub(crate) serialization: Option<SerializationName>,
     /// `provider.services`
     pub(crate) services: Option<Vec<String>>,
     /// `provider.weight`
@@ -46,45 +55,53 @@ pub(crate) struct Overrides {
     pub(crate) etcd_prefix: Option<String>,
 }
 
+impl Role {
+    /// The running role's key of two that exist in both sections.
+    fn own(self, consumer: Key, provider: Key) -> Key {
+        match self {
+            Role::Consumer => consumer,
+            Role::Provider => provider,
+        }
+    }
+}
+
 impl Overrides {
     fn apply(&self, doc: &mut Document, role: Role) -> Result<(), ConfigError> {
-        fn put<T: Serialize>(
-            doc: &mut Document,
-            section: &str,
-            key: &str,
-            value: &Option<T>,
-        ) -> Result<(), ConfigError> {
+        fn put<T: Serialize>(doc: &mut Document, key: Key, value: &Option<T>) -> Result<(), ConfigError> {
             if let Some(v) = value {
-                let v = toml::Value::try_from(v)
-                    .map_err(|e| invalid(format!("{section}.{key}"), e.to_string()))?;
-                doc.set(section, key, v);
+                let v = toml::Value::try_from(v).map_err(|e| invalid(key.dotted(), e.to_string()))?;
+                doc.set(key.section, key.name, v);
             }
             Ok(())
         }
-        let own = role.section();
-        put(doc, "runtime", "cores", &self.cores)?;
-        put(doc, "runtime", "shards", &self.shards)?;
-        put(doc, own, "listen", &self.listen)?;
-        put(doc, own, "upstream_connections", &self.upstream_connections)?;
-        put(doc, own, "request_timeout_ms", &self.request_timeout_ms)?;
-        put(doc, own, "token", &self.token)?;
-        put(doc, "consumer", "providers", &self.providers)?;
-        put(doc, "provider", "advertise", &self.advertise)?;
-        put(doc, "provider", "dubbo", &self.dubbo)?;
-        put(doc, "provider", "serialization", &self.serialization)?;
-        put(doc, "provider", "services", &self.services)?;
-        put(doc, "provider", "weight", &self.weight)?;
-        put(doc, "provider", "max_concurrency", &self.max_concurrency)?;
-        put(doc, "provider", "register", &self.register)?;
-        put(doc, "etcd", "endpoints", &self.etcd_endpoints)?;
-        put(doc, "etcd", "prefix", &self.etcd_prefix)?;
+        use keys::*;
+        put(doc, RUNTIME_CORES, &self.cores)?;
+        put(doc, RUNTIME_SHARDS, &self.shards)?;
+        put(doc, role.own(CONSUMER_LISTEN, PROVIDER_LISTEN), &self.listen)?;
+        let connections = role.own(CONSUMER_UPSTREAM_CONNECTIONS, PROVIDER_UPSTREAM_CONNECTIONS);
+        put(doc, connections, &self.upstream_connections)?;
+        let timeout = role.own(CONSUMER_REQUEST_TIMEOUT_MS, PROVIDER_REQUEST_TIMEOUT_MS);
+        put(doc, timeout, &self.request_timeout_ms)?;
+        put(doc, role.own(CONSUMER_TOKEN, PROVIDER_TOKEN), &self.token)?;
+        put(doc, CONSUMER_APPLICATION, &self.application)?;
+        put(doc, CONSUMER_HOST, &self.host)?;
+        put(doc, CONSUMER_PROVIDERS, &self.providers)?;
+        put(doc, PROVIDER_ADVERTISE, &self.advertise)?;
+        put(doc, PROVIDER_DUBBO, &self.dubbo)?;
+        put(doc, PROVIDER_SERIALIZATION, &self.serialization)?;
+        put(doc, PROVIDER_SERVICES, &self.services)?;
+        put(doc, PROVIDER_WEIGHT, &self.weight)?;
+        put(doc, PROVIDER_MAX_CONCURRENCY, &self.max_concurrency)?;
+        put(doc, PROVIDER_REGISTER, &self.register)?;
+        put(doc, ETCD_ENDPOINTS, &self.etcd_endpoints)?;
+        put(doc, ETCD_PREFIX, &self.etcd_prefix)?;
         Ok(())
     }
 }
 
 /// Parses a config file's text: unknown keys, wrong types and syntax are errors; absent keys take their
-/// defaults; no range checks (see [`AgentConfig::validate`]).
-#[allow(dead_code)] // API for tests and tools; the binary goes through `load`
+/// defaults; no range checks (see [`AgentConfig::validate_on`]).
+#[cfg(test)]
 pub(crate) fn parse_toml(s: &str) -> Result<AgentConfig, ConfigError> {
     Document::parse(s)?.build()
 }
@@ -106,8 +123,8 @@ pub(crate) fn merge(
     Ok((doc.build()?, locations))
 }
 
-/// [`merge`] + [`AgentConfig::validate`]: what a role runs with. Validation errors about a value that came
-/// from the file carry its position.
+/// [`merge`] + [`AgentConfig::validate_on`] against this machine's CPUs: what a role runs with.
+/// Validation errors about a value that came from the file carry its position.
 pub(crate) fn load(
     file_text: Option<&str>,
     overrides: &Overrides,

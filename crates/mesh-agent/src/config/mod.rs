@@ -3,52 +3,51 @@
 //! Precedence, highest first: **flag > environment variable > file > built-in default**. Flags and their
 //! environment fallbacks are resolved by clap; what clap yields becomes an [`Overrides`], which [`load`]
 //! writes over the file's keys before the typed structs are built, so a value from any layer goes through the
-//! same deserialization and the same [`AgentConfig::validate`].
+//! same deserialization and the same [`AgentConfig::validate_on`].
 //!
-//! Everything below the clap layer works on strings ([`parse_toml`], [`load`], [`merge`]), so every key and
-//! every error message is unit-tested without files, environment or a process.
+//! Every key is defined once, in the key table of [`keys`]: its type, default, range or allowed values,
+//! flag, environment variable and help. The file reader fills defaults from it, validation checks its
+//! ranges, `--help` (`reference.rs`) and the key reference in docs/config.md (`docs.rs`) are generated
+//! from it.
 //!
-//! Errors ([`ConfigError`]) are one line and name the full dotted key (`consumer.upstream_connections`);
-//! errors about values read from the file also give the line and column. toml's own messages name only the
-//! last segment of an unknown key and nothing at all for a value of the wrong type ("invalid socket address
-//! syntax"), so the file is read in two steps: toml parses it into spanned untyped tables (syntax errors,
-//! with toml's position), then each key is checked against the fields of its section's struct and each
-//! section is deserialized on its own; when a section fails, its keys are retried one at a time to find the
-//! key that fails, whose name and position then go into the error.
+//! The files, in the order a value goes through them:
+//! - `cli.rs`: the clap arguments of each role, their help, and [`Overrides`] from them;
+//! - `document.rs`: the file read into spanned untyped tables, unknown keys and syntax errors with their
+//!   position, defaults filled in, each section typed on its own so a failing value is named by its key;
+//! - `merge.rs`: overrides written over the file, [`load`] = merge + validate;
+//! - `schema/`: the typed sections; `names.rs`: the keys that are one of a few names, as enums;
+//!   `cpus.rs`: CPU lists and the CPUs this process may run on;
+//! - `validate.rs`: the table's ranges, then the rules between keys;
+//! - `error.rs`: [`ConfigError`], one line naming the dotted key, with the file position when there is one.
 //!
-//! The reference for every key is `docs/config.md`.
+//! Everything below the clap layer works on strings, so every key and every error message is unit-tested
+//! without files, environment or a process.
 
 mod cli;
-mod consumer;
 mod cpus;
+#[cfg(test)]
+mod docs;
 mod document;
 mod error;
-mod etcd;
+mod keys;
 mod merge;
-mod provider;
-mod runtime;
+mod names;
+mod reference;
+mod schema;
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests;
 mod validate;
 
 use std::fmt;
-use std::net::SocketAddr;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-pub(crate) use cli::*;
-pub(crate) use consumer::*;
-pub(crate) use cpus::*;
-use document::*;
-pub(crate) use error::*;
-pub(crate) use etcd::*;
-pub(crate) use merge::*;
-pub(crate) use provider::*;
-pub(crate) use runtime::*;
-
-const KIB: usize = 1024;
-const MIB: usize = 1024 * 1024;
+pub(crate) use cli::{ConsumerArgs, ProviderArgs};
+#[cfg(test)]
+pub(crate) use merge::{load, Overrides};
+pub(crate) use names::BalancerName;
+pub(crate) use schema::{ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig};
 
 /// The role the process runs as; decides which section is required and which checks apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,20 +74,20 @@ impl fmt::Display for Role {
 
 /// The whole configuration. `consumer` / `provider` are present when the file has the section or when the
 /// process runs that role ([`load`] adds the role's section with its defaults); `etcd` only when configured.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct AgentConfig {
-    #[serde(default)]
     pub(crate) runtime: RuntimeConfig,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) consumer: Option<ConsumerConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) provider: Option<ProviderConfig>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) etcd: Option<EtcdSection>,
 }
 
-fn addr(s: &str) -> SocketAddr {
-    s.parse()
-        .unwrap_or_else(|_| unreachable!("bad built-in address {s}"))
+impl AgentConfig {
+    /// The configuration as TOML (what `--print-config` prints): itself a valid config file.
+    pub(crate) fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
+    }
 }

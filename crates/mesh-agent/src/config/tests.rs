@@ -1,11 +1,27 @@
-//! The configuration's unit tests: parsing, merging, validation and the command line, without files
-//! (except the shipped examples), environment or a process.
+//! The configuration's unit tests, through its whole path: parsing, merging, validation and the command
+//! line, without files (except the shipped examples), environment or a process. Tests of one file's own
+//! decisions sit in that file.
 
+use std::net::SocketAddr;
 use std::path::Path;
 
 use clap::Parser;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 
-use super::*;
+use super::cli::{ConsumerArgs, ProviderArgs};
+use super::cpus::default_cores;
+use super::error::ConfigError;
+use super::keys::{keys_of, DEFAULT_SERVICE, SECTIONS, SERVICE_POLICY};
+use super::merge::{load_on, merge, parse_toml, Overrides};
+use super::names::{BalancerName, SerializationName};
+use super::schema::{
+    ConsumerConfig, EtcdSection, MethodPolicyConfig, ProviderConfig, RawRuntime, ServicePolicyConfig,
+};
+use super::Role;
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
 
 const EIGHT: &[usize] = &[0, 1, 2, 3, 4, 5, 6, 7];
 
@@ -46,7 +62,9 @@ fn defaults() {
     assert_eq!(p.advertise, None);
     assert_eq!(p.advertise_addr(), p.listen);
     assert_eq!(p.dubbo, addr("127.0.0.1:20880"));
-    assert_eq!(p.serialization, "hessian2");
+    assert_eq!(p.serialization, SerializationName::Hessian2);
+    assert_eq!(consumer.balancer, BalancerName::Auto);
+    assert_eq!((consumer.application.as_deref(), consumer.host), (None, None));
     assert_eq!(p.services, [DEFAULT_SERVICE]);
     assert_eq!(p.weight, 100);
     assert_eq!(p.max_concurrency, None);
@@ -69,26 +87,6 @@ fn default_consumer_with_etcd_is_valid_and_shards_follow_cores() {
     assert_eq!((c.runtime.cores, c.runtime.shards), (vec![2, 3, 4, 5], 4));
     let c = parse_toml("[runtime]\ncores = [3, 1]\nshards = 6\n").unwrap();
     assert_eq!((c.runtime.cores.clone(), c.runtime.shards), (vec![3, 1], 6));
-    assert_eq!(
-        (0..6).map(|s| c.runtime.core_of_shard(s)).collect::<Vec<_>>(),
-        [3, 1, 3, 1, 3, 1]
-    );
-}
-
-#[test]
-fn cpu_lists() {
-    assert_eq!(
-        "0-3,6, 8 - 9".parse::<CoreList>().unwrap().0,
-        [0, 1, 2, 3, 6, 8, 9]
-    );
-    for bad in ["", "a", "3-1", "1,", "-1", "0-99999"] {
-        assert!(bad.parse::<CoreList>().is_err(), "{bad:?}");
-    }
-    assert_eq!(format_cpu_list(&[0, 1, 2, 3, 6, 8, 9]), "0-3,6,8-9");
-    assert_eq!(format_cpu_list(&[1]), "1");
-    let online = online_cpus();
-    assert!(!online.is_empty());
-    assert!(default_cores().iter().all(|c| online.contains(c)));
 }
 
 #[test]
@@ -191,7 +189,7 @@ fn every_validation_error_names_its_key() {
         (Role::Consumer, "[consumer]\nproviders = [\"10.0.0.1:30000\", \"10.0.0.1:30000\"]\n", "consumer.providers: 10.0.0.1:30000 is listed twice"),
         (Role::Consumer, "[consumer]\n", "etcd: required when consumer.providers is empty"),
         (Role::Consumer, "[etcd]\n", "etcd.endpoints: must list at least one endpoint"),
-        (Role::Consumer, "[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n", "etcd.endpoints: \"127.0.0.1:2379\" is not http://host:port or https://host:port"),
+        (Role::Consumer, "[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n", "etcd.endpoints: \"127.0.0.1:2379\" is not http://host:port"),
         (Role::Consumer, "[etcd]\nendpoints = [\"http://etcd:2379/v3\"]\n", "etcd.endpoints: \"http://etcd:2379/v3\" is not"),
         (Role::Consumer, "[etcd]\nendpoints = [\"http://h:1\"]\nprefix = \"x\"\n", "etcd.prefix: must start with '/', got \"x\""),
         (Role::Consumer, "[etcd]\nendpoints = [\"http://h:1\"]\nprefix = \"/x/\"\n", "etcd.prefix: must not end with '/', got \"/x/\""),
@@ -411,11 +409,12 @@ fn clap_args_become_overrides() {
         (Some(300), Some(200), Some(false))
     );
     let c = load_on(None, &o, Role::Provider, EIGHT).unwrap();
-    assert_eq!(c.provider.unwrap().serialization, "fastjson");
+    assert_eq!(c.provider.unwrap().serialization, SerializationName::FastJson);
     assert!(C::try_parse_from(["x", "provider", "--serialization", "json"]).is_err());
 }
 
-/// `--help` names every key: flags in their own help, file-only keys in the text after it.
+/// `--help` names every key of the role's sections: flags in their own help, which is the table's, and
+/// file-only keys in the text after it.
 #[test]
 fn help_documents_every_key() {
     use clap::{Args as _, Command};
@@ -429,34 +428,202 @@ fn help_documents_every_key() {
             ProviderArgs::augment_args(Command::new("provider")),
         ),
     ] {
+        cmd.clone().debug_assert();
         let help = cmd.clone().render_long_help().to_string();
-        for (section, fields) in sections() {
-            if section != "runtime" && section != "etcd" && section != role.section() {
-                continue;
-            }
-            for f in fields {
-                let key = format!("{section}.{f}");
-                assert!(
-                    help.contains(&key),
-                    "{role} --help does not mention {key}:\n{help}"
-                );
-            }
+        let keys: Vec<_> = SECTIONS
+            .iter()
+            .filter(|(s, _)| ["runtime", "etcd", role.section()].contains(s))
+            .flat_map(|(_, keys)| keys.iter())
+            .collect();
+        for k in &keys {
+            assert!(
+                help.contains(&k.dotted()),
+                "{role} --help does not mention {}:\n{help}",
+                k.dotted()
+            );
         }
         for a in cmd.get_arguments() {
-            if a.get_id() != "print_config" && a.get_id() != "help" {
-                assert!(
-                    a.get_env().is_some(),
-                    "{role}: --{} has no env fallback",
-                    a.get_id()
-                );
+            let id = a.get_id().as_str();
+            if id == "print_config" || id == "help" || id == "config" {
+                continue;
             }
+            let long = a.get_long().unwrap();
+            let key = keys
+                .iter()
+                .find(|k| k.flag.is_some_and(|f| f.long == long))
+                .unwrap_or_else(|| panic!("{role}: --{long} is no key's flag"));
+            assert_eq!(a.get_env().and_then(|e| e.to_str()), Some(key.env()), "--{long}");
+            assert_eq!(
+                a.get_help().map(ToString::to_string),
+                Some(super::reference::flag_help(key)),
+                "--{long}"
+            );
         }
     }
 }
 
+/// The field names serde's derive gives a struct (it passes them to `deserialize_struct`).
+fn struct_fields<T: DeserializeOwned>() -> &'static [&'static str] {
+    struct Probe<'a>(&'a mut &'static [&'static str]);
+    impl<'de> Deserializer<'de> for Probe<'_> {
+        type Error = de::value::Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Self::Error> {
+            Err(de::Error::custom("not a struct"))
+        }
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Self::Error> {
+            *self.0 = fields;
+            Err(de::Error::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option
+            unit unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        }
+    }
+    let mut fields: &'static [&'static str] = &[];
+    let _ = T::deserialize(Probe(&mut fields));
+    fields
+}
+
+/// The key table and the typed sections name the same keys, and the table's defaults make each section.
+#[test]
+fn key_table_matches_the_sections() {
+    let names = |keys: &[super::keys::Key]| keys.iter().map(|k| k.name).collect::<Vec<_>>();
+    let sorted = |mut v: Vec<&'static str>| {
+        v.sort_unstable();
+        v
+    };
+    for (section, fields) in [
+        ("runtime", struct_fields::<RawRuntime>()),
+        ("consumer", struct_fields::<ConsumerConfig>()),
+        ("provider", struct_fields::<ProviderConfig>()),
+        ("etcd", struct_fields::<EtcdSection>()),
+    ] {
+        assert_eq!(
+            sorted(names(keys_of(section))),
+            sorted(fields.to_vec()),
+            "[{section}]"
+        );
+    }
+    assert_eq!(
+        sorted(names(SERVICE_POLICY)),
+        sorted(struct_fields::<ServicePolicyConfig>().to_vec())
+    );
+    let mut method = names(SERVICE_POLICY);
+    method.retain(|k| *k != "methods");
+    assert_eq!(
+        sorted(method),
+        sorted(struct_fields::<MethodPolicyConfig>().to_vec())
+    );
+    // Every section made of its defaults alone is valid (with what the role needs).
+    let c = parse_toml("[consumer]\n[provider]\n[etcd]\nendpoints = [\"http://e:1\"]\n").unwrap();
+    c.validate_on(Role::Provider, EIGHT).unwrap();
+    c.validate_on(Role::Consumer, EIGHT).unwrap();
+}
+
+#[test]
+fn https_etcd_endpoints_are_refused() {
+    let e = load_err(
+        "[etcd]\nendpoints = [\"http://a:1\", \"https://etcd:2379\"]\n",
+        Role::Consumer,
+    );
+    assert_eq!(
+        e.to_string(),
+        "etcd.endpoints: \"https://etcd:2379\": https is not supported (the agent's etcd client is built \
+         without TLS); use http://host:port (line 2, column 1)"
+    );
+    let o = Overrides {
+        etcd_endpoints: Some(vec!["https://etcd:2379".to_owned()]),
+        ..Overrides::default()
+    };
+    let e = load_on(None, &o, Role::Provider, EIGHT).unwrap_err();
+    assert_eq!(e.key(), Some("etcd.endpoints"));
+    assert!(e.to_string().contains("https is not supported"), "{e}");
+}
+
+#[test]
+fn named_values_are_enums_read_once() {
+    assert_eq!(
+        err_of("[consumer]\nbalancer = \"fastest\"\n"),
+        "consumer.balancer: must be \"auto\", \"adaptive\", \"weighted_random\", \"round_robin\", \
+         \"least_active\", \"shortest_response\" or \"consistent_hash\", got \"fastest\" (line 2, column 1)"
+    );
+    assert_eq!(
+        err_of("[provider]\nserialization = \"json\"\n"),
+        "provider.serialization: must be \"hessian2\" or \"fastjson\", got \"json\" (line 2, column 1)"
+    );
+    assert_eq!(
+        err_of("[provider]\nserialization = 1\n"),
+        "provider.serialization: invalid type: integer `1`, expected a string (line 2, column 1)"
+    );
+    let c = parse_toml("[consumer]\nbalancer = \"least_active\"\n").unwrap();
+    assert_eq!(c.consumer.unwrap().balancer, BalancerName::LeastActive);
+}
+
+#[test]
+fn consumer_identity_keys() {
+    let text = "[consumer]\nproviders = [\"10.0.0.1:1\"]\napplication = \"orders\"\nhost = \"10.1.2.3\"\n";
+    let c = load_on(Some(text), &Overrides::default(), Role::Consumer, EIGHT).unwrap();
+    let consumer = c.consumer.unwrap();
+    assert_eq!(consumer.application.as_deref(), Some("orders"));
+    assert_eq!(consumer.host, Some("10.1.2.3".parse().unwrap()));
+    let bad = [
+        (
+            "application = \"my app\"\n",
+            "consumer.application: \"my app\" is not an application name",
+        ),
+        (
+            "host = \"0.0.0.0\"\n",
+            "consumer.host: 0.0.0.0 cannot be advertised",
+        ),
+        (
+            "host = \"db.local\"\n",
+            "consumer.host: invalid IP address syntax, got \"db.local\"",
+        ),
+    ];
+    for (line, want) in bad {
+        let text = format!("[consumer]\nproviders = [\"10.0.0.1:1\"]\n{line}");
+        let e = load_err(&text, Role::Consumer).to_string();
+        assert!(e.starts_with(want), "{e}");
+    }
+    // From flags.
+    let o = Overrides {
+        application: Some("web".to_owned()),
+        host: Some("10.0.0.9".parse().unwrap()),
+        providers: Some(vec![addr("10.0.0.1:1")]),
+        ..Overrides::default()
+    };
+    let c = load_on(None, &o, Role::Consumer, EIGHT)
+        .unwrap()
+        .consumer
+        .unwrap();
+    assert_eq!((c.application.as_deref(), c.host), (Some("web"), o.host));
+}
+
+#[test]
+fn service_policy_ranges_come_from_the_table() {
+    let text =
+        "[consumer]\nproviders = [\"10.0.0.1:1\"]\n[consumer.services.\"a.B\".methods.get]\nretries = 11\n";
+    assert_eq!(
+        load_err(text, Role::Consumer).to_string(),
+        "consumer.services.a.B.methods.get.retries: must be between 0 and 10, got 11"
+    );
+    let text = "[consumer]\nproviders = [\"10.0.0.1:1\"]\nheartbeat_ms = 50\n";
+    assert_eq!(
+        load_err(text, Role::Consumer).to_string(),
+        "consumer.heartbeat_ms: must be between 100 and 600000, got 50 (line 3, column 1)"
+    );
+    let text = "[consumer]\nproviders = [\"10.0.0.1:1\"]\nheartbeat_ms = 0\n";
+    load_on(Some(text), &Overrides::default(), Role::Consumer, EIGHT).unwrap();
+}
+
 #[test]
 fn printed_config_parses_back_to_the_same() {
-    let file = "[runtime]\ncores = [0]\n[provider]\nadvertise = \"10.0.0.1:30000\"\nmax_concurrency = 200\n[consumer]\nproviders = [\"10.0.0.1:30000\"]\n[etcd]\nendpoints = [\"https://e:2379\"]\n";
+    let file = "[runtime]\ncores = [0]\n[provider]\nadvertise = \"10.0.0.1:30000\"\nmax_concurrency = 200\n[consumer]\nproviders = [\"10.0.0.1:30000\"]\n[etcd]\nendpoints = [\"http://e:2379\"]\n[consumer.services.\"a.B\"]\nretries = 1\n[consumer.services.\"a.B\".methods.get]\nrate_limit = 5\n\n";
     let c = load_on(Some(file), &Overrides::default(), Role::Provider, EIGHT).unwrap();
     let text = c.to_toml().unwrap();
     assert_eq!(parse_toml(&text).unwrap(), c, "{text}");

@@ -1,21 +1,21 @@
-//! Validation: ranges and the rules between keys, per role.
+//! Validation: the ranges of the key table, then the rules a table cannot say (shapes of values, keys that
+//! go together, what a role needs). Every error names its dotted key.
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use super::*;
+use serde::Serialize;
 
-pub(super) const TIMEOUT_MAX_MS: u64 = 600_000;
+use super::cpus::format_cpu_list;
+use super::error::{invalid, ConfigError};
+use super::keys::{keys_of, Check, Key, SERVICE_POLICY};
+use super::schema::{ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig};
+use super::{AgentConfig, Role};
 
 impl AgentConfig {
-    /// Checks ranges and the rules between keys for running as `role`, against this machine's CPUs.
-    #[allow(dead_code)] // API; the binary goes through `load`
-    pub(crate) fn validate(&self, role: Role) -> Result<(), ConfigError> {
-        self.validate_on(role, &online_cpus())
-    }
-
-    /// [`AgentConfig::validate`] against a given list of online CPUs. Sections not used by `role` are
-    /// checked too when present (a typo there is still a typo); the first error is returned.
+    /// Checks ranges and the rules between keys for running as `role`, against the given list of online
+    /// CPUs. Sections not used by `role` are checked too when present (a typo there is still a typo); the
+    /// first error is returned.
     pub(crate) fn validate_on(&self, role: Role, online: &[usize]) -> Result<(), ConfigError> {
         self.runtime.validate(online)?;
         let required = |key: &str| ConfigError::Required {
@@ -64,15 +64,41 @@ impl AgentConfig {
         }
         Ok(())
     }
+}
 
-    /// The configuration as TOML (what `--print-config` prints).
-    pub(crate) fn to_toml(&self) -> Result<String, toml::ser::Error> {
-        toml::to_string(self)
+/// The table's checks of `keys` over `value` (a section serialized as it would be printed), naming each key
+/// `{prefix}.{name}`. Absent keys (unset options) are not checked.
+fn check_table<T: Serialize>(prefix: &str, keys: &[Key], value: &T) -> Result<(), ConfigError> {
+    let value = toml::Value::try_from(value).map_err(|e| invalid(prefix, e.to_string()))?;
+    let Some(table) = value.as_table() else {
+        return Ok(());
+    };
+    for k in keys {
+        let Some(got) = table.get(k.name).and_then(toml::Value::as_integer) else {
+            continue;
+        };
+        let got = u64::try_from(got).unwrap_or(0);
+        let (min, max) = match k.check {
+            Check::Range(min, max) => (min, max),
+            Check::OffOrRange(_, _) if got == 0 => continue,
+            Check::OffOrRange(min, max) => (min, max),
+            Check::None | Check::OneOf(_) => continue,
+        };
+        if !(min..=max).contains(&got) {
+            return Err(ConfigError::OutOfRange {
+                key: format!("{prefix}.{}", k.name),
+                min,
+                max,
+                got,
+                location: None,
+            });
+        }
     }
+    Ok(())
 }
 
 impl RuntimeConfig {
-    pub(super) fn validate(&self, online: &[usize]) -> Result<(), ConfigError> {
+    fn validate(&self, online: &[usize]) -> Result<(), ConfigError> {
         if self.cores.is_empty() {
             return Err(invalid("runtime.cores", "must list at least one CPU"));
         }
@@ -91,31 +117,25 @@ impl RuntimeConfig {
         if self.shards == 0 {
             return Err(invalid("runtime.shards", "must be at least 1, got 0"));
         }
-        range_usize(
-            "runtime.read_buffer_bytes",
-            self.read_buffer_bytes,
-            4 * KIB,
-            16 * MIB,
-        )?;
-        range_usize(
-            "runtime.max_connections_per_shard",
-            self.max_connections_per_shard,
-            1,
-            1_000_000,
-        )
+        check_table("runtime", keys_of("runtime"), self)
     }
 }
 
 /// An address one can connect to: not unspecified, not port 0.
-pub(super) fn connectable(key: &str, a: SocketAddr) -> Result<(), ConfigError> {
+fn connectable(key: &str, a: SocketAddr) -> Result<(), ConfigError> {
     if a.ip().is_unspecified() || a.port() == 0 {
         return Err(invalid(key, format!("{a} is not an address one can connect to")));
     }
     Ok(())
 }
 
+/// A name without blanks: an interface, a tag, an application, a parameter.
+fn is_name(s: &str) -> bool {
+    !s.is_empty() && !s.chars().any(char::is_whitespace)
+}
+
 impl ConsumerConfig {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         let mut seen = BTreeSet::new();
         for &p in &self.providers {
             connectable("consumer.providers", p)?;
@@ -123,78 +143,39 @@ impl ConsumerConfig {
                 return Err(invalid("consumer.providers", format!("{p} is listed twice")));
             }
         }
-        range_usize("consumer.upstream_connections", self.upstream_connections, 1, 64)?;
-        range(
-            "consumer.request_timeout_ms",
-            self.request_timeout_ms,
-            1,
-            TIMEOUT_MAX_MS,
-        )?;
-        range(
-            "consumer.connect_timeout_ms",
-            self.connect_timeout_ms,
-            1,
-            TIMEOUT_MAX_MS,
-        )?;
-        range_usize("consumer.max_head_bytes", self.max_head_bytes, KIB, MIB)?;
-        range_usize("consumer.max_headers", self.max_headers, 1, 1024)?;
-        range_usize("consumer.max_body_bytes", self.max_body_bytes, 1, 256 * MIB)?;
-        range_usize("consumer.max_form_fields", self.max_form_fields, 1, 4096)?;
-        range_usize("consumer.queue_limit", self.queue_limit, 0, 1_000_000)?;
-        range(
-            "consumer.queue_timeout_ms",
-            self.queue_timeout_ms,
-            1,
-            TIMEOUT_MAX_MS,
-        )?;
-        range("consumer.idle_timeout_ms", self.idle_timeout_ms, 1, 3_600_000)?;
-        range(
-            "consumer.request_read_timeout_ms",
-            self.request_read_timeout_ms,
-            1,
-            3_600_000,
-        )?;
-        range_usize("consumer.retries", self.retries, 0, 10)?;
-        for (svc, p) in &self.services {
-            let key = format!("consumer.services.{svc}");
-            if svc.is_empty() || svc.chars().any(char::is_whitespace) {
-                return Err(invalid(key, "is not an interface name"));
-            }
-            if let Some(t) = p.timeout_ms {
-                range(&format!("{key}.timeout_ms"), t, 1, TIMEOUT_MAX_MS)?;
-            }
-            if let Some(r) = p.retries {
-                range_usize(&format!("{key}.retries"), r, 0, 10)?;
-            }
-            if let Some(r) = p.rate_limit {
-                range(&format!("{key}.rate_limit"), r, 1, 10_000_000)?;
-            }
-            for (m, mp) in &p.methods {
-                let key = format!("{key}.methods.{m}");
-                if let Some(t) = mp.timeout_ms {
-                    range(&format!("{key}.timeout_ms"), t, 1, TIMEOUT_MAX_MS)?;
-                }
-                if let Some(r) = mp.retries {
-                    range_usize(&format!("{key}.retries"), r, 0, 10)?;
-                }
-                if let Some(r) = mp.rate_limit {
-                    range(&format!("{key}.rate_limit"), r, 1, 10_000_000)?;
-                }
+        check_table("consumer", keys_of("consumer"), self)?;
+        if let Some(a) = &self.application {
+            if !is_name(a) {
+                return Err(invalid(
+                    "consumer.application",
+                    format!("{a:?} is not an application name"),
+                ));
             }
         }
-        range("consumer.eject_failures", self.eject_failures, 0, 1000)?;
-        range("consumer.eject_base_ms", self.eject_base_ms, 1, TIMEOUT_MAX_MS)?;
-        range("consumer.eject_max_ms", self.eject_max_ms, 1, 3_600_000)?;
+        if let Some(h) = self.host {
+            if h.is_unspecified() {
+                return Err(invalid(
+                    "consumer.host",
+                    format!("{h} cannot be advertised; set the IP rules should see"),
+                ));
+            }
+        }
+        for (svc, p) in &self.services {
+            let key = format!("consumer.services.{svc}");
+            if !is_name(svc) {
+                return Err(invalid(key, "is not an interface name"));
+            }
+            check_table(&key, SERVICE_POLICY, p)?;
+            for (m, mp) in &p.methods {
+                check_table(&format!("{key}.methods.{m}"), SERVICE_POLICY, mp)?;
+            }
+        }
         if self.eject_max_ms < self.eject_base_ms {
             return Err(invalid(
                 "consumer.eject_max_ms",
                 format!("must be at least consumer.eject_base_ms ({})", self.eject_base_ms),
             ));
         }
-        if self.heartbeat_ms != 0 {
-            range("consumer.heartbeat_ms", self.heartbeat_ms, 100, TIMEOUT_MAX_MS)?;
-        }
-        range("consumer.cap_headroom_pct", self.cap_headroom_pct, 0, 100)?;
         if let Some(t) = &self.token {
             valid_token("consumer.token", t)?;
         }
@@ -216,24 +197,18 @@ impl ConsumerConfig {
                 "needs consumer.tls_ca (TLS is off)",
             ));
         }
-        if !BALANCERS.contains(&self.balancer.as_str()) {
-            return Err(invalid(
-                "consumer.balancer",
-                format!("must be one of {}, got {:?}", BALANCERS.join(", "), self.balancer),
-            ));
-        }
         for (svc, doc) in &self.routing {
             if let Err(e) = mesh_balance::RuleSet::from_json(doc) {
                 return Err(invalid(format!("consumer.routing.{svc}"), e.to_string()));
             }
         }
-        range_usize("consumer.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
+        Ok(())
     }
 }
 
 impl ProviderConfig {
     /// `registering`: this process runs the provider role (the advertised address is then used).
-    pub(super) fn validate(&self, registering: bool) -> Result<(), ConfigError> {
+    fn validate(&self, registering: bool) -> Result<(), ConfigError> {
         if registering && self.register {
             let a = self.advertise_addr();
             let why = if self.advertise.is_some() {
@@ -255,21 +230,12 @@ impl ProviderConfig {
             }
         }
         connectable("provider.dubbo", self.dubbo)?;
-        if !SERIALIZATIONS.contains(&self.serialization.as_str()) {
-            return Err(invalid(
-                "provider.serialization",
-                format!(
-                    "must be \"hessian2\" or \"fastjson\", got {:?}",
-                    self.serialization
-                ),
-            ));
-        }
         if self.services.is_empty() {
             return Err(invalid("provider.services", "must list at least one interface"));
         }
         let mut seen = BTreeSet::new();
         for s in &self.services {
-            if s.is_empty() || s.chars().any(char::is_whitespace) {
+            if !is_name(s) {
                 return Err(invalid(
                     "provider.services",
                     format!("{s:?} is not an interface name"),
@@ -279,36 +245,7 @@ impl ProviderConfig {
                 return Err(invalid("provider.services", format!("{s:?} is listed twice")));
             }
         }
-        range("provider.weight", self.weight, 1, 10_000)?;
-        if let Some(m) = self.max_concurrency {
-            range("provider.max_concurrency", m, 1, 100_000)?;
-        }
-        range_usize("provider.upstream_connections", self.upstream_connections, 1, 64)?;
-        range(
-            "provider.request_timeout_ms",
-            self.request_timeout_ms,
-            1,
-            TIMEOUT_MAX_MS,
-        )?;
-        range(
-            "provider.drain_timeout_ms",
-            self.drain_timeout_ms,
-            0,
-            TIMEOUT_MAX_MS,
-        )?;
-        range_usize("provider.queue_limit", self.queue_limit, 0, 1_000_000)?;
-        range(
-            "provider.queue_timeout_ms",
-            self.queue_timeout_ms,
-            1,
-            TIMEOUT_MAX_MS,
-        )?;
-        range_usize(
-            "provider.max_inflight_per_connection",
-            self.max_inflight_per_connection,
-            1,
-            1_000_000,
-        )?;
+        check_table("provider", keys_of("provider"), self)?;
         if let Some(t) = &self.token {
             valid_token("provider.token", t)?;
         }
@@ -318,17 +255,12 @@ impl ProviderConfig {
             "provider.tls_key",
             &self.tls_key,
         )?;
-        range("provider.warmup_ms", self.warmup_ms, 0, 86_400_000)?;
         if let Some(t) = &self.tag {
-            if t.is_empty() || t.chars().any(char::is_whitespace) {
+            if !is_name(t) {
                 return Err(invalid("provider.tag", format!("{t:?} is not a tag")));
             }
         }
-        if let Some((k, _)) = self
-            .params
-            .iter()
-            .find(|(k, _)| k.is_empty() || k.contains(char::is_whitespace))
-        {
+        if let Some(k) = self.params.keys().find(|k| !is_name(k)) {
             return Err(invalid(
                 "provider.params",
                 format!("{k:?} is not a parameter name"),
@@ -340,12 +272,12 @@ impl ProviderConfig {
                 "mutual TLS needs TLS: set provider.tls_cert and provider.tls_key too",
             ));
         }
-        range_usize("provider.max_frame_bytes", self.max_frame_bytes, KIB, 1024 * MIB)
+        Ok(())
     }
 }
 
 /// Two keys that are set together or not at all.
-pub(super) fn pair<T>(a: &str, va: &Option<T>, b: &str, vb: &Option<T>) -> Result<(), ConfigError> {
+fn pair<T>(a: &str, va: &Option<T>, b: &str, vb: &Option<T>) -> Result<(), ConfigError> {
     match (va.is_some(), vb.is_some()) {
         (true, false) => Err(invalid(b, format!("must be set together with {a}"))),
         (false, true) => Err(invalid(a, format!("must be set together with {b}"))),
@@ -354,7 +286,7 @@ pub(super) fn pair<T>(a: &str, va: &Option<T>, b: &str, vb: &Option<T>) -> Resul
 }
 
 /// A token is sent as an attachment: printable ASCII without spaces, 1..=256 bytes.
-pub(super) fn valid_token(key: &str, t: &str) -> Result<(), ConfigError> {
+fn valid_token(key: &str, t: &str) -> Result<(), ConfigError> {
     if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(invalid(
             key,
@@ -364,13 +296,21 @@ pub(super) fn valid_token(key: &str, t: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// `http://host:port` / `https://host:port`, nothing more.
-pub(super) fn valid_endpoint(e: &str) -> bool {
-    let Some(rest) = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://")) else {
-        return false;
+/// What is wrong with an etcd endpoint, if anything: it must be `http://host:port`, nothing more.
+/// `https://` is refused: the etcd client is built without TLS, so every connect would fail, forever.
+fn endpoint_problem(e: &str) -> Option<String> {
+    if e.starts_with("https://") {
+        return Some(format!(
+            "{e:?}: https is not supported (the agent's etcd client is built without TLS); use \
+             http://host:port"
+        ));
+    }
+    let bad = || Some(format!("{e:?} is not http://host:port"));
+    let Some(rest) = e.strip_prefix("http://") else {
+        return bad();
     };
     let Some((host, port)) = rest.rsplit_once(':') else {
-        return false;
+        return bad();
     };
     let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
         v6.parse::<std::net::Ipv6Addr>().is_ok()
@@ -380,22 +320,23 @@ pub(super) fn valid_endpoint(e: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-' || c == '_')
     };
-    host_ok && port.parse::<u16>().is_ok_and(|p| p != 0)
+    if host_ok && port.parse::<u16>().is_ok_and(|p| p != 0) {
+        None
+    } else {
+        bad()
+    }
 }
 
 impl EtcdSection {
-    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+    fn validate(&self) -> Result<(), ConfigError> {
         if self.endpoints.is_empty() {
             return Err(invalid(
                 "etcd.endpoints",
                 "must list at least one endpoint, like \"http://127.0.0.1:2379\"",
             ));
         }
-        if let Some(e) = self.endpoints.iter().find(|e| !valid_endpoint(e)) {
-            return Err(invalid(
-                "etcd.endpoints",
-                format!("{e:?} is not http://host:port or https://host:port"),
-            ));
+        if let Some(problem) = self.endpoints.iter().find_map(|e| endpoint_problem(e)) {
+            return Err(invalid("etcd.endpoints", problem));
         }
         if !self.prefix.starts_with('/') {
             return Err(invalid(
@@ -409,6 +350,6 @@ impl EtcdSection {
                 format!("must not end with '/', got {:?}", self.prefix),
             ));
         }
-        range("etcd.lease_ttl_s", self.lease_ttl_s, 2, 3600)
+        check_table("etcd", keys_of("etcd"), self)
     }
 }
