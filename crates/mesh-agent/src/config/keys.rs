@@ -496,7 +496,7 @@ pub(crate) static SERVICE_POLICY: &[Key] = &[
         SERVICE_POLICY_SECTION,
         "timeout_ms",
         INT,
-        Unset("`consumer.request_timeout_ms`"),
+        Unset("the service's (for a method), else `consumer.request_timeout_ms`"),
         "the call's timeout, also sent to the provider as Dubbo's `timeout` attachment",
     )
     .range(1, TEN_MINUTES_MS),
@@ -504,7 +504,7 @@ pub(crate) static SERVICE_POLICY: &[Key] = &[
         SERVICE_POLICY_SECTION,
         "retries",
         INT,
-        Unset("`consumer.retries`"),
+        Unset("the service's (for a method), else `consumer.retries`"),
         "further providers tried when a call provably did not run",
     )
     .range(0, 10),
@@ -512,14 +512,14 @@ pub(crate) static SERVICE_POLICY: &[Key] = &[
         SERVICE_POLICY_SECTION,
         "idempotent",
         BOOL,
-        Unset("`consumer.idempotent`"),
+        Unset("the service's (for a method), else `consumer.idempotent`"),
         "calls may run twice",
     ),
     key(
         SERVICE_POLICY_SECTION,
         "rate_limit",
         INT,
-        Unset("no limit"),
+        Unset("the service's (for a method), else no limit"),
         "calls per second the whole agent admits (each method counted on its own); beyond it, 429",
     )
     .range(1, 10_000_000),
