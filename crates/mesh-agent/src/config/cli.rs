@@ -1,16 +1,16 @@
-//! The command line of each role: clap arguments whose flag, environment variable and help come from the
-//! key table, turned into [`Overrides`]; and loading the `--config` file.
+//! The command line of each role, made from the key table: every key with a flag becomes a clap argument
+//! (its long name, environment variable, value name and help from the table), and what clap yields becomes
+//! [`Overrides`] for exactly that key. Plus `--config` / `--print-config` and loading the file.
 
-use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
-use clap::Args;
+use clap::builder::BoolishValueParser;
+use clap::{Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
 
 use super::cpus::CoreList;
 use super::error::ConfigError;
-use super::keys::*;
+use super::keys::{keys_of, Key, Parse};
 use super::merge::{load, Overrides};
 use super::names::SerializationName;
 use super::reference::{file_only_keys, flag_help};
@@ -18,7 +18,7 @@ use super::{AgentConfig, Role};
 
 /// `--config` and `--print-config`.
 #[derive(Debug, Args)]
-pub(crate) struct FileArgs {
+struct FileArgs {
     /// TOML config file; every key is optional (see docs/config.md).
     #[arg(long, env = "MESH_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
@@ -29,232 +29,184 @@ pub(crate) struct FileArgs {
     print_config: bool,
 }
 
-/// `[runtime]` flags.
-#[derive(Debug, Args)]
-pub(crate) struct RuntimeArgs {
-    #[arg(long = RUNTIME_CORES.long(), env = RUNTIME_CORES.env(), value_name = RUNTIME_CORES.value_name(),
-          help = flag_help(&RUNTIME_CORES), value_parser = trimmed::<CoreList>)]
-    cores: Option<CoreList>,
-
-    #[arg(long = RUNTIME_SHARDS.long(), env = RUNTIME_SHARDS.env(), value_name = RUNTIME_SHARDS.value_name(),
-          help = flag_help(&RUNTIME_SHARDS), value_parser = trimmed::<usize>)]
-    shards: Option<usize>,
+/// The keys a role's command line sets: its own section's, then etcd's, then runtime's.
+fn flag_keys(role: Role) -> impl Iterator<Item = &'static Key> {
+    [role.section(), "etcd", "runtime"]
+        .into_iter()
+        .flat_map(keys_of)
+        .filter(|k| k.flag.is_some())
 }
 
-/// `[etcd]` flags.
-#[derive(Debug, Args)]
-pub(crate) struct EtcdArgs {
-    #[arg(long = ETCD_ENDPOINTS.long(), env = ETCD_ENDPOINTS.env(), value_name = ETCD_ENDPOINTS.value_name(),
-          help = flag_help(&ETCD_ENDPOINTS), value_parser = list::<String>)]
-    endpoints: Vec<List<String>>,
-
-    #[arg(long = ETCD_PREFIX.long(), env = ETCD_PREFIX.env(), value_name = ETCD_PREFIX.value_name(),
-          help = flag_help(&ETCD_PREFIX))]
-    etcd_prefix: Option<String>,
-}
-
-/// `mesh-agent consumer`.
-#[derive(Debug, Args)]
-#[command(after_help = file_only_keys(Role::Consumer))]
-pub(crate) struct ConsumerArgs {
-    #[command(flatten)]
-    file: FileArgs,
-
-    #[arg(long = CONSUMER_LISTEN.long(), env = CONSUMER_LISTEN.env(), value_name = CONSUMER_LISTEN.value_name(),
-          help = flag_help(&CONSUMER_LISTEN), value_parser = trimmed::<SocketAddr>)]
-    listen: Option<SocketAddr>,
-
-    #[arg(long = CONSUMER_APPLICATION.long(), env = CONSUMER_APPLICATION.env(),
-          value_name = CONSUMER_APPLICATION.value_name(), help = flag_help(&CONSUMER_APPLICATION),
-          value_parser = trimmed::<String>)]
-    application: Option<String>,
-
-    #[arg(long = CONSUMER_HOST.long(), env = CONSUMER_HOST.env(), value_name = CONSUMER_HOST.value_name(),
-          help = flag_help(&CONSUMER_HOST), value_parser = trimmed::<IpAddr>)]
-    host: Option<IpAddr>,
-
-    #[arg(long = CONSUMER_PROVIDERS.long(), env = CONSUMER_PROVIDERS.env(),
-          value_name = CONSUMER_PROVIDERS.value_name(), help = flag_help(&CONSUMER_PROVIDERS),
-          value_parser = list::<SocketAddr>)]
-    providers: Vec<List<SocketAddr>>,
-
-    #[arg(long = CONSUMER_UPSTREAM_CONNECTIONS.long(), env = CONSUMER_UPSTREAM_CONNECTIONS.env(),
-          value_name = CONSUMER_UPSTREAM_CONNECTIONS.value_name(),
-          help = flag_help(&CONSUMER_UPSTREAM_CONNECTIONS), value_parser = trimmed::<usize>)]
-    upstream_connections: Option<usize>,
-
-    #[arg(long = CONSUMER_REQUEST_TIMEOUT_MS.long(), env = CONSUMER_REQUEST_TIMEOUT_MS.env(),
-          value_name = CONSUMER_REQUEST_TIMEOUT_MS.value_name(),
-          help = flag_help(&CONSUMER_REQUEST_TIMEOUT_MS), value_parser = trimmed::<u64>)]
-    request_timeout_ms: Option<u64>,
-
-    #[arg(long = CONSUMER_TOKEN.long(), env = CONSUMER_TOKEN.env(), value_name = CONSUMER_TOKEN.value_name(),
-          help = flag_help(&CONSUMER_TOKEN), hide_env_values = true)]
-    token: Option<String>,
-
-    #[command(flatten)]
-    etcd: EtcdArgs,
-
-    #[command(flatten)]
-    runtime: RuntimeArgs,
-}
-
-/// `mesh-agent provider`.
-#[derive(Debug, Args)]
-#[command(after_help = file_only_keys(Role::Provider))]
-pub(crate) struct ProviderArgs {
-    #[command(flatten)]
-    file: FileArgs,
-
-    #[arg(long = PROVIDER_LISTEN.long(), env = PROVIDER_LISTEN.env(), value_name = PROVIDER_LISTEN.value_name(),
-          help = flag_help(&PROVIDER_LISTEN), value_parser = trimmed::<SocketAddr>)]
-    listen: Option<SocketAddr>,
-
-    #[arg(long = PROVIDER_ADVERTISE.long(), env = PROVIDER_ADVERTISE.env(),
-          value_name = PROVIDER_ADVERTISE.value_name(), help = flag_help(&PROVIDER_ADVERTISE),
-          value_parser = trimmed::<SocketAddr>)]
-    advertise: Option<SocketAddr>,
-
-    #[arg(long = PROVIDER_DUBBO.long(), env = PROVIDER_DUBBO.env(), value_name = PROVIDER_DUBBO.value_name(),
-          help = flag_help(&PROVIDER_DUBBO), value_parser = trimmed::<SocketAddr>)]
-    dubbo: Option<SocketAddr>,
-
-    #[arg(long = PROVIDER_SERIALIZATION.long(), env = PROVIDER_SERIALIZATION.env(),
-          value_name = PROVIDER_SERIALIZATION.value_name(), help = flag_help(&PROVIDER_SERIALIZATION),
-          value_parser = trimmed::<SerializationName>)]
-    serialization: Option<SerializationName>,
-
-    #[arg(long = PROVIDER_SERVICES.long(), env = PROVIDER_SERVICES.env(),
-          value_name = PROVIDER_SERVICES.value_name(), help = flag_help(&PROVIDER_SERVICES),
-          value_parser = list::<String>)]
-    services: Vec<List<String>>,
-
-    #[arg(long = PROVIDER_WEIGHT.long(), env = PROVIDER_WEIGHT.env(), value_name = PROVIDER_WEIGHT.value_name(),
-          help = flag_help(&PROVIDER_WEIGHT), value_parser = trimmed::<u32>)]
-    weight: Option<u32>,
-
-    #[arg(long = PROVIDER_MAX_CONCURRENCY.long(), env = PROVIDER_MAX_CONCURRENCY.env(),
-          value_name = PROVIDER_MAX_CONCURRENCY.value_name(), help = flag_help(&PROVIDER_MAX_CONCURRENCY),
-          value_parser = trimmed::<u32>)]
-    max_concurrency: Option<u32>,
-
-    #[arg(long = PROVIDER_UPSTREAM_CONNECTIONS.long(), env = PROVIDER_UPSTREAM_CONNECTIONS.env(),
-          value_name = PROVIDER_UPSTREAM_CONNECTIONS.value_name(),
-          help = flag_help(&PROVIDER_UPSTREAM_CONNECTIONS), value_parser = trimmed::<usize>)]
-    upstream_connections: Option<usize>,
-
-    #[arg(long = PROVIDER_REQUEST_TIMEOUT_MS.long(), env = PROVIDER_REQUEST_TIMEOUT_MS.env(),
-          value_name = PROVIDER_REQUEST_TIMEOUT_MS.value_name(),
-          help = flag_help(&PROVIDER_REQUEST_TIMEOUT_MS), value_parser = trimmed::<u64>)]
-    request_timeout_ms: Option<u64>,
-
-    #[arg(long = PROVIDER_TOKEN.long(), env = PROVIDER_TOKEN.env(), value_name = PROVIDER_TOKEN.value_name(),
-          help = flag_help(&PROVIDER_TOKEN), hide_env_values = true)]
-    token: Option<String>,
-
-    #[arg(long = PROVIDER_REGISTER.long(), env = PROVIDER_REGISTER.env(), help = flag_help(&PROVIDER_REGISTER),
-          value_parser = clap::builder::BoolishValueParser::new())]
-    no_register: bool,
-
-    #[command(flatten)]
-    etcd: EtcdArgs,
-
-    #[command(flatten)]
-    runtime: RuntimeArgs,
+/// A flag's value parsed as `parse` says, as the file would spell it. Surrounding whitespace is ignored
+/// except for text.
+fn parse_value(parse: Parse, s: &str) -> Result<toml::Value, String> {
+    fn text<T: std::str::FromStr>(s: &str) -> Result<T, String>
+    where
+        T::Err: std::fmt::Display,
+    {
+        s.trim().parse().map_err(|e: T::Err| e.to_string())
+    }
+    Ok(match parse {
+        Parse::Addr => toml::Value::String(text::<SocketAddr>(s)?.to_string()),
+        Parse::Ip => toml::Value::String(text::<IpAddr>(s)?.to_string()),
+        Parse::Int => {
+            let n = text::<u64>(s)?;
+            toml::Value::Integer(i64::try_from(n).map_err(|_| format!("{n} is too large"))?)
+        }
+        Parse::Text => toml::Value::String(s.to_owned()),
+        Parse::Cores => toml::Value::Array(
+            text::<CoreList>(s)?
+                .0
+                .into_iter()
+                .map(|c| toml::Value::Integer(i64::try_from(c).unwrap_or(i64::MAX)))
+                .collect(),
+        ),
+        Parse::Serialization => toml::Value::String(text::<SerializationName>(s)?.name().to_owned()),
+    })
 }
 
 /// One occurrence of a list flag, or its environment variable: comma-separated, items trimmed, empty items
-/// skipped (so `MESH_PROVIDERS=` means no providers, i.e. no override).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct List<T>(Vec<T>);
-
-fn list<T: FromStr>(s: &str) -> Result<List<T>, String>
-where
-    T::Err: fmt::Display,
-{
+/// skipped (so `MESH_PROVIDERS=` means no items, i.e. no override).
+fn parse_list(parse: Parse, s: &str) -> Result<Vec<toml::Value>, String> {
     s.split(',')
         .map(str::trim)
         .filter(|item| !item.is_empty())
-        .map(|item| item.parse().map_err(|e| format!("{item:?}: {e}")))
-        .collect::<Result<_, _>>()
-        .map(List)
+        .map(|item| parse_value(parse, item).map_err(|e| format!("{item:?}: {e}")))
+        .collect()
 }
 
-/// A single value, surrounding whitespace ignored.
-fn trimmed<T: FromStr>(s: &str) -> Result<T, String>
-where
-    T::Err: fmt::Display,
-{
-    s.trim().parse().map_err(|e: T::Err| e.to_string())
+/// The clap argument of a key with a flag (its id is the key's name: unique among a role's flags).
+fn arg_of(key: &'static Key) -> Option<Arg> {
+    let flag = key.flag?;
+    let arg = Arg::new(key.name)
+        .long(flag.long)
+        .env(flag.env)
+        .help(flag_help(key))
+        .hide_env_values(flag.secret);
+    Some(match flag.value {
+        None => arg
+            .action(ArgAction::SetTrue)
+            .value_parser(BoolishValueParser::new()),
+        Some((name, parse)) if flag.list => arg
+            .value_name(name)
+            .action(ArgAction::Append)
+            .value_parser(move |s: &str| parse_list(parse, s)),
+        Some((name, parse)) => arg
+            .value_name(name)
+            .value_parser(move |s: &str| parse_value(parse, s)),
+    })
 }
 
-/// All occurrences of a list flag together; `None` when there are no items.
-fn joined<T: Clone>(lists: &[List<T>]) -> Option<Vec<T>> {
-    let all: Vec<T> = lists.iter().flat_map(|l| l.0.iter().cloned()).collect();
-    (!all.is_empty()).then_some(all)
-}
-
-impl ConsumerArgs {
-    pub(crate) fn overrides(&self) -> Overrides {
-        Overrides {
-            cores: self.runtime.cores.clone().map(|c| c.0),
-            shards: self.runtime.shards,
-            listen: self.listen,
-            upstream_connections: self.upstream_connections,
-            request_timeout_ms: self.request_timeout_ms,
-            token: self.token.clone(),
-            application: self.application.clone(),
-            host: self.host,
-            providers: joined(&self.providers),
-            etcd_endpoints: joined(&self.etcd.endpoints),
-            etcd_prefix: self.etcd.etcd_prefix.clone(),
-            ..Overrides::default()
+/// What the arguments of `role` say, as overrides of their keys.
+fn overrides_of(matches: &ArgMatches, role: Role) -> Overrides {
+    let mut overrides = Overrides::default();
+    for key in flag_keys(role) {
+        let id = key.name;
+        let value = match key.flag.and_then(|f| f.value) {
+            // A switch sets its key to false.
+            None => matches.get_flag(id).then_some(toml::Value::Boolean(false)),
+            Some(_) if key.flag.is_some_and(|f| f.list) => {
+                let items: Vec<toml::Value> = matches
+                    .get_many::<Vec<toml::Value>>(id)
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .cloned()
+                    .collect();
+                (!items.is_empty()).then_some(toml::Value::Array(items))
+            }
+            Some(_) => matches.get_one::<toml::Value>(id).cloned(),
+        };
+        if let Some(v) = value {
+            overrides.set(key, v);
         }
+    }
+    overrides
+}
+
+/// A role's command line: `--config`, `--print-config` and the flags of its keys.
+#[derive(Debug)]
+struct RoleArgs {
+    file: FileArgs,
+    overrides: Overrides,
+}
+
+impl RoleArgs {
+    fn augment(cmd: Command, role: Role) -> Command {
+        FileArgs::augment_args(cmd)
+            .args(flag_keys(role).filter_map(arg_of))
+            .after_help(file_only_keys(role))
+    }
+
+    fn from_matches(matches: &ArgMatches, role: Role) -> Result<RoleArgs, clap::Error> {
+        Ok(RoleArgs {
+            file: FileArgs::from_arg_matches(matches)?,
+            overrides: overrides_of(matches, role),
+        })
     }
 
     /// Reads `--config`, merges env and flags, validates.
-    pub(crate) fn load(&self) -> anyhow::Result<AgentConfig> {
-        load_file(self.file.config.as_deref(), &self.overrides(), Role::Consumer)
-    }
-
-    /// `--print-config`.
-    pub(crate) fn print_config(&self) -> bool {
-        self.file.print_config
+    fn load(&self, role: Role) -> anyhow::Result<AgentConfig> {
+        load_file(self.file.config.as_deref(), &self.overrides, role)
     }
 }
 
-impl ProviderArgs {
-    pub(crate) fn overrides(&self) -> Overrides {
-        Overrides {
-            cores: self.runtime.cores.clone().map(|c| c.0),
-            shards: self.runtime.shards,
-            listen: self.listen,
-            upstream_connections: self.upstream_connections,
-            request_timeout_ms: self.request_timeout_ms,
-            token: self.token.clone(),
-            advertise: self.advertise,
-            dubbo: self.dubbo,
-            serialization: self.serialization,
-            services: joined(&self.services),
-            weight: self.weight,
-            max_concurrency: self.max_concurrency,
-            register: self.no_register.then_some(false),
-            etcd_endpoints: joined(&self.etcd.endpoints),
-            etcd_prefix: self.etcd.etcd_prefix.clone(),
-            ..Overrides::default()
+/// The clap glue of one role's arguments: `mesh-agent consumer` / `mesh-agent provider`.
+macro_rules! role_args {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        #[derive(Debug)]
+        pub(crate) struct $name(RoleArgs);
+
+        impl $name {
+            /// Reads `--config`, merges env and flags, validates.
+            pub(crate) fn load(&self) -> anyhow::Result<AgentConfig> {
+                self.0.load($role)
+            }
+
+            /// `--print-config`.
+            pub(crate) fn print_config(&self) -> bool {
+                self.0.file.print_config
+            }
+
+            /// What the flags and environment variables set.
+            #[cfg(test)]
+            pub(crate) fn overrides(&self) -> &Overrides {
+                &self.0.overrides
+            }
         }
-    }
 
-    /// Reads `--config`, merges env and flags, validates.
-    pub(crate) fn load(&self) -> anyhow::Result<AgentConfig> {
-        load_file(self.file.config.as_deref(), &self.overrides(), Role::Provider)
-    }
+        impl Args for $name {
+            fn augment_args(cmd: Command) -> Command {
+                RoleArgs::augment(cmd, $role)
+            }
+            fn augment_args_for_update(cmd: Command) -> Command {
+                RoleArgs::augment(cmd, $role)
+            }
+        }
 
-    /// `--print-config`.
-    pub(crate) fn print_config(&self) -> bool {
-        self.file.print_config
-    }
+        impl FromArgMatches for $name {
+            fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+                RoleArgs::from_matches(matches, $role).map($name)
+            }
+            fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+                self.0 = RoleArgs::from_matches(matches, $role)?;
+                Ok(())
+            }
+        }
+    };
 }
+
+role_args!(
+    /// `mesh-agent consumer`.
+    ConsumerArgs,
+    Role::Consumer
+);
+role_args!(
+    /// `mesh-agent provider`.
+    ProviderArgs,
+    Role::Provider
+);
 
 /// [`load`] with the file read from `path`; errors located in the file are prefixed with its path.
 fn load_file(path: Option<&Path>, overrides: &Overrides, role: Role) -> anyhow::Result<AgentConfig> {

@@ -21,11 +21,11 @@ fn markdown_table(keys: &[Key]) -> String {
                     format!("`--{}` (sets `false`)", f.long),
                     format!("`{}=true`", f.env),
                 ),
-                Some(v) if f.list => (
+                Some((v, _)) if f.list => (
                     format!("`--{} {v}` (repeat or comma-separate)", f.long),
                     format!("`{}` (comma-separated)", f.env),
                 ),
-                Some(v) => (format!("`--{} {v}`", f.long), format!("`{}`", f.env)),
+                Some((v, _)) => (format!("`--{} {v}`", f.long), format!("`{}`", f.env)),
             },
         };
         let _ = writeln!(

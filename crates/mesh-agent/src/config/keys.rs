@@ -47,16 +47,35 @@ pub(crate) enum Check {
     OneOf(&'static [&'static str]),
 }
 
+/// How a flag's value (or each item of a list flag) is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Parse {
+    /// `IP:port`.
+    Addr,
+    /// An IP address.
+    Ip,
+    /// A non-negative integer.
+    Int,
+    /// Text as given.
+    Text,
+    /// A CPU list, `0-3,6`.
+    Cores,
+    /// A `provider.serialization` name.
+    Serialization,
+}
+
 /// A key's command-line flag and environment variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Flag {
     /// `--long`.
     pub(crate) long: &'static str,
-    /// The value's name in `--help`; `None` for a switch that sets the key to `false`.
-    pub(crate) value: Option<&'static str>,
+    /// The value's name in `--help` and how it is read; `None` for a switch that sets the key to `false`.
+    pub(crate) value: Option<(&'static str, Parse)>,
     pub(crate) env: &'static str,
     /// The flag may repeat and takes comma-separated lists.
     pub(crate) list: bool,
+    /// `--help` does not show the environment variable's value.
+    pub(crate) secret: bool,
 }
 
 /// One configuration key.
@@ -127,38 +146,52 @@ impl Key {
         Key { rule, ..self }
     }
 
-    const fn flag(self, long: &'static str, value: &'static str, env: &'static str) -> Key {
+    const fn flag(self, long: &'static str, value: &'static str, parse: Parse, env: &'static str) -> Key {
+        let flag = Flag {
+            long,
+            value: Some((value, parse)),
+            env,
+            list: false,
+            secret: false,
+        };
         Key {
-            flag: Some(Flag {
-                long,
-                value: Some(value),
-                env,
-                list: false,
-            }),
+            flag: Some(flag),
             ..self
         }
     }
 
-    const fn list_flag(self, long: &'static str, value: &'static str, env: &'static str) -> Key {
-        Key {
-            flag: Some(Flag {
-                long,
-                value: Some(value),
-                env,
-                list: true,
-            }),
-            ..self
+    /// The flag repeats and takes comma-separated lists.
+    const fn list(self) -> Key {
+        match self.flag {
+            Some(f) => Key {
+                flag: Some(Flag { list: true, ..f }),
+                ..self
+            },
+            None => self,
+        }
+    }
+
+    /// `--help` hides the environment variable's value.
+    const fn secret(self) -> Key {
+        match self.flag {
+            Some(f) => Key {
+                flag: Some(Flag { secret: true, ..f }),
+                ..self
+            },
+            None => self,
         }
     }
 
     const fn off_switch(self, long: &'static str, env: &'static str) -> Key {
+        let flag = Flag {
+            long,
+            value: None,
+            env,
+            list: false,
+            secret: false,
+        };
         Key {
-            flag: Some(Flag {
-                long,
-                value: None,
-                env,
-                list: false,
-            }),
+            flag: Some(flag),
             ..self
         }
     }
@@ -166,21 +199,6 @@ impl Key {
     /// `section.name`.
     pub(crate) fn dotted(&self) -> String {
         format!("{}.{}", self.section, self.name)
-    }
-
-    /// The flag's long name ("" for a key without one; clap's debug asserts, run by the tests, reject that).
-    pub(crate) fn long(&self) -> &'static str {
-        self.flag.map_or("", |f| f.long)
-    }
-
-    /// The flag's environment variable ("" for a key without one).
-    pub(crate) fn env(&self) -> &'static str {
-        self.flag.map_or("", |f| f.env)
-    }
-
-    /// The flag's value name ("" for a key without one or a switch).
-    pub(crate) fn value_name(&self) -> &'static str {
-        self.flag.and_then(|f| f.value).unwrap_or("")
     }
 }
 
@@ -196,7 +214,7 @@ pub(crate) const RUNTIME_CORES: Key = key(
     "CPUs to pin shards to, like 0,1 or 0-3 or 0-3,6",
 )
 .rule("non-empty, no duplicates, each online")
-.flag("cores", "LIST", "MESH_CORES");
+.flag("cores", "LIST", Parse::Cores, "MESH_CORES");
 
 pub(crate) const RUNTIME_SHARDS: Key = key(
     "runtime",
@@ -206,7 +224,7 @@ pub(crate) const RUNTIME_SHARDS: Key = key(
     "number of shards; beyond the number of cores they are spread round-robin over the cores",
 )
 .rule("≥ 1")
-.flag("shards", "N", "MESH_SHARDS");
+.flag("shards", "N", Parse::Int, "MESH_SHARDS");
 
 /// `[runtime]`.
 pub(crate) static RUNTIME: &[Key] = &[
@@ -239,7 +257,7 @@ pub(crate) const CONSUMER_LISTEN: Key = key(
     Str("127.0.0.1:20000"),
     "HTTP listen address",
 )
-.flag("listen", "ADDR", "MESH_LISTEN");
+.flag("listen", "ADDR", Parse::Addr, "MESH_LISTEN");
 
 pub(crate) const CONSUMER_APPLICATION: Key = key(
     "consumer",
@@ -249,7 +267,7 @@ pub(crate) const CONSUMER_APPLICATION: Key = key(
     "the consumer's Dubbo application name, what condition rules see as its `application`",
 )
 .rule("no whitespace")
-.flag("application", "NAME", "MESH_APPLICATION");
+.flag("application", "NAME", Parse::Text, "MESH_APPLICATION");
 
 pub(crate) const CONSUMER_HOST: Key = key(
     "consumer",
@@ -262,7 +280,7 @@ pub(crate) const CONSUMER_HOST: Key = key(
     "the IP this consumer advertises, what condition rules see as its `host`",
 )
 .rule("not unspecified (0.0.0.0 / ::)")
-.flag("host", "IP", "MESH_HOST");
+.flag("host", "IP", Parse::Ip, "MESH_HOST");
 
 pub(crate) const CONSUMER_PROVIDERS: Key = key(
     "consumer",
@@ -272,7 +290,8 @@ pub(crate) const CONSUMER_PROVIDERS: Key = key(
     "static provider agents; none => discovery through etcd",
 )
 .rule("each connectable (not 0.0.0.0, not port 0), no duplicates")
-.list_flag("provider", "ADDR", "MESH_PROVIDERS");
+.flag("provider", "ADDR", Parse::Addr, "MESH_PROVIDERS")
+.list();
 
 pub(crate) const CONSUMER_UPSTREAM_CONNECTIONS: Key = key(
     "consumer",
@@ -282,7 +301,12 @@ pub(crate) const CONSUMER_UPSTREAM_CONNECTIONS: Key = key(
     "connections per shard per provider agent",
 )
 .range(1, 64)
-.flag("upstream-connections", "N", "MESH_UPSTREAM_CONNECTIONS");
+.flag(
+    "upstream-connections",
+    "N",
+    Parse::Int,
+    "MESH_UPSTREAM_CONNECTIONS",
+);
 
 pub(crate) const CONSUMER_REQUEST_TIMEOUT_MS: Key = key(
     "consumer",
@@ -292,7 +316,7 @@ pub(crate) const CONSUMER_REQUEST_TIMEOUT_MS: Key = key(
     "whole-call timeout, HTTP request in to answer out",
 )
 .range(1, TEN_MINUTES_MS)
-.flag("request-timeout-ms", "MS", "MESH_REQUEST_TIMEOUT_MS");
+.flag("request-timeout-ms", "MS", Parse::Int, "MESH_REQUEST_TIMEOUT_MS");
 
 pub(crate) const CONSUMER_TOKEN: Key = key(
     "consumer",
@@ -302,7 +326,8 @@ pub(crate) const CONSUMER_TOKEN: Key = key(
     "shared secret sent to provider agents as Dubbo's `token` attachment",
 )
 .rule("1 ..= 256 printable ASCII, no spaces")
-.flag("token", "TOKEN", "MESH_TOKEN");
+.flag("token", "TOKEN", Parse::Text, "MESH_TOKEN")
+.secret();
 
 /// `[consumer]`.
 pub(crate) static CONSUMER: &[Key] = &[
@@ -541,7 +566,7 @@ pub(crate) const PROVIDER_LISTEN: Key = key(
     Str("127.0.0.1:30000"),
     "agent-to-agent listen address",
 )
-.flag("listen", "ADDR", "MESH_LISTEN");
+.flag("listen", "ADDR", Parse::Addr, "MESH_LISTEN");
 
 pub(crate) const PROVIDER_ADVERTISE: Key = key(
     "provider",
@@ -551,7 +576,7 @@ pub(crate) const PROVIDER_ADVERTISE: Key = key(
     "address registered in etcd",
 )
 .rule("not unspecified (0.0.0.0 / ::), not port 0, when registering")
-.flag("advertise", "ADDR", "MESH_ADVERTISE");
+.flag("advertise", "ADDR", Parse::Addr, "MESH_ADVERTISE");
 
 pub(crate) const PROVIDER_DUBBO: Key = key(
     "provider",
@@ -561,7 +586,7 @@ pub(crate) const PROVIDER_DUBBO: Key = key(
     "the local Dubbo provider",
 )
 .rule("connectable")
-.flag("dubbo", "ADDR", "MESH_DUBBO");
+.flag("dubbo", "ADDR", Parse::Addr, "MESH_DUBBO");
 
 pub(crate) const PROVIDER_SERIALIZATION: Key = key(
     "provider",
@@ -571,7 +596,7 @@ pub(crate) const PROVIDER_SERIALIZATION: Key = key(
     "serialization the local provider speaks",
 )
 .one_of(SerializationName::NAMES)
-.flag("serialization", "S", "MESH_SERIALIZATION");
+.flag("serialization", "S", Parse::Serialization, "MESH_SERIALIZATION");
 
 pub(crate) const PROVIDER_SERVICES: Key = key(
     "provider",
@@ -581,7 +606,8 @@ pub(crate) const PROVIDER_SERVICES: Key = key(
     "interfaces served",
 )
 .rule("non-empty, no blanks or whitespace, no duplicates")
-.list_flag("service", "NAME", "MESH_SERVICES");
+.flag("service", "NAME", Parse::Text, "MESH_SERVICES")
+.list();
 
 pub(crate) const PROVIDER_WEIGHT: Key = key(
     "provider",
@@ -591,7 +617,7 @@ pub(crate) const PROVIDER_WEIGHT: Key = key(
     "capacity weight registered in etcd",
 )
 .range(1, 10_000)
-.flag("weight", "N", "MESH_WEIGHT");
+.flag("weight", "N", Parse::Int, "MESH_WEIGHT");
 
 pub(crate) const PROVIDER_MAX_CONCURRENCY: Key = key(
     "provider",
@@ -601,7 +627,7 @@ pub(crate) const PROVIDER_MAX_CONCURRENCY: Key = key(
     "the provider's thread cap, advertised to consumers and enforced",
 )
 .range(1, 100_000)
-.flag("max-concurrency", "N", "MESH_MAX_CONCURRENCY");
+.flag("max-concurrency", "N", Parse::Int, "MESH_MAX_CONCURRENCY");
 
 pub(crate) const PROVIDER_UPSTREAM_CONNECTIONS: Key = key(
     "provider",
@@ -611,7 +637,12 @@ pub(crate) const PROVIDER_UPSTREAM_CONNECTIONS: Key = key(
     "connections per shard to the local provider",
 )
 .range(1, 64)
-.flag("upstream-connections", "N", "MESH_UPSTREAM_CONNECTIONS");
+.flag(
+    "upstream-connections",
+    "N",
+    Parse::Int,
+    "MESH_UPSTREAM_CONNECTIONS",
+);
 
 pub(crate) const PROVIDER_REQUEST_TIMEOUT_MS: Key = key(
     "provider",
@@ -621,7 +652,7 @@ pub(crate) const PROVIDER_REQUEST_TIMEOUT_MS: Key = key(
     "call timeout towards the local provider",
 )
 .range(1, TEN_MINUTES_MS)
-.flag("request-timeout-ms", "MS", "MESH_REQUEST_TIMEOUT_MS");
+.flag("request-timeout-ms", "MS", Parse::Int, "MESH_REQUEST_TIMEOUT_MS");
 
 pub(crate) const PROVIDER_TOKEN: Key = key(
     "provider",
@@ -631,7 +662,8 @@ pub(crate) const PROVIDER_TOKEN: Key = key(
     "calls without this Dubbo `token` attachment are refused (status 40)",
 )
 .rule("1 ..= 256 printable ASCII, no spaces")
-.flag("token", "TOKEN", "MESH_TOKEN");
+.flag("token", "TOKEN", Parse::Text, "MESH_TOKEN")
+.secret();
 
 pub(crate) const PROVIDER_REGISTER: Key = key(
     "provider",
@@ -758,11 +790,12 @@ pub(crate) const ETCD_ENDPOINTS: Key = key(
     "non-empty, each `http://host:port` (host: name, IPv4 or `[IPv6]`; no path); `https://` is refused: \
      the agent's etcd client has no TLS",
 )
-.list_flag("etcd", "URL", "MESH_ETCD");
+.flag("etcd", "URL", Parse::Text, "MESH_ETCD")
+.list();
 
 pub(crate) const ETCD_PREFIX: Key = key("etcd", "prefix", STRING, Str("/dubbomesh/v1"), "etcd key prefix")
     .rule("starts with `/`, does not end with `/`")
-    .flag("etcd-prefix", "PREFIX", "MESH_ETCD_PREFIX");
+    .flag("etcd-prefix", "PREFIX", Parse::Text, "MESH_ETCD_PREFIX");
 
 /// `[etcd]`.
 pub(crate) static ETCD: &[Key] = &[
@@ -888,6 +921,6 @@ mod tests {
         assert_eq!(t["max_frame_bytes"].as_integer(), Some(8 << 20));
         assert_eq!(t["balancer"].as_str(), Some("auto"));
         assert!(t.get("token").is_none() && t.get("host").is_none());
-        assert_eq!(keys_of("nowhere"), &[]);
+        assert!(keys_of("nowhere").is_empty());
     }
 }

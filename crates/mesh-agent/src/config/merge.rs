@@ -1,101 +1,45 @@
 //! Overrides (flags and environment) written over the file, and loading: merge + validate.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
 
+#[cfg(test)]
 use serde::Serialize;
 
 use super::cpus::online_cpus;
 use super::document::Document;
-use super::error::{invalid, ConfigError, Location};
-use super::keys::{self, Key};
-use super::names::SerializationName;
+use super::error::{ConfigError, Location};
+use super::keys::Key;
 use super::{AgentConfig, Role};
 
-/// Values from flags or environment variables; `None` leaves the file's value (or the default).
-/// `listen`, `upstream_connections`, `request_timeout_ms` and `token` apply to the running role's section;
-/// every other field always sets the key named in its documentation.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub(crate) struct Overrides {
-    /// `runtime.cores`
-    pub(crate) cores: Option<Vec<usize>>,
-    /// `runtime.shards`
-    pub(crate) shards: Option<usize>,
-    /// `consumer.listen` or `provider.listen`
-    pub(crate) listen: Option<SocketAddr>,
-    /// `consumer.upstream_connections` or `provider.upstream_connections`
-    pub(crate) upstream_connections: Option<usize>,
-    /// `consumer.request_timeout_ms` or `provider.request_timeout_ms`
-    pub(crate) request_timeout_ms: Option<u64>,
-    /// `consumer.token` or `provider.token`
-    pub(crate) token: Option<String>,
-    /// `consumer.application`
-    pub(crate) application: Option<String>,
-    /// `consumer.host`
-    pub(crate) host: Option<IpAddr>,
-    /// `consumer.providers`
-    pub(crate) providers: Option<Vec<SocketAddr>>,
-    /// `provider.advertise`
-    pub(crate) advertise: Option<SocketAddr>,
-    /// `provider.dubbo`
-    pub(crate) dubbo: Option<SocketAddr>,
-    /// `provider.serialization`
-    pub(crate) serialization: Option<SerializationName>,
-    /// `provider.services`
-    pub(crate) services: Option<Vec<String>>,
-    /// `provider.weight`
-    pub(crate) weight: Option<u32>,
-    /// `provider.max_concurrency`
-    pub(crate) max_concurrency: Option<u32>,
-    /// `provider.register`
-    pub(crate) register: Option<bool>,
-    /// `etcd.endpoints`
-    pub(crate) etcd_endpoints: Option<Vec<String>>,
-    /// `etcd.prefix`
-    pub(crate) etcd_prefix: Option<String>,
-}
-
-impl Role {
-    /// The running role's key of two that exist in both sections.
-    fn own(self, consumer: Key, provider: Key) -> Key {
-        match self {
-            Role::Consumer => consumer,
-            Role::Provider => provider,
-        }
-    }
-}
+/// Values from flags or environment variables, by key, as the file would spell them; a key without one
+/// keeps the file's value (or the default).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Overrides(BTreeMap<(&'static str, &'static str), toml::Value>);
 
 impl Overrides {
-    fn apply(&self, doc: &mut Document, role: Role) -> Result<(), ConfigError> {
-        fn put<T: Serialize>(doc: &mut Document, key: Key, value: &Option<T>) -> Result<(), ConfigError> {
-            if let Some(v) = value {
-                let v = toml::Value::try_from(v).map_err(|e| invalid(key.dotted(), e.to_string()))?;
-                doc.set(key.section, key.name, v);
-            }
-            Ok(())
+    /// Sets `key` to `value`.
+    pub(crate) fn set(&mut self, key: &Key, value: toml::Value) {
+        self.0.insert((key.section, key.name), value);
+    }
+
+    /// `self` with `key` set to `value` (which must serialize).
+    #[cfg(test)]
+    pub(crate) fn with(mut self, key: &Key, value: impl Serialize) -> Overrides {
+        let value = toml::Value::try_from(value).unwrap_or_else(|e| panic!("{}: {e}", key.dotted()));
+        self.set(key, value);
+        self
+    }
+
+    /// The value set for `key`, if any.
+    #[cfg(test)]
+    pub(crate) fn get(&self, key: &Key) -> Option<&toml::Value> {
+        self.0.get(&(key.section, key.name))
+    }
+
+    fn apply(&self, doc: &mut Document) {
+        for ((section, name), value) in &self.0 {
+            doc.set(section, name, value.clone());
         }
-        use keys::*;
-        put(doc, RUNTIME_CORES, &self.cores)?;
-        put(doc, RUNTIME_SHARDS, &self.shards)?;
-        put(doc, role.own(CONSUMER_LISTEN, PROVIDER_LISTEN), &self.listen)?;
-        let connections = role.own(CONSUMER_UPSTREAM_CONNECTIONS, PROVIDER_UPSTREAM_CONNECTIONS);
-        put(doc, connections, &self.upstream_connections)?;
-        let timeout = role.own(CONSUMER_REQUEST_TIMEOUT_MS, PROVIDER_REQUEST_TIMEOUT_MS);
-        put(doc, timeout, &self.request_timeout_ms)?;
-        put(doc, role.own(CONSUMER_TOKEN, PROVIDER_TOKEN), &self.token)?;
-        put(doc, CONSUMER_APPLICATION, &self.application)?;
-        put(doc, CONSUMER_HOST, &self.host)?;
-        put(doc, CONSUMER_PROVIDERS, &self.providers)?;
-        put(doc, PROVIDER_ADVERTISE, &self.advertise)?;
-        put(doc, PROVIDER_DUBBO, &self.dubbo)?;
-        put(doc, PROVIDER_SERIALIZATION, &self.serialization)?;
-        put(doc, PROVIDER_SERVICES, &self.services)?;
-        put(doc, PROVIDER_WEIGHT, &self.weight)?;
-        put(doc, PROVIDER_MAX_CONCURRENCY, &self.max_concurrency)?;
-        put(doc, PROVIDER_REGISTER, &self.register)?;
-        put(doc, ETCD_ENDPOINTS, &self.etcd_endpoints)?;
-        put(doc, ETCD_PREFIX, &self.etcd_prefix)?;
-        Ok(())
     }
 }
 
@@ -117,7 +61,7 @@ pub(crate) fn merge(
         Some(text) => Document::parse(text)?,
         None => Document::default(),
     };
-    overrides.apply(&mut doc, role)?;
+    overrides.apply(&mut doc);
     doc.section_mut(role.section());
     let locations = doc.locations.clone();
     Ok((doc.build()?, locations))

@@ -11,7 +11,7 @@ use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
 use super::cli::{ConsumerArgs, ProviderArgs};
 use super::cpus::default_cores;
 use super::error::ConfigError;
-use super::keys::{keys_of, DEFAULT_SERVICE, SECTIONS, SERVICE_POLICY};
+use super::keys::*;
 use super::merge::{load_on, merge, parse_toml, Overrides};
 use super::names::{BalancerName, SerializationName};
 use super::schema::{
@@ -237,10 +237,7 @@ fn validation_errors_carry_the_file_position() {
     );
     assert!(e.is_in_file());
     // From an override: no position, not "in the file".
-    let o = Overrides {
-        upstream_connections: Some(0),
-        ..Overrides::default()
-    };
+    let o = Overrides::default().with(&CONSUMER_UPSTREAM_CONNECTIONS, 0);
     let e = load_on(
         Some("[consumer]\nproviders = [\"10.0.0.1:1\"]\nupstream_connections = 3\n"),
         &o,
@@ -293,15 +290,13 @@ fn precedence_override_over_file_over_default() {
     assert_eq!(consumer.request_timeout_ms, 5000); // default
     assert_eq!((c.runtime.cores.as_slice(), c.runtime.shards), (&[0, 1][..], 2));
 
-    let o = Overrides {
-        cores: Some(vec![0, 1, 2]),
-        listen: Some(addr("127.0.0.1:2222")),
-        request_timeout_ms: Some(77),
-        providers: Some(vec![addr("10.0.0.9:30000")]),
-        etcd_endpoints: Some(vec!["http://flag:2379".to_owned()]),
-        etcd_prefix: Some("/p".to_owned()),
-        ..Overrides::default()
-    };
+    let o = Overrides::default()
+        .with(&RUNTIME_CORES, [0, 1, 2])
+        .with(&CONSUMER_LISTEN, "127.0.0.1:2222")
+        .with(&CONSUMER_REQUEST_TIMEOUT_MS, 77)
+        .with(&CONSUMER_PROVIDERS, ["10.0.0.9:30000"])
+        .with(&ETCD_ENDPOINTS, ["http://flag:2379"])
+        .with(&ETCD_PREFIX, "/p");
     let c = load_on(Some(file), &o, Role::Consumer, EIGHT).unwrap();
     let consumer = c.consumer.unwrap();
     assert_eq!(consumer.listen, addr("127.0.0.1:2222")); // override
@@ -319,19 +314,17 @@ fn precedence_override_over_file_over_default() {
         (&["http://flag:2379".to_owned()][..], "/p")
     );
 
-    // Role-relative overrides go to the running role's section.
-    let o = Overrides {
-        listen: Some(addr("10.1.1.1:3333")),
-        upstream_connections: Some(9),
-        ..Overrides::default()
-    };
+    // An override of the other role's section applies too (it is checked, not used).
+    let o = Overrides::default()
+        .with(&PROVIDER_LISTEN, "10.1.1.1:3333")
+        .with(&PROVIDER_UPSTREAM_CONNECTIONS, 9);
     let (c, _) = merge(Some(file), &o, Role::Provider).unwrap();
     let p = c.provider.unwrap();
     assert_eq!((p.listen, p.upstream_connections), (addr("10.1.1.1:3333"), 9));
     assert_eq!(c.consumer.unwrap().listen, addr("127.0.0.1:1111"));
 }
 
-/// Flags (clap) become overrides; env goes through clap the same way (tested on the binary).
+/// Flags (clap) become overrides of their keys; env goes through clap the same way (tested on the binary).
 #[test]
 fn clap_args_become_overrides() {
     #[derive(Debug, Parser)]
@@ -344,73 +337,42 @@ fn clap_args_become_overrides() {
         Consumer(ConsumerArgs),
         Provider(ProviderArgs),
     }
-    let C {
-        cmd: Sub::Consumer(a),
-    } = C::try_parse_from([
-        "x",
-        "consumer",
-        "--cores",
-        "0-1",
-        "--shards",
-        "4",
-        "--listen",
-        "127.0.0.1:9",
-        "--provider",
-        "10.0.0.1:1,10.0.0.2:2",
-        "--provider",
-        "10.0.0.3:3",
-        "--etcd",
-        "http://a:1",
-        "--etcd-prefix",
-        "/q",
-        "--upstream-connections",
-        "5",
-        "--request-timeout-ms",
-        "6",
-    ])
-    .unwrap()
-    else {
+    let parse = |line: &str| C::try_parse_from(line.split_whitespace()).map(|c| c.cmd);
+    let consumer = "x consumer --cores 0-1 --shards 4 --listen 127.0.0.1:9 --provider 10.0.0.1:1,10.0.0.2:2 \
+                    --provider 10.0.0.3:3 --etcd http://a:1 --etcd-prefix /q --upstream-connections 5 \
+                    --request-timeout-ms 6 --application web --host 10.0.0.7";
+    let Ok(Sub::Consumer(a)) = parse(consumer) else {
         panic!("not a consumer")
     };
     let o = a.overrides();
-    assert_eq!(o.cores, Some(vec![0, 1]));
-    assert_eq!(o.shards, Some(4));
-    assert_eq!(o.providers.as_ref().map(Vec::len), Some(3));
-    assert_eq!(o.etcd_endpoints, Some(vec!["http://a:1".to_owned()]));
-    assert_eq!((o.upstream_connections, o.request_timeout_ms), (Some(5), Some(6)));
+    let int = |k| o.get(k).and_then(toml::Value::as_integer);
+    let len = |k| o.get(k).and_then(toml::Value::as_array).map(Vec::len);
+    let text = |k| o.get(k).and_then(toml::Value::as_str);
+    assert_eq!(len(&RUNTIME_CORES), Some(2));
+    assert_eq!(int(&RUNTIME_SHARDS), Some(4));
+    assert_eq!(len(&CONSUMER_PROVIDERS), Some(3));
+    assert_eq!(len(&ETCD_ENDPOINTS), Some(1));
+    assert_eq!(int(&CONSUMER_UPSTREAM_CONNECTIONS), Some(5));
+    assert_eq!(int(&CONSUMER_REQUEST_TIMEOUT_MS), Some(6));
+    assert_eq!(text(&CONSUMER_APPLICATION), Some("web"));
+    assert_eq!(text(&CONSUMER_HOST), Some("10.0.0.7"));
+    assert_eq!(o.get(&PROVIDER_LISTEN), None);
 
-    let C {
-        cmd: Sub::Provider(a),
-    } = C::try_parse_from([
-        "x",
-        "provider",
-        "--advertise",
-        "10.0.0.1:30000",
-        "--dubbo",
-        "127.0.0.1:1",
-        "--serialization",
-        "fastjson",
-        "--service",
-        "a.B,c.D",
-        "--weight",
-        "300",
-        "--max-concurrency",
-        "200",
-        "--no-register",
-    ])
-    .unwrap()
-    else {
+    let provider = "x provider --advertise 10.0.0.1:30000 --dubbo 127.0.0.1:1 --serialization fastjson \
+                    --service a.B,c.D --weight 300 --max-concurrency 200 --no-register";
+    let Ok(Sub::Provider(a)) = parse(provider) else {
         panic!("not a provider")
     };
     let o = a.overrides();
-    assert_eq!(o.services, Some(vec!["a.B".to_owned(), "c.D".to_owned()]));
-    assert_eq!(
-        (o.weight, o.max_concurrency, o.register),
-        (Some(300), Some(200), Some(false))
-    );
-    let c = load_on(None, &o, Role::Provider, EIGHT).unwrap();
-    assert_eq!(c.provider.unwrap().serialization, SerializationName::FastJson);
-    assert!(C::try_parse_from(["x", "provider", "--serialization", "json"]).is_err());
+    assert_eq!(o.get(&PROVIDER_REGISTER), Some(&toml::Value::Boolean(false)));
+    let c = load_on(None, o, Role::Provider, EIGHT).unwrap();
+    let p = c.provider.unwrap();
+    assert_eq!(p.services, ["a.B", "c.D"]);
+    assert_eq!((p.weight, p.max_concurrency, p.register), (300, Some(200), false));
+    assert_eq!(p.serialization, SerializationName::FastJson);
+    for bad in ["--serialization json", "--weight -1", "--host db", "--cores 3-1"] {
+        assert!(parse(&format!("x provider {bad}")).is_err() || parse(&format!("x consumer {bad}")).is_err());
+    }
 }
 
 /// `--help` names every key of the role's sections: flags in their own help, which is the table's, and
@@ -452,7 +414,8 @@ fn help_documents_every_key() {
                 .iter()
                 .find(|k| k.flag.is_some_and(|f| f.long == long))
                 .unwrap_or_else(|| panic!("{role}: --{long} is no key's flag"));
-            assert_eq!(a.get_env().and_then(|e| e.to_str()), Some(key.env()), "--{long}");
+            let env = key.flag.map(|f| f.env);
+            assert_eq!(a.get_env().and_then(|e| e.to_str()), env, "--{long}");
             assert_eq!(
                 a.get_help().map(ToString::to_string),
                 Some(super::reference::flag_help(key)),
@@ -536,10 +499,7 @@ fn https_etcd_endpoints_are_refused() {
         "etcd.endpoints: \"https://etcd:2379\": https is not supported (the agent's etcd client is built \
          without TLS); use http://host:port (line 2, column 1)"
     );
-    let o = Overrides {
-        etcd_endpoints: Some(vec!["https://etcd:2379".to_owned()]),
-        ..Overrides::default()
-    };
+    let o = Overrides::default().with(&ETCD_ENDPOINTS, ["https://etcd:2379"]);
     let e = load_on(None, &o, Role::Provider, EIGHT).unwrap_err();
     assert_eq!(e.key(), Some("etcd.endpoints"));
     assert!(e.to_string().contains("https is not supported"), "{e}");
@@ -591,17 +551,16 @@ fn consumer_identity_keys() {
         assert!(e.starts_with(want), "{e}");
     }
     // From flags.
-    let o = Overrides {
-        application: Some("web".to_owned()),
-        host: Some("10.0.0.9".parse().unwrap()),
-        providers: Some(vec![addr("10.0.0.1:1")]),
-        ..Overrides::default()
-    };
+    let o = Overrides::default()
+        .with(&CONSUMER_APPLICATION, "web")
+        .with(&CONSUMER_HOST, "10.0.0.9")
+        .with(&CONSUMER_PROVIDERS, ["10.0.0.1:1"]);
     let c = load_on(None, &o, Role::Consumer, EIGHT)
         .unwrap()
         .consumer
         .unwrap();
-    assert_eq!((c.application.as_deref(), c.host), (Some("web"), o.host));
+    assert_eq!(c.application.as_deref(), Some("web"));
+    assert_eq!(c.host, Some("10.0.0.9".parse().unwrap()));
 }
 
 #[test]
