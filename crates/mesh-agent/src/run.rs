@@ -15,7 +15,7 @@ use mesh_shard::tls::{ClientTls, ServerTls};
 use mesh_shard::upstream::UpstreamConfig;
 use mesh_shard::{consumer, provider};
 
-use crate::config::{AgentConfig, BalancerName, ConsumerConfig, EtcdSection};
+use crate::config::{AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection};
 
 /// How long a provider keeps serving after deregistering, so that consumers see the removal before it
 /// stops taking calls (their watch delivers it in milliseconds; calls already on the wire still land).
@@ -361,35 +361,33 @@ fn policies(c: &ConsumerConfig, shards: usize) -> consumer::Policies {
         idempotent: c.idempotent,
         rate_limit: None,
     };
-    // A rate for the whole agent, taken in equal parts by its shards.
-    let per_shard = |r: u64| r as f64 / shards.max(1) as f64;
     let services = c
         .services
         .iter()
         .map(|(name, s)| {
-            let svc = consumer::CallPolicy {
-                timeout: s.timeout_ms.map_or(default.timeout, Duration::from_millis),
-                retries: s.retries.unwrap_or(default.retries),
-                idempotent: s.idempotent.unwrap_or(default.idempotent),
-                rate_limit: s.rate_limit.map(per_shard),
-            };
+            let svc = overlay(&default, s, shards);
             let methods = s
                 .methods
                 .iter()
-                .map(|(m, p)| {
-                    let mp = consumer::CallPolicy {
-                        timeout: p.timeout_ms.map_or(svc.timeout, Duration::from_millis),
-                        retries: p.retries.unwrap_or(svc.retries),
-                        idempotent: p.idempotent.unwrap_or(svc.idempotent),
-                        rate_limit: p.rate_limit.map(per_shard).or(svc.rate_limit),
-                    };
-                    (m.clone(), mp)
-                })
+                .map(|(m, p)| (m.clone(), overlay(&svc, p, shards)))
                 .collect();
             (name.clone(), (Some(svc), methods))
         })
         .collect();
     consumer::Policies { default, services }
+}
+
+/// `over`'s keys over `base`. A rate is for the whole agent, taken in equal parts by its shards.
+fn overlay(base: &consumer::CallPolicy, over: &CallPolicyConfig, shards: usize) -> consumer::CallPolicy {
+    consumer::CallPolicy {
+        timeout: over.timeout_ms.map_or(base.timeout, Duration::from_millis),
+        retries: over.retries.unwrap_or(base.retries),
+        idempotent: over.idempotent.unwrap_or(base.idempotent),
+        rate_limit: over
+            .rate_limit
+            .map(|r| r as f64 / shards.max(1) as f64)
+            .or(base.rate_limit),
+    }
 }
 
 /// The shard runtime's balancer for the configured name (the names are the shard's: a unit test checks
@@ -461,6 +459,26 @@ mod tests {
             "127.0.0.1"
         );
         assert!(default_route_ip().is_none_or(|ip| !ip.is_unspecified()));
+    }
+
+    #[test]
+    fn call_policies_fall_back_method_to_service_to_consumer() {
+        let c = consumer_config(
+            "retries = 1\n[consumer.services.S]\ntimeout_ms = 800\nrate_limit = 100\n\
+             [consumer.services.S.methods.get]\nretries = 3\n",
+        );
+        let p = policies(&c, 4);
+        assert_eq!((p.default.retries, p.default.rate_limit), (1, None));
+        let (svc, methods) = &p.services["S"];
+        let svc = svc.clone().unwrap();
+        assert_eq!((svc.timeout, svc.retries), (Duration::from_millis(800), 1));
+        assert_eq!(svc.rate_limit, Some(25.0));
+        let get = &methods["get"];
+        assert_eq!(
+            (get.timeout, get.retries, get.rate_limit),
+            (svc.timeout, 3, Some(25.0))
+        );
+        assert_eq!(get.idempotent, c.idempotent);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub(crate) use cli::{ConsumerArgs, ProviderArgs};
 #[cfg(test)]
 pub(crate) use merge::{load, Overrides};
 pub(crate) use names::BalancerName;
-pub(crate) use schema::{ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig};
+pub(crate) use schema::{CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig};
 
 /// The role the process runs as; decides which section is required and which checks apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,11 +77,8 @@ impl fmt::Display for Role {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct AgentConfig {
     pub(crate) runtime: RuntimeConfig,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) consumer: Option<ConsumerConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) provider: Option<ProviderConfig>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) etcd: Option<EtcdSection>,
 }
 

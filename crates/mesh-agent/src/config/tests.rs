@@ -14,9 +14,7 @@ use super::error::ConfigError;
 use super::keys::*;
 use super::merge::{load_on, merge, parse_toml, Overrides};
 use super::names::{BalancerName, SerializationName};
-use super::schema::{
-    ConsumerConfig, EtcdSection, MethodPolicyConfig, ProviderConfig, RawRuntime, ServicePolicyConfig,
-};
+use super::schema::{CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig, RawRuntime};
 use super::Role;
 
 fn addr(s: &str) -> SocketAddr {
@@ -474,13 +472,7 @@ fn key_table_matches_the_sections() {
     }
     assert_eq!(
         sorted(names(SERVICE_POLICY)),
-        sorted(struct_fields::<ServicePolicyConfig>().to_vec())
-    );
-    let mut method = names(SERVICE_POLICY);
-    method.retain(|k| *k != "methods");
-    assert_eq!(
-        sorted(method),
-        sorted(struct_fields::<MethodPolicyConfig>().to_vec())
+        sorted(struct_fields::<CallPolicyConfig>().to_vec())
     );
     // Every section made of its defaults alone is valid (with what the role needs).
     let c = parse_toml("[consumer]\n[provider]\n[etcd]\nendpoints = [\"http://e:1\"]\n").unwrap();
@@ -565,6 +557,12 @@ fn consumer_identity_keys() {
 
 #[test]
 fn service_policy_ranges_come_from_the_table() {
+    let text =
+        "[consumer]\nproviders = [\"10.0.0.1:1\"]\n[consumer.services.\"a.B\".methods.get.methods.x]\n";
+    assert_eq!(
+        load_err(text, Role::Consumer).to_string(),
+        "consumer.services.a.B.methods.get.methods: a method has no methods"
+    );
     let text =
         "[consumer]\nproviders = [\"10.0.0.1:1\"]\n[consumer.services.\"a.B\".methods.get]\nretries = 11\n";
     assert_eq!(

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Serialize;
 
@@ -167,7 +168,11 @@ impl ConsumerConfig {
             }
             check_table(&key, SERVICE_POLICY, p)?;
             for (m, mp) in &p.methods {
-                check_table(&format!("{key}.methods.{m}"), SERVICE_POLICY, mp)?;
+                let key = format!("{key}.methods.{m}");
+                check_table(&key, SERVICE_POLICY, mp)?;
+                if !mp.methods.is_empty() {
+                    return Err(invalid(format!("{key}.methods"), "a method has no methods"));
+                }
             }
         }
         if self.eject_max_ms < self.eject_base_ms {
@@ -176,15 +181,7 @@ impl ConsumerConfig {
                 format!("must be at least consumer.eject_base_ms ({})", self.eject_base_ms),
             ));
         }
-        if let Some(t) = &self.token {
-            valid_token("consumer.token", t)?;
-        }
-        pair(
-            "consumer.tls_cert",
-            &self.tls_cert,
-            "consumer.tls_key",
-            &self.tls_key,
-        )?;
+        token_and_identity("consumer", &self.token, &self.tls_cert, &self.tls_key)?;
         if self.tls_cert.is_some() && self.tls_ca.is_none() {
             return Err(invalid(
                 "consumer.tls_cert",
@@ -246,15 +243,7 @@ impl ProviderConfig {
             }
         }
         check_table("provider", keys_of("provider"), self)?;
-        if let Some(t) = &self.token {
-            valid_token("provider.token", t)?;
-        }
-        pair(
-            "provider.tls_cert",
-            &self.tls_cert,
-            "provider.tls_key",
-            &self.tls_key,
-        )?;
+        token_and_identity("provider", &self.token, &self.tls_cert, &self.tls_key)?;
         if let Some(t) = &self.tag {
             if !is_name(t) {
                 return Err(invalid("provider.tag", format!("{t:?} is not a tag")));
@@ -276,24 +265,28 @@ impl ProviderConfig {
     }
 }
 
-/// Two keys that are set together or not at all.
-fn pair<T>(a: &str, va: &Option<T>, b: &str, vb: &Option<T>) -> Result<(), ConfigError> {
-    match (va.is_some(), vb.is_some()) {
-        (true, false) => Err(invalid(b, format!("must be set together with {a}"))),
-        (false, true) => Err(invalid(a, format!("must be set together with {b}"))),
+/// The keys both roles have: `token` (sent as an attachment: printable ASCII without spaces, 1..=256
+/// bytes), and `tls_cert` / `tls_key`, set together or not at all.
+fn token_and_identity(
+    section: &str,
+    token: &Option<String>,
+    cert: &Option<PathBuf>,
+    key: &Option<PathBuf>,
+) -> Result<(), ConfigError> {
+    if let Some(t) = token {
+        if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(invalid(
+                format!("{section}.token"),
+                "must be 1..=256 printable ASCII characters without spaces",
+            ));
+        }
+    }
+    let (cert_key, key_key) = (format!("{section}.tls_cert"), format!("{section}.tls_key"));
+    match (cert.is_some(), key.is_some()) {
+        (true, false) => Err(invalid(key_key, format!("must be set together with {cert_key}"))),
+        (false, true) => Err(invalid(cert_key, format!("must be set together with {key_key}"))),
         _ => Ok(()),
     }
-}
-
-/// A token is sent as an attachment: printable ASCII without spaces, 1..=256 bytes.
-fn valid_token(key: &str, t: &str) -> Result<(), ConfigError> {
-    if t.is_empty() || t.len() > 256 || !t.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            key,
-            "must be 1..=256 printable ASCII characters without spaces",
-        ));
-    }
-    Ok(())
 }
 
 /// What is wrong with an etcd endpoint, if anything: it must be `http://host:port`, nothing more.

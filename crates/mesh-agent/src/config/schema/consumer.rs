@@ -14,10 +14,8 @@ use crate::config::names::BalancerName;
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsumerConfig {
     pub(crate) listen: SocketAddr,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) application: Option<String>,
     /// Unset: see [`ConsumerConfig::host_or`].
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) host: Option<IpAddr>,
     pub(crate) providers: Vec<SocketAddr>,
     pub(crate) upstream_connections: usize,
@@ -35,21 +33,16 @@ pub(crate) struct ConsumerConfig {
     pub(crate) retries: usize,
     pub(crate) idempotent: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) services: BTreeMap<String, ServicePolicyConfig>,
+    pub(crate) services: BTreeMap<String, CallPolicyConfig>,
     pub(crate) eject_failures: u32,
     pub(crate) eject_base_ms: u64,
     pub(crate) eject_max_ms: u64,
     pub(crate) heartbeat_ms: u64,
     pub(crate) cap_headroom_pct: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tls_ca: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tls_server_name: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tls_cert: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tls_key: Option<PathBuf>,
     pub(crate) balancer: BalancerName,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -73,32 +66,15 @@ impl ConsumerConfig {
     }
 }
 
-/// One entry of `consumer.services`: unset keys fall back to the consumer's.
+/// One entry of `consumer.services` (unset keys fall back to the consumer's), or of its `methods` (unset
+/// keys fall back to the service's; a method has no `methods`).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub(crate) struct ServicePolicyConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
+pub(crate) struct CallPolicyConfig {
     pub(crate) timeout_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) retries: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) idempotent: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) rate_limit: Option<u64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub(crate) methods: BTreeMap<String, MethodPolicyConfig>,
-}
-
-/// One entry of `consumer.services.<svc>.methods`: unset keys fall back to the service's.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct MethodPolicyConfig {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) timeout_ms: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) retries: Option<usize>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) idempotent: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(crate) rate_limit: Option<u64>,
+    pub(crate) methods: BTreeMap<String, CallPolicyConfig>,
 }

@@ -6,9 +6,7 @@ mod etcd;
 mod provider;
 mod runtime;
 
-pub(crate) use consumer::ConsumerConfig;
-#[cfg(test)]
-pub(crate) use consumer::{MethodPolicyConfig, ServicePolicyConfig};
+pub(crate) use consumer::{CallPolicyConfig, ConsumerConfig};
 pub(crate) use etcd::EtcdSection;
 pub(crate) use provider::ProviderConfig;
 pub(crate) use runtime::{RawRuntime, RuntimeConfig};

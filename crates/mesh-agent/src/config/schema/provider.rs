@@ -14,13 +14,11 @@ use crate::config::names::SerializationName;
 pub(crate) struct ProviderConfig {
     pub(crate) listen: SocketAddr,
     /// Unset: `listen` (see [`ProviderConfig::advertise_addr`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) advertise: Option<SocketAddr>,
     pub(crate) dubbo: SocketAddr,
     pub(crate) serialization: SerializationName,
     pub(crate) services: Vec<String>,
     pub(crate) weight: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) max_concurrency: Option<u32>,
     pub(crate) upstream_connections: usize,
     pub(crate) request_timeout_ms: u64,
@@ -30,15 +28,10 @@ pub(crate) struct ProviderConfig {
     pub(crate) queue_limit: usize,
     pub(crate) queue_timeout_ms: u64,
     pub(crate) max_inflight_per_connection: usize,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) token: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tls_cert: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tls_key: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tls_client_ca: Option<PathBuf>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) tag: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) params: BTreeMap<String, String>,
