@@ -1,5 +1,5 @@
-//! Starting the roles: registry thread + one pinned glommio shard per configured core, signal handling,
-//! and the shutdown order (provider: deregister first, then drain; consumer: stop accepting, drain).
+//! Starting the roles: registry thread + `runtime.shards` glommio shards pinned over `runtime.cores`, signal
+//! handling, and the shutdown order (provider: deregister first, then drain; consumer: stop accepting, drain).
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -98,7 +98,7 @@ impl Ready {
     }
 }
 
-/// Blocks until SIGTERM/SIGINT (returns `Ok(true)`) or until a shard ends on its own (error).
+/// Blocks until SIGTERM/SIGINT (`Ok(())`) or until a shard ends on its own (an error).
 fn wait(rt: &tokio::runtime::Runtime, exits: &mut Exits) -> Result<()> {
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -411,8 +411,9 @@ fn consumer_identity(c: &ConsumerConfig, host: IpAddr) -> mesh_balance::Consumer
     }
 }
 
-/// This machine's IPv4 address towards its default route: a UDP socket "connected" to a public address
-/// (a route lookup; nothing is sent). `None` without a route.
+/// This machine's IPv4 address towards its default route: a UDP socket "connected" to an address outside
+/// the machine (192.0.2.1, TEST-NET-1): the kernel picks the source address of the route; nothing is sent.
+/// `None` without a route.
 fn default_route_ip() -> Option<IpAddr> {
     let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
     socket.connect("192.0.2.1:9").ok()?;

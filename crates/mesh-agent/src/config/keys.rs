@@ -905,9 +905,12 @@ mod tests {
     fn flags_are_unique_per_role_and_env_names_follow_them() {
         for role in ["consumer", "provider"] {
             let mut longs = std::collections::BTreeSet::new();
+            let mut ids = std::collections::BTreeSet::new();
             for k in RUNTIME.iter().chain(keys_of(role)).chain(ETCD) {
                 if let Some(f) = k.flag {
                     assert!(longs.insert(f.long), "{role}: --{} twice", f.long);
+                    // The key's name is its clap argument's id.
+                    assert!(ids.insert(k.name), "{role}: {} twice", k.name);
                     assert!(f.env.starts_with("MESH_"), "{}", k.dotted());
                 }
             }
