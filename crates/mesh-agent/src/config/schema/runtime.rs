@@ -5,8 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::cpus::{default_cores, CoreList};
 
 /// `[runtime]`: shards and their CPUs, buffers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(from = "RawRuntime")]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct RuntimeConfig {
     /// CPU ids to pin shards to.
     pub(crate) cores: Vec<usize>,
