@@ -1,7 +1,9 @@
-//! `mesh-agent`: the Dubbo mesh agent binary.
+//! `mesh-agent`: the Dubbo mesh agent binary. Subcommands: the two roles (`consumer`: HTTP in, Dubbo out
+//! to provider agents; `provider`: in from consumer agents, out to the local Dubbo provider, registered in
+//! etcd) and a debugging tool (`decode`).
 //!
-//! For now it only carries debugging tools (`decode`); the consumer and provider roles will be further
-//! subcommands of [`Command`].
+//! A role loads its configuration (`config`: file, environment and flags, merged and validated), then either
+//! prints it (`--print-config`) or runs (`run`).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,6 +13,8 @@ use clap::{Parser, Subcommand};
 mod config;
 mod decode;
 mod run;
+
+use config::{AgentConfig, Role};
 
 /// Exit status for any failure reported as `error: ...` (clap uses the same for usage errors).
 const EXIT_FAILURE: u8 = 2;
@@ -32,11 +36,44 @@ enum Command {
     Decode(decode::DecodeArgs),
 }
 
+/// `mesh-agent consumer`.
+fn consumer(args: &config::ConsumerArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    if args.print_config() {
+        return print_config(Role::Consumer, &config);
+    }
+    run::consumer(&config)
+}
+
+/// `mesh-agent provider`.
+fn provider(args: &config::ProviderArgs) -> anyhow::Result<()> {
+    let config = args.load()?;
+    if args.print_config() {
+        return print_config(Role::Provider, &config);
+    }
+    run::provider(&config)
+}
+
+/// `--print-config`: the effective configuration, itself a valid config file.
+fn print_config(role: Role, config: &AgentConfig) -> anyhow::Result<()> {
+    let mut text = format!(
+        "# mesh-agent {role}: effective configuration (flag > env > file > default)\n{}",
+        config.to_toml()?
+    );
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Consumer(args) => config::run_consumer(&args),
-        Command::Provider(args) => config::run_provider(&args),
+        Command::Consumer(args) => consumer(&args),
+        Command::Provider(args) => provider(&args),
         Command::Decode(args) => decode::run(&args),
     };
     match result {

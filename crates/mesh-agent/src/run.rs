@@ -1,12 +1,13 @@
-//! Starting the roles: registry thread + one pinned glommio shard per configured core, signal handling,
-//! and the shutdown order (provider: deregister first, then drain; consumer: stop accepting, drain).
+//! Starting the roles: registry thread + `runtime.shards` glommio shards pinned over `runtime.cores`, signal
+//! handling, and the shutdown order (provider: deregister first, then drain; consumer: stop accepting, drain).
 
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
-use mesh_dubbo::{Codec, Serialization};
+use mesh_dubbo::Codec;
 use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
 use mesh_shard::health::EjectionConfig;
 use mesh_shard::runtime::{placements, spawn_shard, Controller, DEFAULT_IO_MEMORY};
@@ -14,7 +15,7 @@ use mesh_shard::tls::{ClientTls, ServerTls};
 use mesh_shard::upstream::UpstreamConfig;
 use mesh_shard::{consumer, provider};
 
-use crate::config::{AgentConfig, ConsumerConfig, EtcdSection};
+use crate::config::{AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection};
 
 /// How long a provider keeps serving after deregistering, so that consumers see the removal before it
 /// stops taking calls (their watch delivers it in milliseconds; calls already on the wire still land).
@@ -97,7 +98,7 @@ impl Ready {
     }
 }
 
-/// Blocks until SIGTERM/SIGINT (returns `Ok(true)`) or until a shard ends on its own (error).
+/// Blocks until SIGTERM/SIGINT (`Ok(())`) or until a shard ends on its own (an error).
 fn wait(rt: &tokio::runtime::Runtime, exits: &mut Exits) -> Result<()> {
     rt.block_on(async {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -213,14 +214,9 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         shards,
         ejection,
         cap_headroom: f64::from(c.cap_headroom_pct) / 100.0,
-        balancer: mesh_shard::balancer_named(&c.balancer)
-            .with_context(|| format!("consumer.balancer: unknown balancer {:?}", c.balancer))?,
+        balancer: shard_balancer(c.balancer)?,
         rules: c.routing.clone().into_iter().collect(),
-        // The consumer's identity for condition rules: the config keys come with the config split (issue 10).
-        consumer: mesh_balance::ConsumerInfo {
-            host: "127.0.0.1".to_owned(),
-            ..Default::default()
-        },
+        consumer: consumer_identity(&c, c.host_or(default_route_ip)),
     };
     let rt = signal_runtime()?;
     let makers: Vec<_> = rxs
@@ -235,7 +231,10 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         })
         .collect();
     let (controller, mut exits, n) = start_shards(&rt, cfg, "consumer", makers)?;
-    log(&format!("consumer listening on {} with {n} shard(s)", c.listen));
+    log(&format!(
+        "consumer listening on {} with {n} shard(s), host {} for routing rules",
+        c.listen, opts.consumer.host
+    ));
     let waited = wait(&rt, &mut exits);
     controller.stop(Duration::from_millis(c.request_timeout_ms));
     let joined = join_all(
@@ -251,15 +250,10 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
 pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
     let p = cfg.provider.clone().context("provider: section missing")?;
     let advertise: SocketAddr = p.advertise_addr();
-    let serialization = match p.serialization.as_str() {
-        "hessian2" => Serialization::Hessian2,
-        "fastjson" => Serialization::FastJson,
-        other => bail!("provider.serialization: unknown serialization {other:?}"),
-    };
     let settings = provider::ProviderSettings {
         listen: p.listen,
         dubbo: p.dubbo,
-        serialization,
+        serialization: p.serialization.codec(),
         upstream: UpstreamConfig {
             connections: p.upstream_connections,
             request_timeout: Duration::from_millis(p.request_timeout_ms),
@@ -367,33 +361,131 @@ fn policies(c: &ConsumerConfig, shards: usize) -> consumer::Policies {
         idempotent: c.idempotent,
         rate_limit: None,
     };
-    // A rate for the whole agent, taken in equal parts by its shards.
-    let per_shard = |r: u64| r as f64 / shards.max(1) as f64;
     let services = c
         .services
         .iter()
         .map(|(name, s)| {
-            let svc = consumer::CallPolicy {
-                timeout: s.timeout_ms.map_or(default.timeout, Duration::from_millis),
-                retries: s.retries.unwrap_or(default.retries),
-                idempotent: s.idempotent.unwrap_or(default.idempotent),
-                rate_limit: s.rate_limit.map(per_shard),
-            };
+            let svc = overlay(&default, s, shards);
             let methods = s
                 .methods
                 .iter()
-                .map(|(m, p)| {
-                    let mp = consumer::CallPolicy {
-                        timeout: p.timeout_ms.map_or(svc.timeout, Duration::from_millis),
-                        retries: p.retries.unwrap_or(svc.retries),
-                        idempotent: p.idempotent.unwrap_or(svc.idempotent),
-                        rate_limit: p.rate_limit.map(per_shard).or(svc.rate_limit),
-                    };
-                    (m.clone(), mp)
-                })
+                .map(|(m, p)| (m.clone(), overlay(&svc, p, shards)))
                 .collect();
             (name.clone(), (Some(svc), methods))
         })
         .collect();
     consumer::Policies { default, services }
+}
+
+/// `over`'s keys over `base`. A rate is for the whole agent, taken in equal parts by its shards.
+fn overlay(base: &consumer::CallPolicy, over: &CallPolicyConfig, shards: usize) -> consumer::CallPolicy {
+    consumer::CallPolicy {
+        timeout: over.timeout_ms.map_or(base.timeout, Duration::from_millis),
+        retries: over.retries.unwrap_or(base.retries),
+        idempotent: over.idempotent.unwrap_or(base.idempotent),
+        rate_limit: over
+            .rate_limit
+            .map(|r| r as f64 / shards.max(1) as f64)
+            .or(base.rate_limit),
+    }
+}
+
+/// The shard runtime's balancer for the configured name (the names are the shard's: a unit test checks
+/// every one).
+fn shard_balancer(name: BalancerName) -> Result<mesh_shard::Balancer> {
+    mesh_shard::balancer_named(name.name())
+        .with_context(|| format!("consumer.balancer: {name} is not known to the shard runtime"))
+}
+
+/// What condition routing rules see as the consumer: `host`, and `application` when configured.
+fn consumer_identity(c: &ConsumerConfig, host: IpAddr) -> mesh_balance::ConsumerInfo {
+    let params: BTreeMap<String, String> = c
+        .application
+        .iter()
+        .map(|a| ("application".to_owned(), a.clone()))
+        .collect();
+    mesh_balance::ConsumerInfo {
+        host: host.to_string(),
+        params,
+        ..Default::default()
+    }
+}
+
+/// This machine's IPv4 address towards its default route: a UDP socket "connected" to an address outside
+/// the machine (192.0.2.1, TEST-NET-1): the kernel picks the source address of the route; nothing is sent.
+/// `None` without a route.
+fn default_route_ip() -> Option<IpAddr> {
+    let socket = UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    socket.local_addr().ok().map(|a| a.ip())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::{load, Overrides, Role};
+
+    fn consumer_config(text: &str) -> ConsumerConfig {
+        let text = format!("[consumer]\nproviders = [\"10.0.0.1:30000\"]\n{text}");
+        load(Some(&text), &Overrides::default(), Role::Consumer)
+            .unwrap()
+            .consumer
+            .unwrap()
+    }
+
+    #[test]
+    fn condition_rules_see_the_configured_identity() {
+        let c = consumer_config("application = \"orders\"\nhost = \"10.1.2.3\"\n");
+        let info = consumer_identity(&c, c.host_or(|| None));
+        assert_eq!(info.host, "10.1.2.3");
+        assert_eq!(info.params.get("application").map(String::as_str), Some("orders"));
+
+        let c = consumer_config("");
+        let info = consumer_identity(&c, c.host_or(|| None));
+        assert_eq!(info.host, "127.0.0.1");
+        assert!(info.params.is_empty());
+    }
+
+    #[test]
+    fn consumer_host_defaults() {
+        let c = consumer_config("listen = \"10.9.8.7:20000\"\n");
+        assert_eq!(c.host_or(|| None).to_string(), "10.9.8.7");
+        let c = consumer_config("listen = \"0.0.0.0:20000\"\n");
+        let route = || Some("172.16.0.5".parse().unwrap());
+        assert_eq!(c.host_or(route).to_string(), "172.16.0.5");
+        assert_eq!(c.host_or(|| None).to_string(), "127.0.0.1");
+        assert_eq!(
+            c.host_or(|| Some("127.0.0.1".parse().unwrap())).to_string(),
+            "127.0.0.1"
+        );
+        assert!(default_route_ip().is_none_or(|ip| !ip.is_unspecified()));
+    }
+
+    #[test]
+    fn call_policies_fall_back_method_to_service_to_consumer() {
+        let c = consumer_config(
+            "retries = 1\n[consumer.services.S]\ntimeout_ms = 800\nrate_limit = 100\n\
+             [consumer.services.S.methods.get]\nretries = 3\n",
+        );
+        let p = policies(&c, 4);
+        assert_eq!((p.default.retries, p.default.rate_limit), (1, None));
+        let (svc, methods) = &p.services["S"];
+        let svc = svc.clone().unwrap();
+        assert_eq!((svc.timeout, svc.retries), (Duration::from_millis(800), 1));
+        assert_eq!(svc.rate_limit, Some(25.0));
+        let get = &methods["get"];
+        assert_eq!(
+            (get.timeout, get.retries, get.rate_limit),
+            (svc.timeout, 3, Some(25.0))
+        );
+        assert_eq!(get.idempotent, c.idempotent);
+    }
+
+    #[test]
+    fn every_balancer_maps_to_the_shard() {
+        for name in BalancerName::NAMES {
+            assert!(shard_balancer(name.parse().unwrap()).is_ok(), "{name}");
+        }
+    }
 }

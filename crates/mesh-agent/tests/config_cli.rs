@@ -362,3 +362,65 @@ fn deploy_examples_print() {
     }
     assert_eq!(count, 6, "six examples in {}", dir.display());
 }
+
+#[test]
+fn consumer_identity_from_flags_and_env() {
+    let t = print_config(
+        &[
+            "consumer",
+            "--print-config",
+            "--provider",
+            "10.0.0.1:30000",
+            "--host",
+            "10.1.2.3",
+        ],
+        &[("MESH_APPLICATION", "orders")],
+    );
+    assert_eq!(get(&t, "consumer.host").as_str(), Some("10.1.2.3"));
+    assert_eq!(get(&t, "consumer.application").as_str(), Some("orders"));
+    let line = error_line(
+        &["consumer", "--provider", "10.0.0.1:30000"],
+        &[("MESH_HOST", "0.0.0.0")],
+    );
+    assert!(
+        line.starts_with("consumer.host: 0.0.0.0 cannot be advertised"),
+        "{line}"
+    );
+}
+
+#[test]
+fn https_etcd_is_refused_at_start() {
+    assert_eq!(
+        error_line(&["provider", "--etcd", "https://127.0.0.1:2379"], &[]),
+        "etcd.endpoints: \"https://127.0.0.1:2379\": https is not supported (the agent's etcd client is \
+         built without TLS); use http://host:port"
+    );
+}
+
+#[test]
+fn an_unknown_balancer_names_the_key_and_the_choices() {
+    let f = TempFile::new("balancer", "[consumer]\nbalancer = \"fast\"\n");
+    let line = error_line(&["consumer", "--config", f.path()], &[]);
+    assert!(
+        line.ends_with(
+            "consumer.balancer: must be \"auto\", \"adaptive\", \"weighted_random\", \"round_robin\", \
+             \"least_active\", \"shortest_response\" or \"consistent_hash\", got \"fast\" (line 2, column 1)"
+        ),
+        "{line}"
+    );
+}
+
+/// `--help` carries each flag's range and default and the file-only keys, from the key table.
+#[test]
+fn help_shows_ranges_defaults_and_file_keys() {
+    let r = run(&["consumer", "--help"], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    for want in [
+        "connections per shard per provider agent; 1..=64 [TOML: consumer.upstream_connections; default: 2]",
+        "[env: MESH_HOST=]",
+        "consumer.request_read_timeout_ms",
+        "Precedence: flag > environment variable > config file > default.",
+    ] {
+        assert!(r.stdout.contains(want), "no {want:?} in\n{}", r.stdout);
+    }
+}

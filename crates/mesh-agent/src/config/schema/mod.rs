@@ -1,0 +1,12 @@
+//! The typed sections, one file each. Their fields are the keys of `keys.rs` (a test checks both lists
+//! match); the defaults, ranges and help live in that table, not here.
+
+mod consumer;
+mod etcd;
+mod provider;
+mod runtime;
+
+pub(crate) use consumer::{CallPolicyConfig, ConsumerConfig};
+pub(crate) use etcd::EtcdSection;
+pub(crate) use provider::ProviderConfig;
+pub(crate) use runtime::{RawRuntime, RuntimeConfig};
