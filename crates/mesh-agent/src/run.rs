@@ -9,8 +9,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::Codec;
 use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
+use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
-use mesh_shard::runtime::{placements, spawn_shard, Controller, DEFAULT_IO_MEMORY};
+use mesh_shard::runtime::{placements, spawn_shard, DEFAULT_IO_MEMORY};
 use mesh_shard::tls::{ClientTls, ServerTls};
 use mesh_shard::upstream::UpstreamConfig;
 use mesh_shard::{consumer, provider};
@@ -41,7 +42,7 @@ fn start_shards<M, Fut>(
     makers: Vec<M>,
 ) -> Result<(Controller, Exits, usize)>
 where
-    M: FnOnce(mesh_shard::runtime::ShardControl, Ready) -> Fut + Send + 'static,
+    M: FnOnce(ShardControl, Ready) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = std::io::Result<()>> + 'static,
 {
     let controller = Controller::new();

@@ -1,11 +1,9 @@
-//! One glommio executor per shard, pinned to its core. The stop/drain control lives in
-//! [`crate::control`] (re-exported here, where the roles and the binary find it).
+//! One glommio executor per shard, pinned to its core; the CPUs the process may use. The stop/drain
+//! control is [`crate::control`].
 
 use std::future::Future;
 
 use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
-
-pub use crate::control::{Controller, ShardControl};
 
 /// Where one shard runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
