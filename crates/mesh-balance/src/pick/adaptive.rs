@@ -1,7 +1,6 @@
 //! [`Policy::Adaptive`](super::Policy::Adaptive): power of two choices over a cost of peak-EWMA latency x
 //! (in flight + 1), weighted by how far the latency is inflated above the provider's own floor.
 
-use super::available::available;
 use super::live::LiveState;
 use super::{below, usable, CandidateSet, PickOptions, Rng, DRAWS};
 
@@ -78,16 +77,17 @@ pub(super) fn pick<R: Rng + ?Sized>(
     None
 }
 
-/// The exact fallback: reservoir-samples two available members, keeps the cheaper.
-pub(super) fn exact<R: Rng + ?Sized>(
-    set: &CandidateSet,
+/// The exact fallback over `members` (member position, provider index; all available ones):
+/// reservoir-samples two, keeps the cheaper.
+pub(super) fn cheaper_of_two<R: Rng + ?Sized>(
     live: &LiveState,
     rng: &mut R,
-    opts: &PickOptions<'_>,
+    members: impl Iterator<Item = (usize, usize)>,
+    now_ns: u64,
 ) -> Option<usize> {
     let mut seen = 0u64;
     let mut two: [Option<usize>; 2] = [None, None];
-    for (_, i) in available(set, live, opts.exclude) {
+    for (_, i) in members {
         seen += 1;
         if seen <= 2 {
             two[seen as usize - 1] = Some(i);
@@ -99,21 +99,19 @@ pub(super) fn exact<R: Rng + ?Sized>(
         }
     }
     match two {
-        [Some(a), Some(b)] => Some(cheaper(live, a, b, opts.now_ns)),
+        [Some(a), Some(b)] => Some(cheaper(live, a, b, now_ns)),
         [a, _] => a,
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{counts, table};
+    use super::super::testing::{counts, sixty_ms_at_100_and_fifty_at_150, table_and_live};
     use super::super::Policy;
-    use super::*;
 
     #[test]
     fn adaptive_prefers_fast_and_idle() {
-        let mut t = table(&[1, 1], &[None, None]);
-        let mut live = LiveState::new(&t);
+        let (mut t, mut live) = table_and_live(&[1, 1], &[None, None]);
         let now = 1_000_000_000;
         live.on_send(0, now);
         live.on_answer(0, now, 50_000_000, true);
@@ -126,8 +124,7 @@ mod tests {
         }
         assert_eq!(counts(&mut t, &live, Policy::Adaptive, 100), [100, 0]);
         // a provider with calls in flight and no answer yet is avoided
-        let mut t = table(&[1, 1], &[None, None]);
-        let mut live = LiveState::new(&t);
+        let (mut t, mut live) = table_and_live(&[1, 1], &[None, None]);
         live.on_send(0, now);
         assert_eq!(counts(&mut t, &live, Policy::Adaptive, 50), [0, 50]);
     }
@@ -138,31 +135,12 @@ mod tests {
         // took 60 ms, with 100 calls on it; provider 1 still answers in 50 ms with 150 on it. Plain
         // latency x load would prefer 0 (60 x 101 < 50 x 151); 0's queueing (60 / 50 = 1.2, cubed 1.73)
         // makes it cost more.
-        let mut t = table(&[1, 1], &[None, None]);
-        let mut live = LiveState::new(&t);
-        let now = 1_000_000_000;
-        for (idx, lat_ms, inflight) in [(0usize, 60u64, 100), (1, 50, 150)] {
-            for _ in 0..10 {
-                live.on_send(idx, now);
-                live.on_answer(idx, now, 50_000_000, true);
-            }
-            live.on_send(idx, now);
-            live.on_answer(idx, now, lat_ms * 1_000_000, true);
-            for _ in 0..inflight {
-                live.on_send(idx, now);
-            }
-        }
+        let (mut t, mut live) = table_and_live(&[1, 1], &[None, None]);
+        sixty_ms_at_100_and_fifty_at_150(&mut live, 10);
         assert_eq!(counts(&mut t, &live, Policy::Adaptive, 100), [0, 100]);
         // A provider that is slow by nature (floor 60 ms) is not punished for it: 60 x 101 < 50 x 151.
-        let mut t = table(&[1, 1], &[None, None]);
-        let mut live = LiveState::new(&t);
-        for (idx, lat_ms, inflight) in [(0usize, 60u64, 100), (1, 50, 150)] {
-            live.on_send(idx, now);
-            live.on_answer(idx, now, lat_ms * 1_000_000, true);
-            for _ in 0..inflight {
-                live.on_send(idx, now);
-            }
-        }
+        let (mut t, mut live) = table_and_live(&[1, 1], &[None, None]);
+        sixty_ms_at_100_and_fifty_at_150(&mut live, 0);
         assert_eq!(counts(&mut t, &live, Policy::Adaptive, 100), [100, 0]);
     }
 }

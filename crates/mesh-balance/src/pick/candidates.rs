@@ -110,22 +110,24 @@ impl CandidateSet {
     /// A member position drawn in proportion to the weights.
     #[inline]
     pub(super) fn weighted_pos<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
-        if self.uniform {
-            below(rng, self.members.len() as u64) as usize
-        } else {
-            let r = below(rng, self.total);
-            self.cum.partition_point(|&c| c <= r)
-        }
+        self.draw(rng, &self.cum)
     }
 
     /// A group drawn in proportion to its total weight.
     #[inline]
     pub(super) fn weighted_group<R: Rng + ?Sized>(&self, rng: &mut R) -> usize {
+        self.draw(rng, &self.group_cum)
+    }
+
+    /// An index into `cum` (prefix sums of the weights, ending at `total`) drawn in proportion to the
+    /// weights; uniform without a search when all weights are equal.
+    #[inline]
+    fn draw<R: Rng + ?Sized>(&self, rng: &mut R, cum: &[u64]) -> usize {
         if self.uniform {
-            below(rng, self.group_cum.len() as u64) as usize
+            below(rng, cum.len() as u64) as usize
         } else {
             let r = below(rng, self.total);
-            self.group_cum.partition_point(|&c| c <= r)
+            cum.partition_point(|&c| c <= r)
         }
     }
 }

@@ -60,7 +60,7 @@ pub(super) fn pick(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{opts, table};
+    use super::super::testing::{opts, table_and_live};
     use super::super::{PickOptions, Policy, XorShift64};
     use crate::table::{Request, RouteTable};
 
@@ -68,8 +68,7 @@ mod tests {
 
     #[test]
     fn consistent_hash_is_sticky_and_moves_on_when_busy() {
-        let mut t = table(&[100; 10], &[Some(1); 10]);
-        let mut live = LiveState::new(&t);
+        let (mut t, mut live) = table_and_live(&[100; 10], &[Some(1); 10]);
         let r = t.route(&Request::new("m"));
         let mut rng = XorShift64::new(1);
         let pick = |t: &mut RouteTable, live: &LiveState, rng: &mut XorShift64, k: &[u8]| {

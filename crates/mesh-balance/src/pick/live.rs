@@ -216,7 +216,7 @@ impl LiveState {
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{build, counts, table};
+    use super::super::testing::{build, counts, sixty_ms_at_100_and_fifty_at_150, table_and_live};
     use super::super::Policy;
     use super::*;
     use crate::table::Provider;
@@ -228,8 +228,7 @@ mod tests {
 
     #[test]
     fn carry_over_keeps_state_by_address() {
-        let t1 = table(&[1, 1], &[None, None]);
-        let mut live = LiveState::new(&t1);
+        let (t1, mut live) = table_and_live(&[1, 1], &[None, None]);
         live.on_send(1, 0);
         let ps = vec![
             Provider::new("10.0.0.2:1".parse().unwrap()),
@@ -244,22 +243,10 @@ mod tests {
     /// balancer compared a queueing provider by plain latency x load again.
     #[test]
     fn carry_over_keeps_the_latency_floor() {
-        // As in `adaptive_moves_away_from_a_provider_whose_calls_queue`: both answer in 50 ms unloaded;
-        // provider 0 now takes 60 ms with 100 in flight (queueing), provider 1 50 ms with 150.
-        let t1 = table(&[1, 1], &[None, None]);
-        let mut live = LiveState::new(&t1);
-        let now = 1_000_000_000;
-        for (idx, lat_ms, inflight) in [(0usize, 60u64, 100), (1, 50, 150)] {
-            for _ in 0..10 {
-                live.on_send(idx, now);
-                live.on_answer(idx, now, 50_000_000, true);
-            }
-            live.on_send(idx, now);
-            live.on_answer(idx, now, lat_ms * 1_000_000, true);
-            for _ in 0..inflight {
-                live.on_send(idx, now);
-            }
-        }
+        // Both answer in 50 ms unloaded; provider 0 now takes 60 ms with 100 in flight (queueing),
+        // provider 1 50 ms with 150: the adaptive balancer avoids 0 (see its tests).
+        let (t1, mut live) = table_and_live(&[1, 1], &[None, None]);
+        sixty_ms_at_100_and_fifty_at_150(&mut live, 10);
         // The registry changes: same providers, listed the other way round.
         let ps = vec![
             Provider::new("10.0.0.2:1".parse().unwrap()),

@@ -2,7 +2,6 @@
 //! weighted random; on large sets within one weighted-random group (vivo's grouped pick), so a pick costs
 //! O(group size) instead of O(n).
 
-use super::available::available;
 use super::live::{LiveState, Slot};
 use super::{below, usable, CandidateSet, Rng, DRAWS};
 
@@ -29,17 +28,6 @@ pub(super) fn grouped<R: Rng + ?Sized>(
     None
 }
 
-/// The exact fallback: the lowest key among all available members.
-pub(super) fn exact<R: Rng + ?Sized>(
-    set: &CandidateSet,
-    live: &LiveState,
-    rng: &mut R,
-    ex: &[usize],
-    key: impl Fn(&Slot) -> f64 + Copy,
-) -> Option<usize> {
-    lowest(set, live, rng, available(set, live, ex), key)
-}
-
 /// The usable member of `range` (member positions) with the lowest key, if any.
 fn in_range<R: Rng + ?Sized>(
     set: &CandidateSet,
@@ -56,8 +44,8 @@ fn in_range<R: Rng + ?Sized>(
 }
 
 /// Among `members` (member position, provider index), the one with the lowest key; ties by weighted
-/// random, reservoir style.
-fn lowest<R: Rng + ?Sized>(
+/// random, reservoir style. The exact fallback passes all available members.
+pub(super) fn lowest<R: Rng + ?Sized>(
     set: &CandidateSet,
     live: &LiveState,
     rng: &mut R,

@@ -27,6 +27,8 @@ mod weighted_random;
 pub(crate) use candidates::CandidateSet;
 pub use live::{LiveOptions, LiveState};
 
+use available::available;
+
 use crate::table::{Request, RouteId, RouteTable};
 
 /// A source of random numbers the caller owns (wrap `rand`'s generators, or use [`XorShift64`]).
@@ -159,8 +161,8 @@ impl RouteTable {
         let found = match opts.policy {
             Policy::Adaptive => adaptive::pick(set, live, rng, opts),
             Policy::WeightedRandom => weighted_random::pick(set, live, rng, ex),
-            Policy::LeastActive => least_active::pick(set, live, rng, ex),
-            Policy::ShortestResponse => shortest_response::pick(set, live, rng, ex),
+            Policy::LeastActive => lowest::grouped(set, live, rng, ex, least_active::key),
+            Policy::ShortestResponse => lowest::grouped(set, live, rng, ex, shortest_response::key),
             Policy::RoundRobin => round_robin::pick(set, live, ex),
             Policy::ConsistentHash => match opts.hash_key {
                 Some(key) => {
@@ -186,10 +188,11 @@ impl RouteTable {
 /// The exact fallback when the fast draws found nobody: the policy applied to the available members only.
 fn exact<R: Rng + ?Sized>(set: &CandidateSet, live: &LiveState, rng: &mut R, opts: &PickOptions<'_>) -> Pick {
     let ex = opts.exclude;
+    let members = available(set, live, ex);
     let pick = match opts.policy {
-        Policy::Adaptive => adaptive::exact(set, live, rng, opts),
-        Policy::LeastActive => least_active::exact(set, live, rng, ex),
-        Policy::ShortestResponse => shortest_response::exact(set, live, rng, ex),
+        Policy::Adaptive => adaptive::cheaper_of_two(live, rng, members, opts.now_ns),
+        Policy::LeastActive => lowest::lowest(set, live, rng, members, least_active::key),
+        Policy::ShortestResponse => lowest::lowest(set, live, rng, members, shortest_response::key),
         // Round robin and hashing land here only when their own choice was unavailable.
         Policy::WeightedRandom | Policy::RoundRobin | Policy::ConsistentHash => {
             weighted_random::exact(set, live, rng, ex)
@@ -208,8 +211,9 @@ pub(crate) mod testing {
     use crate::ruleset::RuleSet;
     use crate::table::{ConsumerInfo, Provider, TableOptions};
 
-    /// A table of providers 10.0.0.1:1, 10.0.0.2:1, ... with these weights and caps.
-    pub(crate) fn table(weights: &[u32], caps: &[Option<u32>]) -> RouteTable {
+    /// A table of providers 10.0.0.1:1, 10.0.0.2:1, ... with these weights and caps, and its fresh live
+    /// state.
+    pub(crate) fn table_and_live(weights: &[u32], caps: &[Option<u32>]) -> (RouteTable, LiveState) {
         let ps = weights
             .iter()
             .zip(caps)
@@ -219,7 +223,9 @@ pub(crate) mod testing {
                 ..Provider::new(format!("10.0.0.{}:1", i + 1).parse().unwrap()).with_weight(w)
             })
             .collect();
-        build(1, ps)
+        let t = build(1, ps);
+        let live = LiveState::new(&t);
+        (t, live)
     }
 
     /// A table of `providers` at `epoch`, with no rules.
@@ -241,16 +247,41 @@ pub(crate) mod testing {
         }
     }
 
+    /// Two providers answering in 50 ms when not loaded (`unloaded` such answers each), whose latest
+    /// answers took 60 ms with 100 calls in flight (provider 0) and 50 ms with 150 in flight (provider 1).
+    /// With unloaded answers seen, 0 is queueing (60 ms over a 50 ms floor); without, it is only slower.
+    pub(crate) fn sixty_ms_at_100_and_fifty_at_150(live: &mut LiveState, unloaded: usize) {
+        let now = 1_000_000_000;
+        for (idx, lat_ms, inflight) in [(0usize, 60u64, 100), (1, 50, 150)] {
+            for _ in 0..unloaded {
+                live.on_send(idx, now);
+                live.on_answer(idx, now, 50_000_000, true);
+            }
+            live.on_send(idx, now);
+            live.on_answer(idx, now, lat_ms * 1_000_000, true);
+            for _ in 0..inflight {
+                live.on_send(idx, now);
+            }
+        }
+    }
+
+    /// The providers `n` picks went to, in order (the route of method `m`; seed 7).
+    pub(crate) fn picks(t: &mut RouteTable, live: &LiveState, policy: Policy, n: usize) -> Vec<usize> {
+        let mut rng = XorShift64::new(7);
+        let r = t.route(&Request::new("m"));
+        (0..n)
+            .map(|_| match t.pick(r, live, &mut rng, &opts(policy)) {
+                Pick::Provider(i) => i,
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
     /// How many of `n` picks went to each provider.
     pub(crate) fn counts(t: &mut RouteTable, live: &LiveState, policy: Policy, n: usize) -> Vec<usize> {
-        let mut rng = XorShift64::new(7);
         let mut c = vec![0; t.len()];
-        let r = t.route(&Request::new("m"));
-        for _ in 0..n {
-            match t.pick(r, live, &mut rng, &opts(policy)) {
-                Pick::Provider(i) => c[i] += 1,
-                other => panic!("{other:?}"),
-            }
+        for i in picks(t, live, policy, n) {
+            c[i] += 1;
         }
         c
     }
@@ -258,13 +289,12 @@ pub(crate) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{counts, opts, table};
+    use super::testing::{counts, opts, table_and_live};
     use super::*;
 
     #[test]
     fn never_picks_a_capped_or_down_provider() {
-        let mut t = table(&[100, 100, 100], &[Some(1), Some(2), None]);
-        let mut live = LiveState::new(&t);
+        let (mut t, mut live) = table_and_live(&[100, 100, 100], &[Some(1), Some(2), None]);
         live.on_send(0, 0);
         live.set_down(2, true);
         for p in [

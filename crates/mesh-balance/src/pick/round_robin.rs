@@ -70,30 +70,15 @@ pub(super) fn pick(set: &mut CandidateSet, live: &LiveState, ex: &[usize]) -> Op
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{counts, opts, table};
-    use super::super::{Pick, Policy, XorShift64};
-    use super::*;
-    use crate::table::Request;
+    use super::super::testing::{picks, table_and_live};
+    use super::super::Policy;
 
     #[test]
     fn round_robin_is_nginx_smooth_sequence() {
-        let mut t = table(&[100, 200, 300], &[None; 3]);
-        let live = LiveState::new(&t);
-        assert_eq!(counts(&mut t, &live, Policy::RoundRobin, 6), [1, 2, 3]);
-        let mut rng = XorShift64::new(1);
-        let r = t.route(&Request::new("m"));
-        let seq: Vec<Pick> = (0..6)
-            .map(|_| t.pick(r, &live, &mut rng, &opts(Policy::RoundRobin)))
-            .collect();
-        // nginx's smooth sequence for 1:2:3 is c b a c b c (as indices 2 1 0 2 1 2)... starting state
-        // continues from the previous 6 picks, which returned the state to zero.
-        let seq: Vec<usize> = seq
-            .into_iter()
-            .map(|p| match p {
-                Pick::Provider(i) => i,
-                _ => 9,
-            })
-            .collect();
-        assert_eq!(seq, [2, 1, 0, 2, 1, 2]);
+        let (mut t, live) = table_and_live(&[100, 200, 300], &[None; 3]);
+        // nginx's smooth sequence for 1:2:3 is c b a c b c (indices 2 1 0 2 1 2); after it the state is
+        // back to zero and the sequence repeats.
+        let seq = [2, 1, 0, 2, 1, 2];
+        assert_eq!(picks(&mut t, &live, Policy::RoundRobin, 12), [seq, seq].concat());
     }
 }

@@ -44,14 +44,12 @@ pub(super) fn exact<R: Rng + ?Sized>(
 
 #[cfg(test)]
 mod tests {
-    use super::super::testing::{counts, table};
+    use super::super::testing::{counts, table_and_live};
     use super::super::Policy;
-    use super::*;
 
     #[test]
     fn weighted_random_follows_weights() {
-        let mut t = table(&[100, 200, 300], &[None; 3]);
-        let live = LiveState::new(&t);
+        let (mut t, live) = table_and_live(&[100, 200, 300], &[None; 3]);
         let c = counts(&mut t, &live, Policy::WeightedRandom, 60_000);
         for (got, want) in c.iter().zip([10_000, 20_000, 30_000]) {
             assert!((*got as f64 - want as f64).abs() < want as f64 * 0.05, "{c:?}");
