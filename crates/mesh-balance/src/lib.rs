@@ -8,6 +8,11 @@
 //! `auto` balancer is smooth weighted round robin ([`Policy::RoundRobin`]) when the registered weights
 //! differ and the adaptive P2C ([`Policy::Adaptive`]) otherwise.
 //!
+//! Also here, so every decision the consumer makes about a provider is tested in process: [`health`]
+//! (outlier ejection with half-open probes, the adaptive limit learnt from rejections) and [`outcome`]
+//! (what a finished attempt means: answer, try elsewhere or requeue, its effect on health, the call's
+//! retry budget).
+//!
 //! # Using the route table
 //!
 //! Per snapshot epoch and service (on each shard; a table is single-threaded and cheap to clone):
