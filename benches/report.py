@@ -1082,6 +1082,7 @@ bash scripts/bench.sh codec
 bash scripts/bench.sh routing
 bash scripts/bench.sh report       # only this file and docs/bench/*.svg, from the JSON already there
 BENCH_DURATION=10 bash scripts/bench.sh all    # shorter runs
+bash scripts/bench-compare.sh REV   # overhead + challenge of REV and of this tree, interleaved (target/bench/compare)
 ```
 
 Results: `target/bench/challenge.json` (`runs`: one object per run with its `balancer` variant, `summary`:
