@@ -17,25 +17,13 @@
 //! A retry (elsewhere or requeued) is granted by the call's [`RetryBudget`]; without one left the caller
 //! gets the attempt's answer or error.
 
-/// Dubbo response statuses the verdict depends on (the numbers of Dubbo's protocol).
-pub mod status {
-    /// The provider timed out on the call.
-    pub const SERVER_TIMEOUT: u8 = 31;
-    /// The provider agent could not reach its provider or is draining: the call never ran.
-    pub const SERVICE_NOT_FOUND: u8 = 60;
-    /// The provider failed the call.
-    pub const SERVER_ERROR: u8 = 80;
-    /// The provider could not read the request or write the answer.
-    pub const BAD_RESPONSE: u8 = 50;
-    /// Every thread of the provider is busy: the call never ran.
-    pub const SERVER_THREADPOOL_EXHAUSTED: u8 = 100;
-}
+use mesh_dubbo::Status;
 
 /// How one attempt (one send of the call to one provider) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Attempt {
     /// The provider answered with this Dubbo status.
-    Answered { status: u8 },
+    Answered { status: Status },
     /// The connection to the provider could not be made: the call never left.
     ConnectFailed,
     /// The provider's pool is backing off after failed dials: not contacted.
@@ -95,9 +83,12 @@ pub fn classify(attempt: Attempt, idempotent: bool) -> Outcome {
     use Next::*;
     let (next, health) = match attempt {
         Attempt::Answered { status } => match status {
-            status::SERVICE_NOT_FOUND => (TryElsewhere, Failure),
-            status::SERVER_THREADPOOL_EXHAUSTED => (Requeue, Overload),
-            status::SERVER_TIMEOUT | status::SERVER_ERROR | status::BAD_RESPONSE => (Answer, Failure),
+            // Never ran there: its agent is draining or cannot reach its provider.
+            Status::SERVICE_NOT_FOUND => (TryElsewhere, Failure),
+            // Never ran: every thread of the provider is busy.
+            Status::SERVER_THREADPOOL_EXHAUSTED => (Requeue, Overload),
+            // The provider side failed the call (timed out, failed, could not read or answer).
+            Status::SERVER_TIMEOUT | Status::SERVER_ERROR | Status::BAD_RESPONSE => (Answer, Failure),
             _ => (Answer, Success),
         },
         Attempt::ConnectFailed => (TryElsewhere, Failure),
@@ -165,7 +156,12 @@ mod tests {
         ];
         for (status, next, health) in table {
             for idempotent in [false, true] {
-                let got = classify(Attempt::Answered { status }, idempotent);
+                let got = classify(
+                    Attempt::Answered {
+                        status: Status(status),
+                    },
+                    idempotent,
+                );
                 assert_eq!(
                     got,
                     Outcome { next, health },

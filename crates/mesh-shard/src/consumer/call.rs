@@ -85,7 +85,7 @@ pub(super) async fn finish(ctx: &Ctx, started: Started<'_>) -> HttpAnswer {
         let answer = in_flight.pending.wait(policy.timeout).await;
         let attempt = match &answer {
             Ok(frame) => Attempt::Answered {
-                status: frame.header.status.0,
+                status: frame.header.status,
             },
             Err(e) => attempt_of(e),
         };
