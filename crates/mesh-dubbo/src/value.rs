@@ -133,29 +133,20 @@ fn owned_opt(s: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
     s.map(|s| Cow::Owned(s.into_owned()))
 }
 
-impl From<i32> for Value<'_> {
-    fn from(v: i32) -> Self {
-        Value::Int(v)
-    }
+/// `Value::from` for the scalar types that map one to one onto a variant.
+macro_rules! value_from_scalar {
+    ($($ty:ty => $variant:ident),* $(,)?) => {
+        $(
+            impl From<$ty> for Value<'_> {
+                fn from(v: $ty) -> Self {
+                    Value::$variant(v)
+                }
+            }
+        )*
+    };
 }
 
-impl From<i64> for Value<'_> {
-    fn from(v: i64) -> Self {
-        Value::Long(v)
-    }
-}
-
-impl From<bool> for Value<'_> {
-    fn from(v: bool) -> Self {
-        Value::Bool(v)
-    }
-}
-
-impl From<f64> for Value<'_> {
-    fn from(v: f64) -> Self {
-        Value::Double(v)
-    }
-}
+value_from_scalar!(i32 => Int, i64 => Long, bool => Bool, f64 => Double);
 
 impl<'a> From<&'a str> for Value<'a> {
     fn from(v: &'a str) -> Self {
