@@ -39,6 +39,10 @@ pub enum RegistryError {
         #[source]
         source: etcd_client::Error,
     },
+    /// No etcd endpoint could be used (each refused, failed TLS or authentication, had no leader, or did not
+    /// answer in time); lists every endpoint with its reason.
+    #[error("no usable etcd member: {0}")]
+    NoUsableMember(String),
     /// An etcd call or a thread join did not finish in time.
     #[error("{op} timed out after {after:?}")]
     Timeout {
@@ -76,7 +80,10 @@ impl RegistryError {
         }
         matches!(
             self,
-            RegistryError::Timeout { .. } | RegistryError::LeaseLost { .. } | RegistryError::WatchEnded(_)
+            RegistryError::Timeout { .. }
+                | RegistryError::LeaseLost { .. }
+                | RegistryError::WatchEnded(_)
+                | RegistryError::NoUsableMember(_)
         )
     }
 

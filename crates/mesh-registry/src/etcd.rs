@@ -7,8 +7,9 @@ use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 
+use crate::etcd_access::{check_schemes, EtcdAuth, EtcdTls};
 use crate::snapshot::{normalize_prefix, parse_any, prefix_range, Entry, DEFAULT_PREFIX};
 use crate::source::Outbox;
 use crate::{RegistryError, Snapshot};
@@ -27,6 +28,10 @@ pub struct EtcdConfig {
     pub request_timeout: Duration,
     /// Upper bound of the exponential retry backoff (100 ms, 200 ms, ... this; default 5 s).
     pub retry_backoff_max: Duration,
+    /// TLS (`https://` endpoints): the CA, and a client certificate if etcd asks for one. Default none.
+    pub tls: Option<EtcdTls>,
+    /// User and password when etcd has authentication enabled. Default none.
+    pub auth: Option<EtcdAuth>,
 }
 
 impl Default for EtcdConfig {
@@ -37,6 +42,8 @@ impl Default for EtcdConfig {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(5),
             retry_backoff_max: Duration::from_secs(5),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -50,7 +57,8 @@ impl EtcdConfig {
         }
     }
 
-    /// Checks what can be checked without etcd.
+    /// Checks what can be checked without etcd: the values, the endpoints' schemes against the TLS
+    /// settings, and the TLS files (read, each named in the error).
     pub fn validate(&self) -> Result<(), RegistryError> {
         let bad = |m: &str| Err(RegistryError::Config(m.to_owned()));
         if self.endpoints.is_empty() || self.endpoints.iter().any(|e| e.trim().is_empty()) {
@@ -64,6 +72,13 @@ impl EtcdConfig {
             || self.retry_backoff_max.is_zero()
         {
             return bad("etcd timeouts and retry_backoff_max must be > 0");
+        }
+        check_schemes(&self.endpoints, self.tls.as_ref())?;
+        if let Some(tls) = &self.tls {
+            tls.check()?;
+        }
+        if self.auth.as_ref().is_some_and(|a| a.user.is_empty()) {
+            return bad("the etcd user must not be empty");
         }
         Ok(())
     }
@@ -104,19 +119,10 @@ impl Backoff {
     }
 }
 
-/// Connects (lazily: the first call really connects) with the timeouts and HTTP/2 keepalive set.
+/// Connects to one usable etcd member (probing them in turn, see `member.rs`), with the timeouts, HTTP/2
+/// keepalive, TLS and credentials of `cfg`. Bounded by `cfg.connect_timeout`.
 pub(crate) async fn connect(cfg: &EtcdConfig) -> Result<Client, RegistryError> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(cfg.connect_timeout)
-        // etcd refuses pings more often than every 5 s ("too many pings").
-        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-        .with_require_leader(true);
-    bounded(
-        "connect",
-        cfg.connect_timeout,
-        Client::connect(&cfg.endpoints, Some(options)),
-    )
-    .await
+    crate::member::connect_usable(cfg).await
 }
 
 /// Runs one etcd call, bounded by `after`.

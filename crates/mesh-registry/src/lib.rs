@@ -24,6 +24,10 @@ mod error;
 #[cfg(feature = "etcd")]
 mod etcd;
 #[cfg(feature = "etcd")]
+mod etcd_access;
+#[cfg(feature = "etcd")]
+mod member;
+#[cfg(feature = "etcd")]
 mod registrar;
 mod snapshot;
 #[cfg(feature = "etcd")]
@@ -32,6 +36,8 @@ mod source;
 pub use error::RegistryError;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdConfig;
+#[cfg(feature = "etcd")]
+pub use etcd_access::{EtcdAuth, EtcdTls};
 #[cfg(feature = "etcd")]
 pub use registrar::{spawn_registrar, RegistrarHandle, Registration, DEFAULT_TTL};
 pub use snapshot::{

@@ -392,8 +392,8 @@ async fn session(
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                if last_answer.elapsed() > ttl {
-                    return lost(format!("no keepalive answer for {}s", ttl.as_secs()));
+                if keepalive_overdue(last_answer.elapsed(), ttl) {
+                    return lost(format!("no keepalive answer for {:?} (ttl {}s)", last_answer.elapsed(), ttl.as_secs()));
                 }
                 if let Err(e) = bounded("lease keepalive", cfg.request_timeout, keeper.keep_alive()).await {
                     return e;
@@ -469,6 +469,13 @@ async fn put(
     Ok(response.header().map_or(0, |h| h.revision()))
 }
 
+/// Whether the member stopped answering keepalives: no answer for half the TTL. The session then ends and
+/// the next one (on another member) puts the keys again before the lease, renewed last at most that long
+/// ago, expires: checked every TTL/3, this fires within 5/6 of the TTL, before the keys are deleted.
+fn keepalive_overdue(since_last_answer: Duration, ttl: Duration) -> bool {
+    since_last_answer > ttl / 2
+}
+
 fn is_lease_not_found(e: &RegistryError) -> bool {
     match e {
         RegistryError::Etcd { source, .. } => source.to_string().contains("lease not found"),
@@ -502,6 +509,15 @@ mod tests {
         assert_eq!(plan.is_ours(b"/dubbomesh/v1/c/10.0.0.1:30000"), None);
         let tiny = Plan::new(&cfg, &[reg("a", "10.0.0.1:1").with_ttl(Duration::ZERO)]).unwrap();
         assert_eq!(tiny.ttl_secs, 1);
+    }
+
+    #[test]
+    fn a_silent_member_is_left_before_the_lease_expires() {
+        let ttl = Duration::from_secs(10);
+        assert!(!keepalive_overdue(Duration::from_secs(5), ttl));
+        assert!(keepalive_overdue(Duration::from_millis(5001), ttl));
+        // The first check after the limit comes at most TTL/3 later: still inside the TTL.
+        assert!(ttl / 2 + ttl / 3 < ttl);
     }
 
     #[test]

@@ -21,6 +21,7 @@ fn config(etcd: &EtcdServer, prefix: &str) -> EtcdConfig {
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(1),
         retry_backoff_max: Duration::from_millis(500),
+        ..EtcdConfig::default()
     }
 }
 
