@@ -6,9 +6,12 @@
 //!   HdrHistogram latencies, JSON summary); binary `loadgen`.
 //! * [`process`]: child processes that die with the test, free loopback ports, readiness lines.
 //! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
+//! * [`etcd_cluster`]: a real etcd cluster (3 members, say) on loopback, plain or TLS with client
+//!   certificates, optionally with authentication; members killed and restarted by index.
 //! * [`timer`]: a precise timer thread for async code (answers of the simulator, open-loop pacing).
 
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod loadgen;
 pub mod process;
 pub mod sim;
