@@ -125,6 +125,18 @@ pub(crate) async fn connect(cfg: &EtcdConfig) -> Result<Client, RegistryError> {
     crate::member::connect_usable(cfg).await
 }
 
+impl EtcdConfig {
+    /// Connects once, as a registry session would (TLS, credentials, a member with a leader), and says why
+    /// it cannot: for start-up checks and messages. Blocks at most `connect_timeout` (on its own runtime).
+    pub fn check_reachable(&self) -> Result<(), RegistryError> {
+        self.validate()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(connect(self)).map(drop)
+    }
+}
+
 /// Runs one etcd call, bounded by `after`.
 pub(crate) async fn bounded<T>(
     op: &'static str,
