@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::Codec;
-use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
+use mesh_registry::{
+    spawn_registrar, spawn_watcher, Endpoint, EtcdAuth, EtcdConfig, EtcdTls, Registration, Snapshot, Source,
+};
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
 use mesh_shard::runtime::{placements, spawn_shard, DEFAULT_IO_MEMORY};
@@ -26,6 +28,16 @@ fn etcd_config(e: &EtcdSection) -> EtcdConfig {
     EtcdConfig {
         endpoints: e.endpoints.clone(),
         prefix: e.prefix.clone(),
+        tls: e.ca_file.as_ref().map(|ca| EtcdTls {
+            ca_file: ca.clone(),
+            cert_file: e.cert_file.clone(),
+            key_file: e.key_file.clone(),
+        }),
+        auth: e
+            .user
+            .as_ref()
+            .zip(e.password.as_ref())
+            .map(|(user, password)| EtcdAuth::new(user, password.expose())),
         ..EtcdConfig::default()
     }
 }

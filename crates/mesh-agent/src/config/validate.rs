@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::cpus::format_cpu_list;
 use super::error::{invalid, ConfigError};
 use super::keys::{keys_of, Check, Key, SERVICE_POLICY};
-use super::schema::{ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig};
+use super::schema::{ConsumerConfig, EtcdSection, Password, ProviderConfig, RuntimeConfig};
 use super::{AgentConfig, Role};
 
 impl AgentConfig {
@@ -289,17 +289,11 @@ fn token_and_identity(
     }
 }
 
-/// What is wrong with an etcd endpoint, if anything: it must be `http://host:port`, nothing more.
-/// `https://` is refused: the etcd client is built without TLS, so every connect would fail, forever.
+/// What is wrong with an etcd endpoint, if anything: it must be `http://host:port` or
+/// `https://host:port`, nothing more.
 fn endpoint_problem(e: &str) -> Option<String> {
-    if e.starts_with("https://") {
-        return Some(format!(
-            "{e:?}: https is not supported (the agent's etcd client is built without TLS); use \
-             http://host:port"
-        ));
-    }
-    let bad = || Some(format!("{e:?} is not http://host:port"));
-    let Some(rest) = e.strip_prefix("http://") else {
+    let bad = || Some(format!("{e:?} is not http://host:port or https://host:port"));
+    let Some(rest) = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://")) else {
         return bad();
     };
     let Some((host, port)) = rest.rsplit_once(':') else {
@@ -321,6 +315,69 @@ fn endpoint_problem(e: &str) -> Option<String> {
 }
 
 impl EtcdSection {
+    /// TLS and credentials: https endpoints need the CA, http ones take no TLS files, one scheme for all;
+    /// the client certificate and key go together and need the CA; user and password go together.
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let https = self
+            .endpoints
+            .iter()
+            .filter(|e| e.starts_with("https://"))
+            .count();
+        if https > 0 && https < self.endpoints.len() {
+            return Err(invalid(
+                "etcd.endpoints",
+                "mixes http:// and https:// endpoints: one cluster speaks one of them",
+            ));
+        }
+        let tls_files = self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
+        if https > 0 && self.ca_file.is_none() {
+            return Err(invalid(
+                "etcd.ca_file",
+                "required by https:// endpoints: the PEM file of the CA that signed the etcd servers' \
+                 certificates (--etcd-ca-file or MESH_ETCD_CA_FILE)",
+            ));
+        }
+        if https == 0 && tls_files {
+            return Err(invalid(
+                "etcd.endpoints",
+                "are http:// but etcd TLS files are set: use https:// endpoints, or remove etcd.ca_file, \
+                 etcd.cert_file and etcd.key_file",
+            ));
+        }
+        match (self.cert_file.is_some(), self.key_file.is_some()) {
+            (true, false) => {
+                return Err(invalid(
+                    "etcd.key_file",
+                    "must be set together with etcd.cert_file",
+                ))
+            }
+            (false, true) => {
+                return Err(invalid(
+                    "etcd.cert_file",
+                    "must be set together with etcd.key_file",
+                ))
+            }
+            _ => {}
+        }
+        match (&self.user, &self.password) {
+            (Some(u), _) if u.trim().is_empty() || u.chars().any(char::is_whitespace) => Err(invalid(
+                "etcd.user",
+                "must be a non-empty name without whitespace",
+            )),
+            (Some(_), None) => Err(invalid(
+                "etcd.password",
+                "required with etcd.user (prefer MESH_ETCD_PASSWORD, which --print-config never shows)",
+            )),
+            (None, Some(_)) => Err(invalid("etcd.user", "required with etcd.password")),
+            (_, Some(p)) if p.expose() == Password::REDACTED => Err(invalid(
+                "etcd.password",
+                "is the <redacted> placeholder that --print-config writes: set the real password \
+                 (MESH_ETCD_PASSWORD)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.endpoints.is_empty() {
             return Err(invalid(
@@ -331,6 +388,7 @@ impl EtcdSection {
         if let Some(problem) = self.endpoints.iter().find_map(|e| endpoint_problem(e)) {
             return Err(invalid("etcd.endpoints", problem));
         }
+        self.validate_access()?;
         if !self.prefix.starts_with('/') {
             return Err(invalid(
                 "etcd.prefix",
