@@ -31,7 +31,7 @@ pub enum RegistryError {
     Config(String),
     /// An etcd call failed (connection refused, lease not found, ...).
     #[cfg(feature = "etcd")]
-    #[error("etcd {op}: {source}")]
+    #[error("etcd {op}: {}", crate::member::reason(source))]
     Etcd {
         /// The operation that failed (`get`, `watch`, `lease grant`, ...).
         op: &'static str,

@@ -109,6 +109,27 @@ pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Why a call to a member failed, in one line: gRPC statuses as their message plus the causes under it
+/// (refused, certificate unknown, ...), without the `Debug` dump etcd-client's `Display` appends.
+pub(crate) fn reason(e: &etcd_client::Error) -> String {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            let mut text = status.message().to_owned();
+            let mut source = std::error::Error::source(status);
+            while let Some(s) = source {
+                let more = s.to_string();
+                if !text.contains(&more) {
+                    text.push_str(": ");
+                    text.push_str(&more);
+                }
+                source = s.source();
+            }
+            text
+        }
+        other => error_chain(other),
+    }
+}
+
 /// Connects to one usable member (see the module documentation), within `cfg.connect_timeout`.
 pub(crate) async fn connect_usable(cfg: &EtcdConfig) -> Result<Client, RegistryError> {
     let options = connect_options(cfg)?;
@@ -159,8 +180,8 @@ async fn probe(
     let attempt = async {
         let mut client = Client::connect([endpoint.as_str()], Some(options))
             .await
-            .map_err(|e| error_chain(&e))?;
-        let status = client.status().await.map_err(|e| error_chain(&e))?;
+            .map_err(|e| reason(&e))?;
+        let status = client.status().await.map_err(|e| reason(&e))?;
         match member_problem(status.leader(), status.is_learner()) {
             Some(problem) => Err(problem.to_owned()),
             None => Ok(client),
