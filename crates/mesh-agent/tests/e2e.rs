@@ -563,7 +563,13 @@ fn consumer_urls_are_registered_and_simplified_urls_are_smaller() {
         &format!("/dubbo/com.x.Full/providers/dubbo%3A%2F%2F127.0.0.1%3A{simple_port}%2F"),
     );
     assert_eq!((full_keys.len(), simple_keys.len()), (1, 1));
-    for dropped in ["methods%3D", "owner%3D", "generic%3D", "dynamic%3D", "timestamp%3D"] {
+    for dropped in [
+        "methods%3D",
+        "owner%3D",
+        "generic%3D",
+        "dynamic%3D",
+        "timestamp%3D",
+    ] {
         assert!(
             !simple_keys[0].contains(dropped),
             "{dropped} in {}",
