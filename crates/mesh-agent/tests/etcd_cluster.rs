@@ -213,18 +213,8 @@ fn tls_with_client_certificates_between_agents_and_etcd() {
 fn user_and_password_from_the_environment_and_a_wrong_one_is_reported_without_the_secret() {
     let mut cluster = EtcdCluster::start(3).unwrap();
     cluster
+        // The agents' default registry root (Dubbo's `/dubbo`, config center included).
         .enable_auth("root-secret-1", "agent", "agent-secret-2", "/dubbo")
-        .unwrap();
-    // The agents' registry lives under their prefix: grant it too, whatever its default is.
-    cluster
-        .etcdctl(&[
-            "role",
-            "grant-permission",
-            "mesh",
-            "--prefix=true",
-            "readwrite",
-            "/dubbomesh",
-        ])
         .unwrap();
     let urls = etcd_flag(&cluster);
     let (_sim, sim_port) = sim(&["--latency-ms", "1"]);

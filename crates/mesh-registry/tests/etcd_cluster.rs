@@ -9,18 +9,19 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
+use mesh_registry::dubbo::{ProviderRegistration, ServiceKey};
 use mesh_registry::{
-    spawn_registrar, spawn_watcher, Endpoint, EtcdAuth, EtcdConfig, EtcdTls, RegistrarHandle, Registration,
-    Snapshot, Source,
+    spawn_registrar, spawn_watcher, EtcdAuth, EtcdConfig, EtcdTls, RegistrarHandle, Registration, Snapshot,
+    Source,
 };
 use mesh_testkit::etcd_cluster::EtcdCluster;
 
 const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
 
-fn config(cluster: &EtcdCluster, prefix: &str) -> EtcdConfig {
+fn config(cluster: &EtcdCluster, root: &str) -> EtcdConfig {
     EtcdConfig {
         endpoints: cluster.client_urls(),
-        prefix: prefix.to_owned(),
+        root: root.to_owned(),
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_secs(2),
         retry_backoff_max: Duration::from_millis(500),
@@ -33,7 +34,21 @@ fn addr(port: u16) -> SocketAddr {
 }
 
 fn register(cfg: &EtcdConfig, port: u16) -> RegistrarHandle {
-    let reg = Registration::new(SERVICE, Endpoint::new(addr(port))).with_ttl(Duration::from_secs(4));
+    let url = ProviderRegistration {
+        service: ServiceKey::parse(SERVICE),
+        addr: addr(port),
+        application: "cluster-test".into(),
+        weight: 100,
+        threads: None,
+        tag: None,
+        warmup_ms: 0,
+        timestamp_ms: 1_764_900_000_000,
+        token: None,
+        methods: vec![],
+        params: Default::default(),
+    }
+    .url();
+    let reg = Registration::new(url).with_ttl(Duration::from_secs(4));
     spawn_registrar(cfg.clone(), vec![reg]).unwrap()
 }
 

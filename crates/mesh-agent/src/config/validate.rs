@@ -161,6 +161,24 @@ impl ConsumerConfig {
                 ));
             }
         }
+        let mut registered = BTreeSet::new();
+        for s in &self.register_services {
+            let key = mesh_registry::dubbo::ServiceKey::parse(s);
+            if !is_name(s) || key.interface.is_empty() || key.interface.contains(['/', ':']) {
+                return Err(invalid(
+                    "consumer.register_services",
+                    format!(
+                        "{s:?} is not a service key (`group/interface:version`, group and version optional)"
+                    ),
+                ));
+            }
+            if !registered.insert(s) {
+                return Err(invalid(
+                    "consumer.register_services",
+                    format!("{s:?} is listed twice"),
+                ));
+            }
+        }
         for (svc, p) in &self.services {
             let key = format!("consumer.services.{svc}");
             if !is_name(svc) {
@@ -232,10 +250,13 @@ impl ProviderConfig {
         }
         let mut seen = BTreeSet::new();
         for s in &self.services {
-            if !is_name(s) {
+            let key = mesh_registry::dubbo::ServiceKey::parse(s);
+            if !is_name(s) || key.interface.is_empty() || key.interface.contains(['/', ':']) {
                 return Err(invalid(
                     "provider.services",
-                    format!("{s:?} is not an interface name"),
+                    format!(
+                        "{s:?} is not a service key (`group/interface:version`, group and version optional)"
+                    ),
                 ));
             }
             if !seen.insert(s) {
@@ -252,6 +273,18 @@ impl ProviderConfig {
         if let Some(k) = self.params.keys().find(|k| !is_name(k)) {
             return Err(invalid(
                 "provider.params",
+                format!("{k:?} is not a parameter name"),
+            ));
+        }
+        if !is_name(&self.application) {
+            return Err(invalid(
+                "provider.application",
+                format!("{:?} is not an application name", self.application),
+            ));
+        }
+        if let Some(k) = self.extra_keys.iter().find(|k| !is_name(k)) {
+            return Err(invalid(
+                "provider.extra_keys",
                 format!("{k:?} is not a parameter name"),
             ));
         }
@@ -389,17 +422,14 @@ impl EtcdSection {
             return Err(invalid("etcd.endpoints", problem));
         }
         self.validate_access()?;
-        if !self.prefix.starts_with('/') {
+        if !self.root.starts_with('/') {
             return Err(invalid(
-                "etcd.prefix",
-                format!("must start with '/', got {:?}", self.prefix),
+                "etcd.root",
+                format!("must start with '/', got {:?}", self.root),
             ));
         }
-        if self.prefix.ends_with('/') {
-            return Err(invalid(
-                "etcd.prefix",
-                format!("must not end with '/', got {:?}", self.prefix),
-            ));
+        if let Err(e) = mesh_registry::dubbo::RegistryRoot::new(&self.root) {
+            return Err(invalid("etcd.root", e.to_string()));
         }
         check_table("etcd", keys_of("etcd"), self)
     }

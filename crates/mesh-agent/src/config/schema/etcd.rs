@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize, Serializer};
 #[serde(deny_unknown_fields)]
 pub(crate) struct EtcdSection {
     pub(crate) endpoints: Vec<String>,
-    pub(crate) prefix: String,
+    pub(crate) root: String,
     pub(crate) lease_ttl_s: u64,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) cert_file: Option<PathBuf>,
