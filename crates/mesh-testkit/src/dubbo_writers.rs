@@ -73,6 +73,32 @@ pub const GO_VERSION: &str = "3.3.2";
 /// `constant.DefaultServiceFilters` of dubbo-go (`common/constant/default.go`).
 pub const GO_DEFAULT_SERVICE_FILTERS: &str = "echo,token,accesslog,tps,generic_service,execute,pshutdown";
 
+/// `RegistryProtocol.DEFAULT_REGISTER_PROVIDER_KEYS` of Java 2.7.16–2.7.23 (`2.7.x`
+/// `dubbo-registry/dubbo-registry-api/src/main/java/org/apache/dubbo/registry/integration/RegistryProtocol.java`):
+/// what a simplified 2.7 provider URL keeps (no `side`, `interface`, `methods`; `timestamp` and `dubbo.tag` stay).
+pub const JAVA27_SIMPLIFIED_PROVIDER_KEYS: [&str; 20] = [
+    "application",
+    "codec",
+    "exchanger",
+    "serialization",
+    "cluster",
+    "connections",
+    "deprecated",
+    "group",
+    "loadbalance",
+    "mock",
+    "path",
+    "timeout",
+    "token",
+    "version",
+    "warmup",
+    "weight",
+    "timestamp",
+    "dubbo",
+    "release",
+    "dubbo.tag",
+];
+
 /// `RegistryProtocol.DEFAULT_REGISTER_PROVIDER_KEYS` of Java 3.3: what a simplified provider URL keeps.
 pub const JAVA33_SIMPLIFIED_PROVIDER_KEYS: [&str; 26] = [
     "application",
@@ -133,6 +159,8 @@ impl Category {
 pub enum Flavor {
     /// Java 2.7.x `EtcdRegistry`.
     Java27,
+    /// Java 2.7.x with `simplified=true` on the registry URL.
+    Java27Simplified,
     /// Java 3.3 (`dubbo-spi-extensions` `EtcdRegistry`), full URL.
     Java33,
     /// Java 3.3 with `simplified=true`.
@@ -526,6 +554,16 @@ pub fn java27_provider(root: &str, p: &Provider) -> Registration {
     java_provider(Flavor::Java27, root, p, &java27_params(p))
 }
 
+/// A Java 2.7.x provider with `simplified=true` (and `extra-keys`) on the registry URL:
+/// [`JAVA27_SIMPLIFIED_PROVIDER_KEYS`] + the extra keys + keys starting with a method name
+/// (`RegistryProtocol.getUrlToRegistry`). No `side`, `interface`, `methods`, `pid`, `anyhost`.
+pub fn java27_simplified_provider(root: &str, p: &Provider, extra_keys: &[&str]) -> Registration {
+    let mut keys: Vec<&str> = JAVA27_SIMPLIFIED_PROVIDER_KEYS.to_vec();
+    keys.extend_from_slice(extra_keys);
+    let params = java_simplify(&java27_params(p), &keys, &p.methods);
+    java_provider(Flavor::Java27Simplified, root, p, &params)
+}
+
 /// A Java 3.3 provider, not simplified.
 pub fn java33_provider(root: &str, p: &Provider) -> Registration {
     java_provider(Flavor::Java33, root, p, &java33_params(p))
@@ -678,6 +716,7 @@ pub fn dubbo_go_provider(registry_group: &str, p: &Provider) -> Registration {
 pub fn provider(flavor: Flavor, p: &Provider) -> Registration {
     match flavor {
         Flavor::Java27 => java27_provider(DEFAULT_ROOT, p),
+        Flavor::Java27Simplified => java27_simplified_provider(DEFAULT_ROOT, p, &[]),
         Flavor::Java33 => java33_provider(DEFAULT_ROOT, p),
         Flavor::Java33Simplified => java33_simplified_provider(DEFAULT_ROOT, p, &[]),
         Flavor::DubboGo => dubbo_go_provider("dubbo", p),
@@ -835,6 +874,21 @@ mod tests {
         assert!(!java33_simplified_provider(DEFAULT_ROOT, &p, &[])
             .url
             .contains("owner"));
+    }
+
+    #[test]
+    fn java27_simplified_drops_side_and_keeps_timestamp_and_tag() {
+        let p = demo()
+            .version("1.0")
+            .tag("gray")
+            .param("sayHelloAsync.retries", "0");
+        let r = java27_simplified_provider(DEFAULT_ROOT, &p, &[]);
+        assert_eq!(
+            r.url,
+            "dubbo://192.168.1.10:20880/org.apache.dubbo.demo.DemoService?application=demo-provider&deprecated=false&dubbo=2.0.2&dubbo.tag=gray&release=2.7.23&sayHelloAsync.retries=0&timestamp=1700000000000&version=1.0"
+        );
+        assert_eq!(r.flavor, Flavor::Java27Simplified);
+        assert_eq!(r.value, ValueRule::LeaseId);
     }
 
     #[test]
