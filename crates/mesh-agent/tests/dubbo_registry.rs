@@ -138,13 +138,14 @@ const WARM: Form<'static> = Form {
 };
 
 #[test]
-fn java_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
+fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
     let etcd = EtcdServer::start().unwrap();
     let (_warm, warm_port) = sim(&["--latency-ms", "1", "--name", "warm"]);
     let (mut plain, plain_port) = sim(&["--latency-ms", "1", "--name", "plain"]);
     let (mut v1, v1_port) = sim(&["--latency-ms", "1", "--name", "v1"]);
     let (mut g1, g1_port) = sim(&["--latency-ms", "1", "--name", "g1"]);
     let (mut g2, g2_port) = sim(&["--latency-ms", "1", "--name", "g2"]);
+    let (mut g3, g3_port) = sim(&["--latency-ms", "1", "--name", "g3"]);
     let (mut off, off_port) = sim(&["--latency-ms", "1", "--name", "disabled"]);
     // Nothing listens here: a key that made the consumer call it would fail calls.
     let trap = free_port().unwrap();
@@ -178,6 +179,12 @@ fn java_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
     register(dw::dubbo_go_provider(
         "dubbo",
         &provider(g2_port).group("g2").version("1.0.0"),
+    ));
+    // Java 2.7 simplified: no `side`, `interface`, `methods`.
+    register(dw::java27_simplified_provider(
+        dw::DEFAULT_ROOT,
+        &provider(g3_port).group("g3").version("1.0.0"),
+        &[],
     ));
     // A disabled provider in g1 (Dubbo skips `enabled=false`).
     register(dw::java27_provider(
@@ -225,10 +232,12 @@ fn java_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
     calls_ok(ca, Form::gv(Some("g1"), Some("1.0.0")), 10, "g1");
     // g2 / 1.0.0: the dubbo-go provider.
     calls_ok(ca, Form::gv(Some("g2"), Some("1.0.0")), 10, "g2");
+    // g3 / 1.0.0: the simplified Java 2.7 provider.
+    calls_ok(ca, Form::gv(Some("g3"), Some("1.0.0")), 10, "g3");
     // A comma list of groups: both (round robin, equal weights: 10 each).
     calls_ok(ca, Form::gv(Some("g1,g2"), Some("1.0.0")), 20, "g1,g2");
     // group `*`: every group of version 1.0.0, the group-less one included (10 each).
-    calls_ok(ca, Form::gv(Some("*"), Some("1.0.0")), 30, "*");
+    calls_ok(ca, Form::gv(Some("*"), Some("1.0.0")), 40, "*");
     // version `*` without a group: group-less providers of any version (plain and v1, 10 each).
     calls_ok(ca, Form::gv(None, Some("*")), 20, "v*");
     // Keys without a provider: named in the answer.
@@ -254,14 +263,15 @@ fn java_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
         served(&mut v1),
         served(&mut g1),
         served(&mut g2),
+        served(&mut g3),
         served(&mut off),
     ];
     // plain: 10 + 10 (v*) + the calls of the removal wait that still reached it.
-    assert!(counts[0] >= 20, "plain, v1, g1, g2, disabled: {counts:?}");
+    assert!(counts[0] >= 20, "plain, v1, g1, g2, g3, disabled: {counts:?}");
     assert_eq!(
         &counts[1..],
-        [10 + 10 + 10, 10 + 10 + 10, 10 + 10 + 10, 0],
-        "plain, v1, g1, g2, disabled: {counts:?}"
+        [10 + 10 + 10, 10 + 10 + 10, 10 + 10 + 10, 10 + 10, 0],
+        "plain, v1, g1, g2, g3, disabled: {counts:?}"
     );
 }
 
