@@ -533,13 +533,21 @@ fn provider_agent_keys_pass_an_independent_decoder_and_dubbos_matching() {
     assert_eq!(simple_url["params"]["version"], "1.0.0");
     let (ca, cdir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
 
-    // And the consumer agent finds both through the same keys.
+    // And the consumer agent finds both through the same keys, with the agent's tag as Dubbo's `dubbo.tag`:
+    // tagged calls go to a only, untagged ones (the warm-up included) to the untagged b only.
     let _consumer = consumer_one_shard(ca, &etcd, &cdir, &[]);
     let form = Form::gv(Some("g1"), Some("1.0.0"));
+    let mut warm = 0;
     wait_until("the consumer serves", Duration::from_secs(15), || {
+        warm += 1;
         call_form(ca, form, "w").0 == 200
     });
-    calls_ok(ca, form, 20, "via-agents");
+    calls_ok(ca, form, 20, "untagged");
+    let gray = Form {
+        tag: Some("gray"),
+        ..form
+    };
+    calls_ok(ca, gray, 10, "gray");
     let (sa, sb) = (served(&mut sim_a), served(&mut sim_b));
-    assert!(sa > 0 && sb > 0 && sa + sb >= 20, "a {sa}, b {sb}");
+    assert_eq!((sa, sb), (10, 20 + warm), "a (gray), b");
 }
