@@ -285,6 +285,8 @@ fn weight_tag_and_token_of_java_urls_are_honoured() {
     let (mut untagged, untagged_port) = sim(&["--latency-ms", "1", "--name", "untagged"]);
     let (mut locked, locked_port) = sim(&["--latency-ms", "1", "--name", "locked", "--token", "s3cret"]);
     let (mut unknown, unknown_port) = sim(&["--latency-ms", "1", "--name", "unknown", "--token", "other"]);
+    let (mut young, young_port) = sim(&["--latency-ms", "1", "--name", "young"]);
+    let (mut old, old_port) = sim(&["--latency-ms", "1", "--name", "old"]);
 
     let mut w = BlockingWriter::connect(etcd.client_url()).unwrap();
     w.register(&dw::java27_provider(
@@ -325,12 +327,24 @@ fn weight_tag_and_token_of_java_urls_are_honoured() {
         &provider(unknown_port).version("k2").token("s3cret"),
     ))
     .unwrap();
+    // Warm-up: a provider started now (Java timestamp in ms, Dubbo's default `warmup` of 10 minutes) weighs
+    // max(1, uptime / (600000 / 100)) = 1 for its first 12 s, next to a provider started an hour ago (100).
+    let mut fresh = provider(young_port).version("wu");
+    fresh.timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    w.register(&dw::java27_provider(dw::DEFAULT_ROOT, &fresh))
+        .unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(old_port).version("wu"),
+    ))
+    .unwrap();
 
     let (ca, dir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
     let _consumer = consumer_one_shard(ca, &etcd, &dir, &[]);
     wait_serving(ca, WARM);
 
     calls_ok(ca, Form::gv(None, Some("w")), 40, "weights");
+    calls_ok(ca, Form::gv(None, Some("wu")), 101, "warm-up");
     let tagged = Form {
         tag: Some("gray"),
         ..Form::gv(None, Some("t"))
@@ -351,6 +365,56 @@ fn weight_tag_and_token_of_java_urls_are_honoured() {
     );
     assert_eq!((served(&mut gray), served(&mut untagged)), (10, 10));
     assert_eq!((served(&mut locked), served(&mut unknown)), (5, 0));
+    assert_eq!(
+        (served(&mut young), served(&mut old)),
+        (1, 100),
+        "warm-up 1:100 over 101 calls"
+    );
+}
+
+/// `weight=0` on a Java URL is how Dubbo users drain a provider: Dubbo's `AbstractLoadBalance.getWeight` is
+/// `max(weight, 0)`; round robin and random never pick a 0 next to a positive weight, and a service whose
+/// providers all weigh 0 is still served (round robin then takes the first, random any;
+/// apache/dubbo 2.7.x `dubbo-cluster/.../loadbalance/{AbstractLoadBalance,RoundRobinLoadBalance,RandomLoadBalance}.java`).
+#[test]
+fn weight_zero_drains_a_java_provider_like_dubbo() {
+    let etcd = EtcdServer::start().unwrap();
+    let (_warm, warm_port) = sim(&["--latency-ms", "1", "--name", "warm"]);
+    let (mut drained, drained_port) = sim(&["--latency-ms", "1", "--name", "drained"]);
+    let (mut full, full_port) = sim(&["--latency-ms", "1", "--name", "full"]);
+    let (mut alone, alone_port) = sim(&["--latency-ms", "1", "--name", "alone"]);
+    let mut w = BlockingWriter::connect(etcd.client_url()).unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(warm_port).group("warm"),
+    ))
+    .unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(drained_port).version("z").weight(0),
+    ))
+    .unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(full_port).version("z"),
+    ))
+    .unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(alone_port).version("z0").weight(0),
+    ))
+    .unwrap();
+    let (ca, dir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
+    let _consumer = consumer_one_shard(ca, &etcd, &dir, &[]);
+    wait_serving(ca, WARM);
+    // 101 calls: with weights 1:100 (a 0 read as 1) smooth round robin would pick the drained one once.
+    calls_ok(ca, Form::gv(None, Some("z")), 101, "drain");
+    calls_ok(ca, Form::gv(None, Some("z0")), 5, "all-zero");
+    assert_eq!(
+        (served(&mut drained), served(&mut full), served(&mut alone)),
+        (0, 101, 5),
+        "drained (weight 0), full (100), alone (weight 0, the only one)"
+    );
 }
 
 #[test]
