@@ -27,6 +27,8 @@ struct Form<'a> {
     group: Option<&'a str>,
     version: Option<&'a str>,
     tag: Option<&'a str>,
+    /// The interface when not the challenge's.
+    interface: Option<&'a str>,
 }
 
 impl<'a> Form<'a> {
@@ -35,6 +37,7 @@ impl<'a> Form<'a> {
             group,
             version,
             tag: None,
+            interface: None,
         }
     }
 }
@@ -42,7 +45,7 @@ impl<'a> Form<'a> {
 /// One HTTP/1.1 POST of `hash(param)` with the form's `group`, `version` and `tag`; returns (status, body).
 fn call_form(port: u16, form: Form<'_>, param: &str) -> (u16, String) {
     let inv = mesh_http::Invocation {
-        interface: IFACE.into(),
+        interface: form.interface.unwrap_or(IFACE).into(),
         method: "hash".into(),
         param_types: "Ljava/lang/String;".into(),
         args: vec![param.into()],
@@ -135,6 +138,7 @@ const WARM: Form<'static> = Form {
     group: Some("warm"),
     version: None,
     tag: None,
+    interface: None,
 };
 
 #[test]
@@ -165,7 +169,7 @@ fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
     // Java 2.7, full parameter set, no group or version.
     let plain_key = register(dw::java27_provider(dw::DEFAULT_ROOT, &provider(plain_port)));
     // Java 3.3, full URL, version 1.0.0.
-    register(dw::java33_provider(
+    let v1_key = register(dw::java33_provider(
         dw::DEFAULT_ROOT,
         &provider(v1_port).version("1.0.0"),
     ));
@@ -220,6 +224,18 @@ fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
         register(dw::java_rule(dw::DEFAULT_ROOT, IFACE, category, &url));
     }
 
+    // The v1 process also consumes the service: a second key on its lease.
+    let v1_consumer = writers[2]
+        .register(&dw::java27_consumer(
+            dw::DEFAULT_ROOT,
+            IFACE,
+            "127.0.0.1",
+            "v1-app",
+            2,
+        ))
+        .unwrap();
+    assert_eq!(v1_consumer.lease, v1_key.lease);
+
     let (ca, dir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
     let _consumer = consumer_one_shard(ca, &etcd, &dir, &[]);
     wait_serving(ca, WARM);
@@ -257,6 +273,15 @@ fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
         status != 200
     });
     no_provider(ca, Form::gv(None, None), IFACE);
+    // Java's `doUnregister` deletes one key and keeps the lease (other keys of the process share it).
+    writers[2].unregister(&v1_key.key).unwrap();
+    wait_until(
+        "the unregistered provider leaves",
+        Duration::from_secs(10),
+        || call_form(ca, Form::gv(None, Some("1.0.0")), "gone").0 != 200,
+    );
+    no_provider(ca, Form::gv(None, Some("1.0.0")), &format!("{IFACE}:1.0.0"));
+    assert_eq!(writers[2].lease_of(&v1_consumer.key).unwrap(), v1_key.lease);
 
     let counts = [
         served(&mut plain),
@@ -266,11 +291,15 @@ fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
         served(&mut g3),
         served(&mut off),
     ];
-    // plain: 10 + 10 (v*) + the calls of the removal wait that still reached it.
-    assert!(counts[0] >= 20, "plain, v1, g1, g2, g3, disabled: {counts:?}");
+    // plain: 10 + 10 (v*), v1: 10 + 10 (*) + 10 (v*), each + the calls of its removal wait that still
+    // reached it.
+    assert!(
+        counts[0] >= 20 && counts[1] >= 30,
+        "plain, v1, g1, g2, g3, disabled: {counts:?}"
+    );
     assert_eq!(
-        &counts[1..],
-        [10 + 10 + 10, 10 + 10 + 10, 10 + 10 + 10, 10 + 10, 0],
+        &counts[2..],
+        [10 + 10 + 10, 10 + 10 + 10, 10 + 10, 0],
         "plain, v1, g1, g2, g3, disabled: {counts:?}"
     );
 }
@@ -415,6 +444,77 @@ fn weight_zero_drains_a_java_provider_like_dubbo() {
         (0, 101, 5),
         "drained (weight 0), full (100), alone (weight 0, the only one)"
     );
+}
+
+/// Interface names with characters URL encoding changes (`$` of nested classes): Java's `URL.encode` and Go's
+/// `QueryEscape` both write `%24` in the path and the URL; the consumer must find the provider under the decoded
+/// name. The simulator exports only the challenge's interface, so reaching it shows as its own error (status 70
+/// "Not found exported service"), unlike a 404 for an interface nobody registered.
+#[test]
+fn interface_names_that_need_encoding_are_found() {
+    let etcd = EtcdServer::start().unwrap();
+    let (mut java, java_port) = sim(&["--latency-ms", "1", "--name", "java"]);
+    let (mut go, go_port) = sim(&["--latency-ms", "1", "--name", "go"]);
+    let java_iface = "com.example.Outer$Inner";
+    let go_iface = "com.example.Go$Svc";
+    let mut w = BlockingWriter::connect(etcd.client_url()).unwrap();
+    let j = w
+        .register(&dw::java27_provider(
+            dw::DEFAULT_ROOT,
+            &Provider::new(java_iface, "127.0.0.1", java_port),
+        ))
+        .unwrap();
+    assert!(j
+        .key
+        .starts_with("/dubbo/com.example.Outer%24Inner/providers/dubbo%3A%2F%2F"));
+    let g = w
+        .register(&dw::dubbo_go_provider(
+            "dubbo",
+            &Provider::new(go_iface, "127.0.0.1", go_port),
+        ))
+        .unwrap();
+    assert!(g
+        .key
+        .starts_with("/dubbo/com.example.Go%24Svc/providers/dubbo%3A%2F%2F"));
+    let (ca, dir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
+    let _consumer = consumer_one_shard(ca, &etcd, &dir, &[]);
+    for iface in [java_iface, go_iface] {
+        let form = Form {
+            interface: Some(iface),
+            ..Form::default()
+        };
+        let mut last = (0, String::new());
+        wait_until(
+            "the consumer reaches the provider",
+            Duration::from_secs(15),
+            || {
+                last = call_form(ca, form, "x");
+                last.0 == 502
+            },
+        );
+        assert!(
+            last.1.contains("Not found exported service") && last.1.contains(iface),
+            "{iface}: {last:?}"
+        );
+    }
+    let missing = Form {
+        interface: Some("com.example.Outer$Missing"),
+        ..Form::default()
+    };
+    no_provider(ca, missing, "com.example.Outer$Missing");
+    // Each simulator answered (with its error) at least once; nothing else reached them.
+    for (name, g) in [("java", &mut java), ("go", &mut go)] {
+        let out = g.terminate().unwrap().stdout;
+        let line = out
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"errors\""))
+            .unwrap()
+            .to_owned();
+        let stats: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(stats["errors"].as_u64().unwrap() >= 1, "{name}: {line}");
+        assert_eq!(stats["served"].as_u64().unwrap(), 0, "{name}: {line}");
+    }
 }
 
 #[test]
