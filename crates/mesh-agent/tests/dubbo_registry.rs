@@ -621,7 +621,16 @@ fn provider_agent_keys_pass_an_independent_decoder_and_dubbos_matching() {
     let _a = provider_agent(
         pa,
         port_a,
-        &["--etcd", &url, "--service", &service, "--config", &full],
+        &[
+            "--etcd",
+            &url,
+            "--service",
+            &service,
+            "--config",
+            &full,
+            "--token",
+            "p+q/r=%",
+        ],
     );
     let dir_b = tempfile::tempdir().unwrap();
     let simplified = config_file(&dir_b, "[provider]\nsimplified = true\n");
@@ -688,6 +697,8 @@ fn provider_agent_keys_pass_an_independent_decoder_and_dubbos_matching() {
     assert_eq!(params["version"], "1.0.0");
     assert_eq!(params["weight"], "250");
     assert_eq!(params["dubbo.tag"], "gray");
+    // A token with URL syntax in it survives the key encoding (and the tagged calls below carry it back).
+    assert_eq!(params["token"], "p+q/r=%");
     assert_eq!(full_url["category"], "providers");
     assert_eq!(full_url["interface"], IFACE);
     // The simplified URL is what Dubbo's simplification leaves: no `interface` or `methods`, the service key
