@@ -728,3 +728,73 @@ fn provider_agent_keys_pass_an_independent_decoder_and_dubbos_matching() {
     let (sa, sb) = (served(&mut sim_a), served(&mut sim_b));
     assert_eq!((sa, sb), (10, 20 + warm), "a (gray), b");
 }
+
+#[test]
+fn consumer_agent_consumer_urls_pass_the_independent_decoder() {
+    let etcd = EtcdServer::start().unwrap();
+    let service = format!("g1/{IFACE}:1.0.0");
+    let (c1, c2) = (free_port().unwrap(), free_port().unwrap());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let full = config_file(&d1, &format!("[consumer]\nregister_services = [\"{service}\"]\n"));
+    let simple = config_file(
+        &d2,
+        &format!("[consumer]\nregister_services = [\"{service}\"]\nsimplified = true\n"),
+    );
+    let _full = consumer_agent(c1, &["--etcd", etcd.client_url(), "--config", &full]);
+    let _simple = consumer_agent(c2, &["--etcd", etcd.client_url(), "--config", &simple]);
+
+    let providers = format!("interface={IFACE}&group=*&version=*");
+    let mut report = serde_json::Value::Null;
+    let consumers = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["urls"]
+            .as_array()
+            .map(|u| {
+                u.iter()
+                    .filter(|x| x["category"] == "consumers")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until("both consumer URLs registered", Duration::from_secs(15), || {
+        report = decode(&etcd, &["--match", &providers]);
+        consumers(&report).len() == 2
+    });
+    // Consumer URLs are not providers for anyone.
+    assert!(matched(&report, &providers).is_empty(), "{report:#}");
+    let urls = consumers(&report);
+    for u in &urls {
+        assert_eq!(u["protocol"], "consumer", "{u:#}");
+        assert_eq!(u["interface"], IFACE, "{u:#}");
+        assert_eq!(u["port"], 0, "{u:#}");
+        let p = &u["params"];
+        assert_eq!(p["category"], "consumers", "{u:#}");
+        assert_eq!(p["check"], "false", "{u:#}");
+        assert_eq!(p["group"], "g1", "{u:#}");
+        assert_eq!(p["version"], "1.0.0", "{u:#}");
+        assert!(p["dubbo"].is_string() && p["release"].is_string() && p["application"].is_string());
+    }
+    // The simplified one keeps Dubbo's consumer keys (application, version, group, dubbo, release) plus
+    // category and check; the full one has side=consumer, interface and methods too.
+    let mut key_sets: Vec<Vec<String>> = urls
+        .iter()
+        .map(|u| u["params"].as_object().unwrap().keys().cloned().collect())
+        .collect();
+    key_sets.sort_by_key(Vec::len);
+    assert_eq!(
+        key_sets[0],
+        [
+            "application",
+            "category",
+            "check",
+            "dubbo",
+            "group",
+            "release",
+            "version"
+        ],
+        "{report:#}"
+    );
+    for k in ["side", "interface", "methods", "timestamp"] {
+        assert!(key_sets[1].iter().any(|x| x == k), "{k} in {:?}", key_sets[1]);
+    }
+}
