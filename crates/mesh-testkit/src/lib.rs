@@ -5,11 +5,14 @@
 //! * [`loadgen`]: the 2018 challenge's consumer as a load generator (random strings, checks every answer,
 //!   HdrHistogram latencies, JSON summary); binary `loadgen`.
 //! * [`process`]: child processes that die with the test, free loopback ports, readiness lines.
+//! * [`dubbo_writers`]: etcd keys exactly as Java 2.7 / Java 3.3 / dubbo-go write them (from their sources,
+//!   not from mesh-registry), and a writer that puts them into a real etcd on leases kept alive.
 //! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
 //! * [`etcd_cluster`]: a real etcd cluster (3 members, say) on loopback, plain or TLS with client
 //!   certificates, optionally with authentication; members killed and restarted by index.
 //! * [`timer`]: a precise timer thread for async code (answers of the simulator, open-loop pacing).
 
+pub mod dubbo_writers;
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod loadgen;
