@@ -106,9 +106,11 @@
 //! is built). Then-part keys: the provider's `host`, `port`, `address`, `tag` and any parameter.
 
 pub mod bitset;
+pub mod dubbo_rules;
 pub mod hash;
 pub mod health;
 pub mod outcome;
+pub mod param_match;
 mod pick;
 pub mod rule;
 mod ruleset;
@@ -116,6 +118,7 @@ mod table;
 pub mod tag;
 
 pub use bitset::BitSet;
+pub use dubbo_rules::{ChainQuery, RuleIndex, RuleStore};
 pub use pick::{LiveOptions, LiveState, Pick, PickOptions, Policy, Rng, XorShift64};
 pub use rule::{ConditionRule, ParseError};
 pub use ruleset::{
