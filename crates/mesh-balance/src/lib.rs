@@ -100,6 +100,10 @@
 //! - Dubbo's metadata keys `key`, `scope`, `runtime`, `configVersion` are accepted and ignored; any other
 //!   unknown key is an error. Every error says which rule and which token ([`RuleError`]).
 //!
+//! The same model is filled from Dubbo's own config center: [`dubbo_rules`] reads the condition-router and
+//! tag-router YAML Dubbo Admin writes (`/dubbo/config/dubbo/<key>`), keeps the last good rule per key and
+//! combines the rules that apply to a service into one [`RuleSet`] in Dubbo's router order.
+//!
 //! The tag router runs first, on the whole provider list; the condition rules then run on its result.
 //! When-part keys: `method`, `arguments[i]`, `attachments[name]` (from the [`Request`]), and the consumer's
 //! `host`, `port`, `address`, `application` or any other parameter ([`ConsumerInfo`], folded when the table

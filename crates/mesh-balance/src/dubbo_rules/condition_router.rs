@@ -244,6 +244,24 @@ mod tests {
         assert!(ConditionRouterRule::parse("configVersion: v2.7\nconditions: [a = b => c = d]\n").is_ok());
     }
 
+    /// Dubbo Admin's dump style (SnakeYAML: block list not indented, keys sorted, `=>` plain scalars).
+    #[test]
+    fn parses_what_dubbo_admin_dumps() {
+        let r = ConditionRouterRule::parse(
+            "conditions:\n- => host != 172.22.3.91\n- method=sayHello => host=10.0.0.1,10.0.0.2\nenabled: true\n\
+             force: false\nkey: governance-conditionrouter-consumer\npriority: 0\nruntime: true\n\
+             scope: application\nconfigVersion: v3.0\n",
+        )
+        .unwrap();
+        assert_eq!(r.scope.as_deref(), Some("application"));
+        assert_eq!(r.conditions[0].to_string(), "=> host != 172.22.3.91");
+        assert_eq!(
+            r.conditions[1].to_string(),
+            "method = sayHello => host = 10.0.0.1,10.0.0.2"
+        );
+        assert!(r.warnings.is_empty());
+    }
+
     #[test]
     fn parses_v31_with_one_destination() {
         let r = ConditionRouterRule::parse(
