@@ -20,6 +20,9 @@
 //! - `<application>.tag-router` (`tag/TagStateRouter.RULE_SUFFIX`): read with the PROVIDERS' application
 //!   (`getRemoteApplication()` of the first provider URL: its `application` parameter).
 //!
+//! dubbo-go reads the same keys (apache/dubbo-go `common/constant/key.go` suffixes,
+//! `cluster/router/condition/dynamic_router.go`: `url.ColonSeparatedKey()` and the application).
+//!
 //! Other keys of the group (`*.configurators`, `*.script-router`, `dubbo.properties`, ...) are not routing
 //! rules of this model and are left alone.
 
