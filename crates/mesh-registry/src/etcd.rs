@@ -202,6 +202,8 @@ async fn watch_session(
     // watched on its own.
     let rules_prefix = entries.rules.prefix();
     let rules_apart = !rules_prefix.starts_with(range.as_str());
+    // Each watch starts after its own read; the snapshot reflects the later of the two reads.
+    let registry_revision = revision;
     let mut revision = revision;
     let mut rules_revision = revision;
     if rules_apart {
@@ -234,7 +236,7 @@ async fn watch_session(
 
     let options = WatchOptions::new()
         .with_prefix()
-        .with_start_revision(revision + 1);
+        .with_start_revision(registry_revision + 1);
     let mut stream = match bounded(
         "watch",
         cfg.request_timeout,
