@@ -84,6 +84,12 @@ impl RuleIndex {
         self.app_conditions.is_empty() && self.service_conditions.is_empty() && self.tags.is_empty()
     }
 
+    /// True when some rule is keyed by an application (a tag rule, or an application condition rule): only
+    /// then does [`ChainQuery::provider_app`] matter.
+    pub fn keys_applications(&self) -> bool {
+        !self.tags.is_empty() || !self.app_conditions.is_empty()
+    }
+
     /// The rule at `<application>.condition-router`.
     pub fn app_condition(&self, app: &str) -> Option<&ConditionRouterRule> {
         self.app_conditions.get(app).map(|r| &**r)
@@ -241,6 +247,12 @@ mod tests {
             }),
             None
         );
+        assert!(i.keys_applications());
+        let services_only = RuleIndex {
+            service_conditions: i.service_conditions.clone(),
+            ..RuleIndex::default()
+        };
+        assert!(!services_only.keys_applications() && !services_only.is_empty());
     }
 
     #[test]

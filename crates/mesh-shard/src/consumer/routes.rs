@@ -271,36 +271,45 @@ impl Routes {
     /// when one of its rules applies (the providers' tag rule, the service's and the applications' condition
     /// rules, see [`mesh_balance::dubbo_rules`]), else the configured document of the service, else none.
     fn rules_for(&self, snap: &Snapshot, service: &str, eps: &[&Endpoint]) -> RuleSet {
-        let key = ServiceKey::parse(service);
-        let query = ChainQuery {
-            interface: &key.interface,
-            version: key.version.as_deref().unwrap_or(""),
-            group: key.group.as_deref().unwrap_or(""),
-            consumer_app: self.consumer.params.get("application").map(String::as_str),
-            provider_app: provider_application(
-                eps.iter()
-                    .filter_map(|e| e.params.get("application").map(String::as_str)),
-            ),
-        };
-        match snap.dubbo_rules().rule_set_for(&query) {
-            Some(Ok(rules)) => return rules,
-            Some(Err(e)) => {
-                // More conditions than a table holds: keep the tag rule, say why.
-                eprintln!(
-                    "mesh-agent: condition rules of {service} ignored (snapshot {}): {e}",
-                    snap.version
-                );
-                let tag = query
-                    .provider_app
-                    .and_then(|a| snap.dubbo_rules().tag(a))
-                    .and_then(|t| t.tag_rule())
-                    .cloned();
-                return RuleSet {
-                    tag,
-                    conditions: Vec::new(),
-                };
+        let index = snap.dubbo_rules();
+        // Without config-center rules (the usual case) this costs nothing; the providers' application is
+        // looked for (O(providers)) only when some rule is keyed by an application.
+        if !index.is_empty() {
+            let key = ServiceKey::parse(service);
+            let provider_app = if index.keys_applications() {
+                provider_application(
+                    eps.iter()
+                        .filter_map(|e| e.params.get("application").map(String::as_str)),
+                )
+            } else {
+                None
+            };
+            let query = ChainQuery {
+                interface: &key.interface,
+                version: key.version.as_deref().unwrap_or(""),
+                group: key.group.as_deref().unwrap_or(""),
+                consumer_app: self.consumer.params.get("application").map(String::as_str),
+                provider_app,
+            };
+            match index.rule_set_for(&query) {
+                Some(Ok(rules)) => return rules,
+                Some(Err(e)) => {
+                    // More conditions than a table holds: keep the tag rule, say why.
+                    eprintln!(
+                        "mesh-agent: condition rules of {service} ignored (snapshot {}): {e}",
+                        snap.version
+                    );
+                    let tag = provider_app
+                        .and_then(|a| index.tag(a))
+                        .and_then(|t| t.tag_rule())
+                        .cloned();
+                    return RuleSet {
+                        tag,
+                        conditions: Vec::new(),
+                    };
+                }
+                None => {}
             }
-            None => {}
         }
         match self.config_rules.get(service).map(|d| RuleSet::from_json(d)) {
             None => RuleSet::default(),
