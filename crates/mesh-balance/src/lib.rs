@@ -100,15 +100,21 @@
 //! - Dubbo's metadata keys `key`, `scope`, `runtime`, `configVersion` are accepted and ignored; any other
 //!   unknown key is an error. Every error says which rule and which token ([`RuleError`]).
 //!
+//! The same model is filled from Dubbo's own config center: [`dubbo_rules`] reads the condition-router and
+//! tag-router YAML Dubbo Admin writes (`/dubbo/config/dubbo/<key>`), keeps the last good rule per key and
+//! combines the rules that apply to a service into one [`RuleSet`] in Dubbo's router order.
+//!
 //! The tag router runs first, on the whole provider list; the condition rules then run on its result.
 //! When-part keys: `method`, `arguments[i]`, `attachments[name]` (from the [`Request`]), and the consumer's
 //! `host`, `port`, `address`, `application` or any other parameter ([`ConsumerInfo`], folded when the table
 //! is built). Then-part keys: the provider's `host`, `port`, `address`, `tag` and any parameter.
 
 pub mod bitset;
+pub mod dubbo_rules;
 pub mod hash;
 pub mod health;
 pub mod outcome;
+pub mod param_match;
 mod pick;
 pub mod rule;
 mod ruleset;
@@ -116,6 +122,7 @@ mod table;
 pub mod tag;
 
 pub use bitset::BitSet;
+pub use dubbo_rules::{ChainQuery, RuleIndex, RuleStore};
 pub use pick::{LiveOptions, LiveState, Pick, PickOptions, Policy, Rng, XorShift64};
 pub use rule::{ConditionRule, ParseError};
 pub use ruleset::{

@@ -315,9 +315,12 @@ impl RouteTable {
             .collect();
         let addr_text = providers.iter().map(|p| p.addr.to_string()).collect();
 
+        // Dubbo 3 parameter groups of the tag rule become address groups of these providers.
+        let tag_rule = rules.tag.as_ref().map(|t| t.for_providers(&providers));
+        let tag_rule = tag_rule.as_deref();
         // Tag classes: every tag value the providers or the rule name, plus "no tag" and "unknown tag".
         let mut names: Vec<String> = providers.iter().filter_map(|p| p.tag.clone()).collect();
-        if let Some(rule) = &rules.tag {
+        if let Some(rule) = tag_rule {
             names.extend(rule.groups.iter().map(|(n, _)| n.clone()));
         }
         names.retain(|n| !n.is_empty());
@@ -336,18 +339,18 @@ impl RouteTable {
         let mut tag_sets = Vec::new();
         let mut tag_class = FxMap::default();
         for name in &names {
-            let c = [false, true].map(|f| intern(tag_result(&providers, rules.tag.as_ref(), Some(name), f)));
+            let c = [false, true].map(|f| intern(tag_result(&providers, tag_rule, Some(name), f)));
             tag_class.insert(name.clone().into_boxed_str(), tag_sets.len() as u32);
             tag_sets.push(c);
         }
         let none_class = tag_sets.len() as u32;
-        tag_sets.push([false, true].map(|f| intern(tag_result(&providers, rules.tag.as_ref(), None, f))));
+        tag_sets.push([false, true].map(|f| intern(tag_result(&providers, tag_rule, None, f))));
         let unknown_class = tag_sets.len() as u32;
         // A tag nobody has: static(T) and group(T) are empty.
         let unknown = |f: bool| {
             let mut r = BitSet::new(n);
             if !f {
-                r = failover(&providers, rules.tag.as_ref());
+                r = failover(&providers, tag_rule);
             }
             r
         };

@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 
+use mesh_balance::dubbo_rules::ConfigLayout;
+
+use crate::config_rules::ConfigRules;
 use crate::dubbo::{discover, Discovered, RegistryKey, RegistryRoot, DEFAULT_ROOT};
 use crate::etcd_access::{check_schemes, EtcdAuth, EtcdTls};
 use crate::source::Outbox;
@@ -213,6 +216,33 @@ async fn watch_session(
     let mut skips = Skips::default();
     entries.resync(response.kvs(), &mut skips);
     skips.report(&range);
+    // Dubbo's config center (`/dubbo/config/dubbo/`): inside the registry root by default, else read and
+    // watched on its own.
+    let rules_prefix = entries.rules.prefix();
+    let rules_apart = !rules_prefix.starts_with(range.as_str());
+    // Each watch starts after its own read; the snapshot reflects the later of the two reads.
+    let registry_revision = revision;
+    let mut revision = revision;
+    let mut rules_revision = revision;
+    if rules_apart {
+        let get = client.get(rules_prefix.as_str(), Some(GetOptions::new().with_prefix()));
+        let response = match bounded("get", cfg.request_timeout, get).await {
+            Ok(r) => r,
+            Err(e) => return e,
+        };
+        let Some(r) = response.header().map(|h| h.revision()) else {
+            return RegistryError::WatchEnded("get response without header".into());
+        };
+        rules_revision = r;
+        revision = revision.max(r);
+        entries
+            .rules
+            .resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())));
+    } else {
+        entries
+            .rules
+            .resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())));
+    }
     let published = entries.publish(outbox, revision);
     if failures > 0 {
         eprintln!(
@@ -224,7 +254,7 @@ async fn watch_session(
 
     let options = WatchOptions::new()
         .with_prefix()
-        .with_start_revision(revision + 1);
+        .with_start_revision(registry_revision + 1);
     let mut stream = match bounded(
         "watch",
         cfg.request_timeout,
@@ -235,8 +265,32 @@ async fn watch_session(
         Ok(s) => s,
         Err(e) => return e,
     };
+    let mut rules_stream = None;
+    if rules_apart {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(rules_revision + 1);
+        match bounded(
+            "watch",
+            cfg.request_timeout,
+            client.watch(rules_prefix.as_str(), Some(options)),
+        )
+        .await
+        {
+            Ok(s) => rules_stream = Some(s),
+            Err(e) => return e,
+        }
+    }
     loop {
-        let response = match stream.message().await {
+        let message = match rules_stream.as_mut() {
+            // Both `message()` futures are cancel-safe (a stream's next item stays queued).
+            Some(rules) => tokio::select! {
+                m = stream.message() => m,
+                m = rules.message() => m,
+            },
+            None => stream.message().await,
+        };
+        let response = match message {
             Ok(Some(r)) => r,
             Ok(None) => return RegistryError::WatchEnded("etcd closed the watch stream".into()),
             Err(e) => {
@@ -264,7 +318,9 @@ async fn watch_session(
             let Some(kv) = event.kv() else { continue };
             revision = revision.max(kv.mod_revision());
             match event.event_type() {
+                EventType::Put if entries.rules.put(kv.key(), kv.value()) => {}
                 EventType::Put => entries.put(kv.key(), kv.value(), &mut skips),
+                EventType::Delete if entries.rules.delete(kv.key()) => {}
                 EventType::Delete => entries.delete(kv.key()),
             }
         }
@@ -308,6 +364,8 @@ impl Skips {
 /// one before it comes back.
 struct Entries {
     root: RegistryRoot,
+    /// Dubbo's routing rules from the config center, the last good one per key.
+    rules: ConfigRules,
     by_key: HashMap<Vec<u8>, (Arc<str>, Endpoint)>,
     /// Per `(service key, address)`, the keys naming it, oldest first.
     holders: HashMap<(Arc<str>, SocketAddr), Vec<Vec<u8>>>,
@@ -318,6 +376,7 @@ impl Entries {
     fn new(root: RegistryRoot) -> Self {
         Entries {
             root,
+            rules: ConfigRules::new(ConfigLayout::default()),
             by_key: HashMap::new(),
             holders: HashMap::new(),
             builder: SnapshotBuilder::new(),
@@ -413,6 +472,9 @@ impl Entries {
 
     /// Publishes the changes since the last publication, if any; whether it did.
     fn publish(&mut self, outbox: &Outbox, revision: i64) -> bool {
+        if let Some(rules) = self.rules.take_changed() {
+            self.builder.set_dubbo_rules(rules);
+        }
         match self.builder.publish(revision) {
             Some(snapshot) => {
                 outbox.publish(snapshot);

@@ -22,6 +22,8 @@
 //! * `spawn_registrar`: the provider's (and optionally the consumer's) Dubbo URLs under a lease, kept
 //!   alive, and put back whenever the lease or a key is lost.
 
+#[cfg(feature = "etcd")]
+mod config_rules;
 pub mod dubbo;
 mod error;
 #[cfg(feature = "etcd")]

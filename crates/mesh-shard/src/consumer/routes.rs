@@ -13,6 +13,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use mesh_balance::dubbo_rules::{provider_application, ChainQuery};
 use mesh_balance::{
     ConsumerInfo, LiveState, Pick as Drawn, PickOptions, Policy, Provider, Request, RouteTable, RuleSet,
     TableOptions, XorShift64,
@@ -266,6 +267,61 @@ impl Routes {
         Pick::Unreachable
     }
 
+    /// The routing rules of `service` (a requested service key): Dubbo's router chain from the config center
+    /// when one of its rules applies (the providers' tag rule, the service's and the applications' condition
+    /// rules, see [`mesh_balance::dubbo_rules`]), else the configured document of the service, else none.
+    fn rules_for(&self, snap: &Snapshot, service: &str, eps: &[&Endpoint]) -> RuleSet {
+        let index = snap.dubbo_rules();
+        // Without config-center rules (the usual case) this costs nothing; the providers' application is
+        // looked for (O(providers)) only when some rule is keyed by an application.
+        if !index.is_empty() {
+            let key = ServiceKey::parse(service);
+            let provider_app = if index.keys_applications() {
+                provider_application(
+                    eps.iter()
+                        .filter_map(|e| e.params.get("application").map(String::as_str)),
+                )
+            } else {
+                None
+            };
+            let query = ChainQuery {
+                interface: &key.interface,
+                version: key.version.as_deref().unwrap_or(""),
+                group: key.group.as_deref().unwrap_or(""),
+                consumer_app: self.consumer.params.get("application").map(String::as_str),
+                provider_app,
+            };
+            match index.rule_set_for(&query) {
+                Some(Ok(rules)) => return rules,
+                Some(Err(e)) => {
+                    // More conditions than a table holds: keep the tag rule, say why.
+                    eprintln!(
+                        "mesh-agent: condition rules of {service} ignored (snapshot {}): {e}",
+                        snap.version
+                    );
+                    let tag = provider_app
+                        .and_then(|a| index.tag(a))
+                        .and_then(|t| t.tag_rule())
+                        .cloned();
+                    return RuleSet {
+                        tag,
+                        conditions: Vec::new(),
+                    };
+                }
+                None => {}
+            }
+        }
+        match self.config_rules.get(service).map(|d| RuleSet::from_json(d)) {
+            None => RuleSet::default(),
+            Some(Ok(r)) => r,
+            Some(Err(e)) => {
+                // A bad document must not take the service down: route without rules, say why.
+                eprintln!("mesh-agent: configured routing rules of {service} ignored: {e}");
+                RuleSet::default()
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn build(
         &mut self,
@@ -294,21 +350,7 @@ impl Routes {
             Balancer::Auto if eps.iter().any(|e| e.weight != eps[0].weight) => Policy::RoundRobin,
             Balancer::Auto => Policy::Adaptive,
         };
-        let doc = snap
-            .rules(service)
-            .or_else(|| self.config_rules.get(service).map(String::as_str));
-        let rules = match doc.map(RuleSet::from_json) {
-            None => RuleSet::default(),
-            Some(Ok(r)) => r,
-            Some(Err(e)) => {
-                // A bad document must not take the service down: route without rules, say why.
-                eprintln!(
-                    "mesh-agent: routing rules of {service} ignored (snapshot {}): {e}",
-                    snap.version
-                );
-                RuleSet::default()
-            }
-        };
+        let rules = self.rules_for(snap, service, eps);
         let table = RouteTable::build(
             snap.version,
             providers,
@@ -448,28 +490,28 @@ mod tests {
         s.parse().unwrap()
     }
 
-    /// Three providers: 10.0.0.1 tagged `gray`, 10.0.0.2 and 10.0.0.3 untagged; `rules` as the service's
-    /// document.
-    fn routes_and_snapshot(rules: &str) -> (Routes, Arc<Snapshot>) {
-        let snap = Snapshot::new(
-            1,
+    /// Three providers of application `shop`: 10.0.0.1 tagged `gray`, 10.0.0.2 and 10.0.0.3 untagged.
+    fn three_providers(version: u64) -> Snapshot {
+        let ep = |a: &str| Endpoint::new(addr(a)).with_param("application", "shop");
+        Snapshot::new(
+            version,
             [
-                (
-                    SERVICE.to_string(),
-                    Endpoint::new(addr("10.0.0.1:1")).with_tag("gray"),
-                ),
-                (SERVICE.to_string(), Endpoint::new(addr("10.0.0.2:1"))),
-                (SERVICE.to_string(), Endpoint::new(addr("10.0.0.3:1"))),
+                (SERVICE.to_string(), ep("10.0.0.1:1").with_tag("gray")),
+                (SERVICE.to_string(), ep("10.0.0.2:1")),
+                (SERVICE.to_string(), ep("10.0.0.3:1")),
             ],
         )
-        .with_rules([(SERVICE.to_string(), rules.to_string())]);
+    }
+
+    /// [`three_providers`], and `rules` as the service's configured document.
+    fn routes_and_snapshot(rules: &str) -> (Routes, Arc<Snapshot>) {
         let routes = Routes::new(
             Balancer::Fixed(Policy::RoundRobin),
-            HashMap::new(),
+            HashMap::from([(SERVICE.to_string(), rules.to_string())]),
             ConsumerInfo::default(),
             7,
         );
-        (routes, Arc::new(snap))
+        (routes, Arc::new(three_providers(1)))
     }
 
     /// The providers `call` can be routed to (many picks, each answered at once).
@@ -543,6 +585,78 @@ mod tests {
         );
     }
 
+    /// Rules from Dubbo's config center, carried by the snapshot: they replace the configured document, the
+    /// consumer's application selects its rule, and a rule change rebuilds the table.
+    #[test]
+    fn config_center_rules_route_and_follow_changes() {
+        let mut store = mesh_balance::RuleStore::default();
+        let put = |store: &mut mesh_balance::RuleStore, key: &str, yaml: &str| {
+            let change = store.put(format!("/dubbo/config/dubbo/{key}").as_bytes(), yaml.as_bytes());
+            assert!(
+                matches!(change, mesh_balance::dubbo_rules::StoreChange::Changed { .. }),
+                "{change:?}"
+            );
+        };
+        put(
+            &mut store,
+            &format!("{SERVICE}::.condition-router"),
+            "conditions: ['=> host != 10.0.0.3']\n",
+        );
+        put(
+            &mut store,
+            "web.condition-router",
+            "conditions: ['=> host = 10.0.0.1']\n",
+        );
+        put(
+            &mut store,
+            "shop.tag-router",
+            "tags: [{name: gray, addresses: ['10.0.0.3']}]\n",
+        );
+        let consumer = ConsumerInfo {
+            params: [("application".to_string(), "web".to_string())].into(),
+            ..ConsumerInfo::default()
+        };
+        let mut routes = Routes::new(
+            Balancer::Fixed(Policy::RoundRobin),
+            HashMap::from([(
+                SERVICE.to_string(),
+                r#"{"conditions":["=> host = 10.0.0.3"]}"#.to_string(),
+            )]),
+            consumer,
+            7,
+        );
+        let snap = Arc::new(three_providers(1).with_dubbo_rules(store.index()));
+        // Tag router: untagged calls avoid the dynamic group `gray` (10.0.0.3) and the providers statically
+        // tagged with a name the rule uses (10.0.0.1) -> 10.0.0.2; the service rule keeps it; the app rule
+        // (host = 10.0.0.1) would leave nobody and is not forced: ignored.
+        assert_eq!(
+            picked(&mut routes, &snap, &call(None, false, &[])),
+            Ok(vec![addr("10.0.0.2:1")])
+        );
+        // `gray` calls go to the dynamic group, not to the static tag; the condition rules would leave
+        // nobody and are ignored.
+        assert_eq!(
+            picked(&mut routes, &snap, &call(Some("gray"), false, &[])),
+            Ok(vec![addr("10.0.0.3:1")])
+        );
+        // The tag rule goes (same providers, new rules epoch): untagged calls may use 10.0.0.3 again, but
+        // the service rule still excludes it.
+        store.delete(b"/dubbo/config/dubbo/shop.tag-router");
+        let snap = Arc::new(three_providers(1).with_version(2).with_dubbo_rules(store.index()));
+        assert_eq!(
+            picked(&mut routes, &snap, &call(None, false, &[])),
+            Ok(vec![addr("10.0.0.2:1")])
+        );
+        // No config-center rule applies any more: the configured document does.
+        store.delete(format!("/dubbo/config/dubbo/{SERVICE}::.condition-router").as_bytes());
+        store.delete(b"/dubbo/config/dubbo/web.condition-router");
+        let snap = Arc::new(three_providers(1).with_version(3).with_dubbo_rules(store.index()));
+        assert_eq!(
+            picked(&mut routes, &snap, &call(None, false, &[])),
+            Ok(vec![addr("10.0.0.3:1")])
+        );
+    }
+
     fn one_pick(routes: &mut Routes, snap: &Arc<Snapshot>, service: &str) -> Option<Chosen> {
         let caps = Caps {
             shards: 1,
@@ -603,7 +717,12 @@ mod tests {
         assert_eq!(seen.len(), 2);
         // Rules changed: rebuilt too.
         let after_providers = build(&routes);
-        builder.set_rules(SERVICE, Some("{}"));
+        let mut store = mesh_balance::RuleStore::default();
+        store.put(
+            b"/dubbo/config/dubbo/web.condition-router",
+            b"conditions: ['=> host = 10.0.0.1']",
+        );
+        builder.set_dubbo_rules(store.index());
         let v4 = Arc::new(builder.publish(4).unwrap());
         one_pick(&mut routes, &v4, SERVICE).unwrap();
         assert_ne!(build(&routes), after_providers);
