@@ -389,11 +389,25 @@ fn consumer_identity_from_flags_and_env() {
 }
 
 #[test]
-fn https_etcd_is_refused_at_start() {
+fn https_etcd_needs_a_ca_and_tls_files_need_https() {
     assert_eq!(
         error_line(&["provider", "--etcd", "https://127.0.0.1:2379"], &[]),
-        "etcd.endpoints: \"https://127.0.0.1:2379\": https is not supported (the agent's etcd client is \
-         built without TLS); use http://host:port"
+        "etcd.ca_file: required by https:// endpoints: the PEM file of the CA that signed the etcd servers' \
+         certificates (--etcd-ca-file or MESH_ETCD_CA_FILE)"
+    );
+    assert_eq!(
+        error_line(
+            &[
+                "provider",
+                "--etcd",
+                "http://127.0.0.1:2379",
+                "--etcd-ca-file",
+                "/nonexistent/ca.pem"
+            ],
+            &[]
+        ),
+        "etcd.endpoints: are http:// but etcd TLS files are set: use https:// endpoints, or remove \
+         etcd.ca_file, etcd.cert_file and etcd.key_file"
     );
 }
 
