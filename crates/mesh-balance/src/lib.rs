@@ -44,7 +44,7 @@
 //! let opts = PickOptions { policy: Policy::Adaptive, now_ns, ..Default::default() };
 //! match table.route_and_pick(&req, &live, &mut rng, &opts) {
 //!     Pick::Provider(i) => {
-//!         let addr = table.providers()[i].addr;
+//!         let addr = table.provider(i).map(|p| p.addr);
 //!         live.on_send(i, now_ns);
 //!         // ... later, when the answer (or an error / timeout) arrives:
 //!         live.on_answer(i, now_ns + latency_ns, latency_ns, true);
@@ -114,6 +114,7 @@ pub mod rule;
 mod ruleset;
 mod table;
 pub mod tag;
+mod tag_sets;
 
 pub use bitset::BitSet;
 pub use pick::{LiveOptions, LiveState, Pick, PickOptions, Policy, Rng, XorShift64};
@@ -121,4 +122,4 @@ pub use rule::{ConditionRule, ParseError};
 pub use ruleset::{
     CompiledRule, ConditionEntry, ConditionSpec, RuleDocument, RuleError, RuleSet, MAX_CONDITION_RULES,
 };
-pub use table::{ConsumerInfo, Provider, Request, RouteId, RouteTable, TableOptions};
+pub use table::{Applied, Change, ConsumerInfo, Provider, Request, RouteId, RouteTable, TableOptions};

@@ -10,7 +10,7 @@ use crate::hash::FxMap;
 use crate::pick::CandidateSet;
 use crate::rule::{Condition, Key};
 use crate::ruleset::RuleSet;
-use crate::tag::TagRule;
+use crate::tag_sets::TagSets;
 
 /// One provider of the service in this epoch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -183,7 +183,9 @@ pub struct RouteId(pub(crate) u32);
 struct ActiveRule {
     /// Request-side conditions (consumer-side ones were folded at build).
     when: Vec<Condition>,
-    /// Providers the then part keeps; `None` = blacklist.
+    /// The then part, resolved against the consumer; `None` = blacklist.
+    then_conds: Option<Vec<Condition>>,
+    /// Providers the then part keeps (kept in step with the providers); `None` = blacklist.
     then: Option<BitSet>,
     force: bool,
 }
@@ -192,35 +194,82 @@ impl ActiveRule {
     fn applies(&self, req: &Request<'_>) -> bool {
         self.when.iter().all(|c| c.test(req.value(&c.key)))
     }
+
+    fn keeps(&self, p: &Provider) -> bool {
+        self.then_conds
+            .as_ref()
+            .is_some_and(|cs| cs.iter().all(|x| x.test(provider_value(p, &x.key).as_deref())))
+    }
 }
 
-/// Routers, route cache and candidate sets of one service in one epoch. Owned by one thread (`route` and
-/// `pick` take `&mut self` to fill caches); build one per shard, or clone a built one.
+/// One change of a service's provider list, for [`RouteTable::apply`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// The provider at this address left (no-op when it is not in the table).
+    Remove(SocketAddr),
+    /// A provider joined, or the one at its address changed (weight, cap, tag, parameters, registration
+    /// time). Weight 0 = it leaves the table.
+    Upsert(Provider),
+}
+
+/// What [`RouteTable::apply`] did to one provider index (for [`LiveState::apply`](crate::LiveState::apply)
+/// and the caller's own per-index state).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Applied {
+    /// A new provider took this index (a free one or a new one at the end): fresh per-index state.
+    Added(usize),
+    /// The provider at this index left; the index is free (never picked, may be taken by a later `Added`).
+    Removed(usize),
+    /// The provider at this index changed (same address): keep its live state, refresh its cap.
+    Updated(usize),
+}
+
+/// How one cached route (tag base set, matched rules) was computed: per matched rule, the number of
+/// providers its then part kept out of the route so far. Dubbo's routers skip a non-forced rule that keeps
+/// nobody, so a provider joining or leaving changes a route by itself alone unless one of these counts
+/// moves between 0 and 1 (then the route is recomputed).
+#[derive(Debug, Clone)]
+struct Route {
+    set: u32,
+    kept: Vec<u32>,
+}
+
+/// Routers, route cache and candidate sets of one service. Owned by one thread (`route` and `pick` take
+/// `&mut self` to fill caches); build one per shard, or clone a built one.
+///
+/// Provider indices are stable: a provider that leaves frees its index (a tombstone: in no route, never
+/// picked), a joining one takes a free index or a new one at the end, so a change touches only that index
+/// in every cached route ([`RouteTable::apply`]). [`RouteTable::compacted`] renumbers.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     epoch: u64,
-    pub(crate) providers: Vec<Provider>,
+    /// Per index: the provider, or `None` for a free index.
+    slots: Vec<Option<Provider>>,
+    free: Vec<u32>,
+    present: usize,
     index: HashMap<SocketAddr, usize>,
+    rule_set: RuleSet,
+    consumer: ConsumerInfo,
     pub(crate) opts: TableOptions,
-    /// Per provider: (registered_at_ms, warmup_ms) when it has a registration time.
+    /// Per index: the registered weight (0 when free).
+    weights: Vec<u32>,
+    /// Per index: (registered_at_ms, warmup_ms) when it has a registration time.
     pub(crate) warm: Vec<Option<(u64, u64)>>,
     pub(crate) addr_text: Vec<String>,
     default_tag: Option<std::sync::Arc<str>>,
-    tag_class: FxMap<Box<str>, u32>,
-    none_class: u32,
-    unknown_class: u32,
-    /// class -> [bitset id without force_tag, with force_tag]
-    tag_sets: Vec<[u32; 2]>,
-    tag_bits: Vec<BitSet>,
+    tags: TagSets,
     rules: Vec<ActiveRule>,
     /// Rules whose request-side conditions only look at the method (or at nothing).
     method_only_mask: u64,
     /// Rules evaluated per request.
     other_rules: Vec<usize>,
-    /// (force_tag, tag, method) -> tag result, method-only rule mask and the last routes seen per
+    /// (force_tag, tag, method) -> tag base set, method-only rule mask and the last routes seen per
     /// per-request rule mask: the steady state is one hash lookup.
     front: Front,
-    cache: FxMap<(u32, u64), u32>,
+    /// (tag base set, matched rules) -> route.
+    cache: FxMap<(u32, u64), Route>,
+    /// Candidate sets by members, to share one between routes with the same result (only for sets built
+    /// since the last change).
     by_bits: HashMap<BitSet, u32>,
     pub(crate) sets: Vec<CandidateSet>,
 }
@@ -288,8 +337,8 @@ impl Front {
 }
 
 impl RouteTable {
-    /// Precomputes every router's result for this epoch. Providers with weight 0 are left out; the
-    /// others keep their order (indices into [`RouteTable::providers`] are what picks return).
+    /// Precomputes every router's result for these providers. Providers with weight 0 are left out; the
+    /// others get indices in input order (a repeated address updates the earlier entry).
     pub fn build(
         epoch: u64,
         providers: Vec<Provider>,
@@ -297,63 +346,8 @@ impl RouteTable {
         consumer: &ConsumerInfo,
         opts: TableOptions,
     ) -> RouteTable {
-        let providers: Vec<Provider> = providers.into_iter().filter(|p| p.weight > 0).collect();
         let n = providers.len();
-        let index = providers.iter().enumerate().map(|(i, p)| (p.addr, i)).collect();
-        let warm = providers
-            .iter()
-            .map(|p| {
-                p.registered_at_ms.map(|at| {
-                    let w = p
-                        .params
-                        .get("warmup")
-                        .and_then(|w| w.parse().ok())
-                        .unwrap_or(opts.default_warmup_ms);
-                    (at, w)
-                })
-            })
-            .collect();
-        let addr_text = providers.iter().map(|p| p.addr.to_string()).collect();
-
-        // Tag classes: every tag value the providers or the rule name, plus "no tag" and "unknown tag".
-        let mut names: Vec<String> = providers.iter().filter_map(|p| p.tag.clone()).collect();
-        if let Some(rule) = &rules.tag {
-            names.extend(rule.groups.iter().map(|(n, _)| n.clone()));
-        }
-        names.retain(|n| !n.is_empty());
-        names.sort();
-        names.dedup();
-        let mut tag_bits: Vec<BitSet> = Vec::new();
-        let mut bits_id: HashMap<BitSet, u32> = HashMap::new();
-        let mut intern = |b: BitSet| -> u32 {
-            let next = bits_id.len() as u32;
-            let id = *bits_id.entry(b.clone()).or_insert(next);
-            if id == next {
-                tag_bits.push(b);
-            }
-            id
-        };
-        let mut tag_sets = Vec::new();
-        let mut tag_class = FxMap::default();
-        for name in &names {
-            let c = [false, true].map(|f| intern(tag_result(&providers, rules.tag.as_ref(), Some(name), f)));
-            tag_class.insert(name.clone().into_boxed_str(), tag_sets.len() as u32);
-            tag_sets.push(c);
-        }
-        let none_class = tag_sets.len() as u32;
-        tag_sets.push([false, true].map(|f| intern(tag_result(&providers, rules.tag.as_ref(), None, f))));
-        let unknown_class = tag_sets.len() as u32;
-        // A tag nobody has: static(T) and group(T) are empty.
-        let unknown = |f: bool| {
-            let mut r = BitSet::new(n);
-            if !f {
-                r = failover(&providers, rules.tag.as_ref());
-            }
-            r
-        };
-        tag_sets.push([false, true].map(|f| intern(unknown(f))));
-
-        // Condition rules: fold the consumer-side conditions, precompute the then part per provider.
+        // Condition rules: fold the consumer-side conditions, resolve the then part.
         let lookup = |k: &str| consumer.lookup(k);
         let mut active = Vec::new();
         for c in &rules.conditions {
@@ -370,17 +364,15 @@ impl RouteTable {
             if !applies {
                 continue;
             }
-            let then = c.rule.then.as_ref().map(|conds| {
-                let conds: Vec<Condition> = conds.iter().map(|x| x.resolve(&lookup)).collect();
-                BitSet::from_fn(n, |i| {
-                    conds
-                        .iter()
-                        .all(|x| x.test(provider_value(&providers[i], &x.key).as_deref()))
-                })
-            });
+            let then_conds = c
+                .rule
+                .then
+                .as_ref()
+                .map(|conds| conds.iter().map(|x| x.resolve(&lookup)).collect::<Vec<Condition>>());
             active.push(ActiveRule {
                 when,
-                then,
+                then: then_conds.as_ref().map(|_| BitSet::new(0)),
+                then_conds,
                 force: c.force,
             });
         }
@@ -393,19 +385,20 @@ impl RouteTable {
                 other_rules.push(j);
             }
         }
-        RouteTable {
+        let mut t = RouteTable {
             epoch,
-            providers,
-            index,
+            slots: Vec::with_capacity(n),
+            free: Vec::new(),
+            present: 0,
+            index: HashMap::with_capacity(n),
+            rule_set: rules.clone(),
+            consumer: consumer.clone(),
             opts,
-            warm,
-            addr_text,
+            weights: Vec::with_capacity(n),
+            warm: Vec::with_capacity(n),
+            addr_text: Vec::with_capacity(n),
             default_tag: consumer.tag.as_deref().filter(|t| !t.is_empty()).map(Into::into),
-            tag_class,
-            none_class,
-            unknown_class,
-            tag_sets,
-            tag_bits,
+            tags: TagSets::new(rules.tag.clone(), 0),
             rules: active,
             method_only_mask,
             other_rules,
@@ -413,32 +406,303 @@ impl RouteTable {
             cache: FxMap::default(),
             by_bits: HashMap::new(),
             sets: Vec::new(),
+        };
+        for p in providers {
+            t.upsert(p, &mut Vec::new());
+        }
+        t
+    }
+
+    /// Applies changes of the provider list in order and moves the table to `epoch`. Each costs
+    /// O(cached routes x matched rules + tag names + log n), not O(n): the provider's index joins or leaves
+    /// every cached route and candidate set. Rarely a route must be recomputed (a change made a router's
+    /// fallback flip: a forced-off rule or tag set went from nobody to somebody or back); those are
+    /// dropped and refilled at their next request. Returns what happened to which index.
+    pub fn apply(&mut self, epoch: u64, changes: impl IntoIterator<Item = Change>) -> Vec<Applied> {
+        self.epoch = epoch;
+        let mut out = Vec::new();
+        for c in changes {
+            match c {
+                Change::Remove(addr) => {
+                    if let Some(idx) = self.index_of(addr) {
+                        self.remove_at(idx);
+                        self.free.push(idx as u32);
+                        out.push(Applied::Removed(idx));
+                    }
+                }
+                Change::Upsert(p) => self.upsert(p, &mut out),
+            }
+        }
+        if !out.is_empty() {
+            // Sets changed: their members no longer key them.
+            self.by_bits.clear();
+        }
+        out
+    }
+
+    fn upsert(&mut self, p: Provider, out: &mut Vec<Applied>) {
+        let existing = self.index_of(p.addr);
+        if p.weight == 0 {
+            if let Some(idx) = existing {
+                self.remove_at(idx);
+                self.free.push(idx as u32);
+                out.push(Applied::Removed(idx));
+            }
+            return;
+        }
+        match existing {
+            Some(idx) => {
+                let Some(old) = self.slots[idx].as_ref() else { return };
+                if *old == p {
+                    return;
+                }
+                if old.tag == p.tag && old.params == p.params && old.registered_at_ms == p.registered_at_ms {
+                    // Weight or cap only: no router looks at them.
+                    let reweigh = old.weight != p.weight;
+                    self.weights[idx] = p.weight;
+                    self.slots[idx] = Some(p);
+                    if reweigh {
+                        let mut sets = std::mem::take(&mut self.sets);
+                        for s in &mut sets {
+                            s.reweigh(idx, self);
+                        }
+                        self.sets = sets;
+                    }
+                } else {
+                    self.remove_at(idx);
+                    self.add_at(idx, p);
+                }
+                out.push(Applied::Updated(idx));
+            }
+            None => {
+                let idx = match self.free.pop() {
+                    Some(i) => i as usize,
+                    None => self.push_index(),
+                };
+                self.add_at(idx, p);
+                out.push(Applied::Added(idx));
+            }
         }
     }
 
-    /// The snapshot epoch this table was built for.
+    /// A new free index at the end; every bitset grows by one.
+    fn push_index(&mut self) -> usize {
+        let idx = self.slots.len();
+        let universe = idx + 1;
+        self.slots.push(None);
+        self.weights.push(0);
+        self.warm.push(None);
+        self.addr_text.push(String::new());
+        self.tags.grow(universe);
+        for r in &mut self.rules {
+            if let Some(b) = &mut r.then {
+                b.grow(universe);
+            }
+        }
+        for s in &mut self.sets {
+            s.grow(universe);
+        }
+        idx
+    }
+
+    fn add_at(&mut self, idx: usize, p: Provider) {
+        self.index.insert(p.addr, idx);
+        self.present += 1;
+        self.weights[idx] = p.weight;
+        self.warm[idx] = p.registered_at_ms.map(|at| {
+            let w = p
+                .params
+                .get("warmup")
+                .and_then(|w| w.parse().ok())
+                .unwrap_or(self.opts.default_warmup_ms);
+            (at, w)
+        });
+        self.addr_text[idx] = p.addr.to_string();
+        if self.tags.add(idx, &p) {
+            self.front.clear();
+        }
+        for r in &mut self.rules {
+            let keep = r.keeps(&p);
+            if let Some(b) = &mut r.then {
+                b.set(idx, keep);
+            }
+        }
+        self.slots[idx] = Some(p);
+        self.routes_join(idx);
+    }
+
+    /// Takes the provider at `idx` out of everything (the caller frees or reuses the index).
+    fn remove_at(&mut self, idx: usize) {
+        let Some(p) = self.slots[idx].take() else { return };
+        self.routes_leave(idx, &p);
+        if self.tags.remove(idx, &p) {
+            self.front.clear();
+        }
+        for r in &mut self.rules {
+            if let Some(b) = &mut r.then {
+                b.remove(idx);
+            }
+        }
+        self.index.remove(&p.addr);
+        self.present -= 1;
+        self.weights[idx] = 0;
+        self.warm[idx] = None;
+    }
+
+    /// Walks route `key`'s routers for provider `idx`, counting it in (`+1`) or out (`-1`) of each
+    /// matched rule's kept providers. Returns whether it is in the route, or `None` when a rule's count
+    /// moved between 0 and 1 (the route must be recomputed).
+    fn walk(&self, key: (u32, u64), kept: &mut [u32], idx: usize, delta: i32) -> Option<bool> {
+        let (base, mask) = key;
+        let mut inside = self.tags.base(base).contains(idx);
+        let mut step = 0;
+        for (j, r) in self.rules.iter().enumerate() {
+            if mask & (1 << j) == 0 {
+                continue;
+            }
+            match &r.then {
+                None => inside = false,
+                Some(then) => {
+                    let before = kept[step];
+                    let counted = inside && then.contains(idx);
+                    if counted {
+                        kept[step] = before.checked_add_signed(delta)?;
+                    }
+                    let taken = before > 0 || r.force;
+                    if taken != (kept[step] > 0 || r.force) {
+                        return None;
+                    }
+                    if taken {
+                        inside = counted;
+                    }
+                }
+            }
+            step += 1;
+        }
+        Some(inside)
+    }
+
+    /// Provider `idx` (already in the tag sets and rule sets) joins every cached route it belongs to.
+    fn routes_join(&mut self, idx: usize) {
+        if self.cache.is_empty() {
+            return;
+        }
+        let mut cache = std::mem::take(&mut self.cache);
+        let mut inside: FxMap<u32, (bool, bool)> = FxMap::default();
+        let mut keys = Vec::with_capacity(cache.len());
+        for (&key, route) in cache.iter_mut() {
+            let Some(m) = self.walk(key, &mut route.kept, idx, 1) else {
+                self.clear_routes();
+                return;
+            };
+            let e = inside.entry(route.set).or_insert((false, false));
+            if m {
+                e.0 = true;
+            } else {
+                e.1 = true;
+            }
+            keys.push((key, route.set, m));
+        }
+        // Routes that shared a set by chance may now differ: the ones the provider joins get their own
+        // set at their next request.
+        let mut split = false;
+        for (key, set, m) in keys {
+            if m && inside.get(&set).is_some_and(|e| e.1) {
+                cache.remove(&key);
+                split = true;
+            }
+        }
+        if split {
+            self.front.clear();
+        }
+        self.cache = cache;
+        let mut sets = std::mem::take(&mut self.sets);
+        for (&set, &(joins, stays_out)) in &inside {
+            if joins && !stays_out {
+                sets[set as usize].insert(idx, self);
+            }
+        }
+        self.sets = sets;
+    }
+
+    /// Provider `idx` (still in the tag sets and rule sets) leaves every cached route.
+    fn routes_leave(&mut self, idx: usize, _p: &Provider) {
+        let mut cache = std::mem::take(&mut self.cache);
+        for (&key, route) in cache.iter_mut() {
+            if self.walk(key, &mut route.kept, idx, -1).is_none() {
+                self.clear_routes();
+                return;
+            }
+        }
+        self.cache = cache;
+        let mut sets = std::mem::take(&mut self.sets);
+        for s in &mut sets {
+            s.remove(idx, self);
+        }
+        self.sets = sets;
+    }
+
+    /// Forgets every cached route (they refill at their next request).
+    fn clear_routes(&mut self) {
+        self.sets.clear();
+        self.cache.clear();
+        self.by_bits.clear();
+        self.front.clear();
+    }
+
+    /// True when more than a third of the indices are free: time for [`RouteTable::compacted`] (the
+    /// caller maps its per-index state by address, e.g. [`LiveState::carry_over`](crate::LiveState::carry_over)).
+    pub fn needs_compaction(&self) -> bool {
+        self.free.len() > 32 && self.free.len() * 2 > self.present
+    }
+
+    /// The same providers, rules and options rebuilt with indices `0..len()` (in index order).
+    pub fn compacted(&self) -> RouteTable {
+        RouteTable::build(
+            self.epoch,
+            self.providers().map(|(_, p)| p.clone()).collect(),
+            &self.rule_set,
+            &self.consumer,
+            self.opts,
+        )
+    }
+
+    /// The snapshot epoch this table was built or last changed for.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
-    /// The providers (weight > 0), in input order.
-    pub fn providers(&self) -> &[Provider] {
-        &self.providers
+    /// The providers with their indices, in index order (free indices skipped).
+    pub fn providers(&self) -> impl Iterator<Item = (usize, &Provider)> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| p.as_ref().map(|p| (i, p)))
     }
 
     /// Number of providers.
     pub fn len(&self) -> usize {
-        self.providers.len()
+        self.present
+    }
+
+    /// Number of indices, free ones included: per-index state must have this many entries.
+    pub fn slots(&self) -> usize {
+        self.slots.len()
     }
 
     /// True when the table has no provider.
     pub fn is_empty(&self) -> bool {
-        self.providers.is_empty()
+        self.present == 0
     }
 
-    /// The provider at `idx`.
+    /// The provider at `idx` (`None` for a free index).
     pub fn provider(&self, idx: usize) -> Option<&Provider> {
-        self.providers.get(idx)
+        self.slots.get(idx).and_then(Option::as_ref)
+    }
+
+    /// The registered weight at `idx` (0 for a free index).
+    pub(crate) fn weight_at(&self, idx: usize) -> u32 {
+        self.weights[idx]
     }
 
     /// Index of the provider at `addr` (to map an answer that outlived its epoch).
@@ -518,11 +782,7 @@ impl RouteTable {
     }
 
     fn tag_set(&self, tag: Option<&str>, force_tag: bool) -> u32 {
-        let class = match tag {
-            None => self.none_class,
-            Some(t) => self.tag_class.get(t).copied().unwrap_or(self.unknown_class),
-        };
-        self.tag_sets[class as usize][usize::from(force_tag)]
+        self.tags.choice(self.tags.class(tag), force_tag)
     }
 
     fn method_mask(&self, method: &str) -> u64 {
@@ -537,23 +797,29 @@ impl RouteTable {
 
     fn lookup(&mut self, tag_set: u32, mask: u64) -> RouteId {
         match self.cache.get(&(tag_set, mask)) {
-            Some(&id) => RouteId(id),
+            Some(r) => RouteId(r.set),
             None => self.fill(tag_set, mask),
         }
     }
 
     fn fill(&mut self, tag_set: u32, mask: u64) -> RouteId {
-        let mut cur = self.tag_bits[tag_set as usize].clone();
+        let mut cur = self.tags.base(tag_set).clone();
+        let mut kept = Vec::new();
         for (j, r) in self.rules.iter().enumerate() {
             if mask & (1 << j) == 0 {
                 continue;
             }
             // Dubbo's ConditionStateRouter on the output of the routers before it.
             match &r.then {
-                None => cur = BitSet::new(cur.universe()),
+                None => {
+                    cur = BitSet::new(cur.universe());
+                    kept.push(0);
+                }
                 Some(then) => {
                     let next = cur.and(then);
-                    if !next.none() || r.force {
+                    let count = next.count() as u32;
+                    kept.push(count);
+                    if count > 0 || r.force {
                         cur = next;
                     }
                 }
@@ -574,7 +840,7 @@ impl RouteTable {
                 id
             }
         };
-        self.cache.insert((tag_set, mask), id);
+        self.cache.insert((tag_set, mask), Route { set: id, kept });
         RouteId(id)
     }
 
@@ -589,6 +855,7 @@ impl RouteTable {
     }
 }
 
+
 fn provider_value(p: &Provider, key: &Key) -> Option<String> {
     match key {
         Key::Host => Some(p.addr.ip().to_string()),
@@ -601,76 +868,6 @@ fn provider_value(p: &Provider, key: &Key) -> Option<String> {
     }
 }
 
-fn untagged(p: &Provider) -> bool {
-    p.tag.as_deref().is_none_or(str::is_empty)
-}
-
-/// Providers in no dynamic group and without a static tag (the tag router's failover set).
-fn failover(providers: &[Provider], rule: Option<&TagRule>) -> BitSet {
-    BitSet::from_fn(providers.len(), |i| {
-        let p = &providers[i];
-        untagged(p) && !rule.is_some_and(|r| r.in_any_group(p.addr))
-    })
-}
-
-/// Dubbo's tag router over the whole provider list (see the `tag` module docs).
-fn tag_result(providers: &[Provider], rule: Option<&TagRule>, tag: Option<&str>, force_tag: bool) -> BitSet {
-    let n = providers.len();
-    let static_tag = |t: &str| BitSet::from_fn(n, |i| providers[i].tag.as_deref() == Some(t));
-    let Some(rule) = rule else {
-        return match tag {
-            Some(t) => {
-                let r = static_tag(t);
-                if r.none() && !force_tag {
-                    BitSet::from_fn(n, |i| untagged(&providers[i]))
-                } else {
-                    r
-                }
-            }
-            None => BitSet::from_fn(n, |i| untagged(&providers[i])),
-        };
-    };
-    match tag {
-        Some(t) => {
-            let r = match rule.group(t) {
-                Some(addrs) if !addrs.is_empty() => {
-                    let r = BitSet::from_fn(n, |i| addrs.iter().any(|a| a.matches(providers[i].addr)));
-                    if !r.none() || rule.force {
-                        return r;
-                    }
-                    r
-                }
-                _ => static_tag(t),
-            };
-            if !r.none() || force_tag {
-                r
-            } else {
-                failover(providers, Some(rule))
-            }
-        }
-        None => {
-            let any_addresses = rule.groups.iter().any(|(_, a)| !a.is_empty());
-            let r = if any_addresses {
-                let r = BitSet::from_fn(n, |i| !rule.in_any_group(providers[i].addr));
-                if r.none() {
-                    return r;
-                }
-                r
-            } else {
-                BitSet::full(n)
-            };
-            let keep = BitSet::from_fn(n, |i| {
-                let p = &providers[i];
-                untagged(p)
-                    || !rule
-                        .groups
-                        .iter()
-                        .any(|(name, _)| Some(name.as_str()) == p.tag.as_deref())
-            });
-            r.and(&keep)
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -22,6 +22,7 @@ mod lowest;
 mod round_robin;
 mod shortest_response;
 mod warmup;
+mod weight_tree;
 mod weighted_random;
 
 pub(crate) use candidates::CandidateSet;
@@ -145,12 +146,12 @@ impl RouteTable {
         rng: &mut R,
         opts: &PickOptions<'_>,
     ) -> Pick {
-        debug_assert_eq!(live.len(), self.providers.len(), "LiveState of another table");
+        debug_assert_eq!(live.len(), self.slots(), "LiveState of another table");
         let now_ms = opts.now_ns / 1_000_000;
         let set_idx = route.0 as usize;
         if self.sets[set_idx].next_refresh_ms <= now_ms {
             let mut set = std::mem::replace(&mut self.sets[set_idx], CandidateSet::empty());
-            set.compute_weights(self, Some(now_ms));
+            set.refresh_warm_up(self, now_ms);
             self.sets[set_idx] = set;
         }
         let set = &mut self.sets[set_idx];
