@@ -250,3 +250,40 @@ fn dec(counts: &mut FxMap<u32, u32>, w: u32) {
         }
     }
 }
+
+#[cfg(test)]
+impl CandidateSet {
+    /// Panics unless every structure agrees with `bits` and `table` (weights ignoring warm-up, as no test
+    /// of changes warms up).
+    pub(crate) fn check(&self, table: &RouteTable) {
+        assert_eq!(self.bits.universe(), table.slots());
+        assert_eq!(self.pos_of.len(), table.slots());
+        assert_eq!(self.members.len(), self.bits.count());
+        assert_eq!(self.weights.len(), self.members.len());
+        assert_eq!(self.tree.len(), self.members.len());
+        let mut counts: FxMap<u32, u32> = FxMap::default();
+        for (pos, &m) in self.members.iter().enumerate() {
+            let m = m as usize;
+            assert!(self.bits.contains(m) && table.provider(m).is_some());
+            assert_eq!(self.pos_of[m] as usize, pos);
+            assert_eq!(self.weights[pos], table.weight_at(m));
+            *counts.entry(self.weights[pos]).or_insert(0) += 1;
+        }
+        assert_eq!(counts, self.weight_counts);
+        let total: u64 = self.weights.iter().map(|&w| u64::from(w)).sum();
+        assert_eq!(self.tree.total(), total);
+        let mut acc = 0u64;
+        for (pos, &w) in self.weights.iter().enumerate() {
+            if w > 0 {
+                assert_eq!(self.tree.find(acc), pos);
+            }
+            acc += u64::from(w);
+        }
+        if let Some(s) = &self.swrr {
+            s.check(&self.weights);
+        }
+        if let Some(r) = &self.ring {
+            r.check(&self.members);
+        }
+    }
+}

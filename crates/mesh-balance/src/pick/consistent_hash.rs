@@ -117,3 +117,18 @@ mod tests {
         assert!(matches!(b, Pick::Provider(j) if j != i));
     }
 }
+
+#[cfg(test)]
+impl Ring {
+    /// Panics unless the ring holds exactly `replicas` points of each member.
+    pub(super) fn check(&self, members: &[u32]) {
+        let mut per: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        for &(_, i) in &self.points {
+            *per.entry(i).or_insert(0) += 1;
+        }
+        assert_eq!(per.len(), members.len());
+        for m in members {
+            assert_eq!(per.get(m).copied(), Some(self.replicas));
+        }
+    }
+}

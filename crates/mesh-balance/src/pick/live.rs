@@ -145,7 +145,7 @@ impl LiveState {
     }
 
     /// The number of providers (the table's).
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
 

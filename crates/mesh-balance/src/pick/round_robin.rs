@@ -131,3 +131,19 @@ mod tests {
         assert_eq!(picks(&mut t, &live, Policy::RoundRobin, 12), [seq, seq].concat());
     }
 }
+
+#[cfg(test)]
+impl Swrr {
+    /// Panics unless the group weights are the sums of `weights` per group.
+    pub(super) fn check(&self, weights: &[u32]) {
+        assert_eq!(self.cur.len(), weights.len());
+        let gs = self.gs.min(weights.len().max(1));
+        let sums: Vec<i64> = weights
+            .chunks(gs)
+            .map(|c| c.iter().map(|&w| i64::from(w)).sum())
+            .collect();
+        assert_eq!(&self.gw[..sums.len()], &sums[..]);
+        assert!(self.gw[sums.len()..].iter().all(|&w| w == 0));
+        assert!(self.gw.len() <= sums.len().max(1));
+    }
+}
