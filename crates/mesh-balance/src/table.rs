@@ -364,11 +364,12 @@ impl RouteTable {
             if !applies {
                 continue;
             }
-            let then_conds = c
-                .rule
-                .then
-                .as_ref()
-                .map(|conds| conds.iter().map(|x| x.resolve(&lookup)).collect::<Vec<Condition>>());
+            let then_conds = c.rule.then.as_ref().map(|conds| {
+                conds
+                    .iter()
+                    .map(|x| x.resolve(&lookup))
+                    .collect::<Vec<Condition>>()
+            });
             active.push(ActiveRule {
                 when,
                 then: then_conds.as_ref().map(|_| BitSet::new(0)),
@@ -452,7 +453,9 @@ impl RouteTable {
         }
         match existing {
             Some(idx) => {
-                let Some(old) = self.slots[idx].as_ref() else { return };
+                let Some(old) = self.slots[idx].as_ref() else {
+                    return;
+                };
                 if *old == p {
                     return;
                 }
@@ -855,7 +858,6 @@ impl RouteTable {
     }
 }
 
-
 fn provider_value(p: &Provider, key: &Key) -> Option<String> {
     match key {
         Key::Host => Some(p.addr.ip().to_string()),
@@ -867,7 +869,6 @@ fn provider_value(p: &Provider, key: &Key) -> Option<String> {
         Key::Argument(_) | Key::Attachment(_) => None,
     }
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -1060,6 +1061,186 @@ mod tests {
     }
 
     #[test]
+    fn changes_keep_indices_and_live_state_where_they_can() {
+        use crate::pick::{LiveState, Pick, PickOptions, Policy, XorShift64};
+        let ps: Vec<Provider> = (0..4).map(|i| Provider::new(addr(i))).collect();
+        let mut t = table(ps, "{}");
+        let mut live = LiveState::new(&t);
+        let all = |t: &mut RouteTable| members(t, &Request::new("m"));
+        assert_eq!(all(&mut t), [0, 1, 2, 3]);
+        live.on_send(2, 0);
+        // weight and cap only: same index, in-flight kept, new cap in force
+        let applied = t.apply(
+            2,
+            [Change::Upsert(
+                Provider::new(addr(2)).with_weight(300).with_max_concurrency(1),
+            )],
+        );
+        assert_eq!(applied, [Applied::Updated(2)]);
+        live.apply(&t, &applied);
+        assert_eq!((live.inflight(2), live.is_available(2), t.epoch()), (1, false, 2));
+        // a tag change moves it out of the untagged route, at the same index
+        let applied = t.apply(3, [Change::Upsert(Provider::new(addr(2)).with_tag("gray"))]);
+        live.apply(&t, &applied);
+        assert_eq!(
+            (applied.as_slice(), live.inflight(2)),
+            ([Applied::Updated(2)].as_slice(), 1)
+        );
+        assert_eq!(all(&mut t), [0, 1, 3]);
+        // a removed index is never picked; the next provider takes it with fresh state
+        let applied = t.apply(4, [Change::Remove(addr(1)), Change::Remove(addr(9))]);
+        assert_eq!(applied, [Applied::Removed(1)]);
+        live.apply(&t, &applied);
+        assert_eq!(
+            (t.len(), t.slots(), t.provider(1), t.index_of(addr(1))),
+            (3, 4, None, None)
+        );
+        let mut rng = XorShift64::new(1);
+        let opts = PickOptions {
+            policy: Policy::WeightedRandom,
+            ..Default::default()
+        };
+        for _ in 0..200 {
+            assert!(matches!(
+                t.route_and_pick(&Request::new("m"), &live, &mut rng, &opts),
+                Pick::Provider(0 | 3)
+            ));
+        }
+        let applied = t.apply(
+            5,
+            [
+                Change::Upsert(Provider::new(addr(7)).with_weight(0)),
+                Change::Upsert(Provider::new(addr(8))),
+            ],
+        );
+        assert_eq!(
+            applied,
+            [Applied::Added(1)],
+            "weight 0 is not a provider; the free index is reused"
+        );
+        live.apply(&t, &applied);
+        assert_eq!((live.inflight(1), t.index_of(addr(8))), (0, Some(1)));
+        assert_eq!(all(&mut t), [0, 1, 3]);
+        assert_eq!(
+            t.apply(6, [Change::Upsert(Provider::new(addr(8)))]),
+            [],
+            "no change"
+        );
+    }
+
+    #[test]
+    fn compaction_is_due_when_most_indices_are_free() {
+        let ps: Vec<Provider> = (0..200).map(|i| Provider::new(addr(i))).collect();
+        let mut t = table(ps, r#"{"conditions":["method = a => host != 10.0.0.1"]}"#);
+        members(&mut t, &Request::new("a"));
+        t.apply(2, (0..60).map(|i| Change::Remove(addr(i))));
+        assert!(!t.needs_compaction(), "60 free of 200");
+        t.apply(3, (60..80).map(|i| Change::Remove(addr(i))));
+        assert!(t.needs_compaction(), "80 free of 200");
+        let mut c = t.compacted();
+        assert_eq!((c.len(), c.slots(), c.epoch()), (120, 120, 3));
+        let addrs = |t: &mut RouteTable| -> Vec<SocketAddr> {
+            let r = t.route(&Request::new("a"));
+            let mut v: Vec<SocketAddr> = t
+                .candidates(r)
+                .iter()
+                .filter_map(|i| t.provider(i))
+                .map(|p| p.addr)
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(addrs(&mut c), addrs(&mut t));
+    }
+
+    #[test]
+    fn a_provider_that_joins_a_warm_route_warms_up_there() {
+        use crate::pick::{LiveState, Pick, PickOptions, Policy, XorShift64};
+        let ps: Vec<Provider> = (0..2).map(|i| Provider::new(addr(i))).collect();
+        let mut t = table(ps, "{}");
+        let mut live = LiveState::new(&t);
+        let mut rng = XorShift64::new(3);
+        let share_of_new = |t: &mut RouteTable, live: &LiveState, rng: &mut XorShift64, now_ms: u64| {
+            let opts = PickOptions {
+                policy: Policy::WeightedRandom,
+                now_ns: now_ms * 1_000_000,
+                ..Default::default()
+            };
+            let n = 30_000;
+            let hits = (0..n)
+                .filter(|_| t.route_and_pick(&Request::new("m"), live, rng, &opts) == Pick::Provider(2))
+                .count();
+            hits as f64 / n as f64
+        };
+        assert_eq!(share_of_new(&mut t, &live, &mut rng, 1_000), 0.0);
+        let young = Provider::new(addr(2))
+            .with_registered_at_ms(0)
+            .with_param("warmup", "100000");
+        let applied = t.apply(2, [Change::Upsert(young)]);
+        live.apply(&t, &applied);
+        // 25 s of 100 s: weight 25 against 100 + 100
+        let s = share_of_new(&mut t, &live, &mut rng, 25_000);
+        assert!((s - 25.0 / 225.0).abs() < 0.015, "{s}");
+        let s = share_of_new(&mut t, &live, &mut rng, 200_000);
+        assert!((s - 1.0 / 3.0).abs() < 0.015, "{s}");
+    }
+
+    #[test]
+    fn round_robin_keeps_the_weights_through_changes() {
+        use crate::pick::{LiveState, Pick, PickOptions, Policy, XorShift64};
+        for group_threshold in [2, 64] {
+            let ps: Vec<Provider> = (0..12)
+                .map(|i| Provider::new(addr(i)).with_weight(1 + i as u32 % 3))
+                .collect();
+            let rs = RuleSet::default();
+            let opts = TableOptions {
+                group_threshold,
+                ..TableOptions::default()
+            };
+            let mut t = RouteTable::build(1, ps, &rs, &ConsumerInfo::default(), opts);
+            let mut live = LiveState::new(&t);
+            let mut rng = XorShift64::new(1);
+            let o = PickOptions {
+                policy: Policy::RoundRobin,
+                ..Default::default()
+            };
+            let mut count = |t: &mut RouteTable, live: &LiveState, picks: usize| {
+                let mut c = vec![0usize; t.slots()];
+                for _ in 0..picks {
+                    match t.route_and_pick(&Request::new("m"), live, &mut rng, &o) {
+                        Pick::Provider(i) => c[i] += 1,
+                        other => panic!("{other:?}"),
+                    }
+                }
+                c
+            };
+            count(&mut t, &live, 50);
+            let applied = t.apply(
+                2,
+                [
+                    Change::Remove(addr(3)),
+                    Change::Upsert(Provider::new(addr(20)).with_weight(5)),
+                    Change::Upsert(Provider::new(addr(21)).with_weight(1)),
+                    Change::Upsert(Provider::new(addr(0)).with_weight(4)),
+                    Change::Remove(addr(7)),
+                ],
+            );
+            live.apply(&t, &applied);
+            let total: usize = t.providers().map(|(_, p)| p.weight as usize).sum();
+            let cycles = 20;
+            let c = count(&mut t, &live, total * cycles);
+            for (i, p) in t.providers() {
+                let want = p.weight as usize * cycles;
+                assert!(
+                    c[i].abs_diff(want) <= 2,
+                    "threshold {group_threshold}: {i} got {} want {want}: {c:?}",
+                    c[i]
+                );
+            }
+        }
+    }
+
+    #[test]
     fn references_resolve_against_the_consumer() {
         let ps = vec![
             Provider::new("192.168.0.7:1".parse().unwrap()),
@@ -1084,78 +1265,82 @@ mod incremental_tests {
 
     mod tag_model {
         use super::*;
-pub(super) fn untagged(p: &Provider) -> bool {
-    p.tag.as_deref().is_none_or(str::is_empty)
-}
-
-/// Providers in no dynamic group and without a static tag (the tag router's failover set).
-pub(super) fn failover(providers: &[Provider], rule: Option<&TagRule>) -> BitSet {
-    BitSet::from_fn(providers.len(), |i| {
-        let p = &providers[i];
-        untagged(p) && !rule.is_some_and(|r| r.in_any_group(p.addr))
-    })
-}
-
-/// Dubbo's tag router over the whole provider list (see the `tag` module docs).
-pub(super) fn tag_result(providers: &[Provider], rule: Option<&TagRule>, tag: Option<&str>, force_tag: bool) -> BitSet {
-    let n = providers.len();
-    let static_tag = |t: &str| BitSet::from_fn(n, |i| providers[i].tag.as_deref() == Some(t));
-    let Some(rule) = rule else {
-        return match tag {
-            Some(t) => {
-                let r = static_tag(t);
-                if r.none() && !force_tag {
-                    BitSet::from_fn(n, |i| untagged(&providers[i]))
-                } else {
-                    r
-                }
-            }
-            None => BitSet::from_fn(n, |i| untagged(&providers[i])),
-        };
-    };
-    match tag {
-        Some(t) => {
-            let r = match rule.group(t) {
-                Some(addrs) if !addrs.is_empty() => {
-                    let r = BitSet::from_fn(n, |i| addrs.iter().any(|a| a.matches(providers[i].addr)));
-                    if !r.none() || rule.force {
-                        return r;
-                    }
-                    r
-                }
-                _ => static_tag(t),
-            };
-            if !r.none() || force_tag {
-                r
-            } else {
-                failover(providers, Some(rule))
-            }
+        pub(super) fn untagged(p: &Provider) -> bool {
+            p.tag.as_deref().is_none_or(str::is_empty)
         }
-        None => {
-            let any_addresses = rule.groups.iter().any(|(_, a)| !a.is_empty());
-            let r = if any_addresses {
-                let r = BitSet::from_fn(n, |i| !rule.in_any_group(providers[i].addr));
-                if r.none() {
-                    return r;
-                }
-                r
-            } else {
-                BitSet::full(n)
-            };
-            let keep = BitSet::from_fn(n, |i| {
+
+        /// Providers in no dynamic group and without a static tag (the tag router's failover set).
+        pub(super) fn failover(providers: &[Provider], rule: Option<&TagRule>) -> BitSet {
+            BitSet::from_fn(providers.len(), |i| {
                 let p = &providers[i];
-                untagged(p)
-                    || !rule
-                        .groups
-                        .iter()
-                        .any(|(name, _)| Some(name.as_str()) == p.tag.as_deref())
-            });
-            r.and(&keep)
+                untagged(p) && !rule.is_some_and(|r| r.in_any_group(p.addr))
+            })
         }
-    }
-}
 
-
+        /// Dubbo's tag router over the whole provider list (see the `tag` module docs).
+        pub(super) fn tag_result(
+            providers: &[Provider],
+            rule: Option<&TagRule>,
+            tag: Option<&str>,
+            force_tag: bool,
+        ) -> BitSet {
+            let n = providers.len();
+            let static_tag = |t: &str| BitSet::from_fn(n, |i| providers[i].tag.as_deref() == Some(t));
+            let Some(rule) = rule else {
+                return match tag {
+                    Some(t) => {
+                        let r = static_tag(t);
+                        if r.none() && !force_tag {
+                            BitSet::from_fn(n, |i| untagged(&providers[i]))
+                        } else {
+                            r
+                        }
+                    }
+                    None => BitSet::from_fn(n, |i| untagged(&providers[i])),
+                };
+            };
+            match tag {
+                Some(t) => {
+                    let r = match rule.group(t) {
+                        Some(addrs) if !addrs.is_empty() => {
+                            let r =
+                                BitSet::from_fn(n, |i| addrs.iter().any(|a| a.matches(providers[i].addr)));
+                            if !r.none() || rule.force {
+                                return r;
+                            }
+                            r
+                        }
+                        _ => static_tag(t),
+                    };
+                    if !r.none() || force_tag {
+                        r
+                    } else {
+                        failover(providers, Some(rule))
+                    }
+                }
+                None => {
+                    let any_addresses = rule.groups.iter().any(|(_, a)| !a.is_empty());
+                    let r = if any_addresses {
+                        let r = BitSet::from_fn(n, |i| !rule.in_any_group(providers[i].addr));
+                        if r.none() {
+                            return r;
+                        }
+                        r
+                    } else {
+                        BitSet::full(n)
+                    };
+                    let keep = BitSet::from_fn(n, |i| {
+                        let p = &providers[i];
+                        untagged(p)
+                            || !rule
+                                .groups
+                                .iter()
+                                .any(|(name, _)| Some(name.as_str()) == p.tag.as_deref())
+                    });
+                    r.and(&keep)
+                }
+            }
+        }
     }
 
     const RULES: [&str; 7] = [
@@ -1232,7 +1417,10 @@ pub(super) fn tag_result(providers: &[Provider], rule: Option<&TagRule>, tag: Op
                 cur = BitSet::new(ps.len());
                 continue;
             };
-            let keep = BitSet::from_fn(ps.len(), |i| then.iter().all(|x| x.test(provider_value(&ps[i], &x.key).as_deref())));
+            let keep = BitSet::from_fn(ps.len(), |i| {
+                then.iter()
+                    .all(|x| x.test(provider_value(&ps[i], &x.key).as_deref()))
+            });
             let next = cur.and(&keep);
             if !next.none() || rule.force {
                 cur = next;
@@ -1264,7 +1452,13 @@ pub(super) fn tag_result(providers: &[Provider], rule: Option<&TagRule>, tag: Op
     type Attrs = (u32, usize, usize, usize, Option<u32>);
 
     fn attrs() -> impl Strategy<Value = Attrs> {
-        (0u32..4, 0usize..5, 0usize..3, 0usize..4, prop::option::of(1u32..4))
+        (
+            0u32..4,
+            0usize..5,
+            0usize..3,
+            0usize..4,
+            prop::option::of(1u32..4),
+        )
     }
 
     proptest! {

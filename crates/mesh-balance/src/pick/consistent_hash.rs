@@ -86,6 +86,21 @@ pub(super) fn pick(
 }
 
 #[cfg(test)]
+impl Ring {
+    /// Panics unless the ring holds exactly `replicas` points of each member.
+    pub(super) fn check(&self, members: &[u32]) {
+        let mut per: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        for &(_, i) in &self.points {
+            *per.entry(i).or_insert(0) += 1;
+        }
+        assert_eq!(per.len(), members.len());
+        for m in members {
+            assert_eq!(per.get(m).copied(), Some(self.replicas));
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::super::testing::{opts, table_and_live};
     use super::super::{PickOptions, Policy, XorShift64};
@@ -115,20 +130,5 @@ mod tests {
         live.on_send(i, 0);
         let b = pick(&mut t, &live, &mut rng, b"user-1");
         assert!(matches!(b, Pick::Provider(j) if j != i));
-    }
-}
-
-#[cfg(test)]
-impl Ring {
-    /// Panics unless the ring holds exactly `replicas` points of each member.
-    pub(super) fn check(&self, members: &[u32]) {
-        let mut per: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
-        for &(_, i) in &self.points {
-            *per.entry(i).or_insert(0) += 1;
-        }
-        assert_eq!(per.len(), members.len());
-        for m in members {
-            assert_eq!(per.get(m).copied(), Some(self.replicas));
-        }
     }
 }

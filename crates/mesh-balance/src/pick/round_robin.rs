@@ -118,21 +118,6 @@ pub(super) fn pick(set: &mut CandidateSet, live: &LiveState, ex: &[usize]) -> Op
 }
 
 #[cfg(test)]
-mod tests {
-    use super::super::testing::{picks, table_and_live};
-    use super::super::Policy;
-
-    #[test]
-    fn round_robin_is_nginx_smooth_sequence() {
-        let (mut t, live) = table_and_live(&[100, 200, 300], &[None; 3]);
-        // nginx's smooth sequence for 1:2:3 is c b a c b c (indices 2 1 0 2 1 2); after it the state is
-        // back to zero and the sequence repeats.
-        let seq = [2, 1, 0, 2, 1, 2];
-        assert_eq!(picks(&mut t, &live, Policy::RoundRobin, 12), [seq, seq].concat());
-    }
-}
-
-#[cfg(test)]
 impl Swrr {
     /// Panics unless the group weights are the sums of `weights` per group.
     pub(super) fn check(&self, weights: &[u32]) {
@@ -145,5 +130,20 @@ impl Swrr {
         assert_eq!(&self.gw[..sums.len()], &sums[..]);
         assert!(self.gw[sums.len()..].iter().all(|&w| w == 0));
         assert!(self.gw.len() <= sums.len().max(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{picks, table_and_live};
+    use super::super::Policy;
+
+    #[test]
+    fn round_robin_is_nginx_smooth_sequence() {
+        let (mut t, live) = table_and_live(&[100, 200, 300], &[None; 3]);
+        // nginx's smooth sequence for 1:2:3 is c b a c b c (indices 2 1 0 2 1 2); after it the state is
+        // back to zero and the sequence repeats.
+        let seq = [2, 1, 0, 2, 1, 2];
+        assert_eq!(picks(&mut t, &live, Policy::RoundRobin, 12), [seq, seq].concat());
     }
 }
