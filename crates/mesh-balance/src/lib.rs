@@ -55,7 +55,36 @@
 //! }
 //! ```
 //!
-//! Answers that arrive after an epoch change map back by address ([`RouteTable::index_of`]). The in-flight
+//! Answers that arrive after an epoch change map back by address ([`RouteTable::index_of`]).
+//!
+//! # Registry changes
+//!
+//! A change of the provider list need not rebuild the table: [`RouteTable::apply`] takes
+//! [`Change::Remove`] / [`Change::Upsert`] (join, or a new weight, cap, tag, parameters or registration
+//! time) and returns what happened per index ([`Applied`]); [`LiveState::apply`] follows it. Indices are
+//! stable: a leaving provider frees its index (in no route, never picked), a joining one takes a free
+//! index or a new one at the end. One change costs O(cached routes x matched rules + tag names + log n);
+//! the result equals [`RouteTable::build`] over the same providers (up to index numbering). When more than
+//! a third of the indices are free, [`RouteTable::needs_compaction`] says so and [`RouteTable::compacted`]
+//! renumbers (O(n), so amortized O(1) per change; carry the live state over with
+//! [`LiveState::carry_over`]).
+//!
+//! What each part of the table does with a change:
+//! - tag router: kept as base sets a provider joins on its own (untagged, failover, no-tag result, per tag
+//!   name its static set and its dynamic group); which one a request tag gets depends only on which are
+//!   empty, so it is re-decided in O(1) (the request-side cache is cleared when a tag's set becomes empty or
+//!   not, or a tag name is new);
+//! - condition rules: each rule's then-set gains or loses the provider's bit;
+//! - cached routes: each keeps, per matched rule, how many providers the rule kept; the provider joins or
+//!   leaves the route by itself unless a count moves between 0 and 1 (a non-forced rule that kept nobody
+//!   is skipped, Dubbo's fallback): then every cached route is dropped and refilled at its next request
+//!   (O(n) each, like a build). Routes that shared a candidate set and now differ get their own;
+//! - balancer state, incremental: the member list (P2C, O(1)), weights as a Fenwick tree (weighted
+//!   random and the groups of least-active / shortest-response, O(log n)), smooth weighted round robin's
+//!   group totals (O(1)), the consistent-hash ring (a `BTreeSet`, O(replicas x log points)), warm-up
+//!   (only the warming members are revisited at each refresh);
+//! - balancer state, rebuilt lazily at the next pick that needs it: the round-robin grouping and the
+//!   ring's replica count once the set has doubled or halved since they were built (amortized O(1)). The in-flight
 //! cap of each provider comes from `Provider::max_concurrency` (the caller divides a provider's cap between
 //! its shards); [`LiveState::set_down`] takes a provider out while its pool backs off.
 //!

@@ -1,6 +1,7 @@
-//! The route table of one service for one snapshot epoch: the providers, every router's precomputed result
-//! as bitsets, and the route cache. Built once per epoch ([`RouteTable::build`]); the request path
-//! ([`RouteTable::route`]) evaluates only the request-side matchers and looks the result up.
+//! The route table of one service: the providers, every router's precomputed result as bitsets, and the
+//! route cache. Built once ([`RouteTable::build`]) and kept in step with the registry change by change
+//! ([`RouteTable::apply`]); the request path ([`RouteTable::route`]) evaluates only the request-side
+//! matchers and looks the result up.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
