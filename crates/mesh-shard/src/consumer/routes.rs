@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use mesh_balance::{
-    ConsumerInfo, LiveState, Pick as Drawn, PickOptions, Policy, Provider, Request, RouteTable, RuleSet,
-    TableOptions, XorShift64,
+    Applied, Change, ConsumerInfo, LiveState, Pick as Drawn, PickOptions, Policy, Provider, Request,
+    RouteTable, RuleSet, TableOptions, XorShift64,
 };
 use mesh_registry::{Endpoint, Snapshot};
 
@@ -78,14 +78,21 @@ impl Caps {
     }
 }
 
-/// One service's routing state in one epoch.
+/// One service's routing state: its table (kept in step with the registry change by change), live state
+/// and, per provider index, the shard's pool, the announced cap and the down mark.
 struct ServiceRoutes {
+    /// The epoch (snapshot version) of the provider list the table is at.
     version: u64,
+    /// The rule document the table was built with (another one means a rebuild).
+    rules_doc: Option<String>,
     policy: Policy,
+    /// How many providers registered each weight (the `auto` balancer looks at whether they differ).
+    weights: HashMap<u32, usize>,
     table: RouteTable,
     live: LiveState,
-    /// Per provider index: its pool, its endpoint's announced cap, and until when it is marked down.
-    pools: Vec<Rc<Pool>>,
+    /// Per provider index (free indices: `None`): its pool, its endpoint's announced cap, and until when
+    /// it is marked down.
+    pools: Vec<Option<Rc<Pool>>>,
     announced: Vec<Option<u32>>,
     down: Vec<Option<Instant>>,
     downs: usize,
@@ -196,12 +203,15 @@ impl Routes {
         for _ in 0..=r.table.len() {
             match r.table.route_and_pick(&req, &r.live, &mut self.rng, &opts) {
                 Drawn::Provider(i) => {
+                    let Some(pool) = r.pools.get(i).cloned().flatten() else {
+                        return Pick::Unreachable;
+                    };
                     if r.mark_if_unusable(i, now) {
                         continue;
                     }
                     r.live.on_send(i, now_ns);
                     return Pick::Chosen(Chosen {
-                        pool: r.pools[i].clone(),
+                        pool,
                         version: r.version,
                         idx: i,
                     });
@@ -235,24 +245,6 @@ impl Routes {
         caps: Caps,
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
     ) -> ServiceRoutes {
-        let pools: Vec<Rc<Pool>> = eps.iter().map(|e| pool_of(e.addr)).collect();
-        let providers: Vec<Provider> = eps
-            .iter()
-            .zip(&pools)
-            .map(|(e, pool)| Provider {
-                addr: e.addr,
-                weight: e.weight.max(1),
-                max_concurrency: Some(caps.of(e.max_concurrency, pool)),
-                tag: e.tag.clone(),
-                params: e.params.clone(),
-                registered_at_ms: e.registered_at_ms,
-            })
-            .collect();
-        let policy = match self.balancer {
-            Balancer::Fixed(p) => p,
-            Balancer::Auto if eps.iter().any(|e| e.weight != eps[0].weight) => Policy::RoundRobin,
-            Balancer::Auto => Policy::Adaptive,
-        };
         let doc = snap
             .rules(service)
             .or_else(|| self.config_rules.get(service).map(String::as_str));
@@ -268,31 +260,20 @@ impl Routes {
                 RuleSet::default()
             }
         };
-        let table = RouteTable::build(
+        let old = self.services.get(service);
+        ServiceRoutes::build(
             snap.version,
-            providers,
+            doc.map(str::to_owned),
             &rules,
-            &self.consumer,
-            TableOptions::default(),
-        );
-        let live = match self.services.get(service) {
-            Some(old) => old.live.carry_over(&old.table, &table),
-            None => LiveState::new(&table),
-        };
-        // `build` keeps the providers' order, so indices match `eps`.
-        let announced = eps.iter().map(|e| e.max_concurrency).collect();
-        let n = table.len();
-        ServiceRoutes {
-            version: snap.version,
-            policy,
-            table,
-            live,
-            pools,
-            announced,
-            down: vec![None; n],
-            downs: 0,
-            review_at: None,
-        }
+            eps,
+            Built {
+                balancer: self.balancer,
+                consumer: &self.consumer,
+                caps,
+            },
+            pool_of,
+            old,
+        )
     }
 
     /// A call picked by [`Routes::pick`] ended after `latency_ns`: `ok` unless it failed or timed out.
@@ -313,10 +294,182 @@ impl Routes {
     }
 }
 
+/// What a table is built with besides the providers and rules.
+#[derive(Clone, Copy)]
+struct Built<'a> {
+    balancer: Balancer,
+    consumer: &'a ConsumerInfo,
+    caps: Caps,
+}
+
+/// The table's view of endpoint `e` whose pool is `pool`.
+fn provider_of(e: &Endpoint, pool: &Pool, caps: Caps) -> Provider {
+    Provider {
+        addr: e.addr,
+        weight: e.weight.max(1),
+        max_concurrency: Some(caps.of(e.max_concurrency, pool)),
+        tag: e.tag.clone(),
+        params: e.params.clone(),
+        registered_at_ms: e.registered_at_ms,
+    }
+}
+
 impl ServiceRoutes {
+    /// A table over `eps` (O(n)); the live state of `old` (the service's previous routes) carries over by
+    /// address.
+    fn build(
+        version: u64,
+        rules_doc: Option<String>,
+        rules: &RuleSet,
+        eps: &[Endpoint],
+        with: Built<'_>,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+        old: Option<&ServiceRoutes>,
+    ) -> ServiceRoutes {
+        let providers: Vec<Provider> = eps
+            .iter()
+            .map(|e| provider_of(e, &pool_of(e.addr), with.caps))
+            .collect();
+        let table = RouteTable::build(version, providers, rules, with.consumer, TableOptions::default());
+        let live = match old {
+            Some(old) => old.live.carry_over(&old.table, &table),
+            None => LiveState::new(&table),
+        };
+        let n = table.slots();
+        let mut r = ServiceRoutes {
+            version,
+            rules_doc,
+            policy: Policy::Adaptive,
+            weights: HashMap::new(),
+            table,
+            live,
+            pools: vec![None; n],
+            announced: vec![None; n],
+            down: vec![None; n],
+            downs: 0,
+            review_at: None,
+        };
+        // Indices follow the table (a repeated address is one provider).
+        for e in eps {
+            if let Some(i) = r.table.index_of(e.addr) {
+                r.pools[i] = Some(pool_of(e.addr));
+                r.announced[i] = e.max_concurrency;
+            }
+        }
+        for (_, p) in r.table.providers() {
+            *r.weights.entry(p.weight).or_insert(0) += 1;
+        }
+        r.choose_policy(with.balancer);
+        r
+    }
+
+    fn choose_policy(&mut self, balancer: Balancer) {
+        self.policy = match balancer {
+            Balancer::Fixed(p) => p,
+            Balancer::Auto if self.weights.len() > 1 => Policy::RoundRobin,
+            Balancer::Auto => Policy::Adaptive,
+        };
+    }
+
+    /// Moves the table to `version` by a change of its provider list (`removed` addresses, `upserted`
+    /// endpoints: joined or changed), in O(change) (plus, rarely, a compaction: O(n), amortized O(1)).
+    fn apply(
+        &mut self,
+        version: u64,
+        removed: &[SocketAddr],
+        upserted: &[Endpoint],
+        with: Built<'_>,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+    ) {
+        let mut changes = Vec::with_capacity(removed.len() + upserted.len());
+        for &a in removed {
+            if let Some(p) = self.table.index_of(a).and_then(|i| self.table.provider(i)) {
+                count_out(&mut self.weights, p.weight);
+            }
+            changes.push(Change::Remove(a));
+        }
+        let mut announced: HashMap<SocketAddr, Option<u32>> = HashMap::with_capacity(upserted.len());
+        for e in upserted {
+            let first = announced.insert(e.addr, e.max_concurrency).is_none();
+            if let Some(p) = self.table.index_of(e.addr).and_then(|i| self.table.provider(i)) {
+                if first {
+                    count_out(&mut self.weights, p.weight);
+                }
+            }
+            changes.push(Change::Upsert(provider_of(e, &pool_of(e.addr), with.caps)));
+        }
+        let applied = self.table.apply(version, changes);
+        self.live.apply(&self.table, &applied);
+        let n = self.table.slots();
+        if self.pools.len() < n {
+            self.pools.resize(n, None);
+            self.announced.resize(n, None);
+            self.down.resize(n, None);
+        }
+        for a in applied {
+            let (i, fresh) = match a {
+                Applied::Added(i) => (i, true),
+                Applied::Removed(i) => {
+                    self.unmark(i);
+                    self.pools[i] = None;
+                    self.announced[i] = None;
+                    continue;
+                }
+                Applied::Updated(i) => (i, false),
+            };
+            let Some(addr) = self.table.provider(i).map(|p| p.addr) else {
+                continue;
+            };
+            if fresh {
+                self.unmark(i);
+                self.pools[i] = Some(pool_of(addr));
+            }
+            if let Some(&cap) = announced.get(&addr) {
+                self.announced[i] = cap;
+            }
+        }
+        // Weights of the providers now at the changed addresses (the ones that left were counted out).
+        for addr in announced.keys() {
+            if let Some(p) = self.table.index_of(*addr).and_then(|i| self.table.provider(i)) {
+                *self.weights.entry(p.weight).or_insert(0) += 1;
+            }
+        }
+        self.choose_policy(with.balancer);
+        self.version = version;
+        if self.table.needs_compaction() {
+            self.compact();
+        }
+    }
+
+    /// Renumbers the table without its free indices; per-index state follows by address.
+    fn compact(&mut self) {
+        let table = self.table.compacted();
+        let n = table.slots();
+        let (mut pools, mut announced, mut down) = (vec![None; n], vec![None; n], vec![None; n]);
+        for (j, p) in table.providers() {
+            if let Some(i) = self.table.index_of(p.addr) {
+                pools[j] = self.pools[i].take();
+                announced[j] = self.announced[i];
+                down[j] = self.down[i];
+            }
+        }
+        self.live = self.live.carry_over(&self.table, &table);
+        self.downs = down.iter().filter(|d| d.is_some()).count();
+        (self.table, self.pools, self.announced, self.down) = (table, pools, announced, down);
+    }
+
+    /// Lifts `idx`'s down mark, if any (its index is being freed or reused).
+    fn unmark(&mut self, idx: usize) {
+        if self.down[idx].take().is_some() {
+            self.downs -= 1;
+        }
+    }
+
     /// The cap provider `idx` has now: one call at a time while probing after an ejection.
     fn refresh_cap(&mut self, idx: usize, now: Instant, caps: Caps) {
-        let pool = &self.pools[idx];
+        let Some(pool) = self.pools.get(idx).and_then(Option::as_ref) else {
+            return;
+        };
         let cap = match pool.health(now) {
             HealthState::Probing => 1,
             _ => caps.of(self.announced[idx], pool),
@@ -327,10 +480,12 @@ impl ServiceRoutes {
     /// Marks `idx` down when its pool is backing off or it is ejected (never the last usable provider of
     /// the service: ejection does not empty a service). Returns whether it was marked.
     fn mark_if_unusable(&mut self, idx: usize, now: Instant) -> bool {
-        let pool = &self.pools[idx];
+        let Some(pool) = self.pools.get(idx).and_then(Option::as_ref) else {
+            return false;
+        };
         let until = match (pool.backoff_until(now), pool.health(now)) {
             (Some(t), _) => t,
-            (None, HealthState::Ejected(t)) if self.downs + 1 < self.down.len() => t,
+            (None, HealthState::Ejected(t)) if self.downs + 1 < self.table.len() => t,
             _ => return false,
         };
         self.down[idx] = Some(until);
@@ -354,6 +509,15 @@ impl ServiceRoutes {
                 Some(t) => self.review_at = Some(self.review_at.map_or(t, |r| r.min(t))),
                 None => {}
             }
+        }
+    }
+}
+
+fn count_out(weights: &mut HashMap<u32, usize>, w: u32) {
+    if let Some(c) = weights.get_mut(&w) {
+        *c -= 1;
+        if *c == 0 {
+            weights.remove(&w);
         }
     }
 }
@@ -477,5 +641,72 @@ mod tests {
             picked(&mut routes, &snap, &call(Some("blue"), true, &[])),
             Err("no route".into())
         );
+    }
+
+    /// Checks every per-index vector against the table.
+    fn consistent(r: &ServiceRoutes) {
+        let n = r.table.slots();
+        assert_eq!((r.pools.len(), r.announced.len(), r.down.len()), (n, n, n));
+        for i in 0..n {
+            match r.table.provider(i) {
+                Some(p) => assert_eq!(r.pools[i].as_ref().map(|p| p.addr()), Some(p.addr)),
+                None => assert!(r.pools[i].is_none() && r.down[i].is_none()),
+            }
+        }
+        assert_eq!(r.downs, r.down.iter().filter(|d| d.is_some()).count());
+        let mut w: HashMap<u32, usize> = HashMap::new();
+        for (_, p) in r.table.providers() {
+            *w.entry(p.weight).or_insert(0) += 1;
+        }
+        assert_eq!(w, r.weights);
+    }
+
+    #[test]
+    fn changes_apply_in_place_and_keep_per_index_state() {
+        let caps = Caps {
+            shards: 2,
+            headroom: 0.0,
+        };
+        let consumer = ConsumerInfo::default();
+        let with = Built {
+            balancer: Balancer::Auto,
+            consumer: &consumer,
+            caps,
+        };
+        let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+        let ep = |i: u8| Endpoint::new(SocketAddr::from(([10, 0, 0, i], 1)));
+        let eps: Vec<Endpoint> = (1..=40).map(ep).collect();
+        let mut r = ServiceRoutes::build(1, None, &RuleSet::default(), &eps, with, &pool_of, None);
+        consistent(&r);
+        assert_eq!(r.policy, Policy::Adaptive);
+        r.live.on_send(4, 0);
+        let now = Instant::now();
+        r.down[5] = Some(now);
+        r.downs = 1;
+        // 10.0.0.6 (index 5, marked down) leaves, 10.0.0.50 joins and takes its index fresh, 10.0.0.5
+        // (index 4, one call in flight) registers weight 300 and a cap of 8.
+        r.apply(
+            2,
+            &[ep(6).addr],
+            &[ep(50), ep(5).with_weight(300).with_max_concurrency(8)],
+            with,
+            &pool_of,
+        );
+        consistent(&r);
+        assert_eq!((r.version, r.table.len(), r.table.slots()), (2, 40, 40));
+        assert_eq!(r.table.index_of(ep(50).addr), Some(5));
+        assert_eq!((r.down[5], r.downs), (None, 0), "the new provider is not down");
+        assert_eq!((r.live.inflight(4), r.announced[4]), (1, Some(8)), "kept in flight, new cap");
+        assert_eq!(r.policy, Policy::RoundRobin, "weights differ now");
+        // most leave: the table is compacted, the state follows by address
+        let gone: Vec<SocketAddr> = (7..=40).map(|i| ep(i).addr).collect();
+        r.apply(3, &gone, &[], with, &pool_of);
+        consistent(&r);
+        assert_eq!((r.table.len(), r.table.slots()), (6, 6), "compacted");
+        let i = r.table.index_of(ep(5).addr).unwrap();
+        assert_eq!((r.live.inflight(i), r.announced[i]), (1, Some(8)));
+        r.apply(4, &[], &[ep(5)], with, &pool_of);
+        consistent(&r);
+        assert_eq!(r.policy, Policy::Adaptive);
     }
 }
