@@ -55,7 +55,9 @@
 //! }
 //! ```
 //!
-//! Answers that arrive after an epoch change map back by address ([`RouteTable::index_of`]).
+//! Answers that arrive after an epoch change map back by address ([`RouteTable::index_of`]). The in-flight
+//! cap of each provider comes from `Provider::max_concurrency` (the caller divides a provider's cap between
+//! its shards); [`LiveState::set_down`] takes a provider out while its pool backs off.
 //!
 //! # Registry changes
 //!
@@ -84,9 +86,7 @@
 //!   group totals (O(1)), the consistent-hash ring (a `BTreeSet`, O(replicas x log points)), warm-up
 //!   (only the warming members are revisited at each refresh);
 //! - balancer state, rebuilt lazily at the next pick that needs it: the round-robin grouping and the
-//!   ring's replica count once the set has doubled or halved since they were built (amortized O(1)). The in-flight
-//! cap of each provider comes from `Provider::max_concurrency` (the caller divides a provider's cap between
-//! its shards); [`LiveState::set_down`] takes a provider out while its pool backs off.
+//!   ring's replica count once the set has doubled or halved since they were built (amortized O(1)).
 //!
 //! Cost on the request path: the tag lookup, the request-side matchers of the condition rules (rules that
 //! only look at the method are cached per method name), one hash lookup of (tag, matched rules) -> cached

@@ -1,6 +1,9 @@
-//! The consumer shard's routing: for each service, a [`mesh_balance::RouteTable`] built once per snapshot
-//! epoch (tag and condition routers cached as bitsets) and its [`LiveState`] (in-flight calls and latency
-//! per provider, carried over from epoch to epoch by address), glued to the shard's connection pools.
+//! The consumer shard's routing: for each requested service key, a [`mesh_balance::RouteTable`] (tag and
+//! condition routers cached as bitsets) and its [`LiveState`] (in-flight calls and latency per provider),
+//! glued to the shard's connection pools. A table follows its service key's provider list change by
+//! change ([`Routes::advance`], for every snapshot the shard receives, in order): a list whose change
+//! applies to the table's epoch costs O(change), not a rebuild; anything else (a missed step, new rules,
+//! a `*` request merging several keys) rebuilds at the next pick, carrying the live state over by address.
 //!
 //! On the request path a pick is a route-cache lookup and an O(1) balancer draw. Pool health does not
 //! make it scan the providers: a picked provider found backing off or ejected is marked down until the
@@ -17,6 +20,7 @@ use mesh_balance::{
     Applied, Change, ConsumerInfo, LiveState, Pick as Drawn, PickOptions, Policy, Provider, Request,
     RouteTable, RuleSet, TableOptions, XorShift64,
 };
+use mesh_registry::dubbo::ServiceKey;
 use mesh_registry::{Endpoint, Snapshot};
 
 use crate::health::State as HealthState;
@@ -50,8 +54,10 @@ pub(crate) enum Pick {
 #[derive(Debug, Clone)]
 pub(crate) struct Chosen {
     pub(crate) pool: Rc<Pool>,
-    /// The epoch (snapshot version) and index it was picked in.
-    version: u64,
+    /// The provider URL's `token`, sent as the call's `token` attachment (Dubbo's token check).
+    pub(crate) token: Option<Rc<str>>,
+    /// The table (build number) and index it was picked in.
+    build: u64,
     idx: usize,
 }
 
@@ -78,21 +84,30 @@ impl Caps {
     }
 }
 
-/// One service's routing state: its table (kept in step with the registry change by change), live state
-/// and, per provider index, the shard's pool, the announced cap and the down mark.
+/// What a table was built from: a service key's provider list (valid while its epoch is), or several
+/// merged for a `*` / comma-list request (valid for one snapshot version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Built {
+    Exact { epoch: u64 },
+    Merged { version: u64 },
+}
+
+/// One requested service key's routing state.
 struct ServiceRoutes {
-    /// The epoch (snapshot version) of the provider list the table is at.
-    version: u64,
-    /// The rule document the table was built with (another one means a rebuild).
-    rules_doc: Option<String>,
+    /// Build number (unique per `Routes`, new with every change too): whether a [`Chosen`] was picked in
+    /// this table as it is (else its index may have been freed or reused: map it by address).
+    build: u64,
+    built: Built,
+    rules_epoch: u64,
     policy: Policy,
     /// How many providers registered each weight (the `auto` balancer looks at whether they differ).
     weights: HashMap<u32, usize>,
     table: RouteTable,
     live: LiveState,
-    /// Per provider index (free indices: `None`): its pool, its endpoint's announced cap, and until when
-    /// it is marked down.
+    /// Per provider index (free indices: `None`): its pool, token, announced cap, and until when it is
+    /// marked down.
     pools: Vec<Option<Rc<Pool>>>,
+    tokens: Vec<Option<Rc<str>>>,
     announced: Vec<Option<u32>>,
     down: Vec<Option<Instant>>,
     downs: usize,
@@ -107,6 +122,7 @@ pub(crate) struct Routes {
     /// Rule documents from the configuration, used when the snapshot has none for the service.
     config_rules: HashMap<String, String>,
     services: HashMap<String, ServiceRoutes>,
+    builds: u64,
     rng: XorShift64,
 }
 
@@ -118,6 +134,8 @@ impl std::fmt::Debug for Routes {
 
 /// What a call asks of the routers.
 pub(crate) struct Call<'r> {
+    /// The requested service key, `group/interface:version` (group `*` or a comma list and version `*`
+    /// match as Dubbo does).
     pub(crate) service: &'r str,
     pub(crate) method: &'r str,
     pub(crate) tag: Option<&'r str>,
@@ -141,6 +159,7 @@ impl Routes {
             consumer,
             config_rules,
             services: HashMap::new(),
+            builds: 0,
             rng: XorShift64::new(seed | 1),
         }
     }
@@ -164,17 +183,41 @@ impl Routes {
         if snap.version == 0 {
             return Pick::NoSnapshot;
         }
-        let eps = snap.endpoints(call.service);
-        if eps.is_empty() {
-            return Pick::NoService;
-        }
-        let stale = self
-            .services
-            .get(call.service)
-            .is_none_or(|r| r.version != snap.version);
-        if stale {
-            let built = self.build(snap, call.service, eps, caps, &pool_of);
-            self.services.insert(call.service.to_owned(), built);
+        let inputs = Inputs {
+            balancer: self.balancer,
+            consumer: &self.consumer,
+            caps,
+        };
+        let current = match self.services.get_mut(call.service) {
+            Some(r) => r.advance(snap, call.service, inputs, &pool_of, &mut self.builds),
+            None => false,
+        };
+        if !current {
+            let matched = snap.matching(&ServiceKey::parse(call.service));
+            if matched.is_empty() {
+                self.services.remove(call.service);
+                return Pick::NoService;
+            }
+            let built = match matched.as_slice() {
+                [(_, providers)] => Built::Exact {
+                    epoch: providers.epoch(),
+                },
+                _ => Built::Merged {
+                    version: snap.version,
+                },
+            };
+            // One list per address: a provider of two matched keys is one provider.
+            let mut eps: Vec<&Endpoint> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for (_, providers) in &matched {
+                for e in providers.iter() {
+                    if seen.insert(e.addr) {
+                        eps.push(e);
+                    }
+                }
+            }
+            let table = self.build(snap, call.service, built, &eps, caps, &pool_of);
+            self.services.insert(call.service.to_owned(), table);
         }
         let now_ns = self.now_ns();
         let Some(r) = self.services.get_mut(call.service) else {
@@ -212,7 +255,8 @@ impl Routes {
                     r.live.on_send(i, now_ns);
                     return Pick::Chosen(Chosen {
                         pool,
-                        version: r.version,
+                        token: r.tokens[i].clone(),
+                        build: r.build,
                         idx: i,
                     });
                 }
@@ -237,11 +281,27 @@ impl Routes {
         Pick::Unreachable
     }
 
+    /// Brings every table this shard holds up to `snap` where its service key's change applies to it
+    /// (O(held tables) per snapshot, plus O(change) per changed one); the others are rebuilt at their next
+    /// pick. Call it for every snapshot received, in order, so that no step is missed.
+    pub(crate) fn advance(&mut self, snap: &Snapshot, caps: Caps, pool_of: impl Fn(SocketAddr) -> Rc<Pool>) {
+        let inputs = Inputs {
+            balancer: self.balancer,
+            consumer: &self.consumer,
+            caps,
+        };
+        for (service, r) in &mut self.services {
+            r.advance(snap, service, inputs, &pool_of, &mut self.builds);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
     fn build(
-        &self,
+        &mut self,
         snap: &Snapshot,
         service: &str,
-        eps: &[Endpoint],
+        built: Built,
+        eps: &[&Endpoint],
         caps: Caps,
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
     ) -> ServiceRoutes {
@@ -260,19 +320,19 @@ impl Routes {
                 RuleSet::default()
             }
         };
-        let old = self.services.get(service);
+        self.builds += 1;
+        let inputs = Inputs {
+            balancer: self.balancer,
+            consumer: &self.consumer,
+            caps,
+        };
         ServiceRoutes::build(
-            snap.version,
-            doc.map(str::to_owned),
+            (self.builds, built, snap.rules_epoch()),
             &rules,
             eps,
-            Built {
-                balancer: self.balancer,
-                consumer: &self.consumer,
-                caps,
-            },
+            inputs,
             pool_of,
-            old,
+            self.services.get(service),
         )
     }
 
@@ -283,7 +343,7 @@ impl Routes {
         let Some(r) = self.services.get_mut(service) else {
             return;
         };
-        let idx = if r.version == chosen.version {
+        let idx = if r.build == chosen.build {
             Some(chosen.idx)
         } else {
             r.table.index_of(chosen.pool.addr())
@@ -296,7 +356,7 @@ impl Routes {
 
 /// What a table is built with besides the providers and rules.
 #[derive(Clone, Copy)]
-struct Built<'a> {
+struct Inputs<'a> {
     balancer: Balancer,
     consumer: &'a ConsumerInfo,
     caps: Caps,
@@ -314,36 +374,58 @@ fn provider_of(e: &Endpoint, pool: &Pool, caps: Caps) -> Provider {
     }
 }
 
+/// The provider URL's `token` (sent as the call's `token` attachment).
+fn token_of(e: &Endpoint) -> Option<Rc<str>> {
+    e.params
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .map(|t| Rc::from(t.as_str()))
+}
+
+fn count_out(weights: &mut HashMap<u32, usize>, w: u32) {
+    if let Some(c) = weights.get_mut(&w) {
+        *c -= 1;
+        if *c == 0 {
+            weights.remove(&w);
+        }
+    }
+}
+
 impl ServiceRoutes {
-    /// A table over `eps` (O(n)); the live state of `old` (the service's previous routes) carries over by
-    /// address.
+    /// A table over `eps` (O(n)) as build number `build`, from a list `built`, under rules of
+    /// `rules_epoch`; the live state of `old` (the service's previous routes) carries over by address.
     fn build(
-        version: u64,
-        rules_doc: Option<String>,
+        (build, built, rules_epoch): (u64, Built, u64),
         rules: &RuleSet,
-        eps: &[Endpoint],
-        with: Built<'_>,
+        eps: &[&Endpoint],
+        with: Inputs<'_>,
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
         old: Option<&ServiceRoutes>,
     ) -> ServiceRoutes {
+        let epoch = match built {
+            Built::Exact { epoch } => epoch,
+            Built::Merged { version } => version,
+        };
         let providers: Vec<Provider> = eps
             .iter()
             .map(|e| provider_of(e, &pool_of(e.addr), with.caps))
             .collect();
-        let table = RouteTable::build(version, providers, rules, with.consumer, TableOptions::default());
+        let table = RouteTable::build(epoch, providers, rules, with.consumer, TableOptions::default());
         let live = match old {
             Some(old) => old.live.carry_over(&old.table, &table),
             None => LiveState::new(&table),
         };
         let n = table.slots();
         let mut r = ServiceRoutes {
-            version,
-            rules_doc,
+            build,
+            built,
+            rules_epoch,
             policy: Policy::Adaptive,
             weights: HashMap::new(),
             table,
             live,
             pools: vec![None; n],
+            tokens: vec![None; n],
             announced: vec![None; n],
             down: vec![None; n],
             downs: 0,
@@ -353,6 +435,7 @@ impl ServiceRoutes {
         for e in eps {
             if let Some(i) = r.table.index_of(e.addr) {
                 r.pools[i] = Some(pool_of(e.addr));
+                r.tokens[i] = token_of(e);
                 r.announced[i] = e.max_concurrency;
             }
         }
@@ -371,14 +454,54 @@ impl ServiceRoutes {
         };
     }
 
-    /// Moves the table to `version` by a change of its provider list (`removed` addresses, `upserted`
+    /// Brings the table up to `snap` when that takes no rebuild: true when it is current (already, or by
+    /// applying `service`'s change, whose base is the table's epoch, in O(change); a new build number).
+    fn advance(
+        &mut self,
+        snap: &Snapshot,
+        service: &str,
+        with: Inputs<'_>,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+        builds: &mut u64,
+    ) -> bool {
+        if self.is_current(snap, service) {
+            return true;
+        }
+        let Built::Exact { epoch } = self.built else {
+            return false;
+        };
+        if self.rules_epoch != snap.rules_epoch() {
+            return false;
+        }
+        let Some(providers) = snap.providers(service) else {
+            return false;
+        };
+        let Some(change) = providers.change().filter(|c| c.base == epoch) else {
+            return false;
+        };
+        self.apply(
+            providers.epoch(),
+            &change.removed,
+            &change.upserted,
+            with,
+            pool_of,
+        );
+        self.built = Built::Exact {
+            epoch: providers.epoch(),
+        };
+        *builds += 1;
+        self.build = *builds;
+        true
+    }
+
+    /// Moves the table to `epoch` by a change of its provider list (`removed` addresses, `upserted`
     /// endpoints: joined or changed), in O(change) (plus, rarely, a compaction: O(n), amortized O(1)).
     fn apply(
         &mut self,
-        version: u64,
+        epoch: u64,
         removed: &[SocketAddr],
-        upserted: &[Endpoint],
-        with: Built<'_>,
+        upserted: &[Arc<Endpoint>],
+        with: Inputs<'_>,
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
     ) {
         let mut changes = Vec::with_capacity(removed.len() + upserted.len());
@@ -388,9 +511,9 @@ impl ServiceRoutes {
             }
             changes.push(Change::Remove(a));
         }
-        let mut announced: HashMap<SocketAddr, Option<u32>> = HashMap::with_capacity(upserted.len());
+        let mut by_addr: HashMap<SocketAddr, &Endpoint> = HashMap::with_capacity(upserted.len());
         for e in upserted {
-            let first = announced.insert(e.addr, e.max_concurrency).is_none();
+            let first = by_addr.insert(e.addr, e).is_none();
             if let Some(p) = self.table.index_of(e.addr).and_then(|i| self.table.provider(i)) {
                 if first {
                     count_out(&mut self.weights, p.weight);
@@ -398,11 +521,12 @@ impl ServiceRoutes {
             }
             changes.push(Change::Upsert(provider_of(e, &pool_of(e.addr), with.caps)));
         }
-        let applied = self.table.apply(version, changes);
+        let applied = self.table.apply(epoch, changes);
         self.live.apply(&self.table, &applied);
         let n = self.table.slots();
         if self.pools.len() < n {
             self.pools.resize(n, None);
+            self.tokens.resize(n, None);
             self.announced.resize(n, None);
             self.down.resize(n, None);
         }
@@ -412,6 +536,7 @@ impl ServiceRoutes {
                 Applied::Removed(i) => {
                     self.unmark(i);
                     self.pools[i] = None;
+                    self.tokens[i] = None;
                     self.announced[i] = None;
                     continue;
                 }
@@ -424,18 +549,18 @@ impl ServiceRoutes {
                 self.unmark(i);
                 self.pools[i] = Some(pool_of(addr));
             }
-            if let Some(&cap) = announced.get(&addr) {
-                self.announced[i] = cap;
+            if let Some(e) = by_addr.get(&addr) {
+                self.announced[i] = e.max_concurrency;
+                self.tokens[i] = token_of(e);
             }
         }
-        // Weights of the providers now at the changed addresses (the ones that left were counted out).
-        for addr in announced.keys() {
+        // Weights of the providers now at the changed addresses (the ones there before were counted out).
+        for addr in by_addr.keys() {
             if let Some(p) = self.table.index_of(*addr).and_then(|i| self.table.provider(i)) {
                 *self.weights.entry(p.weight).or_insert(0) += 1;
             }
         }
         self.choose_policy(with.balancer);
-        self.version = version;
         if self.table.needs_compaction() {
             self.compact();
         }
@@ -445,17 +570,25 @@ impl ServiceRoutes {
     fn compact(&mut self) {
         let table = self.table.compacted();
         let n = table.slots();
-        let (mut pools, mut announced, mut down) = (vec![None; n], vec![None; n], vec![None; n]);
+        let mut pools = vec![None; n];
+        let mut tokens = vec![None; n];
+        let mut announced = vec![None; n];
+        let mut down = vec![None; n];
         for (j, p) in table.providers() {
             if let Some(i) = self.table.index_of(p.addr) {
                 pools[j] = self.pools[i].take();
+                tokens[j] = self.tokens[i].take();
                 announced[j] = self.announced[i];
                 down[j] = self.down[i];
             }
         }
         self.live = self.live.carry_over(&self.table, &table);
         self.downs = down.iter().filter(|d| d.is_some()).count();
-        (self.table, self.pools, self.announced, self.down) = (table, pools, announced, down);
+        self.table = table;
+        self.pools = pools;
+        self.tokens = tokens;
+        self.announced = announced;
+        self.down = down;
     }
 
     /// Lifts `idx`'s down mark, if any (its index is being freed or reused).
@@ -463,6 +596,16 @@ impl ServiceRoutes {
         if self.down[idx].take().is_some() {
             self.downs -= 1;
         }
+    }
+
+    /// Whether this table still routes `service` as `snap` lists it (its providers' epoch and the rules'
+    /// epoch unchanged).
+    fn is_current(&self, snap: &Snapshot, service: &str) -> bool {
+        let providers = match self.built {
+            Built::Exact { epoch } => snap.providers(service).is_some_and(|p| p.epoch() == epoch),
+            Built::Merged { version } => version == snap.version,
+        };
+        providers && self.rules_epoch == snap.rules_epoch()
     }
 
     /// The cap provider `idx` has now: one call at a time while probing after an ejection.
@@ -509,15 +652,6 @@ impl ServiceRoutes {
                 Some(t) => self.review_at = Some(self.review_at.map_or(t, |r| r.min(t))),
                 None => {}
             }
-        }
-    }
-}
-
-fn count_out(weights: &mut HashMap<u32, usize>, w: u32) {
-    if let Some(c) = weights.get_mut(&w) {
-        *c -= 1;
-        if *c == 0 {
-            weights.remove(&w);
         }
     }
 }
@@ -642,7 +776,6 @@ mod tests {
             Err("no route".into())
         );
     }
-
     /// Checks every per-index vector against the table.
     fn consistent(r: &ServiceRoutes) {
         let n = r.table.slots();
@@ -668,7 +801,7 @@ mod tests {
             headroom: 0.0,
         };
         let consumer = ConsumerInfo::default();
-        let with = Built {
+        let with = Inputs {
             balancer: Balancer::Auto,
             consumer: &consumer,
             caps,
@@ -676,7 +809,9 @@ mod tests {
         let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
         let ep = |i: u8| Endpoint::new(SocketAddr::from(([10, 0, 0, i], 1)));
         let eps: Vec<Endpoint> = (1..=40).map(ep).collect();
-        let mut r = ServiceRoutes::build(1, None, &RuleSet::default(), &eps, with, &pool_of, None);
+        let refs: Vec<&Endpoint> = eps.iter().collect();
+        let built = (1, Built::Exact { epoch: 1 }, 0);
+        let mut r = ServiceRoutes::build(built, &RuleSet::default(), &refs, with, &pool_of, None);
         consistent(&r);
         assert_eq!(r.policy, Policy::Adaptive);
         r.live.on_send(4, 0);
@@ -685,18 +820,27 @@ mod tests {
         r.downs = 1;
         // 10.0.0.6 (index 5, marked down) leaves, 10.0.0.50 joins and takes its index fresh, 10.0.0.5
         // (index 4, one call in flight) registers weight 300 and a cap of 8.
+        let token = ep(50).with_param("token", "s3cret");
         r.apply(
             2,
             &[ep(6).addr],
-            &[ep(50), ep(5).with_weight(300).with_max_concurrency(8)],
+            &[
+                Arc::new(token),
+                Arc::new(ep(5).with_weight(300).with_max_concurrency(8)),
+            ],
             with,
             &pool_of,
         );
         consistent(&r);
-        assert_eq!((r.version, r.table.len(), r.table.slots()), (2, 40, 40));
+        assert_eq!((r.table.epoch(), r.table.len(), r.table.slots()), (2, 40, 40));
         assert_eq!(r.table.index_of(ep(50).addr), Some(5));
         assert_eq!((r.down[5], r.downs), (None, 0), "the new provider is not down");
-        assert_eq!((r.live.inflight(4), r.announced[4]), (1, Some(8)), "kept in flight, new cap");
+        assert_eq!(r.tokens[5].as_deref(), Some("s3cret"));
+        assert_eq!(
+            (r.live.inflight(4), r.announced[4]),
+            (1, Some(8)),
+            "kept in flight, new cap"
+        );
         assert_eq!(r.policy, Policy::RoundRobin, "weights differ now");
         // most leave: the table is compacted, the state follows by address
         let gone: Vec<SocketAddr> = (7..=40).map(|i| ep(i).addr).collect();
@@ -705,8 +849,69 @@ mod tests {
         assert_eq!((r.table.len(), r.table.slots()), (6, 6), "compacted");
         let i = r.table.index_of(ep(5).addr).unwrap();
         assert_eq!((r.live.inflight(i), r.announced[i]), (1, Some(8)));
-        r.apply(4, &[], &[ep(5)], with, &pool_of);
+        r.apply(4, &[], &[Arc::new(ep(5))], with, &pool_of);
         consistent(&r);
         assert_eq!(r.policy, Policy::Adaptive);
+    }
+
+    #[test]
+    fn tables_follow_each_snapshot_change_without_a_rebuild() {
+        let caps = Caps {
+            shards: 1,
+            headroom: 0.0,
+        };
+        let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+        let ep = |i: u8| Endpoint::new(SocketAddr::from(([10, 0, 0, i], 1)));
+        let mut builder = mesh_registry::SnapshotBuilder::new();
+        for i in 1..=3 {
+            builder.upsert(SERVICE, ep(i));
+        }
+        builder.upsert("other/Svc:1.0", ep(7));
+        let v1 = Arc::new(builder.publish(1).unwrap());
+        let mut routes = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 7);
+        let c = call(None, false, &[]);
+        let Pick::Chosen(first) = routes.pick(&v1, &c, caps, pool_of) else {
+            panic!("no pick")
+        };
+        let table = |routes: &Routes| {
+            let r = &routes.services[SERVICE];
+            let addrs: Vec<Option<SocketAddr>> = (0..r.table.slots())
+                .map(|i| r.table.provider(i).map(|p| p.addr))
+                .collect();
+            (r.table.epoch(), addrs)
+        };
+        // v2: 10.0.0.1 leaves, 10.0.0.9 joins (it takes the free index: no rebuild, which would sort).
+        builder.remove(SERVICE, ep(1).addr);
+        builder.upsert(SERVICE, ep(9));
+        let v2 = Arc::new(builder.publish(2).unwrap());
+        routes.advance(&v2, caps, pool_of);
+        assert_eq!(
+            table(&routes),
+            (2, vec![Some(ep(9).addr), Some(ep(2).addr), Some(ep(3).addr)])
+        );
+        // The call picked before the change is still counted against its provider (by address).
+        let r = &routes.services[SERVICE];
+        let in_flight = r.table.index_of(first.pool.addr()).map(|i| r.live.inflight(i));
+        let want = (first.pool.addr() != ep(1).addr).then_some(1);
+        assert_eq!(in_flight, want, "picked {}", first.pool.addr());
+        routes.done(SERVICE, &first, 1_000, true, caps);
+        // v3 changes another key only: nothing to do here.
+        builder.upsert("other/Svc:1.0", ep(8));
+        let v3 = Arc::new(builder.publish(3).unwrap());
+        routes.advance(&v3, caps, pool_of);
+        assert_eq!(table(&routes).0, 2, "still the list of epoch 2");
+        // v4 and v5 change the key, the shard sees only v5: the step is missed, the next pick rebuilds.
+        builder.upsert(SERVICE, ep(4));
+        let _v4 = builder.publish(4).unwrap();
+        builder.remove(SERVICE, ep(2).addr);
+        let v5 = Arc::new(builder.publish(5).unwrap());
+        routes.advance(&v5, caps, pool_of);
+        assert_eq!(table(&routes).0, 2, "not applied over a missing step");
+        assert!(matches!(routes.pick(&v5, &c, caps, pool_of), Pick::Chosen(_)));
+        assert_eq!(
+            table(&routes),
+            (5, vec![Some(ep(3).addr), Some(ep(4).addr), Some(ep(9).addr)]),
+            "rebuilt, in address order"
+        );
     }
 }
