@@ -1467,8 +1467,8 @@ mod incremental_tests {
 
         #[test]
         fn changes_equal_a_rebuild_and_the_model(
-            initial in prop::collection::vec((0usize..40, attrs()), 0..30),
-            ops in prop::collection::vec((0u8..4, 0usize..40, attrs(), 1usize..4), 1..40),
+            initial in prop::collection::vec((0usize..150, attrs()), 0..120),
+            ops in prop::collection::vec((0u8..4, 0usize..150, attrs(), 1usize..6), 1..50),
             rules in prop::collection::vec((0..RULES.len(), any::<bool>()), 0..5),
             tag_rule in 0u8..3,
             group_threshold in prop::sample::select(vec![3usize, 64]),
