@@ -99,6 +99,9 @@ struct ServiceRoutes {
     build: u64,
     built: Built,
     rules_epoch: u64,
+    /// The snapshot version this table was last found current in (the request path then skips the
+    /// service-key lookup of [`ServiceRoutes::is_current`]).
+    checked: u64,
     policy: Policy,
     /// How many providers registered each weight (the `auto` balancer looks at whether they differ).
     weights: HashMap<u32, usize>,
@@ -327,7 +330,7 @@ impl Routes {
             caps,
         };
         ServiceRoutes::build(
-            (self.builds, built, snap.rules_epoch()),
+            (self.builds, built, snap.rules_epoch(), snap.version),
             &rules,
             eps,
             inputs,
@@ -395,7 +398,7 @@ impl ServiceRoutes {
     /// A table over `eps` (O(n)) as build number `build`, from a list `built`, under rules of
     /// `rules_epoch`; the live state of `old` (the service's previous routes) carries over by address.
     fn build(
-        (build, built, rules_epoch): (u64, Built, u64),
+        (build, built, rules_epoch, checked): (u64, Built, u64, u64),
         rules: &RuleSet,
         eps: &[&Endpoint],
         with: Inputs<'_>,
@@ -420,6 +423,7 @@ impl ServiceRoutes {
             build,
             built,
             rules_epoch,
+            checked,
             policy: Policy::Adaptive,
             weights: HashMap::new(),
             table,
@@ -464,7 +468,11 @@ impl ServiceRoutes {
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
         builds: &mut u64,
     ) -> bool {
+        if self.checked == snap.version {
+            return true;
+        }
         if self.is_current(snap, service) {
+            self.checked = snap.version;
             return true;
         }
         let Built::Exact { epoch } = self.built else {
@@ -491,6 +499,7 @@ impl ServiceRoutes {
         };
         *builds += 1;
         self.build = *builds;
+        self.checked = snap.version;
         true
     }
 
@@ -810,7 +819,7 @@ mod tests {
         let ep = |i: u8| Endpoint::new(SocketAddr::from(([10, 0, 0, i], 1)));
         let eps: Vec<Endpoint> = (1..=40).map(ep).collect();
         let refs: Vec<&Endpoint> = eps.iter().collect();
-        let built = (1, Built::Exact { epoch: 1 }, 0);
+        let built = (1, Built::Exact { epoch: 1 }, 0, 1);
         let mut r = ServiceRoutes::build(built, &RuleSet::default(), &refs, with, &pool_of, None);
         consistent(&r);
         assert_eq!(r.policy, Policy::Adaptive);
