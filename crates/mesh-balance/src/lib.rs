@@ -4,7 +4,8 @@
 //! Routing and balancing go through the route table: Dubbo's tag and condition routers precomputed per
 //! snapshot epoch as bitsets, a route cache, and balancers whose cost per pick grows at most with the
 //! square root of the number of candidates (plus a word-wise pass over them when the first draws hit busy
-//! providers). The consumer agent builds one table per service and snapshot on each shard; its default
+//! providers). The consumer agent keeps one table per requested service key on each shard, changed in
+//! place as the registry changes (see *Registry changes* below); its default
 //! `auto` balancer is smooth weighted round robin ([`Policy::RoundRobin`]) when the registered weights
 //! differ and the adaptive P2C ([`Policy::Adaptive`]) otherwise.
 //!
@@ -15,7 +16,7 @@
 //!
 //! # Using the route table
 //!
-//! Per snapshot epoch and service (on each shard; a table is single-threaded and cheap to clone):
+//! Per service (on each shard; a table is single-threaded and cheap to clone):
 //!
 //! ```
 //! use mesh_balance::{ConsumerInfo, LiveState, Provider, RouteTable, RuleSet, TableOptions};
