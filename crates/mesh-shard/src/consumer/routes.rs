@@ -84,11 +84,12 @@ impl Caps {
     }
 }
 
-/// What a table was built from: a service key's provider list (valid while its epoch is), or several
-/// merged for a `*` / comma-list request (valid for one snapshot version).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a table was built from: the one service key the request matched, at a list epoch (valid while
+/// the request still matches only that key and its epoch is that one, or its change applies to it), or
+/// several keys merged for a `*` / comma-list request (valid for one snapshot version).
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Built {
-    Exact { epoch: u64 },
+    Exact { key: Box<str>, epoch: u64 },
     Merged { version: u64 },
 }
 
@@ -202,7 +203,8 @@ impl Routes {
                 return Pick::NoService;
             }
             let built = match matched.as_slice() {
-                [(_, providers)] => Built::Exact {
+                [(key, providers)] => Built::Exact {
+                    key: (*key).into(),
                     epoch: providers.epoch(),
                 },
                 _ => Built::Merged {
@@ -406,7 +408,7 @@ impl ServiceRoutes {
         old: Option<&ServiceRoutes>,
     ) -> ServiceRoutes {
         let epoch = match built {
-            Built::Exact { epoch } => epoch,
+            Built::Exact { epoch, .. } => epoch,
             Built::Merged { version } => version,
         };
         let providers: Vec<Provider> = eps
@@ -471,34 +473,39 @@ impl ServiceRoutes {
         if self.checked == snap.version {
             return true;
         }
-        if self.is_current(snap, service) {
-            self.checked = snap.version;
-            return true;
-        }
-        let Built::Exact { epoch } = self.built else {
-            return false;
-        };
         if self.rules_epoch != snap.rules_epoch() {
             return false;
         }
-        let Some(providers) = snap.providers(service) else {
+        let (key, epoch) = match &self.built {
+            Built::Merged { version } => return *version == snap.version,
+            Built::Exact { key, epoch } => (key.clone(), *epoch),
+        };
+        // Once per snapshot version: the request must still match that one key.
+        let matched = snap.matching(&ServiceKey::parse(service));
+        let [(k, providers)] = matched.as_slice() else {
             return false;
         };
-        let Some(change) = providers.change().filter(|c| c.base == epoch) else {
+        if *k != &*key {
             return false;
-        };
-        self.apply(
-            providers.epoch(),
-            &change.removed,
-            &change.upserted,
-            with,
-            pool_of,
-        );
-        self.built = Built::Exact {
-            epoch: providers.epoch(),
-        };
-        *builds += 1;
-        self.build = *builds;
+        }
+        if providers.epoch() != epoch {
+            let Some(change) = providers.change().filter(|c| c.base == epoch) else {
+                return false;
+            };
+            self.apply(
+                providers.epoch(),
+                &change.removed,
+                &change.upserted,
+                with,
+                pool_of,
+            );
+            self.built = Built::Exact {
+                key,
+                epoch: providers.epoch(),
+            };
+            *builds += 1;
+            self.build = *builds;
+        }
         self.checked = snap.version;
         true
     }
@@ -605,16 +612,6 @@ impl ServiceRoutes {
         if self.down[idx].take().is_some() {
             self.downs -= 1;
         }
-    }
-
-    /// Whether this table still routes `service` as `snap` lists it (its providers' epoch and the rules'
-    /// epoch unchanged).
-    fn is_current(&self, snap: &Snapshot, service: &str) -> bool {
-        let providers = match self.built {
-            Built::Exact { epoch } => snap.providers(service).is_some_and(|p| p.epoch() == epoch),
-            Built::Merged { version } => version == snap.version,
-        };
-        providers && self.rules_epoch == snap.rules_epoch()
     }
 
     /// The cap provider `idx` has now: one call at a time while probing after an ejection.
@@ -819,7 +816,15 @@ mod tests {
         let ep = |i: u8| Endpoint::new(SocketAddr::from(([10, 0, 0, i], 1)));
         let eps: Vec<Endpoint> = (1..=40).map(ep).collect();
         let refs: Vec<&Endpoint> = eps.iter().collect();
-        let built = (1, Built::Exact { epoch: 1 }, 0, 1);
+        let built = (
+            1,
+            Built::Exact {
+                key: "k".into(),
+                epoch: 1,
+            },
+            0,
+            1,
+        );
         let mut r = ServiceRoutes::build(built, &RuleSet::default(), &refs, with, &pool_of, None);
         consistent(&r);
         assert_eq!(r.policy, Policy::Adaptive);
@@ -921,6 +926,65 @@ mod tests {
             table(&routes),
             (5, vec![Some(ep(3).addr), Some(ep(4).addr), Some(ep(9).addr)]),
             "rebuilt, in address order"
+        );
+    }
+
+    #[test]
+    fn a_wildcard_request_matching_one_key_follows_its_changes_until_a_second_key_matches() {
+        let caps = Caps {
+            shards: 1,
+            headroom: 0.0,
+        };
+        let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+        let ep = |i: u8| Endpoint::new(SocketAddr::from(([10, 0, 0, i], 1)));
+        let (g1, g2, any) = (
+            "g1/com.example.Svc:1.0",
+            "g2/com.example.Svc:1.0",
+            "*/com.example.Svc:1.0",
+        );
+        let mut builder = mesh_registry::SnapshotBuilder::new();
+        builder.upsert(g1, ep(1));
+        builder.upsert(g1, ep(2));
+        let v1 = Arc::new(builder.publish(1).unwrap());
+        let mut routes = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 7);
+        let c = Call {
+            service: any,
+            ..call(None, false, &[])
+        };
+        assert!(matches!(routes.pick(&v1, &c, caps, pool_of), Pick::Chosen(_)));
+        let state = |routes: &Routes| {
+            let r = &routes.services[any];
+            let addrs: Vec<Option<SocketAddr>> = (0..r.table.slots())
+                .map(|i| r.table.provider(i).map(|p| p.addr))
+                .collect();
+            (r.built.clone(), addrs)
+        };
+        builder.remove(g1, ep(1).addr);
+        builder.upsert(g1, ep(9));
+        let v2 = Arc::new(builder.publish(2).unwrap());
+        routes.advance(&v2, caps, pool_of);
+        assert_eq!(
+            state(&routes),
+            (
+                Built::Exact {
+                    key: g1.into(),
+                    epoch: 2
+                },
+                vec![Some(ep(9).addr), Some(ep(2).addr)]
+            ),
+            "applied in place"
+        );
+        builder.upsert(g2, ep(5));
+        let v3 = Arc::new(builder.publish(3).unwrap());
+        routes.advance(&v3, caps, pool_of);
+        assert!(matches!(routes.pick(&v3, &c, caps, pool_of), Pick::Chosen(_)));
+        assert_eq!(
+            state(&routes),
+            (
+                Built::Merged { version: 3 },
+                vec![Some(ep(2).addr), Some(ep(9).addr), Some(ep(5).addr)]
+            ),
+            "two keys match: merged"
         );
     }
 }
