@@ -24,7 +24,8 @@ pub const WILDCARD_SERVICE: &str = "*";
 pub struct Endpoint {
     /// Where its agent listens.
     pub addr: SocketAddr,
-    /// Capacity weight (default [`DEFAULT_WEIGHT`]); entries read from etcd are always at least 1.
+    /// Capacity weight (default [`DEFAULT_WEIGHT`]); 0 (a drained Dubbo provider) gets no share while a
+    /// provider of the same call weighs more.
     pub weight: u32,
     /// The provider's thread cap (Dubbo's `threads`), when known; entries read from etcd are never `Some(0)`.
     pub max_concurrency: Option<u32>,

@@ -464,6 +464,22 @@ pub(crate) static CONSUMER: &[Key] = &[
     CONSUMER_TOKEN,
     key(
         "consumer",
+        "register_services",
+        "array of strings",
+        EmptyList,
+        "service keys this consumer registers a Dubbo consumer URL for (`/<root>/<interface>/consumers/...`, \
+         as Java consumers do; Dubbo Admin lists them); empty: none",
+    )
+    .rule("service keys (`group/interface:version`), no duplicates; needs etcd"),
+    key(
+        "consumer",
+        "simplified",
+        BOOL,
+        Bool(false),
+        "register those consumer URLs simplified (Dubbo's consumer keys, `category`, `check`)",
+    ),
+    key(
+        "consumer",
         "tls_ca",
         PATH,
         Unset("not set (plain TCP)"),

@@ -203,6 +203,8 @@ fn every_validation_error_names_its_key() {
         (Role::Provider, "[provider]\nservices = [\"g/:1\"]\n", "provider.services: \"g/:1\" is not a service key"),
         (Role::Provider, "[provider]\napplication = \"my app\"\n", "provider.application: \"my app\" is not an application name"),
         (Role::Provider, "[provider]\nextra_keys = [\"a b\"]\n", "provider.extra_keys: \"a b\" is not a parameter name"),
+        (Role::Consumer, "[consumer]\nregister_services = [\"/x\"]\n", "consumer.register_services: \"/x\" is not a service key"),
+        (Role::Consumer, "[consumer]\nregister_services = [\"a\", \"a\"]\n", "consumer.register_services: \"a\" is listed twice"),
         (Role::Provider, "[provider]\nservices = [\"a\", \"a\"]\n", "provider.services: \"a\" is listed twice"),
         (Role::Provider, "[provider]\nweight = 0\n", "provider.weight: must be between 1 and 10000, got 0"),
         (Role::Provider, "[provider]\nmax_concurrency = 0\n", "provider.max_concurrency: must be between 1 and 100000, got 0"),

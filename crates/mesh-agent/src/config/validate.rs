@@ -161,6 +161,24 @@ impl ConsumerConfig {
                 ));
             }
         }
+        let mut registered = BTreeSet::new();
+        for s in &self.register_services {
+            let key = mesh_registry::dubbo::ServiceKey::parse(s);
+            if !is_name(s) || key.interface.is_empty() || key.interface.contains(['/', ':']) {
+                return Err(invalid(
+                    "consumer.register_services",
+                    format!(
+                        "{s:?} is not a service key (`group/interface:version`, group and version optional)"
+                    ),
+                ));
+            }
+            if !registered.insert(s) {
+                return Err(invalid(
+                    "consumer.register_services",
+                    format!("{s:?} is listed twice"),
+                ));
+            }
+        }
         for (svc, p) in &self.services {
             let key = format!("consumer.services.{svc}");
             if !is_name(svc) {

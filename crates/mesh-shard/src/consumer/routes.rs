@@ -987,4 +987,103 @@ mod tests {
             "two keys match: merged"
         );
     }
+
+    fn one_pick(routes: &mut Routes, snap: &Arc<Snapshot>, service: &str) -> Option<Chosen> {
+        let caps = Caps {
+            shards: 1,
+            headroom: 0.0,
+        };
+        let c = Call {
+            service,
+            ..call(None, false, &[])
+        };
+        match routes.pick(snap, &c, caps, |a| {
+            Rc::new(Pool::new(a, UpstreamConfig::default()))
+        }) {
+            Pick::Chosen(chosen) => {
+                routes.done(service, &chosen, 1_000, true, caps);
+                Some(chosen)
+            }
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn the_provider_urls_token_goes_with_the_pick() {
+        let snap = Arc::new(Snapshot::new(
+            1,
+            [(
+                SERVICE.to_string(),
+                Endpoint::new(addr("10.0.0.1:1")).with_param("token", "t0k"),
+            )],
+        ));
+        let mut routes = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 1);
+        let chosen = one_pick(&mut routes, &snap, SERVICE).unwrap();
+        assert_eq!(chosen.token.as_deref(), Some("t0k"));
+    }
+
+    #[test]
+    fn a_table_lives_as_long_as_its_service_keys_providers_and_rules() {
+        let mut builder = mesh_registry::SnapshotBuilder::new();
+        builder.upsert(SERVICE, Endpoint::new(addr("10.0.0.1:1")));
+        builder.upsert("other", Endpoint::new(addr("10.0.0.9:1")));
+        let v1 = Arc::new(builder.publish(1).unwrap());
+        let mut routes = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 1);
+        one_pick(&mut routes, &v1, SERVICE).unwrap();
+        let build = |r: &Routes| r.services[SERVICE].build;
+        let first = build(&routes);
+        // Another service key changed: the table stays.
+        builder.upsert("other", Endpoint::new(addr("10.0.0.8:1")));
+        let v2 = Arc::new(builder.publish(2).unwrap());
+        one_pick(&mut routes, &v2, SERVICE).unwrap();
+        assert_eq!(build(&routes), first);
+        // Its own providers changed: a new table, with the new provider.
+        builder.upsert(SERVICE, Endpoint::new(addr("10.0.0.2:1")));
+        let v3 = Arc::new(builder.publish(3).unwrap());
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..8 {
+            seen.insert(one_pick(&mut routes, &v3, SERVICE).unwrap().pool.addr());
+        }
+        assert_ne!(build(&routes), first);
+        assert_eq!(seen.len(), 2);
+        // Rules changed: rebuilt too.
+        let after_providers = build(&routes);
+        builder.set_rules(SERVICE, Some("{}"));
+        let v4 = Arc::new(builder.publish(4).unwrap());
+        one_pick(&mut routes, &v4, SERVICE).unwrap();
+        assert_ne!(build(&routes), after_providers);
+        // Gone from the registry: no service, and the table goes.
+        builder.remove(SERVICE, addr("10.0.0.1:1"));
+        builder.remove(SERVICE, addr("10.0.0.2:1"));
+        let v5 = Arc::new(builder.publish(5).unwrap());
+        assert!(one_pick(&mut routes, &v5, SERVICE).is_none());
+        assert!(!routes.services.contains_key(SERVICE));
+    }
+
+    #[test]
+    fn wildcard_and_group_list_requests_merge_the_matching_keys() {
+        let snap = Arc::new(Snapshot::new(
+            1,
+            [
+                ("a/com.S:1".to_string(), Endpoint::new(addr("10.0.0.1:1"))),
+                ("b/com.S:1".to_string(), Endpoint::new(addr("10.0.0.2:1"))),
+                ("c/com.S:1".to_string(), Endpoint::new(addr("10.0.0.3:1"))),
+            ],
+        ));
+        let mut routes = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 1);
+        let mut picked = |service: &str| {
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..12 {
+                if let Some(c) = one_pick(&mut routes, &snap, service) {
+                    seen.insert(c.pool.addr().ip().to_string());
+                }
+            }
+            seen.into_iter().collect::<Vec<_>>()
+        };
+        assert_eq!(picked("a/com.S:1"), ["10.0.0.1"]);
+        assert_eq!(picked("*/com.S:1"), ["10.0.0.1", "10.0.0.2", "10.0.0.3"]);
+        assert_eq!(picked("a,c/com.S:1"), ["10.0.0.1", "10.0.0.3"]);
+        assert!(picked("a/com.S:2").is_empty());
+        assert!(picked("com.S:1").is_empty(), "no group matches only no group");
+    }
 }
