@@ -18,7 +18,8 @@ use crate::tag_sets::TagSets;
 pub struct Provider {
     /// Where calls go (the provider agent).
     pub addr: SocketAddr,
-    /// Capacity weight; 0 = never route here (the provider is left out of the table).
+    /// Capacity weight. 0, as in Dubbo: no share while any candidate of the call weighs more (a
+    /// provider being drained), equal shares when every candidate weighs 0.
     pub weight: u32,
     /// In-flight cap for this consumer (the caller divides a shared cap between its shards).
     pub max_concurrency: Option<u32>,
@@ -209,7 +210,7 @@ pub enum Change {
     /// The provider at this address left (no-op when it is not in the table).
     Remove(SocketAddr),
     /// A provider joined, or the one at its address changed (weight, cap, tag, parameters, registration
-    /// time). Weight 0 = it leaves the table.
+    /// time).
     Upsert(Provider),
 }
 
@@ -338,8 +339,8 @@ impl Front {
 }
 
 impl RouteTable {
-    /// Precomputes every router's result for these providers. Providers with weight 0 are left out; the
-    /// others get indices in input order (a repeated address updates the earlier entry).
+    /// Precomputes every router's result for these providers. They get indices in input order (a repeated
+    /// address updates the earlier entry).
     pub fn build(
         epoch: u64,
         providers: Vec<Provider>,
@@ -443,16 +444,7 @@ impl RouteTable {
     }
 
     fn upsert(&mut self, p: Provider, out: &mut Vec<Applied>) {
-        let existing = self.index_of(p.addr);
-        if p.weight == 0 {
-            if let Some(idx) = existing {
-                self.remove_at(idx);
-                self.free.push(idx as u32);
-                out.push(Applied::Removed(idx));
-            }
-            return;
-        }
-        match existing {
+        match self.index_of(p.addr) {
             Some(idx) => {
                 let Some(old) = self.slots[idx].as_ref() else {
                     return;
@@ -704,7 +696,7 @@ impl RouteTable {
         self.slots.get(idx).and_then(Option::as_ref)
     }
 
-    /// The registered weight at `idx` (0 for a free index).
+    /// The registered weight at `idx` (0 for a free index too).
     pub(crate) fn weight_at(&self, idx: usize) -> u32 {
         self.weights[idx]
     }
@@ -901,10 +893,9 @@ mod tests {
             Provider::new(addr(1)).with_tag("gray"),
             Provider::new(addr(2)).with_tag("blue"),
             Provider::new(addr(3)),
-            Provider::new(addr(4)).with_weight(0),
         ];
         let mut t = table(ps, "{}");
-        assert_eq!(t.len(), 4, "weight 0 left out");
+        assert_eq!(t.len(), 4);
         let req = |tag| Request {
             tag,
             ..Request::new("m")
@@ -1107,18 +1098,8 @@ mod tests {
                 Pick::Provider(0 | 3)
             ));
         }
-        let applied = t.apply(
-            5,
-            [
-                Change::Upsert(Provider::new(addr(7)).with_weight(0)),
-                Change::Upsert(Provider::new(addr(8))),
-            ],
-        );
-        assert_eq!(
-            applied,
-            [Applied::Added(1)],
-            "weight 0 is not a provider; the free index is reused"
-        );
+        let applied = t.apply(5, [Change::Upsert(Provider::new(addr(8)))]);
+        assert_eq!(applied, [Applied::Added(1)], "the free index is reused");
         live.apply(&t, &applied);
         assert_eq!((live.inflight(1), t.index_of(addr(8))), (0, Some(1)));
         assert_eq!(all(&mut t), [0, 1, 3]);
@@ -1127,6 +1108,70 @@ mod tests {
             [],
             "no change"
         );
+    }
+
+    /// Dubbo's weight 0 (a provider being drained): no share while any candidate weighs more, equal
+    /// shares (round robin: in turn) when every candidate weighs 0; also through changes.
+    #[test]
+    fn weight_zero_takes_no_share_while_any_candidate_weighs_more() {
+        use crate::pick::{LiveState, Pick, PickOptions, Policy, XorShift64};
+        let ps: Vec<Provider> = (0..4)
+            .map(|i| Provider::new(addr(i)).with_weight(if i == 1 { 0 } else { 100 }))
+            .collect();
+        let mut t = table(ps, "{}");
+        let mut live = LiveState::new(&t);
+        let mut rng = XorShift64::new(9);
+        let policies = [
+            Policy::Adaptive,
+            Policy::WeightedRandom,
+            Policy::RoundRobin,
+            Policy::LeastActive,
+            Policy::ShortestResponse,
+        ];
+        let mut counts = |t: &mut RouteTable, live: &LiveState, policy: Policy, n: usize| {
+            let o = PickOptions {
+                policy,
+                ..Default::default()
+            };
+            let mut c = vec![0usize; t.slots()];
+            for _ in 0..n {
+                match t.route_and_pick(&Request::new("m"), live, &mut rng, &o) {
+                    Pick::Provider(i) => c[i] += 1,
+                    other => panic!("{policy:?}: {other:?}"),
+                }
+            }
+            c
+        };
+        assert_eq!(t.len(), 4, "weight 0 stays in the table");
+        for p in policies {
+            assert_eq!(counts(&mut t, &live, p, 300)[1], 0, "{p:?}");
+        }
+        // the others busy or down: the drained one is still better than nobody
+        live.set_down(0, true);
+        live.set_down(2, true);
+        live.set_down(3, true);
+        for p in policies {
+            assert_eq!(counts(&mut t, &live, p, 20)[1], 20, "{p:?}");
+        }
+        // every candidate at 0: equal shares, round robin in turn
+        let applied = t.apply(
+            2,
+            [0, 2, 3].map(|i| Change::Upsert(Provider::new(addr(i)).with_weight(0))),
+        );
+        assert_eq!(applied.len(), 3);
+        live.apply(&t, &applied);
+        for i in 0..4 {
+            live.set_down(i, false);
+        }
+        assert_eq!(counts(&mut t, &live, Policy::RoundRobin, 8), [2, 2, 2, 2]);
+        for p in [Policy::WeightedRandom, Policy::Adaptive] {
+            let c = counts(&mut t, &live, p, 4000);
+            assert!(c.iter().all(|&k| k > 850), "{p:?}: {c:?}");
+        }
+        // one weighs again: it takes everything
+        t.apply(3, [Change::Upsert(Provider::new(addr(2)).with_weight(5))]);
+        assert_eq!(counts(&mut t, &live, Policy::WeightedRandom, 100), [0, 0, 100, 0]);
+        assert_eq!(counts(&mut t, &live, Policy::RoundRobin, 100), [0, 0, 100, 0]);
     }
 
     #[test]
@@ -1398,9 +1443,8 @@ mod incremental_tests {
     /// The routers per call over `ps`, as addresses.
     fn model(ps: &[Provider], rules: &RuleSet, req: &Request<'_>) -> BTreeSet<SocketAddr> {
         let c = consumer();
-        let ps: Vec<Provider> = ps.iter().filter(|p| p.weight > 0).cloned().collect();
         let tag = req.tag.filter(|t| !t.is_empty());
-        let mut cur = tag_model::tag_result(&ps, rules.tag.as_ref(), tag, req.force_tag);
+        let mut cur = tag_model::tag_result(ps, rules.tag.as_ref(), tag, req.force_tag);
         let lookup = |k: &str| c.lookup(k);
         for rule in &rules.conditions {
             let applies = rule.rule.when.iter().all(|cond| {
@@ -1482,10 +1526,7 @@ mod incremental_tests {
                 None => ps.push(p),
             };
             for (i, a) in initial {
-                match provider(i, a) {
-                    p if p.weight == 0 => ps.retain(|q| q.addr != p.addr),
-                    p => upsert(&mut ps, p),
-                }
+                upsert(&mut ps, provider(i, a));
             }
             let mut t = RouteTable::build(1, ps.clone(), &rules, &consumer(), opts);
             let mut live = LiveState::new(&t);
@@ -1498,14 +1539,13 @@ mod incremental_tests {
                     0 => Change::Remove(addr(i)),
                     3 => match ps.iter().find(|p| p.addr == addr(i)) {
                         // weight or cap only
-                        Some(p) => Change::Upsert(Provider { max_concurrency: a.4, ..p.clone().with_weight(a.0.max(1)) }),
+                        Some(p) => Change::Upsert(Provider { max_concurrency: a.4, ..p.clone().with_weight(a.0) }),
                         None => Change::Upsert(provider(i, a)),
                     },
                     _ => Change::Upsert(provider(i, a)),
                 };
                 match &change {
                     Change::Remove(x) => ps.retain(|p| p.addr != *x),
-                    Change::Upsert(p) if p.weight == 0 => ps.retain(|q| q.addr != p.addr),
                     Change::Upsert(p) => upsert(&mut ps, p.clone()),
                 }
                 batch.push(change);

@@ -145,20 +145,23 @@ impl CandidateSet {
         }
         let pos = self.pos_of[idx] as usize;
         let last = self.members.len() - 1;
-        self.set_weight(pos, 0);
+        let w = self.weights[pos];
+        dec(&mut self.weight_counts, w);
+        self.zero_weight(pos);
         if pos != last {
+            // The last member moves into the freed position.
             let moved = self.members[last];
-            let w = self.weights[last];
-            self.set_weight(last, 0);
+            let wl = self.weights[last];
+            self.zero_weight(last);
             self.members[pos] = moved;
             self.pos_of[moved as usize] = pos as u32;
-            self.set_weight(pos, w);
+            self.weights[pos] = wl;
+            self.tree.add(pos, i64::from(wl));
             if let Some(s) = &mut self.swrr {
+                s.reweigh(pos, 0, wl);
                 s.moved(last, pos);
             }
         }
-        // The removed member's weight is 0 by now: drop its count of weight 0.
-        dec(&mut self.weight_counts, 0);
         self.tree.pop();
         self.members.pop();
         self.weights.pop();
@@ -185,6 +188,22 @@ impl CandidateSet {
                 self.next_refresh_ms = 0;
             }
         }
+    }
+
+    /// Takes the weight at `pos` out of the tree and the round-robin totals (not out of the counts).
+    fn zero_weight(&mut self, pos: usize) {
+        let w = self.weights[pos];
+        self.tree.add(pos, -i64::from(w));
+        if let Some(s) = &mut self.swrr {
+            s.reweigh(pos, w, 0);
+        }
+        self.weights[pos] = 0;
+    }
+
+    /// True when member position `pos` may take a share: it weighs more than 0, or every member weighs 0.
+    #[inline]
+    pub(super) fn has_share(&self, pos: usize) -> bool {
+        self.weights[pos] > 0 || self.tree.total() == 0
     }
 
     /// Sets the effective weight at member position `pos`.

@@ -191,7 +191,12 @@ fn exact<R: Rng + ?Sized>(set: &CandidateSet, live: &LiveState, rng: &mut R, opt
     let ex = opts.exclude;
     let members = available(set, live, ex);
     let pick = match opts.policy {
-        Policy::Adaptive => adaptive::cheaper_of_two(live, rng, members, opts.now_ns),
+        Policy::Adaptive => {
+            // Members that weigh more than 0 first; the ones being drained only when no other is left.
+            let weighed = available(set, live, ex).filter(|&(pos, _)| set.has_share(pos));
+            adaptive::cheaper_of_two(live, rng, weighed, opts.now_ns)
+                .or_else(|| adaptive::cheaper_of_two(live, rng, members, opts.now_ns))
+        }
         Policy::LeastActive => lowest::lowest(set, live, rng, members, least_active::key),
         Policy::ShortestResponse => lowest::lowest(set, live, rng, members, shortest_response::key),
         // Round robin and hashing land here only when their own choice was unavailable.

@@ -18,6 +18,8 @@ pub(super) struct Swrr {
     cur: Vec<i64>,
     /// Members when built: the grouping suits about that many.
     built_for: usize,
+    /// The last member picked in turn while every member weighs 0.
+    turn: usize,
 }
 
 impl Swrr {
@@ -38,6 +40,7 @@ impl Swrr {
             gw,
             cur: vec![0; n],
             built_for: n,
+            turn: n.saturating_sub(1),
         }
     }
 
@@ -90,6 +93,17 @@ pub(super) fn pick(set: &mut CandidateSet, live: &LiveState, ex: &[usize]) -> Op
     }
     let st = set.swrr.as_mut()?;
     let total: i64 = st.gw.iter().sum();
+    if total == 0 {
+        // Every member weighs 0: they take turns.
+        for _ in 0..DRAWS {
+            st.turn = (st.turn + 1) % n;
+            let i = set.members[st.turn] as usize;
+            if usable(live, ex, i) {
+                return Some(i);
+            }
+        }
+        return None;
+    }
     for _ in 0..DRAWS {
         let mut g = 0;
         for k in 0..st.gw.len() {
@@ -110,7 +124,8 @@ pub(super) fn pick(set: &mut CandidateSet, live: &LiveState, ex: &[usize]) -> Op
         }
         st.cur[best] -= st.gw[g];
         let i = set.members[best] as usize;
-        if usable(live, ex, i) {
+        // (a member that weighs 0 wins only when the round-robin state was left uneven by changes)
+        if set.weights[best] > 0 && usable(live, ex, i) {
             return Some(i);
         }
     }

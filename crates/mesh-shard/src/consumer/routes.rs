@@ -371,7 +371,7 @@ struct Inputs<'a> {
 fn provider_of(e: &Endpoint, pool: &Pool, caps: Caps) -> Provider {
     Provider {
         addr: e.addr,
-        weight: e.weight.max(1),
+        weight: e.weight,
         max_concurrency: Some(caps.of(e.max_concurrency, pool)),
         tag: e.tag.clone(),
         params: e.params.clone(),
