@@ -565,15 +565,17 @@ impl ServiceRoutes {
                 self.unmark(i);
                 self.pools[i] = Some(pool_of(addr));
             }
-            if let Some(e) = by_addr.get(&addr) {
+        }
+        // What the table does not keep, for every upserted endpoint (the table reports no change when
+        // only the announced cap moved and this shard's cap for it stays the same), and the weights of the
+        // providers now at those addresses (the ones there before were counted out).
+        for (addr, e) in &by_addr {
+            if let Some(i) = self.table.index_of(*addr) {
                 self.announced[i] = e.max_concurrency;
                 self.tokens[i] = token_of(e);
-            }
-        }
-        // Weights of the providers now at the changed addresses (the ones there before were counted out).
-        for addr in by_addr.keys() {
-            if let Some(p) = self.table.index_of(*addr).and_then(|i| self.table.provider(i)) {
-                *self.weights.entry(p.weight).or_insert(0) += 1;
+                if let Some(p) = self.table.provider(i) {
+                    *self.weights.entry(p.weight).or_insert(0) += 1;
+                }
             }
         }
         self.choose_policy(with.balancer);
@@ -985,6 +987,88 @@ mod tests {
                 vec![Some(ep(2).addr), Some(ep(9).addr), Some(ep(5).addr)]
             ),
             "two keys match: merged"
+        );
+    }
+
+    /// Random changes of one key, snapshot after snapshot (some skipped, so that tables are also rebuilt):
+    /// whenever the table is at the key's epoch, its providers and every per-index vector equal the list.
+    #[test]
+    fn random_changes_keep_every_per_index_vector_in_step_with_the_snapshot() {
+        use mesh_balance::Rng;
+        let caps = Caps {
+            shards: 1,
+            headroom: 0.0,
+        };
+        let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+        let (mut applied, mut rebuilt) = (0, 0);
+        for seed in 1..=12u64 {
+            let mut rng = XorShift64::new(seed);
+            let endpoint = |rng: &mut XorShift64| {
+                let r = rng.next_u64();
+                let mut e = Endpoint::new(SocketAddr::from(([10, 0, 0, (r % 60) as u8 + 1], 1)))
+                    .with_weight((r >> 8) as u32 % 3 * 100);
+                if r >> 16 & 1 == 1 {
+                    e = e.with_max_concurrency((r >> 20) as u32 % 50 + 1);
+                }
+                if r >> 17 & 1 == 1 {
+                    e = e.with_param("token", format!("t{}", r >> 30 & 7));
+                }
+                e
+            };
+            let mut builder = mesh_registry::SnapshotBuilder::new();
+            for _ in 0..30 {
+                builder.upsert(SERVICE, endpoint(&mut rng));
+            }
+            let mut snap = Arc::new(builder.publish(1).unwrap());
+            let mut routes = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), seed);
+            let c = call(None, false, &[]);
+            assert!(matches!(routes.pick(&snap, &c, caps, pool_of), Pick::Chosen(_)));
+            for step in 0..80 {
+                for _ in 0..rng.next_u64() % 4 + 1 {
+                    if rng.next_u64() % 3 == 0 {
+                        let gone = endpoint(&mut rng).addr;
+                        builder.remove(SERVICE, gone);
+                    } else {
+                        builder.upsert(SERVICE, endpoint(&mut rng));
+                    }
+                }
+                let Some(next) = builder.publish(step + 2) else {
+                    continue;
+                };
+                snap = Arc::new(next);
+                let before = routes.services.get(SERVICE).map(|r| r.table.slots());
+                if step % 9 != 4 {
+                    routes.advance(&snap, caps, pool_of);
+                }
+                let Some(listed) = snap.providers(SERVICE) else {
+                    continue;
+                };
+                if routes.services[SERVICE].table.epoch() == listed.epoch() {
+                    applied += 1;
+                } else {
+                    assert!(matches!(routes.pick(&snap, &c, caps, pool_of), Pick::Chosen(_)));
+                    rebuilt += 1;
+                }
+                let r = &routes.services[SERVICE];
+                assert_eq!(r.table.epoch(), listed.epoch());
+                consistent(r);
+                let mut want: Vec<_> = listed
+                    .iter()
+                    .map(|e| (e.addr, e.weight, token_of(e), e.max_concurrency))
+                    .collect();
+                let mut got: Vec<_> = r
+                    .table
+                    .providers()
+                    .map(|(i, p)| (p.addr, p.weight, r.tokens[i].clone(), r.announced[i]))
+                    .collect();
+                want.sort_by_key(|w| w.0);
+                got.sort_by_key(|g| g.0);
+                assert_eq!(got, want, "seed {seed} step {step} (slots before: {before:?})");
+            }
+        }
+        assert!(
+            applied > 500 && rebuilt > 50,
+            "applied {applied}, rebuilt {rebuilt}"
         );
     }
 
