@@ -58,7 +58,10 @@
 //!
 //! Answers that arrive after an epoch change map back by address ([`RouteTable::index_of`]). The in-flight
 //! cap of each provider comes from `Provider::max_concurrency` (the caller divides a provider's cap between
-//! its shards); [`LiveState::set_down`] takes a provider out while its pool backs off.
+//! its shards); [`LiveState::set_down`] takes a provider out while its pool backs off. A provider of
+//! weight 0 (Dubbo's way to drain one) stays in the table and takes no share while any candidate of the
+//! call weighs more (every balancer but consistent hashing, which ignores weights as Dubbo's does); when
+//! every candidate weighs 0 they share equally (round robin: in turn).
 //!
 //! # Registry changes
 //!
