@@ -219,25 +219,34 @@ async fn watch_session(
     // Dubbo's config center (`/dubbo/config/dubbo/`): inside the registry root by default, else read and
     // watched on its own.
     let rules_prefix = entries.rules.prefix();
-    let rules_apart = !rules_prefix.starts_with(range.as_str());
+    let mut rules_apart = !rules_prefix.starts_with(range.as_str());
     // Each watch starts after its own read; the snapshot reflects the later of the two reads.
     let registry_revision = revision;
     let mut revision = revision;
     let mut rules_revision = revision;
     if rules_apart {
         let get = client.get(rules_prefix.as_str(), Some(GetOptions::new().with_prefix()));
-        let response = match bounded("get", cfg.request_timeout, get).await {
-            Ok(r) => r,
-            Err(e) => return e,
-        };
-        let Some(r) = response.header().map(|h| h.revision()) else {
-            return RegistryError::WatchEnded("get response without header".into());
-        };
-        rules_revision = r;
-        revision = revision.max(r);
-        entries
-            .rules
-            .resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())));
+        match bounded("get", cfg.request_timeout, get).await {
+            Ok(response) => {
+                let Some(r) = response.header().map(|h| h.revision()) else {
+                    return RegistryError::WatchEnded("get response without header".into());
+                };
+                rules_revision = r;
+                revision = revision.max(r);
+                entries
+                    .rules
+                    .resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())));
+            }
+            // The config center is optional: a user allowed to read the registry root only (etcd auth) still
+            // discovers providers; the rules last read stay in force.
+            Err(e) => {
+                eprintln!(
+                    "registry: routing rules under {rules_prefix} not read ({e}); providers are watched \
+                     without them this session"
+                );
+                rules_apart = false;
+            }
+        }
     } else {
         entries
             .rules
