@@ -293,10 +293,23 @@ async fn keep_registered(
     let mut failures: u32 = 0;
     let mut last_error = String::new();
     let mut registrations: u64 = 0;
+    let mut resume = None;
     loop {
         let mut healthy_since = None;
-        let error = session(cfg, plan, shared, leases, &mut registrations, &mut healthy_since).await;
+        let error = session(
+            cfg,
+            plan,
+            shared,
+            leases,
+            &mut registrations,
+            &mut healthy_since,
+            &mut resume,
+        )
+        .await;
         shared.registered.store(false, Ordering::Release);
+        if !may_resume_after(&error) {
+            resume = None;
+        }
         let was_healthy = healthy_since.is_some_and(|t: Instant| t.elapsed() >= HEALTHY_AFTER);
         if was_healthy {
             backoff.reset();
@@ -321,7 +334,30 @@ async fn keep_registered(
     }
 }
 
+/// A registration that was complete when its session failed for a reason that says nothing about the
+/// lease (the member died, a stream broke, a call timed out): the next session, on another member, keeps
+/// the same lease alive instead of granting a new one and putting every key again. Right after a leader
+/// dies, followers still forward proposals (grant, put) to it for an election timeout and those are lost
+/// until etcd's own request timeout; a keepalive is not a proposal and goes through as soon as there is a
+/// leader. Deletions made meanwhile are caught by watching our keys again from `watch_from`.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    lease: i64,
+    ttl: Duration,
+    watch_from: i64,
+}
+
+/// Whether a session that ended with `error` may be resumed on its lease: not when the lease is lost, nor
+/// when the watch of our keys was cancelled (its revision may be compacted: register from scratch).
+fn may_resume_after(error: &RegistryError) -> bool {
+    !matches!(
+        error,
+        RegistryError::LeaseLost { .. } | RegistryError::WatchEnded(_)
+    )
+}
+
 /// One lease: grant, put, keep alive and guard the keys until something fails; returns what failed.
+/// With `resume` set, the lease and keys of the previous session are kept instead (see [`Resume`]).
 async fn session(
     cfg: &EtcdConfig,
     plan: &Plan,
@@ -329,11 +365,15 @@ async fn session(
     leases: &RefCell<Vec<i64>>,
     registrations: &mut u64,
     healthy_since: &mut Option<Instant>,
+    resume: &mut Option<Resume>,
 ) -> RegistryError {
     let mut client = match connect(cfg).await {
         Ok(c) => c,
         Err(e) => return e,
     };
+    if let Some(r) = resume.take() {
+        return guard(cfg, plan, shared, healthy_since, resume, client, r, true).await;
+    }
     let grant = match bounded(
         "lease grant",
         cfg.request_timeout,
@@ -383,7 +423,50 @@ async fn session(
         plan.summary,
         ttl.as_secs()
     );
+    let registered = Resume {
+        lease,
+        ttl,
+        watch_from: first_revision + 1,
+    };
+    guard(
+        cfg,
+        plan,
+        shared,
+        healthy_since,
+        resume,
+        client,
+        registered,
+        false,
+    )
+    .await
+}
 
+/// Keeps `r.lease` alive and our keys in place until something fails; returns what failed. `resuming`:
+/// the lease comes from an earlier session and is confirmed by the first keepalive answer.
+#[allow(clippy::too_many_arguments)]
+async fn guard(
+    cfg: &EtcdConfig,
+    plan: &Plan,
+    shared: &Shared,
+    healthy_since: &mut Option<Instant>,
+    resume: &mut Option<Resume>,
+    mut client: Client,
+    r: Resume,
+    resuming: bool,
+) -> RegistryError {
+    let Resume {
+        lease,
+        ttl,
+        watch_from,
+    } = r;
+    let lost = |reason: String| RegistryError::LeaseLost { lease, reason };
+    let as_lease_error = |e: RegistryError| {
+        if is_lease_not_found(&e) {
+            lost(e.to_string())
+        } else {
+            e
+        }
+    };
     let (mut keeper, mut answers) = match bounded(
         "lease keepalive",
         cfg.request_timeout,
@@ -392,12 +475,26 @@ async fn session(
     .await
     {
         Ok(k) => k,
-        Err(e) => return as_lease_error(e),
+        Err(e) if is_lease_not_found(&e) => return lost(e.to_string()),
+        Err(e) => {
+            // The member failed, not the lease: the next session tries this lease again.
+            *resume = Some(r);
+            return e;
+        }
     };
+    if resuming {
+        // etcd answered the keepalive with a TTL > 0: the lease, and with it our keys, are still there.
+        shared.registered.store(true, Ordering::Release);
+        eprintln!(
+            "registry: kept {} on lease {lease:x} through another etcd member",
+            plan.summary
+        );
+    }
+    *resume = Some(r);
     // Deletions of our keys (by anyone) after our puts; puts are filtered out by etcd.
     let watch_options = WatchOptions::new()
         .with_prefix()
-        .with_start_revision(first_revision + 1)
+        .with_start_revision(watch_from)
         .with_filters([WatchFilterType::NoPut]);
     let range = plan.range.clone();
     let mut deletions = match bounded(
@@ -585,6 +682,23 @@ mod tests {
         );
         // Outside the BMP: two UTF-16 code units, as Java counts them.
         assert_eq!(java_string_hash("\u{1F600}"), 1_772_899);
+    }
+
+    #[test]
+    fn only_failures_of_the_member_keep_the_lease_for_the_next_session() {
+        let lost = RegistryError::LeaseLost {
+            lease: 1,
+            reason: "ttl 0".into(),
+        };
+        assert!(!may_resume_after(&lost));
+        assert!(!may_resume_after(&RegistryError::WatchEnded("compacted".into())));
+        assert!(may_resume_after(&RegistryError::Timeout {
+            op: "lease keepalive",
+            after: Duration::from_secs(5)
+        }));
+        assert!(may_resume_after(&RegistryError::NoUsableMember(
+            "a: refused".into()
+        )));
     }
 
     #[test]
