@@ -289,7 +289,7 @@ async fn keep_registered(
     shared: &Shared,
     leases: &RefCell<Vec<i64>>,
 ) -> Infallible {
-    let mut backoff = Backoff::new(cfg.retry_backoff_max);
+    let mut backoff = Backoff::new(retry_backoff_cap(cfg.retry_backoff_max, plan.ttl_secs));
     let mut failures: u32 = 0;
     let mut last_error = String::new();
     let mut registrations: u64 = 0;
@@ -607,6 +607,15 @@ async fn put(
     Ok(response.header().map_or(0, |h| h.revision()))
 }
 
+/// The registrar's longest wait between attempts: the configured maximum, but at most a third of the lease
+/// TTL. When etcd comes back after an outage it restores the leases with a fresh TTL; retrying at least
+/// every TTL/3 keeps that lease (and the keys on it) alive before it runs out, instead of letting the keys
+/// disappear and putting them again.
+fn retry_backoff_cap(configured: Duration, ttl_secs: i64) -> Duration {
+    let ttl = Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(1).max(1));
+    configured.min(ttl / 3)
+}
+
 /// Whether the member stopped answering keepalives: no answer for half the TTL. The session then ends and
 /// the next one (on another member) puts the keys again before the lease, renewed last at most that long
 /// ago, expires: checked every TTL/3, this fires within 5/6 of the TTL, before the keys are deleted.
@@ -682,6 +691,23 @@ mod tests {
         );
         // Outside the BMP: two UTF-16 code units, as Java counts them.
         assert_eq!(java_string_hash("\u{1F600}"), 1_772_899);
+    }
+
+    #[test]
+    fn retries_come_at_least_every_third_of_the_ttl() {
+        assert_eq!(
+            retry_backoff_cap(Duration::from_secs(5), 2),
+            Duration::from_secs(2) / 3
+        );
+        assert_eq!(
+            retry_backoff_cap(Duration::from_secs(5), 30),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            retry_backoff_cap(Duration::from_millis(200), 10),
+            Duration::from_millis(200)
+        );
+        assert!(retry_backoff_cap(Duration::from_secs(5), 0) > Duration::ZERO);
     }
 
     #[test]
