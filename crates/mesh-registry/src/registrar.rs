@@ -56,13 +56,16 @@ impl Registration {
 }
 
 /// Starts the registrar thread (`mesh-registry-reg`): grant a lease, put every key with it, keep it alive
-/// every TTL/3 and watch the keys. Whenever the lease is lost (keepalive answers TTL 0, lease not found, no
-/// keepalive answer for a whole TTL, stream error, etcd restarted or away) it grants a new lease and puts
-/// the keys again; a key deleted by someone else is put again at once.
+/// every TTL/3 and watch the keys. Whenever the lease is lost (keepalive answers TTL 0, lease not found)
+/// it grants a new lease and puts the keys again; a key deleted by someone else is put again at once. When
+/// the etcd member fails instead (stream error, no keepalive answer for TTL/2, the member died or hangs) the
+/// next session keeps the same lease alive through another member (see `Resume`), and falls back to a new
+/// lease if etcd no longer knows it.
 ///
 /// Timing: a lease revoked from outside is noticed within TTL/3 (next keepalive) or at once through the
 /// deleted keys, and replaced immediately; while etcd is unreachable it retries with backoff up to
-/// [`EtcdConfig::retry_backoff_max`], so registration returns at most that long after etcd does.
+/// [`EtcdConfig::retry_backoff_max`] but at least every TTL/3, so registration returns at most that long
+/// after etcd does (and a lease etcd restored is kept).
 ///
 /// Errors: the OS refused the thread or the runtime, or the configuration/registrations are invalid
 /// ([`std::io::ErrorKind::InvalidInput`] wrapping [`RegistryError::Config`]).
@@ -515,7 +518,9 @@ async fn guard(
         tokio::select! {
             _ = ticks.tick() => {
                 if keepalive_overdue(last_answer.elapsed(), ttl) {
-                    return lost(format!("no keepalive answer for {:?} (ttl {}s)", last_answer.elapsed(), ttl.as_secs()));
+                    // The member stopped answering; the lease may well be alive: the next session tries
+                    // it through another member.
+                    return RegistryError::Timeout { op: "lease keepalive answer", after: ttl / 2 };
                 }
                 if let Err(e) = bounded("lease keepalive", cfg.request_timeout, keeper.keep_alive()).await {
                     return e;
