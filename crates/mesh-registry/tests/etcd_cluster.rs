@@ -160,6 +160,66 @@ fn leaders_killed_one_after_another_registration_and_watch_go_on() {
 }
 
 #[test]
+fn members_hung_one_after_another_registration_and_watch_go_on() {
+    let mut cluster = EtcdCluster::start(3).unwrap();
+    let cfg = config(&cluster, "/t/hung");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
+    let provider = register(&cfg, 31001);
+    let has_provider = |s: &Snapshot| s.contains_addr(addr(31001));
+    recv_until(
+        &rx,
+        Duration::from_secs(10),
+        "the provider",
+        |_| true,
+        has_provider,
+    );
+    wait_until(Duration::from_secs(5), "registered", || provider.is_registered());
+
+    // Each member in turn stops answering without closing its sockets (SIGSTOP): whichever member the
+    // watcher and the registrar were pinned to hangs once. HTTP/2 keepalive (6 s + 3 s) ends the watch on
+    // it, the registrar leaves it after TTL/2 without keepalive answers.
+    for member in 0..3u16 {
+        let i = usize::from(member);
+        let frozen_at = Instant::now();
+        cluster.freeze(i).unwrap();
+        let port = 32100 + member;
+        let joiner = register(&cfg, port);
+        let seen = recv_until(
+            &rx,
+            Duration::from_secs(20),
+            "a provider registered while a member hangs",
+            has_provider,
+            |s| s.contains_addr(addr(port)),
+        );
+        let visible = frozen_at.elapsed();
+        let back = wait_until(Duration::from_secs(15), "the provider registered", || {
+            provider.is_registered()
+        });
+        eprintln!(
+            "m{member} hung: a new provider visible {visible:?} later (v{}); the old one registered (lease {:x?})",
+            seen.version,
+            provider.lease_id()
+        );
+        let _ = back;
+        joiner.deregister(Duration::from_secs(5)).unwrap();
+        recv_until(
+            &rx,
+            Duration::from_secs(15),
+            "the joiner gone",
+            has_provider,
+            |s| !s.contains_addr(addr(port)),
+        );
+        cluster.thaw(i).unwrap();
+        wait_until(Duration::from_secs(15), "the member healthy again", || {
+            cluster.is_healthy(i)
+        });
+    }
+    provider.deregister(Duration::from_secs(5)).unwrap();
+    watcher.stop().unwrap();
+}
+
+#[test]
 fn whole_cluster_down_keeps_the_snapshot_and_registration_comes_back() {
     let mut cluster = EtcdCluster::start(3).unwrap();
     let cfg = config(&cluster, "/t/outage");

@@ -217,6 +217,33 @@ impl EtcdCluster {
         }
     }
 
+    /// SIGSTOP member `i` by PID: a hung member (its sockets stay open, nothing answers). A no-op when it is
+    /// not running.
+    pub fn freeze(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-STOP")
+    }
+
+    /// SIGCONT member `i`: it goes on where it stopped.
+    pub fn thaw(&mut self, i: usize) -> anyhow::Result<()> {
+        self.signal(i, "-CONT")
+    }
+
+    fn signal(&mut self, i: usize, signal: &str) -> anyhow::Result<()> {
+        let Some(child) = self.members[i].child.as_ref() else {
+            return Ok(());
+        };
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("run kill")?;
+        if !status.success() {
+            bail!("kill {signal} {} failed ({status})", child.id());
+        }
+        Ok(())
+    }
+
     /// SIGTERM member `i` by PID, SIGKILL after [`STOP_GRACE`].
     pub fn stop(&mut self, i: usize) -> anyhow::Result<()> {
         let Some(mut child) = self.members[i].child.take() else {
@@ -225,6 +252,12 @@ impl EtcdCluster {
         if child.try_wait()?.is_some() {
             return Ok(());
         }
+        // A frozen member must run to act on SIGTERM.
+        let _ = Command::new("kill")
+            .args(["-CONT", &child.id().to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
         let term = Command::new("kill")
             .args(["-TERM", &child.id().to_string()])
             .stdout(Stdio::null())
