@@ -204,6 +204,8 @@ fn every_validation_error_names_its_key() {
         (Role::Provider, "[provider]\nservices = [\"g/:1\"]\n", "provider.services: \"g/:1\" is not a service key"),
         (Role::Provider, "[provider]\napplication = \"my app\"\n", "provider.application: \"my app\" is not an application name"),
         (Role::Provider, "[provider]\nextra_keys = [\"a b\"]\n", "provider.extra_keys: \"a b\" is not a parameter name"),
+        (Role::Provider, "[provider]\ntoken = \"a&b\"\n", "provider.token: \"a&b\" cannot go into a Dubbo URL"),
+        (Role::Provider, "[provider.params]\nzone = \"a;b\"\n", "provider.params: \"a;b\" cannot go into a Dubbo URL"),
         (Role::Consumer, "[consumer]\nregister_services = [\"/x\"]\n", "consumer.register_services: \"/x\" is not a service key"),
         (Role::Consumer, "[consumer]\nregister_services = [\"a\", \"a\"]\n", "consumer.register_services: \"a\" is listed twice"),
         (Role::Provider, "[provider]\nservices = [\"a\", \"a\"]\n", "provider.services: \"a\" is listed twice"),

@@ -276,6 +276,25 @@ impl ProviderConfig {
                 format!("{k:?} is not a parameter name"),
             ));
         }
+        // What goes into the registered Dubbo URL must be writable there: `&` and `;` separate parameters.
+        let mut url_values: Vec<(&str, &str)> = vec![("provider.application", &self.application)];
+        if let Some(t) = &self.token {
+            url_values.push(("provider.token", t));
+        }
+        if let Some(t) = &self.tag {
+            url_values.push(("provider.tag", t));
+        }
+        for (k, v) in &self.params {
+            url_values.extend([("provider.params", k.as_str()), ("provider.params", v.as_str())]);
+        }
+        for (key, value) in url_values {
+            if value.contains(['&', ';']) {
+                return Err(invalid(
+                    key,
+                    format!("{value:?} cannot go into a Dubbo URL: `&` and `;` separate its parameters"),
+                ));
+            }
+        }
         if !is_name(&self.application) {
             return Err(invalid(
                 "provider.application",
