@@ -58,7 +58,7 @@ fn provider(i: usize, gen: usize) -> Provider {
         .with_weight([100, 200, 300][i % 3])
         .with_max_concurrency(50)
         .with_param("application", "svc")
-        .with_param("version", if (i + gen) % 3 == 0 { "2.0" } else { "1.0" })
+        .with_param("version", if (i + gen).is_multiple_of(3) { "2.0" } else { "1.0" })
         .with_param("group", format!("g{}", (i + gen) % 4))
         .with_param("zone", format!("z{}", (i + gen) % 5));
     if i % 20 < 3 {

@@ -239,7 +239,7 @@ async fn http_server_conn(mut s: TcpStream, answers: Arc<Answers>) -> std::io::R
             "Internal Server Error"
         };
         // Chunked in two halves (both non-empty: a zero-size chunk ends the body).
-        let resp = if n % 4 == 0 && !close && text.len() >= 2 {
+        let resp = if n.is_multiple_of(4) && !close && text.len() >= 2 {
             let (a, b) = text.split_at(text.len() / 2);
             format!(
                 "HTTP/1.1 {status} {reason}\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x}\r\n{b}\r\n0\r\n\r\n",

@@ -10,7 +10,7 @@ use super::Role;
 pub(super) fn in_units(n: u64) -> Option<String> {
     [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")]
         .into_iter()
-        .find(|(unit, _)| n >= *unit && n % unit == 0)
+        .find(|(unit, _)| n >= *unit && n.is_multiple_of(*unit))
         .map(|(unit, name)| format!("{} {name}", n / unit))
 }
 

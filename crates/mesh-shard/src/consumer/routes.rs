@@ -1067,7 +1067,7 @@ mod tests {
             assert!(matches!(routes.pick(&snap, &c, caps, pool_of), Pick::Chosen(_)));
             for step in 0..80 {
                 for _ in 0..rng.next_u64() % 4 + 1 {
-                    if rng.next_u64() % 3 == 0 {
+                    if rng.next_u64().is_multiple_of(3) {
                         let gone = endpoint(&mut rng).addr;
                         builder.remove(SERVICE, gone);
                     } else {
