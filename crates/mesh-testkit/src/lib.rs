@@ -5,9 +5,11 @@
 //! * [`loadgen`]: the 2018 challenge's consumer as a load generator (random strings, checks every answer,
 //!   HdrHistogram latencies, JSON summary); binary `loadgen`.
 //! * [`process`]: child processes that die with the test, free loopback ports, readiness lines.
+//! * [`churn`]: which instance leaves or joins next in the registry scale benchmark; binary `registry-churn`.
 //! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
 //! * [`timer`]: a precise timer thread for async code (answers of the simulator, open-loop pacing).
 
+pub mod churn;
 pub mod etcd;
 pub mod loadgen;
 pub mod process;

@@ -1,0 +1,476 @@
+//! `registry-churn`: registers provider instances in etcd as Java Dubbo 2.7 does, then churns them on
+//! command, for the registry scale benchmark (`scripts/bench.sh registry`).
+//!
+//! Instance `i` of `--interfaces x --instances` (plus `--spare` unregistered ones) is
+//! `dubbo://<i-th loopback address from --ip-base>:<--port>/<interface>?...` (see `mesh_testkit::churn`);
+//! interface 0 is the benchmark's `IHelloService`, interface `k > 0` is `IHelloService<k>`. Keys are
+//! `/<root>/<URL-encoded interface>/providers/<URL-encoded full URL>` with the decimal lease id as value, all
+//! on one lease kept alive (Java's global lease), put in transactions of at most 64 operations; the parent
+//! key `/<root>/<URL-encoded interface>` is written as Java does (persistent, value `path.hashCode()`).
+//!
+//! Protocol (lines): stdout `REGISTERED <instances> <revision>` once registered; then, per stdin line
+//! `churn <changes per second> <seconds>`: alternately one absent instance joins (its key put, with a fresh
+//! `timestamp`) and one present instance leaves (its key deleted), each change sent on schedule without
+//! waiting for the previous one; once all are answered, one JSON line per change is appended to `--records`
+//! (`{"op","instance","revision","sent_unix_ns","acked_unix_ns"}`) and stdout says `CHURNED <changes>
+//! <failed>`. `quit` or end of input revokes the lease (every key goes) and exits 0; errors exit 1.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use etcd_client::{Client, PutOptions, Txn, TxnOp};
+use mesh_testkit::churn::{due_ns, nth_loopback, Change, ChurnPlan};
+use mesh_testkit::sim::SERVICE;
+
+/// Registers Java-2.7-style provider keys in etcd and churns them on command (scale benchmark).
+#[derive(Debug, Parser)]
+#[command(name = "registry-churn", version)]
+struct Args {
+    /// etcd endpoint (http://127.0.0.1:2379).
+    #[arg(long)]
+    etcd: String,
+    /// Dubbo's registry root (the registry URL's `group`).
+    #[arg(long, default_value = "/dubbo")]
+    root: String,
+    /// Interfaces registered.
+    #[arg(long, default_value_t = 1)]
+    interfaces: u32,
+    /// Instances registered per interface.
+    #[arg(long, default_value_t = 5000)]
+    instances: u32,
+    /// Unregistered instances (listening) that churn lets join.
+    #[arg(long, default_value_t = 50)]
+    spare: u32,
+    /// Address of instance 0; instance i listens on the i-th loopback address after it.
+    #[arg(long, default_value_t = Ipv4Addr::new(127, 1, 0, 1))]
+    ip_base: Ipv4Addr,
+    /// The port every instance listens on.
+    #[arg(long)]
+    port: u16,
+    /// Lease TTL in seconds (Java: 30).
+    #[arg(long, default_value_t = 30)]
+    lease_ttl: i64,
+    /// `application` parameter of the URLs.
+    #[arg(long, default_value = "bench-provider")]
+    application: String,
+    /// Seed of the churn's choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where each churn appends its per-change records (JSON lines).
+    #[arg(long)]
+    records: PathBuf,
+}
+
+/// Puts per transaction (etcd's default `--max-txn-ops` is 128).
+const TXN_OPS: usize = 64;
+/// Longest wait for one etcd request.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest churn accepted, seconds.
+const MAX_CHURN_S: f64 = 3600.0;
+/// Fastest churn accepted, changes per second.
+const MAX_RATE: f64 = 10_000.0;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("registry-churn")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("registry-churn: runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("registry-churn: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// One instance's registration.
+struct Instance {
+    interface: String,
+    addr: SocketAddr,
+    /// Its key while registered.
+    key: Option<String>,
+}
+
+/// What one change did, for the records.
+#[derive(serde::Serialize)]
+struct Record {
+    op: &'static str,
+    instance: u32,
+    revision: i64,
+    sent_unix_ns: u64,
+    acked_unix_ns: u64,
+}
+
+async fn run(args: Args) -> Result<()> {
+    if args.interfaces == 0 || args.instances == 0 {
+        bail!("--interfaces and --instances must be at least 1");
+    }
+    let registered = args
+        .interfaces
+        .checked_mul(args.instances)
+        .context("too many instances")?;
+    let total = registered.checked_add(args.spare).context("too many instances")?;
+    let root = format!("/{}", args.root.trim_matches('/'));
+    let mut instances = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let ip = nth_loopback(args.ip_base, i)
+            .with_context(|| format!("instance {i} falls outside 127.0.0.0/8 from {}", args.ip_base))?;
+        // Spares are spread over the interfaces like the registered ones.
+        let interface = interface_name(i % args.interfaces);
+        instances.push(Instance {
+            interface,
+            addr: SocketAddr::new(ip.into(), args.port),
+            key: None,
+        });
+    }
+
+    let mut client = timed("connect", Client::connect([args.etcd.as_str()], None)).await?;
+    let lease = timed("lease grant", client.lease_grant(args.lease_ttl, None))
+        .await?
+        .id();
+    let keepalive = tokio::spawn(keep_alive(client.clone(), lease, args.lease_ttl));
+
+    // Java writes the interface's path as a persistent key on register (value: the path's Java hash).
+    let mut parents: Vec<String> = (0..args.interfaces)
+        .map(|k| format!("{root}/{}", java_url_encode(&interface_name(k))))
+        .collect();
+    parents.sort();
+    for p in &parents {
+        let value = java_string_hash(p).to_string();
+        timed("put", client.put(p.as_str(), value, None)).await?;
+    }
+
+    let value = lease.to_string();
+    let mut revision = 0;
+    let first: Vec<u32> = (0..registered).collect();
+    for chunk in first.chunks(TXN_OPS) {
+        let mut ops = Vec::with_capacity(chunk.len());
+        for &i in chunk {
+            let inst = &mut instances[i as usize];
+            let key = provider_key(&root, inst, &args.application, now_ms());
+            ops.push(TxnOp::put(
+                key.as_str(),
+                value.as_str(),
+                Some(PutOptions::new().with_lease(lease)),
+            ));
+            inst.key = Some(key);
+        }
+        let response = timed("txn", client.txn(Txn::new().and_then(ops))).await?;
+        revision = response.header().map_or(0, |h| h.revision());
+    }
+    say(&format!("REGISTERED {registered} {revision}"))?;
+
+    let mut plan = ChurnPlan::new(registered, args.spare, args.seed);
+    let mut lines = stdin_lines();
+    while let Some(line) = lines.recv().await {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            [] => {}
+            ["quit"] => break,
+            ["churn", rate, seconds] => {
+                let rate: f64 = rate.parse().context("churn rate")?;
+                let seconds: f64 = seconds.parse().context("churn seconds")?;
+                if !(rate > 0.0 && rate <= MAX_RATE && seconds > 0.0 && seconds <= MAX_CHURN_S) {
+                    bail!("churn {rate}/s for {seconds} s: out of range (0..{MAX_RATE}]/s, (0..{MAX_CHURN_S}] s");
+                }
+                let (records, failed) = churn(
+                    &client,
+                    &mut plan,
+                    &mut instances,
+                    &root,
+                    &args,
+                    lease,
+                    rate,
+                    seconds,
+                )
+                .await?;
+                append_records(&args.records, &records)?;
+                say(&format!("CHURNED {} {failed}", records.len()))?;
+            }
+            _ => bail!("unknown command {line:?} (churn <rate> <seconds> | quit)"),
+        }
+    }
+    keepalive.abort();
+    timed("lease revoke", client.lease_revoke(lease)).await?;
+    Ok(())
+}
+
+/// Runs one churn: `rate * seconds` changes sent on schedule, each answered or failed. Returns the records
+/// of the answered ones and the count of failed ones.
+#[allow(clippy::too_many_arguments)]
+async fn churn(
+    client: &Client,
+    plan: &mut ChurnPlan,
+    instances: &mut [Instance],
+    root: &str,
+    args: &Args,
+    lease: i64,
+    rate: f64,
+    seconds: f64,
+) -> Result<(Vec<Record>, usize)> {
+    let changes = (rate * seconds).round() as u64;
+    let start = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    let value = lease.to_string();
+    for n in 0..changes {
+        let Some(change) = plan.next_change() else { break };
+        tokio::time::sleep_until((start + Duration::from_nanos(due_ns(n, rate))).into()).await;
+        let mut client = client.clone();
+        match change {
+            Change::Join(i) => {
+                let inst = &mut instances[i as usize];
+                let key = provider_key(root, inst, &args.application, now_ms());
+                inst.key = Some(key.clone());
+                let value = value.clone();
+                tasks.spawn(async move {
+                    let sent = unix_ns();
+                    let options = PutOptions::new().with_lease(lease);
+                    let r = timed("put", client.put(key, value, Some(options))).await?;
+                    Ok::<_, anyhow::Error>(record("put", i, r.header().map_or(0, |h| h.revision()), sent))
+                });
+            }
+            Change::Leave(i) => {
+                let key = instances[i as usize]
+                    .key
+                    .take()
+                    .context("a leaving instance has no key")?;
+                tasks.spawn(async move {
+                    let sent = unix_ns();
+                    let r = timed("delete", client.delete(key, None)).await?;
+                    Ok(record("delete", i, r.header().map_or(0, |h| h.revision()), sent))
+                });
+            }
+        }
+    }
+    let mut records = Vec::with_capacity(changes as usize);
+    let mut failed = 0;
+    while let Some(done) = tasks.join_next().await {
+        match done {
+            Ok(Ok(r)) => records.push(r),
+            Ok(Err(e)) => {
+                failed += 1;
+                eprintln!("registry-churn: {e:#}");
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("registry-churn: change task: {e}");
+            }
+        }
+    }
+    records.sort_by_key(|r| r.revision);
+    Ok((records, failed))
+}
+
+fn record(op: &'static str, instance: u32, revision: i64, sent_unix_ns: u64) -> Record {
+    Record {
+        op,
+        instance,
+        revision,
+        sent_unix_ns,
+        acked_unix_ns: unix_ns(),
+    }
+}
+
+/// Keeps the lease alive at a third of its TTL until aborted.
+async fn keep_alive(mut client: Client, lease: i64, ttl: i64) {
+    let period = Duration::from_secs(u64::try_from(ttl / 3).unwrap_or(1).max(1));
+    loop {
+        match client.lease_keep_alive(lease).await {
+            Ok((mut keeper, mut answers)) => loop {
+                if keeper.keep_alive().await.is_err() {
+                    break;
+                }
+                match tokio::time::timeout(REQUEST_TIMEOUT, answers.message()).await {
+                    Ok(Ok(Some(a))) if a.ttl() > 0 => {}
+                    other => {
+                        eprintln!("registry-churn: lease keepalive: {other:?}");
+                        break;
+                    }
+                }
+                tokio::time::sleep(period).await;
+            },
+            Err(e) => eprintln!("registry-churn: lease keepalive: {e}"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The lines of stdin, read on their own thread (ends at end of input or a read error).
+fn stdin_lines() -> tokio::sync::mpsc::UnboundedReceiver<String> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn append_records(path: &PathBuf, records: &[Record]) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("open {}", path.display()))?;
+    let mut text = String::new();
+    for r in records {
+        text.push_str(&serde_json::to_string(r)?);
+        text.push('\n');
+    }
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+fn say(line: &str) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    Ok(())
+}
+
+async fn timed<T, E>(op: &str, f: impl std::future::Future<Output = Result<T, E>>) -> Result<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    match tokio::time::timeout(REQUEST_TIMEOUT, f).await {
+        Ok(r) => r.with_context(|| format!("etcd {op}")),
+        Err(_) => bail!("etcd {op}: no answer within {} s", REQUEST_TIMEOUT.as_secs()),
+    }
+}
+
+fn unix_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn now_ms() -> u64 {
+    unix_ns() / 1_000_000
+}
+
+/// Interface `k`: the benchmark's `IHelloService` for 0, `IHelloService<k>` after it.
+fn interface_name(k: u32) -> String {
+    if k == 0 {
+        SERVICE.to_string()
+    } else {
+        format!("{SERVICE}{k}")
+    }
+}
+
+/// The key Java Dubbo 2.7's `EtcdRegistry` writes for a provider (see `provider_url`).
+fn provider_key(root: &str, inst: &Instance, application: &str, timestamp_ms: u64) -> String {
+    let url = provider_url(&inst.interface, inst.addr, application, timestamp_ms);
+    format!(
+        "{root}/{}/providers/{}",
+        java_url_encode(&inst.interface),
+        java_url_encode(&url)
+    )
+}
+
+/// A Java 2.7.23 provider's registered URL (`URL.toFullString()`: parameters sorted, values raw) for an
+/// `IHelloService`-like interface with one method `hash`, as `ServiceConfig` + `RegistryProtocol` build it.
+// TODO(h-interop): use mesh_testkit::dubbo_writers once merged, so that there is one Java writer.
+fn provider_url(interface: &str, addr: SocketAddr, application: &str, timestamp_ms: u64) -> String {
+    let pid = std::process::id().to_string();
+    let timestamp = timestamp_ms.to_string();
+    let mut params: HashMap<&str, &str> = HashMap::new();
+    params.insert("anyhost", "true");
+    params.insert("application", application);
+    params.insert("deprecated", "false");
+    params.insert("dubbo", "2.0.2");
+    params.insert("dynamic", "true");
+    params.insert("generic", "false");
+    params.insert("interface", interface);
+    params.insert("methods", "hash");
+    params.insert("pid", &pid);
+    params.insert("release", "2.7.23");
+    params.insert("side", "provider");
+    params.insert("timestamp", &timestamp);
+    let mut sorted: Vec<_> = params.into_iter().collect();
+    sorted.sort();
+    let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!("dubbo://{addr}/{interface}?{}", query.join("&"))
+}
+
+/// Java's `URLEncoder.encode(s, "UTF-8")`: letters, digits and `.-*_` kept, space as `+`, every other byte
+/// `%XX` (upper case).
+fn java_url_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3 / 2);
+    for b in s.bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => out.push(b as char),
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// Java's `String.hashCode()` (UTF-16 code units).
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_encoded_as_java_url_encoder_does() {
+        assert_eq!(
+            java_url_encode("a b/c:d?e=f&g,h.i-j*k_l"),
+            "a+b%2Fc%3Ad%3Fe%3Df%26g%2Ch.i-j*k_l"
+        );
+        assert_eq!(java_url_encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn java_string_hash_matches_java() {
+        // "hello".hashCode() == 99162322 in Java (the challenge's reference answer).
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(java_string_hash(""), 0);
+    }
+
+    #[test]
+    fn a_provider_key_is_one_path_segment_under_providers_with_sorted_parameters() {
+        let inst = Instance {
+            interface: interface_name(3),
+            addr: "127.1.0.9:20880".parse().unwrap(),
+            key: None,
+        };
+        let key = provider_key("/dubbo", &inst, "app", 1_700_000_000_000);
+        let prefix = format!("/dubbo/{}{}/providers/", SERVICE, 3);
+        assert!(key.starts_with(&prefix), "{key}");
+        let tail = &key[prefix.len()..];
+        assert!(!tail.contains('/'), "{tail}");
+        assert!(tail.starts_with("dubbo%3A%2F%2F127.1.0.9%3A20880%2F"), "{tail}");
+        let url = provider_url(&inst.interface, inst.addr, "app", 1_700_000_000_000);
+        let query = url.split_once('?').unwrap().1;
+        let names: Vec<&str> = query.split('&').map(|p| p.split_once('=').unwrap().0).collect();
+        let mut sorted = names.clone();
+        sorted.sort();
+        assert_eq!(names, sorted);
+        assert!(query.contains("timestamp=1700000000000"));
+        assert!(query.contains(&format!("interface={}", inst.interface)));
+    }
+}
