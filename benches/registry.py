@@ -36,7 +36,9 @@ from pathlib import Path
 import run as bench
 from run import log, emit, env_float, env_int, env_list, free_port, proc_cpu, wait_line, wait_port
 
-ROOT_PATH = "/dubbo"
+# Registry root per key layout: `java-2.7` is Dubbo's; `mesh-v1` the agents' own layout before issue 11
+# (BENCH_REGISTRY_LAYOUT=mesh-v1 measures an agent of that time, for a before/after comparison).
+ROOTS = {"java-2.7": "/dubbo", "mesh-v1": "/dubbomesh/v1"}
 IP_BASE = "127.1.0.1"
 MODELS = {"1x5000": (1, 5000), "10x500": (10, 500)}
 
@@ -68,9 +70,9 @@ def etcdctl(url, *args):
     return p.stdout
 
 
-def etcd_usage(url):
+def etcd_usage(url, root):
     """Keys and key + value bytes under the registry root, and etcd's db size (bytes, and in use)."""
-    got = json.loads(etcdctl(url, "get", ROOT_PATH + "/", "--prefix", "-w", "json"))
+    got = json.loads(etcdctl(url, "get", root + "/", "--prefix", "-w", "json"))
     kvs = got.get("kvs") or []
     size = sum(len(base64.b64decode(kv["key"])) + len(base64.b64decode(kv.get("value", ""))) for kv in kvs)
     status = json.loads(etcdctl(url, "endpoint", "status", "-w", "json"))[0]["Status"]
@@ -85,10 +87,8 @@ def parse_applied(path):
         if not line.startswith("snapshot-applied "):
             continue
         f = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
-        if "revision" not in f:
-            raise RuntimeError("the consumer's snapshot-applied lines carry no revision (agent without "
-                               "Snapshot.revision): propagation cannot be measured")
-        shards.setdefault(f["shard"], []).append((int(f["revision"]), int(f["unix_ns"])))
+        # An agent without Snapshot.revision (before issue 11) prints none: no propagation then.
+        shards.setdefault(f["shard"], []).append((int(f.get("revision", -1)), int(f["unix_ns"])))
     return shards
 
 
@@ -123,12 +123,34 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
 
 
+def profile_churn(work, name, pid, churner, rate, seconds):
+    """perf record (call graphs, 999 Hz) of the consumer during one more churn phase: the share of each thread
+    and the top symbols (self time), and the whole report in target/bench/profile-registry-<model>.txt."""
+    data = work / "perf-registry.data"
+    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", str(data), "-p", str(pid), "--",
+                             "sleep", f"{seconds + 1:g}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    churner.churn(rate, seconds)
+    perf.wait(timeout=seconds + 60)
+    by_thread = [{"pct": pct, "thread": cols[0]} for pct, cols in bench.perf_report_rows(data, "comm", 0.5)]
+    top = [{"pct": pct, "thread": cols[0], "dso": cols[1], "sym": cols[2][:140]}
+           for pct, cols in bench.perf_report_rows(data, "comm,dso,sym", 0.5)[:30] if len(cols) >= 3]
+    text = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--children", "--sort", "comm,sym",
+                           "--percent-limit", "1"], capture_output=True, text=True, timeout=300).stdout
+    bench.OUT.mkdir(parents=True, exist_ok=True)
+    out = bench.OUT / f"profile-registry-{name}.txt"
+    out.write_text(text)
+    return {"seconds": seconds, "by_thread": by_thread, "top_self": top, "text": str(out.relative_to(bench.ROOT))
+            if out.is_relative_to(bench.ROOT) else str(out)}
+
+
 class Churner:
     """registry-churn, driven over its stdin."""
 
-    def __init__(self, procs, work, bins, etcd_url, port, interfaces, instances, spare, seed):
+    def __init__(self, procs, work, bins, etcd_url, port, interfaces, instances, spare, seed, layout):
         self.records = work / "churn-records.jsonl"
-        argv = [bins["registry-churn"], "--etcd", etcd_url, "--root", ROOT_PATH, "--interfaces", interfaces,
+        argv = [bins["registry-churn"], "--etcd", etcd_url, "--root", ROOTS[layout], "--layout", layout,
+                "--interfaces", interfaces,
                 "--instances", instances, "--spare", spare, "--ip-base", IP_BASE, "--port", port,
                 "--seed", seed, "--records", self.records]
         err = open(work / "registry-churn.log", "ab")
@@ -185,7 +207,8 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     wait_line(mwork / "sim.out", "LISTENING", 60, sim)
 
     t0 = time.monotonic()
-    churner = Churner(procs, mwork, bins, etcd_url, port, interfaces, per_interface, spare, settings["seed"])
+    churner = Churner(procs, mwork, bins, etcd_url, port, interfaces, per_interface, spare, settings["seed"],
+                      settings["layout"])
     count, revision = churner.expect("REGISTERED")
     log(f"{name}: {count} instances registered in {time.monotonic() - t0:.1f} s (revision {revision})")
 
@@ -207,7 +230,8 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     phase = settings["phase_s"]
     rounds = settings["rounds"]
     warm = settings["warmup_s"]
-    total = warm + rounds * 2 * phase + 5
+    prof_s = settings["profile_s"]
+    total = warm + rounds * 2 * phase + (prof_s + 3 if prof_s > 0 else 0) + 5
     lg_argv = bench.loadgen_argv(bins, f"http://127.0.0.1:{cport}/", settings["connections"], total, 0,
                                  rate=settings["rate"])
     lg_out = open(mwork / "loadgen.out", "wb")
@@ -240,20 +264,25 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
             f"{1e3 * (c2 - c1) / (t2 - t1):.1f} ms CPU/s ({n} changes, {f} failed)")
     rss_kib = vm_kib(consumer.pid, "VmRSS")
     hwm_kib = vm_kib(consumer.pid, "VmHWM")
-    usage = etcd_usage(etcd_url)
+    usage = etcd_usage(etcd_url, ROOTS[settings["layout"]])
+    profile = None
+    if prof_s > 0 and shutil.which("perf"):
+        profile = profile_churn(mwork, name, consumer.pid, churner, settings["churn_rate"], prof_s)
     left = total - (time.monotonic() - lg_start) + 30
     lg.wait(timeout=max(10, left))
     procs.live.remove(lg)
     summary = bench.parse_loadgen((mwork / "loadgen.out").read_text())
 
-    records = churner.read_records()
+    # The profiled churn's changes are not measured.
+    records = churner.read_records()[:changes]
     applied = parse_applied(mwork / "consumer.log")
-    props, missing = propagation(records, applied)
+    has_revision = all(rev >= 0 for lines in applied.values() for rev, _ in lines)
+    props, missing = propagation(records, applied) if has_revision else ([], None)
     # CPU per change: the churn phases' CPU rate minus the quiet phases', over the churn phases' length.
     extra = churn_cpu - quiet_cpu * (churn_s / quiet_s) if quiet_s > 0 else None
     cpu_per_change = extra / changes * 1e6 if changes and extra is not None else None
     run = {
-        "model": name,
+        "model": name if settings["layout"] == "java-2.7" else f"{name} ({settings['layout']})",
         "services": interfaces,
         "instances": registered,
         "changes_per_s": settings["churn_rate"],
@@ -284,6 +313,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
         "qps": summary["qps"],
         "errors_by_kind": summary["errors_by_kind"],
         "latency_us": summary["latency_us"],
+        "profile": profile,
     }
     churner.quit()
     for p in reversed(list(procs.live)):
@@ -306,9 +336,14 @@ def registry():
         "spare": env_int("BENCH_REGISTRY_SPARE", 50),
         "sim_latency_ms": env_int("BENCH_REGISTRY_SIM_LATENCY_MS", 1),
         "seed": env_int("BENCH_REGISTRY_SEED", 1),
+        # After the measured rounds: one more churn phase under perf record (not measured), 0 = none.
+        "profile_s": env_float("BENCH_REGISTRY_PROFILE", 10.0),
+        "layout": os.environ.get("BENCH_REGISTRY_LAYOUT", "java-2.7"),
         # One connection per provider per shard: 5,000 instances x shards connections.
         "consumer_args": os.environ.get("BENCH_REGISTRY_CONSUMER_ARGS", "").split(),
     }
+    if settings["layout"] not in ROOTS:
+        raise RuntimeError(f"BENCH_REGISTRY_LAYOUT: {settings['layout']!r} ({', '.join(ROOTS)})")
     for tool in ("etcd", "etcdctl"):
         if not shutil.which(tool):
             raise RuntimeError(f"{tool} not found")

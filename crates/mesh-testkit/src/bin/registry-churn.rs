@@ -65,6 +65,10 @@ struct Args {
     /// Where each churn appends its per-change records (JSON lines).
     #[arg(long)]
     records: PathBuf,
+    /// Key layout: `java-2.7` (Dubbo's), or `mesh-v1` (the agents' layout before issue 11,
+    /// `<root>/<interface>/<ip:port>` = `{}`; for a before/after comparison only).
+    #[arg(long, default_value = "java-2.7", value_parser = ["java-2.7", "mesh-v1"])]
+    layout: String,
 }
 
 /// Puts per transaction (etcd's default `--max-txn-ops` is 128).
@@ -146,24 +150,29 @@ async fn run(args: Args) -> Result<()> {
         .id();
     let keepalive = tokio::spawn(keep_alive(client.clone(), lease, args.lease_ttl));
 
+    let mesh_v1 = args.layout == "mesh-v1";
     // Java writes the interface's path as a persistent key on register (value: the path's Java hash).
     let mut parents: Vec<String> = (0..args.interfaces)
         .map(|k| format!("{root}/{}", java_url_encode(&interface_name(k))))
         .collect();
     parents.sort();
-    for p in &parents {
+    for p in parents.iter().filter(|_| !mesh_v1) {
         let value = java_string_hash(p).to_string();
         timed("put", client.put(p.as_str(), value, None)).await?;
     }
 
-    let value = lease.to_string();
+    let value = if mesh_v1 {
+        "{}".to_string()
+    } else {
+        lease.to_string()
+    };
     let mut revision = 0;
     let first: Vec<u32> = (0..registered).collect();
     for chunk in first.chunks(TXN_OPS) {
         let mut ops = Vec::with_capacity(chunk.len());
         for &i in chunk {
             let inst = &mut instances[i as usize];
-            let key = provider_key(&root, inst, &args.application, now_ms());
+            let key = key_of(&root, inst, &args, now_ms());
             ops.push(TxnOp::put(
                 key.as_str(),
                 value.as_str(),
@@ -227,7 +236,11 @@ async fn churn(
     let changes = (rate * seconds).round() as u64;
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
-    let value = lease.to_string();
+    let value = if args.layout == "mesh-v1" {
+        "{}".to_string()
+    } else {
+        lease.to_string()
+    };
     for n in 0..changes {
         let Some(change) = plan.next_change() else { break };
         tokio::time::sleep_until((start + Duration::from_nanos(due_ns(n, rate))).into()).await;
@@ -235,7 +248,7 @@ async fn churn(
         match change {
             Change::Join(i) => {
                 let inst = &mut instances[i as usize];
-                let key = provider_key(root, inst, &args.application, now_ms());
+                let key = key_of(root, inst, args, now_ms());
                 inst.key = Some(key.clone());
                 let value = value.clone();
                 tasks.spawn(async move {
@@ -373,6 +386,15 @@ fn interface_name(k: u32) -> String {
         SERVICE.to_string()
     } else {
         format!("{SERVICE}{k}")
+    }
+}
+
+/// An instance's key in the chosen layout.
+fn key_of(root: &str, inst: &Instance, args: &Args, timestamp_ms: u64) -> String {
+    if args.layout == "mesh-v1" {
+        format!("{root}/{}/{}", inst.interface, inst.addr)
+    } else {
+        provider_key(root, inst, &args.application, timestamp_ms)
     }
 }
 
