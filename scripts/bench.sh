@@ -30,6 +30,7 @@
 #     BENCH_REGISTRY_CHURN=100 (changes/s) BENCH_REGISTRY_PHASE=15 BENCH_REGISTRY_ROUNDS=2 BENCH_REGISTRY_WARMUP=5
 #     BENCH_REGISTRY_SPARE=50 BENCH_REGISTRY_SIM_LATENCY_MS=1 BENCH_REGISTRY_SEED=1 BENCH_REGISTRY_CONSUMER_ARGS=
 #     BENCH_REGISTRY_PROFILE=10 (s of perf record in one more churn phase, 0 = none) BENCH_REGISTRY_LAYOUT=java-2.7
+#     BENCH_REGISTRY_JSON=registry.json (file name under BENCH_OUT)
 #   BENCH_MAX_LOAD=1.5         before each measured run, wait while the 1-minute load average is above this
 #   BENCH_LOAD_WAIT=600        ... at most this many seconds (polling every BENCH_LOAD_POLL=30), then run anyway
 #   BENCH_KEEP=1               keep the work directories (logs, nginx configs, perf data)

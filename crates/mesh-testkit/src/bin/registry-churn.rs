@@ -10,8 +10,8 @@
 //!
 //! Protocol (lines): stdout `REGISTERED <instances> <revision>` once registered; then, per stdin line
 //! `churn <changes per second> <seconds>`: alternately one absent instance joins (its key put, with a fresh
-//! `timestamp`) and one present instance leaves (its key deleted), each change sent on schedule without
-//! waiting for the previous one; once all are answered, one JSON line per change is appended to `--records`
+//! `timestamp`) and one present instance leaves (its key deleted), each change sent when due (or when the
+//! previous one is answered, if later: one at a time); once all are answered, one JSON line per change is appended to `--records`
 //! (`{"op","instance","revision","sent_unix_ns","acked_unix_ns"}`) and stdout says `CHURNED <changes>
 //! <failed>`. `quit` or end of input revokes the lease (every key goes) and exits 0; errors exit 1.
 
@@ -220,8 +220,9 @@ async fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
-/// Runs one churn: `rate * seconds` changes sent on schedule, each answered or failed. Returns the records
-/// of the answered ones and the count of failed ones.
+/// Runs one churn: `rate * seconds` changes, each sent when due or, if the previous one is not answered by
+/// then, as soon as it is (one at a time: an instance's key is never deleted before its put is answered).
+/// Returns the records of the answered ones and the count of failed ones.
 #[allow(clippy::too_many_arguments)]
 async fn churn(
     client: &Client,
@@ -235,58 +236,46 @@ async fn churn(
 ) -> Result<(Vec<Record>, usize)> {
     let changes = (rate * seconds).round() as u64;
     let start = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
+    let mut client = client.clone();
     let value = if args.layout == "mesh-v1" {
         "{}".to_string()
     } else {
         lease.to_string()
     };
+    let mut records = Vec::with_capacity(changes as usize);
+    let mut failed = 0;
     for n in 0..changes {
         let Some(change) = plan.next_change() else { break };
         tokio::time::sleep_until((start + Duration::from_nanos(due_ns(n, rate))).into()).await;
-        let mut client = client.clone();
-        match change {
+        let sent = unix_ns();
+        let done = match change {
             Change::Join(i) => {
                 let inst = &mut instances[i as usize];
                 let key = key_of(root, inst, args, now_ms());
                 inst.key = Some(key.clone());
-                let value = value.clone();
-                tasks.spawn(async move {
-                    let sent = unix_ns();
-                    let options = PutOptions::new().with_lease(lease);
-                    let r = timed("put", client.put(key, value, Some(options))).await?;
-                    Ok::<_, anyhow::Error>(record("put", i, r.header().map_or(0, |h| h.revision()), sent))
-                });
+                let options = PutOptions::new().with_lease(lease);
+                timed("put", client.put(key, value.as_str(), Some(options)))
+                    .await
+                    .map(|r| record("put", i, r.header().map_or(0, |h| h.revision()), sent))
             }
             Change::Leave(i) => {
                 let key = instances[i as usize]
                     .key
                     .take()
                     .context("a leaving instance has no key")?;
-                tasks.spawn(async move {
-                    let sent = unix_ns();
-                    let r = timed("delete", client.delete(key, None)).await?;
-                    Ok(record("delete", i, r.header().map_or(0, |h| h.revision()), sent))
-                });
+                timed("delete", client.delete(key, None))
+                    .await
+                    .map(|r| record("delete", i, r.header().map_or(0, |h| h.revision()), sent))
             }
-        }
-    }
-    let mut records = Vec::with_capacity(changes as usize);
-    let mut failed = 0;
-    while let Some(done) = tasks.join_next().await {
+        };
         match done {
-            Ok(Ok(r)) => records.push(r),
-            Ok(Err(e)) => {
+            Ok(r) => records.push(r),
+            Err(e) => {
                 failed += 1;
                 eprintln!("registry-churn: {e:#}");
             }
-            Err(e) => {
-                failed += 1;
-                eprintln!("registry-churn: change task: {e}");
-            }
         }
     }
-    records.sort_by_key(|r| r.revision);
     Ok((records, failed))
 }
 
