@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::Codec;
+use mesh_registry::dubbo::{simplify_provider_url, DubboUrl, DubboVersion, ProviderRegistration, ServiceKey};
 use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
@@ -16,7 +17,9 @@ use mesh_shard::tls::{ClientTls, ServerTls};
 use mesh_shard::upstream::UpstreamConfig;
 use mesh_shard::{consumer, provider};
 
-use crate::config::{AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection};
+use crate::config::{
+    AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig,
+};
 
 /// How long a provider keeps serving after deregistering, so that consumers see the removal before it
 /// stops taking calls (their watch delivers it in milliseconds; calls already on the wire still land).
@@ -25,7 +28,7 @@ const DEREGISTER_GRACE: Duration = Duration::from_millis(500);
 fn etcd_config(e: &EtcdSection) -> EtcdConfig {
     EtcdConfig {
         endpoints: e.endpoints.clone(),
-        prefix: e.prefix.clone(),
+        root: e.root.clone(),
         ..EtcdConfig::default()
     }
 }
@@ -295,35 +298,13 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
             .collect();
     let (controller, mut exits, n) = start_shards(&rt, cfg, "provider", makers)?;
     // Listening before registering: consumers must never be sent to a closed port.
-    let mut endpoint = Endpoint::new(advertise)
-        .with_weight(p.weight)
-        .with_id(advertise.to_string());
-    if let Some(m) = p.max_concurrency {
-        endpoint = endpoint.with_max_concurrency(m);
-    }
-    if let Some(t) = &p.tag {
-        endpoint = endpoint.with_tag(t.clone());
-    }
-    if p.warmup_ms > 0 {
-        // Consumers weigh a freshly started provider in slowly (Dubbo's warm-up formula).
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        endpoint = endpoint
-            .with_registered_at_ms(now_ms)
-            .with_param("warmup", p.warmup_ms.to_string());
-    }
-    for (k, v) in &p.params {
-        endpoint = endpoint.with_param(k.clone(), v.clone());
-    }
+    let registrations = provider_urls(&p, advertise, now_unix_ms())
+        .into_iter()
+        .map(Registration::new);
     let registrar = match (&cfg.etcd, p.register) {
         (Some(e), true) => {
             let ttl = Duration::from_secs(e.lease_ttl_s);
-            let regs = p
-                .services
-                .iter()
-                .map(|s| Registration::new(s.clone(), endpoint.clone()).with_ttl(ttl))
-                .collect();
+            let regs = registrations.map(|r| r.with_ttl(ttl)).collect();
             Some(spawn_registrar(etcd_config(e), regs).context("starting the registrar")?)
         }
         (None, true) => {
@@ -352,6 +333,44 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
     let joined = join_all(&rt, &mut exits, n, drain + Duration::from_secs(2));
     log("provider stopped");
     waited.and(deregistered).and(joined)
+}
+
+/// Wall-clock Unix milliseconds (Dubbo's `timestamp`).
+fn now_unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The provider URLs this agent registers, one per service key of `provider.services`, as a Dubbo
+/// provider writes them (simplified when `provider.simplified`), started at `started_ms`.
+fn provider_urls(p: &ProviderConfig, advertise: SocketAddr, started_ms: u64) -> Vec<DubboUrl> {
+    p.services
+        .iter()
+        .map(|service| {
+            let url = ProviderRegistration {
+                service: ServiceKey::parse(service),
+                addr: advertise,
+                application: p.application.clone(),
+                weight: p.weight,
+                threads: p.max_concurrency,
+                tag: p.tag.clone(),
+                warmup_ms: p.warmup_ms,
+                timestamp_ms: started_ms,
+                token: p.token.clone(),
+                methods: Vec::new(),
+                params: p.params.clone(),
+            }
+            .url();
+            if p.simplified {
+                let mut extra: Vec<&str> = ProviderRegistration::agent_keys().to_vec();
+                extra.extend(p.extra_keys.iter().map(String::as_str));
+                simplify_provider_url(&url, DubboVersion::default(), &extra)
+            } else {
+                url
+            }
+        })
+        .collect()
 }
 
 /// `consumer.services` as the shard's lookup table: method over service over the consumer's defaults.

@@ -97,7 +97,7 @@ request_timeout_ms = 3000
 
 [etcd]
 endpoints = ["http://file:2379"]
-prefix = "/from/file"
+root = "/from/file"
 "#;
 
 #[test]
@@ -118,7 +118,7 @@ fn consumer_print_config_merges_flag_env_file_default() {
             ("MESH_LISTEN", "127.0.0.1:2222"),
             ("MESH_UPSTREAM_CONNECTIONS", "7"),
             ("MESH_ETCD", "http://env-a:2379,http://env-b:2379"),
-            ("MESH_ETCD_PREFIX", "/from/env"),
+            ("MESH_ETCD_ROOT", "/from/env"),
         ],
     );
     assert_eq!(get(&t, "consumer.listen").as_str(), Some("127.0.0.1:3333")); // flag > env > file
@@ -130,7 +130,7 @@ fn consumer_print_config_merges_flag_env_file_default() {
         Some(1),
         "flag replaces env's list"
     );
-    assert_eq!(get(&t, "etcd.prefix").as_str(), Some("/from/env"));
+    assert_eq!(get(&t, "etcd.root").as_str(), Some("/from/env"));
     assert_eq!(get(&t, "runtime.shards").as_integer(), Some(1));
     assert!(t.get("provider").is_none());
 

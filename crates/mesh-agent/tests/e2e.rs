@@ -33,12 +33,31 @@ fn provider_registers_survives_lease_loss_and_deregisters_on_sigterm() {
         registered(&w, port)
     });
     let snap = w.latest().unwrap();
-    let ep = snap
-        .endpoints(IFACE)
-        .iter()
-        .find(|e| e.addr == addr(port))
-        .unwrap();
+    let eps = snap.endpoints(IFACE);
+    let ep = eps.iter().find(|e| e.addr == addr(port)).unwrap();
     assert_eq!((ep.weight, ep.max_concurrency), (200, Some(150)));
+    // Registered as a Dubbo provider: Java's key, the lease id as value, the parent key for Dubbo Admin.
+    let keys = etcdctl(&etcd, &["get", "--prefix", &format!("/dubbo/{IFACE}/providers/")]);
+    let mut lines = keys.lines();
+    let key = lines.next().unwrap_or_default();
+    assert!(
+        key.starts_with(&format!(
+            "/dubbo/{IFACE}/providers/dubbo%3A%2F%2F127.0.0.1%3A{port}%2F{IFACE}%3F"
+        )),
+        "{keys}"
+    );
+    assert!(
+        key.contains("%26weight%3D200") && key.contains("%26threads%3D150"),
+        "{key}"
+    );
+    let value = lines.next().unwrap_or_default();
+    assert!(
+        value.parse::<i64>().is_ok_and(|l| l > 0),
+        "the value is the lease id: {keys}"
+    );
+    assert!(!etcdctl(&etcd, &["get", &format!("/dubbo/{IFACE}")])
+        .trim()
+        .is_empty());
 
     // Lose the lease behind the agent's back: it must put itself back, under a new lease.
     let leases = etcdctl(&etcd, &["lease", "list"]);
@@ -69,11 +88,17 @@ fn provider_registers_survives_lease_loss_and_deregisters_on_sigterm() {
     assert!(done.status.success() && !done.killed, "{:?}", done.status);
     assert!(t0.elapsed() < Duration::from_secs(8));
     wait_until("deregistration", Duration::from_secs(5), || !registered(&w, port));
-    assert!(
-        etcdctl(&etcd, &["get", "--prefix", "/dubbomesh/v1/", "--keys-only"])
-            .trim()
-            .is_empty()
-    );
+    assert!(etcdctl(
+        &etcd,
+        &[
+            "get",
+            "--prefix",
+            &format!("/dubbo/{IFACE}/providers/"),
+            "--keys-only"
+        ]
+    )
+    .trim()
+    .is_empty());
 }
 
 fn interop_dir() -> PathBuf {

@@ -127,7 +127,8 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
     let mut p = three_providers("params = { zone = \"z1\" }\n");
     let ([pa, _, pc], ca, w) = (p.ports, p.consumer, &p.w);
     let snap = w.latest().unwrap();
-    let a = snap.endpoints(IFACE).iter().find(|e| e.addr == addr(pa)).unwrap();
+    let eps = snap.endpoints(IFACE);
+    let a = eps.iter().find(|e| e.addr == addr(pa)).unwrap();
     assert_eq!(a.tag.as_deref(), Some("gray"));
     assert_eq!(a.params.get("zone").map(String::as_str), Some("z1"));
     let _consumer = consumer_agent(ca, &["--etcd", p.etcd.client_url()]);
@@ -142,7 +143,7 @@ fn tags_and_condition_rules_from_etcd_route_calls() {
         assert_eq!(call_tagged(ca, Some("gray"), &format!("g{i}")), 200);
     }
     // A condition rule from etcd: untagged calls (which only untagged providers serve) go to c only.
-    let key = mesh_registry::rules_key_for(mesh_registry::DEFAULT_PREFIX, IFACE);
+    let key = condition_router_key(IFACE);
     let rule = format!("{{\"conditions\": [\"method = hash => port = {pc}\"]}}");
     etcdctl(&p.etcd, &["put", &key, &rule]);
     wait_until("rules in the snapshot", Duration::from_secs(10), || {
@@ -177,7 +178,7 @@ fn attachments_and_forced_tags_route_as_dubbo_would() {
     let mut p = three_providers("");
     let ([_, pb, pc], ca, w) = (p.ports, p.consumer, &p.w);
     // Rules on a call attachment: user ann's calls go to c only, bob's to b only.
-    let key = mesh_registry::rules_key_for(mesh_registry::DEFAULT_PREFIX, IFACE);
+    let key = condition_router_key(IFACE);
     let rule = format!(
         "{{\"conditions\": [\"attachments[user] = ann => port = {pc}\", \
          \"attachments[user] = bob => port = {pb}\"]}}"
@@ -255,4 +256,11 @@ fn registered_weights_are_followed_and_warm_up_evens_young_providers() {
             "warm-up {warmup:?}: a {sa}, b {sb} (want b about {want_b})"
         );
     }
+}
+
+/// Where Dubbo's etcd config center keeps the service-scope condition router of `iface` (no version, no
+/// group): `/dubbo/config/dubbo/<interface>:<version>:<group>.condition-router`. The rule bodies below are
+/// JSON, which is YAML too.
+fn condition_router_key(iface: &str) -> String {
+    format!("/dubbo/config/dubbo/{iface}::.condition-router")
 }

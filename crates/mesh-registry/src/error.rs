@@ -5,20 +5,15 @@ use std::time::Duration;
 /// Everything that can go wrong in the registry: a bad etcd entry, a bad configuration, an etcd call, or the
 /// registry thread itself.
 ///
-/// Bad entries ([`RegistryError::BadKey`], [`RegistryError::BadValue`]) are reported and skipped by the
+/// Bad entries ([`RegistryError::Dubbo`], [`RegistryError::BadValue`]) are reported and skipped by the
 /// watcher; they never stop it. Etcd and timeout errors are retried by the registry threads with backoff.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {
-    /// An etcd key that does not have the `{prefix}/{service}/{ip:port}` shape.
-    #[error("bad registry key {key:?}: {reason}")]
-    BadKey {
-        /// The key, lossily decoded as UTF-8.
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-    /// An etcd value that is not the endpoint JSON `{"weight":..,"max_concurrency":..,"id":".."}`.
+    /// A registry key or URL that is not Dubbo's layout (the message names the key and the bad part).
+    #[error(transparent)]
+    Dubbo(#[from] crate::dubbo::DubboError),
+    /// An etcd value that cannot be used (e.g. a rule document that is not UTF-8 or too large).
     #[error("bad registry value under {key:?}: {reason}")]
     BadValue {
         /// The key the value was stored under.
@@ -26,7 +21,7 @@ pub enum RegistryError {
         /// What is wrong with it.
         reason: String,
     },
-    /// A configuration (etcd endpoints, prefix, registration) that cannot work.
+    /// A configuration (etcd endpoints, registry root, registration) that cannot work.
     #[error("invalid registry configuration: {0}")]
     Config(String),
     /// An etcd call failed (connection refused, lease not found, ...).
@@ -102,11 +97,10 @@ mod tests {
             reason: "ttl 0".into()
         }
         .is_retryable());
-        assert!(!RegistryError::BadKey {
-            key: "k".into(),
-            reason: "r".into()
-        }
-        .is_retryable());
+        assert!(
+            !RegistryError::Dubbo(crate::dubbo::DubboError::MissingProtocol { url: "x".into() })
+                .is_retryable()
+        );
         assert!(!RegistryError::Config("x".into()).is_retryable());
     }
 

@@ -2,24 +2,27 @@
 //! shares (connection, bounded calls, backoff).
 
 use std::collections::hash_map::RandomState;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, ConnectOptions, EventType, GetOptions, KeyValue, WatchOptions};
 
-use crate::snapshot::{normalize_prefix, parse_any, prefix_range, Entry, DEFAULT_PREFIX};
+use crate::dubbo::{discover, Discovered, RegistryKey, RegistryRoot, DEFAULT_ROOT};
 use crate::source::Outbox;
-use crate::{RegistryError, Snapshot};
+use crate::{Endpoint, RegistryError, SnapshotBuilder};
 
 /// How to reach etcd and where the registry lives in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EtcdConfig {
     /// Client URLs (`http://host:2379`, or `host:2379`). Default `http://127.0.0.1:2379`.
     pub endpoints: Vec<String>,
-    /// Key prefix, default [`DEFAULT_PREFIX`] (`/dubbomesh/v1`); keys are `{prefix}/{service}/{ip:port}`.
-    pub prefix: String,
+    /// The registry root, Dubbo's registry `group` (default [`DEFAULT_ROOT`], `/dubbo`): provider keys are
+    /// `/<root>/<interface>/providers/<URL>`.
+    pub root: String,
     /// Bound on establishing a connection (default 3 s).
     pub connect_timeout: Duration,
     /// Bound on every unary etcd call and on opening a stream (default 5 s). Streams themselves are not
@@ -33,7 +36,7 @@ impl Default for EtcdConfig {
     fn default() -> Self {
         EtcdConfig {
             endpoints: vec!["http://127.0.0.1:2379".to_owned()],
-            prefix: DEFAULT_PREFIX.to_owned(),
+            root: DEFAULT_ROOT.to_owned(),
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(5),
             retry_backoff_max: Duration::from_secs(5),
@@ -50,14 +53,19 @@ impl EtcdConfig {
         }
     }
 
+    /// The registry root (checked by [`EtcdConfig::validate`]; the default root if it is invalid).
+    pub fn registry_root(&self) -> RegistryRoot {
+        RegistryRoot::new(&self.root).unwrap_or_default()
+    }
+
     /// Checks what can be checked without etcd.
     pub fn validate(&self) -> Result<(), RegistryError> {
         let bad = |m: &str| Err(RegistryError::Config(m.to_owned()));
         if self.endpoints.is_empty() || self.endpoints.iter().any(|e| e.trim().is_empty()) {
             return bad("etcd endpoints must be a non-empty list of URLs");
         }
-        if normalize_prefix(&self.prefix).is_empty() {
-            return bad("the etcd prefix must not be empty or \"/\"");
+        if let Err(e) = RegistryRoot::new(&self.root) {
+            return Err(RegistryError::Config(format!("registry root: {e}")));
         }
         if self.connect_timeout.is_zero()
             || self.request_timeout.is_zero()
@@ -131,15 +139,17 @@ pub(crate) async fn bounded<T>(
     }
 }
 
-/// The watcher thread's etcd loop: read the prefix, publish, watch from the next revision and publish
-/// after every batch of events; on any error keep the last snapshot, back off, read and watch again.
+/// The watcher thread's etcd loop: read everything under the registry root, publish, watch from the next
+/// revision and publish after every batch of events; on any error keep the last snapshot, back off, read
+/// and watch again (the re-read is diffed against what is known, so only real changes are published).
 pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
     let mut backoff = Backoff::new(cfg.retry_backoff_max);
     let mut failures: u32 = 0;
     let mut last_error = String::new();
+    let mut entries = Entries::new(cfg.registry_root());
     loop {
         let mut healthy_since = None;
-        let error = watch_session(cfg, outbox, failures, &mut healthy_since).await;
+        let error = watch_session(cfg, outbox, &mut entries, failures, &mut healthy_since).await;
         if healthy_since.is_some_and(|t: Instant| t.elapsed() >= HEALTHY_AFTER) {
             backoff.reset();
             failures = 0;
@@ -148,9 +158,9 @@ pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
         let message = error.to_string();
         if failures == 0 || message != last_error {
             eprintln!(
-                "registry: etcd watch of {} failed: {message}; keeping snapshot v{}, retrying in {delay:?} \
+                "registry: etcd watch of {}/ failed: {message}; keeping snapshot v{}, retrying in {delay:?} \
                  (backoff up to {:?})",
-                cfg.prefix,
+                cfg.root,
                 outbox.version(),
                 cfg.retry_backoff_max
             );
@@ -165,6 +175,7 @@ pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
 async fn watch_session(
     cfg: &EtcdConfig,
     outbox: &Outbox,
+    entries: &mut Entries,
     failures: u32,
     healthy_since: &mut Option<Instant>,
 ) -> RegistryError {
@@ -172,7 +183,7 @@ async fn watch_session(
         Ok(c) => c,
         Err(e) => return e,
     };
-    let range = prefix_range(&cfg.prefix);
+    let range = format!("{}/", entries.root);
     let get = client.get(range.as_str(), Some(GetOptions::new().with_prefix()));
     let response = match bounded("get", cfg.request_timeout, get).await {
         Ok(r) => r,
@@ -181,21 +192,15 @@ async fn watch_session(
     let Some(revision) = response.header().map(|h| h.revision()) else {
         return RegistryError::WatchEnded("get response without header".into());
     };
-    let mut entries = Entries::new(&cfg.prefix);
-    for kv in response.kvs() {
-        entries.put(kv);
-    }
-    let published = outbox.publish(entries.snapshot());
+    let mut skips = Skips::default();
+    entries.resync(response.kvs(), &mut skips);
+    skips.report(&range);
+    let published = entries.publish(outbox, revision);
     if failures > 0 {
         eprintln!(
-            "registry: etcd watch of {} resumed at revision {revision} ({} endpoints{})",
-            cfg.prefix,
+            "registry: etcd watch of {range} resumed at revision {revision} ({} provider keys{})",
             entries.len(),
-            if published.is_some() {
-                ", changed"
-            } else {
-                ", unchanged"
-            }
+            if published { ", changed" } else { ", unchanged" }
         );
     }
 
@@ -236,62 +241,167 @@ async fn watch_session(
         if response.events().is_empty() {
             continue;
         }
+        let mut revision = 0;
         for event in response.events() {
             let Some(kv) = event.kv() else { continue };
+            revision = revision.max(kv.mod_revision());
             match event.event_type() {
-                EventType::Put => entries.put(kv),
+                EventType::Put => entries.put(kv.key(), kv.value(), &mut skips),
                 EventType::Delete => entries.delete(kv.key()),
             }
         }
-        outbox.publish(entries.snapshot());
+        skips.report(&range);
+        let revision = response.header().map_or(revision, |h| h.revision().max(revision));
+        entries.publish(outbox, revision);
     }
 }
 
-/// The parsed content of the prefix, by key.
-struct Entries<'a> {
-    prefix: &'a str,
-    by_key: BTreeMap<Vec<u8>, Entry>,
+/// Keys skipped in one batch, reported in one line.
+#[derive(Debug, Default)]
+struct Skips {
+    count: usize,
+    first: Option<String>,
 }
 
-impl<'a> Entries<'a> {
-    fn new(prefix: &'a str) -> Self {
-        Entries {
-            prefix,
-            by_key: BTreeMap::new(),
+impl Skips {
+    fn add(&mut self, key: &[u8], why: &dyn std::fmt::Display) {
+        self.count += 1;
+        if self.first.is_none() {
+            let key = String::from_utf8_lossy(&key[..key.len().min(200)]).into_owned();
+            self.first = Some(format!("{key}: {why}"));
         }
     }
 
-    /// Adds or replaces an entry; a bad entry is reported and removes what the key held before.
-    fn put(&mut self, kv: &KeyValue) {
-        match parse_any(self.prefix, kv.key(), kv.value()) {
-            Ok(entry) => {
-                self.by_key.insert(kv.key().to_vec(), entry);
-            }
+    fn report(&mut self, range: &str) {
+        if let Some(first) = self.first.take() {
+            eprintln!(
+                "registry: skipped {} key(s) under {range} that are not callable providers; first: {first}",
+                self.count
+            );
+        }
+        self.count = 0;
+    }
+}
+
+/// The providers read from the keys under the root, by etcd key, feeding a [`SnapshotBuilder`].
+///
+/// Several keys may name the same `(service key, address)` (a Java provider restarted before its old lease
+/// ran out registers a second URL with a new `timestamp`): the newest put is listed, and when it goes the
+/// one before it comes back.
+struct Entries {
+    root: RegistryRoot,
+    by_key: HashMap<Vec<u8>, (Arc<str>, Endpoint)>,
+    /// Per `(service key, address)`, the keys naming it, oldest first.
+    holders: HashMap<(Arc<str>, SocketAddr), Vec<Vec<u8>>>,
+    builder: SnapshotBuilder,
+}
+
+impl Entries {
+    fn new(root: RegistryRoot) -> Self {
+        Entries {
+            root,
+            by_key: HashMap::new(),
+            holders: HashMap::new(),
+            builder: SnapshotBuilder::new(),
+        }
+    }
+
+    /// Replaces what is known by a whole read of the root: keys gone are deleted, the others put (a put
+    /// that changes nothing is no change).
+    fn resync(&mut self, kvs: &[KeyValue], skips: &mut Skips) {
+        let present: std::collections::HashSet<&[u8]> = kvs.iter().map(KeyValue::key).collect();
+        let gone: Vec<Vec<u8>> = self
+            .by_key
+            .keys()
+            .filter(|k| !present.contains(k.as_slice()))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.delete(&key);
+        }
+        for kv in kvs {
+            self.put(kv.key(), kv.value(), skips);
+        }
+    }
+
+    /// A key was put: a provider URL is listed; anything else is ignored (and a key that held a provider
+    /// and no longer does is deleted).
+    fn put(&mut self, key: &[u8], _value: &[u8], skips: &mut Skips) {
+        let discovered = match self.root.parse_key(key) {
+            Ok(RegistryKey::Url(url)) => discover(&url),
+            Ok(RegistryKey::Parent | RegistryKey::Unrelated) => return,
             Err(e) => {
-                eprintln!("registry: skipping etcd entry: {e}");
-                self.by_key.remove(kv.key());
+                skips.add(key, &e);
+                self.delete(key);
+                return;
+            }
+        };
+        match discovered {
+            Discovered::Provider { service, endpoint } => {
+                let service: Arc<str> = Arc::from(service);
+                if let Some((old_service, old)) = self.by_key.get(key) {
+                    if *old_service == service && old.addr == endpoint.addr {
+                        // The same provider key put again (a new lease): the URL, hence the endpoint, is
+                        // the same.
+                        return;
+                    }
+                    self.delete(key);
+                }
+                let holders = self
+                    .holders
+                    .entry((Arc::clone(&service), endpoint.addr))
+                    .or_default();
+                holders.push(key.to_vec());
+                self.builder.upsert(&service, endpoint.clone());
+                self.by_key.insert(key.to_vec(), (service, endpoint));
+            }
+            Discovered::Skipped(why) => {
+                if why != "not under providers" {
+                    skips.add(key, &why);
+                }
+                self.delete(key);
             }
         }
     }
 
     fn delete(&mut self, key: &[u8]) {
-        self.by_key.remove(key);
+        let Some((service, endpoint)) = self.by_key.remove(key) else {
+            return;
+        };
+        let id = (Arc::clone(&service), endpoint.addr);
+        let Some(holders) = self.holders.get_mut(&id) else {
+            return;
+        };
+        let was_newest = holders.last().is_some_and(|k| k == key);
+        holders.retain(|k| k != key);
+        match holders.last() {
+            None => {
+                self.holders.remove(&id);
+                self.builder.remove(&service, endpoint.addr);
+            }
+            Some(newest) if was_newest => {
+                if let Some((_, previous)) = self.by_key.get(newest) {
+                    self.builder.upsert(&service, previous.clone());
+                }
+            }
+            Some(_) => {}
+        }
     }
 
+    /// The number of provider keys.
     fn len(&self) -> usize {
         self.by_key.len()
     }
 
-    fn snapshot(&self) -> Snapshot {
-        let mut endpoints = Vec::new();
-        let mut rules = Vec::new();
-        for e in self.by_key.values() {
-            match e {
-                Entry::Endpoint(s, ep) => endpoints.push((s.clone(), ep.clone())),
-                Entry::Rules(s, r) => rules.push((s.clone(), r.clone())),
+    /// Publishes the changes since the last publication, if any; whether it did.
+    fn publish(&mut self, outbox: &Outbox, revision: i64) -> bool {
+        match self.builder.publish(revision) {
+            Some(snapshot) => {
+                outbox.publish(snapshot);
+                true
             }
+            None => false,
         }
-        Snapshot::new(0, endpoints).with_rules(rules)
     }
 }
 
@@ -321,7 +431,7 @@ mod tests {
     #[test]
     fn config_validation() {
         assert!(EtcdConfig::default().validate().is_ok());
-        assert_eq!(EtcdConfig::default().prefix, "/dubbomesh/v1");
+        assert_eq!(EtcdConfig::default().root, "/dubbo");
         let cfg = EtcdConfig::with_endpoints(["127.0.0.1:1"]);
         assert_eq!(cfg.endpoints, ["127.0.0.1:1"]);
         assert!(EtcdConfig {
@@ -331,7 +441,7 @@ mod tests {
         .validate()
         .is_err());
         assert!(EtcdConfig {
-            prefix: "/".into(),
+            root: "/".into(),
             ..EtcdConfig::default()
         }
         .validate()

@@ -3,21 +3,24 @@
 //!
 //! * [`Snapshot`] / [`Endpoint`]: the pure model. A snapshot is immutable and versioned; every shard gets
 //!   its own `Arc` of the whole thing, so an update is atomic per shard and the data path takes no lock.
-//! * Etcd layout: `{prefix}/{service}/{ip:port}` (prefix default `/dubbomesh/v1`) with the JSON value
-//!   `{"weight":..,"max_concurrency":..,"id":".."}`: [`key_for`], [`encode_value`], [`parse_entry`].
+//!   Snapshots are keyed by Dubbo service key (`group/interface:version`) and built change by change by a
+//!   [`SnapshotBuilder`] over persistent maps: a change costs O(log n), and each service key's list carries
+//!   its epoch and the [`Change`] from the previous one.
 //! * [`dubbo`]: Dubbo's own interface-level layout in etcd, pure: [`dubbo::DubboUrl`] (read and written
 //!   like Dubbo's `URL`), Java `URLEncoder` / Go `QueryEscape` encoding, the
-//!   `/<root>/<interface>/<category>/<url>` keys, Dubbo's provider matching and URL simplification. Not
-//!   wired into the watcher or registrar yet.
+//!   `/<root>/<interface>/<category>/<url>` keys, Dubbo's provider matching and URL simplification, what a
+//!   provider URL means to the consumer ([`dubbo::discover`]) and what a provider agent registers
+//!   ([`dubbo::ProviderRegistration`]). This is the only layout: the agents read and write what Java and
+//!   Go Dubbo applications do.
 //!
 //! With the default feature `etcd` (etcd-client and tokio; without it the crate is the pure model only):
 //!
-//! * `spawn_watcher`: the consumer's registry thread. A `Source::Static` list is published once; a
-//!   `Source::Etcd` prefix is read, watched, and re-read after any error, on a tokio current-thread
+//! * `spawn_watcher`: the consumer's registry thread. A `Source::Static` list is published once; under a
+//!   `Source::Etcd` registry root every provider key is read, watched, and re-read after any error, on a tokio current-thread
 //!   runtime (etcd-client needs tokio; the shards never see it). Snapshots go to every subscriber over
 //!   crossbeam channels.
-//! * `spawn_registrar`: the provider's registration under a lease, kept alive, and put back whenever the
-//!   lease or a key is lost.
+//! * `spawn_registrar`: the provider's (and optionally the consumer's) Dubbo URLs under a lease, kept
+//!   alive, and put back whenever the lease or a key is lost.
 
 pub mod dubbo;
 mod error;
@@ -35,9 +38,7 @@ pub use etcd::EtcdConfig;
 #[cfg(feature = "etcd")]
 pub use registrar::{spawn_registrar, RegistrarHandle, Registration, DEFAULT_TTL};
 pub use snapshot::{
-    encode_value, key_for, normalize_prefix, parse_any, parse_entry, prefix_range, rules_key_for,
-    validate_service, Endpoint, Entry, Snapshot, DEFAULT_PREFIX, DEFAULT_WEIGHT, ROUTING_SEGMENT,
-    WILDCARD_SERVICE,
+    Change, Endpoint, Providers, Snapshot, SnapshotBuilder, DEFAULT_WEIGHT, WILDCARD_SERVICE,
 };
 #[cfg(feature = "etcd")]
 pub use source::{spawn_watcher, Source, WatcherHandle, STOP_TIMEOUT};

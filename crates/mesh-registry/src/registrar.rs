@@ -1,4 +1,8 @@
-//! The provider side: keep this agent's keys in etcd under a lease, whatever happens to the lease.
+//! Keep this agent's Dubbo URLs in etcd under a lease, whatever happens to the lease: the provider's
+//! `/<root>/<interface>/providers/<URL>` keys (and the consumer's `consumers` keys when it registers), as
+//! Java's `EtcdRegistry` writes them (fact sheet §1.1): the key holds the URL-encoded URL, the value is the
+//! decimal lease id, one lease is shared by every key, and the parent `/<root>/<interface>` is written as a
+//! persistent key when absent (Dubbo Admin lists interfaces from those).
 
 use std::cell::RefCell;
 use std::convert::Infallible;
@@ -7,12 +11,14 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, EventType, PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions};
+use etcd_client::{
+    Client, Compare, CompareOp, EventType, PutOptions, Txn, TxnOp, WatchFilterType, WatchOptions,
+};
 use tokio::sync::oneshot;
 
+use crate::dubbo::{Category, DubboUrl, KeyEncoding};
 use crate::etcd::{bounded, connect, Backoff, EtcdConfig, HEALTHY_AFTER};
-use crate::snapshot::{encode_value, key_for, prefix_range, validate_service};
-use crate::{Endpoint, RegistryError};
+use crate::RegistryError;
 
 /// Default lease TTL of a registration.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -23,13 +29,11 @@ const TXN_PUTS: usize = 64;
 /// How long a dropped [`RegistrarHandle`] lets its thread try to revoke the lease.
 const DROP_REVOKE_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// One `(service, endpoint)` this agent announces.
+/// One Dubbo URL this agent registers (a provider URL, or a consumer URL with `category=consumers`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Registration {
-    /// The service (Dubbo interface) name; no `/`.
-    pub service: String,
-    /// This agent, as consumers should see it.
-    pub endpoint: Endpoint,
+    /// The URL; its interface and `category` (default `providers`) give the key.
+    pub url: DubboUrl,
     /// Lease TTL (default 10 s, whole seconds, at least 1 s; etcd may raise very short TTLs to its minimum,
     /// about 2 s by default). All registrations of one registrar share one lease with the smallest TTL.
     pub ttl: Duration,
@@ -37,10 +41,9 @@ pub struct Registration {
 
 impl Registration {
     /// A registration with the default TTL.
-    pub fn new(service: impl Into<String>, endpoint: Endpoint) -> Self {
+    pub fn new(url: DubboUrl) -> Self {
         Registration {
-            service: service.into(),
-            endpoint,
+            url,
             ttl: DEFAULT_TTL,
         }
     }
@@ -159,7 +162,12 @@ impl Drop for RegistrarHandle {
 /// The keys and values to put, and the lease TTL in seconds.
 #[derive(Debug)]
 struct Plan {
-    puts: Vec<(String, String)>,
+    /// The URL keys (the value of each is the lease id).
+    puts: Vec<String>,
+    /// Persistent parent keys put when absent, with their values.
+    parents: Vec<(String, String)>,
+    /// The range the keys live in (the registry root), watched for deletions.
+    range: String,
     ttl_secs: i64,
     summary: String,
 }
@@ -169,39 +177,56 @@ impl Plan {
         if regs.is_empty() {
             return Err(RegistryError::Config("nothing to register".into()));
         }
+        let root = crate::dubbo::RegistryRoot::new(&cfg.root)?;
         let mut puts = Vec::with_capacity(regs.len());
+        let mut parents: Vec<(String, String)> = Vec::new();
         for r in regs {
-            validate_service(&r.service).map_err(RegistryError::Config)?;
-            if r.endpoint.weight == 0 || r.endpoint.max_concurrency == Some(0) {
-                return Err(RegistryError::Config(format!(
-                    "{} {}: weight and max_concurrency must be > 0",
-                    r.service, r.endpoint.addr
-                )));
+            let key = root.url_key(&r.url, KeyEncoding::JavaUrlEncoder)?;
+            if !puts.contains(&key) {
+                puts.push(key);
             }
-            puts.push((
-                key_for(&cfg.prefix, &r.service, r.endpoint.addr),
-                encode_value(&r.endpoint),
-            ));
+            let parent = root.service_path(r.url.service_interface(), KeyEncoding::JavaUrlEncoder);
+            if !parents.iter().any(|(p, _)| *p == parent) {
+                let value = java_string_hash(&parent).to_string();
+                parents.push((parent, value));
+            }
         }
         let ttl = regs.iter().map(|r| r.ttl).min().unwrap_or(DEFAULT_TTL);
         let ttl_secs = i64::try_from(ttl.as_millis().div_ceil(1000))
             .unwrap_or(i64::MAX)
             .max(1);
-        let summary = puts
+        let summary = regs
             .iter()
-            .map(|(k, _)| k.as_str())
+            .map(|r| {
+                let category = r.url.category();
+                let side = if category == Category::Providers.as_str() {
+                    ""
+                } else {
+                    " (consumer)"
+                };
+                format!("{}{side} at {}:{}", r.url.service_key(), r.url.host, r.url.port)
+            })
             .collect::<Vec<_>>()
             .join(", ");
         Ok(Plan {
             puts,
+            parents,
+            range: format!("{root}/"),
             ttl_secs,
             summary,
         })
     }
 
     fn is_ours(&self, key: &[u8]) -> Option<usize> {
-        self.puts.iter().position(|(k, _)| k.as_bytes() == key)
+        self.puts.iter().position(|k| k.as_bytes() == key)
     }
+}
+
+/// Java's `String.hashCode()` of `s` (UTF-16 code units, `h = 31 * h + c`, wrapping): the value Java's
+/// `AbstractEtcdClient.createParentIfAbsent` stores in a persistent parent key.
+fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 /// The thread's body: register and keep registered until told to stop, then revoke.
@@ -374,7 +399,7 @@ async fn session(
         .with_prefix()
         .with_start_revision(first_revision + 1)
         .with_filters([WatchFilterType::NoPut]);
-    let range = prefix_range(&cfg.prefix);
+    let range = plan.range.clone();
     let mut deletions = match bounded(
         "watch",
         cfg.request_timeout,
@@ -426,9 +451,9 @@ async fn session(
                     if event.event_type() != EventType::Delete {
                         continue;
                     }
-                    let (key, value) = &plan.puts[i];
+                    let key = &plan.puts[i];
                     eprintln!("registry: {key} was deleted by someone else; putting it back");
-                    if let Err(e) = put(cfg, &mut client, key, value, lease).await {
+                    if let Err(e) = put(cfg, &mut client, key, &lease.to_string(), lease).await {
                         return as_lease_error(e);
                     }
                 }
@@ -445,11 +470,27 @@ async fn put_all(
     plan: &Plan,
     lease: i64,
 ) -> Result<i64, RegistryError> {
+    // The parents first (persistent, only when absent: whoever wrote one first keeps it).
+    for (parent, value) in &plan.parents {
+        let absent = Compare::create_revision(parent.as_str(), CompareOp::Equal, 0);
+        let txn = Txn::new()
+            .when([absent])
+            .and_then([TxnOp::put(parent.as_str(), value.as_str(), None)]);
+        bounded("put", cfg.request_timeout, client.txn(txn)).await?;
+    }
+    // Java's value: the decimal lease id.
+    let value = lease.to_string();
     let mut first = None;
     for chunk in plan.puts.chunks(TXN_PUTS) {
         let ops: Vec<TxnOp> = chunk
             .iter()
-            .map(|(k, v)| TxnOp::put(k.as_str(), v.as_str(), Some(PutOptions::new().with_lease(lease))))
+            .map(|k| {
+                TxnOp::put(
+                    k.as_str(),
+                    value.as_str(),
+                    Some(PutOptions::new().with_lease(lease)),
+                )
+            })
             .collect();
         let response = bounded("put", cfg.request_timeout, client.txn(Txn::new().and_then(ops))).await?;
         first.get_or_insert(response.header().map_or(0, |h| h.revision()));
@@ -480,38 +521,73 @@ fn is_lease_not_found(e: &RegistryError) -> bool {
 mod tests {
     use super::*;
 
-    fn reg(service: &str, addr: &str) -> Registration {
-        Registration::new(service, Endpoint::new(addr.parse().unwrap()))
+    fn reg(url: &str) -> Registration {
+        Registration::new(DubboUrl::parse(url).unwrap())
     }
 
     #[test]
-    fn plan_uses_the_smallest_ttl_rounded_up() {
+    fn plan_writes_dubbos_keys_and_uses_the_smallest_ttl_rounded_up() {
         let cfg = EtcdConfig::default();
         let plan = Plan::new(
             &cfg,
             &[
-                reg("a", "10.0.0.1:30000").with_ttl(Duration::from_millis(2500)),
-                reg("b", "10.0.0.1:30000"),
+                reg("dubbo://10.0.0.1:30000/com.foo.A?interface=com.foo.A&side=provider")
+                    .with_ttl(Duration::from_millis(2500)),
+                reg("dubbo://10.0.0.1:30000/com.foo.B?group=g&interface=com.foo.B&side=provider"),
+                reg("consumer://10.0.0.1/com.foo.B?category=consumers&interface=com.foo.B"),
             ],
         )
         .unwrap();
         assert_eq!(plan.ttl_secs, 3);
-        assert_eq!(plan.puts[0].0, "/dubbomesh/v1/a/10.0.0.1:30000");
-        assert_eq!(plan.puts[1].1, r#"{"weight":100,"id":"10.0.0.1:30000"}"#);
-        assert_eq!(plan.is_ours(b"/dubbomesh/v1/b/10.0.0.1:30000"), Some(1));
-        assert_eq!(plan.is_ours(b"/dubbomesh/v1/c/10.0.0.1:30000"), None);
-        let tiny = Plan::new(&cfg, &[reg("a", "10.0.0.1:1").with_ttl(Duration::ZERO)]).unwrap();
+        assert_eq!(
+            plan.puts[0],
+            "/dubbo/com.foo.A/providers/dubbo%3A%2F%2F10.0.0.1%3A30000%2Fcom.foo.A%3Finterface%3Dcom.foo.A\
+             %26side%3Dprovider"
+        );
+        assert!(plan.puts[2].starts_with("/dubbo/com.foo.B/consumers/consumer%3A%2F%2F10.0.0.1%2F"));
+        assert_eq!(
+            plan.parents.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(),
+            ["/dubbo/com.foo.A", "/dubbo/com.foo.B"]
+        );
+        assert_eq!(plan.range, "/dubbo/");
+        assert_eq!(plan.is_ours(plan.puts[1].as_bytes()), Some(1));
+        assert_eq!(plan.is_ours(b"/dubbo/com.foo.C"), None);
+        assert!(plan.summary.contains("g/com.foo.B at 10.0.0.1:30000"));
+        let tiny = Plan::new(&cfg, &[reg("dubbo://10.0.0.1:1/S").with_ttl(Duration::ZERO)]).unwrap();
         assert_eq!(tiny.ttl_secs, 1);
+        let grouped = Plan::new(
+            &EtcdConfig {
+                root: "mesh".into(),
+                ..EtcdConfig::default()
+            },
+            &[reg("dubbo://10.0.0.1:1/S")],
+        )
+        .unwrap();
+        assert!(grouped.puts[0].starts_with("/mesh/S/providers/dubbo%3A%2F%2F"));
+    }
+
+    #[test]
+    fn parent_values_are_javas_string_hash() {
+        // Values computed with Java's "...".hashCode().
+        assert_eq!(java_string_hash(""), 0);
+        assert_eq!(java_string_hash("a"), 97);
+        assert_eq!(java_string_hash("hello"), 99_162_322);
+        assert_eq!(
+            java_string_hash("/dubbo/org.apache.dubbo.demo.DemoService"),
+            1_694_933_453
+        );
+        // Outside the BMP: two UTF-16 code units, as Java counts them.
+        assert_eq!(java_string_hash("\u{1F600}"), 1_772_899);
     }
 
     #[test]
     fn plan_rejects_bad_registrations() {
         let cfg = EtcdConfig::default();
         assert!(Plan::new(&cfg, &[]).is_err());
-        assert!(Plan::new(&cfg, &[reg("a/b", "10.0.0.1:1")]).is_err());
-        let mut r = reg("a", "10.0.0.1:1");
-        r.endpoint.weight = 0;
-        assert!(Plan::new(&cfg, &[r]).is_err());
+        let unwritable = DubboUrl::parse("dubbo://10.0.0.1:1/S")
+            .unwrap()
+            .with_param("x", "a&b");
+        assert!(Plan::new(&cfg, &[Registration::new(unwritable)]).is_err());
         let err = spawn_registrar(cfg, vec![]).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
     }

@@ -1,11 +1,16 @@
-//! The pure model: endpoints, immutable versioned snapshots, and the etcd key/value layout. No IO.
+//! The pure model: endpoints, and immutable versioned snapshots of every service key's providers, built
+//! incrementally by a [`SnapshotBuilder`]. No IO.
+//!
+//! Snapshots are persistent (structurally shared) maps: publishing a change copies O(log n) nodes, not the
+//! registry, and each service key's provider list carries the snapshot version it last changed in (its
+//! `epoch`) and the [`Change`] from the previous epoch, so a consumer shard can update its route table by
+//! what changed instead of rebuilding it from the whole list.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
-
-use crate::RegistryError;
+use crate::dubbo::{ServiceKey, ANY_VALUE};
 
 /// Capacity weight of an endpoint that does not say otherwise.
 pub const DEFAULT_WEIGHT: u32 = 100;
@@ -14,10 +19,7 @@ pub const DEFAULT_WEIGHT: u32 = 100;
 /// `mesh-agent consumer --provider 127.0.0.1:30000`).
 pub const WILDCARD_SERVICE: &str = "*";
 
-/// The default etcd key prefix.
-pub const DEFAULT_PREFIX: &str = "/dubbomesh/v1";
-
-/// One provider agent instance serving a service.
+/// One provider (a provider agent, or a Dubbo provider called directly) serving a service key.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     /// Where its agent listens.
@@ -30,7 +32,8 @@ pub struct Endpoint {
     pub id: String,
     /// Dubbo's `dubbo.tag` of the provider (tag routing), if any.
     pub tag: Option<String>,
-    /// Other attributes for condition routing (`application`, `version`, anything).
+    /// The provider URL's parameters (`application`, `version`, `token`, `warmup`, ...): condition routing
+    /// matches them, the call path reads `token`, warm-up reads `warmup`.
     pub params: BTreeMap<String, String>,
     /// When the provider started (Unix milliseconds), for warm-up (slow start) of its weight; `None`: warm.
     pub registered_at_ms: Option<u64>,
@@ -87,56 +90,119 @@ impl Endpoint {
     }
 }
 
-/// An immutable view of every provider, as one registry source saw it at one moment.
+/// The providers of one service key in one snapshot, by address.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Providers {
+    /// The snapshot version this list last changed in.
+    epoch: u64,
+    endpoints: imbl::OrdMap<SocketAddr, Arc<Endpoint>>,
+    /// What changed from the previous epoch (`None` for a list built whole).
+    change: Option<Arc<Change>>,
+}
+
+/// How a service key's provider list changed from epoch `base` to the next.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Change {
+    /// The epoch the change applies to (0: the service key was not listed).
+    pub base: u64,
+    /// Addresses gone (may name an address `base` did not have: it came and went between two snapshots).
+    pub removed: Vec<SocketAddr>,
+    /// Endpoints added or changed (may repeat one `base` had unchanged), sorted by address.
+    pub upserted: Vec<Arc<Endpoint>>,
+}
+
+impl Providers {
+    /// The snapshot version this list last changed in.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// What changed from the previous epoch, when known.
+    pub fn change(&self) -> Option<&Change> {
+        self.change.as_deref()
+    }
+
+    /// The endpoints, sorted by address.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Endpoint>> + '_ {
+        self.endpoints.values()
+    }
+
+    /// The endpoint at `addr`, if listed.
+    pub fn get(&self, addr: SocketAddr) -> Option<&Arc<Endpoint>> {
+        self.endpoints.get(&addr)
+    }
+
+    /// How many endpoints.
+    pub fn len(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Whether there is none.
+    pub fn is_empty(&self) -> bool {
+        self.endpoints.is_empty()
+    }
+}
+
+/// An immutable view of every provider, as one registry source saw it at one moment, by service key
+/// (`group/interface:version`, [`ServiceKey`]'s text).
 ///
 /// `version` grows by one with every snapshot a watcher publishes (the first one is 1), so a shard can tell
-/// a new snapshot from the one it has by comparing versions. Per service, endpoints are sorted by address
-/// and unique per address.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// a new snapshot from the one it has by comparing versions. Cloning is O(1).
+#[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     /// Publication number: 1 for the first snapshot of a watcher, +1 for each later one.
     pub version: u64,
-    services: BTreeMap<String, Vec<Endpoint>>,
-    /// Routing rule documents by service (the text of `{prefix}/{service}/routing`), for the consumer's
-    /// router to parse.
-    rules: BTreeMap<String, std::sync::Arc<str>>,
-    /// Every address any service lists, built with the snapshot: [`Snapshot::contains_addr`] in O(1).
-    addrs: HashSet<SocketAddr>,
+    /// The etcd revision this snapshot reflects (0 for a static list).
+    pub revision: i64,
+    services: imbl::OrdMap<Arc<str>, Arc<Providers>>,
+    /// Interface -> the service keys listing it (for `*` and comma-list requests).
+    by_interface: imbl::HashMap<Arc<str>, imbl::OrdSet<Arc<str>>>,
+    /// Every address any service lists, with how many service keys list it.
+    addrs: imbl::HashMap<SocketAddr, u32>,
+    /// Routing rule documents by service key, for the consumer's router to parse.
+    rules: imbl::OrdMap<Arc<str>, Arc<str>>,
+    /// The version the rules last changed in.
+    rules_epoch: u64,
+    /// Addresses no service key lists any more since the previous version (their pools can go).
+    departed: Arc<[SocketAddr]>,
+}
+
+impl PartialEq for Snapshot {
+    /// Same version, revision, providers and rules (`departed` is history, not content).
+    fn eq(&self, other: &Self) -> bool {
+        self.version == other.version && self.revision == other.revision && self.same_endpoints(other)
+    }
 }
 
 impl Snapshot {
-    /// Builds a snapshot from `(service, endpoint)` pairs in any order. When a service lists the same
-    /// address twice, the later pair wins.
+    /// Builds a snapshot from `(service key, endpoint)` pairs in any order, every list at epoch `version`.
+    /// When a service key lists the same address twice, the later pair wins.
     pub fn new(version: u64, entries: impl IntoIterator<Item = (String, Endpoint)>) -> Self {
-        let mut by_service: BTreeMap<String, BTreeMap<SocketAddr, Endpoint>> = BTreeMap::new();
+        let mut builder = SnapshotBuilder::new();
         for (service, endpoint) in entries {
-            by_service
-                .entry(service)
-                .or_default()
-                .insert(endpoint.addr, endpoint);
+            builder.upsert(&service, endpoint);
         }
-        let services: BTreeMap<String, Vec<Endpoint>> = by_service
-            .into_iter()
-            .map(|(service, eps)| (service, eps.into_values().collect()))
-            .collect();
-        let addrs = services.values().flatten().map(|e| e.addr).collect();
-        Snapshot {
-            version,
-            services,
-            rules: BTreeMap::new(),
-            addrs,
-        }
+        builder.publish_as(version, 0)
     }
 
-    /// The same snapshot with these routing rule documents (service -> text).
+    /// The same snapshot with these routing rule documents (service key -> text).
     pub fn with_rules(mut self, rules: impl IntoIterator<Item = (String, String)>) -> Self {
-        self.rules = rules.into_iter().map(|(s, r)| (s, r.into())).collect();
+        self.rules = rules
+            .into_iter()
+            .map(|(s, r)| (Arc::from(s), Arc::from(r)))
+            .collect();
+        self.rules_epoch = self.version;
         self
     }
 
     /// The routing rule document of `service`, if one is registered.
     pub fn rules(&self, service: &str) -> Option<&str> {
         self.rules.get(service).map(|r| &**r)
+    }
+
+    /// The version the rule documents last changed in.
+    pub fn rules_epoch(&self) -> u64 {
+        self.rules_epoch
     }
 
     /// A snapshot without any endpoint.
@@ -147,28 +213,72 @@ impl Snapshot {
         }
     }
 
-    /// The endpoints serving `service`: its own entry, else the wildcard [`WILDCARD_SERVICE`] entry, else
-    /// none. Sorted by address.
-    pub fn endpoints(&self, service: &str) -> &[Endpoint] {
+    /// The providers of `service`: its own entry, else the wildcard [`WILDCARD_SERVICE`] entry (static
+    /// lists), else none.
+    pub fn providers(&self, service: &str) -> Option<&Arc<Providers>> {
         self.services
             .get(service)
             .or_else(|| self.services.get(WILDCARD_SERVICE))
-            .map_or(&[], Vec::as_slice)
     }
 
-    /// Whether any service lists an endpoint at `addr` (O(1): the index is built with the snapshot).
+    /// The endpoints serving `service` (see [`Snapshot::providers`]), sorted by address, copied (for tests
+    /// and tools; the data path uses [`Snapshot::providers`]).
+    pub fn endpoints(&self, service: &str) -> Vec<Endpoint> {
+        self.providers(service)
+            .map(|p| p.iter().map(|e| (**e).clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// The service keys whose providers a consumer asking for `request` takes, by Dubbo's matching
+    /// ([`crate::dubbo::key_matches`]: group `*` or a comma list, version `*`). A concrete request (no `*`,
+    /// no comma) is its own key; with no match, the wildcard entry of static lists.
+    pub fn matching(&self, request: &ServiceKey) -> Vec<(&str, &Arc<Providers>)> {
+        let concrete = request.version.as_deref() != Some(ANY_VALUE)
+            && !request
+                .group
+                .as_deref()
+                .is_some_and(|g| g == ANY_VALUE || g.contains(','));
+        let mut found = Vec::new();
+        if concrete {
+            let key = request.to_string();
+            if let Some((k, p)) = self.services.get_key_value(key.as_str()) {
+                found.push((&**k, p));
+            }
+        } else if let Some(keys) = self.by_interface.get(request.interface.as_str()) {
+            for k in keys {
+                if crate::dubbo::key_matches(request, &ServiceKey::parse(k)) {
+                    if let Some((k, p)) = self.services.get_key_value(&**k) {
+                        found.push((&**k, p));
+                    }
+                }
+            }
+        }
+        if found.is_empty() {
+            if let Some((k, p)) = self.services.get_key_value(WILDCARD_SERVICE) {
+                found.push((&**k, p));
+            }
+        }
+        found
+    }
+
+    /// Whether any service lists an endpoint at `addr` (O(1)).
     pub fn contains_addr(&self, addr: SocketAddr) -> bool {
-        self.addrs.contains(&addr)
+        self.addrs.contains_key(&addr)
     }
 
-    /// The services with an entry of their own (including `*` when present), sorted.
+    /// Addresses no service key lists any more since the previous version.
+    pub fn departed(&self) -> &[SocketAddr] {
+        &self.departed
+    }
+
+    /// The service keys with an entry of their own (including `*` when present), sorted.
     pub fn services(&self) -> impl Iterator<Item = &str> + '_ {
-        self.services.keys().map(String::as_str)
+        self.services.keys().map(|k| &**k)
     }
 
-    /// Every `(service, endpoints)` entry, sorted by service.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &[Endpoint])> + '_ {
-        self.services.iter().map(|(s, eps)| (s.as_str(), eps.as_slice()))
+    /// Every `(service key, providers)` entry, sorted by service key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<Providers>)> + '_ {
+        self.services.iter().map(|(s, p)| (&**s, p))
     }
 
     /// Whether no service has any endpoint.
@@ -176,14 +286,20 @@ impl Snapshot {
         self.services.is_empty()
     }
 
-    /// The number of `(service, endpoint)` entries.
+    /// The number of `(service key, endpoint)` entries.
     pub fn endpoint_count(&self) -> usize {
-        self.services.values().map(Vec::len).sum()
+        self.services.values().map(|p| p.len()).sum()
     }
 
     /// Whether `other` lists exactly the same endpoints and rules, whatever the versions.
     pub fn same_endpoints(&self, other: &Snapshot) -> bool {
-        self.services == other.services && self.rules == other.rules
+        self.services.len() == other.services.len()
+            && self
+                .services
+                .iter()
+                .zip(other.services.iter())
+                .all(|((ka, a), (kb, b))| ka == kb && a.endpoints == b.endpoints)
+            && self.rules == other.rules
     }
 
     /// The same endpoints under another version.
@@ -193,188 +309,203 @@ impl Snapshot {
     }
 }
 
-/// The JSON stored as the value of a registry key.
-#[derive(Debug, Serialize, Deserialize)]
-struct EntryValue {
-    #[serde(default = "default_weight")]
-    weight: u32,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    max_concurrency: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    tag: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    params: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    registered_at_ms: Option<u64>,
+/// What changed in one service key since the last publication.
+#[derive(Debug)]
+struct Pending {
+    /// The epoch of the list at the last publication (0: not listed).
+    base: u64,
+    /// Net changes by address: `None` removed.
+    changes: BTreeMap<SocketAddr, Option<Arc<Endpoint>>>,
 }
 
-fn default_weight() -> u32 {
-    DEFAULT_WEIGHT
+/// Builds snapshots change by change: each [`SnapshotBuilder::publish`] costs O(changes x log n), and
+/// every changed service key's list records its [`Change`].
+#[derive(Debug, Default)]
+pub struct SnapshotBuilder {
+    next: Snapshot,
+    pending: HashMap<Arc<str>, Pending>,
+    departing: Vec<SocketAddr>,
+    rules_changed: bool,
+    published: bool,
 }
 
-/// `prefix` without trailing slashes: `/dubbomesh/v1/` and `/dubbomesh/v1` are the same prefix.
-pub fn normalize_prefix(prefix: &str) -> &str {
-    prefix.trim_end_matches('/')
-}
-
-/// The range every registry key lives in: `{prefix}/` (so that `/dubbomesh/v1` does not also match
-/// `/dubbomesh/v10/...`).
-pub fn prefix_range(prefix: &str) -> String {
-    format!("{}/", normalize_prefix(prefix))
-}
-
-/// The key of `addr` serving `service`: `{prefix}/{service}/{ip:port}` (IPv6 as `[ip]:port`).
-pub fn key_for(prefix: &str, service: &str, addr: SocketAddr) -> String {
-    format!("{}/{}/{}", normalize_prefix(prefix), service, addr)
-}
-
-/// Checks a service name for use in a key: not empty, no `/`, no control characters or spaces.
-pub fn validate_service(service: &str) -> Result<(), String> {
-    if service.is_empty() {
-        return Err("empty service name".into());
-    }
-    if let Some(c) = service
-        .chars()
-        .find(|c| *c == '/' || c.is_control() || c.is_whitespace())
-    {
-        return Err(format!("service name {service:?} contains {c:?}"));
-    }
-    Ok(())
-}
-
-/// The value stored for `endpoint`: `{"weight":..,"max_concurrency":..,"id":".."}` (`max_concurrency`
-/// left out when unknown).
-pub fn encode_value(endpoint: &Endpoint) -> String {
-    let value = EntryValue {
-        weight: endpoint.weight,
-        max_concurrency: endpoint.max_concurrency,
-        id: Some(endpoint.id.clone()),
-        tag: endpoint.tag.clone(),
-        params: endpoint.params.clone(),
-        registered_at_ms: endpoint.registered_at_ms,
-    };
-    // Serializing a struct of integers and a string cannot fail.
-    serde_json::to_string(&value).unwrap_or_default()
-}
-
-/// Reads one etcd entry: `{prefix}/{service}/{ip:port}` with the endpoint JSON as value.
-///
-/// Missing value fields take defaults (weight 100, no cap, the address as id); an empty value means all
-/// defaults; unknown fields are ignored. Weight 0 and `max_concurrency` 0 are rejected.
-pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<(String, Endpoint), RegistryError> {
-    let bad_key = |reason: &str| RegistryError::BadKey {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: reason.to_owned(),
-    };
-    let key_str = std::str::from_utf8(key).map_err(|_| bad_key("not UTF-8"))?;
-    let rest = key_str
-        .strip_prefix(normalize_prefix(prefix))
-        .and_then(|r| r.strip_prefix('/'))
-        .ok_or_else(|| bad_key("outside the registry prefix"))?;
-    let (service, addr) = rest
-        .split_once('/')
-        .ok_or_else(|| bad_key("expected {prefix}/{service}/{ip:port}"))?;
-    validate_service(service).map_err(|reason| bad_key(&reason))?;
-    let addr: SocketAddr = addr
-        .parse()
-        .map_err(|_| bad_key("the last segment is not an ip:port"))?;
-    if addr.port() == 0 {
-        return Err(bad_key("port 0"));
+impl SnapshotBuilder {
+    /// An empty registry, nothing published.
+    pub fn new() -> Self {
+        SnapshotBuilder::default()
     }
 
-    let bad_value = |reason: String| RegistryError::BadValue {
-        key: key_str.to_owned(),
-        reason,
-    };
-    let value = if value.iter().all(u8::is_ascii_whitespace) {
-        EntryValue {
-            weight: DEFAULT_WEIGHT,
-            max_concurrency: None,
-            id: None,
-            tag: None,
-            params: BTreeMap::new(),
-            registered_at_ms: None,
+    /// The version of the last publication (0 before the first).
+    pub fn version(&self) -> u64 {
+        self.next.version
+    }
+
+    /// Adds `endpoint` to `service`, or replaces the one at its address. An identical endpoint is no change.
+    pub fn upsert(&mut self, service: &str, endpoint: Endpoint) {
+        let addr = endpoint.addr;
+        let existing = self.next.services.get(service);
+        if existing
+            .and_then(|p| p.endpoints.get(&addr))
+            .is_some_and(|e| **e == endpoint)
+        {
+            return;
         }
-    } else {
-        // Through `Value` first: serde would otherwise also accept a JSON array for the struct.
-        match serde_json::from_slice::<serde_json::Value>(value) {
-            Ok(v @ serde_json::Value::Object(_)) => {
-                EntryValue::deserialize(v).map_err(|e| bad_value(e.to_string()))?
+        let is_new_addr = !existing.is_some_and(|p| p.endpoints.contains_key(&addr));
+        let key = self.key_of(service);
+        let base = existing.map_or(0, |p| p.epoch);
+        let endpoint = Arc::new(endpoint);
+        let providers = self.next.services.entry(Arc::clone(&key)).or_default();
+        Arc::make_mut(providers)
+            .endpoints
+            .insert(addr, Arc::clone(&endpoint));
+        if is_new_addr {
+            *self.next.addrs.entry(addr).or_insert(0) += 1;
+            let interface: Arc<str> = Arc::from(ServiceKey::parse(&key).interface);
+            self.next
+                .by_interface
+                .entry(interface)
+                .or_default()
+                .insert(Arc::clone(&key));
+        }
+        self.pending
+            .entry(key)
+            .or_insert_with(|| Pending {
+                base,
+                changes: BTreeMap::new(),
+            })
+            .changes
+            .insert(addr, Some(endpoint));
+    }
+
+    /// Removes the endpoint at `addr` from `service` (nothing when it is not listed).
+    pub fn remove(&mut self, service: &str, addr: SocketAddr) {
+        let Some((key, providers)) = self.next.services.get_key_value(service) else {
+            return;
+        };
+        if !providers.endpoints.contains_key(&addr) {
+            return;
+        }
+        let key = Arc::clone(key);
+        let base = providers.epoch;
+        let emptied = {
+            let providers = self.next.services.get_mut(&*key).map(Arc::make_mut);
+            providers.is_some_and(|p| {
+                p.endpoints.remove(&addr);
+                p.endpoints.is_empty()
+            })
+        };
+        if emptied {
+            self.next.services.remove(&*key);
+            let interface = ServiceKey::parse(&key).interface;
+            if let Some(keys) = self.next.by_interface.get_mut(interface.as_str()) {
+                keys.remove(&key);
+                if keys.is_empty() {
+                    self.next.by_interface.remove(interface.as_str());
+                }
             }
-            Ok(_) => return Err(bad_value("not a JSON object".into())),
-            Err(e) => return Err(bad_value(e.to_string())),
         }
-    };
-    if value.weight == 0 {
-        return Err(bad_value("weight 0".into()));
+        match self.next.addrs.get_mut(&addr) {
+            Some(n) if *n > 1 => *n -= 1,
+            _ => {
+                self.next.addrs.remove(&addr);
+                self.departing.push(addr);
+            }
+        }
+        self.pending
+            .entry(key)
+            .or_insert_with(|| Pending {
+                base,
+                changes: BTreeMap::new(),
+            })
+            .changes
+            .insert(addr, None);
     }
-    if value.max_concurrency == Some(0) {
-        return Err(bad_value("max_concurrency 0".into()));
+
+    /// Sets (`Some`) or clears (`None`) the routing rule document of `service`.
+    pub fn set_rules(&mut self, service: &str, document: Option<&str>) {
+        let current = self.next.rules.get(service).map(|r| &**r);
+        if current == document {
+            return;
+        }
+        match document {
+            Some(d) => {
+                self.next.rules.insert(Arc::from(service), Arc::from(d));
+            }
+            None => {
+                self.next.rules.remove(service);
+            }
+        }
+        self.rules_changed = true;
     }
-    let id = match value.id {
-        Some(id) if !id.is_empty() => id,
-        _ => addr.to_string(),
-    };
-    Ok((
-        service.to_owned(),
-        Endpoint {
-            addr,
-            weight: value.weight,
-            max_concurrency: value.max_concurrency,
-            id,
-            tag: value.tag.filter(|t| !t.is_empty()),
-            params: value.params,
-            registered_at_ms: value.registered_at_ms,
-        },
-    ))
-}
 
-/// The last key segment that holds a service's routing rules instead of an endpoint.
-pub const ROUTING_SEGMENT: &str = "routing";
-
-/// The key of `service`'s routing rule document: `{prefix}/{service}/routing`.
-pub fn rules_key_for(prefix: &str, service: &str) -> String {
-    format!("{}/{}/{ROUTING_SEGMENT}", normalize_prefix(prefix), service)
-}
-
-/// One registry entry: an endpoint, or a service's routing rule document.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Entry {
-    Endpoint(String, Endpoint),
-    /// `(service, document text)`; the document is checked by the consumer's router, not here.
-    Rules(String, String),
-}
-
-/// Reads any etcd entry under the prefix: [`parse_entry`] for endpoints, the rule document for
-/// `{prefix}/{service}/routing` (UTF-8 text, at most 1 MiB).
-pub fn parse_any(prefix: &str, key: &[u8], value: &[u8]) -> Result<Entry, RegistryError> {
-    let rules_of = std::str::from_utf8(key).ok().and_then(|k| {
-        let rest = k.strip_prefix(normalize_prefix(prefix))?.strip_prefix('/')?;
-        let (service, last) = rest.split_once('/')?;
-        (last == ROUTING_SEGMENT && validate_service(service).is_ok()).then(|| service.to_owned())
-    });
-    let Some(service) = rules_of else {
-        return parse_entry(prefix, key, value).map(|(s, e)| Entry::Endpoint(s, e));
-    };
-    let bad_value = |reason: &str| RegistryError::BadValue {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: reason.to_owned(),
-    };
-    if value.len() > 1024 * 1024 {
-        return Err(bad_value("routing rules larger than 1 MiB"));
+    /// The next snapshot, reflecting etcd `revision`, when anything changed since the last one (the first
+    /// call always publishes, possibly an empty registry).
+    pub fn publish(&mut self, revision: i64) -> Option<Snapshot> {
+        if self.published && self.pending.is_empty() && !self.rules_changed {
+            return None;
+        }
+        Some(self.publish_as(self.next.version + 1, revision))
     }
-    let text = std::str::from_utf8(value).map_err(|_| bad_value("routing rules are not UTF-8"))?;
-    Ok(Entry::Rules(service, text.to_owned()))
+
+    fn publish_as(&mut self, version: u64, revision: i64) -> Snapshot {
+        self.next.version = version;
+        self.next.revision = revision;
+        for (key, pending) in self.pending.drain() {
+            let Some(providers) = self.next.services.get_mut(&*key) else {
+                continue; // emptied: gone from the snapshot
+            };
+            let providers = Arc::make_mut(providers);
+            providers.epoch = version;
+            let mut change = Change {
+                base: pending.base,
+                ..Change::default()
+            };
+            for (addr, endpoint) in pending.changes {
+                match endpoint {
+                    Some(e) => change.upserted.push(e),
+                    None => change.removed.push(addr),
+                }
+            }
+            providers.change = Some(Arc::new(change));
+        }
+        if self.rules_changed {
+            self.next.rules_epoch = version;
+            self.rules_changed = false;
+        }
+        let mut departed: Vec<SocketAddr> = self
+            .departing
+            .drain(..)
+            .filter(|a| !self.next.addrs.contains_key(a))
+            .collect();
+        departed.sort_unstable();
+        departed.dedup();
+        self.next.departed = departed.into();
+        self.published = true;
+        let snapshot = self.next.clone();
+        self.next.departed = Arc::new([]);
+        snapshot
+    }
+
+    /// The shared key of `service` (the existing one when listed).
+    fn key_of(&self, service: &str) -> Arc<str> {
+        self.next
+            .services
+            .get_key_value(service)
+            .map_or_else(|| Arc::from(service), |(k, _)| Arc::clone(k))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn ep(s: &str) -> Endpoint {
         Endpoint::new(s.parse().unwrap())
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
     }
 
     #[test]
@@ -391,12 +522,13 @@ mod tests {
         assert_eq!(snap.version, 3);
         let svc = snap.endpoints("svc");
         assert_eq!(svc.len(), 2);
-        assert_eq!(svc[0].addr, "10.0.0.1:20880".parse().unwrap());
+        assert_eq!(svc[0].addr, addr("10.0.0.1:20880"));
         assert_eq!(svc[0].weight, 7);
-        assert_eq!(svc[1].addr, "10.0.0.2:20880".parse().unwrap());
+        assert_eq!(svc[1].addr, addr("10.0.0.2:20880"));
         assert_eq!(snap.services().collect::<Vec<_>>(), ["other", "svc"]);
         assert_eq!(snap.endpoint_count(), 3);
         assert!(!snap.is_empty());
+        assert_eq!(snap.providers("svc").unwrap().epoch(), 3);
     }
 
     #[test]
@@ -413,27 +545,108 @@ mod tests {
         assert_eq!(snap.endpoints("own")[0].addr.port(), 30001);
         let no_wildcard = Snapshot::new(1, [("own".to_string(), ep("127.0.0.1:30001"))]);
         assert!(no_wildcard.endpoints("anything").is_empty());
+        assert_eq!(snap.matching(&ServiceKey::parse("x.Y")).len(), 1);
+        assert!(no_wildcard.matching(&ServiceKey::parse("x.Y")).is_empty());
     }
 
     #[test]
-    fn address_index_covers_every_service() {
-        let s = Snapshot::new(
+    fn requests_match_service_keys_by_dubbos_rules() {
+        let snap = Snapshot::new(
             1,
             [
-                ("a".to_string(), ep("10.0.0.1:1")),
-                ("b".to_string(), ep("10.0.0.2:2")),
-                ("*".to_string(), ep("10.0.0.3:3")),
+                ("a/com.S:1.0".to_string(), ep("10.0.0.1:1")),
+                ("b/com.S:1.0".to_string(), ep("10.0.0.2:1")),
+                ("a/com.S:2.0".to_string(), ep("10.0.0.3:1")),
+                ("com.S".to_string(), ep("10.0.0.4:1")),
+                ("com.T".to_string(), ep("10.0.0.5:1")),
             ],
         );
-        for addr in ["10.0.0.1:1", "10.0.0.2:2", "10.0.0.3:3"] {
-            assert!(s.contains_addr(addr.parse().unwrap()), "{addr}");
-        }
-        assert!(!s.contains_addr("10.0.0.1:2".parse().unwrap()));
-        assert!(!Snapshot::empty(3).contains_addr("10.0.0.1:1".parse().unwrap()));
-        assert!(s
-            .clone()
-            .with_version(9)
-            .contains_addr("10.0.0.2:2".parse().unwrap()));
+        let keys = |req: &str| -> Vec<String> {
+            snap.matching(&ServiceKey::parse(req))
+                .into_iter()
+                .map(|(k, _)| k.to_owned())
+                .collect()
+        };
+        assert_eq!(keys("a/com.S:1.0"), ["a/com.S:1.0"]);
+        assert_eq!(keys("com.S"), ["com.S"]);
+        assert!(keys("c/com.S:1.0").is_empty());
+        assert!(keys("a/com.S").is_empty(), "no version matches only no version");
+        assert_eq!(keys("*/com.S:1.0"), ["a/com.S:1.0", "b/com.S:1.0"]);
+        assert_eq!(keys("a/com.S:*"), ["a/com.S:1.0", "a/com.S:2.0"]);
+        assert_eq!(keys("b,a/com.S:1.0"), ["a/com.S:1.0", "b/com.S:1.0"]);
+        assert_eq!(keys("*/com.S:*").len(), 4);
+    }
+
+    #[test]
+    fn address_index_counts_every_service() {
+        let mut b = SnapshotBuilder::new();
+        b.upsert("a", ep("10.0.0.1:1"));
+        b.upsert("b", ep("10.0.0.1:1"));
+        b.upsert("b", ep("10.0.0.2:2"));
+        let s1 = b.publish(5).unwrap();
+        assert_eq!((s1.version, s1.revision), (1, 5));
+        assert!(s1.contains_addr(addr("10.0.0.1:1")));
+        assert!(s1.departed().is_empty());
+        b.remove("a", addr("10.0.0.1:1"));
+        let s2 = b.publish(6).unwrap();
+        assert!(s2.contains_addr(addr("10.0.0.1:1")), "b still lists it");
+        assert!(s2.departed().is_empty());
+        assert!(s2.providers("a").is_none(), "an emptied service key is gone");
+        b.remove("b", addr("10.0.0.1:1"));
+        b.remove("b", addr("10.0.0.2:2"));
+        let s3 = b.publish(7).unwrap();
+        assert_eq!(s3.departed(), [addr("10.0.0.1:1"), addr("10.0.0.2:2")]);
+        assert!(!s3.contains_addr(addr("10.0.0.1:1")));
+        assert!(s3.is_empty());
+        // The older snapshots are untouched by later changes.
+        assert_eq!(s1.endpoint_count(), 3);
+        assert_eq!(s2.endpoint_count(), 2);
+    }
+
+    #[test]
+    fn each_change_is_recorded_against_the_previous_epoch() {
+        let mut b = SnapshotBuilder::new();
+        assert!(b.publish(1).is_some(), "the first publication is always made");
+        assert!(b.publish(1).is_none(), "nothing changed");
+        b.upsert("s", ep("10.0.0.1:1"));
+        b.upsert("s", ep("10.0.0.2:1"));
+        b.upsert("t", ep("10.0.0.9:1"));
+        let v2 = b.publish(2).unwrap();
+        let s = v2.providers("s").unwrap();
+        assert_eq!((s.epoch(), s.change().unwrap().base), (2, 0));
+        // The same endpoint again is no change at all.
+        b.upsert("s", ep("10.0.0.1:1"));
+        assert!(b.publish(3).is_none());
+        b.upsert("s", ep("10.0.0.1:1").with_weight(5));
+        b.remove("s", addr("10.0.0.2:1"));
+        b.upsert("s", ep("10.0.0.3:1"));
+        b.remove("s", addr("10.0.0.3:1"));
+        let v3 = b.publish(4).unwrap();
+        let s = v3.providers("s").unwrap();
+        let change = s.change().unwrap();
+        assert_eq!((s.epoch(), change.base), (3, 2));
+        assert_eq!(change.removed, [addr("10.0.0.2:1"), addr("10.0.0.3:1")]);
+        assert_eq!(change.upserted.len(), 1);
+        assert_eq!(change.upserted[0].weight, 5);
+        // `t` did not change: same epoch, same shared list.
+        let t3 = v3.providers("t").unwrap();
+        assert_eq!(t3.epoch(), 2);
+        assert!(Arc::ptr_eq(t3, v2.providers("t").unwrap()));
+    }
+
+    #[test]
+    fn rules_change_their_own_epoch() {
+        let mut b = SnapshotBuilder::new();
+        b.upsert("s", ep("10.0.0.1:1"));
+        b.set_rules("s", Some("{}"));
+        let v1 = b.publish(1).unwrap();
+        assert_eq!((v1.rules("s"), v1.rules_epoch()), (Some("{}"), 1));
+        b.set_rules("s", Some("{}"));
+        assert!(b.publish(2).is_none());
+        b.set_rules("s", None);
+        let v2 = b.publish(2).unwrap();
+        assert_eq!((v2.rules("s"), v2.rules_epoch()), (None, 2));
+        assert_eq!(v2.providers("s").unwrap().epoch(), 1);
     }
 
     #[test]
@@ -448,141 +661,89 @@ mod tests {
         assert!(!a.same_endpoints(&b));
         assert_eq!(b.clone().with_version(9), c);
         assert_eq!(b.iter().count(), 1);
+        let ruled = b.clone().with_rules([("s".to_string(), "x".to_string())]);
+        assert_eq!(ruled.rules("s"), Some("x"));
+        assert!(!ruled.same_endpoints(&b));
     }
 
-    #[test]
-    fn tags_params_and_rule_documents() {
-        let e = Endpoint::new("10.0.0.1:30000".parse().unwrap())
-            .with_registered_at_ms(1_763_700_000_000)
-            .with_tag("gray")
-            .with_param("application", "orders");
-        let key = key_for("/p", "svc", e.addr);
-        let (svc, back) = parse_entry("/p", key.as_bytes(), encode_value(&e).as_bytes()).unwrap();
-        assert_eq!((svc.as_str(), &back), ("svc", &e));
-        // An empty tag is no tag.
-        let (_, untagged) = parse_entry("/p", key.as_bytes(), br#"{"tag":""}"#).unwrap();
-        assert_eq!(untagged.tag, None);
-        // The routing key of a service carries its rule document as text.
-        let rk = rules_key_for("/p/", "svc");
-        assert_eq!(rk, "/p/svc/routing");
-        assert_eq!(
-            parse_any("/p", rk.as_bytes(), b"{\"conditions\":[]}").unwrap(),
-            Entry::Rules("svc".into(), "{\"conditions\":[]}".into())
-        );
-        assert!(parse_any("/p", rk.as_bytes(), &[0xff, 0xfe]).is_err());
-        assert!(matches!(
-            parse_any("/p", key.as_bytes(), b"").unwrap(),
-            Entry::Endpoint(s, _) if s == "svc"
-        ));
-        let snap =
-            Snapshot::new(1, [("svc".to_string(), e)]).with_rules([("svc".to_string(), "x".to_string())]);
-        assert_eq!(snap.rules("svc"), Some("x"));
-        assert_eq!(snap.rules("other"), None);
-        assert!(!snap.same_endpoints(&Snapshot::new(
-            1,
-            snap.iter().map(|(s, e)| (s.to_owned(), e[0].clone()))
-        )));
+    #[derive(Debug, Clone)]
+    enum Op {
+        Put(u8, u8, u32),
+        Del(u8, u8),
+        Publish,
     }
 
-    #[test]
-    fn key_layout() {
-        let v4: SocketAddr = "10.0.0.1:20880".parse().unwrap();
-        assert_eq!(
-            key_for(DEFAULT_PREFIX, "com.foo.IHello", v4),
-            "/dubbomesh/v1/com.foo.IHello/10.0.0.1:20880"
-        );
-        assert_eq!(key_for("/p/", "s", v4), "/p/s/10.0.0.1:20880");
-        let v6: SocketAddr = "[::1]:30000".parse().unwrap();
-        assert_eq!(key_for("/p", "s", v6), "/p/s/[::1]:30000");
-        assert_eq!(prefix_range("/p/"), "/p/");
-        assert_eq!(prefix_range(DEFAULT_PREFIX), "/dubbomesh/v1/");
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u8..3, 0u8..6, 1u32..4).prop_map(|(s, a, w)| Op::Put(s, a, w)),
+            (0u8..3, 0u8..6).prop_map(|(s, a)| Op::Del(s, a)),
+            Just(Op::Publish),
+        ]
     }
 
-    #[test]
-    fn round_trip_through_key_and_value() {
-        let e = ep("[::1]:30000")
-            .with_weight(250)
-            .with_max_concurrency(200)
-            .with_id("host-a:30000");
-        let key = key_for(DEFAULT_PREFIX, "com.foo.IHello", e.addr);
-        let value = encode_value(&e);
-        assert_eq!(
-            value,
-            r#"{"weight":250,"max_concurrency":200,"id":"host-a:30000"}"#
-        );
-        let (service, back) = parse_entry(DEFAULT_PREFIX, key.as_bytes(), value.as_bytes()).unwrap();
-        assert_eq!(service, "com.foo.IHello");
-        assert_eq!(back, e);
-        let plain = ep("1.2.3.4:5");
-        assert_eq!(encode_value(&plain), r#"{"weight":100,"id":"1.2.3.4:5"}"#);
-    }
-
-    #[test]
-    fn value_defaults_and_unknown_fields() {
-        let key = b"/dubbomesh/v1/s/1.2.3.4:5";
-        for v in [
-            &b""[..],
-            b"  ",
-            b"{}",
-            br#"{"max_concurrency":null,"zone":"a"}"#,
-            br#"{"id":""}"#,
-        ] {
-            let (_, e) = parse_entry(DEFAULT_PREFIX, key, v).unwrap();
-            assert_eq!(e, ep("1.2.3.4:5"), "value {:?}", String::from_utf8_lossy(v));
-        }
-        // A trailing slash on the prefix changes nothing.
-        assert!(parse_entry("/dubbomesh/v1/", key, b"{}").is_ok());
-    }
-
-    #[test]
-    fn bad_keys_are_errors() {
-        let cases: &[&[u8]] = &[
-            b"/other/s/1.2.3.4:5",
-            b"/dubbomesh/v10/s/1.2.3.4:5",
-            b"/dubbomesh/v1/1.2.3.4:5",
-            b"/dubbomesh/v1//1.2.3.4:5",
-            b"/dubbomesh/v1/s/notanaddr",
-            b"/dubbomesh/v1/s/1.2.3.4",
-            b"/dubbomesh/v1/s/1.2.3.4:0",
-            b"/dubbomesh/v1/a/b/1.2.3.4:5",
-            b"/dubbomesh/v1/s/1.2.3.4:5/",
-            b"/dubbomesh/v1/s\xff/1.2.3.4:5",
-        ];
-        for key in cases {
-            match parse_entry(DEFAULT_PREFIX, key, b"{}") {
-                Err(RegistryError::BadKey { .. }) => {}
-                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(key)),
+    proptest! {
+        /// Applying each published change to the list of its base epoch gives the published list, and the
+        /// snapshot equals one built whole from the same model.
+        #[test]
+        fn changes_replay_to_the_published_lists(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut b = SnapshotBuilder::new();
+            let mut model: BTreeMap<String, BTreeMap<SocketAddr, u32>> = BTreeMap::new();
+            // What a shard holds: per service key, (epoch, endpoints).
+            let mut shard: HashMap<String, (u64, BTreeMap<SocketAddr, u32>)> = HashMap::new();
+            let mut ops = ops;
+            ops.push(Op::Publish);
+            for op in ops {
+                match op {
+                    Op::Put(s, a, w) => {
+                        let (s, a) = (format!("s{s}"), addr(&format!("10.0.0.{a}:1")));
+                        b.upsert(&s, Endpoint::new(a).with_weight(w));
+                        model.entry(s).or_default().insert(a, w);
+                    }
+                    Op::Del(s, a) => {
+                        let (s, a) = (format!("s{s}"), addr(&format!("10.0.0.{a}:1")));
+                        b.remove(&s, a);
+                        if let Some(m) = model.get_mut(&s) {
+                            m.remove(&a);
+                            if m.is_empty() {
+                                model.remove(&s);
+                            }
+                        }
+                    }
+                    Op::Publish => {
+                        let Some(snap) = b.publish(0) else { continue };
+                        for (key, providers) in snap.iter() {
+                            let held = shard.entry(key.to_owned()).or_default();
+                            if held.0 != providers.epoch() {
+                                let change = providers.change().unwrap();
+                                if held.0 != change.base {
+                                    held.1.clear();
+                                }
+                                for a in &change.removed {
+                                    held.1.remove(a);
+                                }
+                                for e in &change.upserted {
+                                    held.1.insert(e.addr, e.weight);
+                                }
+                                held.0 = providers.epoch();
+                            }
+                            let listed: BTreeMap<SocketAddr, u32> =
+                                providers.iter().map(|e| (e.addr, e.weight)).collect();
+                            prop_assert_eq!(&held.1, &listed);
+                        }
+                        shard.retain(|k, _| snap.providers(k).is_some());
+                        let whole = Snapshot::new(
+                            snap.version,
+                            model.iter().flat_map(|(s, m)| {
+                                m.iter().map(|(a, w)| (s.clone(), Endpoint::new(*a).with_weight(*w)))
+                            }),
+                        );
+                        prop_assert!(snap.same_endpoints(&whole));
+                        for a in snap.departed() {
+                            prop_assert!(!snap.contains_addr(*a));
+                        }
+                    }
+                }
             }
         }
-    }
-
-    #[test]
-    fn bad_values_are_errors() {
-        let key = b"/dubbomesh/v1/s/1.2.3.4:5";
-        let cases: &[&[u8]] = &[
-            b"dubbo://1.2.3.4:5/s?weight=1",
-            br#"{"weight":0}"#,
-            br#"{"weight":-1}"#,
-            br#"{"weight":"100"}"#,
-            br#"{"max_concurrency":0}"#,
-            br#"{"weight":4294967296}"#,
-            b"[1]",
-            b"\xff",
-        ];
-        for v in cases {
-            match parse_entry(DEFAULT_PREFIX, key, v) {
-                Err(RegistryError::BadValue { key: k, .. }) => assert_eq!(k, "/dubbomesh/v1/s/1.2.3.4:5"),
-                other => panic!("{:?}: {other:?}", String::from_utf8_lossy(v)),
-            }
-        }
-    }
-
-    #[test]
-    fn service_names() {
-        assert!(validate_service("com.alibaba.dubbo.performance.demo.provider.IHelloService").is_ok());
-        assert!(validate_service(WILDCARD_SERVICE).is_ok());
-        assert!(validate_service("").is_err());
-        assert!(validate_service("a/b").is_err());
-        assert!(validate_service("a b").is_err());
     }
 }

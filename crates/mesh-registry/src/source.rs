@@ -17,7 +17,7 @@ pub enum Source {
     /// A fixed list from the configuration (`--provider 127.0.0.1:30000` registers under the wildcard
     /// service [`crate::WILDCARD_SERVICE`]). Published once, as version 1.
     Static(Vec<(String, Endpoint)>),
-    /// Everything under the etcd prefix, kept up to date by a watch.
+    /// Every provider under the etcd registry root, kept up to date by a watch.
     Etcd(EtcdConfig),
 }
 
@@ -30,10 +30,12 @@ const RETRY_FULL_SUBSCRIBER: Duration = Duration::from_millis(20);
 /// Starts the registry thread (`mesh-registry-watch`) for `source`, which sends every new snapshot to each
 /// subscriber.
 ///
-/// * Snapshots are whole and immutable; versions start at 1 and grow by one per published snapshot. A
-///   snapshot is only published when the endpoints changed (or for the first time), so consecutive
-///   snapshots always differ.
-/// * A subscriber only needs the newest snapshot: drain the channel (`rx.try_iter().last()`). Unbounded
+/// * Snapshots are immutable (and cheap to clone: persistent maps); versions start at 1 and grow by one
+///   per published snapshot. A snapshot is only published when the providers or rules changed (or for the
+///   first time), so consecutive snapshots always differ; each changed service key's list says what changed
+///   ([`crate::Providers::change`]) and each snapshot which addresses left ([`Snapshot::departed`]).
+/// * A subscriber only needs the newest snapshot (`rx.try_iter().last()`), but should look at the
+///   `departed` addresses of every one it drains. Unbounded
 ///   channels are simplest; with a bounded channel that is full the newest snapshot is offered again every
 ///   20 ms (older undelivered ones are dropped) until it fits. A disconnected subscriber is forgotten.
 /// * Etcd: nothing is published until the first successful read of the prefix. Errors never produce a
@@ -67,7 +69,7 @@ pub fn spawn_watcher(
                 let work = async {
                     match source {
                         Source::Static(entries) => {
-                            outbox.publish(Snapshot::new(0, entries));
+                            outbox.publish(Snapshot::new(1, entries));
                             std::future::pending::<()>().await;
                         }
                         Source::Etcd(cfg) => crate::etcd::watch_forever(&cfg, &outbox).await,
@@ -163,7 +165,6 @@ pub(crate) struct Outbox {
 struct Publisher {
     subscribers: Vec<Subscriber>,
     version: u64,
-    last: Option<Arc<Snapshot>>,
     latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
 }
 
@@ -187,7 +188,6 @@ impl Outbox {
             inner: RefCell::new(Publisher {
                 subscribers,
                 version: 0,
-                last: None,
                 latest,
             }),
             wake: Notify::new(),
@@ -199,16 +199,12 @@ impl Outbox {
         self.inner.borrow().version
     }
 
-    /// Publishes `snapshot` (its version is replaced by the next one) unless it lists the same endpoints as
-    /// the last published snapshot. Returns the new version when it published.
-    pub(crate) fn publish(&self, snapshot: Snapshot) -> Option<u64> {
+    /// Publishes `snapshot` (built by a [`crate::SnapshotBuilder`], whose versions grow by one and which
+    /// publishes only changes) to every subscriber. Returns its version.
+    pub(crate) fn publish(&self, snapshot: Snapshot) -> u64 {
         let mut p = self.inner.borrow_mut();
-        if p.last.as_ref().is_some_and(|last| last.same_endpoints(&snapshot)) {
-            return None;
-        }
-        p.version += 1;
-        let snapshot = Arc::new(snapshot.with_version(p.version));
-        p.last = Some(Arc::clone(&snapshot));
+        p.version = snapshot.version;
+        let snapshot = Arc::new(snapshot);
         match p.latest.lock() {
             Ok(mut g) => *g = Some(Arc::clone(&snapshot)),
             Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&snapshot)),
@@ -220,7 +216,7 @@ impl Outbox {
         if p.deliver() {
             self.wake.notify_one();
         }
-        Some(version)
+        version
     }
 
     /// Runs forever, offering snapshots again to subscribers whose channel was full.
@@ -326,7 +322,7 @@ mod tests {
     }
 
     #[test]
-    fn outbox_skips_unchanged_and_retries_full_channels() {
+    fn outbox_retries_full_channels_with_the_newest_snapshot() {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -336,25 +332,20 @@ mod tests {
         drop(gone_rx);
         let latest = Arc::new(Mutex::new(None));
         let outbox = Outbox::new(vec![full_tx, gone_tx], Arc::clone(&latest));
-        assert_eq!(
-            outbox.publish(Snapshot::new(0, [("a".to_string(), ep("1.1.1.1:1"))])),
-            Some(1)
-        );
-        assert_eq!(
-            outbox.publish(Snapshot::new(0, [("a".to_string(), ep("1.1.1.1:1"))])),
-            None
-        );
+        let mut builder = crate::SnapshotBuilder::new();
+        builder.upsert("a", ep("1.1.1.1:1"));
+        assert_eq!(outbox.publish(builder.publish(1).unwrap()), 1);
         assert_eq!(
             outbox.inner.borrow().subscribers.len(),
             1,
             "the disconnected one is forgotten"
         );
         // The channel holds v1; v2 and v3 wait; only v3 (the newest) is delivered later.
-        assert_eq!(
-            outbox.publish(Snapshot::new(0, [("a".to_string(), ep("1.1.1.2:1"))])),
-            Some(2)
-        );
-        assert_eq!(outbox.publish(Snapshot::empty(0)), Some(3));
+        builder.upsert("a", ep("1.1.1.2:1"));
+        assert_eq!(outbox.publish(builder.publish(2).unwrap()), 2);
+        builder.remove("a", "1.1.1.1:1".parse().unwrap());
+        builder.remove("a", "1.1.1.2:1".parse().unwrap());
+        assert_eq!(outbox.publish(builder.publish(3).unwrap()), 3);
         assert_eq!(outbox.version(), 3);
         assert_eq!(latest.lock().unwrap().as_ref().unwrap().version, 3);
         rt.block_on(async {

@@ -7,17 +7,16 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
 use etcd_client::{Client, GetOptions};
-use mesh_registry::{
-    key_for, spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source,
-};
+use mesh_registry::dubbo::{KeyEncoding, ProviderRegistration, RegistryRoot, ServiceKey};
+use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
 use mesh_testkit::etcd::EtcdServer;
 
 const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
 
-fn config(etcd: &EtcdServer, prefix: &str) -> EtcdConfig {
+fn config(etcd: &EtcdServer, root: &str) -> EtcdConfig {
     EtcdConfig {
         endpoints: vec![etcd.client_url().to_owned()],
-        prefix: prefix.to_owned(),
+        root: root.to_owned(),
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(1),
         retry_backoff_max: Duration::from_millis(500),
@@ -26,6 +25,41 @@ fn config(etcd: &EtcdServer, prefix: &str) -> EtcdConfig {
 
 fn endpoint(port: u16) -> Endpoint {
     Endpoint::new(([127, 0, 0, 1], port).into())
+}
+
+/// The provider URL registration of `ep` serving `service`, as the provider agent makes it.
+fn reg(service: &str, ep: &Endpoint) -> Registration {
+    Registration::new(
+        ProviderRegistration {
+            service: ServiceKey::parse(service),
+            addr: ep.addr,
+            application: "test".into(),
+            weight: ep.weight,
+            threads: ep.max_concurrency,
+            tag: ep.tag.clone(),
+            warmup_ms: 0,
+            timestamp_ms: 1_764_900_000_000,
+            token: None,
+            methods: vec![],
+            params: Default::default(),
+        }
+        .url(),
+    )
+}
+
+/// The etcd key of that registration under `root`.
+fn key_for(root: &str, service: &str, ep: &Endpoint) -> String {
+    RegistryRoot::new(root)
+        .unwrap()
+        .url_key(&reg(service, ep).url, KeyEncoding::JavaUrlEncoder)
+        .unwrap()
+}
+
+/// What the consumer needs of an endpoint: address, weight, cap.
+fn seen(eps: &[Endpoint]) -> Vec<(u16, u32, Option<u32>)> {
+    eps.iter()
+        .map(|e| (e.addr.port(), e.weight, e.max_concurrency))
+        .collect()
 }
 
 /// A blocking etcd client for the test's own reads and writes (a fresh connection per call, so it works
@@ -156,8 +190,8 @@ fn registration_is_visible_to_the_watcher_with_all_fields() {
     let registrar = spawn_registrar(
         cfg,
         vec![
-            Registration::new(SERVICE, a.clone()).with_ttl(Duration::from_secs(2)),
-            Registration::new("other.Service", b.clone()),
+            reg(SERVICE, &a).with_ttl(Duration::from_secs(2)),
+            reg("g/other.Service:1.0", &b),
         ],
     )
     .unwrap();
@@ -168,8 +202,12 @@ fn registration_is_visible_to_the_watcher_with_all_fields() {
     eprintln!("visible after {:?}, v{}", t.elapsed(), snap.version);
     // One transaction: both keys arrive in one snapshot.
     assert_eq!((snap.version, snap.endpoint_count()), (2, 2));
-    assert_eq!(snap.endpoints(SERVICE), [a]);
-    assert_eq!(snap.endpoints("other.Service"), [b]);
+    assert_eq!(seen(&snap.endpoints(SERVICE)), [(30001, 150, Some(200))]);
+    assert_eq!(seen(&snap.endpoints("g/other.Service:1.0")), [(30002, 100, None)]);
+    assert!(
+        snap.endpoints("other.Service").is_empty(),
+        "a group is part of the service key"
+    );
     assert!(snap.endpoints("unknown.Service").is_empty());
     wait_until(Duration::from_secs(2), "is_registered", || {
         registrar.is_registered()
@@ -188,7 +226,7 @@ fn deregister_removes_the_keys_and_the_watcher_publishes_it() {
     let kv = Kv::new(&etcd);
     let (tx, rx) = crossbeam_channel::unbounded();
     let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
-    let registrar = spawn_registrar(cfg, vec![Registration::new(SERVICE, endpoint(30001))]).unwrap();
+    let registrar = spawn_registrar(cfg, vec![reg(SERVICE, &endpoint(30001))]).unwrap();
     recv_until(&rx, Duration::from_secs(5), "the registration", |s| {
         s.endpoints(SERVICE).len() == 1
     });
@@ -200,7 +238,9 @@ fn deregister_removes_the_keys_and_the_watcher_publishes_it() {
     registrar.deregister(Duration::from_secs(2)).unwrap();
     let took = t.elapsed();
     assert!(took < Duration::from_secs(1), "deregister took {took:?}");
-    assert_eq!(kv.count("/t/deregister/"), 0);
+    assert_eq!(kv.count(&format!("/t/deregister/{SERVICE}/providers/")), 0);
+    // The parent key Java writes for Dubbo Admin stays (persistent, like Java's).
+    assert!(kv.get(&format!("/t/deregister/{SERVICE}")).is_some());
     let snap = recv_until(&rx, Duration::from_secs(5), "the removal", Snapshot::is_empty);
     eprintln!("deregistered in {took:?}; removal published as v{}", snap.version);
     watcher.stop().unwrap();
@@ -211,8 +251,8 @@ fn lease_revoked_from_outside_is_replaced_within_the_ttl() {
     let etcd = EtcdServer::start().unwrap();
     let cfg = config(&etcd, "/t/revoked");
     let kv = Kv::new(&etcd);
-    let key = key_for("/t/revoked", SERVICE, endpoint(30001).addr);
-    let reg = Registration::new(SERVICE, endpoint(30001)).with_ttl(Duration::from_secs(2));
+    let key = key_for("/t/revoked", SERVICE, &endpoint(30001));
+    let reg = reg(SERVICE, &endpoint(30001)).with_ttl(Duration::from_secs(2));
     let registrar = spawn_registrar(cfg, vec![reg]).unwrap();
     wait_until(Duration::from_secs(5), "the key", || kv.get(&key).is_some());
     let (_, old_lease) = kv.get(&key).unwrap();
@@ -239,53 +279,127 @@ fn key_deleted_from_outside_is_put_back() {
     let cfg = config(&etcd, "/t/deleted");
     let kv = Kv::new(&etcd);
     let ep = endpoint(30001).with_weight(7);
-    let key = key_for("/t/deleted", SERVICE, ep.addr);
-    let registrar = spawn_registrar(cfg, vec![Registration::new(SERVICE, ep)]).unwrap();
+    let key = key_for("/t/deleted", SERVICE, &ep);
+    let registrar = spawn_registrar(cfg, vec![reg(SERVICE, &ep)]).unwrap();
     wait_until(Duration::from_secs(5), "the key", || kv.get(&key).is_some());
     let (value, lease) = kv.get(&key).unwrap();
 
     kv.delete(&key);
     let took = wait_until(Duration::from_secs(2), "the key back", || kv.get(&key).is_some());
     eprintln!("put back {took:?} after the delete");
-    assert_eq!(kv.get(&key).unwrap(), (value, lease), "same value, same lease");
+    assert_eq!(
+        kv.get(&key).unwrap(),
+        (value.clone(), lease),
+        "same value, same lease"
+    );
+    assert_eq!(value, lease.to_string(), "Java's value: the lease id");
     // Someone else's key is none of its business.
-    let foreign = key_for("/t/deleted", SERVICE, endpoint(30009).addr);
-    kv.put(&foreign, "{}");
+    let foreign = key_for("/t/deleted", SERVICE, &endpoint(30009));
+    kv.put(&foreign, "");
     kv.delete(&foreign);
     assert!(registrar.is_registered());
     registrar.deregister(Duration::from_secs(2)).unwrap();
 }
 
 #[test]
-fn bad_entries_are_skipped_and_the_watch_goes_on() {
+fn only_callable_provider_urls_are_listed_and_the_watch_goes_on() {
     let etcd = EtcdServer::start().unwrap();
     let cfg = config(&etcd, "/t/bad");
     let kv = Kv::new(&etcd);
-    kv.put("/t/bad/svc/not-an-addr", "{}");
-    kv.put("/t/bad/svc/127.0.0.1:1", "dubbo://127.0.0.1:1/svc");
-    kv.put("/t/bad/svc/127.0.0.1:2", r#"{"weight":5}"#);
+    // Parent keys (Java's hash values, Go's empty ones), other categories, the config center, a URL with
+    // an unencoded `/` (Java skips it too), another protocol, a disabled provider: none is a provider.
+    kv.put("/t/bad", "");
+    kv.put("/t/bad/svc", "12345");
+    kv.put("/t/bad/svc/providers", "");
+    kv.put(
+        "/t/bad/svc/consumers/consumer%3A%2F%2F127.0.0.1%2Fsvc%3Fcategory%3Dconsumers",
+        "",
+    );
+    kv.put(
+        "/t/bad/svc/routers/route%3A%2F%2F0.0.0.0%2Fsvc%3Fcategory%3Drouters",
+        "",
+    );
+    kv.put("/t/bad/config/dubbo/svc::.condition-router", "conditions: []");
+    kv.put("/t/bad/svc/providers/dubbo://127.0.0.1:1/svc", "1");
+    kv.put("/t/bad/svc/providers/tri%3A%2F%2F127.0.0.1%3A3%2Fsvc", "1");
+    kv.put(
+        "/t/bad/svc/providers/dubbo%3A%2F%2F127.0.0.1%3A4%2Fsvc%3Fenabled%3Dfalse",
+        "1",
+    );
+    kv.put(
+        "/t/bad/svc/providers/dubbo%3A%2F%2F127.0.0.1%3A2%2Fsvc%3Fweight%3D5",
+        "1",
+    );
     let (tx, rx) = crossbeam_channel::unbounded();
     let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
     let snap = recv_until(&rx, Duration::from_secs(5), "the initial read", |_| true);
-    assert_eq!(snap.endpoints("svc").len(), 1);
-    assert_eq!(snap.endpoints("svc")[0].weight, 5);
+    assert_eq!(seen(&snap.endpoints("svc")), [(2, 5, None)]);
+    assert_eq!(snap.endpoint_count(), 1);
 
-    // A good key turning bad disappears; a bad one turning good appears.
-    kv.put("/t/bad/svc/127.0.0.1:2", "[5]");
-    recv_until(
-        &rx,
-        Duration::from_secs(5),
-        "the entry gone bad removed",
-        Snapshot::is_empty,
+    // dubbo-go's encoding (QueryEscape: `*` escaped) of a provider with a group is read too.
+    kv.put(
+        "/t/bad/svc/providers/dubbo%3A%2F%2F127.0.0.1%3A5%2Fsvc%3Fgroup%3Dg%26methods%3D%2A%26timestamp%3D1700000000",
+        "",
     );
-    kv.put("/t/bad/svc/127.0.0.1:1", "");
-    let snap = recv_until(&rx, Duration::from_secs(5), "the repaired entry", |s| {
-        !s.is_empty()
+    let snap = recv_until(&rx, Duration::from_secs(5), "the Go key", |s| {
+        !s.endpoints("g/svc").is_empty()
     });
-    assert_eq!(snap.endpoints("svc")[0].addr.port(), 1);
-    // Outside the prefix (but sharing its first characters): not ours.
-    kv.put("/t/badness/svc/127.0.0.1:3", "{}");
+    assert_eq!(
+        snap.endpoints("g/svc")[0].registered_at_ms,
+        Some(1_700_000_000_000)
+    );
+    // A provider going away is removed; a disabled one enabled appears.
+    kv.delete("/t/bad/svc/providers/dubbo%3A%2F%2F127.0.0.1%3A2%2Fsvc%3Fweight%3D5");
+    recv_until(&rx, Duration::from_secs(5), "the removal", |s| {
+        s.endpoints("svc").is_empty()
+    });
+    kv.put(
+        "/t/bad/svc/providers/dubbo%3A%2F%2F127.0.0.1%3A4%2Fsvc%3Fenabled%3Dtrue",
+        "1",
+    );
+    let snap = recv_until(&rx, Duration::from_secs(5), "the enabled one", |s| {
+        !s.endpoints("svc").is_empty()
+    });
+    assert_eq!(snap.endpoints("svc")[0].addr.port(), 4);
+    // Outside the root (but sharing its first characters): not ours.
+    kv.put("/t/badness/svc/providers/dubbo%3A%2F%2F127.0.0.1%3A6%2Fsvc", "1");
+    // More of what is not a provider: no new snapshot.
+    kv.put("/t/bad/svc/consumers/consumer%3A%2F%2F127.0.0.2%2Fsvc", "");
     assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+    watcher.stop().unwrap();
+}
+
+#[test]
+fn a_provider_registered_twice_stays_until_its_last_key_goes() {
+    let etcd = EtcdServer::start().unwrap();
+    let cfg = config(&etcd, "/t/twice");
+    let kv = Kv::new(&etcd);
+    // A Java provider restarted before its old lease ran out: a second URL (new timestamp) for the same
+    // address.
+    let old = "/t/twice/svc/providers/dubbo%3A%2F%2F127.0.0.1%3A7%2Fsvc%3Ftimestamp%3D1%26weight%3D10";
+    let new = "/t/twice/svc/providers/dubbo%3A%2F%2F127.0.0.1%3A7%2Fsvc%3Ftimestamp%3D2%26weight%3D20";
+    kv.put(old, "1");
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
+    recv_until(&rx, Duration::from_secs(5), "the old key", |s| {
+        seen(&s.endpoints("svc")) == [(7, 10, None)]
+    });
+    kv.put(new, "2");
+    recv_until(&rx, Duration::from_secs(5), "the newer key wins", |s| {
+        seen(&s.endpoints("svc")) == [(7, 20, None)]
+    });
+    kv.delete(old);
+    assert!(
+        rx.recv_timeout(Duration::from_millis(300)).is_err(),
+        "the old lease running out changes nothing"
+    );
+    kv.put(old, "1");
+    kv.delete(new);
+    recv_until(&rx, Duration::from_secs(5), "the remaining key", |s| {
+        seen(&s.endpoints("svc")) == [(7, 10, None)]
+    });
+    kv.delete(old);
+    recv_until(&rx, Duration::from_secs(5), "gone", Snapshot::is_empty);
     watcher.stop().unwrap();
 }
 
@@ -294,9 +408,9 @@ fn watcher_keeps_its_snapshot_while_etcd_is_down_and_catches_up() {
     let mut etcd = EtcdServer::start().unwrap();
     let cfg = config(&etcd, "/t/outage");
     let kv = Kv::new(&etcd);
-    let k1 = key_for("/t/outage", SERVICE, endpoint(30001).addr);
-    let k2 = key_for("/t/outage", SERVICE, endpoint(30002).addr);
-    kv.put(&k1, "{}");
+    let k1 = key_for("/t/outage", SERVICE, &endpoint(30001));
+    let k2 = key_for("/t/outage", SERVICE, &endpoint(30002));
+    kv.put(&k1, "");
     let (tx, rx) = crossbeam_channel::unbounded();
     let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
     let before = recv_until(&rx, Duration::from_secs(5), "k1", |s| s.endpoint_count() == 1);
@@ -311,7 +425,7 @@ fn watcher_keeps_its_snapshot_while_etcd_is_down_and_catches_up() {
 
     etcd.restart().unwrap();
     let t = Instant::now();
-    kv.put(&k2, "{}");
+    kv.put(&k2, "");
     kv.delete(&k1);
     let after = recv_until(&rx, Duration::from_secs(5), "k2 only", |s| {
         s.endpoints(SERVICE)
@@ -355,8 +469,8 @@ fn registrar_registers_again_after_an_outage_longer_than_the_ttl() {
     let mut etcd = EtcdServer::start().unwrap();
     let cfg = config(&etcd, "/t/long-outage");
     let kv = Kv::new(&etcd);
-    let key = key_for("/t/long-outage", SERVICE, endpoint(30001).addr);
-    let reg = Registration::new(SERVICE, endpoint(30001)).with_ttl(Duration::from_secs(2));
+    let key = key_for("/t/long-outage", SERVICE, &endpoint(30001));
+    let reg = reg(SERVICE, &endpoint(30001)).with_ttl(Duration::from_secs(2));
     let registrar = spawn_registrar(cfg.clone(), vec![reg]).unwrap();
     let (tx, rx) = crossbeam_channel::unbounded();
     let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
@@ -403,7 +517,7 @@ fn registrar_waits_for_etcd_that_is_not_there_yet_and_deregister_is_bounded() {
     let mut etcd = EtcdServer::start().unwrap();
     let cfg = config(&etcd, "/t/absent");
     etcd.stop().unwrap();
-    let registrar = spawn_registrar(cfg, vec![Registration::new(SERVICE, endpoint(30001))]).unwrap();
+    let registrar = spawn_registrar(cfg, vec![reg(SERVICE, &endpoint(30001))]).unwrap();
     std::thread::sleep(Duration::from_millis(500));
     assert!(!registrar.is_registered());
     etcd.restart().unwrap();

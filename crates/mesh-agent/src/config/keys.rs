@@ -603,7 +603,8 @@ pub(crate) const PROVIDER_SERVICES: Key = key(
     "services",
     "array of strings",
     Strs(&[DEFAULT_SERVICE]),
-    "interfaces served",
+    "Dubbo service keys served and registered: `interface`, `group/interface`, `interface:version` or \
+     `group/interface:version`",
 )
 .rule("non-empty, no blanks or whitespace, no duplicates")
 .flag("service", "NAME", Parse::Text, "MESH_SERVICES")
@@ -614,7 +615,7 @@ pub(crate) const PROVIDER_WEIGHT: Key = key(
     "weight",
     INT,
     Int(100),
-    "capacity weight registered in etcd",
+    "capacity weight registered in etcd (Dubbo's `weight`)",
 )
 .range(1, 10_000)
 .flag("weight", "N", Parse::Int, "MESH_WEIGHT");
@@ -624,7 +625,7 @@ pub(crate) const PROVIDER_MAX_CONCURRENCY: Key = key(
     "max_concurrency",
     INT,
     Unset("not set (nothing advertised)"),
-    "the provider's thread cap, advertised to consumers and enforced",
+    "the provider's thread cap, registered as Dubbo's `threads` and enforced",
 )
 .range(1, 100_000)
 .flag("max-concurrency", "N", Parse::Int, "MESH_MAX_CONCURRENCY");
@@ -665,6 +666,16 @@ pub(crate) const PROVIDER_TOKEN: Key = key(
 .flag("token", "TOKEN", Parse::Text, "MESH_TOKEN")
 .secret();
 
+pub(crate) const PROVIDER_APPLICATION: Key = key(
+    "provider",
+    "application",
+    STRING,
+    Str("dubbo-mesh-agent"),
+    "Dubbo's `application` registered with the provider URLs (tag-router rules are keyed by it)",
+)
+.rule("no whitespace")
+.flag("application", "NAME", Parse::Text, "MESH_APPLICATION");
+
 pub(crate) const PROVIDER_REGISTER: Key = key(
     "provider",
     "register",
@@ -681,6 +692,7 @@ pub(crate) static PROVIDER: &[Key] = &[
     PROVIDER_DUBBO,
     PROVIDER_SERIALIZATION,
     PROVIDER_SERVICES,
+    PROVIDER_APPLICATION,
     PROVIDER_WEIGHT,
     PROVIDER_MAX_CONCURRENCY,
     PROVIDER_UPSTREAM_CONNECTIONS,
@@ -775,6 +787,22 @@ pub(crate) static PROVIDER: &[Key] = &[
         "weight warm-up after start for weighted balancers, 0 = none",
     )
     .range(0, 86_400_000),
+    key(
+        "provider",
+        "simplified",
+        BOOL,
+        Bool(false),
+        "register simplified URLs as Dubbo's `simplified = true` does: Dubbo 3.3's provider keys, \
+         `extra_keys` and the agent's own (`threads`, `dubbo.tag`, `application`)",
+    ),
+    key(
+        "provider",
+        "extra_keys",
+        "array of strings",
+        EmptyList,
+        "with `simplified`: more parameters to keep (Dubbo's `extra-keys`)",
+    )
+    .rule("names without whitespace"),
 ];
 
 // ---- [etcd] ----------------------------------------------------------------------------------------------
@@ -793,14 +821,20 @@ pub(crate) const ETCD_ENDPOINTS: Key = key(
 .flag("etcd", "URL", Parse::Text, "MESH_ETCD")
 .list();
 
-pub(crate) const ETCD_PREFIX: Key = key("etcd", "prefix", STRING, Str("/dubbomesh/v1"), "etcd key prefix")
-    .rule("starts with `/`, does not end with `/`")
-    .flag("etcd-prefix", "PREFIX", Parse::Text, "MESH_ETCD_PREFIX");
+pub(crate) const ETCD_ROOT: Key = key(
+    "etcd",
+    "root",
+    STRING,
+    Str("/dubbo"),
+    "Dubbo's registry root (the registry URL's `group`): providers are `/<root>/<interface>/providers/<URL>`",
+)
+.rule("starts with `/`, does not end with `/`, no empty segment")
+.flag("etcd-root", "ROOT", Parse::Text, "MESH_ETCD_ROOT");
 
 /// `[etcd]`.
 pub(crate) static ETCD: &[Key] = &[
     ETCD_ENDPOINTS,
-    ETCD_PREFIX,
+    ETCD_ROOT,
     key(
         "etcd",
         "lease_ttl_s",

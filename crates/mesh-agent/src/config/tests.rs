@@ -73,7 +73,7 @@ fn defaults() {
     assert!(p.register);
     let e = c.etcd.unwrap();
     assert!(e.endpoints.is_empty());
-    assert_eq!(e.prefix, "/dubbomesh/v1");
+    assert_eq!(e.root, "/dubbo");
     assert_eq!(e.lease_ttl_s, 10);
 }
 
@@ -106,7 +106,7 @@ fn unknown_keys_name_the_full_path() {
     );
     assert_eq!(
         err_of("[etcd]\nxyz = 1\n"),
-        "unknown key `etcd.xyz` (line 2, column 1); [etcd] keys are endpoints, prefix, lease_ttl_s"
+        "unknown key `etcd.xyz` (line 2, column 1); [etcd] keys are endpoints, root, lease_ttl_s"
     );
     assert_eq!(
         err_of("[consumr]\n"),
@@ -189,8 +189,8 @@ fn every_validation_error_names_its_key() {
         (Role::Consumer, "[etcd]\n", "etcd.endpoints: must list at least one endpoint"),
         (Role::Consumer, "[etcd]\nendpoints = [\"127.0.0.1:2379\"]\n", "etcd.endpoints: \"127.0.0.1:2379\" is not http://host:port"),
         (Role::Consumer, "[etcd]\nendpoints = [\"http://etcd:2379/v3\"]\n", "etcd.endpoints: \"http://etcd:2379/v3\" is not"),
-        (Role::Consumer, "[etcd]\nendpoints = [\"http://h:1\"]\nprefix = \"x\"\n", "etcd.prefix: must start with '/', got \"x\""),
-        (Role::Consumer, "[etcd]\nendpoints = [\"http://h:1\"]\nprefix = \"/x/\"\n", "etcd.prefix: must not end with '/', got \"/x/\""),
+        (Role::Consumer, "[etcd]\nendpoints = [\"http://h:1\"]\nroot = \"x\"\n", "etcd.root: must start with '/', got \"x\""),
+        (Role::Consumer, "[etcd]\nendpoints = [\"http://h:1\"]\nroot = \"/x/\"\n", "etcd.root: bad registry root"),
         (Role::Consumer, "[etcd]\nendpoints = [\"http://h:1\"]\nlease_ttl_s = 1\n", "etcd.lease_ttl_s: must be between 2 and 3600, got 1"),
         (Role::Provider, "[provider]\n", "etcd: required for the provider role"),
         (Role::Provider, "[provider]\nlisten = \"0.0.0.0:30000\"\n", "provider.advertise: 0.0.0.0 cannot be advertised; it defaults to provider.listen; set provider.advertise"),
@@ -199,7 +199,10 @@ fn every_validation_error_names_its_key() {
         (Role::Provider, "[provider]\ndubbo = \"0.0.0.0:20880\"\n", "provider.dubbo: 0.0.0.0:20880 is not an address one can connect to"),
         (Role::Provider, "[provider]\nserialization = \"json\"\n", "provider.serialization: must be \"hessian2\" or \"fastjson\", got \"json\""),
         (Role::Provider, "[provider]\nservices = []\n", "provider.services: must list at least one interface"),
-        (Role::Provider, "[provider]\nservices = [\"a b\"]\n", "provider.services: \"a b\" is not an interface name"),
+        (Role::Provider, "[provider]\nservices = [\"a b\"]\n", "provider.services: \"a b\" is not a service key"),
+        (Role::Provider, "[provider]\nservices = [\"g/:1\"]\n", "provider.services: \"g/:1\" is not a service key"),
+        (Role::Provider, "[provider]\napplication = \"my app\"\n", "provider.application: \"my app\" is not an application name"),
+        (Role::Provider, "[provider]\nextra_keys = [\"a b\"]\n", "provider.extra_keys: \"a b\" is not a parameter name"),
         (Role::Provider, "[provider]\nservices = [\"a\", \"a\"]\n", "provider.services: \"a\" is listed twice"),
         (Role::Provider, "[provider]\nweight = 0\n", "provider.weight: must be between 1 and 10000, got 0"),
         (Role::Provider, "[provider]\nmax_concurrency = 0\n", "provider.max_concurrency: must be between 1 and 100000, got 0"),
@@ -294,7 +297,7 @@ fn precedence_override_over_file_over_default() {
         .with(&CONSUMER_REQUEST_TIMEOUT_MS, 77)
         .with(&CONSUMER_PROVIDERS, ["10.0.0.9:30000"])
         .with(&ETCD_ENDPOINTS, ["http://flag:2379"])
-        .with(&ETCD_PREFIX, "/p");
+        .with(&ETCD_ROOT, "/p");
     let c = load_on(Some(file), &o, Role::Consumer, EIGHT).unwrap();
     let consumer = c.consumer.unwrap();
     assert_eq!(consumer.listen, addr("127.0.0.1:2222")); // override
@@ -308,7 +311,7 @@ fn precedence_override_over_file_over_default() {
     );
     let etcd = c.etcd.unwrap();
     assert_eq!(
-        (etcd.endpoints.as_slice(), etcd.prefix.as_str()),
+        (etcd.endpoints.as_slice(), etcd.root.as_str()),
         (&["http://flag:2379".to_owned()][..], "/p")
     );
 
@@ -337,7 +340,7 @@ fn clap_args_become_overrides() {
     }
     let parse = |line: &str| C::try_parse_from(line.split_whitespace()).map(|c| c.cmd);
     let consumer = "x consumer --cores 0-1 --shards 4 --listen 127.0.0.1:9 --provider 10.0.0.1:1,10.0.0.2:2 \
-                    --provider 10.0.0.3:3 --etcd http://a:1 --etcd-prefix /q --upstream-connections 5 \
+                    --provider 10.0.0.3:3 --etcd http://a:1 --etcd-root /q --upstream-connections 5 \
                     --request-timeout-ms 6 --application web --host 10.0.0.7";
     let Ok(Sub::Consumer(a)) = parse(consumer) else {
         panic!("not a consumer")

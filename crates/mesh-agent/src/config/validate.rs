@@ -232,10 +232,13 @@ impl ProviderConfig {
         }
         let mut seen = BTreeSet::new();
         for s in &self.services {
-            if !is_name(s) {
+            let key = mesh_registry::dubbo::ServiceKey::parse(s);
+            if !is_name(s) || key.interface.is_empty() || key.interface.contains(['/', ':']) {
                 return Err(invalid(
                     "provider.services",
-                    format!("{s:?} is not an interface name"),
+                    format!(
+                        "{s:?} is not a service key (`group/interface:version`, group and version optional)"
+                    ),
                 ));
             }
             if !seen.insert(s) {
@@ -252,6 +255,18 @@ impl ProviderConfig {
         if let Some(k) = self.params.keys().find(|k| !is_name(k)) {
             return Err(invalid(
                 "provider.params",
+                format!("{k:?} is not a parameter name"),
+            ));
+        }
+        if !is_name(&self.application) {
+            return Err(invalid(
+                "provider.application",
+                format!("{:?} is not an application name", self.application),
+            ));
+        }
+        if let Some(k) = self.extra_keys.iter().find(|k| !is_name(k)) {
+            return Err(invalid(
+                "provider.extra_keys",
                 format!("{k:?} is not a parameter name"),
             ));
         }
@@ -331,17 +346,14 @@ impl EtcdSection {
         if let Some(problem) = self.endpoints.iter().find_map(|e| endpoint_problem(e)) {
             return Err(invalid("etcd.endpoints", problem));
         }
-        if !self.prefix.starts_with('/') {
+        if !self.root.starts_with('/') {
             return Err(invalid(
-                "etcd.prefix",
-                format!("must start with '/', got {:?}", self.prefix),
+                "etcd.root",
+                format!("must start with '/', got {:?}", self.root),
             ));
         }
-        if self.prefix.ends_with('/') {
-            return Err(invalid(
-                "etcd.prefix",
-                format!("must not end with '/', got {:?}", self.prefix),
-            ));
+        if let Err(e) = mesh_registry::dubbo::RegistryRoot::new(&self.root) {
+            return Err(invalid("etcd.root", e.to_string()));
         }
         check_table("etcd", keys_of("etcd"), self)
     }

@@ -45,6 +45,21 @@ pub fn is_match(consumer: &DubboUrl, provider: &DubboUrl) -> bool {
     group_matches && version_matches && classifier_matches
 }
 
+/// Whether a consumer asking for `request` takes providers registered under `provider` (rules 1, 4 and 5
+/// of [`is_match`] on service keys: the interface equal or `*`; the group `*`, equal, or a comma list holding
+/// it; the version `*` or equal; absent matches only absent).
+pub fn key_matches(request: &super::ServiceKey, provider: &super::ServiceKey) -> bool {
+    let interface = request.interface == ANY_VALUE || request.interface == provider.interface;
+    let group = match (request.group.as_deref(), provider.group.as_deref()) {
+        (Some(ANY_VALUE), _) => true,
+        (rg, pg) if rg == pg => true,
+        (Some(list), Some(pg)) => split_comma_list(list).any(|g| g == pg),
+        _ => false,
+    };
+    let version = request.version.as_deref() == Some(ANY_VALUE) || request.version == provider.version;
+    interface && group && version
+}
+
 /// Dubbo's `isMatchCategory(category, categories)`: an empty list takes only `providers`; a list holding
 /// `*` takes everything; a list holding a `-x` takes everything but the `-x`s; otherwise the list must hold
 /// the category. Like Dubbo, "holding" is a substring test on the raw list.

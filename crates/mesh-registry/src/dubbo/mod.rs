@@ -13,6 +13,8 @@
 //!   [`ServiceKey`] `group/interface:version` and the consumer URL a request stands for.
 //! * [`simplify_provider_url`] / [`simplify_consumer_url`]: `simplified=true` + `extra-keys`, with the
 //!   default key lists per [`DubboVersion`].
+//! * [`discover`]: a provider URL as the consumer uses it (an endpoint of a service key, or why not);
+//!   [`ProviderRegistration`]: the URL a provider agent registers.
 //!
 //! Nothing here panics on any input; keys and URLs longer than [`MAX_KEY_LEN`] / [`MAX_URL_LEN`] or with
 //! more than [`MAX_PARAMS`] parameters are refused with [`DubboError::TooLong`].
@@ -21,6 +23,7 @@ mod encode;
 mod error;
 mod key;
 mod matching;
+mod provider;
 mod service_key;
 mod simplify;
 mod url;
@@ -28,7 +31,10 @@ mod url;
 pub use encode::{decode_component, KeyEncoding};
 pub use error::DubboError;
 pub use key::{Category, RegisteredUrl, RegistryKey, RegistryRoot, DEFAULT_ROOT};
-pub use matching::{is_match, is_match_category};
+pub use matching::{is_match, is_match_category, key_matches};
+pub use provider::{
+    discover, Discovered, ProviderRegistration, DUBBO_PROTOCOL, DUBBO_PROTOCOL_VERSION, RELEASE,
+};
 pub use service_key::ServiceKey;
 pub use simplify::{simplify_consumer_url, simplify_provider_url, DubboVersion, CONSUMER_KEYS};
 pub use url::{

@@ -6,6 +6,7 @@
 //! The first send happens in [`start`] and the wait in [`finish`], so that pipelined requests of one
 //! connection are all in flight before the first answer is awaited.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -25,6 +26,8 @@ use crate::upstream::PendingCall;
 pub(super) struct Call<'a> {
     /// Borrows from the connection's read buffer, which is not advanced until the call is answered.
     inv: Invocation<'a>,
+    /// The service key it asks for, `group/interface:version` (the form's `group`, `interface`, `version`).
+    service: Cow<'a, str>,
     budget: RetryBudget,
     /// Providers excluded from the next pick: the call did not run there or failed there.
     tried: Vec<SocketAddr>,
@@ -63,6 +66,7 @@ pub(super) async fn start<'a>(ctx: &Ctx, inv: Invocation<'a>) -> Started<'a> {
     }
     let mut call = Call {
         budget: RetryBudget::new(policy.retries),
+        service: service_key(&inv),
         inv,
         tried: Vec::new(),
         last: None,
@@ -128,7 +132,7 @@ impl<'a> Call<'a> {
         }
         // After the pool's health and limit saw the outcome: the cap refreshed from them.
         ctx.upstreams
-            .done(&self.inv.interface, chosen, started, outcome.ok_for_balancer());
+            .done(&self.service, chosen, started, outcome.ok_for_balancer());
         self.record(outcome.next, pool.addr())
     }
 
@@ -161,7 +165,8 @@ impl<'a> Call<'a> {
             let res = match chosen.pool.get().await {
                 Ok(conn) => conn.send(|buf, id| {
                     let settings = &ctx.settings;
-                    let token = settings.token.as_deref();
+                    // The provider URL's token (Dubbo's token check), else the agents' shared one.
+                    let token = chosen.token.as_deref().or(settings.token.as_deref());
                     encode_call(
                         &settings.upstream.codec,
                         token,
@@ -198,7 +203,7 @@ impl<'a> Call<'a> {
         loop {
             // Calls already waiting go first: a new call joins the queue behind them.
             let picked = if ctx.upstreams.queue.is_empty() || wait.requeued {
-                ctx.upstreams.pick(inv, &self.tried)
+                ctx.upstreams.pick(inv, &self.service, &self.tried)
             } else {
                 Pick::AllBusy
             };
@@ -220,7 +225,7 @@ impl<'a> Call<'a> {
                     if !wait.requeued && q.len() >= ctx.settings.queue_limit {
                         return unavailable(format!(
                             "all providers of {} are full and the queue is full",
-                            inv.interface
+                            self.service
                         ));
                     }
                     let ticket = q.wait(wait.requeued);
@@ -238,7 +243,7 @@ impl<'a> Call<'a> {
                     if waited.is_err() {
                         return unavailable(format!(
                             "all providers of {} stayed full for {} ms",
-                            inv.interface,
+                            self.service,
                             ctx.settings.queue_timeout.as_millis()
                         ));
                     }
@@ -270,7 +275,7 @@ enum Refusal {
 /// The answer to a call no provider is left for: 404 when the service has no provider at all and the
 /// call was never sent, else 503 with the last attempt's failure when there was one.
 fn refusal(why: Refusal, call: &Call<'_>) -> HttpAnswer {
-    let service = &call.inv.interface;
+    let service = &call.service;
     match (why, &call.last) {
         (Refusal::NoSnapshot, _) => {
             HttpAnswer::new(503, "provider list not loaded yet (registry unreachable)")
@@ -312,6 +317,27 @@ fn unsent_attempt_of(e: &CallError) -> Attempt {
     match e {
         CallError::Closed(_) => Attempt::ConnectFailed,
         other => attempt_of(other),
+    }
+}
+
+/// Dubbo's service key of the call, `group/interface:version` (each part only when set), borrowed when
+/// it is just the interface.
+fn service_key<'a>(inv: &Invocation<'a>) -> Cow<'a, str> {
+    match (&inv.group, &inv.version) {
+        (None, None) => inv.interface.clone(),
+        (group, version) => {
+            let mut key = String::new();
+            if let Some(g) = group {
+                key.push_str(g);
+                key.push('/');
+            }
+            key.push_str(&inv.interface);
+            if let Some(v) = version {
+                key.push(':');
+                key.push_str(v);
+            }
+            Cow::Owned(key)
+        }
     }
 }
 
@@ -456,19 +482,25 @@ mod tests {
         assert_eq!(req.args, [Value::str("x")]);
     }
 
+    fn invocation(group: Option<&'static str>, version: Option<&'static str>) -> Invocation<'static> {
+        Invocation {
+            interface: "com.example.Svc".into(),
+            method: "hash".into(),
+            param_types: "".into(),
+            args: Vec::new(),
+            version: version.map(Into::into),
+            group: group.map(Into::into),
+            tag: None,
+            force_tag: false,
+            attachments: Vec::new(),
+        }
+    }
+
     fn call(retries: usize) -> Call<'static> {
+        let inv = invocation(Some("g"), Some("1.0"));
         Call {
-            inv: Invocation {
-                interface: "com.example.Svc".into(),
-                method: "hash".into(),
-                param_types: "".into(),
-                args: Vec::new(),
-                version: None,
-                group: None,
-                tag: None,
-                force_tag: false,
-                attachments: Vec::new(),
-            },
+            service: service_key(&inv),
+            inv,
             budget: RetryBudget::new(retries),
             tried: Vec::new(),
             last: None,
@@ -505,6 +537,20 @@ mod tests {
     }
 
     #[test]
+    fn the_service_key_is_dubbos() {
+        assert!(matches!(
+            service_key(&invocation(None, None)),
+            Cow::Borrowed("com.example.Svc")
+        ));
+        assert_eq!(service_key(&invocation(Some("g"), None)), "g/com.example.Svc");
+        assert_eq!(service_key(&invocation(None, Some("2"))), "com.example.Svc:2");
+        assert_eq!(
+            service_key(&invocation(Some("*"), Some("*"))),
+            "*/com.example.Svc:*"
+        );
+    }
+
+    #[test]
     fn refusals_say_why_and_report_the_last_failure() {
         let mut fresh = call(2);
         let answer = |why, call: &Call<'_>| {
@@ -514,18 +560,24 @@ mod tests {
         assert_eq!(answer(Refusal::NoSnapshot, &fresh).0, 503);
         assert_eq!(
             answer(Refusal::NoService, &fresh),
-            (404, "no provider registered for service com.example.Svc".into())
+            (
+                404,
+                "no provider registered for service g/com.example.Svc:1.0".into()
+            )
         );
         assert_eq!(
             answer(Refusal::NoRoute, &fresh),
             (
                 503,
-                "the routing rules of service com.example.Svc leave no provider for method hash".into()
+                "the routing rules of service g/com.example.Svc:1.0 leave no provider for method hash".into()
             )
         );
         assert_eq!(
             answer(Refusal::Unreachable, &fresh),
-            (503, "no reachable provider for service com.example.Svc".into())
+            (
+                503,
+                "no reachable provider for service g/com.example.Svc:1.0".into()
+            )
         );
         // After an attempt failed somewhere, a service gone from the registry is not a 404, and the
         // failure is reported.
@@ -536,7 +588,7 @@ mod tests {
                 answer(why, &fresh),
                 (
                     503,
-                    "no other provider for service com.example.Svc after: connection refused".into()
+                    "no other provider for service g/com.example.Svc:1.0 after: connection refused".into()
                 )
             );
         }

@@ -17,6 +17,7 @@ use mesh_balance::{
     ConsumerInfo, LiveState, Pick as Drawn, PickOptions, Policy, Provider, Request, RouteTable, RuleSet,
     TableOptions, XorShift64,
 };
+use mesh_registry::dubbo::ServiceKey;
 use mesh_registry::{Endpoint, Snapshot};
 
 use crate::health::State as HealthState;
@@ -50,8 +51,10 @@ pub(crate) enum Pick {
 #[derive(Debug, Clone)]
 pub(crate) struct Chosen {
     pub(crate) pool: Rc<Pool>,
-    /// The epoch (snapshot version) and index it was picked in.
-    version: u64,
+    /// The provider URL's `token`, sent as the call's `token` attachment (Dubbo's token check).
+    pub(crate) token: Option<Rc<str>>,
+    /// The table (build number) and index it was picked in.
+    build: u64,
     idx: usize,
 }
 
@@ -78,14 +81,26 @@ impl Caps {
     }
 }
 
-/// One service's routing state in one epoch.
+/// What a table was built from: a service key's provider list (valid while its epoch is), or several
+/// merged for a `*` / comma-list request (valid for one snapshot version).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Built {
+    Exact { epoch: u64 },
+    Merged { version: u64 },
+}
+
+/// One requested service key's routing state.
 struct ServiceRoutes {
-    version: u64,
+    /// Build number (unique per `Routes`): whether a [`Chosen`] was picked in this table.
+    build: u64,
+    built: Built,
+    rules_epoch: u64,
     policy: Policy,
     table: RouteTable,
     live: LiveState,
     /// Per provider index: its pool, its endpoint's announced cap, and until when it is marked down.
     pools: Vec<Rc<Pool>>,
+    tokens: Vec<Option<Rc<str>>>,
     announced: Vec<Option<u32>>,
     down: Vec<Option<Instant>>,
     downs: usize,
@@ -100,6 +115,7 @@ pub(crate) struct Routes {
     /// Rule documents from the configuration, used when the snapshot has none for the service.
     config_rules: HashMap<String, String>,
     services: HashMap<String, ServiceRoutes>,
+    builds: u64,
     rng: XorShift64,
 }
 
@@ -111,6 +127,8 @@ impl std::fmt::Debug for Routes {
 
 /// What a call asks of the routers.
 pub(crate) struct Call<'r> {
+    /// The requested service key, `group/interface:version` (group `*` or a comma list and version `*`
+    /// match as Dubbo does).
     pub(crate) service: &'r str,
     pub(crate) method: &'r str,
     pub(crate) tag: Option<&'r str>,
@@ -134,6 +152,7 @@ impl Routes {
             consumer,
             config_rules,
             services: HashMap::new(),
+            builds: 0,
             rng: XorShift64::new(seed | 1),
         }
     }
@@ -157,17 +176,36 @@ impl Routes {
         if snap.version == 0 {
             return Pick::NoSnapshot;
         }
-        let eps = snap.endpoints(call.service);
-        if eps.is_empty() {
-            return Pick::NoService;
-        }
-        let stale = self
+        let current = self
             .services
             .get(call.service)
-            .is_none_or(|r| r.version != snap.version);
-        if stale {
-            let built = self.build(snap, call.service, eps, caps, &pool_of);
-            self.services.insert(call.service.to_owned(), built);
+            .is_some_and(|r| r.is_current(snap, call.service));
+        if !current {
+            let matched = snap.matching(&ServiceKey::parse(call.service));
+            if matched.is_empty() {
+                self.services.remove(call.service);
+                return Pick::NoService;
+            }
+            let built = match matched.as_slice() {
+                [(_, providers)] => Built::Exact {
+                    epoch: providers.epoch(),
+                },
+                _ => Built::Merged {
+                    version: snap.version,
+                },
+            };
+            // One list per address: a provider of two matched keys is one provider.
+            let mut eps: Vec<&Endpoint> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            for (_, providers) in &matched {
+                for e in providers.iter() {
+                    if seen.insert(e.addr) {
+                        eps.push(e);
+                    }
+                }
+            }
+            let table = self.build(snap, call.service, built, &eps, caps, &pool_of);
+            self.services.insert(call.service.to_owned(), table);
         }
         let now_ns = self.now_ns();
         let Some(r) = self.services.get_mut(call.service) else {
@@ -202,7 +240,8 @@ impl Routes {
                     r.live.on_send(i, now_ns);
                     return Pick::Chosen(Chosen {
                         pool: r.pools[i].clone(),
-                        version: r.version,
+                        token: r.tokens[i].clone(),
+                        build: r.build,
                         idx: i,
                     });
                 }
@@ -227,11 +266,13 @@ impl Routes {
         Pick::Unreachable
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn build(
-        &self,
+        &mut self,
         snap: &Snapshot,
         service: &str,
-        eps: &[Endpoint],
+        built: Built,
+        eps: &[&Endpoint],
         caps: Caps,
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
     ) -> ServiceRoutes {
@@ -281,13 +322,26 @@ impl Routes {
         };
         // `build` keeps the providers' order, so indices match `eps`.
         let announced = eps.iter().map(|e| e.max_concurrency).collect();
+        let tokens = eps
+            .iter()
+            .map(|e| {
+                e.params
+                    .get("token")
+                    .filter(|t| !t.is_empty())
+                    .map(|t| Rc::from(t.as_str()))
+            })
+            .collect();
         let n = table.len();
+        self.builds += 1;
         ServiceRoutes {
-            version: snap.version,
+            build: self.builds,
+            built,
+            rules_epoch: snap.rules_epoch(),
             policy,
             table,
             live,
             pools,
+            tokens,
             announced,
             down: vec![None; n],
             downs: 0,
@@ -302,7 +356,7 @@ impl Routes {
         let Some(r) = self.services.get_mut(service) else {
             return;
         };
-        let idx = if r.version == chosen.version {
+        let idx = if r.build == chosen.build {
             Some(chosen.idx)
         } else {
             r.table.index_of(chosen.pool.addr())
@@ -314,6 +368,16 @@ impl Routes {
 }
 
 impl ServiceRoutes {
+    /// Whether this table still routes `service` as `snap` lists it (its providers' epoch and the rules'
+    /// epoch unchanged).
+    fn is_current(&self, snap: &Snapshot, service: &str) -> bool {
+        let providers = match self.built {
+            Built::Exact { epoch } => snap.providers(service).is_some_and(|p| p.epoch() == epoch),
+            Built::Merged { version } => version == snap.version,
+        };
+        providers && self.rules_epoch == snap.rules_epoch()
+    }
+
     /// The cap provider `idx` has now: one call at a time while probing after an ejection.
     fn refresh_cap(&mut self, idx: usize, now: Instant, caps: Caps) {
         let pool = &self.pools[idx];

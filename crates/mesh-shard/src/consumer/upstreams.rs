@@ -105,10 +105,11 @@ impl Upstreams {
     pub fn refresh(&self) {
         let mut newest = None;
         while let Ok(s) = self.rx.try_recv() {
+            // Every snapshot says which addresses left with it: their pools go, in O(departed).
+            drop_departed(&mut self.pools.borrow_mut(), &s);
             newest = Some(s);
         }
         if let Some(s) = newest {
-            drop_departed(&mut self.pools.borrow_mut(), &s);
             *self.snapshot.borrow_mut() = s;
             // New providers may have room for calls that wait: start the chain of wake-ups.
             self.queue.wake_one();
@@ -137,7 +138,7 @@ impl Upstreams {
 
     /// Routes and picks a provider for `inv`, not one of `exclude`. A chosen provider counts the call in
     /// flight until [`Upstreams::done`].
-    pub(super) fn pick(&self, inv: &Invocation<'_>, exclude: &[SocketAddr]) -> Pick {
+    pub(super) fn pick(&self, inv: &Invocation<'_>, service: &str, exclude: &[SocketAddr]) -> Pick {
         let snap = self.snapshot.borrow().clone();
         let mut small: [&str; 4] = [""; 4];
         let heap: Vec<&str>;
@@ -157,7 +158,7 @@ impl Upstreams {
             .map(|(n, v)| (n.as_ref(), v.as_ref()))
             .collect();
         let call = Call {
-            service: &inv.interface,
+            service,
             method: &inv.method,
             tag: inv.tag.as_deref(),
             force_tag: inv.force_tag,
@@ -181,22 +182,25 @@ impl Upstreams {
     }
 }
 
-/// The scale benchmark's propagation probe (benches/registry.py): this shard routes by `snap` from now on.
+/// The scale benchmark's propagation probe (benches/registry.py): this shard routes by `snap` (the etcd
+/// state at `snap.revision`) from now on.
 fn trace_applied(snap: &Snapshot) {
     let unix_ns = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
     let shard = std::thread::current().name().unwrap_or("?").to_owned();
     eprintln!(
-        "snapshot-applied shard={shard} version={} unix_ns={unix_ns}",
-        snap.version
+        "snapshot-applied shard={shard} version={} revision={} unix_ns={unix_ns}",
+        snap.version, snap.revision
     );
 }
 
-/// Drops the pools of providers no service of `snap` lists any more, in O(pools) (calls in flight keep
-/// their connection alive).
+/// Drops the pools of the providers `snap` says left (no service key lists them any more), in
+/// O(departed) (calls in flight keep their connection alive).
 fn drop_departed<P>(pools: &mut HashMap<SocketAddr, P>, snap: &Snapshot) {
-    pools.retain(|addr, _| snap.contains_addr(*addr));
+    for addr in snap.departed() {
+        pools.remove(addr);
+    }
 }
 
 #[cfg(test)]
@@ -209,15 +213,17 @@ mod tests {
         let a: SocketAddr = "10.0.0.1:1".parse().unwrap();
         let b: SocketAddr = "10.0.0.2:1".parse().unwrap();
         let c: SocketAddr = "10.0.0.3:1".parse().unwrap();
+        let mut builder = mesh_registry::SnapshotBuilder::new();
+        for (service, addr) in [("S", a), ("T", b), ("S", c)] {
+            builder.upsert(service, Endpoint::new(addr));
+        }
+        builder.publish(1).unwrap();
         let mut pools: HashMap<SocketAddr, ()> = [(a, ()), (b, ()), (c, ())].into();
-        // b moved to the wildcard entry, c left.
-        let snap = Snapshot::new(
-            2,
-            [
-                ("S".to_string(), Endpoint::new(a)),
-                ("*".to_string(), Endpoint::new(b)),
-            ],
-        );
+        // b moved from T to S (it stays), c left.
+        builder.remove("T", b);
+        builder.upsert("S", Endpoint::new(b));
+        builder.remove("S", c);
+        let snap = builder.publish(2).unwrap();
         drop_departed(&mut pools, &snap);
         let mut left: Vec<_> = pools.into_keys().collect();
         left.sort();

@@ -7,6 +7,6 @@ use serde::{Deserialize, Serialize};
 #[serde(deny_unknown_fields)]
 pub(crate) struct EtcdSection {
     pub(crate) endpoints: Vec<String>,
-    pub(crate) prefix: String,
+    pub(crate) root: String,
     pub(crate) lease_ttl_s: u64,
 }

@@ -18,6 +18,7 @@ pub(crate) struct ProviderConfig {
     pub(crate) dubbo: SocketAddr,
     pub(crate) serialization: SerializationName,
     pub(crate) services: Vec<String>,
+    pub(crate) application: String,
     pub(crate) weight: u32,
     pub(crate) max_concurrency: Option<u32>,
     pub(crate) upstream_connections: usize,
@@ -36,6 +37,8 @@ pub(crate) struct ProviderConfig {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) params: BTreeMap<String, String>,
     pub(crate) warmup_ms: u64,
+    pub(crate) simplified: bool,
+    pub(crate) extra_keys: Vec<String>,
 }
 
 impl ProviderConfig {
