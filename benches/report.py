@@ -1174,6 +1174,7 @@ def main():
     rt = load("routing.json")
     rt_meta = load("routing_meta.json")
     rg = load("registry.json")
+    rg_before = load("registry_before.json")
     codec = load("codec.json")
     meta = load("codec_meta.json")
     old_doc = DOC.read_text() if DOC.exists() else ""
@@ -1211,7 +1212,7 @@ def main():
         analysis_section(),
         faults_section(fa),
         routing_section(rt, rt_meta),
-        registry_section(rg, table),
+        registry_section(rg, table, rg_before),
         codec_section(old_doc, codec, meta),
         howto_section(),
     ]

@@ -15,7 +15,32 @@ def _met(ok):
     return "**met**" if ok else "**not met**"
 
 
-def registry_section(rg, table):
+def _rows(runs, label=""):
+    rows = []
+    for r in runs:
+        p99 = r.get("propagation_p99_ms")
+        cpu = r.get("cpu_us_per_change")
+        rows.append([
+            f"{label}{r['model']} ({r['services']} x {r['instances'] // max(1, r['services']):,})",
+            _fmt(r.get("changes_per_s"), 1),
+            _fmt(r.get("propagation_p50_ms"), 2),
+            _fmt(p99, 2) + ("" if p99 is None else f" ({_met(p99 <= TARGET_P99_MS)})"),
+            _fmt(r.get("propagation_max_ms"), 1),
+            _fmt(cpu, 1) + ("" if cpu is None else f" ({_met(cpu <= TARGET_CPU_US)})"),
+            _fmt((r.get("consumer_cpu_ms_per_s") or {}).get("quiet"), 1) + " / "
+            + _fmt((r.get("consumer_cpu_ms_per_s") or {}).get("churn"), 1),
+            _fmt(r.get("consumer_rss_mib"), 1),
+            _fmt(r.get("etcd_keys"), 0),
+            _fmt(r.get("etcd_bytes"), 0),
+            _fmt(r.get("etcd_db_bytes"), 0),
+            _fmt(r.get("requests"), 0),
+            f"{_fmt(r.get('failed'), 0)} ({_met(r.get('failed') == 0)})",
+            f"{_fmt((r.get('latency_us') or {}).get('p50'), 0)} / {_fmt((r.get('latency_us') or {}).get('p99'), 0)}",
+        ])
+    return rows
+
+
+def registry_section(rg, table, before=None):
     out = ["## Registry at scale (issue 11)", ""]
     if not rg or not rg.get("runs"):
         out.append("No results yet: run `bash scripts/bench.sh registry` (target/bench/registry.json).")
@@ -48,41 +73,31 @@ def registry_section(rg, table):
         f"<= {TARGET_CPU_US:g} µs consumer CPU per change, no failed request. Reported, not asserted.",
         "",
     ]
-    rows = []
-    for r in rg["runs"]:
-        p99 = r.get("propagation_p99_ms")
-        cpu = r.get("cpu_us_per_change")
-        rows.append([
-            f"{r['model']} ({r['services']} x {r['instances'] // max(1, r['services']):,})",
-            _fmt(r.get("changes_per_s"), 0),
-            _fmt(r.get("propagation_p50_ms"), 2),
-            _fmt(p99, 2) + ("" if p99 is None else f" ({_met(p99 <= TARGET_P99_MS)})"),
-            _fmt(r.get("propagation_max_ms"), 1),
-            _fmt(cpu, 1) + ("" if cpu is None else f" ({_met(cpu <= TARGET_CPU_US)})"),
-            _fmt((r.get("consumer_cpu_ms_per_s") or {}).get("quiet"), 1) + " / "
-            + _fmt((r.get("consumer_cpu_ms_per_s") or {}).get("churn"), 1),
-            _fmt(r.get("consumer_rss_mib"), 1),
-            _fmt(r.get("etcd_keys"), 0),
-            _fmt(r.get("etcd_bytes"), 0),
-            _fmt(r.get("etcd_db_bytes"), 0),
-            _fmt(r.get("requests"), 0),
-            f"{_fmt(r.get('failed'), 0)} ({_met(r.get('failed') == 0)})",
-        ])
+    rows = _rows(rg["runs"])
+    if before and before.get("runs"):
+        rows += _rows(before["runs"], "before: ")
     out.append(table(["model", "changes/s", "propagation p50 ms", "p99 ms", "max ms", "CPU µs/change",
                       "consumer CPU ms/s quiet / churn", "consumer RSS MiB", "etcd keys", "etcd key+value bytes",
-                      "etcd db bytes", "requests", "failed"], rows))
+                      "etcd db bytes", "requests", "failed", "request latency p50 / p99 µs"], rows))
     out.append("")
     notes = []
     for r in rg["runs"]:
         lat = r.get("latency_us") or {}
         notes.append(
             f"{r['model']}: {r.get('changes', 0):,} changes ({r.get('changes_failed', 0)} not acknowledged by "
-            f"etcd), {r.get('propagation_measured', 0):,} measured, {r.get('changes_never_applied', 0)} never "
+            f"etcd), {r.get('propagation_measured', 0):,} measured, {_fmt(r.get('changes_never_applied'), 0)} never "
             f"seen by some shard; {r.get('consumer_shards')} consumer shards, snapshots taken per shard "
             f"{r.get('snapshots_applied_per_shard')}; request latency p50 {_fmt(lat.get('p50'), 0)} µs, p99 "
             f"{_fmt(lat.get('p99'), 0)} µs at {_fmt(r.get('qps'), 0)} requests/s; load average "
             f"{_fmt((r.get('load') or {}).get('loadavg_1m'), 2)} before the run.")
     out += ["* " + n for n in notes]
+    if before and before.get("runs"):
+        bm = before.get("machine", {})
+        out += ["", f"`before:` rows: the same benchmark with `BENCH_REGISTRY_LAYOUT=mesh-v1` "
+                f"(`BENCH_REGISTRY_JSON=registry_before.json`) on commit `{bm.get('commit', '?')}` "
+                f"({bm.get('date_utc', '?')}), the agents' own layout and full-snapshot model before issue 11 "
+                "(`/dubbomesh/v1/<service>/<ip:port>`, one snapshot rebuilt whole per change); its snapshots carry "
+                "no etcd revision, so no propagation figure."]
     if m:
         out += ["", f"Run {m.get('date_utc', '?')} on commit `{m.get('commit', '?')}`, {m.get('nproc', '?')} vCPUs. "
                 f"Reproduce: `bash scripts/bench.sh registry` (knobs `BENCH_REGISTRY_*` in scripts/bench.sh)."]
