@@ -9,7 +9,8 @@
 //! * **capacity knee** `K`: the latency of a call is `base * max(1, inflight / K)`, `inflight` counted when the
 //!   call starts (a CPU-bound provider slows down past its knee);
 //! * status 40 for undecodable requests (or, with a fixed serialization, frames of another one), status 70
-//!   for unknown services / methods / arguments, heartbeats answered, connections closed on bad magic or
+//!   for unknown services / methods / arguments and (with a `token`) calls without the right `token`
+//!   attachment, heartbeats answered, connections closed on bad magic or
 //!   oversize frames;
 //! * result flag 4 (`RESPONSE_VALUE_WITH_ATTACHMENTS`, `{"dubbo":"2.0.2"}`) when the request's protocol version is
 //!   in 2.0.2..=2.0.99, flag 1 otherwise, as Java 2.7/3.x providers do.
@@ -147,6 +148,9 @@ pub struct SimConfig {
     pub max_body: usize,
     /// How answers are timed.
     pub timer: TimerMode,
+    /// A provider `token` (Dubbo's `TokenFilter`): when set, a call whose `token` attachment differs is
+    /// answered with status 70 and Java's "Invalid token!" message.
+    pub token: Option<String>,
 }
 
 impl Default for SimConfig {
@@ -159,6 +163,7 @@ impl Default for SimConfig {
             serialization: SerializationMode::Any,
             max_body: DEFAULT_MAX_BODY,
             timer: TimerMode::Precise,
+            token: None,
         }
     }
 }
@@ -560,6 +565,21 @@ fn check_call(shared: &Shared, req: &Request<'_>) -> Call {
                 req.service, req.method, req.param_types
             ),
         );
+    }
+    if let Some(token) = &shared.cfg.token {
+        let sent = req.attachment("token").and_then(Value::as_str);
+        if sent != Some(token.as_str()) {
+            // TokenFilter's RpcException, answered as SERVICE_ERROR by HeaderExchangeHandler.
+            return Call::Error(
+                Status::SERVICE_ERROR,
+                format!(
+                    "org.apache.dubbo.rpc.RpcException: Invalid token! Forbid invoke remote service interface \
+                     {SERVICE} method {}() from consumer to provider {ip}:{port}, consumer incorrect token is {}",
+                    req.method,
+                    sent.unwrap_or("null")
+                ),
+            );
+        }
     }
     if req.method != METHOD || req.param_types != PARAM_TYPES {
         return Call::Error(

@@ -459,3 +459,51 @@ fn binary_refuses_non_loopback_bind() {
         .expect("run provider-sim");
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn token_is_checked_like_dubbos_token_filter() {
+    let sim = sim::spawn(SimConfig {
+        token: Some("s3cret".into()),
+        ..cfg(1)
+    })
+    .expect("sim");
+    let mut c = Client::connect(sim.addr());
+    let send = |c: &mut Client, id: u64, token: Option<&str>| {
+        let mut buf = BytesMut::new();
+        let head = mesh_dubbo::RequestHead {
+            dubbo_version: DUBBO_VERSION,
+            service: SERVICE,
+            version: None,
+            method: "hash",
+            param_types: PARAM_TYPES,
+        };
+        let path = Value::str(SERVICE);
+        let tok = token.map(Value::str);
+        let mut atts = vec![("path", &path)];
+        if let Some(t) = &tok {
+            atts.push(("token", t));
+        }
+        Codec::default()
+            .encode_request(
+                &mut buf,
+                Header::request(id, Serialization::Hessian2, true),
+                &head,
+                &[Value::str("abc")],
+                atts,
+            )
+            .expect("encode");
+        c.send(&buf);
+    };
+    send(&mut c, 1, None);
+    let (h, body) = c.recv_body();
+    expect_error(&h, &body, Status::SERVICE_ERROR, "Invalid token!");
+    send(&mut c, 2, Some("wrong"));
+    let (h, body) = c.recv_body();
+    expect_error(&h, &body, Status::SERVICE_ERROR, "incorrect token is wrong");
+    send(&mut c, 3, Some("s3cret"));
+    let (h, body) = c.recv_body();
+    assert_eq!(h.status, Status::OK);
+    expect_value(&body, java_string_hash("abc"), true);
+    let stats = sim.stop();
+    assert_eq!((stats.served, stats.errors), (1, 2));
+}

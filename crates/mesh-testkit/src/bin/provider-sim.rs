@@ -51,6 +51,9 @@ struct Args {
     /// coarse (tokio's millisecond timer, about +1.9 ms on 50 ms; the behaviour before the precise timer).
     #[arg(long, default_value_t = TimerMode::Precise)]
     timer: TimerMode,
+    /// Require this `token` attachment on every call (Dubbo's provider `token`); others get status 70.
+    #[arg(long)]
+    token: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -87,6 +90,7 @@ async fn serve(args: Args) -> std::io::Result<()> {
         knee: args.knee,
         serialization: args.serialization,
         timer: args.timer,
+        token: args.token,
         ..SimConfig::default()
     };
     let first = sim::bind(SocketAddr::new(args.bind, args.port))?;

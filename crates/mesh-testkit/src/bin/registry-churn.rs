@@ -6,7 +6,8 @@
 //! interface 0 is the benchmark's `IHelloService`, interface `k > 0` is `IHelloService<k>`. Keys are
 //! `/<root>/<URL-encoded interface>/providers/<URL-encoded full URL>` with the decimal lease id as value, all
 //! on one lease kept alive (Java's global lease), put in transactions of at most 64 operations; the parent
-//! key `/<root>/<URL-encoded interface>` is written as Java does (persistent, value `path.hashCode()`).
+//! key `/<root>/<URL-encoded interface>` is written as Java does (persistent, value `path.hashCode()`). The
+//! keys and values are `mesh_testkit::dubbo_writers::java27_provider`'s (written from Dubbo's sources).
 //!
 //! Protocol (lines): stdout `REGISTERED <instances> <revision>` once registered; then, per stdin line
 //! `churn <changes per second> <seconds>`: alternately one absent instance joins (its key put, with a fresh
@@ -15,7 +16,6 @@
 //! (`{"op","instance","revision","sent_unix_ns","acked_unix_ns"}`) and stdout says `CHURNED <changes>
 //! <failed>`. `quit` or end of input revokes the lease (every key goes) and exits 0; errors exit 1.
 
-use std::collections::HashMap;
 use std::io::Write as _;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -26,6 +26,7 @@ use anyhow::{bail, Context, Result};
 use clap::Parser;
 use etcd_client::{Client, PutOptions, Txn, TxnOp};
 use mesh_testkit::churn::{due_ns, nth_loopback, Change, ChurnPlan};
+use mesh_testkit::dubbo_writers::{java27_provider, Provider, Registration};
 use mesh_testkit::sim::SERVICE;
 
 /// Registers Java-2.7-style provider keys in etcd and churns them on command (scale benchmark).
@@ -151,14 +152,16 @@ async fn run(args: Args) -> Result<()> {
     let keepalive = tokio::spawn(keep_alive(client.clone(), lease, args.lease_ttl));
 
     let mesh_v1 = args.layout == "mesh-v1";
-    // Java writes the interface's path as a persistent key on register (value: the path's Java hash).
-    let mut parents: Vec<String> = (0..args.interfaces)
-        .map(|k| format!("{root}/{}", java_url_encode(&interface_name(k))))
-        .collect();
-    parents.sort();
-    for p in parents.iter().filter(|_| !mesh_v1) {
-        let value = java_string_hash(p).to_string();
-        timed("put", client.put(p.as_str(), value, None)).await?;
+    // Java writes the interface's path as a persistent key on register (once per interface here: every
+    // instance of an interface has the same parents).
+    for inst in instances
+        .iter()
+        .take(args.interfaces as usize)
+        .filter(|_| !mesh_v1)
+    {
+        for parent in java27(&root, inst, &args.application, 0).parents {
+            timed("put", client.put(parent.key, parent.value, None)).await?;
+        }
     }
 
     let value = if mesh_v1 {
@@ -383,105 +386,54 @@ fn key_of(root: &str, inst: &Instance, args: &Args, timestamp_ms: u64) -> String
     if args.layout == "mesh-v1" {
         format!("{root}/{}/{}", inst.interface, inst.addr)
     } else {
-        provider_key(root, inst, &args.application, timestamp_ms)
+        java27(root, inst, &args.application, timestamp_ms).key
     }
 }
 
-/// The key Java Dubbo 2.7's `EtcdRegistry` writes for a provider (see `provider_url`).
-fn provider_key(root: &str, inst: &Instance, application: &str, timestamp_ms: u64) -> String {
-    let url = provider_url(&inst.interface, inst.addr, application, timestamp_ms);
-    format!(
-        "{root}/{}/providers/{}",
-        java_url_encode(&inst.interface),
-        java_url_encode(&url)
-    )
-}
-
-/// A Java 2.7.23 provider's registered URL (`URL.toFullString()`: parameters sorted, values raw) for an
-/// `IHelloService`-like interface with one method `hash`, as `ServiceConfig` + `RegistryProtocol` build it.
-// TODO(h-interop): use mesh_testkit::dubbo_writers once merged, so that there is one Java writer.
-fn provider_url(interface: &str, addr: SocketAddr, application: &str, timestamp_ms: u64) -> String {
-    let pid = std::process::id().to_string();
-    let timestamp = timestamp_ms.to_string();
-    let mut params: HashMap<&str, &str> = HashMap::new();
-    params.insert("anyhost", "true");
-    params.insert("application", application);
-    params.insert("deprecated", "false");
-    params.insert("dubbo", "2.0.2");
-    params.insert("dynamic", "true");
-    params.insert("generic", "false");
-    params.insert("interface", interface);
-    params.insert("methods", "hash");
-    params.insert("pid", &pid);
-    params.insert("release", "2.7.23");
-    params.insert("side", "provider");
-    params.insert("timestamp", &timestamp);
-    let mut sorted: Vec<_> = params.into_iter().collect();
-    sorted.sort();
-    let query: Vec<String> = sorted.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    format!("dubbo://{addr}/{interface}?{}", query.join("&"))
-}
-
-/// Java's `URLEncoder.encode(s, "UTF-8")`: letters, digits and `.-*_` kept, space as `+`, every other byte
-/// `%XX` (upper case).
-fn java_url_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() * 3 / 2);
-    for b in s.bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
-
-/// Java's `String.hashCode()` (UTF-16 code units).
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+/// Instance `inst` registered by a Java 2.7 provider (`mesh_testkit::dubbo_writers`).
+fn java27(root: &str, inst: &Instance, application: &str, timestamp_ms: u64) -> Registration {
+    let mut p = Provider::new(&inst.interface, &inst.addr.ip().to_string(), inst.addr.port());
+    p.application = application.to_owned();
+    p.timestamp_ms = timestamp_ms;
+    java27_provider(root, &p)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn keys_are_encoded_as_java_url_encoder_does() {
-        assert_eq!(
-            java_url_encode("a b/c:d?e=f&g,h.i-j*k_l"),
-            "a+b%2Fc%3Ad%3Fe%3Df%26g%2Ch.i-j*k_l"
-        );
-        assert_eq!(java_url_encode("é"), "%C3%A9");
+    fn args(layout: &str) -> Args {
+        Args::parse_from([
+            "registry-churn",
+            "--etcd",
+            "e",
+            "--port",
+            "1",
+            "--records",
+            "r",
+            "--layout",
+            layout,
+        ])
     }
 
     #[test]
-    fn java_string_hash_matches_java() {
-        // "hello".hashCode() == 99162322 in Java (the challenge's reference answer).
-        assert_eq!(java_string_hash("hello"), 99_162_322);
-        assert_eq!(java_string_hash(""), 0);
-    }
-
-    #[test]
-    fn a_provider_key_is_one_path_segment_under_providers_with_sorted_parameters() {
+    fn an_instance_key_names_its_interface_and_address_in_both_layouts() {
         let inst = Instance {
             interface: interface_name(3),
             addr: "127.1.0.9:20880".parse().unwrap(),
             key: None,
         };
-        let key = provider_key("/dubbo", &inst, "app", 1_700_000_000_000);
-        let prefix = format!("/dubbo/{}{}/providers/", SERVICE, 3);
-        assert!(key.starts_with(&prefix), "{key}");
-        let tail = &key[prefix.len()..];
-        assert!(!tail.contains('/'), "{tail}");
-        assert!(tail.starts_with("dubbo%3A%2F%2F127.1.0.9%3A20880%2F"), "{tail}");
-        let url = provider_url(&inst.interface, inst.addr, "app", 1_700_000_000_000);
-        let query = url.split_once('?').unwrap().1;
-        let names: Vec<&str> = query.split('&').map(|p| p.split_once('=').unwrap().0).collect();
-        let mut sorted = names.clone();
-        sorted.sort();
-        assert_eq!(names, sorted);
-        assert!(query.contains("timestamp=1700000000000"));
-        assert!(query.contains(&format!("interface={}", inst.interface)));
+        let java = key_of("/dubbo", &inst, &args("java-2.7"), 1_700_000_000_000);
+        let prefix = format!("/dubbo/{SERVICE}3/providers/dubbo%3A%2F%2F127.1.0.9%3A20880%2F{SERVICE}3%3F");
+        assert!(java.starts_with(&prefix), "{java}");
+        assert!(java.contains("timestamp%3D1700000000000"), "{java}");
+        let v1 = key_of("/dubbomesh/v1", &inst, &args("mesh-v1"), 1);
+        assert_eq!(v1, format!("/dubbomesh/v1/{SERVICE}3/127.1.0.9:20880"));
+    }
+
+    #[test]
+    fn interface_zero_is_the_benchmark_service() {
+        assert_eq!(interface_name(0), SERVICE);
+        assert_eq!(interface_name(9), format!("{SERVICE}9"));
     }
 }
