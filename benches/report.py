@@ -1174,7 +1174,15 @@ def main():
     rt = load("routing.json")
     rt_meta = load("routing_meta.json")
     rg = load("registry.json")
-    rg_before = load("registry_before.json")
+    rg_others = [
+        ("before", load("registry_before.json"),
+         "the same benchmark with `BENCH_REGISTRY_LAYOUT=mesh-v1 BENCH_REGISTRY_JSON=registry_before.json` on the "
+         "agents before issue 11 (their own layout `/dubbomesh/v1/<service>/<ip:port>`, a snapshot rebuilt whole "
+         "per change; no etcd revision in it, so no propagation figure)"),
+        ("h-core only", load("registry_core.json"),
+         "`BENCH_REGISTRY_JSON=registry_core.json` on the Dubbo layout and the persistent-map snapshot (h-core) "
+         "without the incremental route tables (h-incr): every snapshot still rebuilds the shard's table"),
+    ]
     codec = load("codec.json")
     meta = load("codec_meta.json")
     old_doc = DOC.read_text() if DOC.exists() else ""
@@ -1212,7 +1220,7 @@ def main():
         analysis_section(),
         faults_section(fa),
         routing_section(rt, rt_meta),
-        registry_section(rg, table, rg_before),
+        registry_section(rg, table, rg_others),
         codec_section(old_doc, codec, meta),
         howto_section(),
     ]

@@ -40,7 +40,8 @@ def _rows(runs, label=""):
     return rows
 
 
-def registry_section(rg, table, before=None):
+def registry_section(rg, table, others=()):
+    """`others`: (label, JSON, what it is) of comparison runs of the same benchmark (e.g. before issue 11)."""
     out = ["## Registry at scale (issue 11)", ""]
     if not rg or not rg.get("runs"):
         out.append("No results yet: run `bash scripts/bench.sh registry` (target/bench/registry.json).")
@@ -74,8 +75,9 @@ def registry_section(rg, table, before=None):
         "",
     ]
     rows = _rows(rg["runs"])
-    if before and before.get("runs"):
-        rows += _rows(before["runs"], "before: ")
+    for label, other, _ in others:
+        if other and other.get("runs"):
+            rows += _rows(other["runs"], f"{label}: ")
     out.append(table(["model", "changes/s", "propagation p50 ms", "p99 ms", "max ms", "CPU µs/change",
                       "consumer CPU ms/s quiet / churn", "consumer RSS MiB", "etcd keys", "etcd key+value bytes",
                       "etcd db bytes", "requests", "failed", "request latency p50 / p99 µs"], rows))
@@ -91,13 +93,10 @@ def registry_section(rg, table, before=None):
             f"{_fmt(lat.get('p99'), 0)} µs at {_fmt(r.get('qps'), 0)} requests/s; load average "
             f"{_fmt((r.get('load') or {}).get('loadavg_1m'), 2)} before the run.")
     out += ["* " + n for n in notes]
-    if before and before.get("runs"):
-        bm = before.get("machine", {})
-        out += ["", f"`before:` rows: the same benchmark with `BENCH_REGISTRY_LAYOUT=mesh-v1` "
-                f"(`BENCH_REGISTRY_JSON=registry_before.json`) on commit `{bm.get('commit', '?')}` "
-                f"({bm.get('date_utc', '?')}), the agents' own layout and full-snapshot model before issue 11 "
-                "(`/dubbomesh/v1/<service>/<ip:port>`, one snapshot rebuilt whole per change); its snapshots carry "
-                "no etcd revision, so no propagation figure."]
+    for label, other, what in others:
+        if other and other.get("runs"):
+            om = other.get("machine", {})
+            out += ["", f"`{label}:` rows: {what}; commit `{om.get('commit', '?')}`, {om.get('date_utc', '?')}."]
     if m:
         out += ["", f"Run {m.get('date_utc', '?')} on commit `{m.get('commit', '?')}`, {m.get('nproc', '?')} vCPUs. "
                 f"Reproduce: `bash scripts/bench.sh registry` (knobs `BENCH_REGISTRY_*` in scripts/bench.sh)."]
