@@ -247,19 +247,32 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
 
     quiet_cpu = churn_cpu = quiet_s = churn_s = 0.0
     changes = failed_changes = 0
+    per_round = []
+    # CPU seconds by thread kind: the registry watcher thread (all its work is the registry's) and the shards.
+    threads = {"quiet": {}, "churn": {}}
+
+    def add_threads(into, before, after):
+        for name, cpu in after.items():
+            kind = "registry" if name.startswith("mesh-registry") else (
+                "shards" if name.startswith("consumer") else "other")
+            into[kind] = into.get(kind, 0.0) + cpu - before.get(name, 0.0)
+
     for rnd in range(rounds):
         procs.check()
-        c0, t = proc_cpu(consumer.pid), time.monotonic()
+        c0, t, th0 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
         time.sleep(phase)
-        c1, t1 = proc_cpu(consumer.pid), time.monotonic()
+        c1, t1, th1 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
         quiet_cpu += c1 - c0
         quiet_s += t1 - t
         n, f = churner.churn(settings["churn_rate"], phase)
-        c2, t2 = proc_cpu(consumer.pid), time.monotonic()
+        c2, t2, th2 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
+        add_threads(threads["quiet"], th0, th1)
+        add_threads(threads["churn"], th1, th2)
         churn_cpu += c2 - c1
         churn_s += t2 - t1
         changes += n
         failed_changes += f
+        per_round.append(bench.rnd(((c2 - c1) - (c1 - c0) * (t2 - t1) / (t1 - t)) / n * 1e6, 1) if n else None)
         log(f"{name}: round {rnd + 1}/{rounds}: quiet {1e3 * (c1 - c0) / (t1 - t):.1f} ms CPU/s, churn "
             f"{1e3 * (c2 - c1) / (t2 - t1):.1f} ms CPU/s ({n} changes, {f} failed)")
     rss_kib = vm_kib(consumer.pid, "VmRSS")
@@ -281,6 +294,10 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     # CPU per change: the churn phases' CPU rate minus the quiet phases', over the churn phases' length.
     extra = churn_cpu - quiet_cpu * (churn_s / quiet_s) if quiet_s > 0 else None
     cpu_per_change = extra / changes * 1e6 if changes and extra is not None else None
+
+    def per_change(kind):
+        q, c = threads["quiet"].get(kind, 0.0), threads["churn"].get(kind, 0.0)
+        return bench.rnd((c - q * churn_s / quiet_s) / changes * 1e6, 1) if changes and quiet_s else None
     run = {
         "model": name if settings["layout"] == "java-2.7" else f"{name} ({settings['layout']})",
         "services": interfaces,
@@ -291,6 +308,9 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
         "propagation_p50_ms": bench.rnd(pct(props, 0.50), 2),
         "propagation_p99_ms": bench.rnd(pct(props, 0.99), 2),
         "cpu_us_per_change": bench.rnd(cpu_per_change, 1),
+        # The same difference per round, and per thread kind (clock ticks of 10 ms per thread: coarse).
+        "cpu_us_per_change_by_round": per_round,
+        "cpu_us_per_change_by_thread": {k: per_change(k) for k in ("registry", "shards", "other")},
         "consumer_rss_mib": bench.rnd(rss_kib / 1024 if rss_kib else None, 1),
         "etcd_keys": usage["etcd_keys"],
         "etcd_bytes": usage["etcd_bytes"],
@@ -333,7 +353,7 @@ def registry():
         "connections": env_int("BENCH_REGISTRY_CONNECTIONS", 64),
         "churn_rate": env_float("BENCH_REGISTRY_CHURN", 100.0),
         "phase_s": env_float("BENCH_REGISTRY_PHASE", 15.0),
-        "rounds": env_int("BENCH_REGISTRY_ROUNDS", 2),
+        "rounds": env_int("BENCH_REGISTRY_ROUNDS", 3),
         "warmup_s": env_float("BENCH_REGISTRY_WARMUP", 5.0),
         "spare": env_int("BENCH_REGISTRY_SPARE", 50),
         "sim_latency_ms": env_int("BENCH_REGISTRY_SIM_LATENCY_MS", 1),
@@ -341,8 +361,10 @@ def registry():
         # After the measured rounds: one more churn phase under perf record (not measured), 0 = none.
         "profile_s": env_float("BENCH_REGISTRY_PROFILE", 10.0),
         "layout": os.environ.get("BENCH_REGISTRY_LAYOUT", "java-2.7"),
-        # One connection per provider per shard: 5,000 instances x shards connections.
-        "consumer_args": os.environ.get("BENCH_REGISTRY_CONSUMER_ARGS", "").split(),
+        # One connection per shard per provider: 5,050 instances x 2 shards = 10,100 connections, each end in
+        # one process (the simulator also holds 5,050 listeners), under the RLIMIT_NOFILE hard limit of 20,000
+        # here. With the default 2, a long run opened more than the simulator could accept (504s, timeouts).
+        "consumer_args": os.environ.get("BENCH_REGISTRY_CONSUMER_ARGS", "--upstream-connections 1").split(),
     }
     if settings["layout"] not in ROOTS:
         raise RuntimeError(f"BENCH_REGISTRY_LAYOUT: {settings['layout']!r} ({', '.join(ROOTS)})")
