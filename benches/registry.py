@@ -116,6 +116,22 @@ def propagation(records, applied):
     return out, missing
 
 
+def failures_by_phase(loadgen_text, phases):
+    """Failed calls by the phase (warm-up, quiet, churn, after) of the window they completed in."""
+    lines = [l for l in loadgen_text.splitlines() if l.startswith("{")]
+    tl = json.loads(lines[-1]).get("timeline") if lines else None
+    if not tl:
+        return None
+    out = {}
+    for i, n in enumerate(tl["failed"]):
+        if not n:
+            continue
+        at = i * tl["window_ms"] / 1e3
+        name = [p for p, start in phases if start <= at][-1] if phases else "?"
+        out[name] = out.get(name, 0) + n
+    return out
+
+
 def pct(xs, q):
     if not xs:
         return None
@@ -233,7 +249,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     prof_s = settings["profile_s"]
     total = warm + rounds * 2 * phase + (prof_s + 3 if prof_s > 0 else 0) + 5
     lg_argv = bench.loadgen_argv(bins, f"http://127.0.0.1:{cport}/", settings["connections"], total, 0,
-                                 rate=settings["rate"])
+                                 rate=settings["rate"]) + ["--timeline-ms", 500]
     lg_out = open(mwork / "loadgen.out", "wb")
     lg_err = open(mwork / "loadgen.log", "ab")
     lg = subprocess.Popen([str(a) for a in lg_argv], stdout=lg_out, stderr=lg_err, stdin=subprocess.DEVNULL,
@@ -248,6 +264,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     quiet_cpu = churn_cpu = quiet_s = churn_s = 0.0
     changes = failed_changes = 0
     per_round = []
+    phases = [("warm-up", 0.0)]  # (phase, seconds after loadgen started) in order
     # CPU seconds by thread kind: the registry watcher thread (all its work is the registry's) and the shards.
     threads = {"quiet": {}, "churn": {}}
 
@@ -260,10 +277,12 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     for rnd in range(rounds):
         procs.check()
         c0, t, th0 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
+        phases.append(("quiet", t - lg_start))
         time.sleep(phase)
         c1, t1, th1 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
         quiet_cpu += c1 - c0
         quiet_s += t1 - t
+        phases.append(("churn", t1 - lg_start))
         n, f = churner.churn(settings["churn_rate"], phase)
         c2, t2, th2 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
         add_threads(threads["quiet"], th0, th1)
@@ -275,6 +294,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
         per_round.append(bench.rnd(((c2 - c1) - (c1 - c0) * (t2 - t1) / (t1 - t)) / n * 1e6, 1) if n else None)
         log(f"{name}: round {rnd + 1}/{rounds}: quiet {1e3 * (c1 - c0) / (t1 - t):.1f} ms CPU/s, churn "
             f"{1e3 * (c2 - c1) / (t2 - t1):.1f} ms CPU/s ({n} changes, {f} failed)")
+    phases.append(("after", time.monotonic() - lg_start))
     rss_kib = vm_kib(consumer.pid, "VmRSS")
     hwm_kib = vm_kib(consumer.pid, "VmHWM")
     usage = etcd_usage(etcd_url, ROOTS[settings["layout"]])
@@ -285,6 +305,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     lg.wait(timeout=max(10, left))
     procs.live.remove(lg)
     summary = bench.parse_loadgen((mwork / "loadgen.out").read_text())
+    failed_by_phase = failures_by_phase((mwork / "loadgen.out").read_text(), phases)
 
     # The profiled churn's changes are not measured.
     records = churner.read_records()[:changes]
@@ -334,6 +355,9 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
         "request_rate": settings["rate"],
         "qps": summary["qps"],
         "errors_by_kind": summary["errors_by_kind"],
+        # Failed requests by the phase in which they completed (loadgen's 500 ms timeline; a timeout
+        # completes 5 s after it was sent).
+        "failed_by_phase": failed_by_phase,
         "latency_us": summary["latency_us"],
         "profile": profile,
     }
