@@ -18,6 +18,7 @@ import ctypes
 import hashlib
 import http.client
 import json
+import urllib.parse
 import os
 import platform
 import re
@@ -553,7 +554,7 @@ def parse_wrk(text):
 SIMS = (("small", 100, 100), ("medium", 200, 200), ("large", 300, 300))  # name, knee, agent weight
 CAPACITY = 10_000
 BALANCERS = ("weights", "adaptive")
-ETCD_PREFIX = "/dubbomesh/v1"
+ETCD_ROOT = "/dubbo"  # Dubbo's registry root: /dubbo/<interface>/providers/<URL-encoded URL>
 
 
 class Topology:
@@ -593,17 +594,18 @@ class Topology:
         """The provider agents registered in etcd now ({address: value}), or None without etcdctl."""
         if not shutil.which("etcdctl"):
             return None
-        p = subprocess.run(["etcdctl", "--endpoints", self.etcd_url, "get", "--prefix", ETCD_PREFIX + "/"],
+        p = subprocess.run(["etcdctl", "--endpoints", self.etcd_url, "get", "--prefix", ETCD_ROOT + "/",
+                            "--keys-only"],
                            capture_output=True, text=True, timeout=10, env=dict(os.environ, ETCDCTL_API="3"))
-        lines = p.stdout.splitlines()
         out = {}
-        for k, v in zip(lines[0::2], lines[1::2]):
-            if k.endswith("/routing"):
+        for k in p.stdout.split():
+            parts = k[len(ETCD_ROOT) + 1:].split("/")
+            if len(parts) != 3 or parts[1] != "providers":
                 continue
-            try:
-                out[k.rsplit("/", 1)[-1]] = json.loads(v)
-            except ValueError:
-                out[k.rsplit("/", 1)[-1]] = v
+            url = urllib.parse.unquote_plus(parts[2])
+            rest = url.split("://", 1)[-1]
+            addr, _, query = rest.partition("?")
+            out[addr.split("/", 1)[0]] = dict(urllib.parse.parse_qsl(query))
         return out
 
     # simulators

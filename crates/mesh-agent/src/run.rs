@@ -8,8 +8,13 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::Codec;
-use mesh_registry::dubbo::{simplify_provider_url, DubboUrl, DubboVersion, ProviderRegistration, ServiceKey};
-use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
+use mesh_registry::dubbo::{
+    simplify_consumer_url, simplify_provider_url, ConsumerRegistration, DubboUrl, DubboVersion,
+    ProviderRegistration, ServiceKey,
+};
+use mesh_registry::{
+    spawn_registrar, spawn_watcher, Endpoint, EtcdAuth, EtcdConfig, EtcdTls, Registration, Snapshot, Source,
+};
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
 use mesh_shard::runtime::{placements, spawn_shard, DEFAULT_IO_MEMORY};
@@ -29,6 +34,16 @@ fn etcd_config(e: &EtcdSection) -> EtcdConfig {
     EtcdConfig {
         endpoints: e.endpoints.clone(),
         root: e.root.clone(),
+        tls: e.ca_file.as_ref().map(|ca| EtcdTls {
+            ca_file: ca.clone(),
+            cert_file: e.cert_file.clone(),
+            key_file: e.key_file.clone(),
+        }),
+        auth: e
+            .user
+            .as_ref()
+            .zip(e.password.as_ref())
+            .map(|(user, password)| EtcdAuth::new(user, password.expose())),
         ..EtcdConfig::default()
     }
 }
@@ -214,13 +229,14 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         idle_timeout: Duration::from_millis(c.idle_timeout_ms),
         request_read_timeout: Duration::from_millis(c.request_read_timeout_ms),
     };
+    let host = c.host_or(default_route_ip);
     let opts = consumer::UpstreamsOptions {
         shards,
         ejection,
         cap_headroom: f64::from(c.cap_headroom_pct) / 100.0,
         balancer: shard_balancer(c.balancer)?,
         rules: c.routing.clone().into_iter().collect(),
-        consumer: consumer_identity(&c, c.host_or(default_route_ip)),
+        consumer: consumer_identity(&c, host),
     };
     let rt = signal_runtime()?;
     let makers: Vec<_> = rxs
@@ -239,7 +255,23 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         "consumer listening on {} with {n} shard(s), host {} for routing rules",
         c.listen, opts.consumer.host
     ));
+    let registrar = match (&cfg.etcd, c.register_services.is_empty()) {
+        (Some(e), false) => {
+            let ttl = Duration::from_secs(e.lease_ttl_s);
+            let regs = consumer_urls(&c, host, now_unix_ms())
+                .into_iter()
+                .map(|u| Registration::new(u).with_ttl(ttl))
+                .collect();
+            Some(spawn_registrar(etcd_config(e), regs).context("starting the consumer's registrar")?)
+        }
+        _ => None,
+    };
     let waited = wait(&rt, &mut exits);
+    if let Some(r) = registrar {
+        if let Err(e) = r.deregister(Duration::from_secs(3)) {
+            log(&format!("deregistering the consumer URLs: {e}"));
+        }
+    }
     controller.stop(Duration::from_millis(c.request_timeout_ms));
     let joined = join_all(
         &rt,
@@ -366,6 +398,31 @@ fn provider_urls(p: &ProviderConfig, advertise: SocketAddr, started_ms: u64) -> 
                 let mut extra: Vec<&str> = ProviderRegistration::agent_keys().to_vec();
                 extra.extend(p.extra_keys.iter().map(String::as_str));
                 simplify_provider_url(&url, DubboVersion::default(), &extra)
+            } else {
+                url
+            }
+        })
+        .collect()
+}
+
+/// The consumer URLs this agent registers, one per service key of `consumer.register_services`, as a Java
+/// consumer writes them (simplified when `consumer.simplified`).
+fn consumer_urls(c: &ConsumerConfig, host: IpAddr, started_ms: u64) -> Vec<DubboUrl> {
+    c.register_services
+        .iter()
+        .map(|service| {
+            let url = ConsumerRegistration {
+                service: ServiceKey::parse(service),
+                host,
+                application: c
+                    .application
+                    .clone()
+                    .unwrap_or_else(|| "dubbo-mesh-agent".to_owned()),
+                timestamp_ms: started_ms,
+            }
+            .url();
+            if c.simplified {
+                simplify_consumer_url(&url)
             } else {
                 url
             }

@@ -389,12 +389,37 @@ fn consumer_identity_from_flags_and_env() {
 }
 
 #[test]
-fn https_etcd_is_refused_at_start() {
-    assert_eq!(
-        error_line(&["provider", "--etcd", "https://127.0.0.1:2379"], &[]),
-        "etcd.endpoints: \"https://127.0.0.1:2379\": https is not supported (the agent's etcd client is \
-         built without TLS); use http://host:port"
+fn https_etcd_needs_a_ca_and_the_password_is_never_printed() {
+    let line = error_line(&["provider", "--etcd", "https://127.0.0.1:2379"], &[]);
+    assert!(
+        line.starts_with("etcd.ca_file: required by https:// endpoints"),
+        "{line}"
     );
+    let r = run(
+        &[
+            "consumer",
+            "--etcd",
+            "https://10.0.0.1:2379,https://10.0.0.2:2379",
+            "--etcd-ca-file",
+            "/etc/etcd/ca.pem",
+            "--etcd-user",
+            "agent",
+            "--print-config",
+        ],
+        &[("MESH_ETCD_PASSWORD", "s3cret-from-env")],
+    );
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(!r.stdout.contains("s3cret-from-env") && !r.stderr.contains("s3cret-from-env"));
+    let t: toml::Table = r.stdout.parse().unwrap();
+    assert_eq!(get(&t, "etcd.password").as_str(), Some("<redacted>"));
+    assert_eq!(get(&t, "etcd.user").as_str(), Some("agent"));
+    assert_eq!(get(&t, "etcd.ca_file").as_str(), Some("/etc/etcd/ca.pem"));
+    // --help does not show the variable's value either.
+    let help = run(
+        &["consumer", "--help"],
+        &[("MESH_ETCD_PASSWORD", "s3cret-from-env")],
+    );
+    assert!(help.stdout.contains("--etcd-password") && !help.stdout.contains("s3cret-from-env"));
 }
 
 #[test]

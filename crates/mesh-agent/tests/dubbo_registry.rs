@@ -27,6 +27,8 @@ struct Form<'a> {
     group: Option<&'a str>,
     version: Option<&'a str>,
     tag: Option<&'a str>,
+    /// The interface when not the challenge's.
+    interface: Option<&'a str>,
 }
 
 impl<'a> Form<'a> {
@@ -35,6 +37,7 @@ impl<'a> Form<'a> {
             group,
             version,
             tag: None,
+            interface: None,
         }
     }
 }
@@ -42,7 +45,7 @@ impl<'a> Form<'a> {
 /// One HTTP/1.1 POST of `hash(param)` with the form's `group`, `version` and `tag`; returns (status, body).
 fn call_form(port: u16, form: Form<'_>, param: &str) -> (u16, String) {
     let inv = mesh_http::Invocation {
-        interface: IFACE.into(),
+        interface: form.interface.unwrap_or(IFACE).into(),
         method: "hash".into(),
         param_types: "Ljava/lang/String;".into(),
         args: vec![param.into()],
@@ -135,6 +138,7 @@ const WARM: Form<'static> = Form {
     group: Some("warm"),
     version: None,
     tag: None,
+    interface: None,
 };
 
 #[test]
@@ -165,7 +169,7 @@ fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
     // Java 2.7, full parameter set, no group or version.
     let plain_key = register(dw::java27_provider(dw::DEFAULT_ROOT, &provider(plain_port)));
     // Java 3.3, full URL, version 1.0.0.
-    register(dw::java33_provider(
+    let v1_key = register(dw::java33_provider(
         dw::DEFAULT_ROOT,
         &provider(v1_port).version("1.0.0"),
     ));
@@ -220,6 +224,18 @@ fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
         register(dw::java_rule(dw::DEFAULT_ROOT, IFACE, category, &url));
     }
 
+    // The v1 process also consumes the service: a second key on its lease.
+    let v1_consumer = writers[2]
+        .register(&dw::java27_consumer(
+            dw::DEFAULT_ROOT,
+            IFACE,
+            "127.0.0.1",
+            "v1-app",
+            2,
+        ))
+        .unwrap();
+    assert_eq!(v1_consumer.lease, v1_key.lease);
+
     let (ca, dir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
     let _consumer = consumer_one_shard(ca, &etcd, &dir, &[]);
     wait_serving(ca, WARM);
@@ -257,6 +273,15 @@ fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
         status != 200
     });
     no_provider(ca, Form::gv(None, None), IFACE);
+    // Java's `doUnregister` deletes one key and keeps the lease (other keys of the process share it).
+    writers[2].unregister(&v1_key.key).unwrap();
+    wait_until(
+        "the unregistered provider leaves",
+        Duration::from_secs(10),
+        || call_form(ca, Form::gv(None, Some("1.0.0")), "gone").0 != 200,
+    );
+    no_provider(ca, Form::gv(None, Some("1.0.0")), &format!("{IFACE}:1.0.0"));
+    assert_eq!(writers[2].lease_of(&v1_consumer.key).unwrap(), v1_key.lease);
 
     let counts = [
         served(&mut plain),
@@ -266,11 +291,15 @@ fn java_2_7_3_3_and_go_keys_are_discovered_matched_and_called_directly() {
         served(&mut g3),
         served(&mut off),
     ];
-    // plain: 10 + 10 (v*) + the calls of the removal wait that still reached it.
-    assert!(counts[0] >= 20, "plain, v1, g1, g2, g3, disabled: {counts:?}");
+    // plain: 10 + 10 (v*), v1: 10 + 10 (*) + 10 (v*), each + the calls of its removal wait that still
+    // reached it.
+    assert!(
+        counts[0] >= 20 && counts[1] >= 30,
+        "plain, v1, g1, g2, g3, disabled: {counts:?}"
+    );
     assert_eq!(
-        &counts[1..],
-        [10 + 10 + 10, 10 + 10 + 10, 10 + 10 + 10, 10 + 10, 0],
+        &counts[2..],
+        [10 + 10 + 10, 10 + 10 + 10, 10 + 10, 0],
         "plain, v1, g1, g2, g3, disabled: {counts:?}"
     );
 }
@@ -283,8 +312,12 @@ fn weight_tag_and_token_of_java_urls_are_honoured() {
     let (mut heavy, heavy_port) = sim(&["--latency-ms", "1", "--name", "heavy"]);
     let (mut gray, gray_port) = sim(&["--latency-ms", "1", "--name", "gray"]);
     let (mut untagged, untagged_port) = sim(&["--latency-ms", "1", "--name", "untagged"]);
-    let (mut locked, locked_port) = sim(&["--latency-ms", "1", "--name", "locked", "--token", "s3cret"]);
+    // The token has a space and a `+`: URLEncoder writes `a+b%2Bc/%3D` in the key, Dubbo's parser gives back
+    // `a b+c/=`; decoding once too often or too rarely sends another token.
+    let (mut locked, locked_port) = sim(&["--latency-ms", "1", "--name", "locked", "--token", "a b+c/="]);
     let (mut unknown, unknown_port) = sim(&["--latency-ms", "1", "--name", "unknown", "--token", "other"]);
+    let (mut young, young_port) = sim(&["--latency-ms", "1", "--name", "young"]);
+    let (mut old, old_port) = sim(&["--latency-ms", "1", "--name", "old"]);
 
     let mut w = BlockingWriter::connect(etcd.client_url()).unwrap();
     w.register(&dw::java27_provider(
@@ -317,12 +350,23 @@ fn weight_tag_and_token_of_java_urls_are_honoured() {
     // `token` on version k: sent as the attachment; on k2 the URL's token is not the provider's.
     w.register(&dw::java27_provider(
         dw::DEFAULT_ROOT,
-        &provider(locked_port).version("k").token("s3cret"),
+        &provider(locked_port).version("k").token("a b+c/="),
     ))
     .unwrap();
     w.register(&dw::java27_provider(
         dw::DEFAULT_ROOT,
         &provider(unknown_port).version("k2").token("s3cret"),
+    ))
+    .unwrap();
+    // Warm-up: a provider started now (Java timestamp in ms, Dubbo's default `warmup` of 10 minutes) weighs
+    // max(1, uptime / (600000 / 100)) = 1 for its first 12 s, next to a provider started an hour ago (100).
+    let mut fresh = provider(young_port).version("wu");
+    fresh.timestamp_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    w.register(&dw::java27_provider(dw::DEFAULT_ROOT, &fresh))
+        .unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(old_port).version("wu"),
     ))
     .unwrap();
 
@@ -331,6 +375,7 @@ fn weight_tag_and_token_of_java_urls_are_honoured() {
     wait_serving(ca, WARM);
 
     calls_ok(ca, Form::gv(None, Some("w")), 40, "weights");
+    calls_ok(ca, Form::gv(None, Some("wu")), 101, "warm-up");
     let tagged = Form {
         tag: Some("gray"),
         ..Form::gv(None, Some("t"))
@@ -351,6 +396,127 @@ fn weight_tag_and_token_of_java_urls_are_honoured() {
     );
     assert_eq!((served(&mut gray), served(&mut untagged)), (10, 10));
     assert_eq!((served(&mut locked), served(&mut unknown)), (5, 0));
+    assert_eq!(
+        (served(&mut young), served(&mut old)),
+        (1, 100),
+        "warm-up 1:100 over 101 calls"
+    );
+}
+
+/// `weight=0` on a Java URL is how Dubbo users drain a provider: Dubbo's `AbstractLoadBalance.getWeight` is
+/// `max(weight, 0)`; round robin and random never pick a 0 next to a positive weight, and a service whose
+/// providers all weigh 0 is still served (round robin then takes the first, random any;
+/// apache/dubbo 2.7.x `dubbo-cluster/.../loadbalance/{AbstractLoadBalance,RoundRobinLoadBalance,RandomLoadBalance}.java`).
+#[test]
+fn weight_zero_drains_a_java_provider_like_dubbo() {
+    let etcd = EtcdServer::start().unwrap();
+    let (_warm, warm_port) = sim(&["--latency-ms", "1", "--name", "warm"]);
+    let (mut drained, drained_port) = sim(&["--latency-ms", "1", "--name", "drained"]);
+    let (mut full, full_port) = sim(&["--latency-ms", "1", "--name", "full"]);
+    let (mut alone, alone_port) = sim(&["--latency-ms", "1", "--name", "alone"]);
+    let mut w = BlockingWriter::connect(etcd.client_url()).unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(warm_port).group("warm"),
+    ))
+    .unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(drained_port).version("z").weight(0),
+    ))
+    .unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(full_port).version("z"),
+    ))
+    .unwrap();
+    w.register(&dw::java27_provider(
+        dw::DEFAULT_ROOT,
+        &provider(alone_port).version("z0").weight(0),
+    ))
+    .unwrap();
+    let (ca, dir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
+    let _consumer = consumer_one_shard(ca, &etcd, &dir, &[]);
+    wait_serving(ca, WARM);
+    // 101 calls: with weights 1:100 (a 0 read as 1) smooth round robin would pick the drained one once.
+    calls_ok(ca, Form::gv(None, Some("z")), 101, "drain");
+    calls_ok(ca, Form::gv(None, Some("z0")), 5, "all-zero");
+    assert_eq!(
+        (served(&mut drained), served(&mut full), served(&mut alone)),
+        (0, 101, 5),
+        "drained (weight 0), full (100), alone (weight 0, the only one)"
+    );
+}
+
+/// Interface names with characters URL encoding changes (`$` of nested classes): Java's `URL.encode` and Go's
+/// `QueryEscape` both write `%24` in the path and the URL; the consumer must find the provider under the decoded
+/// name. The simulator exports only the challenge's interface, so reaching it shows as its own error (status 70
+/// "Not found exported service"), unlike a 404 for an interface nobody registered.
+#[test]
+fn interface_names_that_need_encoding_are_found() {
+    let etcd = EtcdServer::start().unwrap();
+    let (mut java, java_port) = sim(&["--latency-ms", "1", "--name", "java"]);
+    let (mut go, go_port) = sim(&["--latency-ms", "1", "--name", "go"]);
+    let java_iface = "com.example.Outer$Inner";
+    let go_iface = "com.example.Go$Svc";
+    let mut w = BlockingWriter::connect(etcd.client_url()).unwrap();
+    let j = w
+        .register(&dw::java27_provider(
+            dw::DEFAULT_ROOT,
+            &Provider::new(java_iface, "127.0.0.1", java_port),
+        ))
+        .unwrap();
+    assert!(j
+        .key
+        .starts_with("/dubbo/com.example.Outer%24Inner/providers/dubbo%3A%2F%2F"));
+    let g = w
+        .register(&dw::dubbo_go_provider(
+            "dubbo",
+            &Provider::new(go_iface, "127.0.0.1", go_port),
+        ))
+        .unwrap();
+    assert!(g
+        .key
+        .starts_with("/dubbo/com.example.Go%24Svc/providers/dubbo%3A%2F%2F"));
+    let (ca, dir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
+    let _consumer = consumer_one_shard(ca, &etcd, &dir, &[]);
+    for iface in [java_iface, go_iface] {
+        let form = Form {
+            interface: Some(iface),
+            ..Form::default()
+        };
+        let mut last = (0, String::new());
+        wait_until(
+            "the consumer reaches the provider",
+            Duration::from_secs(15),
+            || {
+                last = call_form(ca, form, "x");
+                last.0 == 502
+            },
+        );
+        assert!(
+            last.1.contains("Not found exported service") && last.1.contains(iface),
+            "{iface}: {last:?}"
+        );
+    }
+    let missing = Form {
+        interface: Some("com.example.Outer$Missing"),
+        ..Form::default()
+    };
+    no_provider(ca, missing, "com.example.Outer$Missing");
+    // Each simulator answered (with its error) at least once; nothing else reached them.
+    for (name, g) in [("java", &mut java), ("go", &mut go)] {
+        let out = g.terminate().unwrap().stdout;
+        let line = out
+            .lines()
+            .rev()
+            .find(|l| l.contains("\"errors\""))
+            .unwrap()
+            .to_owned();
+        let stats: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(stats["errors"].as_u64().unwrap() >= 1, "{name}: {line}");
+        assert_eq!(stats["served"].as_u64().unwrap(), 0, "{name}: {line}");
+    }
 }
 
 #[test]
@@ -455,7 +621,16 @@ fn provider_agent_keys_pass_an_independent_decoder_and_dubbos_matching() {
     let _a = provider_agent(
         pa,
         port_a,
-        &["--etcd", &url, "--service", &service, "--config", &full],
+        &[
+            "--etcd",
+            &url,
+            "--service",
+            &service,
+            "--config",
+            &full,
+            "--token",
+            "p+q/r=%",
+        ],
     );
     let dir_b = tempfile::tempdir().unwrap();
     let simplified = config_file(&dir_b, "[provider]\nsimplified = true\n");
@@ -522,6 +697,8 @@ fn provider_agent_keys_pass_an_independent_decoder_and_dubbos_matching() {
     assert_eq!(params["version"], "1.0.0");
     assert_eq!(params["weight"], "250");
     assert_eq!(params["dubbo.tag"], "gray");
+    // A token with URL syntax in it survives the key encoding (and the tagged calls below carry it back).
+    assert_eq!(params["token"], "p+q/r=%");
     assert_eq!(full_url["category"], "providers");
     assert_eq!(full_url["interface"], IFACE);
     // The simplified URL is what Dubbo's simplification leaves: no `interface` or `methods`, the service key
@@ -533,13 +710,91 @@ fn provider_agent_keys_pass_an_independent_decoder_and_dubbos_matching() {
     assert_eq!(simple_url["params"]["version"], "1.0.0");
     let (ca, cdir) = (free_port().unwrap(), tempfile::tempdir().unwrap());
 
-    // And the consumer agent finds both through the same keys.
+    // And the consumer agent finds both through the same keys, with the agent's tag as Dubbo's `dubbo.tag`:
+    // tagged calls go to a only, untagged ones (the warm-up included) to the untagged b only.
     let _consumer = consumer_one_shard(ca, &etcd, &cdir, &[]);
     let form = Form::gv(Some("g1"), Some("1.0.0"));
+    let mut warm = 0;
     wait_until("the consumer serves", Duration::from_secs(15), || {
+        warm += 1;
         call_form(ca, form, "w").0 == 200
     });
-    calls_ok(ca, form, 20, "via-agents");
+    calls_ok(ca, form, 20, "untagged");
+    let gray = Form {
+        tag: Some("gray"),
+        ..form
+    };
+    calls_ok(ca, gray, 10, "gray");
     let (sa, sb) = (served(&mut sim_a), served(&mut sim_b));
-    assert!(sa > 0 && sb > 0 && sa + sb >= 20, "a {sa}, b {sb}");
+    assert_eq!((sa, sb), (10, 20 + warm), "a (gray), b");
+}
+
+#[test]
+fn consumer_agent_consumer_urls_pass_the_independent_decoder() {
+    let etcd = EtcdServer::start().unwrap();
+    let service = format!("g1/{IFACE}:1.0.0");
+    let (c1, c2) = (free_port().unwrap(), free_port().unwrap());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let full = config_file(&d1, &format!("[consumer]\nregister_services = [\"{service}\"]\n"));
+    let simple = config_file(
+        &d2,
+        &format!("[consumer]\nregister_services = [\"{service}\"]\nsimplified = true\n"),
+    );
+    let _full = consumer_agent(c1, &["--etcd", etcd.client_url(), "--config", &full]);
+    let _simple = consumer_agent(c2, &["--etcd", etcd.client_url(), "--config", &simple]);
+
+    let providers = format!("interface={IFACE}&group=*&version=*");
+    let mut report = serde_json::Value::Null;
+    let consumers = |r: &serde_json::Value| -> Vec<serde_json::Value> {
+        r["urls"]
+            .as_array()
+            .map(|u| {
+                u.iter()
+                    .filter(|x| x["category"] == "consumers")
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    wait_until("both consumer URLs registered", Duration::from_secs(15), || {
+        report = decode(&etcd, &["--match", &providers]);
+        consumers(&report).len() == 2
+    });
+    // Consumer URLs are not providers for anyone.
+    assert!(matched(&report, &providers).is_empty(), "{report:#}");
+    let urls = consumers(&report);
+    for u in &urls {
+        assert_eq!(u["protocol"], "consumer", "{u:#}");
+        assert_eq!(u["interface"], IFACE, "{u:#}");
+        assert_eq!(u["port"], 0, "{u:#}");
+        let p = &u["params"];
+        assert_eq!(p["category"], "consumers", "{u:#}");
+        assert_eq!(p["check"], "false", "{u:#}");
+        assert_eq!(p["group"], "g1", "{u:#}");
+        assert_eq!(p["version"], "1.0.0", "{u:#}");
+        assert!(p["dubbo"].is_string() && p["release"].is_string() && p["application"].is_string());
+    }
+    // The simplified one keeps Dubbo's consumer keys (application, version, group, dubbo, release) plus
+    // category and check; the full one has side=consumer, interface and methods too.
+    let mut key_sets: Vec<Vec<String>> = urls
+        .iter()
+        .map(|u| u["params"].as_object().unwrap().keys().cloned().collect())
+        .collect();
+    key_sets.sort_by_key(Vec::len);
+    assert_eq!(
+        key_sets[0],
+        [
+            "application",
+            "category",
+            "check",
+            "dubbo",
+            "group",
+            "release",
+            "version"
+        ],
+        "{report:#}"
+    );
+    for k in ["side", "interface", "methods", "timestamp"] {
+        assert!(key_sets[1].iter().any(|x| x == k), "{k} in {:?}", key_sets[1]);
+    }
 }

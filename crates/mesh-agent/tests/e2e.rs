@@ -491,3 +491,105 @@ fn an_idle_keep_alive_connection_does_not_hold_the_consumer_drain() {
         t0.elapsed()
     );
 }
+
+/// The sum of key and value bytes under `prefix`, and the keys.
+fn stored(etcd: &EtcdServer, prefix: &str) -> (usize, Vec<String>) {
+    let out = etcdctl(etcd, &["get", "--prefix", prefix]);
+    let lines: Vec<&str> = out.lines().collect();
+    let bytes = lines.iter().map(|l| l.len()).sum();
+    let keys = lines.iter().step_by(2).map(|k| k.to_string()).collect();
+    (bytes, keys)
+}
+
+#[test]
+fn consumer_urls_are_registered_and_simplified_urls_are_smaller() {
+    let etcd = EtcdServer::start().unwrap();
+    let (_sim, sim_port) = sim(&["--latency-ms", "1"]);
+    let (full_port, simple_port, consumer_port) =
+        (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+    let ep = etcd.client_url();
+    // One directory per config file (`config_file` names it agent.toml).
+    let dirs: Vec<_> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let simple_cfg = config_file(
+        &dirs[0],
+        &format!(
+            "[etcd]\nendpoints = [\"{ep}\"]\n[provider]\nservices = [\"g/com.x.Full:1.0\"]\nsimplified = true\n\
+             extra_keys = [\"zone\"]\nmax_concurrency = 40\ntag = \"blue\"\n[provider.params]\nzone = \"z1\"\nowner = \"ops\"\n"
+        ),
+    );
+    let full_cfg = config_file(
+        &dirs[1],
+        &format!(
+            "[etcd]\nendpoints = [\"{ep}\"]\n[provider]\nservices = [\"g/com.x.Full:1.0\"]\n\
+             max_concurrency = 40\ntag = \"blue\"\n[provider.params]\nzone = \"z1\"\nowner = \"ops\"\n"
+        ),
+    );
+    let _full = provider_agent(full_port, sim_port, &["--config", &full_cfg]);
+    let _simple = provider_agent(simple_port, sim_port, &["--config", &simple_cfg]);
+    let consumer_cfg = config_file(
+        &dirs[2],
+        &format!(
+            "[etcd]\nendpoints = [\"{ep}\"]\n[consumer]\napplication = \"shop\"\n\
+             register_services = [\"g/com.x.Full:1.0\"]\n"
+        ),
+    );
+    let _consumer = consumer_agent(consumer_port, &["--config", &consumer_cfg]);
+    let w = watch(&etcd);
+    wait_until(
+        "both providers and the consumer URL",
+        Duration::from_secs(10),
+        || {
+            w.latest()
+                .is_some_and(|s| s.endpoints("g/com.x.Full:1.0").len() == 2)
+                && !stored(&etcd, "/dubbo/com.x.Full/consumers/").1.is_empty()
+        },
+    );
+    // Both read back with the agent's settings: simplification kept what the consumer needs.
+    let snap = w.latest().unwrap();
+    for e in snap.endpoints("g/com.x.Full:1.0") {
+        assert_eq!(
+            (e.max_concurrency, e.tag.as_deref()),
+            (Some(40), Some("blue")),
+            "{e:?}"
+        );
+        assert_eq!(e.params.get("zone").map(String::as_str), Some("z1"));
+    }
+    let (full_bytes, full_keys) = stored(
+        &etcd,
+        &format!("/dubbo/com.x.Full/providers/dubbo%3A%2F%2F127.0.0.1%3A{full_port}%2F"),
+    );
+    let (simple_bytes, simple_keys) = stored(
+        &etcd,
+        &format!("/dubbo/com.x.Full/providers/dubbo%3A%2F%2F127.0.0.1%3A{simple_port}%2F"),
+    );
+    assert_eq!((full_keys.len(), simple_keys.len()), (1, 1));
+    for dropped in [
+        "methods%3D",
+        "owner%3D",
+        "generic%3D",
+        "dynamic%3D",
+        "timestamp%3D",
+    ] {
+        assert!(
+            !simple_keys[0].contains(dropped),
+            "{dropped} in {}",
+            simple_keys[0]
+        );
+    }
+    eprintln!(
+        "bytes in etcd per provider (key + value): full {full_bytes}, simplified {simple_bytes} ({:.0} % saved)",
+        100.0 * (1.0 - simple_bytes as f64 / full_bytes as f64)
+    );
+    assert!(simple_bytes < full_bytes);
+    let (_, consumer_keys) = stored(&etcd, "/dubbo/com.x.Full/consumers/");
+    assert_eq!(consumer_keys.len(), 1);
+    assert!(
+        consumer_keys[0]
+            .starts_with("/dubbo/com.x.Full/consumers/consumer%3A%2F%2F127.0.0.1%2Fcom.x.Full%3F")
+            && consumer_keys[0].contains("application%3Dshop")
+            && consumer_keys[0].contains("category%3Dconsumers"),
+        "{consumer_keys:?}"
+    );
+    // The consumer URL is not a provider: the consumer's own snapshot lists the two providers only.
+    assert_eq!(w.latest().unwrap().endpoint_count(), 2);
+}

@@ -47,6 +47,14 @@ impl BitSet {
         }
     }
 
+    /// Widens the range to `0..len` (`len >= universe()`); the new indices are not members. Amortized O(1)
+    /// per added index (the words grow like a `Vec`).
+    pub fn grow(&mut self, len: usize) {
+        debug_assert!(len >= self.len);
+        self.words.resize(len.div_ceil(64), 0);
+        self.len = len;
+    }
+
     /// Number of indices the set ranges over (`0..universe()`), not the number of members.
     pub fn universe(&self) -> usize {
         self.len
@@ -275,5 +283,11 @@ mod tests {
         }
         assert_eq!(idx.select(&a, 6), None);
         assert!(BitSet::new(0).none() && BitSet::new(0).iter().next().is_none());
+        let mut g = BitSet::full(63);
+        g.grow(64);
+        assert!(!g.contains(63) && g.count() == 63);
+        g.grow(200);
+        g.insert(199);
+        assert_eq!((g.count(), g.universe(), g.words().len()), (64, 200, 4));
     }
 }

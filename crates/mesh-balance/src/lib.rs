@@ -4,7 +4,8 @@
 //! Routing and balancing go through the route table: Dubbo's tag and condition routers precomputed per
 //! snapshot epoch as bitsets, a route cache, and balancers whose cost per pick grows at most with the
 //! square root of the number of candidates (plus a word-wise pass over them when the first draws hit busy
-//! providers). The consumer agent builds one table per service and snapshot on each shard; its default
+//! providers). The consumer agent keeps one table per requested service key on each shard, changed in
+//! place as the registry changes (see *Registry changes* below); its default
 //! `auto` balancer is smooth weighted round robin ([`Policy::RoundRobin`]) when the registered weights
 //! differ and the adaptive P2C ([`Policy::Adaptive`]) otherwise.
 //!
@@ -15,7 +16,7 @@
 //!
 //! # Using the route table
 //!
-//! Per snapshot epoch and service (on each shard; a table is single-threaded and cheap to clone):
+//! Per service (on each shard; a table is single-threaded and cheap to clone):
 //!
 //! ```
 //! use mesh_balance::{ConsumerInfo, LiveState, Provider, RouteTable, RuleSet, TableOptions};
@@ -44,7 +45,7 @@
 //! let opts = PickOptions { policy: Policy::Adaptive, now_ns, ..Default::default() };
 //! match table.route_and_pick(&req, &live, &mut rng, &opts) {
 //!     Pick::Provider(i) => {
-//!         let addr = table.providers()[i].addr;
+//!         let addr = table.provider(i).map(|p| p.addr);
 //!         live.on_send(i, now_ns);
 //!         // ... later, when the answer (or an error / timeout) arrives:
 //!         live.on_answer(i, now_ns + latency_ns, latency_ns, true);
@@ -57,7 +58,39 @@
 //!
 //! Answers that arrive after an epoch change map back by address ([`RouteTable::index_of`]). The in-flight
 //! cap of each provider comes from `Provider::max_concurrency` (the caller divides a provider's cap between
-//! its shards); [`LiveState::set_down`] takes a provider out while its pool backs off.
+//! its shards); [`LiveState::set_down`] takes a provider out while its pool backs off. A provider of
+//! weight 0 (Dubbo's way to drain one) stays in the table and takes no share while any candidate of the
+//! call weighs more (every balancer but consistent hashing, which ignores weights as Dubbo's does); when
+//! every candidate weighs 0 they share equally (round robin: in turn).
+//!
+//! # Registry changes
+//!
+//! A change of the provider list need not rebuild the table: [`RouteTable::apply`] takes
+//! [`Change::Remove`] / [`Change::Upsert`] (join, or a new weight, cap, tag, parameters or registration
+//! time) and returns what happened per index ([`Applied`]); [`LiveState::apply`] follows it. Indices are
+//! stable: a leaving provider frees its index (in no route, never picked), a joining one takes a free
+//! index or a new one at the end. One change costs O(cached routes x matched rules + tag names + log n);
+//! the result equals [`RouteTable::build`] over the same providers (up to index numbering). When more than
+//! a third of the indices are free, [`RouteTable::needs_compaction`] says so and [`RouteTable::compacted`]
+//! renumbers (O(n), so amortized O(1) per change; carry the live state over with
+//! [`LiveState::carry_over`]).
+//!
+//! What each part of the table does with a change:
+//! - tag router: kept as base sets a provider joins on its own (untagged, failover, no-tag result, per tag
+//!   name its static set and its dynamic group); which one a request tag gets depends only on which are
+//!   empty, so it is re-decided in O(1) (the request-side cache is cleared when a tag's set becomes empty or
+//!   not, or a tag name is new);
+//! - condition rules: each rule's then-set gains or loses the provider's bit;
+//! - cached routes: each keeps, per matched rule, how many providers the rule kept; the provider joins or
+//!   leaves the route by itself unless a count moves between 0 and 1 (a non-forced rule that kept nobody
+//!   is skipped, Dubbo's fallback): then every cached route is dropped and refilled at its next request
+//!   (O(n) each, like a build). Routes that shared a candidate set and now differ get their own;
+//! - balancer state, incremental: the member list (P2C, O(1)), weights as a Fenwick tree (weighted
+//!   random and the groups of least-active / shortest-response, O(log n)), smooth weighted round robin's
+//!   group totals (O(1)), the consistent-hash ring (a `BTreeSet`, O(replicas x log points)), warm-up
+//!   (only the warming members are revisited at each refresh);
+//! - balancer state, rebuilt lazily at the next pick that needs it: the round-robin grouping and the
+//!   ring's replica count once the set has doubled or halved since they were built (amortized O(1)).
 //!
 //! Cost on the request path: the tag lookup, the request-side matchers of the condition rules (rules that
 //! only look at the method are cached per method name), one hash lookup of (tag, matched rules) -> cached
@@ -100,25 +133,33 @@
 //! - Dubbo's metadata keys `key`, `scope`, `runtime`, `configVersion` are accepted and ignored; any other
 //!   unknown key is an error. Every error says which rule and which token ([`RuleError`]).
 //!
+//! The same model is filled from Dubbo's own config center: [`dubbo_rules`] reads the condition-router and
+//! tag-router YAML Dubbo Admin writes (`/dubbo/config/dubbo/<key>`), keeps the last good rule per key and
+//! combines the rules that apply to a service into one [`RuleSet`] in Dubbo's router order.
+//!
 //! The tag router runs first, on the whole provider list; the condition rules then run on its result.
 //! When-part keys: `method`, `arguments[i]`, `attachments[name]` (from the [`Request`]), and the consumer's
 //! `host`, `port`, `address`, `application` or any other parameter ([`ConsumerInfo`], folded when the table
 //! is built). Then-part keys: the provider's `host`, `port`, `address`, `tag` and any parameter.
 
 pub mod bitset;
+pub mod dubbo_rules;
 pub mod hash;
 pub mod health;
 pub mod outcome;
+pub mod param_match;
 mod pick;
 pub mod rule;
 mod ruleset;
 mod table;
 pub mod tag;
+mod tag_sets;
 
 pub use bitset::BitSet;
+pub use dubbo_rules::{ChainQuery, RuleIndex, RuleStore};
 pub use pick::{LiveOptions, LiveState, Pick, PickOptions, Policy, Rng, XorShift64};
 pub use rule::{ConditionRule, ParseError};
 pub use ruleset::{
     CompiledRule, ConditionEntry, ConditionSpec, RuleDocument, RuleError, RuleSet, MAX_CONDITION_RULES,
 };
-pub use table::{ConsumerInfo, Provider, Request, RouteId, RouteTable, TableOptions};
+pub use table::{Applied, Change, ConsumerInfo, Provider, Request, RouteId, RouteTable, TableOptions};

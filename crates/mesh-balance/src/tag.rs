@@ -17,9 +17,13 @@
 //! - no request tag: the providers in no dynamic group (empty if all are), minus those whose static tag is
 //!   one of the rule's tag names.
 
+use std::borrow::Cow;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use serde::Deserialize;
+
+use crate::param_match::ParamMatch;
+use crate::table::Provider;
 
 /// One host:port pattern of a dynamic tag group.
 ///
@@ -114,6 +118,14 @@ impl AddressPattern {
         Ok(AddressPattern { host, port })
     }
 
+    /// Exactly `addr`.
+    pub fn exact(addr: SocketAddr) -> AddressPattern {
+        AddressPattern {
+            host: HostPattern::Exact(addr.ip()),
+            port: Some(addr.port()),
+        }
+    }
+
     /// True when `addr` matches.
     pub fn matches(&self, addr: SocketAddr) -> bool {
         if self.port.is_some_and(|p| p != addr.port()) {
@@ -201,6 +213,11 @@ pub struct TagRule {
     pub force: bool,
     /// `(tag name, address patterns)`, in document order; names are unique.
     pub groups: Vec<(String, Vec<AddressPattern>)>,
+    /// Dubbo 3 groups chosen by provider parameters (`configVersion: v3.0` tag rules' `match`), names unique
+    /// and distinct from `groups`: every matcher must match (an empty list matches every provider). They
+    /// become address groups of the providers they match when a route table is built
+    /// ([`TagRule::for_providers`]), as Java's `TagRouterRule.init` does with the current invokers.
+    pub param_groups: Vec<(String, Vec<ParamMatch>)>,
 }
 
 impl TagRule {
@@ -240,6 +257,7 @@ impl TagRule {
         Ok(Some(TagRule {
             force: spec.force,
             groups,
+            param_groups: Vec::new(),
         }))
     }
 
@@ -249,6 +267,34 @@ impl TagRule {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, a)| a.as_slice())
+    }
+
+    /// The rule as it applies to `providers`: each parameter group becomes an address group of the providers
+    /// whose parameters match (`dubbo.tag` is a provider's static tag). A parameter group that matches nobody
+    /// stays as a group without addresses, which the tag router treats as a tag the rule does not name (Java
+    /// leaves such a tag out of `tagnameToAddresses`). Borrowed when there are no parameter groups.
+    pub fn for_providers(&self, providers: &[Provider]) -> Cow<'_, TagRule> {
+        if self.param_groups.is_empty() {
+            return Cow::Borrowed(self);
+        }
+        let mut rule = self.clone();
+        for (name, matchers) in rule.param_groups.drain(..) {
+            let addrs = providers
+                .iter()
+                .filter(|p| {
+                    matchers.iter().all(|m| {
+                        let v = match m.key.as_str() {
+                            "dubbo.tag" => p.tag.as_deref(),
+                            k => p.params.get(k).map(String::as_str),
+                        };
+                        m.matches(v)
+                    })
+                })
+                .map(|p| AddressPattern::exact(p.addr))
+                .collect();
+            rule.groups.push((name, addrs));
+        }
+        Cow::Owned(rule)
     }
 
     /// True when `addr` is in any group.
@@ -279,8 +325,94 @@ mod tests {
         assert!(!m("0.0.0.0:20880", "1.2.3.4:1"));
         assert!(m("[::1]:5", "[::1]:5") && m("::1", "[::1]:9") && !m("::1", "127.0.0.1:9"));
         assert!(m("*", "[::1]:9"));
+        let a: SocketAddr = "10.0.0.1:5".parse().unwrap();
+        assert!(
+            AddressPattern::exact(a).matches(a)
+                && !AddressPattern::exact(a).matches("10.0.0.1:6".parse().unwrap())
+        );
         for bad in ["", "1.2.3", "1.2.3.4:x", "1.2.3.9-1", "10.0.0.0/40", "a.b.c.d"] {
             assert!(AddressPattern::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn parameter_groups_become_address_groups_of_the_matching_providers() {
+        use crate::param_match::StringMatch;
+        let p = |i: u8, env: Option<&str>| {
+            let mut p = Provider::new(format!("10.0.0.{i}:1").parse().unwrap());
+            if let Some(e) = env {
+                p = p.with_param("env", e);
+            }
+            p
+        };
+        let providers = [
+            p(1, Some("gray")),
+            p(2, Some("prod")),
+            p(3, None),
+            p(4, None).with_tag("t"),
+        ];
+        let rule = TagRule {
+            force: false,
+            groups: vec![("fixed".into(), vec![AddressPattern::parse("10.0.0.9").unwrap()])],
+            param_groups: vec![
+                (
+                    "gray".into(),
+                    vec![ParamMatch {
+                        key: "env".into(),
+                        value: StringMatch::Exact("gray".into()),
+                    }],
+                ),
+                (
+                    "bare".into(),
+                    vec![ParamMatch {
+                        key: "env".into(),
+                        value: StringMatch::Empty,
+                    }],
+                ),
+                (
+                    "tagged".into(),
+                    vec![ParamMatch {
+                        key: "dubbo.tag".into(),
+                        value: StringMatch::NonEmpty,
+                    }],
+                ),
+                (
+                    "nobody".into(),
+                    vec![ParamMatch {
+                        key: "env".into(),
+                        value: StringMatch::Prefix("x".into()),
+                    }],
+                ),
+                ("everyone".into(), vec![]),
+            ],
+        };
+        let r = rule.for_providers(&providers);
+        assert!(r.param_groups.is_empty());
+        let members = |name: &str| -> Vec<u8> {
+            let g = r.group(name).unwrap();
+            providers
+                .iter()
+                .filter(|p| g.iter().any(|a| a.matches(p.addr)))
+                .map(|p| match p.addr.ip() {
+                    IpAddr::V4(v4) => v4.octets()[3],
+                    IpAddr::V6(_) => 0,
+                })
+                .collect()
+        };
+        assert_eq!(members("gray"), [1]);
+        assert_eq!(members("bare"), [3, 4]);
+        assert_eq!(members("tagged"), [4]);
+        assert!(
+            r.group("nobody").unwrap().is_empty(),
+            "kept as a group naming nobody"
+        );
+        assert_eq!(members("everyone"), [1, 2, 3, 4]);
+        assert_eq!(r.group("fixed").unwrap().len(), 1);
+        // without parameter groups the rule is used as it is
+        let plain = TagRule {
+            param_groups: vec![],
+            ..rule.clone()
+        };
+        assert!(matches!(plain.for_providers(&providers), Cow::Borrowed(_)));
     }
 }

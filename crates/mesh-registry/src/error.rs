@@ -26,7 +26,7 @@ pub enum RegistryError {
     Config(String),
     /// An etcd call failed (connection refused, lease not found, ...).
     #[cfg(feature = "etcd")]
-    #[error("etcd {op}: {source}")]
+    #[error("etcd {op}: {}", crate::member::reason(source))]
     Etcd {
         /// The operation that failed (`get`, `watch`, `lease grant`, ...).
         op: &'static str,
@@ -34,6 +34,10 @@ pub enum RegistryError {
         #[source]
         source: etcd_client::Error,
     },
+    /// No etcd endpoint could be used (each refused, failed TLS or authentication, had no leader, or did not
+    /// answer in time); lists every endpoint with its reason.
+    #[error("no usable etcd member: {0}")]
+    NoUsableMember(String),
     /// An etcd call or a thread join did not finish in time.
     #[error("{op} timed out after {after:?}")]
     Timeout {
@@ -71,7 +75,10 @@ impl RegistryError {
         }
         matches!(
             self,
-            RegistryError::Timeout { .. } | RegistryError::LeaseLost { .. } | RegistryError::WatchEnded(_)
+            RegistryError::Timeout { .. }
+                | RegistryError::LeaseLost { .. }
+                | RegistryError::WatchEnded(_)
+                | RegistryError::NoUsableMember(_)
         )
     }
 

@@ -9,9 +9,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, ConnectOptions, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 
+use mesh_balance::dubbo_rules::ConfigLayout;
+
+use crate::config_rules::ConfigRules;
 use crate::dubbo::{discover, Discovered, RegistryKey, RegistryRoot, DEFAULT_ROOT};
+use crate::etcd_access::{check_schemes, EtcdAuth, EtcdTls};
 use crate::source::Outbox;
 use crate::{Endpoint, RegistryError, SnapshotBuilder};
 
@@ -26,10 +30,14 @@ pub struct EtcdConfig {
     /// Bound on establishing a connection (default 3 s).
     pub connect_timeout: Duration,
     /// Bound on every unary etcd call and on opening a stream (default 5 s). Streams themselves are not
-    /// bounded; HTTP/2 keepalive (10 s + 5 s) detects dead connections under them.
+    /// bounded; HTTP/2 keepalive (6 s + 3 s, see `member.rs`) detects dead connections under them.
     pub request_timeout: Duration,
     /// Upper bound of the exponential retry backoff (100 ms, 200 ms, ... this; default 5 s).
     pub retry_backoff_max: Duration,
+    /// TLS (`https://` endpoints): the CA, and a client certificate if etcd asks for one. Default none.
+    pub tls: Option<EtcdTls>,
+    /// User and password when etcd has authentication enabled. Default none.
+    pub auth: Option<EtcdAuth>,
 }
 
 impl Default for EtcdConfig {
@@ -40,6 +48,8 @@ impl Default for EtcdConfig {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(5),
             retry_backoff_max: Duration::from_secs(5),
+            tls: None,
+            auth: None,
         }
     }
 }
@@ -58,7 +68,8 @@ impl EtcdConfig {
         RegistryRoot::new(&self.root).unwrap_or_default()
     }
 
-    /// Checks what can be checked without etcd.
+    /// Checks what can be checked without etcd: the values, the endpoints' schemes against the TLS
+    /// settings, and the TLS files (read, each named in the error).
     pub fn validate(&self) -> Result<(), RegistryError> {
         let bad = |m: &str| Err(RegistryError::Config(m.to_owned()));
         if self.endpoints.is_empty() || self.endpoints.iter().any(|e| e.trim().is_empty()) {
@@ -72,6 +83,13 @@ impl EtcdConfig {
             || self.retry_backoff_max.is_zero()
         {
             return bad("etcd timeouts and retry_backoff_max must be > 0");
+        }
+        check_schemes(&self.endpoints, self.tls.as_ref())?;
+        if let Some(tls) = &self.tls {
+            tls.check()?;
+        }
+        if self.auth.as_ref().is_some_and(|a| a.user.is_empty()) {
+            return bad("the etcd user must not be empty");
         }
         Ok(())
     }
@@ -112,19 +130,22 @@ impl Backoff {
     }
 }
 
-/// Connects (lazily: the first call really connects) with the timeouts and HTTP/2 keepalive set.
+/// Connects to one usable etcd member (probing them in turn, see `member.rs`), with the timeouts, HTTP/2
+/// keepalive, TLS and credentials of `cfg`. Bounded by `cfg.connect_timeout`.
 pub(crate) async fn connect(cfg: &EtcdConfig) -> Result<Client, RegistryError> {
-    let options = ConnectOptions::new()
-        .with_connect_timeout(cfg.connect_timeout)
-        // etcd refuses pings more often than every 5 s ("too many pings").
-        .with_keep_alive(Duration::from_secs(10), Duration::from_secs(5))
-        .with_require_leader(true);
-    bounded(
-        "connect",
-        cfg.connect_timeout,
-        Client::connect(&cfg.endpoints, Some(options)),
-    )
-    .await
+    crate::member::connect_usable(cfg).await
+}
+
+impl EtcdConfig {
+    /// Connects once, as a registry session would (TLS, credentials, a member with a leader), and says why
+    /// it cannot: for start-up checks and messages. Blocks at most `connect_timeout` (on its own runtime).
+    pub fn check_reachable(&self) -> Result<(), RegistryError> {
+        self.validate()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(connect(self)).map(drop)
+    }
 }
 
 /// Runs one etcd call, bounded by `after`.
@@ -195,6 +216,42 @@ async fn watch_session(
     let mut skips = Skips::default();
     entries.resync(response.kvs(), &mut skips);
     skips.report(&range);
+    // Dubbo's config center (`/dubbo/config/dubbo/`): inside the registry root by default, else read and
+    // watched on its own.
+    let rules_prefix = entries.rules.prefix();
+    let mut rules_apart = !rules_prefix.starts_with(range.as_str());
+    // Each watch starts after its own read; the snapshot reflects the later of the two reads.
+    let registry_revision = revision;
+    let mut revision = revision;
+    let mut rules_revision = revision;
+    if rules_apart {
+        let get = client.get(rules_prefix.as_str(), Some(GetOptions::new().with_prefix()));
+        match bounded("get", cfg.request_timeout, get).await {
+            Ok(response) => {
+                let Some(r) = response.header().map(|h| h.revision()) else {
+                    return RegistryError::WatchEnded("get response without header".into());
+                };
+                rules_revision = r;
+                revision = revision.max(r);
+                entries
+                    .rules
+                    .resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())));
+            }
+            // The config center is optional: a user allowed to read the registry root only (etcd auth) still
+            // discovers providers; the rules last read stay in force.
+            Err(e) => {
+                eprintln!(
+                    "registry: routing rules under {rules_prefix} not read ({e}); providers are watched \
+                     without them this session"
+                );
+                rules_apart = false;
+            }
+        }
+    } else {
+        entries
+            .rules
+            .resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())));
+    }
     let published = entries.publish(outbox, revision);
     if failures > 0 {
         eprintln!(
@@ -206,7 +263,7 @@ async fn watch_session(
 
     let options = WatchOptions::new()
         .with_prefix()
-        .with_start_revision(revision + 1);
+        .with_start_revision(registry_revision + 1);
     let mut stream = match bounded(
         "watch",
         cfg.request_timeout,
@@ -217,8 +274,32 @@ async fn watch_session(
         Ok(s) => s,
         Err(e) => return e,
     };
+    let mut rules_stream = None;
+    if rules_apart {
+        let options = WatchOptions::new()
+            .with_prefix()
+            .with_start_revision(rules_revision + 1);
+        match bounded(
+            "watch",
+            cfg.request_timeout,
+            client.watch(rules_prefix.as_str(), Some(options)),
+        )
+        .await
+        {
+            Ok(s) => rules_stream = Some(s),
+            Err(e) => return e,
+        }
+    }
     loop {
-        let response = match stream.message().await {
+        let message = match rules_stream.as_mut() {
+            // Both `message()` futures are cancel-safe (a stream's next item stays queued).
+            Some(rules) => tokio::select! {
+                m = stream.message() => m,
+                m = rules.message() => m,
+            },
+            None => stream.message().await,
+        };
+        let response = match message {
             Ok(Some(r)) => r,
             Ok(None) => return RegistryError::WatchEnded("etcd closed the watch stream".into()),
             Err(e) => {
@@ -246,7 +327,9 @@ async fn watch_session(
             let Some(kv) = event.kv() else { continue };
             revision = revision.max(kv.mod_revision());
             match event.event_type() {
+                EventType::Put if entries.rules.put(kv.key(), kv.value()) => {}
                 EventType::Put => entries.put(kv.key(), kv.value(), &mut skips),
+                EventType::Delete if entries.rules.delete(kv.key()) => {}
                 EventType::Delete => entries.delete(kv.key()),
             }
         }
@@ -290,6 +373,8 @@ impl Skips {
 /// one before it comes back.
 struct Entries {
     root: RegistryRoot,
+    /// Dubbo's routing rules from the config center, the last good one per key.
+    rules: ConfigRules,
     by_key: HashMap<Vec<u8>, (Arc<str>, Endpoint)>,
     /// Per `(service key, address)`, the keys naming it, oldest first.
     holders: HashMap<(Arc<str>, SocketAddr), Vec<Vec<u8>>>,
@@ -300,6 +385,7 @@ impl Entries {
     fn new(root: RegistryRoot) -> Self {
         Entries {
             root,
+            rules: ConfigRules::new(ConfigLayout::default()),
             by_key: HashMap::new(),
             holders: HashMap::new(),
             builder: SnapshotBuilder::new(),
@@ -395,6 +481,9 @@ impl Entries {
 
     /// Publishes the changes since the last publication, if any; whether it did.
     fn publish(&mut self, outbox: &Outbox, revision: i64) -> bool {
+        if let Some(rules) = self.rules.take_changed() {
+            self.builder.set_dubbo_rules(rules);
+        }
         match self.builder.publish(revision) {
             Some(snapshot) => {
                 outbox.publish(snapshot);

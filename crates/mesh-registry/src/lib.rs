@@ -22,10 +22,16 @@
 //! * `spawn_registrar`: the provider's (and optionally the consumer's) Dubbo URLs under a lease, kept
 //!   alive, and put back whenever the lease or a key is lost.
 
+#[cfg(feature = "etcd")]
+mod config_rules;
 pub mod dubbo;
 mod error;
 #[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(feature = "etcd")]
+mod etcd_access;
+#[cfg(feature = "etcd")]
+mod member;
 #[cfg(feature = "etcd")]
 mod registrar;
 mod snapshot;
@@ -35,6 +41,8 @@ mod source;
 pub use error::RegistryError;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdConfig;
+#[cfg(feature = "etcd")]
+pub use etcd_access::{EtcdAuth, EtcdTls};
 #[cfg(feature = "etcd")]
 pub use registrar::{spawn_registrar, RegistrarHandle, Registration, DEFAULT_TTL};
 pub use snapshot::{

@@ -56,13 +56,16 @@ impl Registration {
 }
 
 /// Starts the registrar thread (`mesh-registry-reg`): grant a lease, put every key with it, keep it alive
-/// every TTL/3 and watch the keys. Whenever the lease is lost (keepalive answers TTL 0, lease not found, no
-/// keepalive answer for a whole TTL, stream error, etcd restarted or away) it grants a new lease and puts
-/// the keys again; a key deleted by someone else is put again at once.
+/// every TTL/3 and watch the keys. Whenever the lease is lost (keepalive answers TTL 0, lease not found)
+/// it grants a new lease and puts the keys again; a key deleted by someone else is put again at once. When
+/// the etcd member fails instead (stream error, no keepalive answer for TTL/2, the member died or hangs) the
+/// next session keeps the same lease alive through another member (see `Resume`), and falls back to a new
+/// lease if etcd no longer knows it.
 ///
 /// Timing: a lease revoked from outside is noticed within TTL/3 (next keepalive) or at once through the
 /// deleted keys, and replaced immediately; while etcd is unreachable it retries with backoff up to
-/// [`EtcdConfig::retry_backoff_max`], so registration returns at most that long after etcd does.
+/// [`EtcdConfig::retry_backoff_max`] but at least every TTL/3, so registration returns at most that long
+/// after etcd does (and a lease etcd restored is kept).
 ///
 /// Errors: the OS refused the thread or the runtime, or the configuration/registrations are invalid
 /// ([`std::io::ErrorKind::InvalidInput`] wrapping [`RegistryError::Config`]).
@@ -289,14 +292,27 @@ async fn keep_registered(
     shared: &Shared,
     leases: &RefCell<Vec<i64>>,
 ) -> Infallible {
-    let mut backoff = Backoff::new(cfg.retry_backoff_max);
+    let mut backoff = Backoff::new(retry_backoff_cap(cfg.retry_backoff_max, plan.ttl_secs));
     let mut failures: u32 = 0;
     let mut last_error = String::new();
     let mut registrations: u64 = 0;
+    let mut resume = None;
     loop {
         let mut healthy_since = None;
-        let error = session(cfg, plan, shared, leases, &mut registrations, &mut healthy_since).await;
+        let error = session(
+            cfg,
+            plan,
+            shared,
+            leases,
+            &mut registrations,
+            &mut healthy_since,
+            &mut resume,
+        )
+        .await;
         shared.registered.store(false, Ordering::Release);
+        if !may_resume_after(&error) {
+            resume = None;
+        }
         let was_healthy = healthy_since.is_some_and(|t: Instant| t.elapsed() >= HEALTHY_AFTER);
         if was_healthy {
             backoff.reset();
@@ -321,7 +337,30 @@ async fn keep_registered(
     }
 }
 
+/// A registration that was complete when its session failed for a reason that says nothing about the
+/// lease (the member died, a stream broke, a call timed out): the next session, on another member, keeps
+/// the same lease alive instead of granting a new one and putting every key again. Right after a leader
+/// dies, followers still forward proposals (grant, put) to it for an election timeout and those are lost
+/// until etcd's own request timeout; a keepalive is not a proposal and goes through as soon as there is a
+/// leader. Deletions made meanwhile are caught by watching our keys again from `watch_from`.
+#[derive(Debug, Clone, Copy)]
+struct Resume {
+    lease: i64,
+    ttl: Duration,
+    watch_from: i64,
+}
+
+/// Whether a session that ended with `error` may be resumed on its lease: not when the lease is lost, nor
+/// when the watch of our keys was cancelled (its revision may be compacted: register from scratch).
+fn may_resume_after(error: &RegistryError) -> bool {
+    !matches!(
+        error,
+        RegistryError::LeaseLost { .. } | RegistryError::WatchEnded(_)
+    )
+}
+
 /// One lease: grant, put, keep alive and guard the keys until something fails; returns what failed.
+/// With `resume` set, the lease and keys of the previous session are kept instead (see [`Resume`]).
 async fn session(
     cfg: &EtcdConfig,
     plan: &Plan,
@@ -329,11 +368,15 @@ async fn session(
     leases: &RefCell<Vec<i64>>,
     registrations: &mut u64,
     healthy_since: &mut Option<Instant>,
+    resume: &mut Option<Resume>,
 ) -> RegistryError {
     let mut client = match connect(cfg).await {
         Ok(c) => c,
         Err(e) => return e,
     };
+    if let Some(r) = resume.take() {
+        return guard(cfg, plan, shared, healthy_since, resume, client, r, true).await;
+    }
     let grant = match bounded(
         "lease grant",
         cfg.request_timeout,
@@ -383,7 +426,50 @@ async fn session(
         plan.summary,
         ttl.as_secs()
     );
+    let registered = Resume {
+        lease,
+        ttl,
+        watch_from: first_revision + 1,
+    };
+    guard(
+        cfg,
+        plan,
+        shared,
+        healthy_since,
+        resume,
+        client,
+        registered,
+        false,
+    )
+    .await
+}
 
+/// Keeps `r.lease` alive and our keys in place until something fails; returns what failed. `resuming`:
+/// the lease comes from an earlier session and is confirmed by the first keepalive answer.
+#[allow(clippy::too_many_arguments)]
+async fn guard(
+    cfg: &EtcdConfig,
+    plan: &Plan,
+    shared: &Shared,
+    healthy_since: &mut Option<Instant>,
+    resume: &mut Option<Resume>,
+    mut client: Client,
+    r: Resume,
+    resuming: bool,
+) -> RegistryError {
+    let Resume {
+        lease,
+        ttl,
+        watch_from,
+    } = r;
+    let lost = |reason: String| RegistryError::LeaseLost { lease, reason };
+    let as_lease_error = |e: RegistryError| {
+        if is_lease_not_found(&e) {
+            lost(e.to_string())
+        } else {
+            e
+        }
+    };
     let (mut keeper, mut answers) = match bounded(
         "lease keepalive",
         cfg.request_timeout,
@@ -392,12 +478,26 @@ async fn session(
     .await
     {
         Ok(k) => k,
-        Err(e) => return as_lease_error(e),
+        Err(e) if is_lease_not_found(&e) => return lost(e.to_string()),
+        Err(e) => {
+            // The member failed, not the lease: the next session tries this lease again.
+            *resume = Some(r);
+            return e;
+        }
     };
+    if resuming {
+        // etcd answered the keepalive with a TTL > 0: the lease, and with it our keys, are still there.
+        shared.registered.store(true, Ordering::Release);
+        eprintln!(
+            "registry: kept {} on lease {lease:x} through another etcd member",
+            plan.summary
+        );
+    }
+    *resume = Some(r);
     // Deletions of our keys (by anyone) after our puts; puts are filtered out by etcd.
     let watch_options = WatchOptions::new()
         .with_prefix()
-        .with_start_revision(first_revision + 1)
+        .with_start_revision(watch_from)
         .with_filters([WatchFilterType::NoPut]);
     let range = plan.range.clone();
     let mut deletions = match bounded(
@@ -417,8 +517,10 @@ async fn session(
     loop {
         tokio::select! {
             _ = ticks.tick() => {
-                if last_answer.elapsed() > ttl {
-                    return lost(format!("no keepalive answer for {}s", ttl.as_secs()));
+                if keepalive_overdue(last_answer.elapsed(), ttl) {
+                    // The member stopped answering; the lease may well be alive: the next session tries
+                    // it through another member.
+                    return RegistryError::Timeout { op: "lease keepalive answer", after: ttl / 2 };
                 }
                 if let Err(e) = bounded("lease keepalive", cfg.request_timeout, keeper.keep_alive()).await {
                     return e;
@@ -510,6 +612,22 @@ async fn put(
     Ok(response.header().map_or(0, |h| h.revision()))
 }
 
+/// The registrar's longest wait between attempts: the configured maximum, but at most a third of the lease
+/// TTL. When etcd comes back after an outage it restores the leases with a fresh TTL; retrying at least
+/// every TTL/3 keeps that lease (and the keys on it) alive before it runs out, instead of letting the keys
+/// disappear and putting them again.
+fn retry_backoff_cap(configured: Duration, ttl_secs: i64) -> Duration {
+    let ttl = Duration::from_secs(u64::try_from(ttl_secs).unwrap_or(1).max(1));
+    configured.min(ttl / 3)
+}
+
+/// Whether the member stopped answering keepalives: no answer for half the TTL. The session then ends and
+/// the next one (on another member) puts the keys again before the lease, renewed last at most that long
+/// ago, expires: checked every TTL/3, this fires within 5/6 of the TTL, before the keys are deleted.
+fn keepalive_overdue(since_last_answer: Duration, ttl: Duration) -> bool {
+    since_last_answer > ttl / 2
+}
+
 fn is_lease_not_found(e: &RegistryError) -> bool {
     match e {
         RegistryError::Etcd { source, .. } => source.to_string().contains("lease not found"),
@@ -578,6 +696,49 @@ mod tests {
         );
         // Outside the BMP: two UTF-16 code units, as Java counts them.
         assert_eq!(java_string_hash("\u{1F600}"), 1_772_899);
+    }
+
+    #[test]
+    fn retries_come_at_least_every_third_of_the_ttl() {
+        assert_eq!(
+            retry_backoff_cap(Duration::from_secs(5), 2),
+            Duration::from_secs(2) / 3
+        );
+        assert_eq!(
+            retry_backoff_cap(Duration::from_secs(5), 30),
+            Duration::from_secs(5)
+        );
+        assert_eq!(
+            retry_backoff_cap(Duration::from_millis(200), 10),
+            Duration::from_millis(200)
+        );
+        assert!(retry_backoff_cap(Duration::from_secs(5), 0) > Duration::ZERO);
+    }
+
+    #[test]
+    fn only_failures_of_the_member_keep_the_lease_for_the_next_session() {
+        let lost = RegistryError::LeaseLost {
+            lease: 1,
+            reason: "ttl 0".into(),
+        };
+        assert!(!may_resume_after(&lost));
+        assert!(!may_resume_after(&RegistryError::WatchEnded("compacted".into())));
+        assert!(may_resume_after(&RegistryError::Timeout {
+            op: "lease keepalive",
+            after: Duration::from_secs(5)
+        }));
+        assert!(may_resume_after(&RegistryError::NoUsableMember(
+            "a: refused".into()
+        )));
+    }
+
+    #[test]
+    fn a_silent_member_is_left_before_the_lease_expires() {
+        let ttl = Duration::from_secs(10);
+        assert!(!keepalive_overdue(Duration::from_secs(5), ttl));
+        assert!(keepalive_overdue(Duration::from_millis(5001), ttl));
+        // The first check after the limit comes at most TTL/3 later: still inside the TTL.
+        assert!(ttl / 2 + ttl / 3 < ttl);
     }
 
     #[test]

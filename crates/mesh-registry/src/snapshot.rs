@@ -10,6 +10,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use mesh_balance::RuleIndex;
+
 use crate::dubbo::{ServiceKey, ANY_VALUE};
 
 /// Capacity weight of an endpoint that does not say otherwise.
@@ -24,7 +26,8 @@ pub const WILDCARD_SERVICE: &str = "*";
 pub struct Endpoint {
     /// Where its agent listens.
     pub addr: SocketAddr,
-    /// Capacity weight (default [`DEFAULT_WEIGHT`]); entries read from etcd are always at least 1.
+    /// Capacity weight (default [`DEFAULT_WEIGHT`]); 0 (a drained Dubbo provider) gets no share while a
+    /// provider of the same call weighs more.
     pub weight: u32,
     /// The provider's thread cap (Dubbo's `threads`), when known; entries read from etcd are never `Some(0)`.
     pub max_concurrency: Option<u32>,
@@ -159,8 +162,9 @@ pub struct Snapshot {
     by_interface: imbl::HashMap<Arc<str>, imbl::OrdSet<Arc<str>>>,
     /// Every address any service lists, with how many service keys list it.
     addrs: imbl::HashMap<SocketAddr, u32>,
-    /// Routing rule documents by service key, for the consumer's router to parse.
-    rules: imbl::OrdMap<Arc<str>, Arc<str>>,
+    /// Dubbo's routing rules from the config center (`/dubbo/config/dubbo/*.condition-router`,
+    /// `*.tag-router`), parsed, the last good one per key.
+    dubbo_rules: Arc<RuleIndex>,
     /// The version the rules last changed in.
     rules_epoch: u64,
     /// Addresses no service key lists any more since the previous version (their pools can go).
@@ -185,22 +189,19 @@ impl Snapshot {
         builder.publish_as(version, 0)
     }
 
-    /// The same snapshot with these routing rule documents (service key -> text).
-    pub fn with_rules(mut self, rules: impl IntoIterator<Item = (String, String)>) -> Self {
-        self.rules = rules
-            .into_iter()
-            .map(|(s, r)| (Arc::from(s), Arc::from(r)))
-            .collect();
+    /// The same snapshot with these routing rules from the config center.
+    pub fn with_dubbo_rules(mut self, rules: Arc<RuleIndex>) -> Self {
+        self.dubbo_rules = rules;
         self.rules_epoch = self.version;
         self
     }
 
-    /// The routing rule document of `service`, if one is registered.
-    pub fn rules(&self, service: &str) -> Option<&str> {
-        self.rules.get(service).map(|r| &**r)
+    /// Dubbo's routing rules from the config center; [`RuleIndex::rule_set_for`] gives a service's chain.
+    pub fn dubbo_rules(&self) -> &Arc<RuleIndex> {
+        &self.dubbo_rules
     }
 
-    /// The version the rule documents last changed in.
+    /// The version the routing rules last changed in.
     pub fn rules_epoch(&self) -> u64 {
         self.rules_epoch
     }
@@ -299,7 +300,7 @@ impl Snapshot {
                 .iter()
                 .zip(other.services.iter())
                 .all(|((ka, a), (kb, b))| ka == kb && a.endpoints == b.endpoints)
-            && self.rules == other.rules
+            && (Arc::ptr_eq(&self.dubbo_rules, &other.dubbo_rules) || self.dubbo_rules == other.dubbo_rules)
     }
 
     /// The same endpoints under another version.
@@ -421,20 +422,12 @@ impl SnapshotBuilder {
             .insert(addr, None);
     }
 
-    /// Sets (`Some`) or clears (`None`) the routing rule document of `service`.
-    pub fn set_rules(&mut self, service: &str, document: Option<&str>) {
-        let current = self.next.rules.get(service).map(|r| &**r);
-        if current == document {
+    /// Replaces the routing rules (a [`mesh_balance::RuleStore`]'s index after a change).
+    pub fn set_dubbo_rules(&mut self, rules: Arc<RuleIndex>) {
+        if Arc::ptr_eq(&self.next.dubbo_rules, &rules) || *self.next.dubbo_rules == *rules {
             return;
         }
-        match document {
-            Some(d) => {
-                self.next.rules.insert(Arc::from(service), Arc::from(d));
-            }
-            None => {
-                self.next.rules.remove(service);
-            }
-        }
+        self.next.dubbo_rules = rules;
         self.rules_changed = true;
     }
 
@@ -636,16 +629,22 @@ mod tests {
 
     #[test]
     fn rules_change_their_own_epoch() {
+        let mut store = mesh_balance::RuleStore::default();
+        let key = b"/dubbo/config/dubbo/s.tag-router";
+        store.put(key, b"tags: [{name: gray, addresses: [10.0.0.1]}]\n");
         let mut b = SnapshotBuilder::new();
         b.upsert("s", ep("10.0.0.1:1"));
-        b.set_rules("s", Some("{}"));
+        b.set_dubbo_rules(store.index());
         let v1 = b.publish(1).unwrap();
-        assert_eq!((v1.rules("s"), v1.rules_epoch()), (Some("{}"), 1));
-        b.set_rules("s", Some("{}"));
-        assert!(b.publish(2).is_none());
-        b.set_rules("s", None);
+        assert!(v1.dubbo_rules().tag("s").is_some());
+        assert_eq!(v1.rules_epoch(), 1);
+        b.set_dubbo_rules(store.index());
+        assert!(b.publish(2).is_none(), "the same rules: nothing to publish");
+        store.delete(key);
+        b.set_dubbo_rules(store.index());
         let v2 = b.publish(2).unwrap();
-        assert_eq!((v2.rules("s"), v2.rules_epoch()), (None, 2));
+        assert!(v2.dubbo_rules().is_empty());
+        assert_eq!(v2.rules_epoch(), 2);
         assert_eq!(v2.providers("s").unwrap().epoch(), 1);
     }
 
@@ -661,8 +660,13 @@ mod tests {
         assert!(!a.same_endpoints(&b));
         assert_eq!(b.clone().with_version(9), c);
         assert_eq!(b.iter().count(), 1);
-        let ruled = b.clone().with_rules([("s".to_string(), "x".to_string())]);
-        assert_eq!(ruled.rules("s"), Some("x"));
+        let mut store = mesh_balance::RuleStore::default();
+        store.put(
+            b"/dubbo/config/dubbo/x.condition-router",
+            b"conditions: ['=> host = 1.2.3.4']",
+        );
+        let ruled = b.clone().with_dubbo_rules(store.index());
+        assert!(ruled.dubbo_rules().app_condition("x").is_some());
         assert!(!ruled.same_endpoints(&b));
     }
 

@@ -9,11 +9,14 @@
 //! * [`dubbo_writers`]: etcd keys exactly as Java 2.7 / Java 3.3 / dubbo-go write them (from their sources,
 //!   not from mesh-registry), and a writer that puts them into a real etcd on leases kept alive.
 //! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
+//! * [`etcd_cluster`]: a real etcd cluster (3 members, say) on loopback, plain or TLS with client
+//!   certificates, optionally with authentication; members killed and restarted by index.
 //! * [`timer`]: a precise timer thread for async code (answers of the simulator, open-loop pacing).
 
 pub mod churn;
 pub mod dubbo_writers;
 pub mod etcd;
+pub mod etcd_cluster;
 pub mod loadgen;
 pub mod process;
 pub mod sim;

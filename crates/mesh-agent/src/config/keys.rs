@@ -464,6 +464,22 @@ pub(crate) static CONSUMER: &[Key] = &[
     CONSUMER_TOKEN,
     key(
         "consumer",
+        "register_services",
+        "array of strings",
+        EmptyList,
+        "service keys this consumer registers a Dubbo consumer URL for (`/<root>/<interface>/consumers/...`, \
+         as Java consumers do; Dubbo Admin lists them); empty: none",
+    )
+    .rule("service keys (`group/interface:version`), no duplicates; needs etcd"),
+    key(
+        "consumer",
+        "simplified",
+        BOOL,
+        Bool(false),
+        "register those consumer URLs simplified (Dubbo's consumer keys, `category`, `check`)",
+    ),
+    key(
+        "consumer",
         "tls_ca",
         PATH,
         Unset("not set (plain TCP)"),
@@ -815,8 +831,8 @@ pub(crate) const ETCD_ENDPOINTS: Key = key(
     "etcd endpoints",
 )
 .rule(
-    "non-empty, each `http://host:port` (host: name, IPv4 or `[IPv6]`; no path); `https://` is refused: \
-     the agent's etcd client has no TLS",
+    "non-empty, each `http://host:port` or `https://host:port` (host: name, IPv4 or `[IPv6]`; no path), \
+     all of one scheme; `https://` needs `ca_file`",
 )
 .flag("etcd", "URL", Parse::Text, "MESH_ETCD")
 .list();
@@ -843,6 +859,52 @@ pub(crate) static ETCD: &[Key] = &[
         "registration lease TTL: how long a crashed provider stays registered",
     )
     .range(2, 3600),
+    key(
+        "etcd",
+        "ca_file",
+        PATH,
+        Unset("not set (plain http)"),
+        "TLS to etcd: PEM file of the CA that signed the etcd servers' certificates",
+    )
+    .rule("required by `https://` endpoints, refused with `http://` ones; read at start")
+    .flag("etcd-ca-file", "PATH", Parse::Text, "MESH_ETCD_CA_FILE"),
+    key(
+        "etcd",
+        "cert_file",
+        PATH,
+        Unset("not set"),
+        "client certificate chain (PEM) for etcd's --client-cert-auth",
+    )
+    .rule("with `key_file`; needs `ca_file`")
+    .flag("etcd-cert-file", "PATH", Parse::Text, "MESH_ETCD_CERT_FILE"),
+    key(
+        "etcd",
+        "key_file",
+        PATH,
+        Unset("not set"),
+        "its private key (PEM)",
+    )
+    .rule("with `cert_file`")
+    .flag("etcd-key-file", "PATH", Parse::Text, "MESH_ETCD_KEY_FILE"),
+    key(
+        "etcd",
+        "user",
+        STRING,
+        Unset("not set (no authentication)"),
+        "etcd user when etcd has authentication enabled",
+    )
+    .rule("with `password`")
+    .flag("etcd-user", "USER", Parse::Text, "MESH_ETCD_USER"),
+    key(
+        "etcd",
+        "password",
+        STRING,
+        Unset("not set"),
+        "the etcd user's password; prefer MESH_ETCD_PASSWORD; printed as <redacted>",
+    )
+    .rule("with `user`; not the `<redacted>` placeholder of --print-config")
+    .flag("etcd-password", "PASSWORD", Parse::Text, "MESH_ETCD_PASSWORD")
+    .secret(),
 ];
 
 /// The file's sections with their keys, in file order.

@@ -106,7 +106,8 @@ fn unknown_keys_name_the_full_path() {
     );
     assert_eq!(
         err_of("[etcd]\nxyz = 1\n"),
-        "unknown key `etcd.xyz` (line 2, column 1); [etcd] keys are endpoints, root, lease_ttl_s"
+        "unknown key `etcd.xyz` (line 2, column 1); [etcd] keys are endpoints, root, lease_ttl_s, ca_file, \
+         cert_file, key_file, user, password"
     );
     assert_eq!(
         err_of("[consumr]\n"),
@@ -203,6 +204,10 @@ fn every_validation_error_names_its_key() {
         (Role::Provider, "[provider]\nservices = [\"g/:1\"]\n", "provider.services: \"g/:1\" is not a service key"),
         (Role::Provider, "[provider]\napplication = \"my app\"\n", "provider.application: \"my app\" is not an application name"),
         (Role::Provider, "[provider]\nextra_keys = [\"a b\"]\n", "provider.extra_keys: \"a b\" is not a parameter name"),
+        (Role::Provider, "[provider]\ntoken = \"a&b\"\n", "provider.token: \"a&b\" cannot go into a Dubbo URL"),
+        (Role::Provider, "[provider.params]\nzone = \"a;b\"\n", "provider.params: \"a;b\" cannot go into a Dubbo URL"),
+        (Role::Consumer, "[consumer]\nregister_services = [\"/x\"]\n", "consumer.register_services: \"/x\" is not a service key"),
+        (Role::Consumer, "[consumer]\nregister_services = [\"a\", \"a\"]\n", "consumer.register_services: \"a\" is listed twice"),
         (Role::Provider, "[provider]\nservices = [\"a\", \"a\"]\n", "provider.services: \"a\" is listed twice"),
         (Role::Provider, "[provider]\nweight = 0\n", "provider.weight: must be between 1 and 10000, got 0"),
         (Role::Provider, "[provider]\nmax_concurrency = 0\n", "provider.max_concurrency: must be between 1 and 100000, got 0"),
@@ -484,20 +489,75 @@ fn key_table_matches_the_sections() {
 }
 
 #[test]
-fn https_etcd_endpoints_are_refused() {
-    let e = load_err(
-        "[etcd]\nendpoints = [\"http://a:1\", \"https://etcd:2379\"]\n",
+fn etcd_tls_and_credentials_rules() {
+    let base = "[etcd]\nendpoints = [\"https://a:1\", \"https://b:2\"]\n";
+    let cases: &[(&str, &str)] = &[
+        (
+            "[etcd]\nendpoints = [\"http://a:1\", \"https://etcd:2379\"]\n",
+            "etcd.endpoints: mixes http:// and https://",
+        ),
+        (base, "etcd.ca_file: required by https:// endpoints"),
+        (
+            "[etcd]\nendpoints = [\"http://a:1\"]\nca_file = \"/ca.pem\"\n",
+            "etcd.endpoints: are http:// but etcd TLS files are set",
+        ),
+        (
+            "ca_file = \"/ca.pem\"\ncert_file = \"/c.pem\"\n",
+            "etcd.key_file: must be set together with etcd.cert_file",
+        ),
+        (
+            "ca_file = \"/ca.pem\"\nkey_file = \"/k.pem\"\n",
+            "etcd.cert_file: must be set together with etcd.key_file",
+        ),
+        (
+            "ca_file = \"/ca.pem\"\nuser = \"agent\"\n",
+            "etcd.password: required with etcd.user",
+        ),
+        (
+            "ca_file = \"/ca.pem\"\npassword = \"pw\"\n",
+            "etcd.user: required with etcd.password",
+        ),
+        (
+            "ca_file = \"/ca.pem\"\nuser = \"a b\"\npassword = \"pw\"\n",
+            "etcd.user: must be a non-empty name",
+        ),
+        (
+            "ca_file = \"/ca.pem\"\nuser = \"a\"\npassword = \"<redacted>\"\n",
+            "etcd.password: is the <redacted> placeholder",
+        ),
+    ];
+    for (body, want) in cases {
+        let text = if body.starts_with("[etcd]") {
+            body.to_string()
+        } else {
+            format!("{base}{body}")
+        };
+        let e = load_err(&text, Role::Consumer);
+        assert!(e.to_string().starts_with(want), "{text}\n got: {e}\nwant: {want}");
+        assert_eq!(e.key(), Some(want.split(':').next().unwrap()), "{e}");
+    }
+    let full = format!(
+        "{base}ca_file = \"/ca.pem\"\ncert_file = \"/c.pem\"\nkey_file = \"/k.pem\"\nuser = \"agent\"\npassword = \"s3cret\"\n"
+    );
+    let c = load_on(Some(&full), &Overrides::default(), Role::Consumer, EIGHT).unwrap();
+    let e = c.etcd.as_ref().unwrap();
+    assert_eq!(e.password.as_ref().unwrap().expose(), "s3cret");
+    assert_eq!(e.ca_file.as_deref(), Some(Path::new("/ca.pem")));
+    // Neither Debug nor --print-config shows the password.
+    assert!(!format!("{c:?}").contains("s3cret"));
+    let printed = c.to_toml().unwrap();
+    assert!(
+        printed.contains("password = \"<redacted>\"") && !printed.contains("s3cret"),
+        "{printed}"
+    );
+    // Plain http without TLS files or credentials stays valid.
+    load_on(
+        Some("[etcd]\nendpoints = [\"http://a:1\"]\n"),
+        &Overrides::default(),
         Role::Consumer,
-    );
-    assert_eq!(
-        e.to_string(),
-        "etcd.endpoints: \"https://etcd:2379\": https is not supported (the agent's etcd client is built \
-         without TLS); use http://host:port (line 2, column 1)"
-    );
-    let o = Overrides::default().with(&ETCD_ENDPOINTS, ["https://etcd:2379"]);
-    let e = load_on(None, &o, Role::Provider, EIGHT).unwrap_err();
-    assert_eq!(e.key(), Some("etcd.endpoints"));
-    assert!(e.to_string().contains("https is not supported"), "{e}");
+        EIGHT,
+    )
+    .unwrap();
 }
 
 #[test]

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::cpus::format_cpu_list;
 use super::error::{invalid, ConfigError};
 use super::keys::{keys_of, Check, Key, SERVICE_POLICY};
-use super::schema::{ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig};
+use super::schema::{ConsumerConfig, EtcdSection, Password, ProviderConfig, RuntimeConfig};
 use super::{AgentConfig, Role};
 
 impl AgentConfig {
@@ -161,6 +161,24 @@ impl ConsumerConfig {
                 ));
             }
         }
+        let mut registered = BTreeSet::new();
+        for s in &self.register_services {
+            let key = mesh_registry::dubbo::ServiceKey::parse(s);
+            if !is_name(s) || key.interface.is_empty() || key.interface.contains(['/', ':']) {
+                return Err(invalid(
+                    "consumer.register_services",
+                    format!(
+                        "{s:?} is not a service key (`group/interface:version`, group and version optional)"
+                    ),
+                ));
+            }
+            if !registered.insert(s) {
+                return Err(invalid(
+                    "consumer.register_services",
+                    format!("{s:?} is listed twice"),
+                ));
+            }
+        }
         for (svc, p) in &self.services {
             let key = format!("consumer.services.{svc}");
             if !is_name(svc) {
@@ -258,6 +276,25 @@ impl ProviderConfig {
                 format!("{k:?} is not a parameter name"),
             ));
         }
+        // What goes into the registered Dubbo URL must be writable there: `&` and `;` separate parameters.
+        let mut url_values: Vec<(&str, &str)> = vec![("provider.application", &self.application)];
+        if let Some(t) = &self.token {
+            url_values.push(("provider.token", t));
+        }
+        if let Some(t) = &self.tag {
+            url_values.push(("provider.tag", t));
+        }
+        for (k, v) in &self.params {
+            url_values.extend([("provider.params", k.as_str()), ("provider.params", v.as_str())]);
+        }
+        for (key, value) in url_values {
+            if value.contains(['&', ';']) {
+                return Err(invalid(
+                    key,
+                    format!("{value:?} cannot go into a Dubbo URL: `&` and `;` separate its parameters"),
+                ));
+            }
+        }
         if !is_name(&self.application) {
             return Err(invalid(
                 "provider.application",
@@ -304,17 +341,11 @@ fn token_and_identity(
     }
 }
 
-/// What is wrong with an etcd endpoint, if anything: it must be `http://host:port`, nothing more.
-/// `https://` is refused: the etcd client is built without TLS, so every connect would fail, forever.
+/// What is wrong with an etcd endpoint, if anything: it must be `http://host:port` or
+/// `https://host:port`, nothing more.
 fn endpoint_problem(e: &str) -> Option<String> {
-    if e.starts_with("https://") {
-        return Some(format!(
-            "{e:?}: https is not supported (the agent's etcd client is built without TLS); use \
-             http://host:port"
-        ));
-    }
-    let bad = || Some(format!("{e:?} is not http://host:port"));
-    let Some(rest) = e.strip_prefix("http://") else {
+    let bad = || Some(format!("{e:?} is not http://host:port or https://host:port"));
+    let Some(rest) = e.strip_prefix("http://").or_else(|| e.strip_prefix("https://")) else {
         return bad();
     };
     let Some((host, port)) = rest.rsplit_once(':') else {
@@ -336,6 +367,69 @@ fn endpoint_problem(e: &str) -> Option<String> {
 }
 
 impl EtcdSection {
+    /// TLS and credentials: https endpoints need the CA, http ones take no TLS files, one scheme for all;
+    /// the client certificate and key go together and need the CA; user and password go together.
+    fn validate_access(&self) -> Result<(), ConfigError> {
+        let https = self
+            .endpoints
+            .iter()
+            .filter(|e| e.starts_with("https://"))
+            .count();
+        if https > 0 && https < self.endpoints.len() {
+            return Err(invalid(
+                "etcd.endpoints",
+                "mixes http:// and https:// endpoints: one cluster speaks one of them",
+            ));
+        }
+        let tls_files = self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some();
+        if https > 0 && self.ca_file.is_none() {
+            return Err(invalid(
+                "etcd.ca_file",
+                "required by https:// endpoints: the PEM file of the CA that signed the etcd servers' \
+                 certificates (--etcd-ca-file or MESH_ETCD_CA_FILE)",
+            ));
+        }
+        if https == 0 && tls_files {
+            return Err(invalid(
+                "etcd.endpoints",
+                "are http:// but etcd TLS files are set: use https:// endpoints, or remove etcd.ca_file, \
+                 etcd.cert_file and etcd.key_file",
+            ));
+        }
+        match (self.cert_file.is_some(), self.key_file.is_some()) {
+            (true, false) => {
+                return Err(invalid(
+                    "etcd.key_file",
+                    "must be set together with etcd.cert_file",
+                ))
+            }
+            (false, true) => {
+                return Err(invalid(
+                    "etcd.cert_file",
+                    "must be set together with etcd.key_file",
+                ))
+            }
+            _ => {}
+        }
+        match (&self.user, &self.password) {
+            (Some(u), _) if u.trim().is_empty() || u.chars().any(char::is_whitespace) => Err(invalid(
+                "etcd.user",
+                "must be a non-empty name without whitespace",
+            )),
+            (Some(_), None) => Err(invalid(
+                "etcd.password",
+                "required with etcd.user (prefer MESH_ETCD_PASSWORD, which --print-config never shows)",
+            )),
+            (None, Some(_)) => Err(invalid("etcd.user", "required with etcd.password")),
+            (_, Some(p)) if p.expose() == Password::REDACTED => Err(invalid(
+                "etcd.password",
+                "is the <redacted> placeholder that --print-config writes: set the real password \
+                 (MESH_ETCD_PASSWORD)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.endpoints.is_empty() {
             return Err(invalid(
@@ -346,6 +440,7 @@ impl EtcdSection {
         if let Some(problem) = self.endpoints.iter().find_map(|e| endpoint_problem(e)) {
             return Err(invalid("etcd.endpoints", problem));
         }
+        self.validate_access()?;
         if !self.root.starts_with('/') {
             return Err(invalid(
                 "etcd.root",

@@ -60,14 +60,17 @@ pub(super) fn pick<R: Rng + ?Sized>(
         let i = set.members[0] as usize;
         return usable(live, ex, i).then_some(i);
     }
+    // Weight 0 (a provider being drained) takes no share while any member weighs more.
+    let ok = |pos: u64, i: usize| set.has_share(pos as usize) && usable(live, ex, i);
     for _ in 0..DRAWS {
         let a = below(rng, n);
         let mut b = below(rng, n - 1);
         if b >= a {
             b += 1;
         }
+        let (pa, pb) = (a, b);
         let (a, b) = (set.members[a as usize] as usize, set.members[b as usize] as usize);
-        match (usable(live, ex, a), usable(live, ex, b)) {
+        match (ok(pa, a), ok(pb, b)) {
             (true, true) => return Some(cheaper(live, a, b, opts.now_ns)),
             (true, false) => return Some(a),
             (false, true) => return Some(b),

@@ -9,9 +9,9 @@ pub(super) fn available<'a>(set: &'a CandidateSet, live: &'a LiveState, ex: &'a 
     Available {
         cand: set.bits.words(),
         busy: live.busy.words(),
+        pos_of: &set.pos_of,
         ex,
         wi: 0,
-        base: 0,
         word: set.bits.words().first().copied().unwrap_or(0)
             & !live.busy.words().first().copied().unwrap_or(0),
     }
@@ -26,10 +26,9 @@ pub(super) fn any_available(set: &CandidateSet, live: &LiveState, ex: &[usize]) 
 pub(super) struct Available<'a> {
     cand: &'a [u64],
     busy: &'a [u64],
+    pos_of: &'a [u32],
     ex: &'a [usize],
     wi: usize,
-    /// Candidates in words before `wi` (member position of the word's first candidate).
-    base: usize,
     /// Remaining usable bits of word `wi`.
     word: u64,
 }
@@ -40,7 +39,6 @@ impl Iterator for Available<'_> {
     fn next(&mut self) -> Option<(usize, usize)> {
         loop {
             while self.word == 0 {
-                self.base += self.cand.get(self.wi)?.count_ones() as usize;
                 self.wi += 1;
                 self.word = self.cand.get(self.wi)? & !self.busy.get(self.wi).copied().unwrap_or(0);
             }
@@ -50,8 +48,7 @@ impl Iterator for Available<'_> {
             if self.ex.contains(&i) {
                 continue;
             }
-            let below = self.cand[self.wi] & ((1u64 << bit) - 1);
-            return Some((self.base + below.count_ones() as usize, i));
+            return Some((self.pos_of[i] as usize, i));
         }
     }
 }

@@ -1,17 +1,58 @@
 //! [`Policy::ConsistentHash`](super::Policy::ConsistentHash): a Ketama-style ring over the members'
 //! addresses; a call's hash key goes to the first usable owner clockwise.
 
+use std::collections::BTreeSet;
+
 use super::available::any_available;
 use super::live::LiveState;
 use super::{usable, CandidateSet, Pick};
 use crate::hash::hash64;
 
-/// The ring of one candidate set (built at its first hashed pick): sorted points and their members.
+/// Most points on one ring (fewer replicas per member on very large sets).
+const MAX_POINTS: usize = 1 << 20;
+
+/// The ring of one candidate set (built at its first hashed pick, then kept in step with the members):
+/// (point, provider index), ordered. A member joining or leaving moves only its own points.
 #[derive(Debug, Clone)]
 pub(super) struct Ring {
-    points: Vec<u64>,
-    /// Member position owning each point.
-    owners: Vec<u32>,
+    points: BTreeSet<(u64, u32)>,
+    replicas: u64,
+    /// Members when built: the replica count suits about that many.
+    built_for: usize,
+}
+
+impl Ring {
+    fn new(set: &CandidateSet, addr_text: &[String], replicas: u32) -> Self {
+        let n = set.members.len().max(1);
+        let mut ring = Ring {
+            points: BTreeSet::new(),
+            replicas: u64::from(replicas.max(1)).min((MAX_POINTS / n).max(1) as u64),
+            built_for: n,
+        };
+        for &m in &set.members {
+            ring.insert(m as usize, &addr_text[m as usize]);
+        }
+        ring
+    }
+
+    /// False once the set has grown or shrunk so much that the replica count should be redone.
+    pub(super) fn fits(&self, n: usize) -> bool {
+        n <= self.built_for.saturating_mul(2) && n * 2 >= self.built_for
+    }
+
+    /// Adds the points of provider `idx` at `addr`.
+    pub(super) fn insert(&mut self, idx: usize, addr: &str) {
+        for r in 0..self.replicas {
+            self.points.insert((hash64(addr.as_bytes(), r), idx as u32));
+        }
+    }
+
+    /// Removes the points of provider `idx` at `addr`.
+    pub(super) fn remove(&mut self, idx: usize, addr: &str) {
+        for r in 0..self.replicas {
+            self.points.remove(&(hash64(addr.as_bytes(), r), idx as u32));
+        }
+    }
 }
 
 /// The first usable member clockwise from `key`'s hash; `replicas` points per member (fewer on very large
@@ -24,38 +65,39 @@ pub(super) fn pick(
     ex: &[usize],
     key: &[u8],
 ) -> Pick {
-    let n = set.members.len();
     if set.ring.is_none() {
-        let reps = u64::from(replicas.max(1)).min(((1usize << 20) / n).max(1) as u64);
-        let mut pts: Vec<(u64, u32)> = Vec::with_capacity(n * reps as usize);
-        for (pos, &m) in set.members.iter().enumerate() {
-            for r in 0..reps {
-                pts.push((hash64(addr_text[m as usize].as_bytes(), r), pos as u32));
-            }
-        }
-        pts.sort_unstable();
-        set.ring = Some(Ring {
-            points: pts.iter().map(|p| p.0).collect(),
-            owners: pts.iter().map(|p| p.1).collect(),
-        });
+        set.ring = Some(Ring::new(set, addr_text, replicas));
     }
     let Some(ring) = set.ring.as_ref() else {
         return Pick::NoProvider;
     };
     let h = hash64(key, 0x6b65_7461_6d61);
-    let start = ring.points.partition_point(|&p| p < h);
-    let len = ring.points.len();
     // Walk clockwise to the first usable owner; after a short walk, make sure one exists at all.
-    for step in 0..len {
+    let clockwise = ring.points.range((h, 0)..).chain(ring.points.iter());
+    for (step, &(_, i)) in clockwise.take(ring.points.len()).enumerate() {
         if step == 64 && !any_available(set, live, ex) {
             return Pick::AllBusy;
         }
-        let i = set.members[ring.owners[(start + step) % len] as usize] as usize;
-        if usable(live, ex, i) {
-            return Pick::Provider(i);
+        if usable(live, ex, i as usize) {
+            return Pick::Provider(i as usize);
         }
     }
     Pick::AllBusy
+}
+
+#[cfg(test)]
+impl Ring {
+    /// Panics unless the ring holds exactly `replicas` points of each member.
+    pub(super) fn check(&self, members: &[u32]) {
+        let mut per: std::collections::HashMap<u32, u64> = std::collections::HashMap::new();
+        for &(_, i) in &self.points {
+            *per.entry(i).or_insert(0) += 1;
+        }
+        assert_eq!(per.len(), members.len());
+        for m in members {
+            assert_eq!(per.get(m).copied(), Some(self.replicas));
+        }
+    }
 }
 
 #[cfg(test)]

@@ -81,10 +81,8 @@ impl LiveState {
 
     /// Fresh state with options.
     pub fn with_options(table: &RouteTable, opts: LiveOptions) -> Self {
-        let slots: Vec<Slot> = table
-            .providers()
-            .iter()
-            .map(|p| Slot::new(p.max_concurrency))
+        let slots: Vec<Slot> = (0..table.slots())
+            .map(|i| Slot::new(table.provider(i).and_then(|p| p.max_concurrency)))
             .collect();
         let busy = BitSet::from_fn(slots.len(), |i| slots[i].busy());
         LiveState {
@@ -100,7 +98,7 @@ impl LiveState {
     /// caps come from the new table.
     pub fn carry_over(&self, old: &RouteTable, new: &RouteTable) -> LiveState {
         let mut next = LiveState::with_options(new, self.opts);
-        for (i, p) in new.providers().iter().enumerate() {
+        for (i, p) in new.providers() {
             if let Some(s) = old.index_of(p.addr).and_then(|j| self.slots.get(j)) {
                 let slot = &mut next.slots[i];
                 slot.inflight = s.inflight;
@@ -115,13 +113,39 @@ impl LiveState {
         next
     }
 
+    /// Follows [`RouteTable::apply`](crate::RouteTable::apply) in O(changes): an added index starts fresh,
+    /// a removed one is reset, an updated one keeps its state and takes the provider's new cap.
+    pub fn apply(&mut self, table: &RouteTable, applied: &[crate::Applied]) {
+        self.epoch = table.epoch();
+        if self.slots.len() < table.slots() {
+            self.slots.resize(table.slots(), Slot::new(None));
+            self.busy.grow(table.slots());
+        }
+        for a in applied {
+            match *a {
+                crate::Applied::Added(i) | crate::Applied::Removed(i) => {
+                    self.slots[i] = Slot::new(table.provider(i).and_then(|p| p.max_concurrency));
+                }
+                crate::Applied::Updated(i) => {
+                    self.slots[i].cap = table
+                        .provider(i)
+                        .and_then(|p| p.max_concurrency)
+                        .unwrap_or(u32::MAX);
+                }
+            }
+            self.refresh_busy(match *a {
+                crate::Applied::Added(i) | crate::Applied::Removed(i) | crate::Applied::Updated(i) => i,
+            });
+        }
+    }
+
     /// The epoch of the table this state belongs to.
     pub fn epoch(&self) -> u64 {
         self.epoch
     }
 
     /// The number of providers (the table's).
-    pub(super) fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.slots.len()
     }
 

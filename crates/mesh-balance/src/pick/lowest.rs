@@ -55,7 +55,12 @@ pub(super) fn lowest<R: Rng + ?Sized>(
     let mut best: Option<(f64, usize)> = None;
     let mut tie_weight = 0u64;
     for (pos, i) in members {
-        let k = key(&live.slots[i]);
+        // A member that weighs 0 (being drained) only when no member that weighs more is usable.
+        let k = if set.has_share(pos) {
+            key(&live.slots[i])
+        } else {
+            f64::MAX
+        };
         let w = u64::from(set.weights[pos]).max(1);
         match best {
             Some((bk, _)) if k > bk => {}

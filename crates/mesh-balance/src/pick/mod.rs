@@ -22,6 +22,7 @@ mod lowest;
 mod round_robin;
 mod shortest_response;
 mod warmup;
+mod weight_tree;
 mod weighted_random;
 
 pub(crate) use candidates::CandidateSet;
@@ -145,12 +146,12 @@ impl RouteTable {
         rng: &mut R,
         opts: &PickOptions<'_>,
     ) -> Pick {
-        debug_assert_eq!(live.len(), self.providers.len(), "LiveState of another table");
+        debug_assert_eq!(live.len(), self.slots(), "LiveState of another table");
         let now_ms = opts.now_ns / 1_000_000;
         let set_idx = route.0 as usize;
         if self.sets[set_idx].next_refresh_ms <= now_ms {
             let mut set = std::mem::replace(&mut self.sets[set_idx], CandidateSet::empty());
-            set.compute_weights(self, Some(now_ms));
+            set.refresh_warm_up(self, now_ms);
             self.sets[set_idx] = set;
         }
         let set = &mut self.sets[set_idx];
@@ -190,7 +191,12 @@ fn exact<R: Rng + ?Sized>(set: &CandidateSet, live: &LiveState, rng: &mut R, opt
     let ex = opts.exclude;
     let members = available(set, live, ex);
     let pick = match opts.policy {
-        Policy::Adaptive => adaptive::cheaper_of_two(live, rng, members, opts.now_ns),
+        Policy::Adaptive => {
+            // Members that weigh more than 0 first; the ones being drained only when no other is left.
+            let weighed = available(set, live, ex).filter(|&(pos, _)| set.has_share(pos));
+            adaptive::cheaper_of_two(live, rng, weighed, opts.now_ns)
+                .or_else(|| adaptive::cheaper_of_two(live, rng, members, opts.now_ns))
+        }
         Policy::LeastActive => lowest::lowest(set, live, rng, members, least_active::key),
         Policy::ShortestResponse => lowest::lowest(set, live, rng, members, shortest_response::key),
         // Round robin and hashing land here only when their own choice was unavailable.

@@ -5,7 +5,7 @@
 /// (registered at, warm-up period), in ms; returns (weight, still warming up).
 pub(super) fn warm_weight(weight: u32, warm: Option<(u64, u64)>, now_ms: u64) -> (u32, bool) {
     match warm {
-        Some((at, warmup)) if warmup > 0 => {
+        Some((at, warmup)) if warmup > 0 && weight > 0 => {
             let up = now_ms.saturating_sub(at);
             if up >= warmup {
                 (weight, false)

@@ -28,12 +28,19 @@ pub(super) fn exact<R: Rng + ?Sized>(
     let total: u64 = available(set, live, ex)
         .map(|(pos, _)| u64::from(set.weights[pos]))
         .sum();
+    // Only members that weigh 0 are left: equal shares (Dubbo's random over equal weights).
+    let flat = total == 0;
+    let total = if flat {
+        available(set, live, ex).count() as u64
+    } else {
+        total
+    };
     if total == 0 {
         return None;
     }
     let mut r = below(rng, total);
     for (pos, i) in available(set, live, ex) {
-        let w = u64::from(set.weights[pos]);
+        let w = if flat { 1 } else { u64::from(set.weights[pos]) };
         if r < w {
             return Some(i);
         }

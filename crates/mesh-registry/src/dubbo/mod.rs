@@ -14,11 +14,12 @@
 //! * [`simplify_provider_url`] / [`simplify_consumer_url`]: `simplified=true` + `extra-keys`, with the
 //!   default key lists per [`DubboVersion`].
 //! * [`discover`]: a provider URL as the consumer uses it (an endpoint of a service key, or why not);
-//!   [`ProviderRegistration`]: the URL a provider agent registers.
+//!   [`ProviderRegistration`] / [`ConsumerRegistration`]: the URLs a provider or consumer agent registers.
 //!
 //! Nothing here panics on any input; keys and URLs longer than [`MAX_KEY_LEN`] / [`MAX_URL_LEN`] or with
 //! more than [`MAX_PARAMS`] parameters are refused with [`DubboError::TooLong`].
 
+mod consumer;
 mod encode;
 mod error;
 mod key;
@@ -28,6 +29,7 @@ mod service_key;
 mod simplify;
 mod url;
 
+pub use consumer::ConsumerRegistration;
 pub use encode::{decode_component, KeyEncoding};
 pub use error::DubboError;
 pub use key::{Category, RegisteredUrl, RegistryKey, RegistryRoot, DEFAULT_ROOT};

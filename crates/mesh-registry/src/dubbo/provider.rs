@@ -1,7 +1,8 @@
 //! Provider URLs and endpoints: what a provider URL read from the registry means to the consumer (an
 //! [`Endpoint`] of a service key, or a reason to skip it), and the URL a provider agent registers.
 //!
-//! Reading follows what Java and dubbo-go write (fact sheet §2.1, §1.3): `weight` (default 100), `timestamp`
+//! Reading follows what Java and dubbo-go write (fact sheet §2.1, §1.3): `weight` (default 100; 0 drains the
+//! provider, negative counts as 0, as Dubbo's `getWeight` does), `timestamp`
 //! (milliseconds from Java, seconds from dubbo-go) with `warmup` for slow start (Dubbo's
 //! `AbstractLoadBalance.getWeight`), `dubbo.tag` for tag routing, `token` sent back as the `token`
 //! attachment, `threads` (the provider's thread pool, when registered) as its concurrency cap. Writing
@@ -75,7 +76,9 @@ pub fn discover(registered: &RegisteredUrl) -> Discovered {
     let weight = url
         .param("weight")
         .and_then(|w| w.trim().parse::<i64>().ok())
-        .map_or(DEFAULT_WEIGHT, |w| w.clamp(1, i64::from(u32::MAX)) as u32);
+        // Dubbo's `AbstractLoadBalance.getWeight`: max(weight, 0); 0 drains a provider (no share while
+        // another weighs more).
+        .map_or(DEFAULT_WEIGHT, |w| w.clamp(0, i64::from(u32::MAX)) as u32);
     let threads = url
         .param("threads")
         .and_then(|t| t.trim().parse::<u32>().ok())
@@ -291,7 +294,7 @@ mod tests {
                 endpoint.max_concurrency,
                 endpoint.registered_at_ms
             ),
-            (1, None, None)
+            (0, None, None)
         );
     }
 

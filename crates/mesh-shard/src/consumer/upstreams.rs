@@ -107,6 +107,10 @@ impl Upstreams {
         while let Ok(s) = self.rx.try_recv() {
             // Every snapshot says which addresses left with it: their pools go, in O(departed).
             drop_departed(&mut self.pools.borrow_mut(), &s);
+            // And how each service key's list changed: the tables follow, in O(change).
+            self.routes
+                .borrow_mut()
+                .advance(&s, self.caps, |addr| self.pool(addr));
             newest = Some(s);
         }
         if let Some(s) = newest {

@@ -47,6 +47,8 @@ pub(crate) struct ConsumerConfig {
     pub(crate) balancer: BalancerName,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) routing: BTreeMap<String, String>,
+    pub(crate) register_services: Vec<String>,
+    pub(crate) simplified: bool,
 }
 
 impl ConsumerConfig {

@@ -7,6 +7,6 @@ mod provider;
 mod runtime;
 
 pub(crate) use consumer::{CallPolicyConfig, ConsumerConfig};
-pub(crate) use etcd::EtcdSection;
+pub(crate) use etcd::{EtcdSection, Password};
 pub(crate) use provider::ProviderConfig;
 pub(crate) use runtime::{RawRuntime, RuntimeConfig};
