@@ -9,6 +9,8 @@ Inputs (each optional; a missing one leaves its section saying how to produce it
                                                                scripts/bench.sh codec), target/criterion/*
   target/bench/routing.json, target/bench/routing_meta.json   (cargo bench -p mesh-balance --bench routing, via
                                                                scripts/bench.sh routing)
+  target/bench/registry.json                                  (benches/registry.py, via scripts/bench.sh registry;
+                                                               section written by benches/report_registry.py)
 BENCH_OUT / BENCH_DOC move the inputs / the document (plots in bench/ next to it) elsewhere.
 The "## Codec micro-benchmarks" section of the current docs/benchmarks.md is kept as it is, except that its
 machine line, run paragraph and results table are rebuilt from codec.json when scripts/bench.sh re-ran the
@@ -27,6 +29,8 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+
+from report_registry import registry_section
 
 ROOT = Path(__file__).resolve().parent.parent
 # BENCH_OUT / BENCH_DOC (optional): read the JSON from, and write the document (plots next to it, in bench/)
@@ -1080,6 +1084,7 @@ bash scripts/bench.sh overhead
 bash scripts/bench.sh faults
 bash scripts/bench.sh codec
 bash scripts/bench.sh routing
+bash scripts/bench.sh registry     # 5,000 provider instances in etcd under churn (not part of `all`)
 bash scripts/bench.sh report       # only this file and docs/bench/*.svg, from the JSON already there
 BENCH_DURATION=10 bash scripts/bench.sh all    # shorter runs
 bash scripts/bench-compare.sh REV   # overhead + challenge of REV and of this tree, interleaved (target/bench/compare)
@@ -1090,7 +1095,9 @@ medians per tool, connection count and variant), `target/bench/overhead.json` (`
 and load, `cpu_ratio`, `added_p99_us`, `added_p99_us_sent`, `profile`), `target/bench/faults.json` (`sent`,
 `succeeded`, `failed`, `failed_by_kind`, `longest_gap_ms`, `phases`, `events`, `targets`, `cpu_s_by_phase`,
 loadgen's `timeline`), `target/bench/codec.json`, `target/bench/routing.json` (`runs`, `balancers`) with
-`codec_meta.json` / `routing_meta.json` (load gate, machine); every run is also printed as one JSON line as it
+`codec_meta.json` / `routing_meta.json` (load gate, machine), `target/bench/registry.json` (`runs`: one object
+per model with `propagation_p50_ms`, `propagation_p99_ms`, `cpu_us_per_change`, `consumer_rss_mib`,
+`etcd_keys`, `etcd_bytes`, `requests`, `failed` and details; `settings`); every run is also printed as one JSON line as it
 finishes. The knobs
 (durations, connection counts, rates, repetitions, the load gate) are the `BENCH_*` variables listed at the top
 of `scripts/bench.sh`. Everything listens on 127.0.0.1 on free ports; every process started is stopped at the
@@ -1166,6 +1173,16 @@ def main():
     fa = load("faults.json")
     rt = load("routing.json")
     rt_meta = load("routing_meta.json")
+    rg = load("registry.json")
+    rg_others = [
+        ("before", load("registry_before.json"),
+         "the same benchmark with `BENCH_REGISTRY_LAYOUT=mesh-v1 BENCH_REGISTRY_JSON=registry_before.json` on the "
+         "agents before issue 11 (their own layout `/dubbomesh/v1/<service>/<ip:port>`, a snapshot rebuilt whole "
+         "per change; no etcd revision in it, so no propagation figure)"),
+        ("h-core only", load("registry_core.json"),
+         "`BENCH_REGISTRY_JSON=registry_core.json` on the Dubbo layout and the persistent-map snapshot (h-core) "
+         "without the incremental route tables (h-incr): every snapshot still rebuilds the shard's table"),
+    ]
     codec = load("codec.json")
     meta = load("codec_meta.json")
     old_doc = DOC.read_text() if DOC.exists() else ""
@@ -1203,6 +1220,7 @@ def main():
         analysis_section(),
         faults_section(fa),
         routing_section(rt, rt_meta),
+        registry_section(rg, table, rg_others),
         codec_section(old_doc, codec, meta),
         howto_section(),
     ]

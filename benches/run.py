@@ -4,6 +4,7 @@
     python3 benches/run.py challenge    -> target/bench/challenge.json
     python3 benches/run.py overhead     -> target/bench/overhead.json
     python3 benches/run.py faults       -> target/bench/faults.json
+    python3 benches/run.py registry     -> target/bench/registry.json (benches/registry.py)
     python3 benches/run.py wait-load    -> waits for a quiet box, prints the gate as JSON (for the codec bench)
     python3 benches/run.py machine      -> prints the machine/version JSON (for the codec bench)
 
@@ -1712,7 +1713,8 @@ def main():
     # Also when started in the background by a non-interactive shell (SIGINT ignored on entry): Ctrl-C stops us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGHUP, _on_term)
-    if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "faults", "wait-load", "machine"):
+    if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "faults", "registry", "wait-load",
+                                                   "machine"):
         print(__doc__, file=sys.stderr)
         return 2
     what = sys.argv[1]
@@ -1723,6 +1725,10 @@ def main():
             overhead()
         elif what == "faults":
             faults()
+        elif what == "registry":
+            import registry  # benches/registry.py (it imports this file as `run`)
+
+            registry.registry()
         elif what == "wait-load":
             emit(wait_load("codec"))
         else:

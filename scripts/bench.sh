@@ -6,7 +6,8 @@
 #   bash scripts/bench.sh faults      # challenge topology at 256 connections: kill -9 a provider agent, etcd down, restart
 #   bash scripts/bench.sh codec       # cargo bench -p mesh-dubbo --bench codec
 #   bash scripts/bench.sh routing     # cargo bench -p mesh-balance --bench routing (route+pick, balancers)
-#   bash scripts/bench.sh all         # the five above, then the report
+#   bash scripts/bench.sh registry    # 5,000 Java-style provider instances in etcd (1x5000, 10x500) under churn
+#   bash scripts/bench.sh all         # the five above (not registry), then the report
 #   bash scripts/bench.sh report      # only regenerate docs/benchmarks.md and docs/bench/*.svg
 #
 # Results: target/bench/{challenge,overhead,faults,codec,routing}.json; every scenario ends by regenerating
@@ -25,6 +26,11 @@
 #   faults (seconds): BENCH_FAULT_STEADY=10 BENCH_FAULT_KILL=15 BENCH_FAULT_ETCD_DOWN=30 BENCH_FAULT_ETCD_BACK=10
 #     BENCH_FAULT_RESTART=15 BENCH_FAULT_DRAIN_ALLOWANCE=5 BENCH_FAULT_WARMUP=2; BENCH_FAULT_CONNECTIONS=256
 #     BENCH_FAULT_TIMELINE_MS=100; BENCH_FAULT_LEASE_TTL (default min(5, kill - 2), at least 2)
+#   registry: BENCH_REGISTRY_MODELS=1x5000,10x500 BENCH_REGISTRY_RATE=1000 (requests/s) BENCH_REGISTRY_CONNECTIONS=64
+#     BENCH_REGISTRY_CHURN=100 (changes/s) BENCH_REGISTRY_PHASE=15 BENCH_REGISTRY_ROUNDS=3 BENCH_REGISTRY_WARMUP=5
+#     BENCH_REGISTRY_SPARE=50 BENCH_REGISTRY_SIM_LATENCY_MS=1 BENCH_REGISTRY_SEED=1 BENCH_REGISTRY_CONSUMER_ARGS="--upstream-connections 1"
+#     BENCH_REGISTRY_PROFILE=10 (s of perf record in one more churn phase, 0 = none) BENCH_REGISTRY_LAYOUT=java-2.7
+#     BENCH_REGISTRY_JSON=registry.json (file name under BENCH_OUT)
 #   BENCH_MAX_LOAD=1.5         before each measured run, wait while the 1-minute load average is above this
 #   BENCH_LOAD_WAIT=600        ... at most this many seconds (polling every BENCH_LOAD_POLL=30), then run anyway
 #   BENCH_KEEP=1               keep the work directories (logs, nginx configs, perf data)
@@ -35,9 +41,9 @@ cd "$(dirname "$0")/.."
 
 scenario="${1:-}"
 case "$scenario" in
-  challenge | overhead | faults | codec | routing | all | report) ;;
+  challenge | overhead | faults | codec | routing | registry | all | report) ;;
   *)
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
@@ -67,7 +73,8 @@ run() {
 
 need=()
 command -v python3 >/dev/null 2>&1 || need+=(python3)
-if [ "$scenario" = challenge ] || [ "$scenario" = faults ] || [ "$scenario" = all ]; then
+if [ "$scenario" = challenge ] || [ "$scenario" = faults ] || [ "$scenario" = registry ] \
+  || [ "$scenario" = all ]; then
   command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
   command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 fi
@@ -142,6 +149,11 @@ case "$scenario" in
   challenge) run python3 benches/run.py challenge ;;
   overhead) run python3 benches/run.py overhead ;;
   faults) run python3 benches/run.py faults ;;
+  registry)
+    # One listener per provider instance in the simulator, one pool per instance in the consumer.
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    run python3 benches/run.py registry
+    ;;
   codec) codec ;;
   routing) routing ;;
   all)

@@ -5,6 +5,7 @@
 //! * [`loadgen`]: the 2018 challenge's consumer as a load generator (random strings, checks every answer,
 //!   HdrHistogram latencies, JSON summary); binary `loadgen`.
 //! * [`process`]: child processes that die with the test, free loopback ports, readiness lines.
+//! * [`churn`]: which instance leaves or joins next in the registry scale benchmark; binary `registry-churn`.
 //! * [`dubbo_writers`]: etcd keys exactly as Java 2.7 / Java 3.3 / dubbo-go write them (from their sources,
 //!   not from mesh-registry), and a writer that puts them into a real etcd on leases kept alive.
 //! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
@@ -12,6 +13,7 @@
 //!   certificates, optionally with authentication; members killed and restarted by index.
 //! * [`timer`]: a precise timer thread for async code (answers of the simulator, open-loop pacing).
 
+pub mod churn;
 pub mod dubbo_writers;
 pub mod etcd;
 pub mod etcd_cluster;

@@ -60,6 +60,8 @@ pub struct Upstreams {
     /// Calls waiting for a provider below its cap, oldest first; woken as calls complete.
     pub(super) queue: Rc<WaitQueue>,
     ejection: EjectionConfig,
+    /// `MESH_TRACE_SNAPSHOTS=1`: a `snapshot-applied` line on stderr per snapshot taken (scale benchmark).
+    trace: bool,
 }
 
 impl std::fmt::Debug for Upstreams {
@@ -95,6 +97,7 @@ impl Upstreams {
             shards,
             queue: Rc::new(WaitQueue::new()),
             ejection: opts.ejection,
+            trace: std::env::var_os("MESH_TRACE_SNAPSHOTS").is_some_and(|v| v == "1"),
         }
     }
 
@@ -114,6 +117,9 @@ impl Upstreams {
             *self.snapshot.borrow_mut() = s;
             // New providers may have room for calls that wait: start the chain of wake-ups.
             self.queue.wake_one();
+            if self.trace {
+                trace_applied(&self.snapshot.borrow());
+            }
         }
     }
 
@@ -178,6 +184,19 @@ impl Upstreams {
             .done(service, chosen, latency, ok, self.caps);
         self.queue.wake_one();
     }
+}
+
+/// The scale benchmark's propagation probe (benches/registry.py): this shard routes by `snap` (the etcd
+/// state at `snap.revision`) from now on.
+fn trace_applied(snap: &Snapshot) {
+    let unix_ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let shard = std::thread::current().name().unwrap_or("?").to_owned();
+    eprintln!(
+        "snapshot-applied shard={shard} version={} revision={} unix_ns={unix_ns}",
+        snap.version, snap.revision
+    );
 }
 
 /// Drops the pools of the providers `snap` says left (no service key lists them any more), in

@@ -1,5 +1,9 @@
 //! `provider-sim`: a Dubbo 2 provider simulator for `IHelloService.hash(String)` (see `mesh_testkit::sim`).
 //!
+//! With `--bind-count N`, the same simulator answers on N consecutive loopback addresses from `--bind` (one
+//! listener each, same port: the registry scale benchmark's N provider instances), each counting its own
+//! thread cap; the stats line sums them.
+//!
 //! Prints `LISTENING <port>` on stdout once bound; on SIGTERM or SIGINT it stops and prints one JSON stats
 //! line `{"name","served","rejected","errors","max_inflight"}`, then exits 0. Bad usage exits 2.
 
@@ -22,6 +26,9 @@ struct Args {
     /// Port to bind; 0 = any free port (the chosen one is printed).
     #[arg(long, default_value_t = 0)]
     port: u16,
+    /// Listen on this many consecutive loopback addresses from `--bind` (same port on each).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    bind_count: u32,
     /// Base latency of each call, in milliseconds.
     #[arg(long, default_value_t = 50)]
     latency_ms: u64,
@@ -86,26 +93,67 @@ async fn serve(args: Args) -> std::io::Result<()> {
         token: args.token,
         ..SimConfig::default()
     };
-    let listener = sim::bind(SocketAddr::new(args.bind, args.port))?;
-    let port = listener.local_addr()?.port();
+    let first = sim::bind(SocketAddr::new(args.bind, args.port))?;
+    let port = first.local_addr()?.port();
+    let mut listeners = vec![first];
+    for i in 1..args.bind_count {
+        let ip = match args.bind {
+            IpAddr::V4(base) => mesh_testkit::churn::nth_loopback(base, i).map(IpAddr::V4),
+            IpAddr::V6(_) => None,
+        };
+        let Some(ip) = ip else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!(
+                    "--bind-count {}: address {i} from {} is not a loopback IPv4 address",
+                    args.bind_count, args.bind
+                ),
+            ));
+        };
+        listeners.push(sim::bind(SocketAddr::new(ip, port))?);
+    }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     eprintln!(
-        "provider-sim {}: {}:{port} latency {} ms, threads {}, knee {}, serialization {}, timer {}",
-        cfg.name, args.bind, args.latency_ms, cfg.threads, cfg.knee, cfg.serialization, cfg.timer
+        "provider-sim {}: {}:{port} (x{}) latency {} ms, threads {}, knee {}, serialization {}, timer {}",
+        cfg.name,
+        args.bind,
+        args.bind_count,
+        args.latency_ms,
+        cfg.threads,
+        cfg.knee,
+        cfg.serialization,
+        cfg.timer
     );
     {
         let mut out = std::io::stdout().lock();
         writeln!(out, "LISTENING {port}")?;
         out.flush()?;
     }
-    let stats = sim::run(cfg, listener, async {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
-    .await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut sims = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let mut stopped = stopped.clone();
+        sims.spawn(sim::run(cfg.clone(), listener, async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }));
+    }
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    let _ = stop.send(true);
+    let mut stats = sim::Stats {
+        name: cfg.name.clone(),
+        ..sim::Stats::default()
+    };
+    while let Some(done) = sims.join_next().await {
+        let s = done.map_err(std::io::Error::other)??;
+        stats.served += s.served;
+        stats.rejected += s.rejected;
+        stats.errors += s.errors;
+        stats.max_inflight = stats.max_inflight.max(s.max_inflight);
+    }
     let line = serde_json::to_string(&stats).map_err(std::io::Error::other)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;

@@ -1,0 +1,424 @@
+"""The registry scale benchmark (issue 11): `python3 benches/run.py registry` -> target/bench/registry.json.
+
+Per model (`1x5000`: one interface with 5,000 provider instances; `10x500`: ten interfaces with 500 each):
+
+* etcd on loopback; one `provider-sim` answering on `instances + spare` loopback addresses 127.1.0.1,
+  127.1.0.2, ... (one listener each, one port), so that every registered instance is a real call target and
+  an instance that leaves still answers the calls already sent to it;
+* `registry-churn` registers the instances as Java Dubbo 2.7 does (root `/dubbo`, URL-encoded full URLs as
+  keys, lease id as value, one shared lease, transactions of 64 puts);
+* the consumer agent (`mesh-agent consumer --etcd ...`, `MESH_TRACE_SNAPSHOTS=1`: each shard prints a
+  `snapshot-applied` line with the snapshot's etcd revision when it takes a snapshot) serves an open-loop
+  load of `BENCH_REGISTRY_RATE` requests/s (loadgen) for the whole run, to `IHelloService` (interface 0);
+* after a warm-up, `BENCH_REGISTRY_ROUNDS` rounds of: a quiet phase (no registry change) and a churn phase
+  (`BENCH_REGISTRY_CHURN` changes/s: one instance joins, one leaves, ...), `BENCH_REGISTRY_PHASE` seconds
+  each, the consumer's CPU time (utime + stime of the whole process) read at each phase's ends.
+
+Reported per model: propagation (per change: the latest, over the consumer's shards, of the first
+`snapshot-applied` time with a revision >= the change's revision, minus the time etcd acknowledged the change
+to registry-churn), p50/p99; CPU per change ((CPU in churn phases - CPU in quiet phases) / changes; both at
+the same request rate); the consumer's RSS (VmRSS at the end, and VmHWM); etcd keys and bytes under
+`/dubbo` (count and sum of key + value lengths) and etcd's db size; requests and failed requests (loadgen).
+"""
+
+import base64
+import json
+import math
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import run as bench
+from run import log, emit, env_float, env_int, env_list, free_port, proc_cpu, wait_line, wait_port
+
+# Registry root per key layout: `java-2.7` is Dubbo's; `mesh-v1` the agents' own layout before issue 11
+# (BENCH_REGISTRY_LAYOUT=mesh-v1 measures an agent of that time, for a before/after comparison).
+ROOTS = {"java-2.7": "/dubbo", "mesh-v1": "/dubbomesh/v1"}
+IP_BASE = "127.1.0.1"
+MODELS = {"1x5000": (1, 5000), "10x500": (10, 500)}
+
+
+def raise_nofile():
+    """Raises RLIMIT_NOFILE to the hard limit (inherited by every process started here): the simulator holds
+    one listener per instance plus the consumer's connections, the consumer one pool per instance."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def vm_kib(pid, field):
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return None
+
+
+def etcdctl(url, *args):
+    p = subprocess.run(["etcdctl", "--endpoints", url, *args], capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ETCDCTL_API="3"))
+    if p.returncode != 0:
+        raise RuntimeError(f"etcdctl {' '.join(args)}: {p.stderr.strip()[-500:]}")
+    return p.stdout
+
+
+def etcd_usage(url, root):
+    """Keys and key + value bytes under the registry root, and etcd's db size (bytes, and in use)."""
+    got = json.loads(etcdctl(url, "get", root + "/", "--prefix", "-w", "json"))
+    kvs = got.get("kvs") or []
+    size = sum(len(base64.b64decode(kv["key"])) + len(base64.b64decode(kv.get("value", ""))) for kv in kvs)
+    status = json.loads(etcdctl(url, "endpoint", "status", "-w", "json"))[0]["Status"]
+    return {"etcd_keys": len(kvs), "etcd_bytes": size, "etcd_db_bytes": status.get("dbSize"),
+            "etcd_db_in_use_bytes": status.get("dbSizeInUse"), "etcd_revision": got["header"]["revision"]}
+
+
+def parse_applied(path):
+    """{shard: [(revision, unix_ns), ...] in time order} from the consumer's `snapshot-applied` lines."""
+    shards = {}
+    for line in Path(path).read_text(errors="replace").splitlines():
+        if not line.startswith("snapshot-applied "):
+            continue
+        f = dict(w.split("=", 1) for w in line.split()[1:] if "=" in w)
+        # An agent without Snapshot.revision (before issue 11) prints none: no propagation then.
+        shards.setdefault(f["shard"], []).append((int(f.get("revision", -1)), int(f["unix_ns"])))
+    return shards
+
+
+def propagation(records, applied):
+    """Per change: max over shards of (first apply with revision >= the change's) - acked time, in ms;
+    plus the changes some shard never applied."""
+    out, missing = [], 0
+    idx = {s: 0 for s in applied}
+    # Records and each shard's applies are both in revision order: one merge pass per shard.
+    for r in sorted(records, key=lambda r: r["revision"]):
+        latest = None
+        for s, lines in applied.items():
+            i = idx[s]
+            while i < len(lines) and lines[i][0] < r["revision"]:
+                i += 1
+            idx[s] = i
+            if i == len(lines):
+                latest = None
+                break
+            latest = lines[i][1] if latest is None else max(latest, lines[i][1])
+        if latest is None:
+            missing += 1
+        else:
+            out.append((latest - r["acked_unix_ns"]) / 1e6)
+    return out, missing
+
+
+def failures_by_phase(loadgen_text, phases):
+    """Failed calls by the phase (warm-up, quiet, churn, after) of the window they completed in."""
+    lines = [l for l in loadgen_text.splitlines() if l.startswith("{")]
+    tl = json.loads(lines[-1]).get("timeline") if lines else None
+    if not tl:
+        return None
+    out = {}
+    for i, n in enumerate(tl["failed"]):
+        if not n:
+            continue
+        at = i * tl["window_ms"] / 1e3
+        name = [p for p, start in phases if start <= at][-1] if phases else "?"
+        out[name] = out.get(name, 0) + n
+    return out
+
+
+def pct(xs, q):
+    if not xs:
+        return None
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
+
+
+def profile_churn(work, name, pid, churner, rate, seconds):
+    """perf record (call graphs, 999 Hz) of the consumer during one more churn phase: the share of each thread
+    and the top symbols (self time), and the whole report in target/bench/profile-registry-<model>.txt."""
+    data = work / "perf-registry.data"
+    perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "999", "-o", str(data), "-p", str(pid), "--",
+                             "sleep", f"{seconds + 1:g}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    churner.churn(rate, seconds)
+    perf.wait(timeout=seconds + 60)
+    by_thread = [{"pct": pct, "thread": cols[0]} for pct, cols in bench.perf_report_rows(data, "comm", 0.5)]
+    top = [{"pct": pct, "thread": cols[0], "dso": cols[1], "sym": cols[2][:140]}
+           for pct, cols in bench.perf_report_rows(data, "comm,dso,sym", 0.5)[:30] if len(cols) >= 3]
+    text = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--children", "--sort", "comm,sym",
+                           "--percent-limit", "1"], capture_output=True, text=True, timeout=300).stdout
+    bench.OUT.mkdir(parents=True, exist_ok=True)
+    out = bench.OUT / f"profile-registry-{name}.txt"
+    out.write_text(text)
+    return {"seconds": seconds, "by_thread": by_thread, "top_self": top, "text": str(out.relative_to(bench.ROOT))
+            if out.is_relative_to(bench.ROOT) else str(out)}
+
+
+class Churner:
+    """registry-churn, driven over its stdin."""
+
+    def __init__(self, procs, work, bins, etcd_url, port, interfaces, instances, spare, seed, layout):
+        self.records = work / "churn-records.jsonl"
+        argv = [bins["registry-churn"], "--etcd", etcd_url, "--root", ROOTS[layout], "--layout", layout,
+                "--interfaces", interfaces,
+                "--instances", instances, "--spare", spare, "--ip-base", IP_BASE, "--port", port,
+                "--seed", seed, "--records", self.records]
+        err = open(work / "registry-churn.log", "ab")
+        self.p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=err, text=True, preexec_fn=bench._pdeathsig, cwd=work)
+        err.close()
+        self.p.bench_name = "registry-churn"
+        procs.live.append(self.p)
+
+    def expect(self, word):
+        line = self.p.stdout.readline()
+        if not line.startswith(word):
+            raise RuntimeError(f"registry-churn said {line!r} instead of {word} (exit {self.p.poll()}); "
+                               f"see registry-churn.log")
+        return line.split()[1:]
+
+    def churn(self, rate, seconds):
+        self.p.stdin.write(f"churn {rate:g} {seconds:g}\n")
+        self.p.stdin.flush()
+        changes, failed = self.expect("CHURNED")
+        return int(changes), int(failed)
+
+    def quit(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("quit\n")
+            self.p.stdin.flush()
+            self.p.wait(timeout=30)
+
+    def read_records(self):
+        if not self.records.exists():
+            return []
+        return [json.loads(l) for l in self.records.read_text().splitlines() if l.strip()]
+
+
+def run_model(name, interfaces, per_interface, bins, work, procs, settings):
+    registered = interfaces * per_interface
+    spare = settings["spare"]
+    mwork = work / name
+    mwork.mkdir()
+    procs.work = mwork
+    etcd_port, peer_port = free_port(), free_port()
+    etcd_url = f"http://127.0.0.1:{etcd_port}"
+    etcd = procs.start("etcd", [
+        "etcd", "--name", "bench", "--data-dir", mwork / "etcd", "--listen-client-urls", etcd_url,
+        "--advertise-client-urls", etcd_url, "--listen-peer-urls", f"http://127.0.0.1:{peer_port}",
+        "--initial-advertise-peer-urls", f"http://127.0.0.1:{peer_port}",
+        "--initial-cluster", f"bench=http://127.0.0.1:{peer_port}"])
+    wait_port(etcd_port, 20, etcd)
+
+    port = free_port()
+    sim = procs.start("sim", [bins["provider-sim"], "--bind", IP_BASE, "--bind-count", registered + spare,
+                              "--port", port, "--latency-ms", settings["sim_latency_ms"], "--timer", "coarse",
+                              "--threads", 200, "--workers", 1, "--name", name])
+    wait_line(mwork / "sim.out", "LISTENING", 60, sim)
+
+    t0 = time.monotonic()
+    churner = Churner(procs, mwork, bins, etcd_url, port, interfaces, per_interface, spare, settings["seed"],
+                      settings["layout"])
+    count, revision = churner.expect("REGISTERED")
+    log(f"{name}: {count} instances registered in {time.monotonic() - t0:.1f} s (revision {revision})")
+
+    cport = free_port()
+    env = dict(os.environ, MESH_TRACE_SNAPSHOTS="1")
+    consumer_argv = [bins["mesh-agent"], "consumer", "--listen", f"127.0.0.1:{cport}", "--etcd", etcd_url,
+                     *settings["consumer_args"]]
+    out = open(mwork / "consumer.out", "ab")
+    err = open(mwork / "consumer.log", "ab")
+    consumer = subprocess.Popen([str(a) for a in consumer_argv], stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, preexec_fn=bench._pdeathsig, cwd=mwork, env=env)
+    out.close()
+    err.close()
+    consumer.bench_name = "consumer"
+    procs.live.append(consumer)
+    wait_port(cport, 20, consumer)
+    bench.wait_answer(cport, bench.HELLO_HASH, 30)
+
+    phase = settings["phase_s"]
+    rounds = settings["rounds"]
+    warm = settings["warmup_s"]
+    prof_s = settings["profile_s"]
+    total = warm + rounds * 2 * phase + (prof_s + 3 if prof_s > 0 else 0) + 5
+    lg_argv = bench.loadgen_argv(bins, f"http://127.0.0.1:{cport}/", settings["connections"], total, 0,
+                                 rate=settings["rate"]) + ["--timeline-ms", 500]
+    lg_out = open(mwork / "loadgen.out", "wb")
+    lg_err = open(mwork / "loadgen.log", "ab")
+    lg = subprocess.Popen([str(a) for a in lg_argv], stdout=lg_out, stderr=lg_err, stdin=subprocess.DEVNULL,
+                          preexec_fn=bench._pdeathsig, cwd=mwork)
+    lg_out.close()
+    lg_err.close()
+    lg.bench_name = "loadgen"
+    procs.live.append(lg)
+    lg_start = time.monotonic()
+    time.sleep(warm)
+
+    quiet_cpu = churn_cpu = quiet_s = churn_s = 0.0
+    changes = failed_changes = 0
+    per_round = []
+    phases = [("warm-up", 0.0)]  # (phase, seconds after loadgen started) in order
+    # CPU seconds by thread kind: the registry watcher thread (all its work is the registry's) and the shards.
+    threads = {"quiet": {}, "churn": {}}
+
+    def add_threads(into, before, after):
+        for name, cpu in after.items():
+            kind = "registry" if name.startswith("mesh-registry") else (
+                "shards" if name.startswith("consumer") else "other")
+            into[kind] = into.get(kind, 0.0) + cpu - before.get(name, 0.0)
+
+    for rnd in range(rounds):
+        procs.check()
+        c0, t, th0 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
+        phases.append(("quiet", t - lg_start))
+        time.sleep(phase)
+        c1, t1, th1 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
+        quiet_cpu += c1 - c0
+        quiet_s += t1 - t
+        phases.append(("churn", t1 - lg_start))
+        n, f = churner.churn(settings["churn_rate"], phase)
+        c2, t2, th2 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
+        add_threads(threads["quiet"], th0, th1)
+        add_threads(threads["churn"], th1, th2)
+        churn_cpu += c2 - c1
+        churn_s += t2 - t1
+        changes += n
+        failed_changes += f
+        per_round.append(bench.rnd(((c2 - c1) - (c1 - c0) * (t2 - t1) / (t1 - t)) / n * 1e6, 1) if n else None)
+        log(f"{name}: round {rnd + 1}/{rounds}: quiet {1e3 * (c1 - c0) / (t1 - t):.1f} ms CPU/s, churn "
+            f"{1e3 * (c2 - c1) / (t2 - t1):.1f} ms CPU/s ({n} changes, {f} failed)")
+    phases.append(("after", time.monotonic() - lg_start))
+    rss_kib = vm_kib(consumer.pid, "VmRSS")
+    hwm_kib = vm_kib(consumer.pid, "VmHWM")
+    usage = etcd_usage(etcd_url, ROOTS[settings["layout"]])
+    profile = None
+    if prof_s > 0 and shutil.which("perf"):
+        profile = profile_churn(mwork, name, consumer.pid, churner, settings["churn_rate"], prof_s)
+    left = total - (time.monotonic() - lg_start) + 30
+    lg.wait(timeout=max(10, left))
+    procs.live.remove(lg)
+    summary = bench.parse_loadgen((mwork / "loadgen.out").read_text())
+    failed_by_phase = failures_by_phase((mwork / "loadgen.out").read_text(), phases)
+
+    # The profiled churn's changes are not measured.
+    records = churner.read_records()[:changes]
+    applied = parse_applied(mwork / "consumer.log")
+    has_revision = all(rev >= 0 for lines in applied.values() for rev, _ in lines)
+    props, missing = propagation(records, applied) if has_revision else ([], None)
+    # CPU per change: the churn phases' CPU rate minus the quiet phases', over the churn phases' length.
+    extra = churn_cpu - quiet_cpu * (churn_s / quiet_s) if quiet_s > 0 else None
+    cpu_per_change = extra / changes * 1e6 if changes and extra is not None else None
+
+    def per_change(kind):
+        q, c = threads["quiet"].get(kind, 0.0), threads["churn"].get(kind, 0.0)
+        return bench.rnd((c - q * churn_s / quiet_s) / changes * 1e6, 1) if changes and quiet_s else None
+    run = {
+        "model": name if settings["layout"] == "java-2.7" else f"{name} ({settings['layout']})",
+        "services": interfaces,
+        "instances": registered,
+        # Measured: the changes over the churn phases' length (the tool sends one at a time, when due).
+        "changes_per_s": bench.rnd(changes / churn_s if churn_s else None, 1),
+        "changes_per_s_target": settings["churn_rate"],
+        "propagation_p50_ms": bench.rnd(pct(props, 0.50), 2),
+        "propagation_p99_ms": bench.rnd(pct(props, 0.99), 2),
+        "cpu_us_per_change": bench.rnd(cpu_per_change, 1),
+        # The same difference per round, and per thread kind (clock ticks of 10 ms per thread: coarse).
+        "cpu_us_per_change_by_round": per_round,
+        "cpu_us_per_change_by_thread": {k: per_change(k) for k in ("registry", "shards", "other")},
+        "consumer_rss_mib": bench.rnd(rss_kib / 1024 if rss_kib else None, 1),
+        "etcd_keys": usage["etcd_keys"],
+        "etcd_bytes": usage["etcd_bytes"],
+        "requests": summary["requests"],
+        "failed": summary["errors"],
+        # details
+        "propagation_max_ms": bench.rnd(max(props) if props else None, 2),
+        "propagation_measured": len(props),
+        "changes_never_applied": missing,
+        "changes": changes,
+        "changes_failed": failed_changes,
+        "consumer_shards": len(applied),
+        "snapshots_applied_per_shard": {s: len(v) for s, v in sorted(applied.items())},
+        "consumer_cpu_ms_per_s": {"quiet": bench.rnd(1e3 * quiet_cpu / quiet_s, 1) if quiet_s else None,
+                                  "churn": bench.rnd(1e3 * churn_cpu / churn_s, 1) if churn_s else None},
+        "phase_s": phase,
+        "rounds": rounds,
+        "consumer_hwm_mib": bench.rnd(hwm_kib / 1024 if hwm_kib else None, 1),
+        "etcd_db_bytes": usage["etcd_db_bytes"],
+        "etcd_db_in_use_bytes": usage["etcd_db_in_use_bytes"],
+        "request_rate": settings["rate"],
+        "qps": summary["qps"],
+        "errors_by_kind": summary["errors_by_kind"],
+        # Failed requests by the phase in which they completed (loadgen's 500 ms timeline; a timeout
+        # completes 5 s after it was sent).
+        "failed_by_phase": failed_by_phase,
+        "latency_us": summary["latency_us"],
+        "profile": profile,
+    }
+    churner.quit()
+    for p in reversed(list(procs.live)):
+        procs.stop(p, timeout=15.0)
+    return run
+
+
+def registry():
+    models = env_list("BENCH_REGISTRY_MODELS", "1x5000,10x500")
+    for m in models:
+        if m not in MODELS:
+            raise RuntimeError(f"BENCH_REGISTRY_MODELS: unknown model {m!r} ({', '.join(MODELS)})")
+    settings = {
+        "rate": env_int("BENCH_REGISTRY_RATE", 1000),
+        "connections": env_int("BENCH_REGISTRY_CONNECTIONS", 64),
+        "churn_rate": env_float("BENCH_REGISTRY_CHURN", 100.0),
+        "phase_s": env_float("BENCH_REGISTRY_PHASE", 15.0),
+        "rounds": env_int("BENCH_REGISTRY_ROUNDS", 3),
+        "warmup_s": env_float("BENCH_REGISTRY_WARMUP", 5.0),
+        "spare": env_int("BENCH_REGISTRY_SPARE", 50),
+        "sim_latency_ms": env_int("BENCH_REGISTRY_SIM_LATENCY_MS", 1),
+        "seed": env_int("BENCH_REGISTRY_SEED", 1),
+        # After the measured rounds: one more churn phase under perf record (not measured), 0 = none.
+        "profile_s": env_float("BENCH_REGISTRY_PROFILE", 10.0),
+        "layout": os.environ.get("BENCH_REGISTRY_LAYOUT", "java-2.7"),
+        # One connection per shard per provider: 5,050 instances x 2 shards = 10,100 connections, each end in
+        # one process (the simulator also holds 5,050 listeners), under the RLIMIT_NOFILE hard limit of 20,000
+        # here. With the default 2, a long run opened more than the simulator could accept (504s, timeouts).
+        "consumer_args": os.environ.get("BENCH_REGISTRY_CONSUMER_ARGS", "--upstream-connections 1").split(),
+    }
+    if settings["layout"] not in ROOTS:
+        raise RuntimeError(f"BENCH_REGISTRY_LAYOUT: {settings['layout']!r} ({', '.join(ROOTS)})")
+    for tool in ("etcd", "etcdctl"):
+        if not shutil.which(tool):
+            raise RuntimeError(f"{tool} not found")
+    nofile = raise_nofile()
+    work = Path(tempfile.mkdtemp(prefix="mesh-bench-registry."))
+    procs = bench.Procs(work)
+    runs = []
+    try:
+        bins = bench.copy_bins(work)
+        src = bench.RELEASE / "registry-churn"
+        if not src.exists():
+            raise RuntimeError(f"{src} missing: build first (cargo build --release -p mesh-testkit --bins)")
+        shutil.copy2(src, work / "bin" / "registry-churn")
+        bins["registry-churn"] = work / "bin" / "registry-churn"
+        machine = bench.machine_info(bins)
+        log(f"registry: work dir {work}; models {models}; {settings['rate']} requests/s; churn "
+            f"{settings['churn_rate']:g}/s; {settings['rounds']} x ({settings['phase_s']:g} s quiet + "
+            f"{settings['phase_s']:g} s churn); RLIMIT_NOFILE {nofile}")
+        for m in models:
+            gate = bench.wait_load(f"registry {m}")
+            interfaces, per = MODELS[m]
+            r = run_model(m, interfaces, per, bins, work, procs, settings)
+            r["load"] = gate
+            emit(r)
+            runs.append(r)
+        bench.write_json(os.environ.get("BENCH_REGISTRY_JSON", "registry.json"), {"runs": runs, "settings": settings, "machine": machine,
+                                           "rlimit_nofile": nofile})
+    finally:
+        procs.stop_all()
+        bench.cleanup(work)
