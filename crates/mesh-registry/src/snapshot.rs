@@ -368,14 +368,7 @@ impl SnapshotBuilder {
                 .or_default()
                 .insert(Arc::clone(&key));
         }
-        self.pending
-            .entry(key)
-            .or_insert_with(|| Pending {
-                base,
-                changes: BTreeMap::new(),
-            })
-            .changes
-            .insert(addr, Some(endpoint));
+        self.record(key, base, addr, Some(endpoint));
     }
 
     /// Removes the endpoint at `addr` from `service` (nothing when it is not listed).
@@ -412,6 +405,11 @@ impl SnapshotBuilder {
                 self.departing.push(addr);
             }
         }
+        self.record(key, base, addr, None);
+    }
+
+    /// Notes the change at `addr` of service `key` (whose epoch at the last publication was `base`).
+    fn record(&mut self, key: Arc<str>, base: u64, addr: SocketAddr, endpoint: Option<Arc<Endpoint>>) {
         self.pending
             .entry(key)
             .or_insert_with(|| Pending {
@@ -419,7 +417,7 @@ impl SnapshotBuilder {
                 changes: BTreeMap::new(),
             })
             .changes
-            .insert(addr, None);
+            .insert(addr, endpoint);
     }
 
     /// Replaces the routing rules (a [`mesh_balance::RuleStore`]'s index after a change).

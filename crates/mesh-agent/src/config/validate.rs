@@ -161,24 +161,7 @@ impl ConsumerConfig {
                 ));
             }
         }
-        let mut registered = BTreeSet::new();
-        for s in &self.register_services {
-            let key = mesh_registry::dubbo::ServiceKey::parse(s);
-            if !is_name(s) || key.interface.is_empty() || key.interface.contains(['/', ':']) {
-                return Err(invalid(
-                    "consumer.register_services",
-                    format!(
-                        "{s:?} is not a service key (`group/interface:version`, group and version optional)"
-                    ),
-                ));
-            }
-            if !registered.insert(s) {
-                return Err(invalid(
-                    "consumer.register_services",
-                    format!("{s:?} is listed twice"),
-                ));
-            }
-        }
+        service_keys("consumer.register_services", &self.register_services)?;
         for (svc, p) in &self.services {
             let key = format!("consumer.services.{svc}");
             if !is_name(svc) {
@@ -248,21 +231,7 @@ impl ProviderConfig {
         if self.services.is_empty() {
             return Err(invalid("provider.services", "must list at least one interface"));
         }
-        let mut seen = BTreeSet::new();
-        for s in &self.services {
-            let key = mesh_registry::dubbo::ServiceKey::parse(s);
-            if !is_name(s) || key.interface.is_empty() || key.interface.contains(['/', ':']) {
-                return Err(invalid(
-                    "provider.services",
-                    format!(
-                        "{s:?} is not a service key (`group/interface:version`, group and version optional)"
-                    ),
-                ));
-            }
-            if !seen.insert(s) {
-                return Err(invalid("provider.services", format!("{s:?} is listed twice")));
-            }
-        }
+        service_keys("provider.services", &self.services)?;
         check_table("provider", keys_of("provider"), self)?;
         token_and_identity("provider", &self.token, &self.tls_cert, &self.tls_key)?;
         if let Some(t) = &self.tag {
@@ -315,6 +284,25 @@ impl ProviderConfig {
         }
         Ok(())
     }
+}
+
+/// Checks a list of Dubbo service keys (`group/interface:version`, group and version optional): each one
+/// well formed, none twice.
+fn service_keys(key: &str, list: &[String]) -> Result<(), ConfigError> {
+    let mut seen = BTreeSet::new();
+    for s in list {
+        let parsed = mesh_registry::dubbo::ServiceKey::parse(s);
+        if !is_name(s) || parsed.interface.is_empty() || parsed.interface.contains(['/', ':']) {
+            return Err(invalid(
+                key,
+                format!("{s:?} is not a service key (`group/interface:version`, group and version optional)"),
+            ));
+        }
+        if !seen.insert(s) {
+            return Err(invalid(key, format!("{s:?} is listed twice")));
+        }
+    }
+    Ok(())
 }
 
 /// The keys both roles have: `token` (sent as an attachment: printable ASCII without spaces, 1..=256
