@@ -7,13 +7,10 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::BytesMut;
 use mesh_testkit::dubbo_writers::{self as dw, put::BlockingWriter, Category, Provider};
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::process::{free_port, ChildGuard};
@@ -55,25 +52,7 @@ fn call_form(port: u16, form: Form<'_>, param: &str) -> (u16, String) {
         force_tag: false,
         attachments: Vec::new(),
     };
-    let mut body = BytesMut::new();
-    mesh_http::encode_form(&inv, &mut body);
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text[9..12].parse().unwrap();
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    post_form(port, &inv)
 }
 
 /// `n` calls that must all answer 200 with the right hash.
@@ -94,20 +73,6 @@ fn no_provider(port: u16, form: Form<'_>, service_key: &str) {
         "{service_key}: status {status}: {body}"
     );
     assert!(body.contains(service_key), "{service_key} not named in {body:?}");
-}
-
-/// The `served` count of a simulator's stats line (stops it).
-fn served(g: &mut ChildGuard) -> u64 {
-    let out = g.terminate().unwrap().stdout;
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"served\""))
-        .unwrap_or_else(|| panic!("no stats line in {out}"))
-        .to_owned();
-    serde_json::from_str::<serde_json::Value>(&line).unwrap()["served"]
-        .as_u64()
-        .unwrap()
 }
 
 /// A provider of the challenge's interface at a loopback port, started an hour ago (so Dubbo's default

@@ -7,29 +7,14 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use mesh_testkit::etcd::EtcdServer;
-use mesh_testkit::process::{free_port, ChildGuard};
+use mesh_testkit::process::free_port;
 
 mod common;
 use common::*;
-
-/// Java's `URLEncoder.encode(s, "UTF-8")`: letters, digits and `.-*_` kept, space as `+`, the rest `%XX`.
-fn java_url_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'*' | b'_' => out.push(b as char),
-            b' ' => out.push('+'),
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
-}
+use mesh_testkit::dubbo_writers::java_url_encode;
 
 /// The key a Java 2.7 provider of application `shop` at `port` writes (`EtcdRegistry.toUrlPath`), with
 /// extra parameters (sorted, as Java sorts them).
@@ -74,32 +59,7 @@ fn call_tagged(port: u16, tag: Option<&str>, param: &str) -> u16 {
         force_tag: false,
         attachments: Vec::new(),
     };
-    let mut body = BytesMut::new();
-    mesh_http::encode_form(&inv, &mut body);
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    resp[9..12].parse().unwrap()
-}
-
-fn served(g: &mut ChildGuard) -> u64 {
-    let out = g.terminate().unwrap().stdout;
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"served\""))
-        .unwrap()
-        .to_owned();
-    serde_json::from_str::<serde_json::Value>(&line).unwrap()["served"]
-        .as_u64()
-        .unwrap()
+    post_form(port, &inv).0
 }
 
 /// The rules epoch the test's own watcher has seen (it watches the same etcd as the consumer).

@@ -4,11 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
-use bytes::BytesMut;
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::process::{free_port, ChildGuard};
 
@@ -40,32 +37,7 @@ fn call_routed(
         force_tag,
         attachments: attachments.iter().map(|&(n, v)| (n.into(), v.into())).collect(),
     };
-    let mut body = BytesMut::new();
-    mesh_http::encode_form(&inv, &mut body);
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!(
-        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(&body).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    resp[9..12].parse().unwrap()
-}
-
-fn served(g: &mut ChildGuard) -> u64 {
-    let out = g.terminate().unwrap().stdout;
-    let line = out
-        .lines()
-        .rev()
-        .find(|l| l.contains("\"served\""))
-        .unwrap()
-        .to_owned();
-    serde_json::from_str::<serde_json::Value>(&line).unwrap()["served"]
-        .as_u64()
-        .unwrap()
+    post_form(port, &inv).0
 }
 
 /// Etcd and three provider simulators behind their provider agents, all registered: a tagged `gray` (its

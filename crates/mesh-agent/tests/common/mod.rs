@@ -72,8 +72,13 @@ pub(crate) fn call(port: u16, interface: &str, param: &str) -> (u16, String) {
         force_tag: false,
         attachments: Vec::new(),
     };
+    post_form(port, &inv)
+}
+
+/// One HTTP/1.1 POST of `inv` as the challenge form to the consumer at `port`; returns (status, body).
+pub(crate) fn post_form(port: u16, inv: &mesh_http::Invocation<'_>) -> (u16, String) {
     let mut body = BytesMut::new();
-    mesh_http::encode_form(&inv, &mut body);
+    mesh_http::encode_form(inv, &mut body);
     let mut s = TcpStream::connect(addr(port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let head = format!(
@@ -91,6 +96,20 @@ pub(crate) fn call(port: u16, interface: &str, param: &str) -> (u16, String) {
         .map(|(_, b)| b.to_owned())
         .unwrap_or_default();
     (status, body)
+}
+
+/// The `served` count of a simulator's stats line (stops it).
+pub(crate) fn served(g: &mut ChildGuard) -> u64 {
+    let out = g.terminate().unwrap().stdout;
+    let line = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("\"served\""))
+        .unwrap_or_else(|| panic!("no stats line in {out}"))
+        .to_owned();
+    serde_json::from_str::<serde_json::Value>(&line).unwrap()["served"]
+        .as_u64()
+        .unwrap()
 }
 
 pub(crate) fn watch(etcd: &EtcdServer) -> mesh_registry::WatcherHandle {
