@@ -3,6 +3,8 @@
 //! it to the snapshot (`SnapshotBuilder::upsert`/`remove` + `publish`). etcd-client's own decoding and the
 //! channel hand-off are not included.
 
+#![allow(clippy::unwrap_used)] // bench set-up: a failed unwrap is a broken bench
+
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
