@@ -12,12 +12,18 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #   protobuf-compiler   protoc, needed to build etcd-client
 #   etcd-server         the real etcd the registry and end-to-end tests start on loopback
 #   etcd-client         etcdctl, used by tests to revoke leases behind the agent's back
+#   python3             the independent Dubbo key decoder (mesh-testkit/scripts/dubbo_key_check.py) and the
+#                       benchmark drivers
+#   default-jdk-headless the JDK's own URLEncoder and String.hashCode, which the testkit's Java key writer is
+#                       checked against (mesh-testkit/tests/java_url_encoding.rs)
 pkgs=()
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
 command -v protoc >/dev/null 2>&1 || pkgs+=(protobuf-compiler)
 command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || pkgs+=(etcd-client)
+command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
+command -v java >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"
   $SUDO apt-get update -qq
