@@ -98,6 +98,12 @@ impl EtcdConfig {
 /// First retry delay; doubled up to [`EtcdConfig::retry_backoff_max`].
 pub(crate) const BACKOFF_INITIAL: Duration = Duration::from_millis(100);
 
+/// How often an idle watch asks its member for a progress report.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// How long a watch waits for any answer of its member (events or progress) before it moves to another.
+const SILENT_MEMBER: Duration = Duration::from_secs(3);
+
 /// A session (watch, or registration) that ran this long without failing resets the backoff.
 pub(crate) const HEALTHY_AFTER: Duration = Duration::from_secs(1);
 
@@ -290,15 +296,36 @@ async fn watch_session(
             Err(e) => return e,
         }
     }
+    // A member that hangs (process stopped, network gone quiet) keeps the TCP connection: ask it for a
+    // progress report every second and give up on it after `SILENT_MEMBER` without any answer, instead of
+    // waiting for HTTP/2 keepalive (6 + 3 s).
+    let mut progress = tokio::time::interval(PROGRESS_EVERY);
+    progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heard = Instant::now();
     loop {
-        let message = match rules_stream.as_mut() {
-            // Both `message()` futures are cancel-safe (a stream's next item stays queued).
-            Some(rules) => tokio::select! {
-                m = stream.message() => m,
-                m = rules.message() => m,
-            },
-            None => stream.message().await,
+        // Every `message()` future is cancel-safe (a stream's next item stays queued).
+        let message = tokio::select! {
+            m = stream.message() => m,
+            m = async {
+                match rules_stream.as_mut() {
+                    Some(rules) => rules.message().await,
+                    None => std::future::pending().await,
+                }
+            } => m,
+            _ = progress.tick() => {
+                if heard.elapsed() >= SILENT_MEMBER {
+                    return RegistryError::WatchEnded(format!(
+                        "the etcd member answered nothing for {:?}, not even a progress request",
+                        heard.elapsed()
+                    ));
+                }
+                if let Err(e) = stream.request_progress().await {
+                    return RegistryError::Etcd { op: "watch progress", source: e };
+                }
+                continue;
+            }
         };
+        heard = Instant::now();
         let response = match message {
             Ok(Some(r)) => r,
             Ok(None) => return RegistryError::WatchEnded("etcd closed the watch stream".into()),

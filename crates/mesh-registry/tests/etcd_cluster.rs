@@ -177,8 +177,9 @@ fn members_hung_one_after_another_registration_and_watch_go_on() {
     wait_until(Duration::from_secs(5), "registered", || provider.is_registered());
 
     // Each member in turn stops answering without closing its sockets (SIGSTOP): whichever member the
-    // watcher and the registrar were pinned to hangs once. HTTP/2 keepalive (6 s + 3 s) ends the watch on
-    // it, the registrar leaves it after TTL/2 without keepalive answers.
+    // watcher and the registrar were pinned to hangs once. The watch gives up on it after 3 s without an
+    // answer to its progress requests (it took the 6 s + 3 s of HTTP/2 keepalive before), the registrar
+    // leaves it after TTL/2 without keepalive answers.
     for member in 0..3u16 {
         let i = usize::from(member);
         let frozen_at = Instant::now();
