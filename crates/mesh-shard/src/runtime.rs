@@ -53,6 +53,7 @@ where
     LocalExecutorBuilder::new(placement)
         .name(&format!("{name}-{}", spec.index))
         .io_memory(io_memory)
+        .ring_depth(SHARD_RING_DEPTH)
         .spawn(fut_gen)
         .map_err(|e| {
             std::io::Error::other(format!(
@@ -61,6 +62,12 @@ where
             ))
         })
 }
+
+/// io_uring submission depth of a shard's rings (glommio's default: 128). The kernel sizes its table of armed
+/// polls by the completion queue (2 x this): `ilog2(cq) - 5` hash bits, at most 8. At 128 that is 8 buckets,
+/// so with thousands of upstream connections (one armed read each) every cancel glommio submits walks hundreds
+/// of entries (`io_poll_find`); 4096 gives the maximum of 256 buckets.
+const SHARD_RING_DEPTH: usize = 4096;
 
 /// Runs `f` to completion on a glommio executor started on the calling thread: for tests of shard code.
 #[cfg(test)]
