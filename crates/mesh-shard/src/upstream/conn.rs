@@ -112,9 +112,12 @@ impl UpstreamConn {
             let _ = out.run_writer(w).await;
         })
         .detach();
-        let reader = conn.clone();
+        // The reader holds only a weak reference too: once the pool and every call in flight let go of the
+        // connection, it is dropped and closed (see `Drop for ConnInner`) instead of living on, heartbeats
+        // and all, for as long as the peer keeps it open.
+        let (reader, kill) = (Rc::downgrade(&conn.0), conn.0.kill.clone());
         let (codec, read_buffer) = (cfg.codec, cfg.read_buffer);
-        glommio::spawn_local(async move { reader.read_loop(r, codec, read_buffer).await }).detach();
+        glommio::spawn_local(async move { read_loop(reader, kill, r, codec, read_buffer).await }).detach();
         if let Some(every) = cfg.heartbeat {
             // Holds only a weak reference: a connection nobody uses any more is not kept alive by it.
             let weak = Rc::downgrade(&conn.0);
@@ -203,28 +206,6 @@ impl UpstreamConn {
         self.0.out.push(f);
     }
 
-    async fn read_loop(self, r: ReadHalf, codec: Codec, read_buffer: usize) {
-        let mut frames = FrameReader::new(r, codec, read_buffer);
-        loop {
-            let next = frames.next(|| self.0.last_read.set(Instant::now()));
-            let killed = async {
-                self.0.kill.wait().await;
-                Err(FrameEnd::Closed)
-            };
-            match futures_lite::future::or(next, killed).await {
-                Ok(f) => self.dispatch(f, &codec),
-                // A framing error leaves no way to find the next frame: close.
-                Err(FrameEnd::Broken { error, .. }) => {
-                    return self.kill(|addr| CallError::BadAnswer {
-                        addr,
-                        source: error.clone(),
-                    })
-                }
-                Err(FrameEnd::Closed | FrameEnd::Io(_)) => return self.kill(CallError::Closed),
-            }
-        }
-    }
-
     fn dispatch(&self, f: Frame, codec: &Codec) {
         let h = f.header;
         if h.is_request() {
@@ -261,6 +242,51 @@ impl UpstreamConn {
         for w in drained {
             w.send(Err(err(self.0.addr)));
         }
+    }
+}
+
+/// Reads answers until the connection dies or nobody holds it any more (it is dropped: `kill` is set).
+async fn read_loop(
+    conn: std::rc::Weak<ConnInner>,
+    kill: Signal,
+    r: ReadHalf,
+    codec: Codec,
+    read_buffer: usize,
+) {
+    let mut frames = FrameReader::new(r, codec, read_buffer);
+    loop {
+        let next = frames.next(|| {
+            if let Some(c) = conn.upgrade() {
+                c.last_read.set(Instant::now());
+            }
+        });
+        let killed = async {
+            kill.wait().await;
+            Err(FrameEnd::Closed)
+        };
+        let res = futures_lite::future::or(next, killed).await;
+        let Some(inner) = conn.upgrade() else { return };
+        let c = UpstreamConn(inner);
+        match res {
+            Ok(f) => c.dispatch(f, &codec),
+            // A framing error leaves no way to find the next frame: close.
+            Err(FrameEnd::Broken { error, .. }) => {
+                return c.kill(|addr| CallError::BadAnswer {
+                    addr,
+                    source: error.clone(),
+                })
+            }
+            Err(FrameEnd::Closed | FrameEnd::Io(_)) => return c.kill(CallError::Closed),
+        }
+    }
+}
+
+impl Drop for ConnInner {
+    /// The last holder let go (its pool was dropped, e.g. the provider left the registry, and no call is in
+    /// flight on it): stop the reader and let the writer close the socket.
+    fn drop(&mut self) {
+        self.out.close();
+        self.kill.set();
     }
 }
 

@@ -401,4 +401,38 @@ mod tests {
             assert!(wait.is_some_and(|w| w < 20 * MS), "waits {wait:?}");
         });
     }
+
+    #[test]
+    fn a_dropped_pool_closes_its_idle_connections() {
+        // Regression (scale benchmark, 5,000 providers under churn): the connection's reader task held it
+        // alive, so every pool dropped for a provider that left the registry leaked an open connection that
+        // kept heartbeating: the consumer's sockets grew by two per departure (one per shard).
+        crate::runtime::run_on_test_shard(async {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap();
+            let server = glommio::spawn_local(answer_one_connection(listener));
+            let cfg = UpstreamConfig {
+                connections: 1,
+                ..UpstreamConfig::default()
+            };
+            let pool = Rc::new(Pool::new(addr, cfg));
+            let conn = pool.get().await.expect("dialled");
+            let call = conn
+                .send(|buf, id| {
+                    Header::request(id, Serialization::Hessian2, true).write(buf);
+                    Ok(())
+                })
+                .unwrap();
+            call.wait(Duration::from_secs(5)).await.expect("answered");
+            drop(conn);
+            drop(pool);
+            // The server's read ends (EOF) once the consumer side closed the socket.
+            let closed = glommio::timer::timeout(Duration::from_secs(5), async {
+                server.await;
+                Ok(())
+            })
+            .await;
+            assert!(closed.is_ok(), "the connection of a dropped pool stayed open");
+        });
+    }
 }
