@@ -19,6 +19,7 @@ use tokio::sync::oneshot;
 use crate::dubbo::{Category, DubboUrl, KeyEncoding};
 use crate::etcd::{bounded, connect, Backoff, EtcdConfig, HEALTHY_AFTER};
 use crate::RegistryError;
+use mesh_dubbo::java_string_hash;
 
 /// Default lease TTL of a registration.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(10);
@@ -190,6 +191,7 @@ impl Plan {
             }
             let parent = root.service_path(r.url.service_interface(), KeyEncoding::JavaUrlEncoder);
             if !parents.iter().any(|(p, _)| *p == parent) {
+                // Java's `AbstractEtcdClient.createParentIfAbsent` stores the path's `String.hashCode()`.
                 let value = java_string_hash(&parent).to_string();
                 parents.push((parent, value));
             }
@@ -223,13 +225,6 @@ impl Plan {
     fn is_ours(&self, key: &[u8]) -> Option<usize> {
         self.puts.iter().position(|k| k.as_bytes() == key)
     }
-}
-
-/// Java's `String.hashCode()` of `s` (UTF-16 code units, `h = 31 * h + c`, wrapping): the value Java's
-/// `AbstractEtcdClient.createParentIfAbsent` stores in a persistent parent key.
-fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 /// The thread's body: register and keep registered until told to stop, then revoke.

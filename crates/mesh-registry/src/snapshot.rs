@@ -336,11 +336,6 @@ impl SnapshotBuilder {
         SnapshotBuilder::default()
     }
 
-    /// The version of the last publication (0 before the first).
-    pub fn version(&self) -> u64 {
-        self.next.version
-    }
-
     /// Adds `endpoint` to `service`, or replaces the one at its address. An identical endpoint is no change.
     pub fn upsert(&mut self, service: &str, endpoint: Endpoint) {
         let addr = endpoint.addr;
