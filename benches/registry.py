@@ -160,6 +160,59 @@ def profile_churn(work, name, pid, churner, rate, seconds):
             if out.is_relative_to(bench.ROOT) else str(out)}
 
 
+def perf_samples(data, sort):
+    """Samples per `sort` key (self time) in a perf.data file: {key: samples}."""
+    p = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--no-children", "-n", "--sort", sort,
+                        "--field-separator", "\t"], capture_output=True, text=True, timeout=300)
+    out = {}
+    for line in p.stdout.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        cols = [c.strip() for c in line.split("\t")]
+        try:
+            n = int(cols[1])
+        except (ValueError, IndexError):
+            continue
+        key = " ".join(cols[2:])[:160]
+        out[key] = out.get(key, 0) + n
+    return out
+
+
+def profile_diff(work, name, pid, churner, rate, seconds, freq=1999):
+    """Where a change's CPU goes: perf record (self time, `freq` Hz) of the consumer during a quiet phase and
+    then a churn phase of the same length, at the same request rate; per symbol, (churn samples - quiet
+    samples) / freq / changes = microseconds per change. Written to target/bench/profile-registry-<model>-diff.txt."""
+    def record(tag, during):
+        data = work / f"perf-{tag}.data"
+        perf = subprocess.Popen(["perf", "record", "-q", "-F", str(freq), "-o", str(data), "-p", str(pid), "--",
+                                 "sleep", f"{seconds:g}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        n = during()
+        perf.wait(timeout=seconds + 60)
+        return data, n
+
+    quiet, _ = record("quiet", lambda: time.sleep(seconds))
+    churn, (changes, _) = record("churn", lambda: churner.churn(rate, seconds - 0.5))
+    rows = []
+    for sort in ("comm", "comm,dso", "comm,sym"):
+        q, c = perf_samples(quiet, sort), perf_samples(churn, sort)
+        for key in set(q) | set(c):
+            d = c.get(key, 0) - q.get(key, 0)
+            rows.append((sort, key, d / freq / max(changes, 1) * 1e6, q.get(key, 0), c.get(key, 0)))
+    lines = [f"# {name}: {changes} changes in {seconds:g} s; per key: us per change (churn - quiet samples at "
+             f"{freq} Hz / changes), quiet samples, churn samples"]
+    for sort in ("comm", "comm,dso", "comm,sym"):
+        lines.append(f"## by {sort}")
+        part = sorted((r for r in rows if r[0] == sort), key=lambda r: -r[2])
+        for _, key, us, q, c in part[:60]:
+            lines.append(f"{us:8.1f}  {q:7d} {c:7d}  {key}")
+    bench.OUT.mkdir(parents=True, exist_ok=True)
+    for data in (quiet, churn):  # kept for `perf report -i` (the work dir goes)
+        shutil.copy2(data, bench.OUT / f"profile-registry-{name}-{data.stem}.data")
+    out = bench.OUT / f"profile-registry-{name}-diff.txt"
+    out.write_text("\n".join(lines) + "\n")
+    return str(out)
+
+
 class Churner:
     """registry-churn, driven over its stdin."""
 
@@ -247,7 +300,8 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     rounds = settings["rounds"]
     warm = settings["warmup_s"]
     prof_s = settings["profile_s"]
-    total = warm + rounds * 2 * phase + (prof_s + 3 if prof_s > 0 else 0) + 5
+    diff = prof_s > 0 and os.environ.get("BENCH_REGISTRY_PROFILE_DIFF") == "1"
+    total = warm + rounds * 2 * phase + (prof_s + 3 if prof_s > 0 else 0) + (2 * prof_s + 3 if diff else 0) + 5
     lg_argv = bench.loadgen_argv(bins, f"http://127.0.0.1:{cport}/", settings["connections"], total, 0,
                                  rate=settings["rate"]) + ["--timeline-ms", 500]
     lg_out = open(mwork / "loadgen.out", "wb")
@@ -301,6 +355,8 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     profile = None
     if prof_s > 0 and shutil.which("perf"):
         profile = profile_churn(mwork, name, consumer.pid, churner, settings["churn_rate"], prof_s)
+        if diff:
+            profile["diff"] = profile_diff(mwork, name, consumer.pid, churner, settings["churn_rate"], prof_s)
     left = total - (time.monotonic() - lg_start) + 30
     lg.wait(timeout=max(10, left))
     procs.live.remove(lg)

@@ -259,6 +259,9 @@ pub struct RouteTable {
     weights: Vec<u32>,
     /// Per index: (registered_at_ms, warmup_ms) when it has a registration time.
     pub(crate) warm: Vec<Option<(u64, u64)>>,
+    /// The `now` (ms) of the latest pick: a provider joining a set gets its warm-up weight for this time at
+    /// once, without recomputing the other warming members (0 before the first pick).
+    pub(crate) clock_ms: u64,
     pub(crate) addr_text: Vec<String>,
     default_tag: Option<std::sync::Arc<str>>,
     tags: TagSets,
@@ -402,6 +405,7 @@ impl RouteTable {
             opts,
             weights: Vec::with_capacity(n),
             warm: Vec::with_capacity(n),
+            clock_ms: 0,
             addr_text: Vec::with_capacity(n),
             default_tag: consumer.tag.as_deref().filter(|t| !t.is_empty()).map(Into::into),
             // Dubbo 3 parameter groups of the tag rule become address groups of these providers (a
@@ -1248,6 +1252,42 @@ mod tests {
         assert!((s - 25.0 / 225.0).abs() < 0.015, "{s}");
         let s = share_of_new(&mut t, &live, &mut rng, 200_000);
         assert!((s - 1.0 / 3.0).abs() < 0.015, "{s}");
+    }
+
+    #[test]
+    fn a_join_costs_its_own_warm_up_weight_not_a_refresh_of_every_warming_member() {
+        use crate::pick::{LiveState, PickOptions, Policy, XorShift64};
+        let warming = |i: usize| {
+            Provider::new(addr(i))
+                .with_registered_at_ms(0)
+                .with_param("warmup", "100000")
+        };
+        let mut t = table((0..3).map(warming).collect(), "{}");
+        let mut live = LiveState::new(&t);
+        let mut rng = XorShift64::new(3);
+        let at = |now_ms: u64| PickOptions {
+            policy: Policy::WeightedRandom,
+            now_ns: now_ms * 1_000_000,
+            ..Default::default()
+        };
+        t.route_and_pick(&Request::new("m"), &live, &mut rng, &at(10_000));
+        let set = |t: &RouteTable| t.sets.iter().find(|s| !s.members.is_empty()).unwrap().clone();
+        assert_eq!(set(&t).weights, [10, 10, 10]);
+        assert_eq!(set(&t).next_refresh_ms, 11_000);
+        // A provider joins 500 ms later (the clock is the latest pick's): its weight is computed for the
+        // clock at once; the others keep theirs and the refresh stays where it was.
+        let young = Provider::new(addr(3))
+            .with_registered_at_ms(5_000)
+            .with_param("warmup", "100000");
+        let applied = t.apply(2, [Change::Upsert(young)]);
+        live.apply(&t, &applied);
+        let s = set(&t);
+        assert_eq!(s.weights, [10, 10, 10, 5]);
+        assert_eq!(s.next_refresh_ms, 11_000);
+        // The periodic refresh brings everyone to the pick's time.
+        t.route_and_pick(&Request::new("m"), &live, &mut rng, &at(20_000));
+        assert_eq!(set(&t).weights, [20, 20, 20, 15]);
+        assert_eq!(set(&t).next_refresh_ms, 21_000);
     }
 
     #[test]

@@ -22,11 +22,11 @@ pub(crate) struct CandidateSet {
     pub(crate) bits: BitSet,
     /// Provider indices of the candidates (ascending when built; a joining provider is appended, a leaving
     /// one replaced by the last).
-    pub(super) members: Vec<u32>,
+    pub(crate) members: Vec<u32>,
     /// Member position of each provider index of the table (`NOT_MEMBER` for the others).
     pub(super) pos_of: Vec<u32>,
     /// Effective (warm-up adjusted) weight per member position.
-    pub(super) weights: Vec<u32>,
+    pub(crate) weights: Vec<u32>,
     tree: WeightTree,
     /// How many members have each effective weight (one key: all equal, draws need no search).
     weight_counts: FxMap<u32, u32>,
@@ -108,13 +108,13 @@ impl CandidateSet {
         self.pos_of.resize(universe, NOT_MEMBER);
     }
 
-    /// Provider `idx` joins the set (weight ignoring warm-up until the next refresh, which is due at once
-    /// when it warms up).
+    /// Provider `idx` joins the set, with its warm-up weight at the table's clock (the time of the latest
+    /// pick): O(log n), the other warming members keep their weights until the next periodic refresh.
     pub(crate) fn insert(&mut self, idx: usize, table: &RouteTable) {
         if self.bits.contains(idx) {
             return;
         }
-        let w = table.weight_at(idx);
+        let (w, warming) = self.joining_weight(idx, table);
         let pos = self.members.len();
         self.bits.insert(idx);
         self.members.push(idx as u32);
@@ -122,9 +122,9 @@ impl CandidateSet {
         self.weights.push(w);
         self.tree.push(u64::from(w));
         *self.weight_counts.entry(w).or_insert(0) += 1;
-        if table.warm[idx].is_some() {
+        if warming {
             self.warming.insert(idx);
-            self.next_refresh_ms = 0;
+            self.refresh_due_by(table);
         }
         if let Some(s) = &mut self.swrr {
             s.push(w);
@@ -180,14 +180,39 @@ impl CandidateSet {
         self.regroup(table);
     }
 
-    /// Provider `idx` (a member) has a new registered weight.
+    /// Provider `idx` (a member) has a new registered weight (or registration time).
     pub(crate) fn reweigh(&mut self, idx: usize, table: &RouteTable) {
         if let Some(&pos) = self.pos_of.get(idx).filter(|&&p| p != NOT_MEMBER) {
-            self.set_weight(pos as usize, table.weight_at(idx));
-            if self.warming.contains(idx) {
-                self.next_refresh_ms = 0;
+            let (w, warming) = self.joining_weight(idx, table);
+            self.set_weight(pos as usize, w);
+            if warming {
+                self.warming.insert(idx);
+                self.refresh_due_by(table);
+            } else {
+                self.warming.remove(idx);
             }
         }
+    }
+
+    /// The effective weight of `idx` at the table's clock, and whether it is still warming up. Before the
+    /// first pick (clock 0) the registered weight, with the refresh due at the first pick.
+    fn joining_weight(&self, idx: usize, table: &RouteTable) -> (u32, bool) {
+        let weight = table.weight_at(idx);
+        match table.warm[idx] {
+            None => (weight, false),
+            Some(_) if table.clock_ms == 0 => (weight, true),
+            warm => warm_weight(weight, warm, table.clock_ms),
+        }
+    }
+
+    /// A warming member joined: the periodic refresh must come (at once before the first pick).
+    fn refresh_due_by(&mut self, table: &RouteTable) {
+        let due = if table.clock_ms == 0 {
+            0
+        } else {
+            table.clock_ms.saturating_add(table.opts.warmup_refresh_ms)
+        };
+        self.next_refresh_ms = self.next_refresh_ms.min(due);
     }
 
     /// Takes the weight at `pos` out of the tree and the round-robin totals (not out of the counts).

@@ -148,6 +148,7 @@ impl RouteTable {
     ) -> Pick {
         debug_assert_eq!(live.len(), self.slots(), "LiveState of another table");
         let now_ms = opts.now_ns / 1_000_000;
+        self.clock_ms = now_ms;
         let set_idx = route.0 as usize;
         if self.sets[set_idx].next_refresh_ms <= now_ms {
             let mut set = std::mem::replace(&mut self.sets[set_idx], CandidateSet::empty());
