@@ -402,7 +402,7 @@ struct Entries {
     root: RegistryRoot,
     /// Dubbo's routing rules from the config center, the last good one per key.
     rules: ConfigRules,
-    by_key: HashMap<Vec<u8>, (Arc<str>, Endpoint)>,
+    by_key: HashMap<Vec<u8>, (Arc<str>, Arc<Endpoint>)>,
     /// Per `(service key, address)`, the keys naming it, oldest first.
     holders: HashMap<(Arc<str>, SocketAddr), Vec<Vec<u8>>>,
     builder: SnapshotBuilder,
@@ -465,7 +465,8 @@ impl Entries {
                     .entry((Arc::clone(&service), endpoint.addr))
                     .or_default();
                 holders.push(key.to_vec());
-                self.builder.upsert(&service, endpoint.clone());
+                let endpoint = Arc::new(endpoint);
+                self.builder.upsert(&service, Arc::clone(&endpoint));
                 self.by_key.insert(key.to_vec(), (service, endpoint));
             }
             Discovered::Skipped(why) => {
@@ -494,7 +495,7 @@ impl Entries {
             }
             Some(newest) if was_newest => {
                 if let Some((_, previous)) = self.by_key.get(newest) {
-                    self.builder.upsert(&service, previous.clone());
+                    self.builder.upsert(&service, Arc::clone(previous));
                 }
             }
             Some(_) => {}

@@ -337,19 +337,19 @@ impl SnapshotBuilder {
     }
 
     /// Adds `endpoint` to `service`, or replaces the one at its address. An identical endpoint is no change.
-    pub fn upsert(&mut self, service: &str, endpoint: Endpoint) {
+    pub fn upsert(&mut self, service: &str, endpoint: impl Into<Arc<Endpoint>>) {
+        let endpoint: Arc<Endpoint> = endpoint.into();
         let addr = endpoint.addr;
         let existing = self.next.services.get(service);
         if existing
             .and_then(|p| p.endpoints.get(&addr))
-            .is_some_and(|e| **e == endpoint)
+            .is_some_and(|e| **e == *endpoint)
         {
             return;
         }
         let is_new_addr = !existing.is_some_and(|p| p.endpoints.contains_key(&addr));
         let key = self.key_of(service);
         let base = existing.map_or(0, |p| p.epoch);
-        let endpoint = Arc::new(endpoint);
         let providers = self.next.services.entry(Arc::clone(&key)).or_default();
         Arc::make_mut(providers)
             .endpoints
