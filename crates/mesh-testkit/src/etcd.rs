@@ -94,32 +94,10 @@ impl EtcdServer {
     /// SIGTERM by PID, waits for the exit; SIGKILL after [`STOP_GRACE`]. Stopping a stopped server is a
     /// no-op.
     pub fn stop(&mut self) -> anyhow::Result<()> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(());
-        };
-        if child.try_wait()?.is_some() {
-            return Ok(());
+        if let Some(mut child) = self.child.take() {
+            crate::process::stop_child(&mut child, STOP_GRACE)?;
         }
-        let term = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !term.is_ok_and(|s| s.success()) {
-            child.kill().ok();
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            if child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                child.kill().ok();
-                child.wait()?;
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Ok(())
     }
 
     /// SIGKILL (a crash, no clean shutdown) and wait. A no-op when stopped.

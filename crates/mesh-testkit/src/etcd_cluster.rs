@@ -220,64 +220,28 @@ impl EtcdCluster {
     /// SIGSTOP member `i` by PID: a hung member (its sockets stay open, nothing answers). A no-op when it is
     /// not running.
     pub fn freeze(&mut self, i: usize) -> anyhow::Result<()> {
-        self.signal(i, "-STOP")
+        self.signal(i, "STOP")
     }
 
     /// SIGCONT member `i`: it goes on where it stopped.
     pub fn thaw(&mut self, i: usize) -> anyhow::Result<()> {
-        self.signal(i, "-CONT")
+        self.signal(i, "CONT")
     }
 
     fn signal(&mut self, i: usize, signal: &str) -> anyhow::Result<()> {
-        let Some(child) = self.members[i].child.as_ref() else {
-            return Ok(());
-        };
-        let status = Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .context("run kill")?;
-        if !status.success() {
-            bail!("kill {signal} {} failed ({status})", child.id());
+        match self.members[i].child.as_ref() {
+            Some(child) => Ok(crate::process::signal_pid(child.id(), signal)?),
+            None => Ok(()),
         }
-        Ok(())
     }
 
-    /// SIGTERM member `i` by PID, SIGKILL after [`STOP_GRACE`].
+    /// SIGTERM member `i` by PID (SIGCONT first: a frozen member must run to act on it), SIGKILL after
+    /// [`STOP_GRACE`].
     pub fn stop(&mut self, i: usize) -> anyhow::Result<()> {
-        let Some(mut child) = self.members[i].child.take() else {
-            return Ok(());
-        };
-        if child.try_wait()?.is_some() {
-            return Ok(());
+        if let Some(mut child) = self.members[i].child.take() {
+            crate::process::stop_child(&mut child, STOP_GRACE)?;
         }
-        // A frozen member must run to act on SIGTERM.
-        let _ = Command::new("kill")
-            .args(["-CONT", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let term = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        if !term.is_ok_and(|s| s.success()) {
-            child.kill().ok();
-        }
-        let deadline = Instant::now() + STOP_GRACE;
-        loop {
-            if child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                child.kill().ok();
-                child.wait()?;
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        Ok(())
     }
 
     /// Stops every member (SIGTERM, then SIGKILL after the grace).

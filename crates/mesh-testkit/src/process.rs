@@ -177,20 +177,9 @@ impl ChildGuard {
 
     /// Sends a signal by name (`TERM`, `INT`, `STOP`, `CONT`, ...).
     pub fn signal(&self, sig: &str) -> io::Result<()> {
-        let pid = self.pid();
-        if pid == 0 {
-            return Ok(());
-        }
-        let status = Command::new("kill")
-            .arg(format!("-{sig}"))
-            .arg(pid.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?;
-        if status.success() {
-            Ok(())
-        } else {
-            Err(io::Error::other(format!("kill -{sig} {pid} failed: {status}")))
+        match self.pid() {
+            0 => Ok(()),
+            pid => signal_pid(pid, sig),
         }
     }
 
@@ -199,27 +188,7 @@ impl ChildGuard {
         let Some(mut child) = self.child.take() else {
             return Err(io::Error::other(format!("{}: already terminated", self.name)));
         };
-        let mut killed = false;
-        let status = match child.try_wait()? {
-            Some(s) => s,
-            None => {
-                let pid = child.id();
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::null())
-                    .status();
-                match wait_timeout(&mut child, self.grace)? {
-                    Some(s) => s,
-                    None => {
-                        killed = true;
-                        let _ = child.kill();
-                        child.wait()?
-                    }
-                }
-            }
-        };
+        let (status, killed) = stop_child(&mut child, self.grace)?;
         // The reader ends at EOF, which follows the exit unless a grandchild holds the pipe: bounded wait.
         if let Some(r) = self.reader.take() {
             let deadline = Instant::now() + Duration::from_secs(2);
@@ -250,6 +219,41 @@ impl Drop for ChildGuard {
     fn drop(&mut self) {
         if self.child.is_some() {
             let _ = self.terminate();
+        }
+    }
+}
+
+/// Sends signal `sig` (`TERM`, `KILL`, `STOP`, `CONT`, ...) to process `pid` with the `kill` command (the
+/// workspace forbids `unsafe`, hence no libc call).
+pub fn signal_pid(pid: u32, sig: &str) -> io::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(io::Error::other(format!("kill -{sig} {pid} failed: {status}")))
+    }
+}
+
+/// Stops `child` the polite way: SIGCONT (a stopped process must run to act on SIGTERM), SIGTERM, a wait
+/// of at most `grace`, then SIGKILL. Returns its exit status and whether it had to be killed.
+pub fn stop_child(child: &mut Child, grace: Duration) -> io::Result<(ExitStatus, bool)> {
+    if let Some(status) = child.try_wait()? {
+        return Ok((status, false));
+    }
+    let _ = signal_pid(child.id(), "CONT");
+    if signal_pid(child.id(), "TERM").is_err() {
+        let _ = child.kill();
+    }
+    match wait_timeout(child, grace)? {
+        Some(status) => Ok((status, false)),
+        None => {
+            let _ = child.kill();
+            Ok((child.wait()?, true))
         }
     }
 }

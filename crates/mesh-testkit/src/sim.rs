@@ -341,6 +341,8 @@ where
     F: Future<Output = ()>,
 {
     let mut conns = JoinSet::new();
+    let mut failed_accepts = 0u64;
+    let mut last_report = None;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -350,8 +352,16 @@ where
                     let _ = stream.set_nodelay(true);
                     conns.spawn(connection(Arc::clone(&shared), stream));
                 }
-                // Out of file descriptors and the like: wait a little instead of spinning.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+                // Out of file descriptors and the like: say so (at most once a second) and wait a little
+                // instead of spinning.
+                Err(e) => {
+                    failed_accepts += 1;
+                    if last_report.is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(1)) {
+                        eprintln!("provider-sim: accept failed ({failed_accepts} so far): {e}");
+                        last_report = Some(std::time::Instant::now());
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
             },
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
         }
