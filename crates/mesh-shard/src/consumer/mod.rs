@@ -2,7 +2,12 @@
 //! provider agent chosen from the shard's current registry snapshot.
 //!
 //! - `server`: one HTTP connection (parsing, pipelining, answers in order, timeouts);
-//! - `call`: one call's loop over attempts (pick, send, wait, classify, retry within one budget);
+//! - `request`: what the call loop needs from a request (`CallRequest`); `form_call`: the HTTP form's
+//!   `Invocation` as one (service key, routing view, hessian2 frame);
+//! - `call`: one call's loop over attempts (pick, send, wait, classify, retry within one budget), ending
+//!   in a [`CallOutcome`];
+//! - `outcome`: how a call ended (the provider's answer frame, or the agent's [`Failure`]) and how that
+//!   maps to HTTP and to Dubbo statuses;
 //! - `upstreams`: the registry snapshot, the connection pools, the wait queue;
 //! - `routes`: the route tables and balancers glued to the pools;
 //! - `policy`: call policies and the rate limiters.
@@ -11,7 +16,10 @@
 //! [`mesh_balance::outcome`]; how a Dubbo answer becomes an HTTP answer by [`mesh_http::answer`].
 
 mod call;
+mod form_call;
+mod outcome;
 mod policy;
+mod request;
 mod routes;
 mod server;
 mod upstreams;
@@ -24,6 +32,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 
+pub use outcome::{CallOutcome, Failure, FailureKind};
 pub use policy::{CallPolicy, Policies};
 pub use routes::{balancer_named, Balancer};
 pub use upstreams::{Upstreams, UpstreamsOptions};
