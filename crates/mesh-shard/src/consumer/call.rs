@@ -64,7 +64,6 @@ pub(super) async fn start<'a, R: CallRequest>(ctx: &Ctx, req: R, service: Cow<'a
 
 /// Admits a one-way `req` under its rate limit and sends it to a provider, retrying elsewhere (within its
 /// budget) while a provider cannot be reached; nothing waits for an answer.
-#[allow(dead_code)] // the Dubbo port's (next commit)
 pub(super) async fn send_oneway<R: CallRequest>(
     ctx: &Ctx,
     req: R,
