@@ -12,6 +12,7 @@ use mesh_http::answer::HttpAnswer;
 use mesh_http::{ConnectionHeader, HttpRequest, Invocation, Parse};
 
 use super::call::{self, Started};
+use super::form_call::service_key;
 use super::Ctx;
 use crate::control::ShardControl;
 use crate::io::{read_into, split};
@@ -19,14 +20,21 @@ use crate::io::{read_into, split};
 /// An HTTP answer being prepared. Its call borrows from the connection's read buffer, which is not
 /// advanced until every answer of the batch is written.
 struct Job<'a> {
-    call: Started<'a>,
+    call: Answer<'a>,
     keep_alive: bool,
+}
+
+/// What a request gets: an answer of the HTTP layer's own, or its call's outcome.
+#[allow(clippy::large_enum_variant)] // a few per connection at a time; boxing would cost an allocation per call
+enum Answer<'a> {
+    Now(HttpAnswer),
+    Call(Started<'a, Invocation<'a>>),
 }
 
 impl Job<'static> {
     fn answered(status: u16, body: impl Into<Cow<'static, str>>, keep_alive: bool) -> Self {
         Job {
-            call: Started::Answered(HttpAnswer::new(status, body)),
+            call: Answer::Now(HttpAnswer::new(status, body)),
             keep_alive,
         }
     }
@@ -79,7 +87,12 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
             }
         }
         for job in jobs {
-            let answer = call::finish(ctx, job.call).await;
+            let answer = match job.call {
+                Answer::Now(answer) => answer,
+                Answer::Call(started) => call::finish(ctx, started)
+                    .await
+                    .to_http(&ctx.settings.upstream.codec),
+            };
             write_answer(&mut out, &answer, job.keep_alive, http10);
         }
         buf.advance(offset);
@@ -176,10 +189,13 @@ async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a
         Cow::Owned(body) => mesh_http::parse_form(body, &ctx.settings.http).map(owned_invocation),
     };
     match inv {
-        Ok(inv) => Job {
-            call: call::start(ctx, inv).await,
-            keep_alive,
-        },
+        Ok(inv) => {
+            let service = service_key(&inv);
+            Job {
+                call: Answer::Call(call::start(ctx, inv, service).await),
+                keep_alive,
+            }
+        }
         Err(e) => Job::answered(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
     }
 }
