@@ -22,16 +22,29 @@ impl CallRequest for Invocation<'_> {
     }
 
     fn route<T>(&self, service: &str, exclude: &[SocketAddr], route: impl FnOnce(&RouteCall<'_>) -> T) -> T {
-        // A small stack array covers the usual few arguments without allocating.
+        // Routers compare arguments as strings (Dubbo's `String.valueOf`): a string argument is borrowed,
+        // others are formatted. A generic `$invoke` is routed as the method it calls, with its arguments
+        // (as Dubbo's `RpcUtils.getMethodName` / `getArguments` do).
+        let (method, values): (&str, &[Value<'_>]) = match generic_target(self) {
+            Some((m, v)) => (m, v),
+            None => (&self.method, &self.args),
+        };
+        // Small stack arrays cover the usual few arguments without allocating.
+        let mut texts: [Cow<'_, str>; 4] = Default::default();
         let mut small: [&str; 4] = [""; 4];
+        let heap_texts: Vec<Cow<'_, str>>;
         let heap: Vec<&str>;
-        let args: &[&str] = if self.args.len() <= small.len() {
-            for (slot, a) in small.iter_mut().zip(&self.args) {
-                *slot = a;
+        let args: &[&str] = if values.len() <= small.len() {
+            for (slot, a) in texts.iter_mut().zip(values) {
+                *slot = mesh_http::generic::text_of(a);
             }
-            &small[..self.args.len()]
+            for (slot, t) in small.iter_mut().zip(&texts) {
+                *slot = t;
+            }
+            &small[..values.len()]
         } else {
-            heap = self.args.iter().map(|a| a.as_ref()).collect();
+            heap_texts = values.iter().map(mesh_http::generic::text_of).collect();
+            heap = heap_texts.iter().map(|a| a.as_ref()).collect();
             &heap
         };
         // Attachments are rare: an empty vector does not allocate.
@@ -42,7 +55,7 @@ impl CallRequest for Invocation<'_> {
             .collect();
         route(&RouteCall {
             service,
-            method: &self.method,
+            method,
             tag: self.tag.as_deref(),
             force_tag: self.force_tag,
             args,
@@ -60,6 +73,19 @@ impl CallRequest for Invocation<'_> {
         timeout: Duration,
     ) -> Result<(), CodecError> {
         encode_call(codec, token, buf, id, self, timeout)
+    }
+}
+
+/// The method and arguments a generic `$invoke(String, String[], Object[])` call stands for.
+fn generic_target<'s>(inv: &'s Invocation<'_>) -> Option<(&'s str, &'s [Value<'s>])> {
+    if inv.method != mesh_http::generic::GENERIC_METHOD
+        || inv.param_types != mesh_http::generic::GENERIC_DESCRIPTOR
+    {
+        return None;
+    }
+    match &inv.args[..] {
+        [Value::String(m), _, Value::List(values)] => Some((m, &values.items)),
+        _ => None,
     }
 }
 
@@ -110,19 +136,9 @@ fn encode_call(
         method: &inv.method,
         param_types: &inv.param_types,
     };
-    // Arguments are strings; a small stack array covers the usual one-argument call without allocating.
+    // Arguments are already Hessian values of their declared types (strings borrowed from the request).
     let path = Value::str(&inv.interface);
-    let mut small: [Value<'_>; 4] = [Value::Null, Value::Null, Value::Null, Value::Null];
-    let heap: Vec<Value<'_>>;
-    let args: &[Value<'_>] = if inv.args.len() <= small.len() {
-        for (slot, a) in small.iter_mut().zip(&inv.args) {
-            *slot = Value::str(a);
-        }
-        &small[..inv.args.len()]
-    } else {
-        heap = inv.args.iter().map(|a| Value::str(a)).collect();
-        &heap
-    };
+    let args: &[Value<'_>] = &inv.args;
     // Dubbo sends attachments as strings; the provider agent reads the timeout from it.
     let mut ms = itoa::Buffer::new();
     let timeout = Value::str(ms.format(timeout.as_millis() as u64));
@@ -225,6 +241,57 @@ mod tests {
                 exclude.to_vec()
             )
         );
+    }
+
+    #[test]
+    fn typed_form_arguments_go_on_the_wire_by_their_declared_type() {
+        let body =
+            b"interface=a.B&method=m&parameterTypesString=java.lang.String,int,long,byte%5B%5D&parameter=x\
+            &parameter=5&parameter=-7&parameter=aGk%3D";
+        let inv = mesh_http::parse_form(body, &mesh_http::Limits::default()).unwrap();
+        let codec = Codec::default();
+        let mut buf = BytesMut::new();
+        inv.encode(&codec, &mut buf, 1, None, Duration::from_millis(100))
+            .unwrap();
+        let Decoded::Frame(frame) = decode_frame(&mut buf, codec.max_body).unwrap() else {
+            panic!("a whole frame was written");
+        };
+        let Body::Request(req) = codec.decode_body(&frame.header, &frame.body).unwrap() else {
+            panic!("a request was written");
+        };
+        assert_eq!(req.param_types, "Ljava/lang/String;IJ[B");
+        assert_eq!(
+            req.args,
+            [
+                Value::str("x"),
+                Value::Int(5),
+                Value::Long(-7),
+                Value::Binary(Cow::Borrowed(b"hi"))
+            ]
+        );
+    }
+
+    #[test]
+    fn a_generic_invoke_is_routed_as_the_method_it_calls() {
+        let types = mesh_http::generic::parse_type_list("int").unwrap();
+        let values = vec![mesh_http::generic::Json::Number(mesh_http::generic::Number::Int(
+            42,
+        ))];
+        let inv = Invocation {
+            method: mesh_http::generic::GENERIC_METHOD.into(),
+            param_types: mesh_http::generic::GENERIC_DESCRIPTOR.into(),
+            args: mesh_http::generic::generic_arguments("hash", &types, &values)
+                .unwrap()
+                .to_vec(),
+            ..invocation(None, None)
+        };
+        let seen = inv.route("x", &[], |c| {
+            (
+                c.method.to_owned(),
+                c.args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+            )
+        });
+        assert_eq!(seen, ("hash".to_owned(), vec!["42".to_owned()]));
     }
 
     fn invocation(group: Option<&'static str>, version: Option<&'static str>) -> Invocation<'static> {

@@ -206,7 +206,7 @@ fn owned_invocation(inv: Invocation<'_>) -> Invocation<'static> {
         interface: own(inv.interface),
         method: own(inv.method),
         param_types: own(inv.param_types),
-        args: inv.args.into_iter().map(own).collect(),
+        args: inv.args.into_iter().map(mesh_dubbo::Value::into_owned).collect(),
         version: inv.version.map(own),
         group: inv.group.map(own),
         tag: inv.tag.map(own),
