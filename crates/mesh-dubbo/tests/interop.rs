@@ -548,6 +548,123 @@ fn the_node_types_service_reads_our_typed_values_and_answers_them() {
     }
 }
 
+#[test]
+fn the_node_types_service_serves_generic_invoke_as_javas_generic_filter() {
+    // $invoke(String, String[], Object[]) with generic=true: a POJO travels as a map with its `class`, the
+    // answer is generalized (a map with `class`), numbers are converted to the declared type, and a thrown
+    // exception comes back as GenericException.
+    let (_peer, port) = start_provider();
+    let codec = Codec::default();
+    let mut sock = connect(port);
+    let s = Value::str;
+    let strings = |v: &[&'static str]| {
+        Value::List(List {
+            type_name: Some("[string".into()),
+            items: v.iter().map(|x| s(x)).collect(),
+        })
+    };
+    let objects = |v: Vec<Value<'static>>| {
+        Value::List(List {
+            type_name: Some("[object".into()),
+            items: v,
+        })
+    };
+    let pojo_map = Value::Map(Map {
+        type_name: None,
+        entries: vec![
+            (s("class"), s(POJO)),
+            (s("name"), s("n")),
+            (s("age"), Value::Int(3)),
+            (s("id"), Value::Int(7)),
+        ],
+    });
+    let calls: Vec<[Value<'static>; 3]> = vec![
+        [s("echoPojo"), strings(&[POJO]), objects(vec![pojo_map])],
+        [s("echoLong"), strings(&["long"]), objects(vec![Value::Int(5)])],
+        [
+            s("throwException"),
+            strings(&["java.lang.String"]),
+            objects(vec![s("bad input")]),
+        ],
+        [s("echoBytes"), strings(&["byte[]"]), objects(vec![s("AAE=")])],
+    ];
+    let path = Value::str(TYPES);
+    let generic = Value::str("true");
+    let mut buf = BytesMut::new();
+    for (i, args) in calls.iter().enumerate() {
+        let head = RequestHead {
+            dubbo_version: "2.0.2",
+            service: TYPES,
+            version: Some("1.0.0"),
+            method: "$invoke",
+            param_types: "Ljava/lang/String;[Ljava/lang/String;[Ljava/lang/Object;",
+        };
+        codec
+            .encode_request(
+                &mut buf,
+                Header::request(i as u64, Serialization::Hessian2, true),
+                &head,
+                args,
+                [("path", &path), ("generic", &generic)],
+            )
+            .unwrap();
+    }
+    sock.write_all(&buf).unwrap();
+    let answers = read_answers(&mut sock, &codec, calls.len());
+    let body = |i: u64| {
+        let f = &answers[&i];
+        codec.decode_body(&f.header, &f.body).unwrap().into_owned()
+    };
+    let Body::Response(Response::Ok {
+        result: RpcResult::Value(Value::Map(m)),
+        ..
+    }) = body(0)
+    else {
+        panic!("{:?}", body(0))
+    };
+    let get = |k: &str| {
+        m.entries
+            .iter()
+            .find(|(x, _)| x.as_str() == Some(k))
+            .map(|(_, v)| v.clone())
+    };
+    assert_eq!(get("class"), Some(s(POJO)));
+    assert_eq!(get("id"), Some(Value::Long(7)), "realized to the declared long");
+    assert_eq!(
+        get("score"),
+        Some(Value::Double(0.0)),
+        "missing field: Java's default"
+    );
+    assert_eq!(
+        body(1),
+        Body::Response(Response::Ok {
+            result: RpcResult::Value(Value::Long(5)),
+            attachments: None
+        })
+    );
+    for (i, (class, message)) in [
+        (2, ("java.lang.IllegalArgumentException", "bad input")),
+        (
+            3,
+            ("java.lang.IllegalArgumentException", "argument type mismatch"),
+        ),
+    ] {
+        let Body::Response(Response::Ok {
+            result: RpcResult::Exception(Value::Object(e)),
+            ..
+        }) = body(i)
+        else {
+            panic!("{:?}", body(i))
+        };
+        assert_eq!(e.class, "org.apache.dubbo.rpc.service.GenericException");
+        assert!(e.fields.contains(&("exceptionClass".into(), s(class))), "{e:?}");
+        assert!(
+            e.fields.contains(&("exceptionMessage".into(), s(message))),
+            "{e:?}"
+        );
+    }
+}
+
 /// The calls the node consumers make, as `(method, arg)`; each must come back equal (longs beyond 2^53 are given
 /// as strings to JavaScript and come back as exact JSON integers).
 fn node_cases() -> Vec<(&'static str, serde_json::Value, serde_json::Value)> {

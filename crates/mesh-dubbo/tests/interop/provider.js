@@ -146,6 +146,49 @@ function typedMethod(name) {
 const typesDelegate = {};
 for (const name of Object.keys(types.METHODS)) typesDelegate[name] = typedMethod(name);
 
+// $invoke(String, String[], Object[]) with generic=true, as Java's GenericFilter serves it (types.js).
+typesDelegate[types.GENERIC_METHOD] = async function genericInvoke() {
+  const seen = this && this.req && this.req.typedRequest;
+  if (!seen) throw new Error('$invoke: no wire view of this request');
+  if (seen.error) throw new Error(`$invoke: hessian.js cannot read the request: ${seen.error}`);
+  if (seen.desc !== types.GENERIC_DESCRIPTOR) {
+    throw new Error(`$invoke: parameter types ${JSON.stringify(seen.desc)}, declared ${JSON.stringify(types.GENERIC_DESCRIPTOR)}`);
+  }
+  const props = (this.req.data && this.req.data.requestProps) || {};
+  if (props.generic !== undefined && props.generic !== '' && props.generic !== 'true') {
+    throw new Error(`$invoke: generic=${props.generic} is not served by this peer (only true)`);
+  }
+  const [ m, ts, vs ] = seen.args;
+  if (m.t !== 'string') throw new Error('$invoke: the method name is not a string');
+  const decl = types.METHODS[m.v];
+  if (!decl) throw new Error(`$invoke: No such method ${m.v} in class interface ${types.TYPES_INTERFACE}`);
+  const names = ts.t === 'null' ? null : ts.t === 'list' ? ts.v.items : null;
+  if (ts.t !== 'null' && ts.t !== 'list') throw new Error('$invoke: parameter types are not a String[]');
+  if (names && (names.length !== 1 || names[0].t !== 'string' || !types.TYPE_NAMES[decl.param].includes(names[0].v))) {
+    throw new Error(`$invoke: No such method ${m.v}(${names.map(n => n.v).join(',')}) in class interface ${types.TYPES_INTERFACE}`);
+  }
+  const values = vs.t === 'list' ? vs.v.items : [];
+  if (values.length !== 1) throw new Error(`$invoke: ${values.length} arguments for ${m.v}, which takes 1`);
+  let arg;
+  try {
+    arg = types.realize(decl.param, values[0]);
+  } catch (err) {
+    if (err instanceof types.ArgumentMismatch) return types.genericException('java.lang.IllegalArgumentException', err.message);
+    throw err;
+  }
+  switch (m.v) {
+    case 'throwException':
+      return types.genericException(types.EXCEPTION_CLASS, arg.t === 'string' ? arg.v : null);
+    case 'returnNull':
+      return NULL_RESULT;
+    default:
+      break;
+  }
+  if (arg.t === 'null') return NULL_RESULT;
+  const value = types.generalize(decl.param, arg);
+  return typeof value === 'string' ? java.String(value) : value;
+};
+
 // The whole frame of a null result, as Java writes it: status 20, body = flag 2 (0x92).
 function nullResponse(id) {
   const h = Buffer.alloc(HEADER_LEN + 1);

@@ -399,6 +399,132 @@ function argToJava(javaType, v) {
   }
 }
 
+// ---- Dubbo's generic call ($invoke with generic=true), as Java's GenericFilter serves it -----------------
+//
+// $invoke(String method, String[] parameterTypes, Object[] args): the method is found by name and
+// parameter type names (ReflectUtils.findMethodByMethodSignature: names as Class.forName or Java source
+// takes them), each argument is "realized" to its declared type (PojoUtils.realize: numbers converted
+// between number types, a map becomes the POJO of its `class` member or of the declared class), the
+// method runs, and its result is "generalized" (PojoUtils.generalize: a POJO becomes a HashMap with a
+// `class` member; numbers, strings, booleans, byte[] stay; lists and maps item by item). A thrown exception
+// is answered as org.apache.dubbo.rpc.service.GenericException {exceptionClass, exceptionMessage}.
+
+const GENERIC_METHOD = '$invoke';
+const GENERIC_DESCRIPTOR = 'Ljava/lang/String;[Ljava/lang/String;[Ljava/lang/Object;';
+const GENERIC_EXCEPTION_CLASS = 'org.apache.dubbo.rpc.service.GenericException';
+
+// Type names Java's method lookup accepts for each declared type.
+const TYPE_NAMES = {
+  int: [ 'int' ],
+  long: [ 'long' ],
+  double: [ 'double' ],
+  boolean: [ 'boolean' ],
+  'java.lang.String': [ 'java.lang.String' ],
+  'byte[]': [ 'byte[]', '[B' ],
+  'java.util.List': [ 'java.util.List' ],
+  'java.util.Map': [ 'java.util.Map' ],
+  [POJO_CLASS]: [ POJO_CLASS ],
+};
+
+// A realize failure: Java's reflection refuses the argument ("argument type mismatch").
+class ArgumentMismatch extends Error {}
+
+const INT_MIN = -2147483648;
+const INT_MAX = 2147483647;
+
+function isNumber(t) {
+  return t.t === 'int' || t.t === 'long' || t.t === 'double';
+}
+
+// PojoUtils.realize of a typed value to `javaType`; returns a typed value of that type.
+function realize(javaType, typed) {
+  if (typed.t === 'null') {
+    if ([ 'int', 'long', 'double', 'boolean' ].includes(javaType)) throw new ArgumentMismatch('argument type mismatch');
+    return typed;
+  }
+  const mismatch = () => { throw new ArgumentMismatch('argument type mismatch'); };
+  switch (javaType) {
+    case 'int': {
+      if (!isNumber(typed)) mismatch();
+      const n = Number(typed.v);
+      if (!Number.isInteger(n) || n < INT_MIN || n > INT_MAX) mismatch();
+      return { t: 'int', v: n };
+    }
+    case 'long': {
+      if (typed.t === 'int' || typed.t === 'long') return { t: 'long', v: String(typed.v) };
+      if (typed.t === 'double' && Number.isInteger(typed.v)) return { t: 'long', v: String(typed.v) };
+      return mismatch();
+    }
+    case 'double':
+      return isNumber(typed) ? { t: 'double', v: Number(typed.v) } : mismatch();
+    case 'boolean':
+      return typed.t === 'boolean' ? typed : mismatch();
+    case 'java.lang.String':
+      return typed.t === 'string' ? typed : mismatch();
+    case 'byte[]':
+      return typed.t === 'binary' ? typed : mismatch();
+    case 'java.util.List':
+      return typed.t === 'list' ? typed : mismatch();
+    case 'java.util.Map':
+      return typed.t === 'map' ? typed : mismatch();
+    case POJO_CLASS: {
+      let fields;
+      if (typed.t === 'object' && typed.v.cls === POJO_CLASS) {
+        fields = typed.v.fields;
+      } else if (typed.t === 'map') {
+        fields = [];
+        for (const [ k, v ] of typed.v.entries) {
+          if (k.t !== 'string') mismatch();
+          if (k.v === 'class') {
+            if (v.t !== 'string' || v.v !== POJO_CLASS) mismatch();
+            continue;
+          }
+          fields.push([ k.v, v ]);
+        }
+      } else {
+        return mismatch();
+      }
+      const out = [];
+      for (const [ name, type ] of POJO_FIELDS) {
+        const f = fields.find(([ n ]) => n === name);
+        out.push([ name, f ? realize(type, f[1]) : { t: 'null' } ]);
+      }
+      return { t: 'object', v: { cls: POJO_CLASS, fields: out } };
+    }
+    default:
+      return mismatch();
+  }
+}
+
+// PojoUtils.generalize of a typed result of `javaType`, as a js-to-java value.
+function generalize(javaType, typed) {
+  if (typed.t === 'null') return null;
+  if (javaType === POJO_CLASS) {
+    const out = { class: POJO_CLASS };
+    for (const [ name, type ] of POJO_FIELDS) {
+      const f = typed.v.fields.find(([ n ]) => n === name);
+      out[name] = !f || f[1].t === 'null' ? defaultOf(type) : toJava(f[1], type);
+    }
+    return out; // a plain object: hessian.js writes it as an untyped map (Java's HashMap)
+  }
+  return toJava(typed, javaType);
+}
+
+// The GenericException Java's GenericFilter answers for a thrown exception.
+function genericException(cls, message) {
+  return {
+    $class: GENERIC_EXCEPTION_CLASS,
+    $: {
+      exceptionClass: cls,
+      exceptionMessage: message,
+      detailMessage: message === null ? cls : `${cls}: ${message}`,
+      cause: null,
+      stackTrace: { $class: '[java.lang.StackTraceElement', $: [] },
+      suppressedExceptions: [],
+    },
+  };
+}
+
 // Default calls of the consumer script: boundary values of every type.
 const DEFAULT_CASES = [
   { method: 'echoInt', arg: 0 },
@@ -424,6 +550,14 @@ const DEFAULT_CASES = [
 ];
 
 module.exports = {
+  GENERIC_METHOD,
+  GENERIC_DESCRIPTOR,
+  GENERIC_EXCEPTION_CLASS,
+  TYPE_NAMES,
+  ArgumentMismatch,
+  realize,
+  generalize,
+  genericException,
   TYPES_INTERFACE,
   POJO_CLASS,
   POJO_FIELDS,
