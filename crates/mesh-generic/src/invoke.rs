@@ -111,18 +111,25 @@ pub fn typed_arguments(types: &[JavaType], values: &[Json]) -> Result<Vec<Value<
         .collect()
 }
 
-/// The three arguments of `$invoke`: the method name, the Java names of its types (`String[]`), and the
-/// values as generic objects (`Object[]`, POJOs as maps with their `class` kept as a member, which the
-/// provider's `PojoUtils.realize` turns back into objects).
+/// The three arguments of `$invoke`: the method name, the Java names of its types (`String[]`; null when
+/// the types are not known: Dubbo's `GenericFilter` then finds the method by name), and the values as
+/// generic objects (`Object[]`, POJOs as maps with their `class` kept as a member, which the provider's
+/// `PojoUtils.realize` turns back into objects).
 pub fn generic_arguments(
     method: &str,
-    types: &[JavaType],
+    types: Option<&[JavaType]>,
     values: &[Json],
 ) -> Result<[Value<'static>; 3], ArgumentError> {
-    let names = types
-        .iter()
-        .map(|t| Value::String(Cow::Owned(t.java_name())))
-        .collect();
+    let names = match types {
+        Some(types) => Value::List(List {
+            type_name: Some(Cow::Borrowed("[string")),
+            items: types
+                .iter()
+                .map(|t| Value::String(Cow::Owned(t.java_name())))
+                .collect(),
+        }),
+        None => Value::Null,
+    };
     let args = values
         .iter()
         .enumerate()
@@ -130,10 +137,7 @@ pub fn generic_arguments(
         .collect::<Result<_, _>>()?;
     Ok([
         Value::String(Cow::Owned(method.to_owned())),
-        Value::List(List {
-            type_name: Some(Cow::Borrowed("[string")),
-            items: names,
-        }),
+        names,
         Value::List(List {
             type_name: Some(Cow::Borrowed("[object")),
             items: args,
@@ -266,7 +270,7 @@ mod tests {
         )
         .unwrap()
         .values;
-        let [m, t, a] = generic_arguments("hello", &types, &values).unwrap();
+        let [m, t, a] = generic_arguments("hello", Some(&types), &values).unwrap();
         assert_eq!(m, Value::str("hello"));
         assert_eq!(
             t,
@@ -304,5 +308,7 @@ mod tests {
                 ]
             })
         );
+        let [_, unknown, _] = generic_arguments("hello", None, &values).unwrap();
+        assert_eq!(unknown, Value::Null);
     }
 }

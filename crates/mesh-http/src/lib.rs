@@ -63,6 +63,8 @@ pub mod answer;
 mod chunked;
 mod error;
 mod form;
+pub mod json_answer;
+mod json_call;
 mod request;
 mod response;
 
@@ -70,10 +72,14 @@ pub use error::HttpError;
 pub use form::{
     encode_form, parse_form, Invocation, MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME, RESERVED_ATTACHMENTS,
 };
+pub use json_call::{
+    json_call_path, parse_json_call, JsonCall, ATTACHMENT_HEADER_PREFIX, FORCE_TAG_HEADER, GENERIC_HEADER,
+    GROUP_HEADER, TAG_HEADER, TYPES_HEADER, VERSION_HEADER,
+};
 /// The type mapping the form and the JSON API use (for the agent's routing view of typed arguments).
 pub use mesh_generic as generic;
 pub use request::{parse_request, HttpRequest, Limits, Parse};
 pub use response::{
-    reason_phrase, write_error, write_response, write_response_with, write_status, write_status_with,
-    ConnectionHeader, CONTINUE,
+    reason_phrase, write_error, write_response, write_response_headers, write_response_with, write_status,
+    write_status_with, ConnectionHeader, CONTINUE,
 };

@@ -280,7 +280,7 @@ mod tests {
         let inv = Invocation {
             method: mesh_http::generic::GENERIC_METHOD.into(),
             param_types: mesh_http::generic::GENERIC_DESCRIPTOR.into(),
-            args: mesh_http::generic::generic_arguments("hash", &types, &values)
+            args: mesh_http::generic::generic_arguments("hash", Some(&types), &values)
                 .unwrap()
                 .to_vec(),
             ..invocation(None, None)

@@ -9,7 +9,10 @@ use bytes::{Buf, BytesMut};
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use mesh_http::answer::HttpAnswer;
+use mesh_http::json_answer::{self, JsonAnswer};
 use mesh_http::{ConnectionHeader, HttpRequest, Invocation, Parse};
+
+use super::outcome::CallOutcome;
 
 use super::call::{self, Started};
 use super::form_call::service_key;
@@ -24,11 +27,20 @@ struct Job<'a> {
     keep_alive: bool,
 }
 
-/// What a request gets: an answer of the HTTP layer's own, or its call's outcome.
+/// What a request gets: an answer of the HTTP layer's own, or its call's outcome (a form call answered in
+/// text, a JSON call in JSON).
 #[allow(clippy::large_enum_variant)] // a few per connection at a time; boxing would cost an allocation per call
 enum Answer<'a> {
     Now(HttpAnswer),
     Call(Started<'a, Invocation<'a>>),
+    JsonNow(JsonAnswer),
+    JsonCall(Started<'a, Invocation<'a>>),
+}
+
+/// An answer ready to write.
+enum Reply {
+    Text(HttpAnswer),
+    Json(JsonAnswer),
 }
 
 impl Job<'static> {
@@ -87,13 +99,26 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
             }
         }
         for job in jobs {
-            let answer = match job.call {
-                Answer::Now(answer) => answer,
-                Answer::Call(started) => call::finish(ctx, started)
-                    .await
-                    .to_http(&ctx.settings.upstream.codec),
+            let reply = match job.call {
+                Answer::Now(answer) => Reply::Text(answer),
+                Answer::Call(started) => Reply::Text(
+                    call::finish(ctx, started)
+                        .await
+                        .to_http(&ctx.settings.upstream.codec),
+                ),
+                Answer::JsonNow(answer) => Reply::Json(answer),
+                Answer::JsonCall(started) => Reply::Json(match call::finish(ctx, started).await {
+                    CallOutcome::Answered(f) => json_answer::render_json(
+                        ctx.settings.upstream.codec.decode_body(&f.header, &f.body),
+                        &mesh_http::generic::RenderLimits::default(),
+                    ),
+                    CallOutcome::Failed(e) => json_answer::failure(e.kind.http_status(), &e.reason),
+                }),
             };
-            write_answer(&mut out, &answer, job.keep_alive, http10);
+            match reply {
+                Reply::Text(answer) => write_answer(&mut out, &answer, job.keep_alive, http10),
+                Reply::Json(answer) => write_json_answer(&mut out, &answer, job.keep_alive, http10),
+            }
         }
         buf.advance(offset);
         if offset > 0 {
@@ -178,10 +203,36 @@ fn write_answer(out: &mut BytesMut, answer: &HttpAnswer, keep_alive: bool, http1
     }
 }
 
+/// Appends a JSON API answer: `application/json`, the answer's attachments as header fields.
+fn write_json_answer(out: &mut BytesMut, answer: &JsonAnswer, keep_alive: bool, http10: bool) {
+    let conn = match (keep_alive, http10) {
+        (false, _) => ConnectionHeader::Close,
+        (true, true) => ConnectionHeader::KeepAlive,
+        (true, false) => ConnectionHeader::Omit,
+    };
+    let headers: Vec<(&str, &str)> = answer
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    mesh_http::write_response_headers(
+        out,
+        answer.status,
+        "application/json",
+        &headers,
+        answer.body.as_bytes(),
+        conn,
+    );
+}
+
 /// Turns a request into a call sent to a provider agent (or an immediate answer).
 async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a> {
     if req.method != "POST" {
         return Job::answered(405, "only POST is served", keep_alive);
+    }
+    // `/{application}/{interface}/{method}`: the JSON generic-call API; any other path: the form.
+    if mesh_http::json_call_path(req.path).is_some() {
+        return start_json(ctx, req, keep_alive).await;
     }
     let inv = match &req.body {
         Cow::Borrowed(body) => mesh_http::parse_form(body, &ctx.settings.http),
@@ -197,6 +248,30 @@ async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a
             }
         }
         Err(e) => Job::answered(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
+    }
+}
+
+/// A JSON generic call (its path already matched).
+async fn start_json<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a> {
+    match mesh_http::parse_json_call(req) {
+        Ok(Some(call)) => {
+            let service = service_key(&call.invocation);
+            Job {
+                call: Answer::JsonCall(call::start(ctx, call.invocation, service).await),
+                keep_alive,
+            }
+        }
+        Ok(None) => Job {
+            call: Answer::JsonNow(json_answer::failure(
+                404,
+                "not a /{application}/{interface}/{method} path",
+            )),
+            keep_alive,
+        },
+        Err(e) => Job {
+            call: Answer::JsonNow(json_answer::failure(e.status(), &e.to_string())),
+            keep_alive: keep_alive && !e.closes_connection(),
+        },
     }
 }
 
