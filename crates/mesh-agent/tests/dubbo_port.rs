@@ -358,3 +358,40 @@ fn condition_rules_see_the_dubbo_calls_arguments_and_attachments() {
         (warm + 20, 20)
     );
 }
+
+#[test]
+fn on_stop_the_client_hears_readonly_and_gets_its_answers_before_the_close() {
+    let (_sim, sim_port) = sim(&["--latency-ms", "600"]);
+    let pa = free_port().unwrap();
+    let _provider = provider_agent(pa, sim_port, &["--no-register"]);
+    let (mut consumer, _, port) = consumer_with_dubbo_port(&["--provider", &addr(pa).to_string()]);
+    let mut c = Client::connect(port);
+    assert_eq!(c.call(&hash(1, "before")).0, Status::OK);
+    c.send(&hash(2, "in flight"));
+    std::thread::sleep(Duration::from_millis(150));
+    consumer.signal_term().unwrap();
+    let t0 = Instant::now();
+    let mut frames = Vec::new();
+    while let Some(f) = c.read(Duration::from_secs(5)) {
+        frames.push(f);
+    }
+    // The connection closed after the answer: the reads ended on EOF, not on their 5 s timeout.
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    let readonly = frames
+        .iter()
+        .position(|f| f.header.is_request() && f.header.is_event())
+        .expect("a READONLY event");
+    let body = Codec::default()
+        .decode_body(&frames[readonly].header, &frames[readonly].body)
+        .unwrap();
+    assert_eq!(body, Body::Event(mesh_dubbo::Event::ReadOnly));
+    let answered: Vec<_> = frames.iter().filter(|f| !f.header.is_event()).collect();
+    assert_eq!(answered.len(), 1, "{frames:?}");
+    assert_eq!(answered[0].header.id, 2);
+    assert_eq!(
+        answer(answered[0]),
+        (Status::OK, java_string_hash("in flight").to_string())
+    );
+    let done = consumer.terminate().unwrap();
+    assert!(done.status.success(), "{:?}", done.status);
+}
