@@ -72,8 +72,21 @@ fn hash(id: u64, arg: &str) -> BytesMut {
     buf
 }
 
-/// A `hash(arg)` request to any service key, two-way or not.
+/// A `hash("x")` request to any service key, two-way or not.
 fn request(id: u64, interface: &str, group: Option<&str>, version: Option<&str>, two_way: bool) -> BytesMut {
+    let group: Vec<(&str, &str)> = group.map(|g| ("group", g)).into_iter().collect();
+    request_with(id, interface, version, two_way, "x", &group)
+}
+
+/// A `hash(arg)` request with the attachments `path`, `interface` and `extra`.
+fn request_with(
+    id: u64,
+    interface: &str,
+    version: Option<&str>,
+    two_way: bool,
+    arg: &str,
+    extra: &[(&str, &str)],
+) -> BytesMut {
     let head = RequestHead {
         dubbo_version: "2.0.2",
         service: interface,
@@ -82,10 +95,10 @@ fn request(id: u64, interface: &str, group: Option<&str>, version: Option<&str>,
         param_types: "Ljava/lang/String;",
     };
     let path = Value::str(interface);
-    let group = group.map(Value::str);
+    let values: Vec<Value<'_>> = extra.iter().map(|(_, v)| Value::str(v)).collect();
     let mut atts = vec![("path", &path), ("interface", &path)];
-    if let Some(g) = &group {
-        atts.push(("group", g));
+    for ((k, _), v) in extra.iter().zip(&values) {
+        atts.push((k, v));
     }
     let mut buf = BytesMut::new();
     Codec::default()
@@ -93,7 +106,7 @@ fn request(id: u64, interface: &str, group: Option<&str>, version: Option<&str>,
             &mut buf,
             Header::request(id, Serialization::Hessian2, two_way),
             &head,
-            &[Value::str("x")],
+            &[Value::str(arg)],
             atts,
         )
         .unwrap();
@@ -297,4 +310,88 @@ fn calls_fail_over_when_a_provider_agent_is_killed() {
     let (calls, bad) = client.join().unwrap();
     assert!(calls > 100, "{calls} calls");
     assert!(bad.is_empty(), "{} of {calls} calls failed: {bad:?}", bad.len());
+}
+
+#[test]
+fn condition_rules_see_the_dubbo_calls_arguments_and_attachments() {
+    let etcd = EtcdServer::start().unwrap();
+    let url = etcd.client_url().to_owned();
+    let (mut sim_a, port_a) = sim(&["--latency-ms", "1", "--name", "a"]);
+    let (mut sim_b, port_b) = sim(&["--latency-ms", "1", "--name", "b"]);
+    let (pa, pb) = (free_port().unwrap(), free_port().unwrap());
+    let _agent_a = provider_agent(pa, port_a, &["--etcd", &url]);
+    let _agent_b = provider_agent(pb, port_b, &["--etcd", &url]);
+    let w = watch(&etcd);
+    wait_until("both providers registered", Duration::from_secs(10), || {
+        registered(&w, pa) && registered(&w, pb)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let rules = format!(
+        "{{\"conditions\": [\"arguments[0] = left => port = {pa}\", \"attachments[user] = bob => port = {pb}\"]}}"
+    );
+    let cfg = config_file(&dir, &format!("[consumer.routing]\n\"{IFACE}\" = '{rules}'\n"));
+    let (_consumer, _, port) = consumer_with_dubbo_port(&["--etcd", &url, "--config", &cfg]);
+    let mut c = Client::connect(port);
+    let mut id = 0;
+    let mut warm = 0;
+    wait_until("the consumer routes", Duration::from_secs(10), || {
+        id += 1;
+        let ok = c.call(&request_with(id, IFACE, None, true, "left", &[])).0 == Status::OK;
+        warm += u64::from(ok);
+        ok
+    });
+    // One kind after the other: a balancer alternating over a and b cannot pass for the rules.
+    for _ in 0..20 {
+        id += 1;
+        assert_eq!(
+            c.call(&request_with(id, IFACE, None, true, "left", &[])).0,
+            Status::OK
+        );
+    }
+    for _ in 0..20 {
+        id += 1;
+        let bob = request_with(id, IFACE, None, true, "right", &[("user", "bob")]);
+        assert_eq!(c.call(&bob).0, Status::OK);
+    }
+    assert_eq!(
+        (common::served(&mut sim_a), common::served(&mut sim_b)),
+        (warm + 20, 20)
+    );
+}
+
+#[test]
+fn on_stop_the_client_hears_readonly_and_gets_its_answers_before_the_close() {
+    let (_sim, sim_port) = sim(&["--latency-ms", "600"]);
+    let pa = free_port().unwrap();
+    let _provider = provider_agent(pa, sim_port, &["--no-register"]);
+    let (mut consumer, _, port) = consumer_with_dubbo_port(&["--provider", &addr(pa).to_string()]);
+    let mut c = Client::connect(port);
+    assert_eq!(c.call(&hash(1, "before")).0, Status::OK);
+    c.send(&hash(2, "in flight"));
+    std::thread::sleep(Duration::from_millis(150));
+    consumer.signal_term().unwrap();
+    let t0 = Instant::now();
+    let mut frames = Vec::new();
+    while let Some(f) = c.read(Duration::from_secs(5)) {
+        frames.push(f);
+    }
+    // The connection closed after the answer: the reads ended on EOF, not on their 5 s timeout.
+    assert!(t0.elapsed() < Duration::from_secs(4), "{:?}", t0.elapsed());
+    let readonly = frames
+        .iter()
+        .position(|f| f.header.is_request() && f.header.is_event())
+        .expect("a READONLY event");
+    let body = Codec::default()
+        .decode_body(&frames[readonly].header, &frames[readonly].body)
+        .unwrap();
+    assert_eq!(body, Body::Event(mesh_dubbo::Event::ReadOnly));
+    let answered: Vec<_> = frames.iter().filter(|f| !f.header.is_event()).collect();
+    assert_eq!(answered.len(), 1, "{frames:?}");
+    assert_eq!(answered[0].header.id, 2);
+    assert_eq!(
+        answer(answered[0]),
+        (Status::OK, java_string_hash("in flight").to_string())
+    );
+    let done = consumer.terminate().unwrap();
+    assert!(done.status.success(), "{:?}", done.status);
 }

@@ -139,8 +139,8 @@ impl Upstreams {
             .clone()
     }
 
-    /// Routes and picks a provider for `call` (its providers to exclude among it). A chosen provider
-    /// counts the call in flight until [`Upstreams::done`].
+    /// Routes and picks a provider for `call`, none of `call.exclude`. A chosen provider counts the call
+    /// in flight until [`Upstreams::done`].
     pub(super) fn pick(&self, call: &Call<'_>) -> Pick {
         let snap = self.snapshot.borrow().clone();
         self.routes
