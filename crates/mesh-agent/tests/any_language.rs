@@ -225,26 +225,59 @@ fn form_call(port: u16, version: &str, case: &TypesCase) -> HttpAnswer {
 
 /// Checks an HTTP answer against its case: a value or null as a 200 JSON document, an exception as a 500 JSON
 /// `{status, exception, message}`.
-fn check_http(what: &str, case: &TypesCase, a: &HttpAnswer) {
+fn check_http(what: &str, case: &TypesCase, a: &HttpAnswer) -> Result<(), String> {
     let ctx = format!("{what} {}({}): {a:?}", case.method, case.arg);
-    assert!(a.content_type.starts_with("application/json"), "{ctx}");
-    let got: Value = serde_json::from_str(&a.body).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    let fail = |why: &str| Err(format!("{ctx}: {why}"));
+    if !a.content_type.starts_with("application/json") {
+        return fail("not application/json");
+    }
+    let Ok(got) = serde_json::from_str::<Value>(&a.body) else {
+        return fail("the body is not JSON");
+    };
     match &case.expect {
         Expect::Value(want) => {
-            assert_eq!(a.status, 200, "{ctx}");
-            assert!(same_json(&got, want), "{ctx}: want {want}");
+            if a.status != 200 || !same_json(&got, want) {
+                return fail(&format!("want 200 {want}"));
+            }
         }
         Expect::Null => {
-            assert_eq!(a.status, 200, "{ctx}");
-            assert_eq!(got, Value::Null, "{ctx}");
+            if a.status != 200 || got != Value::Null {
+                return fail("want 200 null");
+            }
         }
         Expect::Exception(msg) => {
-            assert_eq!(a.status, 500, "{ctx}");
-            assert_eq!(got["exception"], EXCEPTION_CLASS, "{ctx}");
-            assert_eq!(got["message"], msg.as_str(), "{ctx}");
-            assert!(!got["status"].is_null(), "{ctx}");
+            if a.status != 500
+                || got["exception"] != EXCEPTION_CLASS
+                || got["message"] != msg.as_str()
+                || got["status"].is_null()
+            {
+                return fail(&format!(
+                    "want 500 {{status, exception: {EXCEPTION_CLASS}, message: {msg}}}"
+                ));
+            }
         }
     }
+    Ok(())
+}
+
+/// Every case of the typed service through `call`, on both versions; fails listing every wrong answer.
+fn all_cases_over_http(what: &str, mut call: impl FnMut(&str, &TypesCase) -> HttpAnswer) {
+    let mut wrong = Vec::new();
+    let mut n = 0;
+    for v in VERSIONS {
+        for case in np::types_cases() {
+            n += 1;
+            if let Err(e) = check_http(&format!("{what}, version {v}"), &case, &call(v, &case)) {
+                wrong.push(e);
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{} of {n} calls wrong:\n{}",
+        wrong.len(),
+        wrong.join("\n")
+    );
 }
 
 /// Checks a form answer against its case. The form API answers as it always did (`mesh_http::answer`,
@@ -337,16 +370,12 @@ fn node_consumers_call_the_consumer_agents_dubbo_port_with_every_type() {
 }
 
 #[test]
-#[ignore = "needs h-typed (JSON generic-invoke API)"]
 fn json_array_with_dubbo_headers_carries_every_type() {
     let m = mesh(true, false);
     wait_serving(|v| json_call(m.http, v, "echoInt", "int", &json!(1)).status == 200);
-    for v in VERSIONS {
-        for case in np::types_cases() {
-            let a = json_call(m.http, v, case.method, case.java_type, &case.arg);
-            check_http(&format!("json array, version {v}"), &case, &a);
-        }
-    }
+    all_cases_over_http("json array", |v, c| {
+        json_call(m.http, v, c.method, c.java_type, &c.arg)
+    });
     // A value that does not fit its declared type is refused before any call, naming the parameter and type.
     let a = json_call(m.http, AGENT_VERSION, "echoInt", "int", &json!(4_294_967_296_i64));
     assert_eq!(a.status, 400, "{a:?}");
@@ -354,32 +383,26 @@ fn json_array_with_dubbo_headers_carries_every_type() {
 }
 
 #[test]
-#[ignore = "needs h-typed (JSON generic-invoke API)"]
+#[ignore = "needs h-typed: in $invoke mode byte[] is sent as a String (Java answers 'argument type mismatch') and \
+            the answer's exception stays GenericException (6 of 46 calls wrong, 20:20 UTC)"]
 fn json_generic_invoke_carries_every_type() {
     // The same answers as the typed mapping: Java's GenericFilter answers POJOs as maps with their `class`
     // (the same JSON), and the JSON answer's exception is the one the service threw (Java wraps it in
     // GenericException{exceptionClass, exceptionMessage}).
     let m = mesh(true, false);
     wait_serving(|v| generic_call(m.http, v, "echoInt", "int", &json!(1)).status == 200);
-    for v in VERSIONS {
-        for case in np::types_cases() {
-            let a = generic_call(m.http, v, case.method, case.java_type, &case.arg);
-            check_http(&format!("json $invoke, version {v}"), &case, &a);
-        }
-    }
+    all_cases_over_http("json $invoke", |v, c| {
+        generic_call(m.http, v, c.method, c.java_type, &c.arg)
+    });
 }
 
 #[test]
-#[ignore = "needs h-typed (JSON generic-invoke API)"]
 fn pixiu_typed_body_carries_every_type() {
     let m = mesh(true, false);
     wait_serving(|v| pixiu_call(m.http, v, "echoInt", "int", &json!(1)).status == 200);
-    for v in VERSIONS {
-        for case in np::types_cases() {
-            let a = pixiu_call(m.http, v, case.method, case.java_type, &case.arg);
-            check_http(&format!("pixiu types/values, version {v}"), &case, &a);
-        }
-    }
+    all_cases_over_http("pixiu types/values", |v, c| {
+        pixiu_call(m.http, v, c.method, c.java_type, &c.arg)
+    });
 }
 
 #[test]
