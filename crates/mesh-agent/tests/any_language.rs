@@ -39,7 +39,7 @@ const DIRECT_VERSION: &str = "1.0";
 /// Both ways to the provider.
 const VERSIONS: [&str; 2] = [AGENT_VERSION, DIRECT_VERSION];
 
-/// The parts of one end-to-end setup; dropped in reverse order of start.
+/// The parts of one end-to-end setup; dropped consumer first, etcd last.
 struct Mesh {
     consumer: Option<ChildGuard>,
     /// The consumer agent's HTTP port.
