@@ -228,6 +228,11 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         queue_timeout: Duration::from_millis(c.queue_timeout_ms),
         idle_timeout: Duration::from_millis(c.idle_timeout_ms),
         request_read_timeout: Duration::from_millis(c.request_read_timeout_ms),
+        dubbo: c.dubbo_listen.map(|listen| consumer::DubboPortSettings {
+            listen,
+            max_inflight_per_connection: c.dubbo_max_inflight_per_connection,
+            idle_timeout: Duration::from_millis(c.dubbo_idle_timeout_ms),
+        }),
     };
     let host = c.host_or(default_route_ip);
     let opts = consumer::UpstreamsOptions {
@@ -251,8 +256,11 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         })
         .collect();
     let (controller, mut exits, n) = start_shards(&rt, cfg, "consumer", makers)?;
+    let dubbo_port = c
+        .dubbo_listen
+        .map_or(String::new(), |d| format!(", Dubbo port on {d}"));
     log(&format!(
-        "consumer listening on {} with {n} shard(s), host {} for routing rules",
+        "consumer listening on {}{dubbo_port} with {n} shard(s), host {} for routing rules",
         c.listen, opts.consumer.host
     ));
     let registrar = match (&cfg.etcd, c.register_services.is_empty()) {

@@ -86,6 +86,22 @@ pub enum HttpError {
         /// Types in `parameterTypesString`.
         types: usize,
     },
+    /// An argument that does not fit its declared type (form `parameter` or JSON value). `index` counts from
+    /// 0, as Dubbo's `arguments[N]`; `java_type` is the parsed (validated) type name; `problem` never
+    /// holds the value.
+    #[error("parameter {index} ({java_type}): {problem}")]
+    Argument {
+        /// Which argument, from 0.
+        index: usize,
+        /// Its declared Java type.
+        java_type: String,
+        /// What is wrong with it ("out of range", "not base64", ...).
+        problem: String,
+    },
+    /// A JSON generic call that cannot be made: a body that is not JSON or not one of the accepted shapes,
+    /// types missing or not matching the values, a bad header.
+    #[error("{0}")]
+    JsonCall(String),
     /// The body is not `application/x-www-form-urlencoded`.
     #[error("unsupported Content-Type (expected application/x-www-form-urlencoded)")]
     UnsupportedMediaType,
@@ -111,7 +127,9 @@ impl HttpError {
             | HttpError::FormField { .. }
             | HttpError::TooManyFormFields { .. }
             | HttpError::ParameterTypes(_)
-            | HttpError::ParameterCount { .. } => 400,
+            | HttpError::ParameterCount { .. }
+            | HttpError::Argument { .. }
+            | HttpError::JsonCall(_) => 400,
         }
     }
 
@@ -137,6 +155,8 @@ impl HttpError {
             | HttpError::TooManyFormFields { .. }
             | HttpError::ParameterTypes(_)
             | HttpError::ParameterCount { .. }
+            | HttpError::Argument { .. }
+            | HttpError::JsonCall(_)
             | HttpError::UnsupportedMediaType => false,
         }
     }

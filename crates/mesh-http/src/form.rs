@@ -3,12 +3,13 @@
 use std::borrow::Cow;
 
 use bytes::BufMut;
-use mesh_dubbo::descriptor;
+use mesh_dubbo::{descriptor, Value};
+use mesh_generic::{JavaType, TypeError};
 
 use crate::{HttpError, Limits};
 
-/// One call described by a form body.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One call described by a form body (or by a JSON generic call).
+#[derive(Debug, Clone, PartialEq)]
 pub struct Invocation<'a> {
     /// `interface`: the service's Java interface name.
     pub interface: Cow<'a, str>,
@@ -17,8 +18,9 @@ pub struct Invocation<'a> {
     /// `parameterTypesString`, normalised to a concatenated JVM descriptor (`Ljava/lang/String;I`); empty
     /// for a method without parameters.
     pub param_types: Cow<'a, str>,
-    /// The `parameter` fields, in order: one per type in `param_types`.
-    pub args: Vec<Cow<'a, str>>,
+    /// The arguments, in order: one per type in `param_types`, each encoded by its declared type
+    /// ([`mesh_generic::typed_text`]); a `String` argument borrows the request body when it has no escape.
+    pub args: Vec<Value<'a>>,
     /// `version`, if present and not empty.
     pub version: Option<Cow<'a, str>>,
     /// `group`, if present and not empty.
@@ -173,7 +175,8 @@ pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>,
                 continue;
             }
             Field::Parameter => {
-                args.push(decode_value(field, value)?);
+                // Typed once the parameter types are known (they may come later in the body).
+                args.push(Value::String(decode_value(field, value)?));
                 continue;
             }
             Field::Types => {
@@ -211,6 +214,7 @@ pub fn parse_form<'a>(body: &'a [u8], limits: &Limits) -> Result<Invocation<'a>,
             types: count,
         });
     }
+    type_arguments(&param_types, &mut args)?;
     Ok(Invocation {
         interface,
         method,
@@ -285,46 +289,55 @@ fn decodes_to(raw: &[u8], want: &[u8]) -> bool {
     want.next().is_none()
 }
 
-/// Normalises `parameterTypesString` to a descriptor and counts its types.
+/// Normalises `parameterTypesString` to a descriptor and counts its types: a descriptor string is kept as
+/// it is (borrowed), a list of Java names ([`mesh_generic::parse_type_list`]) becomes one.
 fn normalise_types(text: Cow<'_, str>) -> Result<(Cow<'_, str>, usize), HttpError> {
     if let Ok(n) = descriptor::count(&text) {
         return Ok((text, n));
     }
-    let mut desc = String::with_capacity(text.len() + 8);
-    for name in text.split(',') {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(HttpError::ParameterTypes("empty type name"));
-        }
-        if !is_java_name(name) {
-            return Err(HttpError::ParameterTypes(
-                "not a descriptor or a list of Java type names",
-            ));
-        }
-        desc.push_str(&descriptor::from_java_name(name));
-    }
-    let n = descriptor::count(&desc)
-        .map_err(|_| HttpError::ParameterTypes("not a descriptor or a list of Java type names"))?;
-    Ok((Cow::Owned(desc), n))
+    let types = mesh_generic::parse_type_list(&text).map_err(type_list_error)?;
+    Ok((Cow::Owned(mesh_generic::descriptor_of(&types)), types.len()))
 }
 
-/// A Java type name as `Class.getName()` or source code writes it: `int`, `java.lang.String`,
-/// `java.lang.String[][]`, `a.B$C`, or the array form `[Ljava.lang.String;` (checked as a descriptor later).
-fn is_java_name(name: &str) -> bool {
-    if name.starts_with('[') {
-        return !name.contains('/');
+/// The error for a list of types that does not parse.
+pub(crate) fn type_list_error(e: TypeError) -> HttpError {
+    match e {
+        TypeError::BadTypeName(why) if why != "not a Java class name" => HttpError::ParameterTypes(why),
+        TypeError::TooManyTypes { .. } => HttpError::ParameterTypes("more than 255 parameter types"),
+        _ => HttpError::ParameterTypes("not a descriptor or a list of Java type names"),
     }
-    let mut base = name;
-    while let Some(b) = base.strip_suffix("[]") {
-        base = b;
+}
+
+/// The descriptor of `java.lang.String`: such arguments are already what they must be.
+const STRING_DESCRIPTOR: &str = "Ljava/lang/String;";
+
+/// Re-encodes each argument (read as text) by its declared type, in place.
+fn type_arguments<'a>(param_types: &str, args: &mut [Value<'a>]) -> Result<(), HttpError> {
+    for (index, (desc, slot)) in descriptor::split(param_types).zip(args.iter_mut()).enumerate() {
+        let desc = desc.map_err(|_| HttpError::ParameterTypes("not a descriptor"))?;
+        if desc == STRING_DESCRIPTOR {
+            continue;
+        }
+        let t = mesh_generic::parse_descriptor(desc).map_err(type_list_error)?;
+        let Value::String(text) = std::mem::replace(slot, Value::Null) else {
+            continue;
+        };
+        *slot = mesh_generic::typed_text(text, &t).map_err(|e| argument_error(index, &t, e))?;
     }
-    !base.is_empty()
-        && !base.starts_with('.')
-        && !base.ends_with('.')
-        && !base.contains("..")
-        && base
-            .chars()
-            .all(|c| c.is_alphanumeric() || c == '_' || c == '$' || c == '.')
+    Ok(())
+}
+
+/// The 400 for argument `index` of type `t` that does not fit it.
+pub(crate) fn argument_error(index: usize, t: &JavaType, e: TypeError) -> HttpError {
+    let problem = match e {
+        TypeError::Mismatch { java_type, problem } if java_type == t.java_name() => problem.to_owned(),
+        other => other.to_string(),
+    };
+    HttpError::Argument {
+        index,
+        java_type: t.java_name(),
+        problem,
+    }
 }
 
 fn decode_value(field: Field, raw: &[u8]) -> Result<Cow<'_, str>, HttpError> {
@@ -397,7 +410,10 @@ fn hex_value(b: u8) -> Option<u8> {
 
 /// Writes `inv` as a form body, in the field order the challenge's consumer uses (`interface`, `method`,
 /// `parameterTypesString`, each `parameter`, then `version` and `group` when set). Everything but
-/// `A-Z a-z 0-9 - . _ ~` is percent-encoded (space as `+`), so [`parse_form`] gives `inv` back.
+/// `A-Z a-z 0-9 - . _ ~` is percent-encoded (space as `+`). Arguments are written as their text
+/// ([`mesh_generic::text_of`]), so [`parse_form`] gives `inv` back when each argument is what its type's
+/// text gives (always for strings and scalars; structures inside `Object`-typed positions come back in
+/// their inferred form: a `long` that fits an `int` as an int, a `BigDecimal` as its string).
 pub fn encode_form(inv: &Invocation<'_>, out: &mut impl BufMut) {
     let mut field = |name: &str, value: &str, first: bool| {
         if !first {
@@ -411,7 +427,7 @@ pub fn encode_form(inv: &Invocation<'_>, out: &mut impl BufMut) {
     field("method", &inv.method, false);
     field("parameterTypesString", &inv.param_types, false);
     for arg in &inv.args {
-        field("parameter", arg, false);
+        field("parameter", &mesh_generic::text_of(arg), false);
     }
     if let Some(v) = &inv.version {
         field("version", v, false);
@@ -544,6 +560,34 @@ mod tests {
                 .attachments
                 .len(),
             MAX_ATTACHMENTS
+        );
+    }
+
+    #[test]
+    fn arguments_are_typed_in_place_and_strings_keep_borrowing() {
+        let inv = form(
+            "parameter=7&parameter=s&parameterTypesString=java.lang.Integer%2Cjava.lang.String&interface=I&method=m",
+        )
+        .unwrap();
+        assert_eq!(inv.param_types, "Ljava/lang/Integer;Ljava/lang/String;");
+        assert_eq!(inv.args, [Value::Int(7), Value::str("s")]);
+        assert!(matches!(inv.args[1], Value::String(Cow::Borrowed("s"))));
+        let e = form("interface=I&method=m&parameterTypesString=Z&parameter=1").unwrap_err();
+        assert_eq!(
+            e,
+            HttpError::Argument {
+                index: 0,
+                java_type: "boolean".into(),
+                problem: "expected true or false".into()
+            }
+        );
+        assert!(!e.closes_connection());
+        // errors other than a mismatch keep their own text
+        let t = JavaType::Collection("java.util.List".into());
+        let e = argument_error(2, &t, TypeError::TooDeep { max: 64 });
+        assert_eq!(
+            e.to_string(),
+            "parameter 2 (java.util.List): nested deeper than 64 levels"
         );
     }
 

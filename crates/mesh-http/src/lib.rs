@@ -31,7 +31,7 @@
 //!         Ok(Parse::Complete(req)) => {
 //!             match parse_form(&req.body, &limits) {
 //!                 // (the agent would call the provider here and answer when the result comes back)
-//!                 Ok(inv) => write_response_with(&mut out, 200, "text/plain", inv.args[0].as_bytes(), req.response_connection()),
+//!                 Ok(inv) => write_response_with(&mut out, 200, "text/plain", inv.args[0].as_str().unwrap_or("").as_bytes(), req.response_connection()),
 //!                 Err(e) => write_error(&mut out, &e, req.keep_alive),
 //!             }
 //!             off += req.consumed;
@@ -63,6 +63,8 @@ pub mod answer;
 mod chunked;
 mod error;
 mod form;
+pub mod json_answer;
+mod json_call;
 mod request;
 mod response;
 
@@ -70,8 +72,14 @@ pub use error::HttpError;
 pub use form::{
     encode_form, parse_form, Invocation, MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME, RESERVED_ATTACHMENTS,
 };
+pub use json_call::{
+    json_call_path, parse_json_call, JsonCall, ATTACHMENT_HEADER_PREFIX, FORCE_TAG_HEADER, GENERIC_HEADER,
+    GROUP_HEADER, TAG_HEADER, TYPES_HEADER, VERSION_HEADER,
+};
+/// The type mapping the form and the JSON API use (for the agent's routing view of typed arguments).
+pub use mesh_generic as generic;
 pub use request::{parse_request, HttpRequest, Limits, Parse};
 pub use response::{
-    reason_phrase, write_error, write_response, write_response_with, write_status, write_status_with,
-    ConnectionHeader, CONTINUE,
+    reason_phrase, write_error, write_response, write_response_headers, write_response_with, write_status,
+    write_status_with, ConnectionHeader, CONTINUE,
 };

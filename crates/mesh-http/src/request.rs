@@ -81,6 +81,34 @@ pub struct HttpRequest<'a> {
     /// Bytes of the buffer this request used (head + encoded body): the next pipelined request starts at
     /// `buf[consumed..]`. Always `> 0`.
     pub consumed: usize,
+    /// The whole head as received (request line, header lines, the empty line), already checked by
+    /// `httparse`: [`HttpRequest::headers`] reads it again only when asked, so the form path pays nothing.
+    pub head: &'a [u8],
+}
+
+impl<'a> HttpRequest<'a> {
+    /// The header fields, in order, as (name, value) with the value's surrounding whitespace trimmed.
+    pub fn headers(&self) -> impl Iterator<Item = (&'a str, &'a [u8])> {
+        let head: &'a [u8] = self.head;
+        head.split(|&b| b == b'\n')
+            .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
+            // Empty lines before the request line (skipped by httparse), then the request line itself.
+            .skip_while(|line| line.is_empty())
+            .skip(1)
+            .take_while(|line| !line.is_empty())
+            .filter_map(|line| {
+                let colon = line.iter().position(|&b| b == b':')?;
+                let name = std::str::from_utf8(&line[..colon]).ok()?;
+                Some((name, line[colon + 1..].trim_ascii()))
+            })
+    }
+
+    /// The first header field named `name` (case-insensitive), trimmed.
+    pub fn header(&self, name: &str) -> Option<&'a [u8]> {
+        self.headers()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
 }
 
 impl HttpRequest<'_> {
@@ -196,6 +224,7 @@ fn parse_with<'a>(
         content_type: head.content_type,
         body,
         consumed,
+        head: &buf[..head_len],
     }))
 }
 
@@ -304,6 +333,32 @@ fn trim(mut s: &[u8]) -> &[u8] {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn headers_are_read_back_from_the_head() {
+        let raw = b"\r\nPOST /a/b/c HTTP/1.1\r\nHost: h\r\nX-Dubbo-Service-Group:  g \r\nx-empty:\r\nContent-Length: 2\r\n\r\n[]";
+        let Ok(Parse::Complete(req)) = parse_request(raw, &Limits::default()) else {
+            panic!("complete request expected");
+        };
+        let all: Vec<(&str, &[u8])> = req.headers().collect();
+        assert_eq!(
+            all,
+            [
+                ("Host", &b"h"[..]),
+                ("X-Dubbo-Service-Group", b"g"),
+                ("x-empty", b""),
+                ("Content-Length", b"2")
+            ]
+        );
+        assert_eq!(req.header("x-dubbo-service-group"), Some(&b"g"[..]));
+        assert_eq!(req.header("absent"), None);
+        // bare LF line ends too
+        let raw = b"GET / HTTP/1.1\nA: 1\n\n";
+        let Ok(Parse::Complete(req)) = parse_request(raw, &Limits::default()) else {
+            panic!("complete request expected");
+        };
+        assert_eq!(req.header("a"), Some(&b"1"[..]));
+    }
 
     #[test]
     fn content_length_grammar() {

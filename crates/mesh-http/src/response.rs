@@ -54,6 +54,42 @@ pub fn write_response_with(
     buf.extend_from_slice(body);
 }
 
+/// [`write_response_with`] with extra header fields. A field whose name is not an HTTP token or whose value
+/// holds a control character (other than tab) is left out (no header injection).
+pub fn write_response_headers(
+    buf: &mut BytesMut,
+    status: u16,
+    content_type: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    conn: ConnectionHeader,
+) {
+    write_head(buf, status, content_type, body.len(), conn);
+    // The head ends with the empty line: insert the fields before it.
+    buf.truncate(buf.len() - 2);
+    for (name, value) in headers {
+        if is_token(name)
+            && value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80)
+        {
+            buf.extend_from_slice(name.as_bytes());
+            buf.extend_from_slice(b": ");
+            buf.extend_from_slice(value.as_bytes());
+            buf.extend_from_slice(b"\r\n");
+        }
+    }
+    buf.extend_from_slice(b"\r\n");
+    buf.extend_from_slice(body);
+}
+
+/// An HTTP token (RFC 9110 `tchar`s), not empty.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Appends the response for `err`: its status, a `text/plain` body holding its one-line reason and `"\n"`,
 /// and `Connection: close` when `keep_alive` is false or the error [closes the
 /// connection](HttpError::closes_connection).
@@ -243,6 +279,30 @@ mod tests {
             format_decimal(usize::MAX, &mut d),
             usize::MAX.to_string().as_bytes()
         );
+    }
+
+    #[test]
+    fn extra_headers_and_no_injection() {
+        let mut buf = BytesMut::new();
+        write_response_headers(
+            &mut buf,
+            200,
+            "application/json",
+            &[
+                ("x-dubbo-attachment-a", "1"),
+                ("bad name", "x"),
+                ("x-b", "a\r\nSet-Cookie: c"),
+                ("x-c", "é"),
+            ],
+            b"{}",
+            ConnectionHeader::Close,
+        );
+        assert_eq!(
+            std::str::from_utf8(&buf).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\
+             x-dubbo-attachment-a: 1\r\nx-c: é\r\n\r\n{}"
+        );
+        assert!(is_token("x-Dubbo_1.~") && !is_token("") && !is_token("a:b") && !is_token("a b"));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use mesh_dubbo::Value;
 use mesh_http::{encode_form, parse_form, HttpError, Invocation, Limits};
 
 const IFACE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
@@ -26,7 +27,7 @@ fn challenge_body_borrows_everything() {
     assert_eq!(inv.interface, IFACE);
     assert_eq!(inv.method, "hash");
     assert_eq!(inv.param_types, "Ljava/lang/String;");
-    assert_eq!(inv.args, ["Ab3xYz09"]);
+    assert_eq!(inv.args, [Value::str("Ab3xYz09")]);
     assert_eq!((inv.version, inv.group), (None, None));
     assert!(matches!(inv.interface, Cow::Borrowed(_)));
     assert!(matches!(inv.method, Cow::Borrowed(_)));
@@ -34,7 +35,7 @@ fn challenge_body_borrows_everything() {
         matches!(inv.param_types, Cow::Borrowed(_)),
         "escaped descriptor interned"
     );
-    assert!(matches!(inv.args[0], Cow::Borrowed(_)));
+    assert!(matches!(inv.args[0], Value::String(Cow::Borrowed(_))));
 }
 
 #[test]
@@ -42,39 +43,51 @@ fn unescaped_descriptor_and_empty_parameter() {
     let body = format!("interface={IFACE}&method=hash&parameterTypesString=Ljava/lang/String;&parameter=");
     let inv = parse(&body).unwrap();
     assert_eq!(inv.param_types, "Ljava/lang/String;");
-    assert_eq!(inv.args, [""]);
+    assert_eq!(inv.args, [Value::str("")]);
     // A pair without '=' is an empty value too.
     let body = format!("interface={IFACE}&method=hash&parameterTypesString=Ljava/lang/String;&parameter");
     let inv = parse(&body).unwrap();
-    assert_eq!(inv.args, [""]);
+    assert_eq!(inv.args, [Value::str("")]);
     // A 1024-character parameter (the challenge's largest).
     let long = "x".repeat(1024);
     let body = format!("interface=I&method=m&parameterTypesString=Ljava%2Flang%2FString%3B&parameter={long}");
     let inv = parse(&body).unwrap();
-    assert_eq!(inv.args[0].len(), 1024);
+    assert_eq!(inv.args[0].as_str().unwrap().len(), 1024);
 }
 
 #[test]
 fn decoding_allocates_only_escaped_values() {
-    let inv = parse("interface=a.B&method=m%C3%A9thod&parameterTypesString=I%5BZ&parameter=1&parameter=a+b%2Bc%25&version=1.0.0&group=g%20x").unwrap();
+    let inv = parse("interface=a.B&method=m%C3%A9thod&parameterTypesString=Ljava/lang/String;Ljava/lang/String;&parameter=1&parameter=a+b%2Bc%25&version=1.0.0&group=g%20x").unwrap();
     assert_eq!(inv.method, "méthod");
     assert!(matches!(inv.method, Cow::Owned(_)));
-    assert_eq!(inv.param_types, "I[Z");
-    assert_eq!(inv.args, ["1", "a b+c%"]);
-    assert!(matches!(inv.args[0], Cow::Borrowed(_)));
+    assert_eq!(inv.param_types, "Ljava/lang/String;Ljava/lang/String;");
+    assert_eq!(inv.args, [Value::str("1"), Value::str("a b+c%")]);
+    assert!(matches!(inv.args[0], Value::String(Cow::Borrowed(_))));
+    assert!(matches!(inv.args[1], Value::String(Cow::Owned(_))));
     assert_eq!(inv.version.as_deref(), Some("1.0.0"));
     assert_eq!(inv.group.as_deref(), Some("g x"));
 }
 
 #[test]
 fn java_type_names_are_normalised() {
-    let inv = parse("interface=I&method=m&parameterTypesString=java.lang.String%2Cint%2C+long%5B%5D&parameter=a&parameter=1&parameter=x").unwrap();
+    let inv = parse("interface=I&method=m&parameterTypesString=java.lang.String%2Cint%2C+long%5B%5D&parameter=a&parameter=1&parameter=%5B5%5D").unwrap();
     assert_eq!(inv.param_types, "Ljava/lang/String;I[J");
+    assert_eq!(
+        inv.args,
+        [
+            Value::str("a"),
+            Value::Int(1),
+            Value::List(mesh_dubbo::List {
+                type_name: Some("[long".into()),
+                items: vec![Value::Long(5)]
+            })
+        ]
+    );
     let inv = parse("interface=I&method=m&parameterTypesString=java.lang.String&parameter=a").unwrap();
     assert_eq!(inv.param_types, "Ljava/lang/String;");
     assert!(matches!(inv.param_types, Cow::Borrowed(_)));
     let inv = parse(
-        "interface=I&method=m&parameterTypesString=[Ljava.lang.String;,java.util.Map&parameter=a&parameter=b",
+        "interface=I&method=m&parameterTypesString=[Ljava.lang.String;,java.util.Map&parameter=%5B%22a%22%5D&parameter=%7B%7D",
     )
     .unwrap();
     assert_eq!(inv.param_types, "[Ljava/lang/String;Ljava/util/Map;");
@@ -96,10 +109,10 @@ fn no_arg_methods() {
 #[test]
 fn field_order_and_unknown_fields() {
     let inv = parse(
-        "parameter=p1&x=%ZZ&parameterTypesString=II&foo&method=m&parameter=p2&interface=I&version=&group=",
+        "parameter=p1&x=%ZZ&parameterTypesString=java.lang.String,java.lang.String&foo&method=m&parameter=p2&interface=I&version=&group=",
     )
     .unwrap();
-    assert_eq!(inv.args, ["p1", "p2"]);
+    assert_eq!(inv.args, [Value::str("p1"), Value::str("p2")]);
     assert_eq!(
         (inv.version, inv.group),
         (None, None),
@@ -146,6 +159,15 @@ fn errors() {
         ("interface=I&method=m&parameterTypesString=Ljava%2Flang%2FString", "parameterTypesString: not a descriptor or a list of Java type names"),
         ("interface=I&method=m&parameterTypesString=java.lang.String,,int", "parameterTypesString: empty type name"),
         ("interface=I&method=m&parameterTypesString=java lang", "parameterTypesString: not a descriptor or a list of Java type names"),
+        ("interface=I&method=m&parameterTypesString=V&parameter=1", "parameterTypesString: void is not a parameter type"),
+        // typed arguments: the index (from 0) and the type are named, never the value
+        ("interface=I&method=m&parameterTypesString=Ljava%2Flang%2FString%3BI&parameter=a&parameter=x1", "parameter 1 (int): not an integer"),
+        ("interface=I&method=m&parameterTypesString=B&parameter=300", "parameter 0 (byte): out of range"),
+        ("interface=I&method=m&parameterTypesString=java.lang.Boolean&parameter=yes", "parameter 0 (java.lang.Boolean): expected true or false"),
+        ("interface=I&method=m&parameterTypesString=%5BB&parameter=%25%25", "parameter 0 (byte[]): not base64"),
+        ("interface=I&method=m&parameterTypesString=java.util.Date&parameter=soon", "parameter 0 (java.util.Date): expected integer milliseconds or an RFC 3339 date-time"),
+        ("interface=I&method=m&parameterTypesString=java.util.List&parameter=%5B1", "parameter 0 (java.util.List): invalid JSON: EOF while parsing a list at line 1 column 2"),
+        ("interface=I&method=m&parameterTypesString=int%5B%5D&parameter=%5B%22a%22%5D", "parameter 0 (int[]): int: not an integer"),
     ] {
         assert_eq!(err(body), (400, reason.to_owned()), "{body}");
     }

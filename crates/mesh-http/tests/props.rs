@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use mesh_dubbo::Value;
 use mesh_http::{encode_form, parse_form, parse_request, HttpError, HttpRequest, Invocation, Limits, Parse};
 use proptest::prelude::*;
 
@@ -183,17 +184,15 @@ proptest! {
     fn form_round_trip(
         interface in "\\PC{1,40}",
         method in "\\PC{1,20}",
-        types in proptest::collection::vec(
-            prop_oneof![Just("Ljava/lang/String;"), Just("I"), Just("[B"), Just("Ljava/util/Map;"), Just("[[J")], 0..5),
-        arg_values in proptest::collection::vec(any::<String>(), 5),
+        typed in proptest::collection::vec(typed_arg(), 0..5),
         version in proptest::option::of("\\PC{1,10}"),
         group in proptest::option::of(any::<String>().prop_filter("non-empty", |s| !s.is_empty())),
     ) {
         let inv = Invocation {
             interface: Cow::Owned(interface),
             method: Cow::Owned(method),
-            param_types: Cow::Owned(types.concat()),
-            args: arg_values.into_iter().take(types.len()).map(Cow::Owned).collect(),
+            param_types: Cow::Owned(typed.iter().map(|(d, _)| *d).collect::<String>()),
+            args: typed.into_iter().map(|(_, v)| v).collect(),
             version: version.map(Cow::Owned),
             group: group.map(Cow::Owned),
             tag: None,
@@ -214,9 +213,9 @@ proptest! {
     fn form_values_without_escapes_are_borrowed(arg in "[A-Za-z0-9]{0,1024}") {
         let body = format!("interface=com.example.I&method=hash&parameterTypesString=Ljava%2Flang%2FString%3B&parameter={arg}");
         let inv = parse_form(body.as_bytes(), &Limits::default()).unwrap();
-        prop_assert!(matches!(inv.args[0], Cow::Borrowed(_)));
+        prop_assert!(matches!(inv.args[0], Value::String(Cow::Borrowed(_))));
         prop_assert!(matches!(inv.param_types, Cow::Borrowed(_)));
-        prop_assert_eq!(&inv.args[0], &arg);
+        prop_assert_eq!(inv.args[0].as_str(), Some(&arg[..]));
     }
 
     #[test]
@@ -226,4 +225,42 @@ proptest! {
             prop_assert_eq!(inv.args.len(), mesh_dubbo::descriptor::count(&inv.param_types).unwrap());
         }
     }
+}
+
+/// One argument with its descriptor: a value of every kind the form's text can carry.
+fn typed_arg() -> impl Strategy<Value = (&'static str, Value<'static>)> {
+    use mesh_dubbo::{List, Map};
+    prop_oneof![
+        any::<String>().prop_map(|s| ("Ljava/lang/String;", Value::String(Cow::Owned(s)))),
+        any::<i32>().prop_map(|i| ("I", Value::Int(i))),
+        any::<i64>().prop_map(|i| ("Ljava/lang/Long;", Value::Long(i))),
+        any::<bool>().prop_map(|b| ("Z", Value::Bool(b))),
+        any::<f64>()
+            .prop_filter("NaN != NaN", |d| !d.is_nan())
+            .prop_map(|d| ("D", Value::Double(d))),
+        proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| ("[B", Value::Binary(Cow::Owned(b)))),
+        proptest::collection::btree_map(any::<String>(), any::<String>(), 0..4).prop_map(|m| (
+            "Ljava/util/Map;",
+            Value::Map(Map {
+                type_name: None,
+                entries: m
+                    .into_iter()
+                    .map(|(k, v)| (Value::String(Cow::Owned(k)), Value::String(Cow::Owned(v))))
+                    .collect(),
+            })
+        )),
+        proptest::collection::vec(proptest::collection::vec(any::<i64>(), 0..3), 0..3).prop_map(|rows| (
+            "[[J",
+            Value::List(List {
+                type_name: Some("[[long".into()),
+                items: rows
+                    .into_iter()
+                    .map(|r| Value::List(List {
+                        type_name: Some("[long".into()),
+                        items: r.into_iter().map(Value::Long).collect(),
+                    }))
+                    .collect(),
+            })
+        )),
+    ]
 }

@@ -56,7 +56,7 @@ fn challenge_request() {
     assert_eq!(r.consumed, CHALLENGE.len());
     assert_eq!(r.response_connection(), ConnectionHeader::Omit);
     let form = mesh_http::parse_form(&r.body, &Limits::default()).unwrap();
-    assert_eq!(form.args, ["abc"]);
+    assert_eq!(form.args, [mesh_dubbo::Value::str("abc")]);
 }
 
 #[test]

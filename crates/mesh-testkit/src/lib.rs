@@ -11,6 +11,8 @@
 //! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
 //! * [`etcd_cluster`]: a real etcd cluster (3 members, say) on loopback, plain or TLS with client
 //!   certificates, optionally with authentication; members killed and restarted by index.
+//! * [`node_peers`]: the third-party Node.js Dubbo peers (sofa-rpc-node provider with a service per Java type,
+//!   dubbo2.js and sofa-rpc-node consumers that check the wire with hessian.js) as child processes.
 //! * [`timer`]: a precise timer thread for async code (answers of the simulator, open-loop pacing).
 
 pub mod churn;
@@ -18,6 +20,7 @@ pub mod dubbo_writers;
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod loadgen;
+pub mod node_peers;
 pub mod process;
 pub mod sim;
 pub mod timer;

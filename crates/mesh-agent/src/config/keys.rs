@@ -259,6 +259,16 @@ pub(crate) const CONSUMER_LISTEN: Key = key(
 )
 .flag("listen", "ADDR", Parse::Addr, "MESH_LISTEN");
 
+pub(crate) const CONSUMER_DUBBO_LISTEN: Key = key(
+    "consumer",
+    "dubbo_listen",
+    ADDR,
+    Unset("not set (no Dubbo port)"),
+    "Dubbo port: Dubbo clients in any language call the agent here as if it were the provider",
+)
+.rule("not the same port as `listen` on an overlapping address")
+.flag("dubbo-listen", "ADDR", Parse::Addr, "MESH_DUBBO_LISTEN");
+
 pub(crate) const CONSUMER_APPLICATION: Key = key(
     "consumer",
     "application",
@@ -332,6 +342,7 @@ pub(crate) const CONSUMER_TOKEN: Key = key(
 /// `[consumer]`.
 pub(crate) static CONSUMER: &[Key] = &[
     CONSUMER_LISTEN,
+    CONSUMER_DUBBO_LISTEN,
     CONSUMER_APPLICATION,
     CONSUMER_HOST,
     CONSUMER_PROVIDERS,
@@ -403,6 +414,22 @@ pub(crate) static CONSUMER: &[Key] = &[
         "a request must arrive whole within this of its first byte, else 408",
     )
     .range(1, ONE_HOUR_MS),
+    key(
+        "consumer",
+        "dubbo_idle_timeout_ms",
+        INT,
+        Int(180_000),
+        "close Dubbo-port connections with nothing to read this long (Dubbo's default: 3 heartbeats of 60 s)",
+    )
+    .range(1, ONE_HOUR_MS),
+    key(
+        "consumer",
+        "dubbo_max_inflight_per_connection",
+        INT,
+        Int(4096),
+        "calls in flight per Dubbo-port connection before the agent stops reading it",
+    )
+    .range(1, 1_000_000),
     key(
         "consumer",
         "retries",

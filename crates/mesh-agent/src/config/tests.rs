@@ -55,6 +55,10 @@ fn defaults() {
     assert_eq!(consumer.max_body_bytes, 1 << 20);
     assert_eq!(consumer.max_form_fields, 64);
     assert_eq!(consumer.max_frame_bytes, 8 << 20);
+    // The Dubbo port is off unless asked for.
+    assert_eq!(consumer.dubbo_listen, None);
+    assert_eq!(consumer.dubbo_idle_timeout_ms, 180_000);
+    assert_eq!(consumer.dubbo_max_inflight_per_connection, 4096);
     let p = c.provider.unwrap();
     assert_eq!(p.listen, addr("127.0.0.1:30000"));
     assert_eq!(p.advertise, None);
@@ -184,6 +188,10 @@ fn every_validation_error_names_its_key() {
         (Role::Consumer, "[consumer]\nmax_body_bytes = 0\n", "consumer.max_body_bytes: must be between 1 and 268435456, got 0"),
         (Role::Consumer, "[consumer]\nmax_form_fields = 5000\n", "consumer.max_form_fields: must be between 1 and 4096, got 5000"),
         (Role::Consumer, "[consumer]\nmax_frame_bytes = 1\n", "consumer.max_frame_bytes: must be between 1024 and 1073741824, got 1"),
+        (Role::Consumer, "[consumer]\ndubbo_listen = \"127.0.0.1:20000\"\n", "consumer.dubbo_listen: 127.0.0.1:20000 is where consumer.listen (127.0.0.1:20000) takes HTTP"),
+        (Role::Consumer, "[consumer]\nlisten = \"0.0.0.0:20000\"\ndubbo_listen = \"127.0.0.1:20000\"\n", "consumer.dubbo_listen: 127.0.0.1:20000 is where consumer.listen (0.0.0.0:20000) takes HTTP"),
+        (Role::Consumer, "[consumer]\ndubbo_idle_timeout_ms = 0\n", "consumer.dubbo_idle_timeout_ms: must be between 1 and 3600000, got 0"),
+        (Role::Consumer, "[consumer]\ndubbo_max_inflight_per_connection = 0\n", "consumer.dubbo_max_inflight_per_connection: must be between 1 and 1000000, got 0"),
         (Role::Consumer, "[consumer]\nproviders = [\"0.0.0.0:30000\"]\n", "consumer.providers: 0.0.0.0:30000 is not an address one can connect to"),
         (Role::Consumer, "[consumer]\nproviders = [\"10.0.0.1:30000\", \"10.0.0.1:30000\"]\n", "consumer.providers: 10.0.0.1:30000 is listed twice"),
         (Role::Consumer, "[consumer]\n", "etcd: required when consumer.providers is empty"),
@@ -346,7 +354,7 @@ fn clap_args_become_overrides() {
     let parse = |line: &str| C::try_parse_from(line.split_whitespace()).map(|c| c.cmd);
     let consumer = "x consumer --cores 0-1 --shards 4 --listen 127.0.0.1:9 --provider 10.0.0.1:1,10.0.0.2:2 \
                     --provider 10.0.0.3:3 --etcd http://a:1 --etcd-root /q --upstream-connections 5 \
-                    --request-timeout-ms 6 --application web --host 10.0.0.7";
+                    --request-timeout-ms 6 --application web --host 10.0.0.7 --dubbo-listen 127.0.0.1:20880";
     let Ok(Sub::Consumer(a)) = parse(consumer) else {
         panic!("not a consumer")
     };
@@ -362,6 +370,7 @@ fn clap_args_become_overrides() {
     assert_eq!(int(&CONSUMER_REQUEST_TIMEOUT_MS), Some(6));
     assert_eq!(text(&CONSUMER_APPLICATION), Some("web"));
     assert_eq!(text(&CONSUMER_HOST), Some("10.0.0.7"));
+    assert_eq!(text(&CONSUMER_DUBBO_LISTEN), Some("127.0.0.1:20880"));
     assert_eq!(o.get(&PROVIDER_LISTEN), None);
 
     let provider = "x provider --advertise 10.0.0.1:30000 --dubbo 127.0.0.1:1 --serialization fastjson \

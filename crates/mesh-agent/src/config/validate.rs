@@ -130,6 +130,14 @@ fn connectable(key: &str, a: SocketAddr) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Two listen addresses that would share connections: the same port (not 0, which picks a free one) on
+/// the same IP, or on any IP when either is unspecified (SO_REUSEPORT lets both bind).
+fn overlaps(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() == b.port()
+        && a.port() != 0
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
 /// A name without blanks: an interface, a tag, an application, a parameter.
 fn is_name(s: &str) -> bool {
     !s.is_empty() && !s.chars().any(char::is_whitespace)
@@ -145,6 +153,14 @@ impl ConsumerConfig {
             }
         }
         check_table("consumer", keys_of("consumer"), self)?;
+        if let Some(d) = self.dubbo_listen {
+            if overlaps(d, self.listen) {
+                return Err(invalid(
+                    "consumer.dubbo_listen",
+                    format!("{d} is where consumer.listen ({}) takes HTTP", self.listen),
+                ));
+            }
+        }
         if let Some(a) = &self.application {
             if !is_name(a) {
                 return Err(invalid(

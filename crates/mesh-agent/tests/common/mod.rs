@@ -158,3 +158,76 @@ pub(crate) fn config_file(dir: &tempfile::TempDir, text: &str) -> String {
     std::fs::write(&p, text).unwrap();
     p.to_string_lossy().into_owned()
 }
+
+/// An HTTP answer: status, `Content-Type` (lower case, empty when absent) and body.
+#[derive(Debug)]
+pub(crate) struct HttpAnswer {
+    pub status: u16,
+    pub content_type: String,
+    pub body: String,
+}
+
+/// One HTTP/1.1 `POST path` to the consumer at `port` with `headers`, `content_type` and `body`
+/// (`Connection: close`, a 10 s read timeout); returns the answer.
+pub(crate) fn http_post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &[u8],
+) -> HttpAnswer {
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8(resp).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case("content-type")
+                .then(|| v.trim().to_ascii_lowercase())
+        })
+        .unwrap_or_default();
+    HttpAnswer {
+        status,
+        content_type,
+        body: body.to_owned(),
+    }
+}
+
+/// `application/x-www-form-urlencoded` text of `fields` (every byte but unreserved ones percent-encoded).
+pub(crate) fn form_body(fields: &[(&str, &str)]) -> String {
+    fn enc(s: &str, out: &mut String) {
+        for b in s.bytes() {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                out.push(char::from(b));
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    let mut out = String::new();
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        enc(k, &mut out);
+        out.push('=');
+        enc(v, &mut out);
+    }
+    out
+}

@@ -17,6 +17,7 @@ const util = require('util');
 const { RpcServer, RpcService } = require('sofa-rpc-node').server;
 const dubboProtocol = require('dubbo-remoting');
 const java = require('js-to-java');
+const types = require('./types');
 
 const INTERFACE = 'com.alibaba.dubbo.performance.demo.provider.IHelloService';
 // Service versions this provider answers to. dubbo-remoting routes a request to
@@ -95,6 +96,119 @@ const delegate = {
 };
 
 // ---------------------------------------------------------------------------------------
+// TypesService (org.apache.dubbo.mesh.TypesService, see types.js and README.md): one method
+// per Java type. Each method first checks, on the request's own bytes read with hessian.js
+// (`this.req.typedRequest`, filled in by the decoder wrapper below), that the parameter
+// descriptor is the declared one and that the argument arrived as the declared Java type; a
+// mismatch is an error answer (status 80) naming both. Then it echoes the argument with the
+// same wire types (POJO fields with their declared types, as a Java object would have them).
+
+// Marks a null result: answered as Java does, flag 2 (RESPONSE_NULL_VALUE), see nullResponse().
+const NULL_RESULT = { $class: 'java.lang.Object', $: null };
+
+function typedMethod(name) {
+  const decl = types.METHODS[name];
+  const desc = types.DESCRIPTORS[decl.param];
+  return async function typedCall() {
+    const seen = this && this.req && this.req.typedRequest;
+    if (!seen) throw new Error(`${name}: no wire view of this request`);
+    if (seen.error) throw new Error(`${name}: hessian.js cannot read the request: ${seen.error}`);
+    if (seen.desc !== desc) {
+      throw new Error(`${name}: parameter types ${JSON.stringify(seen.desc)}, declared ${JSON.stringify(desc)} (${decl.param})`);
+    }
+    const arg = seen.args[0];
+    const why = types.checkType(decl.param, arg);
+    if (why) throw new Error(`${name}(${decl.param}): the argument does not decode as ${decl.param}: ${why}`);
+    switch (name) {
+      case 'throwException':
+        // What Java's hessian writes for a Throwable: its fields (no stack frames here).
+        return {
+          $class: types.EXCEPTION_CLASS,
+          $: {
+            detailMessage: arg.t === 'string' ? arg.v : null,
+            cause: null,
+            stackTrace: { $class: '[java.lang.StackTraceElement', $: [] },
+            suppressedExceptions: [],
+          },
+        };
+      case 'returnNull':
+        return NULL_RESULT;
+      default:
+        break;
+    }
+    if (arg.t === 'null') return NULL_RESULT;
+    const value = types.toJava(arg, decl.param);
+    // dubbo-remoting writes a falsy result ('') without the result flag: keep it an object.
+    return typeof value === 'string' ? java.String(value) : value;
+  };
+}
+
+const typesDelegate = {};
+for (const name of Object.keys(types.METHODS)) typesDelegate[name] = typedMethod(name);
+
+// $invoke(String, String[], Object[]) with generic=true, as Java's GenericFilter serves it (types.js).
+typesDelegate[types.GENERIC_METHOD] = async function genericInvoke() {
+  const seen = this && this.req && this.req.typedRequest;
+  if (!seen) throw new Error('$invoke: no wire view of this request');
+  if (seen.error) throw new Error(`$invoke: hessian.js cannot read the request: ${seen.error}`);
+  if (seen.desc !== types.GENERIC_DESCRIPTOR) {
+    throw new Error(`$invoke: parameter types ${JSON.stringify(seen.desc)}, declared ${JSON.stringify(types.GENERIC_DESCRIPTOR)}`);
+  }
+  const props = (this.req.data && this.req.data.requestProps) || {};
+  if (props.generic !== undefined && props.generic !== '' && props.generic !== 'true') {
+    throw new Error(`$invoke: generic=${props.generic} is not served by this peer (only true)`);
+  }
+  const [ m, ts, vs ] = seen.args;
+  if (m.t !== 'string') throw new Error('$invoke: the method name is not a string');
+  const decl = types.METHODS[m.v];
+  if (!decl) throw new Error(`$invoke: No such method ${m.v} in class interface ${types.TYPES_INTERFACE}`);
+  const names = ts.t === 'null' ? null : ts.t === 'list' ? ts.v.items : null;
+  if (ts.t !== 'null' && ts.t !== 'list') throw new Error('$invoke: parameter types are not a String[]');
+  if (names && (names.length !== 1 || names[0].t !== 'string' || !types.TYPE_NAMES[decl.param].includes(names[0].v))) {
+    throw new Error(`$invoke: No such method ${m.v}(${names.map(n => n.v).join(',')}) in class interface ${types.TYPES_INTERFACE}`);
+  }
+  const values = vs.t === 'list' ? vs.v.items : [];
+  if (values.length !== 1) throw new Error(`$invoke: ${values.length} arguments for ${m.v}, which takes 1`);
+  let arg;
+  try {
+    arg = types.realize(decl.param, values[0]);
+  } catch (err) {
+    if (err instanceof types.ArgumentMismatch) return types.genericException('java.lang.IllegalArgumentException', err.message);
+    throw err;
+  }
+  switch (m.v) {
+    case 'throwException':
+      return types.genericException(types.EXCEPTION_CLASS, arg.t === 'string' ? arg.v : null);
+    case 'returnNull':
+      return NULL_RESULT;
+    default:
+      break;
+  }
+  if (arg.t === 'null') return NULL_RESULT;
+  const value = types.generalize(decl.param, arg);
+  return typeof value === 'string' ? java.String(value) : value;
+};
+
+// The whole frame of a null result, as Java writes it: status 20, body = flag 2 (0x92).
+function nullResponse(id) {
+  const h = Buffer.alloc(HEADER_LEN + 1);
+  h[0] = 0xda; h[1] = 0xbb; h[2] = 0x02; h[3] = 20;
+  h.writeBigInt64BE(BigInt(id), 4);
+  h.writeInt32BE(1, 12);
+  h[HEADER_LEN] = 0x92;
+  return h;
+}
+
+// Reads a complete request frame with hessian.js for the TypesService checks.
+function typedView(frame) {
+  try {
+    return types.readRequestBody(frame.subarray(HEADER_LEN));
+  } catch (err) {
+    return { error: err.message };
+  }
+}
+
+// ---------------------------------------------------------------------------------------
 // Null service version support.
 // dubbo-remoting reads the request's service-version field with readString(), which throws
 // on a hessian null ('N'), and the connection is then dropped without a reply. Java consumers
@@ -157,8 +271,20 @@ function fixNullVersion(frame) {
 // Wraps a dubbo-remoting protocol so that its decoder only ever sees fixed, whole frames.
 function withNullVersionFix(protocol) {
   return Object.assign({}, protocol, {
+    encoder(options) {
+      const encoder = protocol.encoder(options);
+      const responseEncode = encoder._responseEncode.bind(encoder);
+      encoder._responseEncode = packet => (packet.res && packet.res.appResponse === NULL_RESULT && !packet.res.isError
+        ? nullResponse(packet.packetId)
+        : responseEncode(packet));
+      return encoder;
+    },
     decoder(options) {
       const decoder = protocol.decoder(options);
+      // The decoder emits one 'request' per request frame, synchronously and in order, so the
+      // wire views queued below line up with the decoded requests.
+      const views = [];
+      decoder.prependListener('request', req => { req.typedRequest = views.shift(); });
       const decoderWrite = decoder._write.bind(decoder);
       // dubbo-remoting closes the connection on any decode error, without a reply (and its
       // own log only says "premature close"); say why.
@@ -183,7 +309,9 @@ function withNullVersionFix(protocol) {
           const frameLen = HEADER_LEN + bodyLen;
           if (buf.length - complete < frameLen) break;
           if (buf === chunk) buf = Buffer.from(chunk); // never modify the caller's buffer
-          fixNullVersion(buf.subarray(complete, complete + frameLen));
+          const frame = buf.subarray(complete, complete + frameLen);
+          fixNullVersion(frame);
+          if ((frame[2] & 0x80) !== 0 && (frame[2] & 0x20) === 0) views.push(typedView(frame));
           complete += frameLen;
         }
         pending = complete < buf.length ? buf.subarray(complete) : null;
@@ -208,6 +336,11 @@ class InteropService extends RpcService {
 
 // RpcServer listens on all interfaces; this test peer must bind loopback only.
 class LoopbackRpcServer extends RpcServer {
+  // The context is `this` in service methods: TypesService reads the request's wire view.
+  createContext(req) {
+    return { req };
+  }
+
   _startServer(port) {
     const server = net.createServer(socket => this._handleSocket(socket));
     server.once('error', err => this.emit('error', err));
@@ -233,6 +366,7 @@ const rpc = new LoopbackRpcServer({
 
 for (const version of VERSIONS) {
   rpc.addService({ interfaceName: INTERFACE, version }, delegate);
+  rpc.addService({ interfaceName: types.TYPES_INTERFACE, version }, typesDelegate);
 }
 
 rpc.on('error', err => {
@@ -280,7 +414,7 @@ if (maxLifetime > 0) {
 rpc.start().then(() => {
   const { port } = rpc.netServer.address();
   process.stdout.write(`LISTENING ${port}\n`);
-  logger.info('serving %s versions %j on %s:%d', INTERFACE, VERSIONS, HOST, port);
+  logger.info('serving %s and %s versions %j on %s:%d', INTERFACE, types.TYPES_INTERFACE, VERSIONS, HOST, port);
 }, err => {
   log('fatal', [ `cannot listen on ${HOST}:${requestedPort}: ${err && err.message}` ]);
   process.exit(1);

@@ -1,10 +1,12 @@
-//! One call, from a decoded form to its HTTP answer: ONE loop over attempts with ONE retry budget.
+//! One call, from a request (an HTTP form or a Dubbo client's frame, see [`CallRequest`]) to its
+//! [`CallOutcome`]: ONE loop over attempts with ONE retry budget.
 //!
 //! pick (waiting in the queue while every provider is full) -> send -> wait -> classify the attempt
 //! ([`mesh_balance::outcome`]) -> apply its health effect -> answer, try elsewhere or requeue.
 //!
 //! The first send happens in [`start`] and the wait in [`finish`], so that pipelined requests of one
-//! connection are all in flight before the first answer is awaited.
+//! connection are all in flight before the first answer is awaited. A one-way call ([`send_oneway`]) is
+//! routed and sent the same way and gets no answer.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -12,21 +14,21 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use mesh_balance::outcome::{classify, Attempt, HealthEffect, Next, RetryBudget};
-use mesh_dubbo::{Codec, Frame, Header, RequestHead, Serialization, Value};
-use mesh_http::answer::{render, HttpAnswer};
-use mesh_http::Invocation;
+use mesh_dubbo::CodecError;
 
+use super::outcome::{render_frame, CallOutcome, Failure, FailureKind};
 use super::policy::CallPolicy;
+use super::request::CallRequest;
 use super::routes::{Chosen, Pick};
 use super::Ctx;
 use crate::error::CallError;
-use crate::upstream::PendingCall;
+use crate::upstream::{PendingCall, UpstreamConn};
 
 /// A call on its way: what it asks, what it may still try, and where it already failed.
-pub(super) struct Call<'a> {
-    /// Borrows from the connection's read buffer, which is not advanced until the call is answered.
-    inv: Invocation<'a>,
-    /// The service key it asks for, `group/interface:version` (the form's `group`, `interface`, `version`).
+pub(super) struct Call<'a, R> {
+    /// May borrow from the connection's read buffer, which is then not advanced until the call is answered.
+    req: R,
+    /// The service key it asks for, `group/interface:version`.
     service: Cow<'a, str>,
     budget: RetryBudget,
     /// Providers excluded from the next pick: the call did not run there or failed there.
@@ -41,46 +43,70 @@ pub(super) struct InFlight {
     chosen: Chosen,
 }
 
-/// A call after [`start`]: answered already, or waiting for a provider's answer.
+/// A call after [`start`]: ended already, or waiting for a provider's answer.
 #[allow(clippy::large_enum_variant)] // a few per connection at a time; boxing would cost an allocation per call
-pub(super) enum Started<'a> {
-    Answered(HttpAnswer),
-    InFlight(Call<'a>, InFlight),
+pub(super) enum Started<'a, R> {
+    Done(CallOutcome),
+    InFlight(Call<'a, R>, InFlight),
 }
 
-/// Admits `inv` under its rate limit and sends its first attempt.
-pub(super) async fn start<'a>(ctx: &Ctx, inv: Invocation<'a>) -> Started<'a> {
-    let policy = ctx.settings.policies.get(&inv.interface, &inv.method);
+/// Admits `req` (a call to the service key `service`) under its rate limit and sends its first attempt.
+pub(super) async fn start<'a, R: CallRequest>(ctx: &Ctx, req: R, service: Cow<'a, str>) -> Started<'a, R> {
+    let mut call = match admit(ctx, req, service) {
+        Ok(call) => call,
+        Err(failure) => return Started::Done(CallOutcome::Failed(failure)),
+    };
+    match call.send(ctx).await {
+        Ok(in_flight) => Started::InFlight(call, in_flight),
+        Err(failure) => Started::Done(CallOutcome::Failed(failure)),
+    }
+}
+
+/// Admits a one-way `req` under its rate limit and sends it to a provider, retrying elsewhere (within its
+/// budget) while a provider cannot be reached; nothing waits for an answer.
+pub(super) async fn send_oneway<R: CallRequest>(
+    ctx: &Ctx,
+    req: R,
+    service: Cow<'_, str>,
+) -> Result<(), Failure> {
+    let mut call = admit(ctx, req, service)?;
+    let (((), chosen), started) = call
+        .dispatch(ctx, |conn, encode| conn.send_noreply(encode))
+        .await?;
+    // Nothing will be learnt about this attempt: only its place in the provider's in-flight count ends.
+    ctx.upstreams.done(&call.service, &chosen, started, false);
+    Ok(())
+}
+
+/// The call, if the rate limit of its service or method admits it.
+fn admit<'a, R: CallRequest>(ctx: &Ctx, req: R, service: Cow<'a, str>) -> Result<Call<'a, R>, Failure> {
+    let policy = ctx.settings.policies.get(req.interface(), req.method());
     let admitted =
         ctx.limiter
             .borrow_mut()
-            .admit(&inv.interface, &inv.method, policy.rate_limit, Instant::now());
+            .admit(req.interface(), req.method(), policy.rate_limit, Instant::now());
     if !admitted {
         let why = format!(
             "rate limit of {} calls/s for {}.{} exceeded",
             policy.rate_limit.unwrap_or_default() * ctx.settings.shards as f64,
-            inv.interface,
-            inv.method
+            req.interface(),
+            req.method()
         );
-        return Started::Answered(HttpAnswer::new(429, why));
+        return Err(Failure::new(FailureKind::RateLimited, why));
     }
-    let mut call = Call {
+    Ok(Call {
         budget: RetryBudget::new(policy.retries),
-        service: service_key(&inv),
-        inv,
+        service,
+        req,
         tried: Vec::new(),
         last: None,
-    };
-    match call.send(ctx).await {
-        Ok(in_flight) => Started::InFlight(call, in_flight),
-        Err(answer) => Started::Answered(answer),
-    }
+    })
 }
 
-/// The HTTP answer of a started call: waits for the attempt in flight, and for the ones after it.
-pub(super) async fn finish(ctx: &Ctx, started: Started<'_>) -> HttpAnswer {
+/// How a started call ends: waits for the attempt in flight, and for the ones after it.
+pub(super) async fn finish<R: CallRequest>(ctx: &Ctx, started: Started<'_, R>) -> CallOutcome {
     let (mut call, mut in_flight) = match started {
-        Started::Answered(answer) => return answer,
+        Started::Done(outcome) => return outcome,
         Started::InFlight(call, in_flight) => (call, in_flight),
     };
     loop {
@@ -95,26 +121,30 @@ pub(super) async fn finish(ctx: &Ctx, started: Started<'_>) -> HttpAnswer {
         };
         let next = call.settle(ctx, &in_flight.chosen, sent, attempt);
         if next != Next::Requeue {
-            let rendered = match answer {
-                Ok(frame) => render_frame(ctx, &frame),
-                Err(e) => HttpAnswer::new(e.http_status(), e.to_string()),
-            };
             if next == Next::Answer {
-                return rendered;
+                return match answer {
+                    Ok(frame) => CallOutcome::Answered(frame),
+                    Err(e) => CallOutcome::Failed(e.into()),
+                };
             }
             // Reported if no other provider is left.
-            call.last = Some(rendered.body.into_owned());
+            call.last = Some(match answer {
+                Ok(frame) => render_frame(&ctx.settings.upstream.codec, &frame)
+                    .body
+                    .into_owned(),
+                Err(e) => e.to_string(),
+            });
         }
         in_flight = match call.send(ctx).await {
             Ok(f) => f,
-            Err(answer) => return answer,
+            Err(failure) => return CallOutcome::Failed(failure),
         };
     }
 }
 
-impl<'a> Call<'a> {
+impl<R: CallRequest> Call<'_, R> {
     fn policy<'c>(&self, ctx: &'c Ctx) -> &'c CallPolicy {
-        ctx.settings.policies.get(&self.inv.interface, &self.inv.method)
+        ctx.settings.policies.get(self.req.interface(), self.req.method())
     }
 
     /// The verdict on an attempt sent to `chosen` at `started`: the provider's health and the balancer
@@ -149,40 +179,49 @@ impl<'a> Call<'a> {
         next
     }
 
-    /// Picks a provider (not one already tried) and sends the call; attempts that never reached a
-    /// provider (connect failure, backing off) go elsewhere within the budget. `Err`: the caller's answer.
-    async fn send(&mut self, ctx: &Ctx) -> Result<InFlight, HttpAnswer> {
+    /// Sends the call for an answer (see [`Call::dispatch`]).
+    async fn send(&mut self, ctx: &Ctx) -> Result<InFlight, Failure> {
+        let ((pending, chosen), _) = self.dispatch(ctx, |conn, encode| conn.send(encode)).await?;
+        Ok(InFlight { pending, chosen })
+    }
+
+    /// Picks a provider (not one already tried) and queues the call on one of its connections with
+    /// `queue` (for an answer or not); attempts that never reached a provider (connect failure, backing
+    /// off) go elsewhere within the budget. `Ok`: what `queue` returned, the provider, when it was sent.
+    async fn dispatch<T>(
+        &mut self,
+        ctx: &Ctx,
+        queue: impl Fn(
+            &UpstreamConn,
+            &mut dyn FnMut(&mut BytesMut, u64) -> Result<(), CodecError>,
+        ) -> Result<T, CallError>,
+    ) -> Result<((T, Chosen), Instant), Failure> {
         ctx.upstreams.refresh();
         let mut wait = QueueWait::default();
         let sent = loop {
             let chosen = match self.pick(ctx, &mut wait).await {
                 Ok(c) => c,
-                Err(answer) => break Err(answer),
+                Err(failure) => break Err(failure),
             };
             // Counted against the provider's cap (by the route table since the pick) while the first
             // connection is being dialled.
             let started = Instant::now();
             let res = match chosen.pool.get().await {
-                Ok(conn) => conn.send(|buf, id| {
+                Ok(conn) => {
                     let settings = &ctx.settings;
                     // The provider URL's token (Dubbo's token check), else the agents' shared one.
                     let token = chosen.token.as_deref().or(settings.token.as_deref());
-                    encode_call(
-                        &settings.upstream.codec,
-                        token,
-                        buf,
-                        id,
-                        &self.inv,
-                        self.policy(ctx),
-                    )
-                }),
+                    let timeout = self.policy(ctx).timeout;
+                    let (req, codec) = (&self.req, &settings.upstream.codec);
+                    queue(&conn, &mut |buf, id| req.encode(codec, buf, id, token, timeout))
+                }
                 Err(e) => Err(e),
             };
             match res {
-                Ok(pending) => break Ok(InFlight { pending, chosen }),
+                Ok(queued) => break Ok(((queued, chosen), started)),
                 Err(e) => {
                     if self.settle(ctx, &chosen, started, unsent_attempt_of(&e)) == Next::Answer {
-                        break Err(HttpAnswer::new(e.http_status(), e.to_string()));
+                        break Err(Failure::from(e));
                     }
                     self.last = Some(e.to_string());
                 }
@@ -198,16 +237,16 @@ impl<'a> Call<'a> {
     }
 
     /// A provider for the next attempt, after waiting for room if every one is at its cap.
-    async fn pick(&self, ctx: &Ctx, wait: &mut QueueWait) -> Result<Chosen, HttpAnswer> {
-        let inv = &self.inv;
+    async fn pick(&self, ctx: &Ctx, wait: &mut QueueWait) -> Result<Chosen, Failure> {
         loop {
             // Calls already waiting go first: a new call joins the queue behind them.
             let picked = if ctx.upstreams.queue.is_empty() || wait.requeued {
-                ctx.upstreams.pick(inv, &self.service, &self.tried)
+                self.req
+                    .route(&self.service, &self.tried, |call| ctx.upstreams.pick(call))
             } else {
                 Pick::AllBusy
             };
-            let unavailable = |why: String| Err(HttpAnswer::new(503, why));
+            let overloaded = |why: String| Err(Failure::new(FailureKind::Overloaded, why));
             match picked {
                 Pick::Chosen(c) => {
                     if wait.requeued {
@@ -223,7 +262,7 @@ impl<'a> Call<'a> {
                     let q = &ctx.upstreams.queue;
                     // A call put back after losing a race keeps its place even when the queue is full.
                     if !wait.requeued && q.len() >= ctx.settings.queue_limit {
-                        return unavailable(format!(
+                        return overloaded(format!(
                             "all providers of {} are full and the queue is full",
                             self.service
                         ));
@@ -241,7 +280,7 @@ impl<'a> Call<'a> {
                     })
                     .await;
                     if waited.is_err() {
-                        return unavailable(format!(
+                        return overloaded(format!(
                             "all providers of {} stayed full for {} ms",
                             self.service,
                             ctx.settings.queue_timeout.as_millis()
@@ -272,30 +311,29 @@ enum Refusal {
     Unreachable,
 }
 
-/// The answer to a call no provider is left for: 404 when the service has no provider at all and the
-/// call was never sent, else 503 with the last attempt's failure when there was one.
-fn refusal(why: Refusal, call: &Call<'_>) -> HttpAnswer {
+/// The failure of a call no provider is left for: `NoProvider` when the service has no provider at all
+/// and the call was never sent, else `Unavailable` with the last attempt's failure when there was one.
+fn refusal<R: CallRequest>(why: Refusal, call: &Call<'_, R>) -> Failure {
     let service = &call.service;
+    let unavailable = |why: String| Failure::new(FailureKind::Unavailable, why);
     match (why, &call.last) {
-        (Refusal::NoSnapshot, _) => {
-            HttpAnswer::new(503, "provider list not loaded yet (registry unreachable)")
-        }
-        (Refusal::NoService, _) if call.tried.is_empty() => {
-            HttpAnswer::new(404, format!("no provider registered for service {service}"))
-        }
-        (Refusal::NoRoute, _) => HttpAnswer::new(
-            503,
-            format!(
-                "the routing rules of service {service} leave no provider for method {}",
-                call.inv.method
-            ),
+        (Refusal::NoSnapshot, _) => Failure::new(
+            FailureKind::Unavailable,
+            "provider list not loaded yet (registry unreachable)",
         ),
-        (Refusal::NoService | Refusal::Unreachable, Some(last)) => HttpAnswer::new(
-            503,
-            format!("no other provider for service {service} after: {last}"),
+        (Refusal::NoService, _) if call.tried.is_empty() => Failure::new(
+            FailureKind::NoProvider,
+            format!("no provider registered for service {service}"),
         ),
+        (Refusal::NoRoute, _) => unavailable(format!(
+            "the routing rules of service {service} leave no provider for method {}",
+            call.req.method()
+        )),
+        (Refusal::NoService | Refusal::Unreachable, Some(last)) => {
+            unavailable(format!("no other provider for service {service} after: {last}"))
+        }
         (Refusal::NoService | Refusal::Unreachable, None) => {
-            HttpAnswer::new(503, format!("no reachable provider for service {service}"))
+            unavailable(format!("no reachable provider for service {service}"))
         }
     }
 }
@@ -320,27 +358,6 @@ fn unsent_attempt_of(e: &CallError) -> Attempt {
     }
 }
 
-/// Dubbo's service key of the call, `group/interface:version` (each part only when set), borrowed when
-/// it is just the interface.
-fn service_key<'a>(inv: &Invocation<'a>) -> Cow<'a, str> {
-    match (&inv.group, &inv.version) {
-        (None, None) => inv.interface.clone(),
-        (group, version) => {
-            let mut key = String::new();
-            if let Some(g) = group {
-                key.push_str(g);
-                key.push('/');
-            }
-            key.push_str(&inv.interface);
-            if let Some(v) = version {
-                key.push(':');
-                key.push_str(v);
-            }
-            Cow::Owned(key)
-        }
-    }
-}
-
 /// What a call error says about the attempt (while waiting for the answer: the call was sent).
 fn attempt_of(e: &CallError) -> Attempt {
     match e {
@@ -353,80 +370,11 @@ fn attempt_of(e: &CallError) -> Attempt {
     }
 }
 
-fn render_frame(ctx: &Ctx, frame: &Frame) -> HttpAnswer {
-    render(
-        ctx.settings
-            .upstream
-            .codec
-            .decode_body(&frame.header, &frame.body),
-    )
-}
-
-/// Writes the Dubbo request frame of `inv` with request id `id`: the agent's attachments (`path`,
-/// `interface`, `timeout`, `group`, `token`) then the caller's own.
-fn encode_call(
-    codec: &Codec,
-    token: Option<&str>,
-    buf: &mut BytesMut,
-    id: u64,
-    inv: &Invocation<'_>,
-    policy: &CallPolicy,
-) -> Result<(), mesh_dubbo::CodecError> {
-    let head = RequestHead {
-        dubbo_version: mesh_dubbo::message::DUBBO_VERSION,
-        service: &inv.interface,
-        version: Some(inv.version.as_deref().unwrap_or("0.0.0")),
-        method: &inv.method,
-        param_types: &inv.param_types,
-    };
-    // Arguments are strings; a small stack array covers the usual one-argument call without allocating.
-    let path = Value::str(&inv.interface);
-    let mut small: [Value<'_>; 4] = [Value::Null, Value::Null, Value::Null, Value::Null];
-    let heap: Vec<Value<'_>>;
-    let args: &[Value<'_>] = if inv.args.len() <= small.len() {
-        for (slot, a) in small.iter_mut().zip(&inv.args) {
-            *slot = Value::str(a);
-        }
-        &small[..inv.args.len()]
-    } else {
-        heap = inv.args.iter().map(|a| Value::str(a)).collect();
-        &heap
-    };
-    // Dubbo sends attachments as strings; the provider agent reads the timeout from it.
-    let mut ms = itoa::Buffer::new();
-    let timeout = Value::str(ms.format(policy.timeout.as_millis() as u64));
-    let token = token.map(Value::str);
-    let group = inv.group.as_deref().map(Value::str);
-    let atts = [
-        Some(("path", &path)),
-        Some(("interface", &path)),
-        Some(("timeout", &timeout)),
-        group.as_ref().map(|g| ("group", g)),
-        token.as_ref().map(|t| ("token", t)),
-    ];
-    // The caller's own attachments (names checked by the form: none of the above).
-    let callers: Vec<(&str, Value<'_>)> = inv
-        .attachments
-        .iter()
-        .map(|(n, v)| (n.as_ref(), Value::str(v)))
-        .collect();
-    let header = Header::request(id, Serialization::Hessian2, true);
-    codec.encode_request(
-        buf,
-        header,
-        &head,
-        args,
-        atts.iter()
-            .flatten()
-            .copied()
-            .chain(callers.iter().map(|(n, v)| (*n, v))),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mesh_dubbo::{decode_frame, Body, Decoded};
+    use crate::consumer::form_call::service_key;
+    use mesh_http::Invocation;
 
     #[test]
     fn a_connection_closed_before_the_call_was_queued_is_a_failed_connect() {
@@ -446,42 +394,6 @@ mod tests {
         assert_eq!(unsent_attempt_of(&encode), Attempt::EncodeFailed);
     }
 
-    #[test]
-    fn the_callers_attachments_go_to_the_provider_after_the_agents() {
-        let body = b"interface=a.B&method=hash&parameterTypesString=Ljava%2Flang%2FString%3B&parameter=x\
-            &group=g&attachment.user=ann&attachment.trace=t+1";
-        let inv = mesh_http::parse_form(body, &mesh_http::Limits::default()).unwrap();
-        let policy = CallPolicy::default();
-        let codec = Codec::default();
-        let mut buf = BytesMut::new();
-        encode_call(&codec, Some("secret"), &mut buf, 7, &inv, &policy).unwrap();
-        let Decoded::Frame(frame) = decode_frame(&mut buf, codec.max_body).unwrap() else {
-            panic!("a whole frame was written");
-        };
-        assert_eq!(frame.header.id, 7);
-        let Body::Request(req) = codec.decode_body(&frame.header, &frame.body).unwrap() else {
-            panic!("a request was written");
-        };
-        let atts: Vec<(&str, Option<&str>)> = req
-            .attachments
-            .iter()
-            .map(|(k, v)| (k.as_ref(), v.as_str()))
-            .collect();
-        assert_eq!(
-            atts,
-            [
-                ("path", Some("a.B")),
-                ("interface", Some("a.B")),
-                ("timeout", Some("5000")),
-                ("group", Some("g")),
-                ("token", Some("secret")),
-                ("user", Some("ann")),
-                ("trace", Some("t 1")),
-            ]
-        );
-        assert_eq!(req.args, [Value::str("x")]);
-    }
-
     fn invocation(group: Option<&'static str>, version: Option<&'static str>) -> Invocation<'static> {
         Invocation {
             interface: "com.example.Svc".into(),
@@ -496,11 +408,11 @@ mod tests {
         }
     }
 
-    fn call(retries: usize) -> Call<'static> {
+    fn call(retries: usize) -> Call<'static, Invocation<'static>> {
         let inv = invocation(Some("g"), Some("1.0"));
         Call {
             service: service_key(&inv),
-            inv,
+            req: inv,
             budget: RetryBudget::new(retries),
             tried: Vec::new(),
             last: None,
@@ -537,24 +449,10 @@ mod tests {
     }
 
     #[test]
-    fn the_service_key_is_dubbos() {
-        assert!(matches!(
-            service_key(&invocation(None, None)),
-            Cow::Borrowed("com.example.Svc")
-        ));
-        assert_eq!(service_key(&invocation(Some("g"), None)), "g/com.example.Svc");
-        assert_eq!(service_key(&invocation(None, Some("2"))), "com.example.Svc:2");
-        assert_eq!(
-            service_key(&invocation(Some("*"), Some("*"))),
-            "*/com.example.Svc:*"
-        );
-    }
-
-    #[test]
     fn refusals_say_why_and_report_the_last_failure() {
         let mut fresh = call(2);
-        let answer = |why, call: &Call<'_>| {
-            let a = refusal(why, call);
+        let answer = |why, call: &Call<'_, Invocation<'_>>| {
+            let a = refusal(why, call).to_http();
             (a.status, a.body.into_owned())
         };
         assert_eq!(answer(Refusal::NoSnapshot, &fresh).0, 503);

@@ -1,8 +1,18 @@
-//! The consumer agent's shard: HTTP/1.1 in (keep-alive, pipelining answered in order), Dubbo out to a
-//! provider agent chosen from the shard's current registry snapshot.
+//! The consumer agent's shard: HTTP/1.1 in (keep-alive, pipelining answered in order) and, when
+//! configured, Dubbo in on a port of its own; Dubbo out to a provider agent chosen from the shard's
+//! current registry snapshot.
 //!
 //! - `server`: one HTTP connection (parsing, pipelining, answers in order, timeouts);
-//! - `call`: one call's loop over attempts (pick, send, wait, classify, retry within one budget);
+//! - `dubbo_server`: one connection to the Dubbo port (a Dubbo client calling the agent as if it were
+//!   the provider: heartbeats, concurrent pipelined calls, back-pressure, READONLY on stop);
+//!   `dubbo_call`: a client's request frame as a call (service key, routing view, the frame passed
+//!   through with the request id rewritten) and its outcome as a Dubbo answer;
+//! - `request`: what the call loop needs from a request (`CallRequest`); `form_call`: the HTTP form's
+//!   `Invocation` as one (service key, routing view, hessian2 frame);
+//! - `call`: one call's loop over attempts (pick, send, wait, classify, retry within one budget), ending
+//!   in a [`CallOutcome`];
+//! - `outcome`: how a call ended (the provider's answer frame, or the agent's [`Failure`]) and how that
+//!   maps to HTTP and to Dubbo statuses;
 //! - `upstreams`: the registry snapshot, the connection pools, the wait queue;
 //! - `routes`: the route tables and balancers glued to the pools;
 //! - `policy`: call policies and the rate limiters.
@@ -11,7 +21,12 @@
 //! [`mesh_balance::outcome`]; how a Dubbo answer becomes an HTTP answer by [`mesh_http::answer`].
 
 mod call;
+mod dubbo_call;
+mod dubbo_server;
+mod form_call;
+mod outcome;
 mod policy;
+mod request;
 mod routes;
 mod server;
 mod upstreams;
@@ -24,6 +39,7 @@ use std::time::Duration;
 use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 
+pub use outcome::{CallOutcome, Failure, FailureKind};
 pub use policy::{CallPolicy, Policies};
 pub use routes::{balancer_named, Balancer};
 pub use upstreams::{Upstreams, UpstreamsOptions};
@@ -57,6 +73,20 @@ pub struct ConsumerSettings {
     /// A request must arrive whole (head and body) within this long of its first byte, else 408 and the
     /// connection is closed: a client trickling a request (slowloris) cannot hold a connection.
     pub request_read_timeout: Duration,
+    /// The Dubbo port, if any: Dubbo clients call the agent as if it were the provider.
+    pub dubbo: Option<DubboPortSettings>,
+}
+
+/// The consumer's Dubbo port.
+#[derive(Debug, Clone)]
+pub struct DubboPortSettings {
+    /// Every shard listens on it (SO_REUSEPORT); its connections count against `max_connections` on
+    /// their own.
+    pub listen: SocketAddr,
+    /// Calls of one client connection in flight before the agent stops reading it.
+    pub max_inflight_per_connection: usize,
+    /// A client connection with nothing to read this long is closed (once its calls are answered).
+    pub idle_timeout: Duration,
 }
 
 /// What every connection of the shard shares.
@@ -66,7 +96,7 @@ struct Ctx {
     limiter: RefCell<RateLimiter>,
 }
 
-/// Runs one consumer shard until `control` says stop. `ready` is called once the listener is bound.
+/// Runs one consumer shard until `control` says stop. `ready` is called once the listeners are bound.
 pub async fn run(
     settings: ConsumerSettings,
     upstreams: Upstreams,
@@ -74,28 +104,45 @@ pub async fn run(
     ready: impl FnOnce(),
 ) -> std::io::Result<()> {
     let listener = Listener::bind(settings.listen, settings.max_connections)?;
+    let dubbo_listener = match &settings.dubbo {
+        Some(port) => Some(Listener::bind(port.listen, settings.max_connections)?),
+        None => None,
+    };
     ready();
     let connections = listener.connections();
+    let dubbo_connections = dubbo_listener.as_ref().map(Listener::connections);
     let ctx = Rc::new(Ctx {
         settings,
         upstreams,
         limiter: RefCell::new(RateLimiter::default()),
     });
-    listener
-        .serve_until_stopped(
-            &control,
-            |stream| {
-                let (ctx, control) = (ctx.clone(), control.clone());
-                async move { server::serve_connection(stream, &ctx, &control).await }
-            },
-            // Over the per-shard limit: refuse politely and close.
-            |mut stream| async move {
-                let mut out = BytesMut::new();
-                mesh_http::write_status(&mut out, 503, "connection limit reached", false);
-                let _ = stream.write_all(&out).await;
-            },
-        )
+    let http = listener.serve_until_stopped(
+        &control,
+        |stream| {
+            let (ctx, control) = (ctx.clone(), control.clone());
+            async move { server::serve_connection(stream, &ctx, &control).await }
+        },
+        // Over the per-shard limit: refuse politely and close.
+        |mut stream| async move {
+            let mut out = BytesMut::new();
+            mesh_http::write_status(&mut out, 503, "connection limit reached", false);
+            let _ = stream.write_all(&out).await;
+        },
+    );
+    let dubbo = async {
+        if let Some(l) = dubbo_listener {
+            l.serve_until_stopped(
+                &control,
+                |stream| dubbo_server::serve_connection(stream, ctx.clone(), control.clone()),
+                // Over the per-shard limit: closed (Dubbo has no way to say why before a request).
+                |stream| async move { drop(stream) },
+            )
+            .await;
+        }
+    };
+    futures_lite::future::zip(http, dubbo).await;
+    control
+        .drained(|| connections.is_empty() && dubbo_connections.as_ref().is_none_or(|c| c.is_empty()))
         .await;
-    control.drained(|| connections.is_empty()).await;
     Ok(())
 }

@@ -9,9 +9,13 @@ use bytes::{Buf, BytesMut};
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use mesh_http::answer::HttpAnswer;
+use mesh_http::json_answer::{self, JsonAnswer};
 use mesh_http::{ConnectionHeader, HttpRequest, Invocation, Parse};
 
+use super::outcome::CallOutcome;
+
 use super::call::{self, Started};
+use super::form_call::service_key;
 use super::Ctx;
 use crate::control::ShardControl;
 use crate::io::{read_into, split};
@@ -19,14 +23,30 @@ use crate::io::{read_into, split};
 /// An HTTP answer being prepared. Its call borrows from the connection's read buffer, which is not
 /// advanced until every answer of the batch is written.
 struct Job<'a> {
-    call: Started<'a>,
+    call: Answer<'a>,
     keep_alive: bool,
+}
+
+/// What a request gets: an answer of the HTTP layer's own, or its call's outcome (a form call answered in
+/// text, a JSON call in JSON).
+#[allow(clippy::large_enum_variant)] // a few per connection at a time; boxing would cost an allocation per call
+enum Answer<'a> {
+    Now(HttpAnswer),
+    Call(Started<'a, Invocation<'a>>),
+    JsonNow(JsonAnswer),
+    JsonCall(Started<'a, Invocation<'a>>),
+}
+
+/// An answer ready to write.
+enum Reply {
+    Text(HttpAnswer),
+    Json(JsonAnswer),
 }
 
 impl Job<'static> {
     fn answered(status: u16, body: impl Into<Cow<'static, str>>, keep_alive: bool) -> Self {
         Job {
-            call: Started::Answered(HttpAnswer::new(status, body)),
+            call: Answer::Now(HttpAnswer::new(status, body)),
             keep_alive,
         }
     }
@@ -79,8 +99,26 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
             }
         }
         for job in jobs {
-            let answer = call::finish(ctx, job.call).await;
-            write_answer(&mut out, &answer, job.keep_alive, http10);
+            let reply = match job.call {
+                Answer::Now(answer) => Reply::Text(answer),
+                Answer::Call(started) => Reply::Text(
+                    call::finish(ctx, started)
+                        .await
+                        .to_http(&ctx.settings.upstream.codec),
+                ),
+                Answer::JsonNow(answer) => Reply::Json(answer),
+                Answer::JsonCall(started) => Reply::Json(match call::finish(ctx, started).await {
+                    CallOutcome::Answered(f) => json_answer::render_json(
+                        ctx.settings.upstream.codec.decode_body(&f.header, &f.body),
+                        &mesh_http::generic::RenderLimits::default(),
+                    ),
+                    CallOutcome::Failed(e) => json_answer::failure(e.kind.http_status(), &e.reason),
+                }),
+            };
+            match reply {
+                Reply::Text(answer) => write_answer(&mut out, &answer, job.keep_alive, http10),
+                Reply::Json(answer) => write_json_answer(&mut out, &answer, job.keep_alive, http10),
+            }
         }
         buf.advance(offset);
         if offset > 0 {
@@ -165,10 +203,36 @@ fn write_answer(out: &mut BytesMut, answer: &HttpAnswer, keep_alive: bool, http1
     }
 }
 
+/// Appends a JSON API answer: `application/json`, the answer's attachments as header fields.
+fn write_json_answer(out: &mut BytesMut, answer: &JsonAnswer, keep_alive: bool, http10: bool) {
+    let conn = match (keep_alive, http10) {
+        (false, _) => ConnectionHeader::Close,
+        (true, true) => ConnectionHeader::KeepAlive,
+        (true, false) => ConnectionHeader::Omit,
+    };
+    let headers: Vec<(&str, &str)> = answer
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    mesh_http::write_response_headers(
+        out,
+        answer.status,
+        "application/json",
+        &headers,
+        answer.body.as_bytes(),
+        conn,
+    );
+}
+
 /// Turns a request into a call sent to a provider agent (or an immediate answer).
 async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a> {
     if req.method != "POST" {
         return Job::answered(405, "only POST is served", keep_alive);
+    }
+    // `/{application}/{interface}/{method}`: the JSON generic-call API; any other path: the form.
+    if mesh_http::json_call_path(req.path).is_some() {
+        return start_json(ctx, req, keep_alive).await;
     }
     let inv = match &req.body {
         Cow::Borrowed(body) => mesh_http::parse_form(body, &ctx.settings.http),
@@ -176,11 +240,38 @@ async fn start<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a
         Cow::Owned(body) => mesh_http::parse_form(body, &ctx.settings.http).map(owned_invocation),
     };
     match inv {
-        Ok(inv) => Job {
-            call: call::start(ctx, inv).await,
+        Ok(inv) => {
+            let service = service_key(&inv);
+            Job {
+                call: Answer::Call(call::start(ctx, inv, service).await),
+                keep_alive,
+            }
+        }
+        Err(e) => Job::answered(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
+    }
+}
+
+/// A JSON generic call (its path already matched).
+async fn start_json<'a>(ctx: &Ctx, req: &HttpRequest<'a>, keep_alive: bool) -> Job<'a> {
+    match mesh_http::parse_json_call(req) {
+        Ok(Some(call)) => {
+            let service = service_key(&call.invocation);
+            Job {
+                call: Answer::JsonCall(call::start(ctx, call.invocation, service).await),
+                keep_alive,
+            }
+        }
+        Ok(None) => Job {
+            call: Answer::JsonNow(json_answer::failure(
+                404,
+                "not a /{application}/{interface}/{method} path",
+            )),
             keep_alive,
         },
-        Err(e) => Job::answered(e.status(), e.to_string(), keep_alive && !e.closes_connection()),
+        Err(e) => Job {
+            call: Answer::JsonNow(json_answer::failure(e.status(), &e.to_string())),
+            keep_alive: keep_alive && !e.closes_connection(),
+        },
     }
 }
 
@@ -190,7 +281,7 @@ fn owned_invocation(inv: Invocation<'_>) -> Invocation<'static> {
         interface: own(inv.interface),
         method: own(inv.method),
         param_types: own(inv.param_types),
-        args: inv.args.into_iter().map(own).collect(),
+        args: inv.args.into_iter().map(mesh_dubbo::Value::into_owned).collect(),
         version: inv.version.map(own),
         group: inv.group.map(own),
         tag: inv.tag.map(own),

@@ -8,7 +8,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use mesh_http::Invocation;
 use mesh_registry::Snapshot;
 
 use super::routes::{Balancer, Call, Caps, Chosen, Pick, Routes};
@@ -144,39 +143,13 @@ impl Upstreams {
             .clone()
     }
 
-    /// Routes and picks a provider for `inv`, not one of `exclude`. A chosen provider counts the call in
-    /// flight until [`Upstreams::done`].
-    pub(super) fn pick(&self, inv: &Invocation<'_>, service: &str, exclude: &[SocketAddr]) -> Pick {
+    /// Routes and picks a provider for `call`, none of `call.exclude`. A chosen provider counts the call
+    /// in flight until [`Upstreams::done`].
+    pub(super) fn pick(&self, call: &Call<'_>) -> Pick {
         let snap = self.snapshot.borrow().clone();
-        let mut small: [&str; 4] = [""; 4];
-        let heap: Vec<&str>;
-        let args: &[&str] = if inv.args.len() <= small.len() {
-            for (slot, a) in small.iter_mut().zip(&inv.args) {
-                *slot = a;
-            }
-            &small[..inv.args.len()]
-        } else {
-            heap = inv.args.iter().map(|a| a.as_ref()).collect();
-            &heap
-        };
-        // Attachments are rare: an empty vector does not allocate.
-        let attachments: Vec<(&str, &str)> = inv
-            .attachments
-            .iter()
-            .map(|(n, v)| (n.as_ref(), v.as_ref()))
-            .collect();
-        let call = Call {
-            service,
-            method: &inv.method,
-            tag: inv.tag.as_deref(),
-            force_tag: inv.force_tag,
-            args,
-            attachments: &attachments,
-            exclude,
-        };
         self.routes
             .borrow_mut()
-            .pick(&snap, &call, self.caps, |addr| self.pool(addr))
+            .pick(&snap, call, self.caps, |addr| self.pool(addr))
     }
 
     /// A call sent to `chosen` ended: the provider's in-flight count, latency and cap are updated and the

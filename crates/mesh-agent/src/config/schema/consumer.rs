@@ -14,6 +14,7 @@ use crate::config::names::BalancerName;
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsumerConfig {
     pub(crate) listen: SocketAddr,
+    pub(crate) dubbo_listen: Option<SocketAddr>,
     pub(crate) application: Option<String>,
     /// Unset: see [`ConsumerConfig::host_or`].
     pub(crate) host: Option<IpAddr>,
@@ -30,6 +31,8 @@ pub(crate) struct ConsumerConfig {
     pub(crate) queue_timeout_ms: u64,
     pub(crate) idle_timeout_ms: u64,
     pub(crate) request_read_timeout_ms: u64,
+    pub(crate) dubbo_idle_timeout_ms: u64,
+    pub(crate) dubbo_max_inflight_per_connection: usize,
     pub(crate) retries: usize,
     pub(crate) idempotent: bool,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
