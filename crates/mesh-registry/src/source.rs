@@ -258,7 +258,9 @@ impl Publisher {
             }
         });
         let gone = before - self.subscribers.len();
-        if gone > 0 {
+        // When none is left the agent is stopping (or failed to start): its own error says why, and a line
+        // here would only race with it.
+        if gone > 0 && !self.subscribers.is_empty() {
             eprintln!(
                 "registry: {gone} snapshot subscriber(s) went away; {} left",
                 self.subscribers.len()
