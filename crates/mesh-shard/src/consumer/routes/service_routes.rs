@@ -1,0 +1,359 @@
+//! One requested service key's routing state: its route table, live state and per-provider pools, tokens,
+//! caps and down marks, built from a snapshot and advanced change by change.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use mesh_balance::{
+    Applied, Change, ConsumerInfo, LiveState, Policy, Provider, RouteTable, RuleSet, TableOptions,
+};
+use mesh_registry::dubbo::ServiceKey;
+use mesh_registry::{Endpoint, Snapshot};
+
+use crate::health::State as HealthState;
+use crate::upstream::Pool;
+
+use super::{Balancer, Caps};
+
+/// What a table was built from: the one service key the request matched, at a list epoch (valid while
+/// the request still matches only that key and its epoch is that one, or its change applies to it), or
+/// several keys merged for a `*` / comma-list request (valid for one snapshot version).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Built {
+    Exact { key: Box<str>, epoch: u64 },
+    Merged { version: u64 },
+}
+
+/// One requested service key's routing state.
+pub(super) struct ServiceRoutes {
+    /// Build number (unique per `Routes`, new with every change too): whether a [`Chosen`] was picked in
+    /// this table as it is (else its index may have been freed or reused: map it by address).
+    pub(super) build: u64,
+    pub(super) built: Built,
+    pub(super) rules_epoch: u64,
+    /// The snapshot version this table was last found current in (the request path then skips the
+    /// service-key lookup of [`ServiceRoutes::is_current`]).
+    pub(super) checked: u64,
+    pub(super) policy: Policy,
+    /// How many providers registered each weight (the `auto` balancer looks at whether they differ).
+    pub(super) weights: HashMap<u32, usize>,
+    pub(super) table: RouteTable,
+    pub(super) live: LiveState,
+    /// Per provider index (free indices: `None`): its pool, token, announced cap, and until when it is
+    /// marked down.
+    pub(super) pools: Vec<Option<Rc<Pool>>>,
+    pub(super) tokens: Vec<Option<Rc<str>>>,
+    pub(super) announced: Vec<Option<u32>>,
+    pub(super) down: Vec<Option<Instant>>,
+    pub(super) downs: usize,
+    /// The earliest instant a down mark may be lifted.
+    pub(super) review_at: Option<Instant>,
+}
+
+/// What a table is built with besides the providers and rules.
+#[derive(Clone, Copy)]
+pub(super) struct Inputs<'a> {
+    pub(super) balancer: Balancer,
+    pub(super) consumer: &'a ConsumerInfo,
+    pub(super) caps: Caps,
+}
+
+/// The table's view of endpoint `e` whose pool is `pool`.
+fn provider_of(e: &Endpoint, pool: &Pool, caps: Caps) -> Provider {
+    Provider {
+        addr: e.addr,
+        weight: e.weight,
+        max_concurrency: Some(caps.of(e.max_concurrency, pool)),
+        tag: e.tag.clone(),
+        params: e.params.clone(),
+        registered_at_ms: e.registered_at_ms,
+    }
+}
+
+/// The provider URL's `token` (sent as the call's `token` attachment).
+pub(super) fn token_of(e: &Endpoint) -> Option<Rc<str>> {
+    e.params
+        .get("token")
+        .filter(|t| !t.is_empty())
+        .map(|t| Rc::from(t.as_str()))
+}
+
+fn count_out(weights: &mut HashMap<u32, usize>, w: u32) {
+    if let Some(c) = weights.get_mut(&w) {
+        *c -= 1;
+        if *c == 0 {
+            weights.remove(&w);
+        }
+    }
+}
+
+impl ServiceRoutes {
+    /// A table over `eps` (O(n)) as build number `build`, from a list `built`, under rules of
+    /// `rules_epoch`; the live state of `old` (the service's previous routes) carries over by address.
+    pub(super) fn build(
+        (build, built, rules_epoch, checked): (u64, Built, u64, u64),
+        rules: &RuleSet,
+        eps: &[&Endpoint],
+        with: Inputs<'_>,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+        old: Option<&ServiceRoutes>,
+    ) -> ServiceRoutes {
+        let epoch = match built {
+            Built::Exact { epoch, .. } => epoch,
+            Built::Merged { version } => version,
+        };
+        let providers: Vec<Provider> = eps
+            .iter()
+            .map(|e| provider_of(e, &pool_of(e.addr), with.caps))
+            .collect();
+        let table = RouteTable::build(epoch, providers, rules, with.consumer, TableOptions::default());
+        let live = match old {
+            Some(old) => old.live.carry_over(&old.table, &table),
+            None => LiveState::new(&table),
+        };
+        let n = table.slots();
+        let mut r = ServiceRoutes {
+            build,
+            built,
+            rules_epoch,
+            checked,
+            policy: Policy::Adaptive,
+            weights: HashMap::new(),
+            table,
+            live,
+            pools: vec![None; n],
+            tokens: vec![None; n],
+            announced: vec![None; n],
+            down: vec![None; n],
+            downs: 0,
+            review_at: None,
+        };
+        // Indices follow the table (a repeated address is one provider).
+        for e in eps {
+            if let Some(i) = r.table.index_of(e.addr) {
+                r.pools[i] = Some(pool_of(e.addr));
+                r.tokens[i] = token_of(e);
+                r.announced[i] = e.max_concurrency;
+            }
+        }
+        for (_, p) in r.table.providers() {
+            *r.weights.entry(p.weight).or_insert(0) += 1;
+        }
+        r.choose_policy(with.balancer);
+        r
+    }
+
+    pub(super) fn choose_policy(&mut self, balancer: Balancer) {
+        self.policy = match balancer {
+            Balancer::Fixed(p) => p,
+            Balancer::Auto if self.weights.len() > 1 => Policy::RoundRobin,
+            Balancer::Auto => Policy::Adaptive,
+        };
+    }
+
+    /// Brings the table up to `snap` when that takes no rebuild: true when it is current (already, or by
+    /// applying `service`'s change, whose base is the table's epoch, in O(change); a new build number).
+    pub(super) fn advance(
+        &mut self,
+        snap: &Snapshot,
+        service: &str,
+        with: Inputs<'_>,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+        builds: &mut u64,
+    ) -> bool {
+        if self.checked == snap.version {
+            return true;
+        }
+        if self.rules_epoch != snap.rules_epoch() {
+            return false;
+        }
+        let (key, epoch) = match &self.built {
+            Built::Merged { version } => return *version == snap.version,
+            Built::Exact { key, epoch } => (key.clone(), *epoch),
+        };
+        // Once per snapshot version: the request must still match that one key.
+        let matched = snap.matching(&ServiceKey::parse(service));
+        let [(k, providers)] = matched.as_slice() else {
+            return false;
+        };
+        if *k != &*key {
+            return false;
+        }
+        if providers.epoch() != epoch {
+            let Some(change) = providers.change().filter(|c| c.base == epoch) else {
+                return false;
+            };
+            self.apply(
+                providers.epoch(),
+                &change.removed,
+                &change.upserted,
+                with,
+                pool_of,
+            );
+            self.built = Built::Exact {
+                key,
+                epoch: providers.epoch(),
+            };
+            *builds += 1;
+            self.build = *builds;
+        }
+        self.checked = snap.version;
+        true
+    }
+
+    /// Moves the table to `epoch` by a change of its provider list (`removed` addresses, `upserted`
+    /// endpoints: joined or changed), in O(change) (plus, rarely, a compaction: O(n), amortized O(1)).
+    pub(super) fn apply(
+        &mut self,
+        epoch: u64,
+        removed: &[SocketAddr],
+        upserted: &[Arc<Endpoint>],
+        with: Inputs<'_>,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+    ) {
+        let mut changes = Vec::with_capacity(removed.len() + upserted.len());
+        for &a in removed {
+            if let Some(p) = self.table.index_of(a).and_then(|i| self.table.provider(i)) {
+                count_out(&mut self.weights, p.weight);
+            }
+            changes.push(Change::Remove(a));
+        }
+        let mut by_addr: HashMap<SocketAddr, &Endpoint> = HashMap::with_capacity(upserted.len());
+        for e in upserted {
+            let first = by_addr.insert(e.addr, e).is_none();
+            if let Some(p) = self.table.index_of(e.addr).and_then(|i| self.table.provider(i)) {
+                if first {
+                    count_out(&mut self.weights, p.weight);
+                }
+            }
+            changes.push(Change::Upsert(provider_of(e, &pool_of(e.addr), with.caps)));
+        }
+        let applied = self.table.apply(epoch, changes);
+        self.live.apply(&self.table, &applied);
+        let n = self.table.slots();
+        if self.pools.len() < n {
+            self.pools.resize(n, None);
+            self.tokens.resize(n, None);
+            self.announced.resize(n, None);
+            self.down.resize(n, None);
+        }
+        for a in applied {
+            let (i, fresh) = match a {
+                Applied::Added(i) => (i, true),
+                Applied::Removed(i) => {
+                    self.unmark(i);
+                    self.pools[i] = None;
+                    self.tokens[i] = None;
+                    self.announced[i] = None;
+                    continue;
+                }
+                Applied::Updated(i) => (i, false),
+            };
+            let Some(addr) = self.table.provider(i).map(|p| p.addr) else {
+                continue;
+            };
+            if fresh {
+                self.unmark(i);
+                self.pools[i] = Some(pool_of(addr));
+            }
+        }
+        // What the table does not keep, for every upserted endpoint (the table reports no change when
+        // only the announced cap moved and this shard's cap for it stays the same), and the weights of the
+        // providers now at those addresses (the ones there before were counted out).
+        for (addr, e) in &by_addr {
+            if let Some(i) = self.table.index_of(*addr) {
+                self.announced[i] = e.max_concurrency;
+                self.tokens[i] = token_of(e);
+                if let Some(p) = self.table.provider(i) {
+                    *self.weights.entry(p.weight).or_insert(0) += 1;
+                }
+            }
+        }
+        self.choose_policy(with.balancer);
+        if self.table.needs_compaction() {
+            self.compact();
+        }
+    }
+
+    /// Renumbers the table without its free indices; per-index state follows by address.
+    pub(super) fn compact(&mut self) {
+        let table = self.table.compacted();
+        let n = table.slots();
+        let mut pools = vec![None; n];
+        let mut tokens = vec![None; n];
+        let mut announced = vec![None; n];
+        let mut down = vec![None; n];
+        for (j, p) in table.providers() {
+            if let Some(i) = self.table.index_of(p.addr) {
+                pools[j] = self.pools[i].take();
+                tokens[j] = self.tokens[i].take();
+                announced[j] = self.announced[i];
+                down[j] = self.down[i];
+            }
+        }
+        self.live = self.live.carry_over(&self.table, &table);
+        self.downs = down.iter().filter(|d| d.is_some()).count();
+        self.table = table;
+        self.pools = pools;
+        self.tokens = tokens;
+        self.announced = announced;
+        self.down = down;
+    }
+
+    /// Lifts `idx`'s down mark, if any (its index is being freed or reused).
+    pub(super) fn unmark(&mut self, idx: usize) {
+        if self.down[idx].take().is_some() {
+            self.downs -= 1;
+        }
+    }
+
+    /// The cap provider `idx` has now: one call at a time while probing after an ejection.
+    pub(super) fn refresh_cap(&mut self, idx: usize, now: Instant, caps: Caps) {
+        let Some(pool) = self.pools.get(idx).and_then(Option::as_ref) else {
+            return;
+        };
+        let cap = match pool.health(now) {
+            HealthState::Probing => 1,
+            _ => caps.of(self.announced[idx], pool),
+        };
+        self.live.set_cap(idx, Some(cap));
+    }
+
+    /// Marks `idx` down when its pool is backing off or it is ejected (never the last usable provider of
+    /// the service: ejection does not empty a service). Returns whether it was marked.
+    pub(super) fn mark_if_unusable(&mut self, idx: usize, now: Instant) -> bool {
+        let Some(pool) = self.pools.get(idx).and_then(Option::as_ref) else {
+            return false;
+        };
+        let until = match (pool.backoff_until(now), pool.health(now)) {
+            (Some(t), _) => t,
+            (None, HealthState::Ejected(t)) if self.downs + 1 < self.table.len() => t,
+            _ => return false,
+        };
+        self.down[idx] = Some(until);
+        self.downs += 1;
+        self.live.set_down(idx, true);
+        self.review_at = Some(self.review_at.map_or(until, |r| r.min(until)));
+        true
+    }
+
+    /// Lifts the down marks whose time has come (the pool may dial again; the ejection became a probe).
+    pub(super) fn review(&mut self, now: Instant, caps: Caps) {
+        self.review_at = None;
+        for idx in 0..self.down.len() {
+            match self.down[idx] {
+                Some(t) if t <= now => {
+                    self.down[idx] = None;
+                    self.downs -= 1;
+                    self.live.set_down(idx, false);
+                    self.refresh_cap(idx, now, caps);
+                }
+                Some(t) => self.review_at = Some(self.review_at.map_or(t, |r| r.min(t))),
+                None => {}
+            }
+        }
+    }
+}
