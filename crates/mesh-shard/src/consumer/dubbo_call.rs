@@ -250,7 +250,8 @@ fn nullable_string<'a>(v: Value<'a>, field: &'static str) -> Result<Option<Cow<'
 fn text_of<'a>(v: &Value<'a>) -> Cow<'a, str> {
     match v {
         Value::String(s) => s.clone(),
-        other => Cow::Owned(mesh_http::answer::value_text(other)),
+        // The same text the form's typed arguments show the routers.
+        other => Cow::Owned(mesh_http::generic::text_of(other).into_owned()),
     }
 }
 
