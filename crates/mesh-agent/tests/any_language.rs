@@ -383,8 +383,6 @@ fn json_array_with_dubbo_headers_carries_every_type() {
 }
 
 #[test]
-#[ignore = "needs h-typed: in $invoke mode byte[] is sent as a String (Java answers 'argument type mismatch') and \
-            the answer's exception stays GenericException (6 of 46 calls wrong, 20:20 UTC)"]
 fn json_generic_invoke_carries_every_type() {
     // The same answers as the typed mapping: Java's GenericFilter answers POJOs as maps with their `class`
     // (the same JSON), and the JSON answer's exception is the one the service threw (Java wraps it in

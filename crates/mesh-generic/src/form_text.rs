@@ -14,7 +14,8 @@
 //! | other arrays, collections, maps, POJOs | a JSON value (see [`crate::from_json`]) |
 //! | `Object` | a JSON value if the text is one, else the text as a string |
 //!
-//! For every type but `String`, `char[]` and primitives, the text `null` is a Java null.
+//! For every type but `String`, `char[]`, `byte[]` (where `null` is base64 for the bytes `9e e9 65`) and
+//! primitives, the text `null` is a Java null.
 
 use std::borrow::Cow;
 
@@ -34,6 +35,8 @@ pub fn typed_text<'a>(text: Cow<'a, str>, t: &JavaType) -> Result<Value<'a>, Typ
     match t {
         JavaType::String => return Ok(Value::String(text)),
         JavaType::Array(c) if **c == JavaType::Primitive(Primitive::Char) => return Ok(Value::String(text)),
+        // `null` is also the base64 of three bytes (9e e9 65): a byte[] field is always base64.
+        JavaType::Array(c) if **c == JavaType::Primitive(Primitive::Byte) => {}
         JavaType::Primitive(_) => {}
         _ if &*text == "null" => return Ok(Value::Null),
         _ => {}
@@ -227,6 +230,11 @@ mod tests {
         );
         assert!(text("a", "[B").is_err());
         assert_eq!(text("hi", "[C").unwrap(), Value::str("hi"));
+        // found by fuzzing: `null` is base64 too
+        assert_eq!(
+            text("null", "[B").unwrap(),
+            Value::Binary(Cow::Owned(vec![0x9e, 0xe9, 0x65]))
+        );
     }
 
     #[test]

@@ -112,9 +112,11 @@ pub fn typed_arguments(types: &[JavaType], values: &[Json]) -> Result<Vec<Value<
 }
 
 /// The three arguments of `$invoke`: the method name, the Java names of its types (`String[]`; null when
-/// the types are not known: Dubbo's `GenericFilter` then finds the method by name), and the values as
-/// generic objects (`Object[]`, POJOs as maps with their `class` kept as a member, which the provider's
-/// `PojoUtils.realize` turns back into objects).
+/// the types are not known: Dubbo's `GenericFilter` then finds the method by name), and the values
+/// (`Object[]`): POJOs, collections and maps as generic maps and lists (a `class` member kept, which the
+/// provider's `PojoUtils.realize` turns back into objects); values of value types (primitives, boxes,
+/// `String`, `BigDecimal`, `BigInteger`, `Date`, arrays of them such as `byte[]`) converted by their declared
+/// type, as in a typed call.
 pub fn generic_arguments(
     method: &str,
     types: Option<&[JavaType]>,
@@ -133,7 +135,15 @@ pub fn generic_arguments(
     let args = values
         .iter()
         .enumerate()
-        .map(|(index, v)| generic_value(v).map_err(|error| ArgumentError { index, error }))
+        .map(|(index, v)| {
+            match types.and_then(|t| t.get(index)).filter(|t| is_value_type(t)) {
+                // A value type goes as that Java type: PojoUtils passes it through, while it cannot make a
+                // byte[] of a base64 string, or a Date of an RFC 3339 one.
+                Some(t) => from_json(v, t),
+                None => generic_value(v),
+            }
+            .map_err(|error| ArgumentError { index, error })
+        })
         .collect::<Result<_, _>>()?;
     Ok([
         Value::String(Cow::Owned(method.to_owned())),
@@ -143,6 +153,21 @@ pub fn generic_arguments(
             items: args,
         }),
     ])
+}
+
+/// Types whose values the agent encodes as themselves in a `$invoke` too: primitives and their boxes,
+/// `String`, `BigDecimal`, `BigInteger`, `Date`, and arrays of them (`byte[]`, `char[]`, `int[]`, ...).
+fn is_value_type(t: &JavaType) -> bool {
+    match t {
+        JavaType::Primitive(_)
+        | JavaType::Boxed(_)
+        | JavaType::String
+        | JavaType::BigDecimal
+        | JavaType::BigInteger
+        | JavaType::Date => true,
+        JavaType::Array(c) => is_value_type(c),
+        _ => false,
+    }
 }
 
 /// A JSON value as Dubbo's generic form: maps for objects (a `class` member stays a member), lists for
@@ -301,12 +326,41 @@ mod tests {
                             (Value::str("boss"), boss),
                         ]
                     }),
+                    // int[] is a value type: a typed list, as in a typed call
                     Value::List(List {
-                        type_name: None,
+                        type_name: Some("[int".into()),
                         items: vec![Value::Int(1)]
                     }),
                 ]
             })
+        );
+        // value types are converted by their type: byte[] from base64, Date from RFC 3339, long as long
+        let types = parse_type_list("byte[],java.util.Date,long,java.lang.Object").unwrap();
+        let vals = parse_invoke_body(br#"["aGk=", "1970-01-01T00:00:01Z", 5, "aGk="]"#)
+            .unwrap()
+            .values;
+        let [_, _, a2] = generic_arguments("m", Some(&types), &vals).unwrap();
+        assert_eq!(
+            a2,
+            Value::List(List {
+                type_name: Some("[object".into()),
+                items: vec![
+                    Value::Binary(Cow::Owned(b"hi".to_vec())),
+                    Value::Date(1000),
+                    Value::Long(5),
+                    Value::str("aGk="),
+                ]
+            })
+        );
+        assert_eq!(
+            generic_arguments(
+                "m",
+                Some(&types),
+                &parse_invoke_body(br#"["%%", 0, 0, 0]"#).unwrap().values
+            )
+            .unwrap_err()
+            .index,
+            0
         );
         let [_, unknown, _] = generic_arguments("hello", None, &values).unwrap();
         assert_eq!(unknown, Value::Null);

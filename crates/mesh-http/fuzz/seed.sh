@@ -18,6 +18,10 @@ forms=(
   "interface=I&method=m&parameterTypesString=I%5BZLjava%2Flang%2FObject%3B&parameter=1&parameter=true&parameter=x&x=y&&"
   "interface=I&method=m"
   "interface=I&method=m&parameterTypesString=Ljava%2Flang%2FString%3B&parameter=a&parameter=b"
+  "interface=I&method=m&parameterTypesString=IJZDFSBC&parameter=-5&parameter=9007199254740993&parameter=TRUE&parameter=1.5e3&parameter=NaN&parameter=-32768&parameter=127&parameter=%E4%B8%AD"
+  "interface=I&method=m&parameterTypesString=java.lang.Integer%2Cjava.math.BigDecimal%2Cjava.math.BigInteger%2Cjava.util.Date%2Cjava.util.Date&parameter=null&parameter=-1.50E%2B3&parameter=123456789012345678901234567890&parameter=0&parameter=2024-05-01T12%3A30%3A00.250%2B02%3A00"
+  "interface=I&method=m&parameterTypesString=%5BB%2C%5BC%2Cint%5B%5D%2Cjava.lang.String%5B%5D%5B%5D&parameter=aGk%3D&parameter=chars&parameter=%5B1%2C2%5D&parameter=%5B%5B%22a%22%2Cnull%5D%5D"
+  "interface=I&method=m&parameterTypesString=java.util.List%2Cjava.util.Map%2Cjava.lang.Object%2Ccom.x.Pojo&parameter=%5B1%2C%22a%22%5D&parameter=%7B%22a%22%3A%7B%22class%22%3A%22x.Y%22%7D%7D&parameter=plain+text&parameter=%7B%22id%22%3A%7B%22class%22%3A%22java.lang.Long%22%2C%22value%22%3A4%7D%7D"
 )
 i=0
 for f in "${forms[@]}"; do

@@ -115,7 +115,9 @@ impl Field {
 ///
 /// `parameterTypesString` is either a JVM descriptor string (`Ljava/lang/String;I`) or comma-separated Java
 /// type names (`java.lang.String, int`), normalised to the descriptor; the number of `parameter` fields must
-/// match it.
+/// match it. Each `parameter` is then encoded by its declared type ([`mesh_generic::typed_text`]: numbers,
+/// booleans, chars, `BigDecimal`/`BigInteger`, dates, base64 `byte[]`, JSON for arrays, collections, maps and
+/// POJOs; see `docs/types.md`); one that does not fit is [`HttpError::Argument`], naming its index and type.
 ///
 /// Values that contain no escape are borrowed from `body`, and the common descriptors come from a static
 /// table, so the challenge's request allocates nothing but the `args` vector.
@@ -419,7 +421,8 @@ pub fn encode_form(inv: &Invocation<'_>, out: &mut impl BufMut) {
         if !first {
             out.put_u8(b'&');
         }
-        out.put_slice(name.as_bytes());
+        // Names are encoded too: an attachment's name may hold `+`, `&`, `=` or `%`.
+        percent_encode(name, out);
         out.put_u8(b'=');
         percent_encode(value, out);
     };
@@ -517,6 +520,12 @@ mod tests {
         assert!(!form("interface=I&method=m").unwrap().force_tag);
         assert!(form("interface=I&method=m").unwrap().attachments.is_empty());
         // Round trip through encode_form.
+        let mut body = Vec::new();
+        encode_form(&inv, &mut body);
+        assert_eq!(parse_form(&body, &Limits::default()).unwrap(), inv);
+        // Found by fuzzing: attachment names with `+`, `&`, `=` or `%` are percent-encoded too.
+        let inv = form("interface=I&method=m&attachment.a%2Bb%26c%3Dd%25=v").unwrap();
+        assert_eq!(inv.attachments[0].0, "a+b&c=d%");
         let mut body = Vec::new();
         encode_form(&inv, &mut body);
         assert_eq!(parse_form(&body, &Limits::default()).unwrap(), inv);

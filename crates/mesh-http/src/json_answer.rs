@@ -101,9 +101,31 @@ fn kind(b: &Body<'_>) -> &'static str {
     }
 }
 
-/// A thrown exception: its class and `detailMessage`.
+/// The classes of Dubbo's `GenericException`, which a provider's `GenericFilter` throws for a `$invoke`
+/// whose method threw: the original class and message are its `exceptionClass` / `exceptionMessage`.
+const GENERIC_EXCEPTIONS: &[&str] = &[
+    "org.apache.dubbo.rpc.service.GenericException",
+    "com.alibaba.dubbo.rpc.service.GenericException",
+];
+
+/// A thrown exception: its class and `detailMessage` (for a `GenericException`, the exception it wraps).
 fn exception(e: &Value<'_>) -> JsonAnswer {
+    let field = |o: &mesh_dubbo::Object<'_>, name: &str| {
+        o.fields
+            .iter()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.as_str())
+            .map(str::to_owned)
+    };
     let (class, message) = match e {
+        Value::Object(o)
+            if GENERIC_EXCEPTIONS.contains(&&*o.class) && field(o, "exceptionClass").is_some() =>
+        {
+            (
+                Json::String(field(o, "exceptionClass").unwrap_or_default()),
+                field(o, "exceptionMessage").map_or(Json::Null, Json::String),
+            )
+        }
         Value::Object(o) => (
             Json::String(o.class.to_string()),
             o.fields
@@ -204,6 +226,25 @@ mod tests {
         assert_eq!(
             ok(RpcResult::Exception(no_message), None).body,
             r#"{"status":500,"exception":"java.lang.NullPointerException","message":null}"#
+        );
+        // a $invoke's GenericException gives the exception it wraps
+        let generic = Value::Object(Object {
+            class: Cow::Borrowed("org.apache.dubbo.rpc.service.GenericException"),
+            fields: vec![
+                (
+                    Cow::Borrowed("detailMessage"),
+                    Value::str("java.lang.IllegalArgumentException: bad input"),
+                ),
+                (
+                    Cow::Borrowed("exceptionClass"),
+                    Value::str("java.lang.IllegalArgumentException"),
+                ),
+                (Cow::Borrowed("exceptionMessage"), Value::str("bad input")),
+            ],
+        });
+        assert_eq!(
+            ok(RpcResult::Exception(generic), None).body,
+            r#"{"status":500,"exception":"java.lang.IllegalArgumentException","message":"bad input"}"#
         );
     }
 

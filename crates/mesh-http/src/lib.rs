@@ -6,8 +6,13 @@
 //!   another from `&buf[consumed..]`), or [`Parse::Partial`] (read more; `send_continue` says when to answer
 //!   [`CONTINUE`] first). `Content-Length` and chunked bodies; limits on head, header count and body are
 //!   enforced before anything is allocated.
-//! * [`parse_form`] decodes an `application/x-www-form-urlencoded` body into an [`Invocation`], borrowing
-//!   every value that needs no percent-decoding; [`encode_form`] writes one (for clients and tests).
+//! * [`parse_form`] decodes an `application/x-www-form-urlencoded` body into an [`Invocation`], each
+//!   argument encoded by its declared type, borrowing every string that needs no percent-decoding;
+//!   [`encode_form`] writes one (for clients and tests).
+//! * [`parse_json_call`] reads the JSON generic-call API (`POST /{application}/{interface}/{method}`,
+//!   dubbo-go-pixiu's shapes) into an [`Invocation`] (typed arguments, or Dubbo's `$invoke`), and
+//!   [`json_answer::render_json`] turns the answer into JSON. The type mapping itself is the `mesh-generic`
+//!   crate, re-exported as [`generic`].
 //! * [`answer::render`] turns a provider's Dubbo answer into the HTTP status and body.
 //! * [`write_response`], [`write_error`], [`write_status`] append a whole response to a `BytesMut`.
 //!
