@@ -395,3 +395,35 @@ fn on_stop_the_client_hears_readonly_and_gets_its_answers_before_the_close() {
     let done = consumer.terminate().unwrap();
     assert!(done.status.success(), "{:?}", done.status);
 }
+
+#[test]
+fn the_agents_token_goes_with_each_dubbo_call_replacing_a_clients_own() {
+    let (_sim, sim_port) = sim(&["--latency-ms", "1"]);
+    let pa = free_port().unwrap();
+    let _provider = provider_agent(pa, sim_port, &["--no-register", "--token", "s3cret"]);
+    let (_consumer, _, port) =
+        consumer_with_dubbo_port(&["--provider", &addr(pa).to_string(), "--token", "s3cret"]);
+    let mut c = Client::connect(port);
+    // Spliced into the client's attachments (passed through otherwise unchanged).
+    let (status, text) = c.call(&request_with(1, IFACE, None, true, "t", &[]));
+    assert_eq!((status, text), (Status::OK, java_string_hash("t").to_string()));
+    // The client's own token (and timeout) kept only where the agent has nothing to say: a different
+    // token is replaced (the request is written again), the same one passed through.
+    for (id, theirs) in [(2, "guess"), (3, "s3cret")] {
+        let with_token = request_with(
+            id,
+            IFACE,
+            None,
+            true,
+            "u",
+            &[("token", theirs), ("timeout", "4000")],
+        );
+        let (status, text) = c.call(&with_token);
+        assert_eq!(status, Status::OK, "client token {theirs}: {text}");
+    }
+    // Without the agent's token the provider agent refuses (the check is real).
+    let (_plain, _, other) = consumer_with_dubbo_port(&["--provider", &addr(pa).to_string()]);
+    let (status, text) = Client::connect(other).call(&hash(4, "t"));
+    assert_eq!(status, Status::BAD_REQUEST, "{text}");
+    assert!(text.contains("Invalid token"), "{text}");
+}
