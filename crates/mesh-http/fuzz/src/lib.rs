@@ -271,7 +271,8 @@ fn check_error_response(e: &HttpError) {
     let reason = e.to_string();
     assert!(!reason.is_empty() && !reason.contains(['\r', '\n']), "{reason:?}");
     assert!((400..=599).contains(&e.status()));
-    let mut out = BytesMut::with_capacity(512);
+    // Room for the head and the reason (which may name a type of up to 512 bytes).
+    let mut out = BytesMut::with_capacity(512 + reason.len());
     let (_, usage) = alloc::measure(|| write_error(&mut out, e, true));
     assert_eq!(usage.count, 0, "write_error allocated");
     let (status, body) = read_response(&out);
