@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use mesh_testkit::dubbo_writers::{self as dw, put::BlockingWriter, Provider};
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::node_peers::{
-    self as np, same_json, Expect, NodeClient, TypesCase, EXCEPTION_CLASS, TYPES_INTERFACE,
+    self as np, same_json, Expect, NodeClient, TypesCase, EXCEPTION_CLASS, TYPES_INTERFACE, TYPES_METHODS,
 };
 use mesh_testkit::process::{free_port, wait_for_port, ChildGuard};
 use serde_json::{json, Value};
@@ -71,21 +71,7 @@ fn mesh(consumer: bool, dubbo_port: bool) -> Mesh {
     // Dubbo's warm-up).
     let mut writer = BlockingWriter::connect(&url).unwrap();
     let mut p = Provider::new(TYPES_INTERFACE, "127.0.0.1", node_port).version(DIRECT_VERSION);
-    p.methods = [
-        "echoInt",
-        "echoLong",
-        "echoDouble",
-        "echoBoolean",
-        "echoString",
-        "echoBytes",
-        "echoList",
-        "echoMap",
-        "echoPojo",
-        "throwException",
-        "returnNull",
-    ]
-    .map(str::to_owned)
-    .to_vec();
+    p.methods = TYPES_METHODS.map(str::to_owned).to_vec();
     let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
     p.timestamp_ms = now_ms - 3_600_000;
     writer

@@ -20,6 +20,20 @@ use crate::process::ChildGuard;
 
 /// The typed service of the node provider.
 pub const TYPES_INTERFACE: &str = "org.apache.dubbo.mesh.TypesService";
+/// The methods of the TypesService (provider.js), in declaration order.
+pub const TYPES_METHODS: [&str; 11] = [
+    "echoInt",
+    "echoLong",
+    "echoDouble",
+    "echoBoolean",
+    "echoString",
+    "echoBytes",
+    "echoList",
+    "echoMap",
+    "echoPojo",
+    "throwException",
+    "returnNull",
+];
 /// The POJO class its `echoPojo` takes and returns.
 pub const POJO_CLASS: &str = "org.apache.dubbo.mesh.Pojo";
 /// The class of the exception `throwException` answers.
@@ -349,19 +363,7 @@ mod tests {
     #[test]
     fn every_method_has_a_case() {
         let cases = types_cases();
-        for m in [
-            "echoInt",
-            "echoLong",
-            "echoDouble",
-            "echoBoolean",
-            "echoString",
-            "echoBytes",
-            "echoList",
-            "echoMap",
-            "echoPojo",
-            "throwException",
-            "returnNull",
-        ] {
+        for m in TYPES_METHODS {
             assert!(cases.iter().any(|c| c.method == m), "{m}");
         }
     }
