@@ -19,16 +19,21 @@
 //! Nothing here panics on any input; keys and URLs longer than [`MAX_KEY_LEN`] / [`MAX_URL_LEN`] or with
 //! more than [`MAX_PARAMS`] parameters are refused with [`DubboError::TooLong`].
 
+mod app_error;
 mod consumer;
 mod encode;
 mod error;
+pub mod instance;
 mod key;
 mod matching;
+pub mod metadata_info;
 mod provider;
+pub mod revision;
 mod service_key;
 mod simplify;
 mod url;
 
+pub use app_error::AppDiscoveryError;
 pub use consumer::ConsumerRegistration;
 pub use encode::{decode_component, KeyEncoding};
 pub use error::DubboError;
