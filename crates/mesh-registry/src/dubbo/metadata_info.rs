@@ -446,3 +446,253 @@ fn hessian_services(v: &Value<'_>) -> Result<BTreeMap<String, ServiceInfo>, AppD
         other => Err(bad(format!("MetadataInfo.services is a {}", other.kind()))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+    use mesh_dubbo::hessian::{Decoder, Encoder};
+    use proptest::prelude::*;
+
+    fn greeter() -> ServiceInfo {
+        ServiceInfo {
+            name: "org.demo.Greeter".into(),
+            group: Some("g".into()),
+            version: Some("1.0.0".into()),
+            protocol: Some("dubbo".into()),
+            port: 20880,
+            path: Some("org.demo.Greeter".into()),
+            params: [("methods".to_owned(), "greet".to_owned())].into(),
+        }
+    }
+
+    #[test]
+    fn keys_as_java_builds_them() {
+        let s = greeter();
+        assert_eq!(s.service_key(), "g/org.demo.Greeter:1.0.0");
+        assert_eq!(s.match_key(), "g/org.demo.Greeter:1.0.0:dubbo");
+        let bare = ServiceInfo {
+            group: Some(String::new()),
+            version: None,
+            protocol: None,
+            ..greeter()
+        };
+        assert_eq!(bare.service_key(), "org.demo.Greeter");
+        assert_eq!(bare.match_key(), "org.demo.Greeter");
+    }
+
+    #[test]
+    fn value_has_hessian_lite_field_order_and_types() {
+        let info = MetadataInfo::new("demo", [greeter()]);
+        let Value::Object(o) = info.to_value() else {
+            panic!("not an object")
+        };
+        assert_eq!(o.class, METADATA_INFO_CLASS);
+        let names: Vec<&str> = o.fields.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(names, ["services", "revision", "app"]);
+        let Value::Map(services) = &o.fields[0].1 else {
+            panic!("services not a map")
+        };
+        assert_eq!(services.type_name.as_deref(), Some(SERVICES_MAP_TYPE));
+        let Value::Object(s) = &services.entries[0].1 else {
+            panic!("not a ServiceInfo")
+        };
+        assert_eq!(s.class, SERVICE_INFO_CLASS);
+        let names: Vec<&str> = s.fields.iter().map(|(k, _)| k.as_ref()).collect();
+        assert_eq!(
+            names,
+            ["params", "path", "port", "protocol", "version", "group", "name"]
+        );
+        assert_eq!(s.fields[2].1, Value::Int(20880));
+        assert!(matches!(&s.fields[0].1, Value::Map(m) if m.type_name.is_none()));
+    }
+
+    #[test]
+    fn hessian_bytes_round_trip() {
+        let info = MetadataInfo::new("demo", [greeter()]);
+        let mut buf = BytesMut::new();
+        Encoder::new(&mut buf).write_value(&info.to_value()).unwrap();
+        let value = Decoder::new(&buf).read_value().unwrap();
+        assert_eq!(MetadataInfo::from_value(&value).unwrap(), info);
+    }
+
+    #[test]
+    fn reads_go_and_typed_map_forms() {
+        // dubbo-go: fields in struct order with an extra `tag`, port as a long.
+        let go = Value::Object(HObject {
+            class: Cow::Borrowed(METADATA_INFO_CLASS),
+            fields: vec![
+                (Cow::Borrowed("app"), Value::str("go")),
+                (Cow::Borrowed("revision"), Value::str("r")),
+                (Cow::Borrowed("tag"), Value::str("")),
+                (
+                    Cow::Borrowed("services"),
+                    Value::Map(HMap {
+                        type_name: None,
+                        entries: vec![(
+                            Value::str("k"),
+                            Value::Map(HMap {
+                                type_name: Some(Cow::Borrowed(SERVICE_INFO_CLASS)),
+                                entries: vec![
+                                    (Value::str("name"), Value::str("x.Y")),
+                                    (Value::str("port"), Value::Long(20000)),
+                                ],
+                            }),
+                        )],
+                    }),
+                ),
+            ],
+        });
+        let info = MetadataInfo::from_value(&go).unwrap();
+        assert_eq!((info.app.as_str(), info.revision.as_str()), ("go", "r"));
+        assert_eq!(info.services["k"].port, 20000);
+        assert_eq!(info.services["k"].path, None);
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_metadata_info() {
+        let not = [
+            Value::Null,
+            Value::Ref(0),
+            Value::str("x"),
+            Value::Object(HObject {
+                class: Cow::Borrowed("java.lang.Object"),
+                fields: vec![],
+            }),
+            Value::Object(HObject {
+                class: Cow::Borrowed(METADATA_INFO_CLASS),
+                fields: vec![(Cow::Borrowed("services"), Value::Int(1))],
+            }),
+            Value::Object(HObject {
+                class: Cow::Borrowed(METADATA_INFO_CLASS),
+                fields: vec![(
+                    Cow::Borrowed("services"),
+                    Value::Map(HMap {
+                        type_name: None,
+                        entries: vec![(Value::str("k"), Value::Ref(1))],
+                    }),
+                )],
+            }),
+        ];
+        for v in &not {
+            assert!(MetadataInfo::from_value(v).is_err(), "{v:?}");
+        }
+        let many = Value::Object(HObject {
+            class: Cow::Borrowed(METADATA_INFO_CLASS),
+            fields: vec![(
+                Cow::Borrowed("services"),
+                Value::Map(HMap {
+                    type_name: None,
+                    entries: (0..=MAX_SERVICES)
+                        .map(|i| (Value::from(i.to_string()), Value::Null))
+                        .collect(),
+                }),
+            )],
+        });
+        assert!(matches!(
+            MetadataInfo::from_value(&many),
+            Err(AppDiscoveryError::TooLong { .. })
+        ));
+    }
+
+    fn arb_opt() -> impl Strategy<Value = Option<String>> {
+        prop::option::of("\\PC{0,12}")
+    }
+
+    fn arb_service() -> impl Strategy<Value = ServiceInfo> {
+        (
+            "[a-zA-Z.]{1,20}",
+            arb_opt(),
+            arb_opt(),
+            arb_opt(),
+            any::<i32>(),
+            arb_opt(),
+            prop::collection::btree_map("\\PC{1,8}", "\\PC{0,12}", 0..5),
+        )
+            .prop_map(
+                |(name, group, version, protocol, port, path, params)| ServiceInfo {
+                    name,
+                    group,
+                    version,
+                    protocol,
+                    port,
+                    path,
+                    params,
+                },
+            )
+    }
+
+    fn arb_value(depth: u32) -> BoxedStrategy<Value<'static>> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<i32>().prop_map(Value::Int),
+            any::<i64>().prop_map(Value::Long),
+            "\\PC{0,10}".prop_map(Value::from),
+            any::<u32>().prop_map(Value::Ref),
+        ];
+        if depth == 0 {
+            return leaf.boxed();
+        }
+        let class = prop_oneof![
+            Just(METADATA_INFO_CLASS.to_owned()),
+            Just(SERVICE_INFO_CLASS.to_owned()),
+            "[a-z]{1,5}".prop_map(String::from),
+        ];
+        let field = prop_oneof![
+            Just("services".to_owned()),
+            Just("params".to_owned()),
+            Just("name".to_owned()),
+            Just("port".to_owned()),
+            Just("app".to_owned()),
+            "[a-z]{1,5}".prop_map(String::from),
+        ];
+        prop_oneof![
+            leaf,
+            (class, prop::collection::vec((field, arb_value(depth - 1)), 0..4)).prop_map(
+                |(class, fields)| Value::Object(HObject {
+                    class: Cow::Owned(class),
+                    fields: fields.into_iter().map(|(k, v)| (Cow::Owned(k), v)).collect(),
+                })
+            ),
+            prop::collection::vec((arb_value(depth - 1), arb_value(depth - 1)), 0..4).prop_map(|entries| {
+                Value::Map(HMap {
+                    type_name: None,
+                    entries,
+                })
+            }),
+        ]
+        .boxed()
+    }
+
+    proptest! {
+        #[test]
+        fn value_round_trips(app in "\\PC{0,12}", services in prop::collection::vec(arb_service(), 0..4)) {
+            let info = MetadataInfo::new(app, services);
+            prop_assert_eq!(MetadataInfo::from_value(&info.to_value()).unwrap(), info.clone());
+            let mut buf = BytesMut::new();
+            Encoder::new(&mut buf).write_value(&info.to_value()).unwrap();
+            let value = Decoder::new(&buf).read_value().unwrap();
+            prop_assert_eq!(MetadataInfo::from_value(&value).unwrap(), info);
+        }
+
+        #[test]
+        fn go_json_round_trips_up_to_empty_strings(app in "[a-z]{1,12}", services in prop::collection::vec(arb_service(), 0..4)) {
+            // Go has no null string: None and "" are the same there, so compare with empties as None.
+            let norm = |s: ServiceInfo| ServiceInfo {
+                group: s.group.filter(|v| !v.is_empty()),
+                version: s.version.filter(|v| !v.is_empty()),
+                protocol: s.protocol.filter(|v| !v.is_empty()),
+                path: s.path.filter(|v| !v.is_empty()),
+                ..s
+            };
+            let info = MetadataInfo::new(app, services.into_iter().map(norm));
+            prop_assert_eq!(MetadataInfo::from_go_json(&info.to_go_json()).unwrap(), info);
+        }
+
+        #[test]
+        fn arbitrary_values_are_errors_not_panics(v in arb_value(3)) {
+            let _ = MetadataInfo::from_value(&v);
+            let _ = ServiceInfo::from_value(&v);
+        }
+    }
+}

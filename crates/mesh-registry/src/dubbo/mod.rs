@@ -20,6 +20,7 @@
 //! more than [`MAX_PARAMS`] parameters are refused with [`DubboError::TooLong`].
 
 mod app_error;
+mod app_providers;
 mod consumer;
 mod encode;
 mod error;
@@ -34,6 +35,7 @@ mod simplify;
 mod url;
 
 pub use app_error::AppDiscoveryError;
+pub use app_providers::{instance_providers, provider_port, provider_url, AppProvider};
 pub use consumer::ConsumerRegistration;
 pub use encode::{decode_component, KeyEncoding};
 pub use error::DubboError;

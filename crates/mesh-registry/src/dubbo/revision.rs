@@ -86,3 +86,105 @@ pub fn calc_revision<'a>(
     let input = revision_input(app, services);
     format!("{:x}", md5::compute(input.as_bytes()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dubbo::metadata_info::MetadataInfo;
+
+    fn service(
+        name: &str,
+        group: Option<&str>,
+        version: Option<&str>,
+        protocol: &str,
+        port: i32,
+        path: Option<&str>,
+        params: &[(&str, &str)],
+    ) -> ServiceInfo {
+        ServiceInfo {
+            name: name.into(),
+            group: group.map(Into::into),
+            version: version.map(Into::into),
+            protocol: Some(protocol.into()),
+            port,
+            path: path.map(Into::into),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        }
+    }
+
+    /// Vector 1, derived by hand from `MetadataInfo.calAndGetRevision` / `ServiceInfo.toDescString`:
+    /// matchKey `org.apache.dubbo.demo.DemoService:1.0.0:dubbo` (no group), port `20880`, path, then the
+    /// `TreeMap` text; the MD5 of `app + desc` was computed outside Rust (`python3 -c 'import hashlib;
+    /// print(hashlib.md5(s.encode()).hexdigest())'`).
+    #[test]
+    fn java_revision_vector_one_service() {
+        let s = service(
+            "org.apache.dubbo.demo.DemoService",
+            None,
+            Some("1.0.0"),
+            "dubbo",
+            20880,
+            Some("org.apache.dubbo.demo.DemoService"),
+            &[
+                ("side", "provider"),
+                ("application", "demo-provider"),
+                ("methods", "sayHello"),
+            ],
+        );
+        assert_eq!(
+            desc_string(&s),
+            "org.apache.dubbo.demo.DemoService:1.0.0:dubbo20880org.apache.dubbo.demo.DemoService\
+             {application=demo-provider, methods=sayHello, side=provider}"
+        );
+        let info = MetadataInfo::new("demo-provider", [s]);
+        assert_eq!(info.revision, "b612bf80f66627a432bfeeffcb0b62c1");
+    }
+
+    /// Vector 2 (same method): two services sorted by key (`g/a.B:tri` before `z.Y:dubbo`), an unset port
+    /// (`-1`), a null path (`null`) and empty params (`{}`): `appg/a.B:tri-1null{}z.Y:dubbo20880z.Y{a=1, b=2}`.
+    #[test]
+    fn java_revision_vector_sorted_services_nulls() {
+        let a = service("a.B", Some("g"), None, "tri", -1, None, &[]);
+        let z = service(
+            "z.Y",
+            None,
+            Some(""),
+            "dubbo",
+            20880,
+            Some("z.Y"),
+            &[("b", "2"), ("a", "1")],
+        );
+        let info = MetadataInfo::new("app", [z, a]);
+        let input = revision_input(Some("app"), &info.services);
+        assert_eq!(input, "appg/a.B:tri-1null{}z.Y:dubbo20880z.Y{a=1, b=2}");
+        assert_eq!(info.revision, "16b3f5c47bd47a0c75e2bbc19d7994b8");
+    }
+
+    #[test]
+    fn empty_is_zero_and_changes_change_the_revision() {
+        assert_eq!(MetadataInfo::new("app", []).revision, "0");
+        let s = service("x.Y", None, None, "dubbo", 1, Some("x.Y"), &[]);
+        let one = MetadataInfo::new("app", [s.clone()]).revision;
+        let mut s2 = s.clone();
+        s2.params.insert("timeout".into(), "5".into());
+        assert_ne!(one, MetadataInfo::new("app", [s2]).revision);
+        assert_ne!(one, MetadataInfo::new("app2", [s]).revision);
+    }
+
+    #[test]
+    fn java_order_is_utf16() {
+        // U+FF5E (one UTF-16 unit 0xFF5E) sorts after U+1F600 (surrogates 0xD83D..) in Java, before in Rust.
+        assert_eq!(java_string_cmp("\u{ff5e}", "\u{1f600}"), Ordering::Greater);
+        assert!("\u{ff5e}" < "\u{1f600}");
+        let params = [
+            ("\u{ff5e}".to_owned(), "1".to_owned()),
+            ("\u{1f600}".to_owned(), "2".to_owned()),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(java_tree_map_string(&params), "{\u{1f600}=2, \u{ff5e}=1}");
+    }
+}
