@@ -423,6 +423,27 @@ impl ServiceInstance {
         }))
     }
 
+    /// Where to call this instance's MetadataService: `(protocol, port)` from
+    /// `dubbo.metadata-service.url-params`, else `("dubbo", instance port)` (apache/dubbo
+    /// `dubbo-registry/dubbo-registry-api/.../client/metadata/StandardMetadataServiceURLBuilder.java`
+    /// `build`: `generateWithMetadata` needs `port`, `generateUrlWithoutMetadata` falls back to the instance
+    /// port). The call is `org.apache.dubbo.metadata.MetadataService`, group = the application, version =
+    /// the parameters' `version` or `1.0.0`.
+    pub fn metadata_service_address(&self) -> Result<(String, u16), AppDiscoveryError> {
+        match self.metadata_service_params()? {
+            None => Ok(("dubbo".to_owned(), self.port)),
+            Some(p) => {
+                let port = p.port.filter(|&port| port > 0).ok_or_else(|| {
+                    AppDiscoveryError::BadInstanceMetadata {
+                        key: METADATA_SERVICE_URL_PARAMS_KEY,
+                        reason: "no port".into(),
+                    }
+                })?;
+                Ok((p.protocol, port))
+            }
+        }
+    }
+
     /// `dubbo.endpoints` (Java `ProtocolPortsMetadataCustomizer` writes it, `ServiceInstanceMetadataUtils
     /// .getEndpoints` reads it; dubbo-go `protocol_ports_metadata_customizer.go`); empty when absent.
     pub fn endpoints(&self) -> Result<Vec<InstanceEndpoint>, AppDiscoveryError> {
@@ -635,6 +656,9 @@ mod tests {
         let ms = i.metadata_service_params().unwrap().unwrap();
         assert_eq!((ms.protocol.as_str(), ms.port), ("dubbo", Some(20881)));
         assert_eq!(ms.params.get("version").map(String::as_str), Some("1.0.0"));
+        assert_eq!(i.metadata_service_address().unwrap(), ("dubbo".to_owned(), 20881));
+        let bare = ServiceInstance::new("a", "1.2.3.4", 7);
+        assert_eq!(bare.metadata_service_address().unwrap(), ("dubbo".to_owned(), 7));
         assert_eq!(i.usability(), InstanceUse::Use { revision: "9f1c" });
         assert_eq!(i.key().to_string(), "/services/demo-provider/192.168.1.10:20880");
     }

@@ -29,6 +29,16 @@ use super::app_error::{excerpt, AppDiscoveryError};
 use super::instance::{json_kind, string_map};
 use super::revision::calc_revision;
 
+/// The MetadataService interface (`org.apache.dubbo.metadata.MetadataService`), exported with group =
+/// application and version [`METADATA_SERVICE_VERSION`] (`ConfigurableMetadataServiceExporter.exportV1`).
+pub const METADATA_SERVICE_INTERFACE: &str = "org.apache.dubbo.metadata.MetadataService";
+
+/// `MetadataService.VERSION`.
+pub const METADATA_SERVICE_VERSION: &str = "1.0.0";
+
+/// The method a consumer calls: `MetadataInfo getMetadataInfo(String revision)`.
+pub const GET_METADATA_INFO: &str = "getMetadataInfo";
+
 /// The Hessian class of `MetadataInfo`.
 pub const METADATA_INFO_CLASS: &str = "org.apache.dubbo.metadata.MetadataInfo";
 

@@ -21,6 +21,7 @@
 
 mod app_error;
 mod app_providers;
+pub mod app_registration;
 mod consumer;
 mod encode;
 mod error;
