@@ -16,19 +16,39 @@
 //! * [`discover`]: a provider URL as the consumer uses it (an endpoint of a service key, or why not);
 //!   [`ProviderRegistration`] / [`ConsumerRegistration`]: the URLs a provider or consumer agent registers.
 //!
+//! Dubbo 3 application-level discovery (issue 13; `docs/dubbo3-discovery.md` lists where Java and Go
+//! disagree and which side is followed):
+//! * [`instance`]: `/services/<app>/<host>:<port>` and its JSON (Java camelCase, dubbo-go PascalCase), the
+//!   metadata a consumer reads and the skip rules; [`app_registration`]: what a provider agent publishes.
+//! * [`metadata_info`]: `MetadataInfo`/`ServiceInfo` as Hessian values (hessian-lite's field order) and as
+//!   dubbo-go JSON; [`revision`]: Java 3.3's revision; [`instance_providers`]: instance + `MetadataInfo` ->
+//!   the same [`Discovered`] endpoints as the interface-level path.
+//! * [`mapping`]: `/dubbo/mapping/<interface>` and the add-my-application CAS step; [`migration`]:
+//!   `MigrationStep` and the APPLICATION_FIRST threshold rule.
+//!
 //! Nothing here panics on any input; keys and URLs longer than [`MAX_KEY_LEN`] / [`MAX_URL_LEN`] or with
 //! more than [`MAX_PARAMS`] parameters are refused with [`DubboError::TooLong`].
 
+mod app_error;
+mod app_providers;
+pub mod app_registration;
 mod consumer;
 mod encode;
 mod error;
+pub mod instance;
 mod key;
+pub mod mapping;
 mod matching;
+pub mod metadata_info;
+pub mod migration;
 mod provider;
+pub mod revision;
 mod service_key;
 mod simplify;
 mod url;
 
+pub use app_error::AppDiscoveryError;
+pub use app_providers::{instance_providers, provider_port, provider_url, AppProvider};
 pub use consumer::ConsumerRegistration;
 pub use encode::{decode_component, KeyEncoding};
 pub use error::DubboError;

@@ -1,0 +1,99 @@
+//! The error of the Dubbo 3 application-level model (instances, `MetadataInfo`, mapping, migration): an
+//! input read from etcd or from a MetadataService answer that cannot be used. Every message names the bad part.
+
+/// How much of a bad input an error message quotes.
+const EXCERPT_CHARS: usize = 120;
+
+/// An application-level discovery input that cannot be read or written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AppDiscoveryError {
+    /// An input longer than its limit (bytes, entries or nesting).
+    #[error("{what} is {len} long, more than the {max} allowed")]
+    TooLong {
+        /// What is too long.
+        what: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// A key that is not `/services/<app>/<host>:<port>`.
+    #[error("bad instance key {key:?}: {reason}")]
+    BadInstanceKey {
+        /// The key (shortened).
+        key: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// An instance value that is not an instance in Java's or dubbo-go's JSON shape.
+    #[error("bad instance value: {reason}")]
+    BadInstance {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A metadata entry of an instance (`dubbo.endpoints`, `dubbo.metadata-service.url-params`) that cannot
+    /// be read.
+    #[error("bad instance metadata {key}: {reason}")]
+    BadInstanceMetadata {
+        /// The metadata key.
+        key: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A Hessian value that is not an `org.apache.dubbo.metadata.MetadataInfo` as Dubbo writes it.
+    #[error("bad MetadataInfo: {reason}")]
+    BadMetadataInfo {
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `migration.step` that is none of Dubbo's `MigrationStep` names.
+    #[error("unknown migration step {step:?} (Dubbo's names: FORCE_INTERFACE, APPLICATION_FIRST, FORCE_APPLICATION)")]
+    UnknownMigrationStep {
+        /// The step as given (shortened).
+        step: String,
+    },
+    /// An application name that cannot go into a mapping value or an instance key.
+    #[error("bad application name {name:?}: {reason}")]
+    BadApplication {
+        /// The name (shortened).
+        name: String,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+}
+
+/// The first [`EXCERPT_CHARS`] characters of `s`, for an error message.
+pub(crate) fn excerpt(s: &str) -> String {
+    match s.char_indices().nth(EXCERPT_CHARS) {
+        Some((at, _)) => format!("{}...", &s[..at]),
+        None => s.to_owned(),
+    }
+}
+
+/// An application name as Dubbo's registries can carry it: not empty, no `/` (it is a key segment), no `,`
+/// (the mapping value's separator), no control characters.
+pub(crate) fn check_application(name: &str) -> Result<(), AppDiscoveryError> {
+    let reason = if name.is_empty() {
+        Some("empty")
+    } else if name.len() > super::instance::MAX_APPLICATION_LEN {
+        Some("too long")
+    } else if name.contains('/') {
+        Some("contains '/' (a key separator)")
+    } else if name.contains(',') {
+        Some("contains ',' (the mapping separator)")
+    } else if name.chars().any(char::is_control) {
+        Some("contains a control character")
+    } else if name.trim() != name {
+        Some("has leading or trailing white space")
+    } else {
+        None
+    };
+    match reason {
+        Some(reason) => Err(AppDiscoveryError::BadApplication {
+            name: excerpt(name),
+            reason,
+        }),
+        None => Ok(()),
+    }
+}
