@@ -5,8 +5,9 @@
 //! id). Heartbeats are answered here; other events are ignored, as a Dubbo server does (it acts only on
 //! READONLY, which means nothing from a client); one-way requests are sent on and not answered.
 //!
-//! With `max_inflight_per_connection` calls of the connection unanswered, nothing more is read from it
-//! until one finishes (back-pressure through TCP). A connection with nothing to read for `idle_timeout`
+//! With `max_inflight_per_connection` calls of the connection unanswered, or more than
+//! [`MAX_QUEUED_ANSWER_BYTES`] of answers not yet taken by the writer (a client that sends but does not
+//! read), nothing more is read from it until that clears (back-pressure through TCP). A connection with nothing to read for `idle_timeout`
 //! is closed once its calls are answered. On the shard's stop the agent tells the client it is going
 //! away (Dubbo's READONLY event), stops reading, and closes once the calls in flight are answered.
 
@@ -23,6 +24,11 @@ use crate::control::ShardControl;
 use crate::frames::{FrameEnd, FrameReader};
 use crate::io::{split, OutQueue};
 use crate::sync::WaitQueue;
+
+/// Most bytes of answers (heartbeat replies included) queued for a client before the agent stops reading
+/// from it: a client that pipelines calls or heartbeats and never reads would otherwise grow the queue until
+/// the write timeout. Calls already in flight may still add their answers on top.
+const MAX_QUEUED_ANSWER_BYTES: usize = 1 << 20;
 
 /// One client connection's accounting.
 struct ConnState {
@@ -102,6 +108,7 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: Rc<Ctx>, control: S
         while conn.inflight.get() >= conn.limit && !out.is_closed() {
             conn.room.wait(false).await;
         }
+        out.wait_queued_at_most(MAX_QUEUED_ANSWER_BYTES).await;
         if out.is_closed() {
             break;
         }
