@@ -231,14 +231,41 @@ pub fn text_of<'s>(v: &'s Value<'_>) -> Cow<'s, str> {
         // Shortest text that reads back to the same double (`1.0`, `0.1`, `1e300`).
         Value::Double(d) => Cow::Owned(format!("{d:?}")),
         Value::Binary(b) => Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b)),
-        Value::Object(o) if value_type_text(o).is_some() => {
-            Cow::Owned(value_type_text(o).unwrap_or_default())
-        }
-        other => Cow::Owned(match to_json(other, &RenderLimits::default()) {
-            Ok(j) => j.to_text(),
-            Err(_) => other.kind().to_owned(),
-        }),
+        other => text_of_within(other, &mut RenderLimits::default().max_nodes),
     }
+}
+
+/// [`text_of`] with a budget of JSON values shared by several calls: a structure is rendered only within
+/// what is left of `budget`, and its text's length is taken from it (every JSON value takes at least one
+/// byte); one past it is given as its kind (`list`, `map`, ...), and empties the budget. For values read
+/// from the network, where back-references let a small input render large again and again: a Dubbo
+/// request's arguments and attachments share a budget of the order of its size.
+pub fn text_of_within<'s>(v: &'s Value<'_>, budget: &mut usize) -> Cow<'s, str> {
+    let text = match v {
+        Value::List(_) | Value::Map(_) | Value::Object(_) | Value::Ref(_) => {
+            let text = match v {
+                Value::Object(o) => value_type_text(o),
+                _ => None,
+            };
+            let text = text.or_else(|| {
+                let limits = RenderLimits {
+                    max_nodes: *budget,
+                    ..RenderLimits::default()
+                };
+                to_json(v, &limits).ok().map(|j| j.to_text())
+            });
+            match text {
+                Some(t) => t,
+                None => {
+                    *budget = 0;
+                    return Cow::Borrowed(v.kind());
+                }
+            }
+        }
+        other => return text_of(other),
+    };
+    *budget = budget.saturating_sub(text.len());
+    Cow::Owned(text)
 }
 
 #[cfg(test)]
@@ -260,6 +287,42 @@ mod tests {
                 .map(|(k, v)| (Cow::Owned(k.into()), v))
                 .collect(),
         })
+    }
+
+    #[test]
+    fn shared_references_cannot_multiply_the_text_work() {
+        // 1000 references to a list of 1000 ints: a million values from a few kilobytes.
+        let inner = Value::List(List {
+            type_name: None,
+            items: (0..1000).map(Value::Int).collect(),
+        });
+        let mut items = vec![inner];
+        items.extend((0..1000).map(|_| Value::Ref(1)));
+        let big = Value::List(List {
+            type_name: None,
+            items,
+        });
+        let small = Value::List(List {
+            type_name: None,
+            items: vec![Value::Int(1), Value::str("a")],
+        });
+        let mut budget = 100_000;
+        assert_eq!(text_of_within(&small, &mut budget), r#"[1,"a"]"#);
+        assert_eq!(budget, 100_000 - 7);
+        assert_eq!(text_of_within(&big, &mut budget), "list");
+        assert_eq!(budget, 0);
+        // Once spent, structures are their kinds; scalars and strings are still themselves.
+        assert_eq!(text_of_within(&small, &mut budget), "list");
+        assert_eq!(text_of_within(&Value::Int(7), &mut budget), "7");
+        assert_eq!(text_of_within(&Value::str("s"), &mut budget), "s");
+        // A number object costs its text.
+        let mut budget = 10;
+        let n = big_integer_value("123").unwrap();
+        assert_eq!(text_of_within(&n, &mut budget), "123");
+        assert_eq!(budget, 7);
+        // text_of keeps its own (large) budget per value.
+        assert_eq!(text_of(&small), r#"[1,"a"]"#);
+        assert_eq!(text_of(&big), "list");
     }
 
     #[test]

@@ -11,7 +11,7 @@
 //! | the agent's own failure (no provider, timeout, ...) | its status | `{"status": <http>, "message": "..."}` ([`failure`]) |
 
 use mesh_dubbo::{Body, CodecError, Response, RpcResult, Status, Value};
-use mesh_generic::{text_of, to_json, Json, Number, RenderLimits};
+use mesh_generic::{text_of, text_of_within, to_json, Json, Number, RenderLimits};
 
 use crate::json_call::ATTACHMENT_HEADER_PREFIX;
 use crate::response::is_token;
@@ -68,7 +68,7 @@ pub fn render_json(decoded: Result<Body<'_>, CodecError>, limits: &RenderLimits)
                 RpcResult::Null => JsonAnswer::new(200, Json::Null),
                 RpcResult::Exception(e) => exception(&e),
             };
-            answer.headers = attachment_headers(attachments.as_deref().unwrap_or_default());
+            answer.headers = attachment_headers(attachments.as_deref().unwrap_or_default(), limits);
             answer
         }
         Body::Response(Response::Error { status, message }) => {
@@ -147,12 +147,17 @@ fn exception(e: &Value<'_>) -> JsonAnswer {
 }
 
 /// Attachments that can be header fields: a token name, a value without control characters, not too long.
-fn attachment_headers(attachments: &[(std::borrow::Cow<'_, str>, Value<'_>)]) -> Vec<(String, String)> {
+/// Structured values share one rendering budget (`limits.max_nodes`), so references cannot multiply it.
+fn attachment_headers(
+    attachments: &[(std::borrow::Cow<'_, str>, Value<'_>)],
+    limits: &RenderLimits,
+) -> Vec<(String, String)> {
+    let mut budget = limits.max_nodes;
     attachments
         .iter()
         .filter(|(name, _)| is_token(name) && name.len() <= crate::MAX_ATTACHMENT_NAME)
         .filter_map(|(name, value)| {
-            let text = text_of(value);
+            let text = text_of_within(value, &mut budget);
             let clean = text.len() <= MAX_ATTACHMENT_HEADER_VALUE
                 && text
                     .bytes()

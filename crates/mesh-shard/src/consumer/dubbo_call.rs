@@ -84,8 +84,14 @@ impl<'a> DubboCall<'a> {
                 _ => return Err(CodecError::Unencodable("a non-request frame")),
             },
         };
-        let arg_texts = parts.args.iter().map(text_of).collect();
-        let attachment_texts = parts.attachments.iter().map(|(_, v)| text_of(v)).collect();
+        // Back-references let a small body render large many times over: the texts share a budget.
+        let mut budget = TEXT_BUDGET_PER_BODY_BYTE * body.len() + TEXT_BUDGET_BASE;
+        let arg_texts = parts.args.iter().map(|v| text_of(v, &mut budget)).collect();
+        let attachment_texts = parts
+            .attachments
+            .iter()
+            .map(|(_, v)| text_of(v, &mut budget))
+            .collect();
         Ok(DubboCall {
             header,
             body,
@@ -245,13 +251,18 @@ fn nullable_string<'a>(v: Value<'a>, field: &'static str) -> Result<Option<Cow<'
     }
 }
 
+/// Bytes of JSON text the routing view of a request's structured arguments and attachments may take, per
+/// byte of its body (JSON is longer than Hessian: `"a":` for `01 61`, base64 for binary), plus a base.
+const TEXT_BUDGET_PER_BODY_BYTE: usize = 4;
+const TEXT_BUDGET_BASE: usize = 4096;
+
 /// A value as Java's `String.valueOf` spells the common ones: strings as they are, numbers in decimal,
-/// `null`; structures as JSON.
-fn text_of<'a>(v: &Value<'a>) -> Cow<'a, str> {
+/// `null`; structures as JSON while `budget` lasts, then as their kind.
+fn text_of<'a>(v: &Value<'a>, budget: &mut usize) -> Cow<'a, str> {
     match v {
         Value::String(s) => s.clone(),
         // The same text the form's typed arguments show the routers.
-        other => Cow::Owned(mesh_http::generic::text_of(other).into_owned()),
+        other => Cow::Owned(mesh_http::generic::text_of_within(other, budget).into_owned()),
     }
 }
 
@@ -464,7 +475,7 @@ mod tests {
     fn attachments(req: &Request<'_>) -> Vec<(String, String)> {
         req.attachments
             .iter()
-            .map(|(k, v)| (k.to_string(), text_of(v).into_owned()))
+            .map(|(k, v)| (k.to_string(), mesh_http::generic::text_of(v).into_owned()))
             .collect()
     }
 
@@ -615,6 +626,40 @@ mod tests {
                 ("token".to_owned(), "t".to_owned())
             ]
         );
+    }
+
+    #[test]
+    fn back_references_cannot_multiply_the_routing_text_work() {
+        // An attachment of a few hundred bytes whose 300 references to a list of 300 ints would render as
+        // 90,000 JSON values; 20 of them would be 20 times that. The texts share a budget of the order of
+        // the body's size instead.
+        let inner = Value::List(mesh_dubbo::List {
+            type_name: None,
+            items: (0..300).map(Value::Int).collect(),
+        });
+        let mut items = vec![inner];
+        // Index 1 in the wire's numbering (the attachment map is 0) and in the value's own (this list is 0).
+        items.extend((0..300).map(|_| Value::Ref(1)));
+        let bomb = Value::List(mesh_dubbo::List {
+            type_name: None,
+            items,
+        });
+        let names: Vec<&'static str> = (0..20)
+            .map(|i| &*Box::leak(format!("a{i}").into_boxed_str()))
+            .collect();
+        let small = Value::List(mesh_dubbo::List {
+            type_name: None,
+            items: vec![Value::Int(1)],
+        });
+        let mut atts = vec![("small", small)];
+        atts.extend(names.iter().map(|n| (*n, bomb.clone())));
+        let f = request(Serialization::Hessian2, None, atts);
+        assert!(f.body.len() < 40_000, "{}", f.body.len());
+        let call = decoded(&f);
+        assert_eq!(call.attachment_texts[0], "[1]");
+        // The first may fit the budget (its values are counted, its text is charged); it spends it all.
+        let rendered = call.attachment_texts[1..].iter().filter(|t| *t != "list").count();
+        assert!(rendered <= 1, "{rendered} of 20 rendered");
     }
 
     #[test]
