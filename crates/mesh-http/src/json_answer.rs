@@ -302,6 +302,7 @@ mod tests {
             &RenderLimits {
                 max_depth: 10,
                 max_nodes: 5,
+                ..RenderLimits::default()
             },
         );
         assert_eq!(a.status, 502);
