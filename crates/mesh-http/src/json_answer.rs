@@ -10,9 +10,10 @@
 //! | undecodable, unexpected, or too large to render | 502 | `{"status": 502, "message": "..."}` |
 //! | the agent's own failure (no provider, timeout, ...) | its status | `{"status": <http>, "message": "..."}` ([`failure`]) |
 
-use mesh_dubbo::{Body, CodecError, Response, RpcResult, Status, Value};
+use mesh_dubbo::{Body, CodecError, Response, RpcResult, Value};
 use mesh_generic::{text_of, text_of_within, to_json, Json, Number, RenderLimits};
 
+use crate::answer::http_status_of;
 use crate::json_call::ATTACHMENT_HEADER_PREFIX;
 use crate::response::is_token;
 
@@ -72,11 +73,7 @@ pub fn render_json(decoded: Result<Body<'_>, CodecError>, limits: &RenderLimits)
             answer
         }
         Body::Response(Response::Error { status, message }) => {
-            let code = match status {
-                Status::SERVER_THREADPOOL_EXHAUSTED | Status::SERVICE_NOT_FOUND => 503,
-                Status::SERVER_TIMEOUT | Status::CLIENT_TIMEOUT => 504,
-                _ => 502,
-            };
+            let code = http_status_of(status);
             JsonAnswer::new(
                 code,
                 Json::Object(vec![
@@ -258,7 +255,7 @@ mod tests {
         for (dubbo, http) in [(100, 503), (60, 503), (31, 504), (30, 504), (80, 502), (90, 502)] {
             let a = render_json(
                 Ok(Body::Response(Response::Error {
-                    status: Status(dubbo),
+                    status: mesh_dubbo::Status(dubbo),
                     message: Cow::Borrowed("why"),
                 })),
                 &RenderLimits::default(),
