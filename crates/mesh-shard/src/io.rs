@@ -113,6 +113,11 @@ pub async fn read_into<R: AsyncRead + Unpin>(
     Ok(n)
 }
 
+/// Most bytes of answers (heartbeat replies included) queued for a peer before a server stops reading from
+/// it: a peer that pipelines calls or heartbeats and never reads would otherwise grow the queue until the
+/// write timeout. Calls already in flight may still add their answers on top.
+pub const MAX_QUEUED_ANSWER_BYTES: usize = 1 << 20;
+
 /// Frames waiting to be written to one connection. Producers append (any number of frames); the writer
 /// task takes everything at once and writes it with one `write_all`: a burst of answers is one syscall.
 #[derive(Clone)]
@@ -167,6 +172,19 @@ impl OutQueue {
 
     pub fn is_closed(&self) -> bool {
         self.0.closed.get()
+    }
+
+    /// A queue and its writer task on `w` ([`OutQueue::run_writer`]; the task ends when the queue is closed
+    /// and drained, or `w` fails).
+    pub fn spawn_writer<W: AsyncWrite + Unpin + 'static>(w: W) -> (OutQueue, glommio::Task<()>) {
+        let out = OutQueue::new();
+        let writer = {
+            let out = out.clone();
+            glommio::spawn_local(async move {
+                let _ = out.run_writer(w).await;
+            })
+        };
+        (out, writer)
     }
 
     /// Bytes queued and not yet taken by the writer (a writer blocked on a peer that does not read takes

@@ -19,8 +19,7 @@ use mesh_dubbo::frame::encode_frame;
 use mesh_dubbo::hessian::{Decoder, Encoder};
 use mesh_dubbo::message::DUBBO_VERSION;
 use mesh_dubbo::{
-    descriptor, Attachments, Body, Codec, CodecError, Frame, Header, RequestHead, Response, Serialization,
-    Status, Value,
+    descriptor, Body, Codec, CodecError, Frame, Header, Request, Response, Serialization, Status, Value,
 };
 
 use super::form_call::join_service_key;
@@ -38,17 +37,11 @@ pub(super) struct DubboCall<'a> {
     /// The client's header: its request id, serialization and flags.
     header: Header,
     body: &'a [u8],
-    dubbo_version: Cow<'a, str>,
-    /// The service path (field 2: the interface).
-    service: Cow<'a, str>,
-    version: Option<Cow<'a, str>>,
-    method: Cow<'a, str>,
-    param_types: Cow<'a, str>,
-    args: Vec<Value<'a>>,
-    attachments: Attachments<'a>,
+    /// The request's fields (the service path is field 2: the interface).
+    request: Request<'a>,
     /// The arguments as condition rules compare them (Java's `String.valueOf`).
     arg_texts: Vec<Cow<'a, str>>,
-    /// The attachment values as condition rules compare them, parallel to `attachments`.
+    /// The attachment values as condition rules compare them, parallel to `request.attachments`.
     attachment_texts: Vec<Cow<'a, str>>,
     /// Where the agent's attachments go into the body, when it can be passed through (hessian2).
     splice: Option<Splice>,
@@ -68,26 +61,20 @@ impl<'a> DubboCall<'a> {
     pub(super) fn decode(codec: &Codec, frame: &'a Frame) -> Result<Self, CodecError> {
         let header = frame.header;
         let body: &'a [u8] = &frame.body;
-        let parts = match header.serialization()? {
-            Serialization::Hessian2 => decode_hessian(body, codec.max_depth)?,
+        let (request, splice) = match header.serialization()? {
+            Serialization::Hessian2 => {
+                let (request, at) = decode_hessian(body, codec.max_depth)?;
+                (request, Some(at))
+            }
             Serialization::FastJson => match codec.decode_body(&header, body)? {
-                Body::Request(r) => Parts {
-                    dubbo_version: r.dubbo_version,
-                    service: r.service,
-                    version: r.version,
-                    method: r.method,
-                    param_types: r.param_types,
-                    args: r.args,
-                    attachments: r.attachments,
-                    splice: None,
-                },
+                Body::Request(r) => (r, None),
                 _ => return Err(CodecError::Unencodable("a non-request frame")),
             },
         };
         // Back-references let a small body render large many times over: the texts share a budget.
         let mut budget = TEXT_BUDGET_PER_BODY_BYTE * body.len() + TEXT_BUDGET_BASE;
-        let arg_texts = parts.args.iter().map(|v| text_of(v, &mut budget)).collect();
-        let attachment_texts = parts
+        let arg_texts = request.args.iter().map(|v| text_of(v, &mut budget)).collect();
+        let attachment_texts = request
             .attachments
             .iter()
             .map(|(_, v)| text_of(v, &mut budget))
@@ -95,21 +82,19 @@ impl<'a> DubboCall<'a> {
         Ok(DubboCall {
             header,
             body,
-            dubbo_version: parts.dubbo_version,
-            service: parts.service,
-            version: parts.version,
-            method: parts.method,
-            param_types: parts.param_types,
-            args: parts.args,
-            attachments: parts.attachments,
+            request,
             arg_texts,
             attachment_texts,
-            splice: parts.splice,
+            splice,
         })
     }
 
     fn attachment(&self, key: &str) -> Option<&Value<'a>> {
-        self.attachments.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.request
+            .attachments
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     fn attachment_str(&self, key: &str) -> Option<&str> {
@@ -124,30 +109,19 @@ impl<'a> DubboCall<'a> {
     pub(super) fn service_key(&self) -> Cow<'a, str> {
         let group = self.attachment_str("group");
         let version = self
+            .request
             .version
             .as_deref()
             .filter(|v| !v.is_empty() && *v != NO_VERSION);
         match (group, version) {
-            (None, None) => self.service.clone(),
-            (group, version) => Cow::Owned(join_service_key(group, &self.service, version)),
+            (None, None) => self.request.service.clone(),
+            (group, version) => Cow::Owned(join_service_key(group, &self.request.service, version)),
         }
     }
 }
 
-/// The fields of a decoded request body, and where attachments can be spliced into it.
-struct Parts<'a> {
-    dubbo_version: Cow<'a, str>,
-    service: Cow<'a, str>,
-    version: Option<Cow<'a, str>>,
-    method: Cow<'a, str>,
-    param_types: Cow<'a, str>,
-    args: Vec<Value<'a>>,
-    attachments: Attachments<'a>,
-    splice: Option<Splice>,
-}
-
 /// Reads a hessian2 request body field by field, noting where its attachment map starts and ends.
-fn decode_hessian(body: &[u8], max_depth: usize) -> Result<Parts<'_>, CodecError> {
+fn decode_hessian(body: &[u8], max_depth: usize) -> Result<(Request<'_>, Splice), CodecError> {
     let mut d = Decoder::with_max_depth(body, max_depth);
     let dubbo_version = string(d.read_value()?, "dubbo version")?;
     let service = string(d.read_value()?, "service path")?;
@@ -216,7 +190,7 @@ fn decode_hessian(body: &[u8], max_depth: usize) -> Result<Parts<'_>, CodecError
             }
         }
     };
-    Ok(Parts {
+    let request = Request {
         dubbo_version,
         service,
         version,
@@ -224,8 +198,8 @@ fn decode_hessian(body: &[u8], max_depth: usize) -> Result<Parts<'_>, CodecError
         param_types,
         args,
         attachments,
-        splice: Some(splice),
-    })
+    };
+    Ok((request, splice))
 }
 
 fn string<'a>(v: Value<'a>, field: &'static str) -> Result<Cow<'a, str>, CodecError> {
@@ -268,16 +242,17 @@ fn text_of<'a>(v: &Value<'a>, budget: &mut usize) -> Cow<'a, str> {
 
 impl CallRequest for DubboCall<'_> {
     fn interface(&self) -> &str {
-        &self.service
+        &self.request.service
     }
 
     fn method(&self) -> &str {
-        &self.method
+        &self.request.method
     }
 
     fn route<T>(&self, service: &str, exclude: &[SocketAddr], route: impl FnOnce(&RouteCall<'_>) -> T) -> T {
         let args: Vec<&str> = self.arg_texts.iter().map(|a| a.as_ref()).collect();
         let attachments: Vec<(&str, &str)> = self
+            .request
             .attachments
             .iter()
             .zip(&self.attachment_texts)
@@ -285,7 +260,7 @@ impl CallRequest for DubboCall<'_> {
             .collect();
         route(&RouteCall {
             service,
-            method: &self.method,
+            method: &self.request.method,
             tag: self.attachment_str("dubbo.tag"),
             force_tag: self.attachment_str("dubbo.force.tag") == Some("true"),
             args: &args,
@@ -321,19 +296,13 @@ impl CallRequest for DubboCall<'_> {
                 splice(codec, buf, header, self.body, at, extra.iter().flatten().copied())
             }
             _ => {
-                let head = RequestHead {
-                    dubbo_version: if self.dubbo_version.is_empty() {
-                        DUBBO_VERSION
-                    } else {
-                        &self.dubbo_version
-                    },
-                    service: &self.service,
-                    version: self.version.as_deref(),
-                    method: &self.method,
-                    param_types: &self.param_types,
-                };
+                let mut head = self.request.head();
+                if head.dubbo_version.is_empty() {
+                    head.dubbo_version = DUBBO_VERSION;
+                }
                 let (ms, token) = (timeout.map(|(_, ms)| Value::str(ms)), token.map(Value::str));
                 let kept = self
+                    .request
                     .attachments
                     .iter()
                     .filter(|(k, _)| token.is_none() || k != "token")
@@ -346,7 +315,7 @@ impl CallRequest for DubboCall<'_> {
                     buf,
                     header,
                     &head,
-                    &self.args,
+                    &self.request.args,
                     kept.chain(added.into_iter().flatten()),
                 )
             }
@@ -420,12 +389,13 @@ pub(super) fn write_error(codec: &Codec, buf: &mut BytesMut, client: Header, sta
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::consumer::outcome::{Failure, FailureKind};
     use mesh_dubbo::{Decoded, Request, RpcResult};
 
-    fn frame_of(buf: &mut BytesMut) -> Frame {
+    /// The whole frame at the start of `buf`.
+    pub(in crate::consumer) fn frame_of(buf: &mut BytesMut) -> Frame {
         match Codec::default().decode_frame(buf).unwrap() {
             Decoded::Frame(f) => f,
             other => panic!("{other:?}"),

@@ -22,13 +22,8 @@ use super::dubbo_call::{write_error, write_outcome, DubboCall};
 use super::Ctx;
 use crate::control::ShardControl;
 use crate::frames::{FrameEnd, FrameReader};
-use crate::io::{split, OutQueue};
+use crate::io::{split, OutQueue, MAX_QUEUED_ANSWER_BYTES};
 use crate::sync::WaitQueue;
-
-/// Most bytes of answers (heartbeat replies included) queued for a client before the agent stops reading
-/// from it: a client that pipelines calls or heartbeats and never reads would otherwise grow the queue until
-/// the write timeout. Calls already in flight may still add their answers on top.
-const MAX_QUEUED_ANSWER_BYTES: usize = 1 << 20;
 
 /// One client connection's accounting.
 struct ConnState {
@@ -90,13 +85,7 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: Rc<Ctx>, control: S
     let _ = stream.set_read_timeout(Some(port.idle_timeout));
     let _ = stream.set_write_timeout(Some(port.idle_timeout));
     let (r, w) = split(stream);
-    let out = OutQueue::new();
-    let writer = {
-        let out = out.clone();
-        glommio::spawn_local(async move {
-            let _ = out.run_writer(w).await;
-        })
-    };
+    let (out, writer) = OutQueue::spawn_writer(w);
     let conn = Rc::new(ConnState {
         inflight: Cell::new(0),
         room: WaitQueue::new(),
@@ -189,15 +178,9 @@ fn handle_frame(ctx: &Rc<Ctx>, conn: &Rc<ConnState>, out: &OutQueue, f: Frame) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consumer::dubbo_call::tests::frame_of;
     use bytes::BytesMut;
-    use mesh_dubbo::{Decoded, Request, Value};
-
-    fn frame_of(buf: &mut BytesMut) -> Frame {
-        match Codec::default().decode_frame(buf).unwrap() {
-            Decoded::Frame(f) => f,
-            other => panic!("{other:?}"),
-        }
-    }
+    use mesh_dubbo::{Request, Value};
 
     fn call_frame(two_way: bool) -> Frame {
         let req = Request {
