@@ -136,7 +136,7 @@ pub fn generic_arguments(
         .iter()
         .enumerate()
         .map(|(index, v)| {
-            match types.and_then(|t| t.get(index)).filter(|t| is_value_type(t)) {
+            match types.and_then(|t| t.get(index)).filter(|t| t.is_value_type()) {
                 // A value type goes as that Java type: PojoUtils passes it through, while it cannot make a
                 // byte[] of a base64 string, or a Date of an RFC 3339 one.
                 Some(t) => from_json(v, t),
@@ -153,21 +153,6 @@ pub fn generic_arguments(
             items: args,
         }),
     ])
-}
-
-/// Types whose values the agent encodes as themselves in a `$invoke` too: primitives and their boxes,
-/// `String`, `BigDecimal`, `BigInteger`, `Date`, and arrays of them (`byte[]`, `char[]`, `int[]`, ...).
-fn is_value_type(t: &JavaType) -> bool {
-    match t {
-        JavaType::Primitive(_)
-        | JavaType::Boxed(_)
-        | JavaType::String
-        | JavaType::BigDecimal
-        | JavaType::BigInteger
-        | JavaType::Date => true,
-        JavaType::Array(c) => is_value_type(c),
-        _ => false,
-    }
 }
 
 /// A JSON value as Dubbo's generic form (what `PojoUtils.generalize` gives and `PojoUtils.realize` takes):

@@ -318,20 +318,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::bignum::big_integer_value;
+    use crate::from_json::tests::obj;
     use mesh_dubbo::{List, Map};
 
     fn json(v: &Value<'_>) -> String {
         to_json(v, &RenderLimits::default()).unwrap().to_text()
-    }
-
-    fn obj(class: &str, fields: Vec<(&str, Value<'static>)>) -> Value<'static> {
-        Value::Object(Object {
-            class: Cow::Owned(class.into()),
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (Cow::Owned(k.into()), v))
-                .collect(),
-        })
     }
 
     #[test]
