@@ -18,7 +18,8 @@ use glommio::net::TcpStream;
 use mesh_dubbo::{Body, Codec, Event, Frame, Header, Serialization, Status};
 
 use super::call;
-use super::dubbo_call::{write_error, write_outcome, DubboCall};
+use super::dubbo_answer::{write_error, write_outcome};
+use super::dubbo_call::DubboCall;
 use super::Ctx;
 use crate::control::ShardControl;
 use crate::frames::{FrameEnd, FrameReader};
