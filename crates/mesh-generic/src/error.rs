@@ -39,6 +39,12 @@ pub enum TypeError {
         /// The limit.
         max: usize,
     },
+    /// An answer whose strings would render to more bytes than the limit (shared references re-expanded).
+    #[error("answer text longer than {max} bytes")]
+    TooLong {
+        /// The limit.
+        max: usize,
+    },
 }
 
 impl TypeError {

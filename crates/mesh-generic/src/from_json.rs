@@ -282,7 +282,7 @@ fn inferred(json: &Json, depth: usize) -> Result<Value<'static>, TypeError> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::java_type::parse_java_name;
@@ -294,7 +294,8 @@ mod tests {
         )
     }
 
-    fn obj(class: &str, fields: Vec<(&str, Value<'static>)>) -> Value<'static> {
+    /// An object of `class` with `fields`.
+    pub(crate) fn obj(class: &str, fields: Vec<(&str, Value<'static>)>) -> Value<'static> {
         Value::Object(Object {
             class: Cow::Owned(class.into()),
             fields: fields

@@ -136,7 +136,7 @@ pub fn generic_arguments(
         .iter()
         .enumerate()
         .map(|(index, v)| {
-            match types.and_then(|t| t.get(index)).filter(|t| is_value_type(t)) {
+            match types.and_then(|t| t.get(index)).filter(|t| t.is_value_type()) {
                 // A value type goes as that Java type: PojoUtils passes it through, while it cannot make a
                 // byte[] of a base64 string, or a Date of an RFC 3339 one.
                 Some(t) => from_json(v, t),
@@ -155,51 +155,21 @@ pub fn generic_arguments(
     ])
 }
 
-/// Types whose values the agent encodes as themselves in a `$invoke` too: primitives and their boxes,
-/// `String`, `BigDecimal`, `BigInteger`, `Date`, and arrays of them (`byte[]`, `char[]`, `int[]`, ...).
-fn is_value_type(t: &JavaType) -> bool {
-    match t {
-        JavaType::Primitive(_)
-        | JavaType::Boxed(_)
-        | JavaType::String
-        | JavaType::BigDecimal
-        | JavaType::BigInteger
-        | JavaType::Date => true,
-        JavaType::Array(c) => is_value_type(c),
-        _ => false,
-    }
-}
-
-/// A JSON value as Dubbo's generic form: maps for objects (a `class` member stays a member), lists for
-/// arrays, numbers by size.
+/// A JSON value as Dubbo's generic form (what `PojoUtils.generalize` gives and `PojoUtils.realize` takes):
+/// objects with a `class` member (POJOs, enums) as maps that keep `class`, other objects as maps, arrays as
+/// lists, numbers by size; a `{"class": "<value type>", "value": ..}` tag gives its value that type, and
+/// `BigDecimal` / `BigInteger` stay themselves (`PojoUtils` passes numbers through). Nesting is limited as
+/// in a typed call ([`crate::from_json::MAX_DEPTH`]).
 fn generic_value(v: &Json) -> Result<Value<'static>, TypeError> {
-    match v {
-        Json::Object(members) => {
-            // Wrap as a map even with a `class` member: generic=true providers realize maps.
-            let inner = Json::Object(members.iter().map(|(k, v)| (k.clone(), v.clone())).collect());
-            let as_map = crate::java_type::JavaType::Map("java.util.Map".into());
-            from_json(&inner, &as_map).map(|m| match m {
-                Value::Map(mut m) => {
-                    for (_, val) in &mut m.entries {
-                        normalise_generic(val);
-                    }
-                    Value::Map(m)
-                }
-                other => other,
-            })
-        }
-        Json::Array(items) => Ok(Value::List(List {
-            type_name: None,
-            items: items.iter().map(generic_value).collect::<Result<_, _>>()?,
-        })),
-        other => infer(other),
-    }
+    let mut value = infer(v)?;
+    normalise_generic(&mut value);
+    Ok(value)
 }
 
-/// Nested POJOs inside a generic map stay maps with `class` (as Dubbo's `PojoUtils.generalize` gives them).
+/// Objects other than `BigDecimal` / `BigInteger` become maps with their `class` first, at every level.
 fn normalise_generic(v: &mut Value<'static>) {
     match v {
-        Value::Object(o) => {
+        Value::Object(o) if !is_number_class(&o.class) => {
             let mut entries = Vec::with_capacity(o.fields.len() + 1);
             entries.push((Value::str("class"), Value::String(std::mem::take(&mut o.class))));
             for (k, mut f) in std::mem::take(&mut o.fields) {
@@ -215,6 +185,11 @@ fn normalise_generic(v: &mut Value<'static>) {
         Value::List(l) => l.items.iter_mut().for_each(normalise_generic),
         _ => {}
     }
+}
+
+/// The number classes the agent writes as objects (hessian-lite's forms of them).
+fn is_number_class(class: &str) -> bool {
+    matches!(class, "java.math.BigDecimal" | "java.math.BigInteger")
 }
 
 #[cfg(test)]
@@ -364,5 +339,59 @@ mod tests {
         );
         let [_, unknown, _] = generic_arguments("hello", None, &values).unwrap();
         assert_eq!(unknown, Value::Null);
+    }
+
+    #[test]
+    fn generic_values_keep_value_types_and_class_tags_at_every_level() {
+        // PojoUtils passes numbers (BigDecimal, BigInteger, Long, ...) through: they must stay themselves,
+        // not become maps with a `class` key, which it would try to build field by field.
+        let values = parse_invoke_body(
+            br#"[{"class":"java.math.BigDecimal","value":"1.50"},
+                 {"price":{"class":"java.math.BigDecimal","value":"2.5"},"n":{"class":"java.math.BigInteger","value":"7"}},
+                 {"class":"java.lang.Long","value":4},
+                 {"class":"com.x.Color","name":"RED"}]"#,
+        )
+        .unwrap()
+        .values;
+        let [_, _, args] = generic_arguments("m", None, &values).unwrap();
+        let Value::List(args) = args else {
+            panic!("a list");
+        };
+        let decimal = |s: &'static str| crate::bignum::big_decimal_value(Cow::Borrowed(s)).into_owned();
+        assert_eq!(args.items[0], decimal("1.50"));
+        assert_eq!(
+            args.items[1],
+            Value::Map(Map {
+                type_name: None,
+                entries: vec![
+                    (Value::str("price"), decimal("2.5")),
+                    (Value::str("n"), crate::bignum::big_integer_value("7").unwrap()),
+                ]
+            })
+        );
+        assert_eq!(args.items[2], Value::Long(4));
+        // An enum (or any other POJO) is a map with its class, as PojoUtils.generalize gives it.
+        assert_eq!(
+            args.items[3],
+            Value::Map(Map {
+                type_name: None,
+                entries: vec![
+                    (Value::str("class"), Value::str("com.x.Color")),
+                    (Value::str("name"), Value::str("RED")),
+                ]
+            })
+        );
+    }
+
+    #[test]
+    fn generic_values_are_limited_in_depth() {
+        let deep = format!("[{}{}]", "[".repeat(100), "]".repeat(100));
+        let values = parse_invoke_body(deep.as_bytes()).unwrap().values;
+        assert_eq!(
+            generic_arguments("m", None, &values).unwrap_err().error,
+            TypeError::TooDeep {
+                max: crate::from_json::MAX_DEPTH
+            }
+        );
     }
 }

@@ -259,6 +259,22 @@ impl JavaType {
         Some(s)
     }
 
+    /// Whether values of this type are values, not structures: primitives and their boxes, `String`,
+    /// `BigDecimal`, `BigInteger`, `Date`, and arrays of them (`byte[]`, `char[]`, `int[]`, ...). Dubbo's
+    /// `PojoUtils` passes such values through a generic call as they are.
+    pub fn is_value_type(&self) -> bool {
+        match self {
+            JavaType::Primitive(_)
+            | JavaType::Boxed(_)
+            | JavaType::String
+            | JavaType::BigDecimal
+            | JavaType::BigInteger
+            | JavaType::Date => true,
+            JavaType::Array(c) => c.is_value_type(),
+            _ => false,
+        }
+    }
+
     /// Whether null is a value of this type (everything but primitives).
     pub fn is_nullable(&self) -> bool {
         !matches!(self, JavaType::Primitive(_))

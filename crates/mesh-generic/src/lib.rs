@@ -35,4 +35,4 @@ pub use java_type::{
     JavaType, Primitive,
 };
 pub use json::{Json, Number};
-pub use to_json::{text_of, to_json, RenderLimits};
+pub use to_json::{text_of, text_of_within, to_json, RenderLimits};

@@ -35,6 +35,9 @@ pub struct RenderLimits {
     pub max_depth: usize,
     /// Most JSON values produced (every scalar, array and object counts one). Default 1,000,000.
     pub max_nodes: usize,
+    /// Most bytes of strings produced (string values, base64, class and field names, map keys, number
+    /// objects' text): a value shared many times may hold a long string. Default 64 MiB.
+    pub max_bytes: usize,
 }
 
 impl Default for RenderLimits {
@@ -42,6 +45,7 @@ impl Default for RenderLimits {
         RenderLimits {
             max_depth: 128,
             max_nodes: 1_000_000,
+            max_bytes: 64 << 20,
         }
     }
 }
@@ -61,6 +65,10 @@ struct Renderer<'v, 'a> {
     /// Indices of the compounds being rendered, outermost first.
     open: Vec<usize>,
     nodes: usize,
+    bytes: usize,
+    /// The text of number objects (`BigDecimal`, `BigInteger`) already rendered, by compound index: a
+    /// `BigInteger`'s conversion is quadratic, and a shared one is converted once.
+    number_texts: HashMap<usize, String>,
     limits: RenderLimits,
 }
 
@@ -99,6 +107,8 @@ impl<'v, 'a> Renderer<'v, 'a> {
             index,
             open: Vec::new(),
             nodes: 0,
+            bytes: 0,
+            number_texts: HashMap::new(),
             limits: *limits,
         }
     }
@@ -108,6 +118,17 @@ impl<'v, 'a> Renderer<'v, 'a> {
         if self.nodes > self.limits.max_nodes {
             return Err(TypeError::TooLarge {
                 max: self.limits.max_nodes,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts `n` bytes of string text against the limit.
+    fn spend(&mut self, n: usize) -> Result<(), TypeError> {
+        self.bytes = self.bytes.saturating_add(n);
+        if self.bytes > self.limits.max_bytes {
+            return Err(TypeError::TooLong {
+                max: self.limits.max_bytes,
             });
         }
         Ok(())
@@ -125,8 +146,14 @@ impl<'v, 'a> Renderer<'v, 'a> {
                 Some(s) => Json::String(s),
                 None => Json::Number(Number::Int(*ms)),
             },
-            Value::String(s) => Json::String(s.to_string()),
-            Value::Binary(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
+            Value::String(s) => {
+                self.spend(s.len())?;
+                Json::String(s.to_string())
+            }
+            Value::Binary(b) => {
+                self.spend(b.len().div_ceil(3) * 4)?;
+                Json::String(base64::engine::general_purpose::STANDARD.encode(b))
+            }
             Value::Ref(n) => {
                 let n = *n as usize;
                 match self.compounds.get(n) {
@@ -148,7 +175,7 @@ impl<'v, 'a> Renderer<'v, 'a> {
                 if let Some(i) = me {
                     self.open.push(i);
                 }
-                let out = self.compound(v, depth + 1);
+                let out = self.compound(v, me, depth + 1);
                 if me.is_some() {
                     self.open.pop();
                 }
@@ -157,7 +184,7 @@ impl<'v, 'a> Renderer<'v, 'a> {
         })
     }
 
-    fn compound(&mut self, v: &'v Value<'a>, depth: usize) -> Result<Json, TypeError> {
+    fn compound(&mut self, v: &'v Value<'a>, me: Option<usize>, depth: usize) -> Result<Json, TypeError> {
         Ok(match v {
             Value::List(l) => Json::Array(
                 l.items
@@ -176,12 +203,17 @@ impl<'v, 'a> Renderer<'v, 'a> {
                 }
                 Json::Object(members)
             }
-            Value::Object(o) => match value_type_text(o) {
-                Some(text) => Json::String(text),
+            Value::Object(o) => match self.number_text(o, me) {
+                Some(text) => {
+                    self.spend(text.len())?;
+                    Json::String(text)
+                }
                 None => {
+                    self.spend(o.class.len())?;
                     let mut members = Vec::with_capacity(o.fields.len() + 1);
                     members.push(("class".to_owned(), Json::String(o.class.to_string())));
                     for (name, val) in &o.fields {
+                        self.spend(name.len())?;
                         members.push((name.to_string(), self.render(val, depth)?));
                     }
                     Json::Object(members)
@@ -189,6 +221,18 @@ impl<'v, 'a> Renderer<'v, 'a> {
             },
             _ => Json::Null,
         })
+    }
+
+    /// [`value_type_text`], converted once per compound.
+    fn number_text(&mut self, o: &Object<'_>, me: Option<usize>) -> Option<String> {
+        if let Some(text) = me.and_then(|i| self.number_texts.get(&i)) {
+            return Some(text.clone());
+        }
+        let text = value_type_text(o)?;
+        if let Some(i) = me {
+            self.number_texts.insert(i, text.clone());
+        }
+        Some(text)
     }
 }
 
@@ -231,14 +275,42 @@ pub fn text_of<'s>(v: &'s Value<'_>) -> Cow<'s, str> {
         // Shortest text that reads back to the same double (`1.0`, `0.1`, `1e300`).
         Value::Double(d) => Cow::Owned(format!("{d:?}")),
         Value::Binary(b) => Cow::Owned(base64::engine::general_purpose::STANDARD.encode(b)),
-        Value::Object(o) if value_type_text(o).is_some() => {
-            Cow::Owned(value_type_text(o).unwrap_or_default())
-        }
-        other => Cow::Owned(match to_json(other, &RenderLimits::default()) {
-            Ok(j) => j.to_text(),
-            Err(_) => other.kind().to_owned(),
-        }),
+        other => text_of_within(other, &mut RenderLimits::default().max_nodes),
     }
+}
+
+/// [`text_of`] with a budget of JSON values shared by several calls: a structure is rendered only within
+/// what is left of `budget`, and its text's length is taken from it (every JSON value takes at least one
+/// byte); one past it is given as its kind (`list`, `map`, ...), and empties the budget. For values read
+/// from the network, where back-references let a small input render large again and again: a Dubbo
+/// request's arguments and attachments share a budget of the order of its size.
+pub fn text_of_within<'s>(v: &'s Value<'_>, budget: &mut usize) -> Cow<'s, str> {
+    let text = match v {
+        Value::List(_) | Value::Map(_) | Value::Object(_) | Value::Ref(_) => {
+            let text = match v {
+                Value::Object(o) => value_type_text(o),
+                _ => None,
+            };
+            let text = text.or_else(|| {
+                let limits = RenderLimits {
+                    max_nodes: *budget,
+                    max_bytes: *budget,
+                    ..RenderLimits::default()
+                };
+                to_json(v, &limits).ok().map(|j| j.to_text())
+            });
+            match text {
+                Some(t) => t,
+                None => {
+                    *budget = 0;
+                    return Cow::Borrowed(v.kind());
+                }
+            }
+        }
+        other => return text_of(other),
+    };
+    *budget = budget.saturating_sub(text.len());
+    Cow::Owned(text)
 }
 
 #[cfg(test)]
@@ -246,20 +318,95 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::bignum::big_integer_value;
+    use crate::from_json::tests::obj;
     use mesh_dubbo::{List, Map};
 
     fn json(v: &Value<'_>) -> String {
         to_json(v, &RenderLimits::default()).unwrap().to_text()
     }
 
-    fn obj(class: &str, fields: Vec<(&str, Value<'static>)>) -> Value<'static> {
-        Value::Object(Object {
-            class: Cow::Owned(class.into()),
-            fields: fields
-                .into_iter()
-                .map(|(k, v)| (Cow::Owned(k.into()), v))
-                .collect(),
-        })
+    #[test]
+    fn shared_references_cannot_multiply_the_text_work() {
+        // 1000 references to a list of 1000 ints: a million values from a few kilobytes.
+        let inner = Value::List(List {
+            type_name: None,
+            items: (0..1000).map(Value::Int).collect(),
+        });
+        let mut items = vec![inner];
+        items.extend((0..1000).map(|_| Value::Ref(1)));
+        let big = Value::List(List {
+            type_name: None,
+            items,
+        });
+        let small = Value::List(List {
+            type_name: None,
+            items: vec![Value::Int(1), Value::str("a")],
+        });
+        let mut budget = 100_000;
+        assert_eq!(text_of_within(&small, &mut budget), r#"[1,"a"]"#);
+        assert_eq!(budget, 100_000 - 7);
+        assert_eq!(text_of_within(&big, &mut budget), "list");
+        assert_eq!(budget, 0);
+        // Once spent, structures are their kinds; scalars and strings are still themselves.
+        assert_eq!(text_of_within(&small, &mut budget), "list");
+        assert_eq!(text_of_within(&Value::Int(7), &mut budget), "7");
+        assert_eq!(text_of_within(&Value::str("s"), &mut budget), "s");
+        // A number object costs its text.
+        let mut budget = 10;
+        let n = big_integer_value("123").unwrap();
+        assert_eq!(text_of_within(&n, &mut budget), "123");
+        assert_eq!(budget, 7);
+        // text_of keeps its own (large) budget per value.
+        assert_eq!(text_of(&small), r#"[1,"a"]"#);
+        assert_eq!(text_of(&big), "list");
+    }
+
+    #[test]
+    fn long_strings_shared_many_times_hit_the_byte_limit() {
+        // 2,000 references to an object holding 10 kB of text: 20 MB of JSON from 16 kB.
+        let holder = obj(
+            "com.x.Note",
+            vec![("text", Value::String("x".repeat(10_000).into()))],
+        );
+        let decimal = obj(
+            "java.math.BigDecimal",
+            vec![("value", Value::String("1".repeat(10_000).into()))],
+        );
+        for shared in [holder, decimal] {
+            let mut items = vec![shared];
+            items.extend((0..2_000).map(|_| Value::Ref(1)));
+            let v = Value::List(List {
+                type_name: None,
+                items,
+            });
+            let limits = RenderLimits {
+                max_bytes: 1 << 20,
+                ..RenderLimits::default()
+            };
+            assert_eq!(
+                to_json(&v, &limits).unwrap_err(),
+                TypeError::TooLong { max: 1 << 20 }
+            );
+            assert!(to_json(&v, &RenderLimits::default()).is_ok());
+        }
+    }
+
+    #[test]
+    fn a_shared_big_integer_is_converted_once() {
+        let n = big_integer_value(&"9".repeat(4000)).unwrap();
+        let mut items = vec![n];
+        items.extend((0..50).map(|_| Value::Ref(1)));
+        let v = Value::List(List {
+            type_name: None,
+            items,
+        });
+        let mut r = Renderer::new(&v, &RenderLimits::default());
+        let Json::Array(texts) = r.render(&v, 0).unwrap() else {
+            panic!("an array");
+        };
+        assert_eq!(texts.len(), 51);
+        assert!(texts.iter().all(|t| *t == Json::String("9".repeat(4000))));
+        assert_eq!(r.number_texts.len(), 1);
     }
 
     #[test]
@@ -365,6 +512,7 @@ mod tests {
         let limits = RenderLimits {
             max_depth: 1000,
             max_nodes: 10_000,
+            ..RenderLimits::default()
         };
         assert_eq!(
             to_json(&root, &limits).unwrap_err(),
@@ -373,6 +521,7 @@ mod tests {
         let tight = RenderLimits {
             max_depth: 5,
             max_nodes: 1 << 30,
+            ..RenderLimits::default()
         };
         assert_eq!(to_json(&root, &tight).unwrap_err(), TypeError::TooDeep { max: 5 });
     }

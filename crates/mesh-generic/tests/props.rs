@@ -261,7 +261,7 @@ proptest! {
         let mut items = vec![v];
         items.extend(refs.into_iter().map(Value::Ref));
         let root = Value::List(List { type_name: None, items: vec![Value::List(List { type_name: None, items }), Value::Ref(0)] });
-        let limits = RenderLimits { max_depth: 32, max_nodes: 5_000 };
+        let limits = RenderLimits { max_depth: 32, max_nodes: 5_000, ..RenderLimits::default() };
         let _ = to_json(&root, &limits);
         let _ = text_of(&root);
     }

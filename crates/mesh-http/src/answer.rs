@@ -48,22 +48,25 @@ pub fn render(decoded: Result<Body<'_>, CodecError>) -> HttpAnswer {
             result: RpcResult::Exception(e),
             ..
         }) => HttpAnswer::new(500, format!("service threw {}", exception_text(&e))),
-        Body::Response(Response::Error { status, message }) => {
-            let code = match status {
-                Status::SERVER_THREADPOOL_EXHAUSTED | Status::SERVICE_NOT_FOUND => 503,
-                Status::SERVER_TIMEOUT | Status::CLIENT_TIMEOUT => 504,
-                _ => 502,
-            };
-            HttpAnswer::new(
-                code,
-                format!(
-                    "provider answered dubbo status {} {}: {message}",
-                    status.0,
-                    status.name()
-                ),
-            )
-        }
+        Body::Response(Response::Error { status, message }) => HttpAnswer::new(
+            http_status_of(status),
+            format!(
+                "provider answered dubbo status {} {}: {message}",
+                status.0,
+                status.name()
+            ),
+        ),
         other => HttpAnswer::new(502, format!("unexpected answer from provider: {other:?}")),
+    }
+}
+
+/// The HTTP status for a provider's Dubbo error status: overloaded or not found 503, timeout 504, others
+/// 502 (the form API and the JSON API alike).
+pub fn http_status_of(status: Status) -> u16 {
+    match status {
+        Status::SERVER_THREADPOOL_EXHAUSTED | Status::SERVICE_NOT_FOUND => 503,
+        Status::SERVER_TIMEOUT | Status::CLIENT_TIMEOUT => 504,
+        _ => 502,
     }
 }
 

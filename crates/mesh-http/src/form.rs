@@ -238,22 +238,40 @@ fn attachment_name<'a>(key: &[u8], seen: &[(Cow<'a, str>, Cow<'a, str>)]) -> Res
         problem,
     };
     let name = std::str::from_utf8(&key[ATTACHMENT_PREFIX.len()..]).map_err(|_| problem(INVALID_UTF8))?;
+    match check_attachment_name(name, seen) {
+        Ok(()) => Ok(Cow::Owned(name.to_owned())),
+        Err(REPEATED_ATTACHMENT) => Err(HttpError::DuplicateField("attachment")),
+        Err(why) => Err(problem(why)),
+    }
+}
+
+/// [`check_attachment_name`]'s problem for a name already in `seen`.
+pub(crate) const REPEATED_ATTACHMENT: &str = "name repeated";
+
+/// Whether a caller's attachment `name` can join those in `seen` (the form's `attachment.<name>` fields and
+/// the JSON API's `x-dubbo-attachment-<name>` headers follow the same rules): not empty, at most
+/// [`MAX_ATTACHMENT_NAME`] bytes, not [reserved](RESERVED_ATTACHMENTS), not repeated, at most
+/// [`MAX_ATTACHMENTS`] in all. The problem otherwise.
+pub(crate) fn check_attachment_name(
+    name: &str,
+    seen: &[(Cow<'_, str>, Cow<'_, str>)],
+) -> Result<(), &'static str> {
     if name.is_empty() {
-        return Err(problem("empty name"));
+        return Err("empty name");
     }
     if name.len() > MAX_ATTACHMENT_NAME {
-        return Err(problem("name too long"));
+        return Err("name too long");
     }
     if RESERVED_ATTACHMENTS.contains(&name) {
-        return Err(problem("name reserved for the agent or another field"));
+        return Err("name reserved for the agent or another field");
     }
     if seen.iter().any(|(n, _)| n == name) {
-        return Err(HttpError::DuplicateField("attachment"));
+        return Err(REPEATED_ATTACHMENT);
     }
     if seen.len() >= MAX_ATTACHMENTS {
-        return Err(problem("too many attachments"));
+        return Err("too many attachments");
     }
-    Ok(Cow::Owned(name.to_owned()))
+    Ok(())
 }
 
 /// `parameterTypesString` values found in practice, decoded, with their descriptors.

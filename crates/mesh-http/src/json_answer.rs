@@ -10,9 +10,10 @@
 //! | undecodable, unexpected, or too large to render | 502 | `{"status": 502, "message": "..."}` |
 //! | the agent's own failure (no provider, timeout, ...) | its status | `{"status": <http>, "message": "..."}` ([`failure`]) |
 
-use mesh_dubbo::{Body, CodecError, Response, RpcResult, Status, Value};
-use mesh_generic::{text_of, to_json, Json, Number, RenderLimits};
+use mesh_dubbo::{Body, CodecError, Response, RpcResult, Value};
+use mesh_generic::{text_of, text_of_within, to_json, Json, Number, RenderLimits};
 
+use crate::answer::http_status_of;
 use crate::json_call::ATTACHMENT_HEADER_PREFIX;
 use crate::response::is_token;
 
@@ -68,15 +69,11 @@ pub fn render_json(decoded: Result<Body<'_>, CodecError>, limits: &RenderLimits)
                 RpcResult::Null => JsonAnswer::new(200, Json::Null),
                 RpcResult::Exception(e) => exception(&e),
             };
-            answer.headers = attachment_headers(attachments.as_deref().unwrap_or_default());
+            answer.headers = attachment_headers(attachments.as_deref().unwrap_or_default(), limits);
             answer
         }
         Body::Response(Response::Error { status, message }) => {
-            let code = match status {
-                Status::SERVER_THREADPOOL_EXHAUSTED | Status::SERVICE_NOT_FOUND => 503,
-                Status::SERVER_TIMEOUT | Status::CLIENT_TIMEOUT => 504,
-                _ => 502,
-            };
+            let code = http_status_of(status);
             JsonAnswer::new(
                 code,
                 Json::Object(vec![
@@ -147,12 +144,17 @@ fn exception(e: &Value<'_>) -> JsonAnswer {
 }
 
 /// Attachments that can be header fields: a token name, a value without control characters, not too long.
-fn attachment_headers(attachments: &[(std::borrow::Cow<'_, str>, Value<'_>)]) -> Vec<(String, String)> {
+/// Structured values share one rendering budget (`limits.max_nodes`), so references cannot multiply it.
+fn attachment_headers(
+    attachments: &[(std::borrow::Cow<'_, str>, Value<'_>)],
+    limits: &RenderLimits,
+) -> Vec<(String, String)> {
+    let mut budget = limits.max_nodes;
     attachments
         .iter()
         .filter(|(name, _)| is_token(name) && name.len() <= crate::MAX_ATTACHMENT_NAME)
         .filter_map(|(name, value)| {
-            let text = text_of(value);
+            let text = text_of_within(value, &mut budget);
             let clean = text.len() <= MAX_ATTACHMENT_HEADER_VALUE
                 && text
                     .bytes()
@@ -253,7 +255,7 @@ mod tests {
         for (dubbo, http) in [(100, 503), (60, 503), (31, 504), (30, 504), (80, 502), (90, 502)] {
             let a = render_json(
                 Ok(Body::Response(Response::Error {
-                    status: Status(dubbo),
+                    status: mesh_dubbo::Status(dubbo),
                     message: Cow::Borrowed("why"),
                 })),
                 &RenderLimits::default(),
@@ -297,6 +299,7 @@ mod tests {
             &RenderLimits {
                 max_depth: 10,
                 max_nodes: 5,
+                ..RenderLimits::default()
             },
         );
         assert_eq!(a.status, 502);

@@ -26,8 +26,8 @@ use mesh_generic::{
     GENERIC_DESCRIPTOR, GENERIC_METHOD,
 };
 
-use crate::form::{argument_error, type_list_error};
-use crate::{HttpError, HttpRequest, Invocation, MAX_ATTACHMENTS, MAX_ATTACHMENT_NAME, RESERVED_ATTACHMENTS};
+use crate::form::{argument_error, check_attachment_name, type_list_error};
+use crate::{HttpError, HttpRequest, Invocation};
 
 /// Header naming the group.
 pub const GROUP_HEADER: &str = "x-dubbo-service-group";
@@ -134,7 +134,7 @@ pub fn parse_json_call<'a>(req: &HttpRequest<'a>) -> Result<Option<JsonCall<'a>>
         (
             Cow::Borrowed(GENERIC_METHOD),
             Cow::Borrowed(GENERIC_DESCRIPTOR),
-            args.to_vec(),
+            Vec::from(args),
         )
     } else {
         let types: Vec<JavaType> = types.unwrap_or_default();
@@ -176,21 +176,7 @@ fn attachments<'a>(req: &HttpRequest<'a>) -> Result<Attachments<'a>, HttpError> 
             continue;
         }
         let name = &name[ATTACHMENT_HEADER_PREFIX.len()..];
-        if name.is_empty() {
-            return Err(bad("empty name"));
-        }
-        if name.len() > MAX_ATTACHMENT_NAME {
-            return Err(bad("name too long"));
-        }
-        if RESERVED_ATTACHMENTS.contains(&name) {
-            return Err(bad("name reserved for the agent or another field"));
-        }
-        if out.iter().any(|(n, _)| n == name) {
-            return Err(bad("name repeated"));
-        }
-        if out.len() >= MAX_ATTACHMENTS {
-            return Err(bad("too many attachments"));
-        }
+        check_attachment_name(name, &out).map_err(bad)?;
         let value = std::str::from_utf8(value).map_err(|_| bad("invalid UTF-8"))?;
         out.push((Cow::Borrowed(name), Cow::Borrowed(value)));
     }
@@ -415,7 +401,7 @@ mod tests {
         );
         assert_eq!(bad("/a/I/m%zz HTTP/1.1", "[]"), "path: bad method");
         assert_eq!(bad("/a/I/m%2F HTTP/1.1", "[]"), "path: bad method");
-        let many: String = (0..=MAX_ATTACHMENTS)
+        let many: String = (0..=crate::MAX_ATTACHMENTS)
             .map(|i| format!("\r\nx-dubbo-attachment-a{i}: v"))
             .collect();
         assert_eq!(

@@ -113,6 +113,11 @@ pub async fn read_into<R: AsyncRead + Unpin>(
     Ok(n)
 }
 
+/// Most bytes of answers (heartbeat replies included) queued for a peer before a server stops reading from
+/// it: a peer that pipelines calls or heartbeats and never reads would otherwise grow the queue until the
+/// write timeout. Calls already in flight may still add their answers on top.
+pub const MAX_QUEUED_ANSWER_BYTES: usize = 1 << 20;
+
 /// Frames waiting to be written to one connection. Producers append (any number of frames); the writer
 /// task takes everything at once and writes it with one `write_all`: a burst of answers is one syscall.
 #[derive(Clone)]
@@ -121,6 +126,8 @@ pub struct OutQueue(Rc<OutInner>);
 struct OutInner {
     buf: RefCell<BytesMut>,
     waker: Cell<Option<Waker>>,
+    /// A producer waiting for the writer to take what is queued ([`OutQueue::wait_queued_at_most`]).
+    taken: Cell<Option<Waker>>,
     closed: Cell<bool>,
 }
 
@@ -146,6 +153,7 @@ impl OutQueue {
         OutQueue(Rc::new(OutInner {
             buf: RefCell::new(BytesMut::with_capacity(16 * 1024)),
             waker: Cell::new(None),
+            taken: Cell::new(None),
             closed: Cell::new(false),
         }))
     }
@@ -166,12 +174,52 @@ impl OutQueue {
         self.0.closed.get()
     }
 
+    /// A queue and its writer task on `w` ([`OutQueue::run_writer`]; the task ends when the queue is closed
+    /// and drained, or `w` fails).
+    pub fn spawn_writer<W: AsyncWrite + Unpin + 'static>(w: W) -> (OutQueue, glommio::Task<()>) {
+        let out = OutQueue::new();
+        let writer = {
+            let out = out.clone();
+            glommio::spawn_local(async move {
+                let _ = out.run_writer(w).await;
+            })
+        };
+        (out, writer)
+    }
+
+    /// Bytes queued and not yet taken by the writer (a writer blocked on a peer that does not read takes
+    /// nothing).
+    pub fn queued(&self) -> usize {
+        self.0.buf.borrow().len()
+    }
+
+    /// Waits until at most `max` bytes are queued (the writer took the rest) or the queue is closed: lets a
+    /// producer stop reading from a peer that does not read its answers. One waiter at a time.
+    pub async fn wait_queued_at_most(&self, max: usize) {
+        std::future::poll_fn(|cx| {
+            if self.0.buf.borrow().len() <= max || self.0.closed.get() {
+                Poll::Ready(())
+            } else {
+                self.0.taken.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    fn wake_taken(&self) {
+        if let Some(w) = self.0.taken.take() {
+            w.wake();
+        }
+    }
+
     /// Stops accepting frames; the writer finishes what is queued, then ends.
     pub fn close(&self) {
         self.0.closed.set(true);
         if let Some(w) = self.0.waker.take() {
             w.wake();
         }
+        self.wake_taken();
     }
 
     /// The writer task: runs until the queue is closed and drained, or the socket fails.
@@ -188,6 +236,7 @@ impl OutQueue {
             })
             .await;
             std::mem::swap(&mut *self.0.buf.borrow_mut(), &mut out);
+            self.wake_taken();
             if out.is_empty() {
                 // Closed and drained.
                 let _ = w.close().await;
@@ -201,6 +250,7 @@ impl OutQueue {
             out.clear();
             if let Err(e) = res {
                 self.0.closed.set(true);
+                self.wake_taken();
                 return Err(e);
             }
         }
@@ -210,4 +260,98 @@ impl OutQueue {
 /// Binds a shard's listener (SO_REUSEPORT, set by glommio) and says which address failed if it cannot.
 pub fn listen(addr: std::net::SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind(addr).map_err(|e| io::Error::other(format!("cannot listen on {addr}: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::run_on_test_shard;
+
+    /// A peer that reads nothing until `open` is set.
+    #[derive(Clone, Default)]
+    struct Stalled {
+        open: Rc<Cell<bool>>,
+        waker: Rc<Cell<Option<Waker>>>,
+        written: Rc<Cell<usize>>,
+    }
+
+    impl AsyncWrite for Stalled {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+            if self.open.get() {
+                self.written.set(self.written.get() + buf.len());
+                Poll::Ready(Ok(buf.len()))
+            } else {
+                self.waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn poll_close(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    async fn settle() {
+        for _ in 0..8 {
+            glommio::yield_if_needed().await;
+            futures_lite::future::yield_now().await;
+        }
+    }
+
+    #[test]
+    fn a_producer_can_wait_for_a_peer_that_does_not_read() {
+        run_on_test_shard(async {
+            let q = OutQueue::new();
+            let peer = Stalled::default();
+            let writer = {
+                let (q, peer) = (q.clone(), peer.clone());
+                glommio::spawn_local(async move { q.run_writer(peer).await })
+            };
+            q.push(|b| b.extend_from_slice(&[1; 10]));
+            settle().await;
+            // The writer took the first 10 bytes and is stuck writing them: the next ones stay queued.
+            q.push(|b| b.extend_from_slice(&[2; 100]));
+            assert_eq!(q.queued(), 100);
+            let done = Rc::new(Cell::new(false));
+            let waiter = {
+                let (q, done) = (q.clone(), done.clone());
+                glommio::spawn_local(async move {
+                    q.wait_queued_at_most(50).await;
+                    done.set(true);
+                })
+            };
+            settle().await;
+            assert!(!done.get(), "100 bytes queued, the writer took nothing");
+            peer.open.set(true);
+            if let Some(w) = peer.waker.take() {
+                w.wake();
+            }
+            settle().await;
+            assert!(done.get());
+            assert_eq!(q.queued(), 0);
+            waiter.await;
+            // Closing releases a waiter too.
+            peer.open.set(false);
+            q.push(|b| b.extend_from_slice(&[3; 10]));
+            settle().await;
+            q.push(|b| b.extend_from_slice(&[4; 100]));
+            let waiter = {
+                let q = q.clone();
+                glommio::spawn_local(async move { q.wait_queued_at_most(50).await })
+            };
+            settle().await;
+            q.close();
+            waiter.await;
+            peer.open.set(true);
+            if let Some(w) = peer.waker.take() {
+                w.wake();
+            }
+            writer.await.unwrap();
+            assert_eq!(peer.written.get(), 220);
+        });
+    }
 }

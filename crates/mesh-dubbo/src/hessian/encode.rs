@@ -1,5 +1,9 @@
 //! Hessian 2.0 encoder writing into the caller's buffer, in the compact forms Java's hessian-lite uses.
 
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+
 use bytes::{BufMut, BytesMut};
 
 use crate::error::CodecError;
@@ -16,8 +20,14 @@ const BINARY_CHUNK: usize = 0xffff;
 #[derive(Debug)]
 pub struct Encoder<'b> {
     buf: &'b mut BytesMut,
-    types: Vec<String>,
+    /// Type names written so far, by their index in the type table.
+    types: HashMap<String, usize>,
     classes: Vec<(String, Vec<String>)>,
+    /// Class definitions by a hash of their class and field names (found by a scan on a collision): a body
+    /// with thousands of definitions does not cost a scan of them per object.
+    class_ids: HashMap<u64, usize>,
+    /// Made with the first class definition.
+    hasher: Option<RandomState>,
     depth: usize,
 }
 
@@ -27,8 +37,10 @@ impl<'b> Encoder<'b> {
     pub fn new(buf: &'b mut BytesMut) -> Self {
         Encoder {
             buf,
-            types: Vec::new(),
+            types: HashMap::new(),
             classes: Vec::new(),
+            class_ids: HashMap::new(),
+            hasher: None,
             depth: 0,
         }
     }
@@ -203,10 +215,10 @@ impl<'b> Encoder<'b> {
 
     /// Writes a type name, or its index when this body already named it.
     fn write_type(&mut self, t: &str) {
-        match self.types.iter().position(|x| x == t) {
-            Some(i) => self.write_int(i as i32),
+        match self.types.get(t) {
+            Some(&i) => self.write_int(i as i32),
             None => {
-                self.types.push(t.to_owned());
+                self.types.insert(t.to_owned(), self.types.len());
                 self.write_str(t);
             }
         }
@@ -301,11 +313,22 @@ impl<'b> Encoder<'b> {
 
     fn write_object(&mut self, o: &Object<'_>) -> Result<()> {
         self.enter()?;
-        let found = self.classes.iter().position(|(name, fields)| {
+        let same = |(name, fields): &(String, Vec<String>)| {
             *name == *o.class
                 && fields.len() == o.fields.len()
                 && fields.iter().zip(&o.fields).all(|(a, (b, _))| *a == **b)
-        });
+        };
+        let mut h = self.hasher.get_or_insert_with(RandomState::new).build_hasher();
+        o.class.hash(&mut h);
+        for (name, _) in &o.fields {
+            name.hash(&mut h);
+        }
+        let key = h.finish();
+        let found = match self.class_ids.get(&key) {
+            Some(&i) if self.classes.get(i).is_some_and(same) => Some(i),
+            Some(_) => self.classes.iter().position(same),
+            None => None,
+        };
         let idx = match found {
             Some(i) => i,
             None => {
@@ -319,6 +342,7 @@ impl<'b> Encoder<'b> {
                     o.class.to_string(),
                     o.fields.iter().map(|(n, _)| n.to_string()).collect(),
                 ));
+                self.class_ids.entry(key).or_insert(self.classes.len() - 1);
                 self.classes.len() - 1
             }
         };

@@ -313,6 +313,44 @@ fn objects_reuse_class_definitions() {
 }
 
 #[test]
+fn definitions_and_types_are_found_again_among_many() {
+    // A{x}, A{y}, then A{x} and A{y} again: two definitions, the later instances refer to them (0x60,
+    // 0x61); the same for list types.
+    let a = |field: &'static str| {
+        Value::Object(Object {
+            class: "A".into(),
+            fields: vec![(field.into(), Value::Int(1))],
+        })
+    };
+    let typed = |t: &'static str| {
+        Value::List(List {
+            type_name: Some(t.into()),
+            items: vec![],
+        })
+    };
+    let mut items = vec![a("x"), a("y"), a("x"), a("y")];
+    items.extend([typed("[a.B"), typed("[a.C"), typed("[a.B")]);
+    // Enough distinct definitions that a scan of them per object would show (the encoder indexes them).
+    items.extend((0..2000).map(|i| {
+        Value::Object(Object {
+            class: "A".into(),
+            fields: vec![(format!("f{i}").into(), Value::Null)],
+        })
+    }));
+    items.push(a("y"));
+    let l = Value::List(List {
+        type_name: None,
+        items,
+    });
+    let e = enc(&l);
+    assert_eq!(dec(&e), l);
+    let defs_of_a = e.windows(3).filter(|w| *w == [b'C', 0x01, b'A']).count();
+    assert_eq!(defs_of_a, 2002);
+    // The last instance (A{y}, definition 1) is `60+1` then its field.
+    assert_eq!(&e[e.len() - 2..], &[0x61, 0x91]);
+}
+
+#[test]
 fn malformed_input_is_a_typed_error() {
     let err = |b: &[u8]| Decoder::new(b).read_value().unwrap_err();
     assert!(matches!(err(&[]), CodecError::Truncated { .. }));

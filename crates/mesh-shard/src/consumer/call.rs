@@ -374,6 +374,7 @@ fn attempt_of(e: &CallError) -> Attempt {
 mod tests {
     use super::*;
     use crate::consumer::form_call::service_key;
+    use crate::consumer::form_call::tests::invocation;
     use mesh_http::Invocation;
 
     #[test]
@@ -392,20 +393,6 @@ mod tests {
         assert_eq!(unsent_attempt_of(&timeout), Attempt::TimedOut);
         let encode = CallError::Encode(mesh_dubbo::CodecError::UnsupportedSerialization(9));
         assert_eq!(unsent_attempt_of(&encode), Attempt::EncodeFailed);
-    }
-
-    fn invocation(group: Option<&'static str>, version: Option<&'static str>) -> Invocation<'static> {
-        Invocation {
-            interface: "com.example.Svc".into(),
-            method: "hash".into(),
-            param_types: "".into(),
-            args: Vec::new(),
-            version: version.map(Into::into),
-            group: group.map(Into::into),
-            tag: None,
-            force_tag: false,
-            attachments: Vec::new(),
-        }
     }
 
     fn call(retries: usize) -> Call<'static, Invocation<'static>> {

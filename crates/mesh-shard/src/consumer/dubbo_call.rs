@@ -5,10 +5,6 @@
 //! the client sent none, the provider's `token`) spliced into the attachment map without re-encoding the
 //! rest. Only when the body cannot be spliced (fastjson, or the client sent a different `token`) is the
 //! request encoded again, in the client's serialization.
-//!
-//! [`write_outcome`] writes the call's outcome back with the client's request id: the provider's answer
-//! frame as it came (serialization and status kept), or the agent's failure as a Dubbo error answer whose
-//! body is the reason as a string.
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
@@ -18,13 +14,9 @@ use bytes::{BufMut, BytesMut};
 use mesh_dubbo::frame::encode_frame;
 use mesh_dubbo::hessian::{Decoder, Encoder};
 use mesh_dubbo::message::DUBBO_VERSION;
-use mesh_dubbo::{
-    descriptor, Attachments, Body, Codec, CodecError, Frame, Header, RequestHead, Response, Serialization,
-    Status, Value,
-};
+use mesh_dubbo::{descriptor, Body, Codec, CodecError, Frame, Header, Request, Serialization, Status, Value};
 
 use super::form_call::join_service_key;
-use super::outcome::CallOutcome;
 use super::request::CallRequest;
 use super::routes::Call as RouteCall;
 
@@ -38,17 +30,11 @@ pub(super) struct DubboCall<'a> {
     /// The client's header: its request id, serialization and flags.
     header: Header,
     body: &'a [u8],
-    dubbo_version: Cow<'a, str>,
-    /// The service path (field 2: the interface).
-    service: Cow<'a, str>,
-    version: Option<Cow<'a, str>>,
-    method: Cow<'a, str>,
-    param_types: Cow<'a, str>,
-    args: Vec<Value<'a>>,
-    attachments: Attachments<'a>,
+    /// The request's fields (the service path is field 2: the interface).
+    request: Request<'a>,
     /// The arguments as condition rules compare them (Java's `String.valueOf`).
     arg_texts: Vec<Cow<'a, str>>,
-    /// The attachment values as condition rules compare them, parallel to `attachments`.
+    /// The attachment values as condition rules compare them, parallel to `request.attachments`.
     attachment_texts: Vec<Cow<'a, str>>,
     /// Where the agent's attachments go into the body, when it can be passed through (hessian2).
     splice: Option<Splice>,
@@ -68,42 +54,40 @@ impl<'a> DubboCall<'a> {
     pub(super) fn decode(codec: &Codec, frame: &'a Frame) -> Result<Self, CodecError> {
         let header = frame.header;
         let body: &'a [u8] = &frame.body;
-        let parts = match header.serialization()? {
-            Serialization::Hessian2 => decode_hessian(body, codec.max_depth)?,
+        let (request, splice) = match header.serialization()? {
+            Serialization::Hessian2 => {
+                let (request, at) = decode_hessian(body, codec.max_depth)?;
+                (request, Some(at))
+            }
             Serialization::FastJson => match codec.decode_body(&header, body)? {
-                Body::Request(r) => Parts {
-                    dubbo_version: r.dubbo_version,
-                    service: r.service,
-                    version: r.version,
-                    method: r.method,
-                    param_types: r.param_types,
-                    args: r.args,
-                    attachments: r.attachments,
-                    splice: None,
-                },
+                Body::Request(r) => (r, None),
                 _ => return Err(CodecError::Unencodable("a non-request frame")),
             },
         };
-        let arg_texts = parts.args.iter().map(text_of).collect();
-        let attachment_texts = parts.attachments.iter().map(|(_, v)| text_of(v)).collect();
+        // Back-references let a small body render large many times over: the texts share a budget.
+        let mut budget = TEXT_BUDGET_PER_BODY_BYTE * body.len() + TEXT_BUDGET_BASE;
+        let arg_texts = request.args.iter().map(|v| text_of(v, &mut budget)).collect();
+        let attachment_texts = request
+            .attachments
+            .iter()
+            .map(|(_, v)| text_of(v, &mut budget))
+            .collect();
         Ok(DubboCall {
             header,
             body,
-            dubbo_version: parts.dubbo_version,
-            service: parts.service,
-            version: parts.version,
-            method: parts.method,
-            param_types: parts.param_types,
-            args: parts.args,
-            attachments: parts.attachments,
+            request,
             arg_texts,
             attachment_texts,
-            splice: parts.splice,
+            splice,
         })
     }
 
     fn attachment(&self, key: &str) -> Option<&Value<'a>> {
-        self.attachments.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.request
+            .attachments
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
     }
 
     fn attachment_str(&self, key: &str) -> Option<&str> {
@@ -118,30 +102,19 @@ impl<'a> DubboCall<'a> {
     pub(super) fn service_key(&self) -> Cow<'a, str> {
         let group = self.attachment_str("group");
         let version = self
+            .request
             .version
             .as_deref()
             .filter(|v| !v.is_empty() && *v != NO_VERSION);
         match (group, version) {
-            (None, None) => self.service.clone(),
-            (group, version) => Cow::Owned(join_service_key(group, &self.service, version)),
+            (None, None) => self.request.service.clone(),
+            (group, version) => Cow::Owned(join_service_key(group, &self.request.service, version)),
         }
     }
 }
 
-/// The fields of a decoded request body, and where attachments can be spliced into it.
-struct Parts<'a> {
-    dubbo_version: Cow<'a, str>,
-    service: Cow<'a, str>,
-    version: Option<Cow<'a, str>>,
-    method: Cow<'a, str>,
-    param_types: Cow<'a, str>,
-    args: Vec<Value<'a>>,
-    attachments: Attachments<'a>,
-    splice: Option<Splice>,
-}
-
 /// Reads a hessian2 request body field by field, noting where its attachment map starts and ends.
-fn decode_hessian(body: &[u8], max_depth: usize) -> Result<Parts<'_>, CodecError> {
+fn decode_hessian(body: &[u8], max_depth: usize) -> Result<(Request<'_>, Splice), CodecError> {
     let mut d = Decoder::with_max_depth(body, max_depth);
     let dubbo_version = string(d.read_value()?, "dubbo version")?;
     let service = string(d.read_value()?, "service path")?;
@@ -210,7 +183,7 @@ fn decode_hessian(body: &[u8], max_depth: usize) -> Result<Parts<'_>, CodecError
             }
         }
     };
-    Ok(Parts {
+    let request = Request {
         dubbo_version,
         service,
         version,
@@ -218,8 +191,8 @@ fn decode_hessian(body: &[u8], max_depth: usize) -> Result<Parts<'_>, CodecError
         param_types,
         args,
         attachments,
-        splice: Some(splice),
-    })
+    };
+    Ok((request, splice))
 }
 
 fn string<'a>(v: Value<'a>, field: &'static str) -> Result<Cow<'a, str>, CodecError> {
@@ -245,28 +218,34 @@ fn nullable_string<'a>(v: Value<'a>, field: &'static str) -> Result<Option<Cow<'
     }
 }
 
+/// Bytes of JSON text the routing view of a request's structured arguments and attachments may take, per
+/// byte of its body (JSON is longer than Hessian: `"a":` for `01 61`, base64 for binary), plus a base.
+const TEXT_BUDGET_PER_BODY_BYTE: usize = 4;
+const TEXT_BUDGET_BASE: usize = 4096;
+
 /// A value as Java's `String.valueOf` spells the common ones: strings as they are, numbers in decimal,
-/// `null`; structures as JSON.
-fn text_of<'a>(v: &Value<'a>) -> Cow<'a, str> {
+/// `null`; structures as JSON while `budget` lasts, then as their kind.
+fn text_of<'a>(v: &Value<'a>, budget: &mut usize) -> Cow<'a, str> {
     match v {
         Value::String(s) => s.clone(),
         // The same text the form's typed arguments show the routers.
-        other => Cow::Owned(mesh_http::generic::text_of(other).into_owned()),
+        other => Cow::Owned(mesh_http::generic::text_of_within(other, budget).into_owned()),
     }
 }
 
 impl CallRequest for DubboCall<'_> {
     fn interface(&self) -> &str {
-        &self.service
+        &self.request.service
     }
 
     fn method(&self) -> &str {
-        &self.method
+        &self.request.method
     }
 
     fn route<T>(&self, service: &str, exclude: &[SocketAddr], route: impl FnOnce(&RouteCall<'_>) -> T) -> T {
         let args: Vec<&str> = self.arg_texts.iter().map(|a| a.as_ref()).collect();
         let attachments: Vec<(&str, &str)> = self
+            .request
             .attachments
             .iter()
             .zip(&self.attachment_texts)
@@ -274,7 +253,7 @@ impl CallRequest for DubboCall<'_> {
             .collect();
         route(&RouteCall {
             service,
-            method: &self.method,
+            method: &self.request.method,
             tag: self.attachment_str("dubbo.tag"),
             force_tag: self.attachment_str("dubbo.force.tag") == Some("true"),
             args: &args,
@@ -310,19 +289,13 @@ impl CallRequest for DubboCall<'_> {
                 splice(codec, buf, header, self.body, at, extra.iter().flatten().copied())
             }
             _ => {
-                let head = RequestHead {
-                    dubbo_version: if self.dubbo_version.is_empty() {
-                        DUBBO_VERSION
-                    } else {
-                        &self.dubbo_version
-                    },
-                    service: &self.service,
-                    version: self.version.as_deref(),
-                    method: &self.method,
-                    param_types: &self.param_types,
-                };
+                let mut head = self.request.head();
+                if head.dubbo_version.is_empty() {
+                    head.dubbo_version = DUBBO_VERSION;
+                }
                 let (ms, token) = (timeout.map(|(_, ms)| Value::str(ms)), token.map(Value::str));
                 let kept = self
+                    .request
                     .attachments
                     .iter()
                     .filter(|(k, _)| token.is_none() || k != "token")
@@ -335,7 +308,7 @@ impl CallRequest for DubboCall<'_> {
                     buf,
                     header,
                     &head,
-                    &self.args,
+                    &self.request.args,
                     kept.chain(added.into_iter().flatten()),
                 )
             }
@@ -374,47 +347,13 @@ fn splice<'x>(
     })
 }
 
-/// Writes a call's outcome back to the client with its request id `client.id`: the provider's answer as
-/// it came (only the id rewritten), or the agent's failure as a Dubbo error answer in the client's
-/// serialization.
-pub(super) fn write_outcome(codec: &Codec, buf: &mut BytesMut, client: Header, outcome: CallOutcome) {
-    match outcome {
-        CallOutcome::Answered(frame) => {
-            Header {
-                id: client.id,
-                ..frame.header
-            }
-            .write(buf);
-            buf.put_slice(&frame.body);
-        }
-        CallOutcome::Failed(f) => write_error(codec, buf, client, f.kind.dubbo_status(), &f.reason),
-    }
-}
-
-/// Writes a Dubbo error answer (`status`, the message as a string body) to the request `client`.
-pub(super) fn write_error(codec: &Codec, buf: &mut BytesMut, client: Header, status: Status, message: &str) {
-    let ser = client.serialization().unwrap_or(Serialization::Hessian2);
-    let resp = Response::Error {
-        status,
-        message: Cow::Borrowed(message),
-    };
-    if codec.encode_response(buf, client.id, ser, &resp).is_err() {
-        // Only a message over the frame limit fails: say so in a few bytes.
-        let resp = Response::Error {
-            status,
-            message: Cow::Borrowed("error message over the frame size limit"),
-        };
-        let _ = codec.encode_response(buf, client.id, ser, &resp);
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
-    use crate::consumer::outcome::{Failure, FailureKind};
-    use mesh_dubbo::{Decoded, Request, RpcResult};
+    use mesh_dubbo::Decoded;
 
-    fn frame_of(buf: &mut BytesMut) -> Frame {
+    /// The whole frame at the start of `buf`.
+    pub(in crate::consumer) fn frame_of(buf: &mut BytesMut) -> Frame {
         match Codec::default().decode_frame(buf).unwrap() {
             Decoded::Frame(f) => f,
             other => panic!("{other:?}"),
@@ -464,7 +403,7 @@ mod tests {
     fn attachments(req: &Request<'_>) -> Vec<(String, String)> {
         req.attachments
             .iter()
-            .map(|(k, v)| (k.to_string(), text_of(v).into_owned()))
+            .map(|(k, v)| (k.to_string(), mesh_http::generic::text_of(v).into_owned()))
             .collect()
     }
 
@@ -618,6 +557,40 @@ mod tests {
     }
 
     #[test]
+    fn back_references_cannot_multiply_the_routing_text_work() {
+        // An attachment of a few hundred bytes whose 300 references to a list of 300 ints would render as
+        // 90,000 JSON values; 20 of them would be 20 times that. The texts share a budget of the order of
+        // the body's size instead.
+        let inner = Value::List(mesh_dubbo::List {
+            type_name: None,
+            items: (0..300).map(Value::Int).collect(),
+        });
+        let mut items = vec![inner];
+        // Index 1 in the wire's numbering (the attachment map is 0) and in the value's own (this list is 0).
+        items.extend((0..300).map(|_| Value::Ref(1)));
+        let bomb = Value::List(mesh_dubbo::List {
+            type_name: None,
+            items,
+        });
+        let names: Vec<&'static str> = (0..20)
+            .map(|i| &*Box::leak(format!("a{i}").into_boxed_str()))
+            .collect();
+        let small = Value::List(mesh_dubbo::List {
+            type_name: None,
+            items: vec![Value::Int(1)],
+        });
+        let mut atts = vec![("small", small)];
+        atts.extend(names.iter().map(|n| (*n, bomb.clone())));
+        let f = request(Serialization::Hessian2, None, atts);
+        assert!(f.body.len() < 40_000, "{}", f.body.len());
+        let call = decoded(&f);
+        assert_eq!(call.attachment_texts[0], "[1]");
+        // The first may fit the budget (its values are counted, its text is charged); it spends it all.
+        let rendered = call.attachment_texts[1..].iter().filter(|t| *t != "list").count();
+        assert!(rendered <= 1, "{rendered} of 20 rendered");
+    }
+
+    #[test]
     fn bad_bodies_are_errors_not_panics() {
         let f = request(Serialization::Hessian2, None, vec![]);
         for cut in 0..f.body.len() - 2 {
@@ -643,49 +616,5 @@ mod tests {
             ..f
         };
         assert!(DubboCall::decode(&Codec::default(), &unknown).is_err());
-    }
-
-    #[test]
-    fn answers_go_back_with_the_clients_id_and_failures_as_dubbo_statuses() {
-        let codec = Codec::default();
-        let client = Header::request(77, Serialization::Hessian2, true);
-        // The provider's answer on the upstream connection (id 5): only the id changes.
-        let ok = Response::Ok {
-            result: RpcResult::Value(Value::Int(42)),
-            attachments: None,
-        };
-        let mut buf = BytesMut::new();
-        codec
-            .encode_response(&mut buf, 5, Serialization::Hessian2, &ok)
-            .unwrap();
-        let provider = frame_of(&mut buf);
-        let mut out = BytesMut::new();
-        write_outcome(&codec, &mut out, client, CallOutcome::Answered(provider.clone()));
-        let back = frame_of(&mut out);
-        assert_eq!(
-            back.header,
-            Header {
-                id: 77,
-                ..provider.header
-            }
-        );
-        assert_eq!(back.body, provider.body);
-        for (kind, status) in [
-            (FailureKind::NoProvider, 70),
-            (FailureKind::Timeout, 31),
-            (FailureKind::Overloaded, 100),
-        ] {
-            let failure = Failure::new(kind, "no provider registered for service g/a.B:1");
-            write_outcome(&codec, &mut out, client, CallOutcome::Failed(failure));
-            let back = frame_of(&mut out);
-            assert_eq!((back.header.id, back.header.status), (77, Status(status)));
-            assert!(!back.header.is_request() && !back.header.is_event());
-            match codec.decode_body(&back.header, &back.body).unwrap() {
-                Body::Response(Response::Error { message, .. }) => {
-                    assert_eq!(message, "no provider registered for service g/a.B:1")
-                }
-                other => panic!("{other:?}"),
-            }
-        }
     }
 }

@@ -5,8 +5,9 @@
 //! id). Heartbeats are answered here; other events are ignored, as a Dubbo server does (it acts only on
 //! READONLY, which means nothing from a client); one-way requests are sent on and not answered.
 //!
-//! With `max_inflight_per_connection` calls of the connection unanswered, nothing more is read from it
-//! until one finishes (back-pressure through TCP). A connection with nothing to read for `idle_timeout`
+//! With `max_inflight_per_connection` calls of the connection unanswered, or more than
+//! [`MAX_QUEUED_ANSWER_BYTES`] of answers not yet taken by the writer (a client that sends but does not
+//! read), nothing more is read from it until that clears (back-pressure through TCP). A connection with nothing to read for `idle_timeout`
 //! is closed once its calls are answered. On the shard's stop the agent tells the client it is going
 //! away (Dubbo's READONLY event), stops reading, and closes once the calls in flight are answered.
 
@@ -17,11 +18,12 @@ use glommio::net::TcpStream;
 use mesh_dubbo::{Body, Codec, Event, Frame, Header, Serialization, Status};
 
 use super::call;
-use super::dubbo_call::{write_error, write_outcome, DubboCall};
+use super::dubbo_answer::{write_error, write_outcome};
+use super::dubbo_call::DubboCall;
 use super::Ctx;
 use crate::control::ShardControl;
 use crate::frames::{FrameEnd, FrameReader};
-use crate::io::{split, OutQueue};
+use crate::io::{split, OutQueue, MAX_QUEUED_ANSWER_BYTES};
 use crate::sync::WaitQueue;
 
 /// One client connection's accounting.
@@ -84,13 +86,7 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: Rc<Ctx>, control: S
     let _ = stream.set_read_timeout(Some(port.idle_timeout));
     let _ = stream.set_write_timeout(Some(port.idle_timeout));
     let (r, w) = split(stream);
-    let out = OutQueue::new();
-    let writer = {
-        let out = out.clone();
-        glommio::spawn_local(async move {
-            let _ = out.run_writer(w).await;
-        })
-    };
+    let (out, writer) = OutQueue::spawn_writer(w);
     let conn = Rc::new(ConnState {
         inflight: Cell::new(0),
         room: WaitQueue::new(),
@@ -102,6 +98,7 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: Rc<Ctx>, control: S
         while conn.inflight.get() >= conn.limit && !out.is_closed() {
             conn.room.wait(false).await;
         }
+        out.wait_queued_at_most(MAX_QUEUED_ANSWER_BYTES).await;
         if out.is_closed() {
             break;
         }
@@ -182,15 +179,9 @@ fn handle_frame(ctx: &Rc<Ctx>, conn: &Rc<ConnState>, out: &OutQueue, f: Frame) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::consumer::dubbo_call::tests::frame_of;
     use bytes::BytesMut;
-    use mesh_dubbo::{Decoded, Request, Value};
-
-    fn frame_of(buf: &mut BytesMut) -> Frame {
-        match Codec::default().decode_frame(buf).unwrap() {
-            Decoded::Frame(f) => f,
-            other => panic!("{other:?}"),
-        }
-    }
+    use mesh_dubbo::{Request, Value};
 
     fn call_frame(two_way: bool) -> Frame {
         let req = Request {

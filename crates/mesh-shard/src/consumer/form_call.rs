@@ -171,7 +171,7 @@ fn encode_call(
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use mesh_dubbo::{decode_frame, Body, Decoded};
 
@@ -294,7 +294,11 @@ mod tests {
         assert_eq!(seen, ("hash".to_owned(), vec!["42".to_owned()]));
     }
 
-    fn invocation(group: Option<&'static str>, version: Option<&'static str>) -> Invocation<'static> {
+    /// A call of `com.example.Svc.hash()` in `group` / `version`.
+    pub(in crate::consumer) fn invocation(
+        group: Option<&'static str>,
+        version: Option<&'static str>,
+    ) -> Invocation<'static> {
         Invocation {
             interface: "com.example.Svc".into(),
             method: "hash".into(),

@@ -6,7 +6,7 @@
 //! - `dubbo_server`: one connection to the Dubbo port (a Dubbo client calling the agent as if it were
 //!   the provider: heartbeats, concurrent pipelined calls, back-pressure, READONLY on stop);
 //!   `dubbo_call`: a client's request frame as a call (service key, routing view, the frame passed
-//!   through with the request id rewritten) and its outcome as a Dubbo answer;
+//!   through with the request id rewritten); `dubbo_answer`: its outcome as a Dubbo answer;
 //! - `request`: what the call loop needs from a request (`CallRequest`); `form_call`: the HTTP form's
 //!   `Invocation` as one (service key, routing view, hessian2 frame);
 //! - `call`: one call's loop over attempts (pick, send, wait, classify, retry within one budget), ending
@@ -21,6 +21,7 @@
 //! [`mesh_balance::outcome`]; how a Dubbo answer becomes an HTTP answer by [`mesh_http::answer`].
 
 mod call;
+mod dubbo_answer;
 mod dubbo_call;
 mod dubbo_server;
 mod form_call;

@@ -1,7 +1,7 @@
 //! How a call ended, whatever protocol brought it in: the provider's answer (its frame as the provider
 //! agent sent it, status decoded in its header) or the agent's own failure (a kind and a reason). The HTTP
 //! server renders it as an HTTP answer ([`CallOutcome::to_http`]); the Dubbo port writes it back as a
-//! Dubbo frame with the client's request id (`dubbo_answer`).
+//! Dubbo frame with the client's request id (`dubbo_answer::write_outcome`).
 //!
 //! | failure kind | HTTP | Dubbo status |
 //! |---|---|---|

@@ -12,7 +12,7 @@ use mesh_dubbo::{Body, Codec, Frame, Header, Response, Serialization, Status};
 use super::forward::{forward, write_answer, write_error};
 use super::Shard;
 use crate::frames::{FrameEnd, FrameReader};
-use crate::io::{split, OutQueue, Stream};
+use crate::io::{split, OutQueue, Stream, MAX_QUEUED_ANSWER_BYTES};
 use crate::sync::WaitQueue;
 
 /// Longest TLS handshake a consumer agent gets.
@@ -42,13 +42,7 @@ pub(super) async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
         }
     };
     let (r, w) = split(stream);
-    let out = OutQueue::new();
-    let writer = {
-        let out = out.clone();
-        glommio::spawn_local(async move {
-            let _ = out.run_writer(w).await;
-        })
-    };
+    let (out, writer) = OutQueue::spawn_writer(w);
     let key = shard.next_conn.get();
     shard.next_conn.set(key + 1);
     shard.outs.borrow_mut().insert(key, out.clone());
@@ -66,6 +60,8 @@ pub(super) async fn serve_connection(stream: TcpStream, shard: Rc<Shard>) {
         while conn.inflight.get() >= conn.limit && !out.is_closed() {
             conn.room.wait(false).await;
         }
+        // A peer that does not read its answers (heartbeat replies included) is not read from either.
+        out.wait_queued_at_most(MAX_QUEUED_ANSWER_BYTES).await;
         if out.is_closed() {
             break;
         }
