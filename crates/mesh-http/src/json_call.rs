@@ -15,8 +15,9 @@
 //! method with Hessian values of its declared types, exactly what a Java consumer sends, so every Dubbo
 //! provider works (Java, dubbo-go, the node.js peers, which have no generic service), routing and
 //! method-level settings see the real method, and a value that does not fit its type is a 400 before any
-//! provider is bothered. `$invoke` is used when `x-dubbo-generic: true` is sent, and when no types are
-//! given at all (then the provider finds the method by name, as Pixiu's calls without types do).
+//! provider is bothered. `$invoke` is used when `x-dubbo-generic: true` is sent, and when arguments come
+//! without any types (then the provider finds the method by name, as Pixiu's calls without types do); a call
+//! without types and without arguments is a typed call of the method without parameters.
 
 use std::borrow::Cow;
 
@@ -123,7 +124,10 @@ pub fn parse_json_call<'a>(req: &HttpRequest<'a>) -> Result<Option<JsonCall<'a>>
             });
         }
     }
-    generic |= types.is_none();
+    // Without types the provider must find the method by name ($invoke), unless there is no argument at all:
+    // a call without arguments has the empty descriptor, which every provider serves (one without a generic
+    // service too).
+    generic |= types.is_none() && !body.values.is_empty();
 
     let (method, param_types, args) = if generic {
         let args = generic_arguments(&method, types.as_deref(), &body.values)
@@ -320,9 +324,17 @@ mod tests {
         let c = ok("/a/com.x.S/hello HTTP/1.1", r#"["w"]"#);
         assert!(c.generic);
         assert_eq!(c.invocation.args[1], Value::Null);
+        // no types and no argument: a typed call of the method without parameters
+        for body in ["[]", ""] {
+            let c = ok("/a/com.x.S/list HTTP/1.1", body);
+            assert!(!c.generic, "{body:?}");
+            let inv = c.invocation;
+            assert_eq!((&*inv.method, &*inv.param_types), ("list", ""));
+            assert!(inv.args.is_empty() && inv.attachments.is_empty());
+        }
         // the caller's own `generic` attachment wins
         let c = ok(
-            "/a/com.x.S/hello HTTP/1.1\r\nx-dubbo-attachment-generic: bean",
+            "/a/com.x.S/hello HTTP/1.1\r\nx-dubbo-generic: true\r\nx-dubbo-attachment-generic: bean",
             "[]",
         );
         assert_eq!(
@@ -335,9 +347,9 @@ mod tests {
     fn attachments_tags_and_paths() {
         let c = ok(
             "/a/I/m HTTP/1.1\r\nx-dubbo-attachment-traceId: t1\r\nx-dubbo-tag: blue\r\nx-dubbo-force-tag: TRUE\r\nx-dubbo-service-method-overloading: ",
-            "",
+            "[1]",
         );
-        // (an empty types header is no types: $invoke, which adds `generic`)
+        // (an empty types header is no types: with an argument, $invoke, which adds `generic`)
         assert_eq!(
             c.invocation.attachments,
             [
