@@ -66,7 +66,9 @@ def main():
           "pacing). CPU: the two agents' utime + stime from /proc over the measured part, per answered request. "
           f"Load gate {p['max_load']}: 1-minute load average at the start of the runs "
           f"{min(gates):.2f}–{max(gates):.2f} (other sessions were compiling on this 2-core box; the `other CPU s` "
-          "column is CPU used by processes outside the benchmark during each run).")
+          "column is CPU used by processes outside the benchmark during each run). Added latency: the variant's "
+          "percentile minus its direct baseline's in the same repetition (median over repetitions); not given at "
+          "max rate, where every variant runs at its own rate.")
     print()
     print("| load | variant | QPS | p50 µs | p99 µs | added p50 µs | added p99 µs | errors | agents' CPU µs/req (consumer + provider) | simulator CPU µs/req | other CPU s |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -79,6 +81,9 @@ def main():
             cpu = "–" if row["cpu_us_per_req"] is None else (
                 f"{n(row['cpu_us_per_req'], 1)} ({n(by['consumer'], 1)} + {n(by['provider'], 1)})")
             lname = "max rate" if load == "max" else f"{n(int(load))} rps"
+            if load == "max":
+                # Closed loop: each variant runs at its own rate, so latencies are not the same offered load.
+                row = dict(row, added_p50_us=None, added_p99_us=None)
             print(f"| {lname} | {LABEL.get(name, name)} | {n(row['qps'])} | {n(row['p50_us'])} | {n(row['p99_us'])} | "
                   f"{signed(row.get('added_p50_us'))} | {signed(row.get('added_p99_us'))} | {n(row['errors'])} | {cpu} | "
                   f"{n(row['sim_cpu_us_per_req'], 1)} | {n(row['other_cpu_s'], 1)} |")

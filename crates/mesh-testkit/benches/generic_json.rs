@@ -25,7 +25,9 @@ use bytes::BytesMut;
 use mesh_dubbo::message::DUBBO_VERSION;
 use mesh_dubbo::{Codec, Decoded, Header, RequestHead, Response, RpcResult, Serialization, Value};
 use mesh_http::generic::to_json::RenderLimits;
-use mesh_http::{answer, json_answer, parse_form, parse_json_call, parse_request, HttpRequest, Limits, Parse};
+use mesh_http::{
+    answer, json_answer, parse_form, parse_json_call, parse_request, HttpRequest, Limits, Parse,
+};
 use mesh_testkit::loadgen::{bench_user, user_json_path, USER_JSON_BODY};
 use mesh_testkit::sim::{user_answer, SERVICE, USER_CLASS};
 
@@ -72,7 +74,13 @@ fn encode(codec: &Codec, buf: &mut BytesMut, inv: &mesh_http::Invocation<'_>) ->
     let atts = [("path", &path), ("interface", &path), ("timeout", &timeout)];
     buf.clear();
     codec
-        .encode_request(buf, Header::request(7, Serialization::Hessian2, true), &head, &inv.args, atts)
+        .encode_request(
+            buf,
+            Header::request(7, Serialization::Hessian2, true),
+            &head,
+            &inv.args,
+            atts,
+        )
         .unwrap();
     buf.len()
 }
@@ -84,7 +92,9 @@ fn answer_frame(codec: &Codec, value: Value<'static>) -> Vec<u8> {
         result: RpcResult::Value(value),
         attachments: Some(vec![("dubbo".into(), Value::str(DUBBO_VERSION))]),
     };
-    codec.encode_response(&mut buf, 7, Serialization::Hessian2, &resp).unwrap();
+    codec
+        .encode_response(&mut buf, 7, Serialization::Hessian2, &resp)
+        .unwrap();
     buf.to_vec()
 }
 
@@ -134,13 +144,19 @@ fn main() {
 
     // Check every case once: the right call, the right answer.
     {
-        let inv = parse_form(request(&form, &limits).body.as_ref(), &limits).unwrap();
-        assert_eq!((inv.method.as_ref(), inv.args.as_slice()), ("hash", &[Value::str("")][..]));
+        let form_req = request(&form, &limits);
+        let inv = parse_form(form_req.body.as_ref(), &limits).unwrap();
+        assert_eq!(
+            (inv.method.as_ref(), inv.args.as_slice()),
+            ("hash", &[Value::str("")][..])
+        );
         let call = parse_json_call(&request(&json, &limits)).unwrap().unwrap();
         assert_eq!(call.invocation.interface, SERVICE);
         assert_eq!(call.invocation.args, vec![bench_user().to_value()]);
         assert!(encode(&codec, &mut buf, &call.invocation) > 0);
-        let a = decode_and(&codec, &form_answer_frame, |c, f| answer::render(c.decode_body(&f.header, &f.body)));
+        let a = decode_and(&codec, &form_answer_frame, |c, f| {
+            answer::render(c.decode_body(&f.header, &f.body))
+        });
         assert_eq!((a.status, a.body.as_ref()), (200, "0"));
         let j = decode_and(&codec, &json_answer_frame, |c, f| {
             json_answer::render_json(c.decode_body(&f.header, &f.body), &render_limits)
@@ -165,11 +181,15 @@ fn main() {
         encode(&codec, &mut buf, &call.invocation)
     });
     let form_answer = measure(|| {
-        decode_and(&codec, &form_answer_frame, |c, f| answer::render(c.decode_body(&f.header, &f.body)).body.len())
+        decode_and(&codec, &form_answer_frame, |c, f| {
+            answer::render(c.decode_body(&f.header, &f.body)).body.len()
+        })
     });
     let json_answer = measure(|| {
         decode_and(&codec, &json_answer_frame, |c, f| {
-            json_answer::render_json(c.decode_body(&f.header, &f.body), &render_limits).body.len()
+            json_answer::render_json(c.decode_body(&f.header, &f.body), &render_limits)
+                .body
+                .len()
         })
     });
     let r1 = |x: f64| (x * 10.0).round() / 10.0;
@@ -188,7 +208,11 @@ fn main() {
     let line = out.to_string();
     println!("{line}");
     let path = std::env::var("MESH_BENCH_OUT").unwrap_or_else(|_| {
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../target/bench/generic_json.json").to_owned()
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../target/bench/generic_json.json"
+        )
+        .to_owned()
     });
     if let Some(dir) = std::path::Path::new(&path).parent() {
         std::fs::create_dir_all(dir).unwrap();

@@ -67,7 +67,8 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::sim::{
-    encode_hash_request, encode_user_request, require_loopback, user_answer, User, SERVICE, USER_CLASS, USER_METHOD,
+    encode_hash_request, encode_user_request, require_loopback, user_answer, User, SERVICE, USER_CLASS,
+    USER_METHOD,
 };
 use crate::timer::PreciseTimer;
 

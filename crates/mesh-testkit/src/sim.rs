@@ -110,19 +110,39 @@ impl User {
         let id = match field("id") {
             Some(Value::Long(i)) => *i,
             Some(Value::Int(i)) => i64::from(*i),
-            other => return Err(format!("field id: expected a long, got {:?}", other.map(Value::kind))),
+            other => {
+                return Err(format!(
+                    "field id: expected a long, got {:?}",
+                    other.map(Value::kind)
+                ))
+            }
         };
         let name = match field("name") {
             Some(Value::String(s)) => s.to_string(),
-            other => return Err(format!("field name: expected a String, got {:?}", other.map(Value::kind))),
+            other => {
+                return Err(format!(
+                    "field name: expected a String, got {:?}",
+                    other.map(Value::kind)
+                ))
+            }
         };
         let age = match field("age") {
             Some(Value::Int(i)) => *i,
-            other => return Err(format!("field age: expected an int, got {:?}", other.map(Value::kind))),
+            other => {
+                return Err(format!(
+                    "field age: expected an int, got {:?}",
+                    other.map(Value::kind)
+                ))
+            }
         };
         let vip = match field("vip") {
             Some(Value::Bool(b)) => *b,
-            other => return Err(format!("field vip: expected a boolean, got {:?}", other.map(Value::kind))),
+            other => {
+                return Err(format!(
+                    "field vip: expected a boolean, got {:?}",
+                    other.map(Value::kind)
+                ))
+            }
         };
         Ok(User { id, name, age, vip })
     }
@@ -1069,7 +1089,9 @@ mod tests {
 
     #[test]
     fn user_refuses_other_shapes() {
-        assert!(User::from_value(&Value::str("x")).unwrap_err().contains("got a string"));
+        assert!(User::from_value(&Value::str("x"))
+            .unwrap_err()
+            .contains("got a string"));
         let mut wrong_class = alice().to_value();
         if let Value::Object(o) = &mut wrong_class {
             o.class = "a.B".into();
@@ -1093,7 +1115,12 @@ mod tests {
             panic!("not a map");
         };
         assert_eq!(m.type_name, None);
-        let get = |k: &str| m.entries.iter().find(|(key, _)| key.as_str() == Some(k)).map(|(_, v)| v.clone());
+        let get = |k: &str| {
+            m.entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v.clone())
+        };
         assert_eq!(get("id"), Some(Value::Long(42)));
         assert_eq!(get("name"), Some(Value::str("hello")));
         assert_eq!(get("age"), Some(Value::Int(30)));

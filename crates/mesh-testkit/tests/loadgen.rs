@@ -431,7 +431,8 @@ async fn json_server_conn(mut s: TcpStream, answers: Arc<Answers>) -> std::io::R
             }
             buf.extend_from_slice(&chunk[..n]);
         }
-        let body: serde_json::Value = serde_json::from_slice(&buf[head_end..head_end + len]).expect("JSON body");
+        let body: serde_json::Value =
+            serde_json::from_slice(&buf[head_end..head_end + len]).expect("JSON body");
         buf.drain(..head_end + len);
         assert_eq!(body[0]["class"], USER_CLASS);
         assert_eq!(body[0]["name"], "hello");
