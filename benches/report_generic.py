@@ -2,9 +2,10 @@
 """Renders the "Generic calls" section of docs/benchmarks.md (issue 12 item 5) from target/bench/generic.json
 and target/bench/generic_json.json, to stdout (python3 standard library only):
 
-    python3 benches/report_generic.py [BENCH_OUT dir]  > /tmp/generic.md
+    python3 benches/report_generic.py [BENCH_OUT dir]  > benches/generic.md
 
-Only this section: benches/report.py renders the rest of docs/benchmarks.md; paste the output in by hand.
+benches/report.py includes benches/generic.md as it is (after the overhead analysis) whenever it renders
+docs/benchmarks.md, so the section survives re-renders from a target/bench without generic.json.
 """
 
 import json
