@@ -16,7 +16,8 @@ The "## Codec micro-benchmarks" section of the current docs/benchmarks.md is kep
 machine line, run paragraph and results table are rebuilt from codec.json when scripts/bench.sh re-ran the
 codec bench (codec_meta.json newer than the document's run).
 benches/analysis.md, if present, is included as it is after the overhead section: it is written by hand for
-a given run and says so.
+a given run and says so. benches/generic.md (issue 12's form / JSON / Dubbo-port costs), if present, follows it
+as it is: benches/report_generic.py renders it from generic.json and generic_json.json for one run.
 Targets are the issues' (4: challenge, overhead; 5: faults; 6: routing, balancer variants); they are listed
 next to the measured values, never asserted.
 """
@@ -1074,6 +1075,13 @@ def analysis_section():
     return p.read_text() if p.exists() else ""
 
 
+def generic_section():
+    """benches/generic.md: the issue 12 cost section (form vs JSON call vs the Dubbo port), rendered from
+    generic.json and generic_json.json by benches/report_generic.py for one run and kept as it is."""
+    p = ROOT / "benches" / "generic.md"
+    return p.read_text() if p.exists() else ""
+
+
 def howto_section():
     return """## How to run
 
@@ -1081,6 +1089,7 @@ def howto_section():
 bash scripts/bench.sh all          # build, challenge, overhead, faults, codec, routing, then this report
 bash scripts/bench.sh challenge    # or one scenario; each ends by regenerating this file from target/bench/*.json
 bash scripts/bench.sh overhead
+bash scripts/bench.sh generic      # form vs JSON call vs the consumer's Dubbo port (issue 12; not part of `all`)
 bash scripts/bench.sh faults
 bash scripts/bench.sh codec
 bash scripts/bench.sh routing
@@ -1218,6 +1227,7 @@ def main():
         challenge_section(ch),
         overhead_section(ov),
         analysis_section(),
+        generic_section(),
         faults_section(fa),
         routing_section(rt, rt_meta),
         registry_section(rg, table, rg_others),

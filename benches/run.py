@@ -3,6 +3,7 @@
 
     python3 benches/run.py challenge    -> target/bench/challenge.json
     python3 benches/run.py overhead     -> target/bench/overhead.json
+    python3 benches/run.py generic      -> target/bench/generic.json (form vs JSON call vs the Dubbo port)
     python3 benches/run.py faults       -> target/bench/faults.json
     python3 benches/run.py registry     -> target/bench/registry.json (benches/registry.py)
     python3 benches/run.py wait-load    -> waits for a quiet box, prints the gate as JSON (for the codec bench)
@@ -1529,6 +1530,170 @@ def summarize_overhead(runs, loads):
     }
 
 
+# ------------------------------------------------------------------------------------------------------
+# generic (issue 12 item 5): the form call, the JSON call and the consumer's Dubbo port, one run
+
+# name: (target kind, --call, the direct variant its added latency is measured against)
+GENERIC_VARIANTS = (
+    ("direct", "sim", "hash", None),
+    ("direct-user", "sim", "user", None),
+    ("form", "http", "hash", "direct"),
+    ("json", "http", "user", "direct-user"),
+    ("dubbo-port", "dubbo-port", "hash", "direct"),
+    ("dubbo-port-user", "dubbo-port", "user", "direct-user"),
+)
+
+
+def generic():
+    rates = [int(r) for r in env_list("BENCH_RATES", "1000,5000")]
+    conns = env_int("BENCH_MAX_CONNECTIONS", 64)
+    repeat = env_int("BENCH_GENERIC_REPEAT", 2)
+    duration = env_float("BENCH_GENERIC_DURATION", 10.0)
+    warm = env_float("BENCH_GENERIC_WARMUP", 2.0)
+    loads = [(str(r), r) for r in rates]
+    if os.environ.get("BENCH_GENERIC_MAX", "1") != "0":
+        loads.append(("max", None))
+    only = set(env_list("BENCH_GENERIC_VARIANTS", ",".join(v[0] for v in GENERIC_VARIANTS)))
+    variants = [v for v in GENERIC_VARIANTS if v[0] in only]
+    work = Path(tempfile.mkdtemp(prefix="mesh-bench-generic."))
+    procs = Procs(work)
+    runs = []
+    try:
+        bins = copy_bins(work)
+        machine = machine_info(bins)
+        log(f"generic: work dir {work}; loads {[l for l, _ in loads]}, {conns} connections, {duration:g} s each "
+            f"after {warm:g} s warm-up, {repeat} repetitions, variants {[v[0] for v in variants]}")
+        sim = procs.start("sim", [bins["provider-sim"], "--port", 0, "--latency-ms", 0, "--threads", 0,
+                                  "--knee", 0, "--name", "direct", "--workers", 1])
+        sim_port = int(wait_line(work / "sim.out", "LISTENING", 10, sim).split()[1])
+        pport = free_port()
+        pargs = ["--listen", f"127.0.0.1:{pport}", "--dubbo", f"127.0.0.1:{sim_port}", "--no-register"]
+        provider = procs.start("provider", [bins["mesh-agent"], "provider", *pargs])
+        wait_port(pport, 10, provider)
+        cport, dport = free_port(), free_port()
+        cargs = ["--listen", f"127.0.0.1:{cport}", "--provider", f"127.0.0.1:{pport}",
+                 "--dubbo-listen", f"127.0.0.1:{dport}"]
+        consumer = procs.start("consumer", [bins["mesh-agent"], "consumer", *cargs])
+        wait_port(cport, 10, consumer)
+        wait_port(dport, 10, consumer)
+        wait_answer(cport, HELLO_HASH, 20)
+        log(f"  sim :{sim_port} <- provider agent :{pport} <- consumer agent :{cport} (HTTP), :{dport} (Dubbo)")
+        configs = {"consumer": print_config(bins, "consumer", [str(a) for a in cargs]),
+                   "provider": print_config(bins, "provider", [str(a) for a in pargs])}
+        targets = {"sim": f"dubbo://127.0.0.1:{sim_port}", "http": f"http://127.0.0.1:{cport}/",
+                   "dubbo-port": f"dubbo://127.0.0.1:{dport}"}
+
+        def snap():
+            return {"consumer": proc_cpu(consumer.pid), "provider": proc_cpu(provider.pid),
+                    "sim": proc_cpu(sim.pid), "box": box_cpu(), "procs": cpu_by_pid()}
+
+        for rep in range(repeat):
+            # Rotate the order per repetition, so no variant always runs first or last.
+            order = variants[rep % len(variants):] + variants[:rep % len(variants)]
+            for load, rate in loads:
+                for name, kind, call, _ in order:
+                    label = f"{name} {load}" + (f" rep {rep + 1}/{repeat}" if repeat > 1 else "")
+                    procs.check()
+                    gate = wait_load(label)
+                    argv = loadgen_argv(bins, targets[kind], conns, duration, warm, rate=rate, max_len=0)
+                    argv += ["--call", call]
+                    log(f"{label}: {duration:g} s")
+                    text, tool_cpu, before, _ = run_tool(argv, work, f"run-{name}-{load}-{rep}",
+                                                        warm + duration + 90, sample_at=warm, sampler=snap)
+                    after = snap()
+                    r = parse_loadgen(text)
+                    reqs = r["requests"]
+                    d = {k: after[k] - before[k] for k in ("consumer", "provider", "sim")}
+                    mesh = kind != "sim"
+                    foreign = foreign_cpu(before["procs"], after["procs"])
+                    rec = {
+                        "variant": name, "call": call, "target": kind, "load": load, "rate": rate,
+                        "connections": conns, "rep": rep, "qps": r["qps"], "requests": reqs, "ok": r["ok"],
+                        "errors": r["errors"], "errors_by_kind": r["errors_by_kind"],
+                        "duration_s": r["duration_s"],
+                        "p50_us": r["latency_us"]["p50"], "p99_us": r["latency_us"]["p99"],
+                        "p999_us": r["latency_us"]["p999"],
+                        "sent_p50_us": (r.get("sent_latency_us") or {}).get("p50"),
+                        "sent_p99_us": (r.get("sent_latency_us") or {}).get("p99"),
+                        "cpu_us_per_req": (rnd((d["consumer"] + d["provider"]) / reqs * 1e6, 2)
+                                           if reqs and mesh else None),
+                        "cpu_us_per_req_by_agent": ({a: rnd(d[a] / reqs * 1e6, 2) for a in ("consumer", "provider")}
+                                                    if reqs and mesh else None),
+                        "sim_cpu_us_per_req": rnd(d["sim"] / reqs * 1e6, 2) if reqs else None,
+                        "tool_cpu_s": round(tool_cpu - before["tool"], 2),
+                        "box_busy_cpu_s": round(after["box"][0] - before["box"][0], 2),
+                        "other_cpu_s": foreign[0],
+                        "kernel_threads_cpu_s": foreign[1],
+                        "load_gate": gate,
+                    }
+                    runs.append(rec)
+                    emit(rec)
+        result = {
+            "scenario": "generic",
+            "machine": machine,
+            "params": {
+                "duration_s": duration, "warmup_s": warm, "repeat": repeat, "rates": rates, "connections": conns,
+                "max_load": MAX_LOAD, "agent_configs": configs,
+                "sim": "provider-sim --latency-ms 0 --threads 0 --knee 0 --workers 1",
+                "variants": {v[0]: {"target": v[1], "call": v[2], "baseline": v[3]} for v in variants},
+                "hash_max_len": 0,
+            },
+            "runs": runs,
+        }
+        result.update(summarize_generic(runs, loads, variants))
+        write_json(os.environ.get("BENCH_GENERIC_JSON", "generic.json"), result)
+    finally:
+        procs.stop_all()
+        cleanup(work)
+
+
+def summarize_generic(runs, loads, variants):
+    def pick(name, load, rep=None):
+        return [r for r in runs if r["variant"] == name and r["load"] == load and (rep is None or r["rep"] == rep)]
+
+    reps = sorted({r["rep"] for r in runs})
+    table = {}
+    for name, _, _, base in variants:
+        per = {}
+        for load, _ in loads:
+            rs = pick(name, load)
+            if not rs:
+                continue
+            row = {k: med([r[k] for r in rs]) for k in ("qps", "p50_us", "p99_us", "sent_p50_us", "sent_p99_us",
+                                                         "errors", "cpu_us_per_req", "sim_cpu_us_per_req",
+                                                         "other_cpu_s")}
+            row["reps"] = len(rs)
+            if rs[0]["cpu_us_per_req_by_agent"]:
+                row["cpu_us_per_req_by_agent"] = {
+                    a: med([r["cpu_us_per_req_by_agent"][a] for r in rs]) for a in ("consumer", "provider")}
+            if base:
+                for key in ("p50_us", "p99_us"):
+                    xs = []
+                    for rep in reps:
+                        a, b = pick(name, load, rep), pick(base, load, rep)
+                        if a and b:
+                            xs.append(a[0][key] - b[0][key])
+                    row["added_" + key] = med(xs)
+                    row["added_" + key + "_reps"] = xs
+            per[load] = row
+        table[name] = per
+    # The JSON call's and the Dubbo port's extra CPU per request over the form call, per load (same repetition).
+    extra = {}
+    for name in ("json", "dubbo-port", "dubbo-port-user"):
+        per = {}
+        for load, _ in loads:
+            xs = []
+            for rep in reps:
+                a, f = pick(name, load, rep), pick("form", load, rep)
+                if a and f and a[0]["cpu_us_per_req"] is not None and f[0]["cpu_us_per_req"] is not None:
+                    xs.append(round(a[0]["cpu_us_per_req"] - f[0]["cpu_us_per_req"], 2))
+            if xs:
+                per[load] = {"median": med(xs), "reps": xs}
+        if per:
+            extra[name] = per
+    return {"variants": table, "cpu_us_per_req_over_form": extra}
+
+
 # Rough buckets for a flat profile (symbol -> where the time goes). Kernel symbols by prefix.
 PROFILE_BUCKETS = (
     ("kernel: io_uring", r"^(__)?io_|^io_uring|^__do_sys_io_uring|^__x64_sys_io_uring|^tctx_|^task_work"),
@@ -1713,7 +1878,8 @@ def main():
     # Also when started in the background by a non-interactive shell (SIGINT ignored on entry): Ctrl-C stops us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGHUP, _on_term)
-    if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "faults", "registry", "wait-load",
+    if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "generic", "faults", "registry",
+                                                   "wait-load",
                                                    "machine"):
         print(__doc__, file=sys.stderr)
         return 2
@@ -1723,6 +1889,8 @@ def main():
             challenge()
         elif what == "overhead":
             overhead()
+        elif what == "generic":
+            generic()
         elif what == "faults":
             faults()
         elif what == "registry":

@@ -3,6 +3,8 @@
 #
 #   bash scripts/bench.sh challenge   # the 2018 challenge topology at 128/256/512/1024 connections, loadgen and wrk
 #   bash scripts/bench.sh overhead    # direct Dubbo vs the two agents vs one nginx hop, same offered load
+#   bash scripts/bench.sh generic     # issue 12: form call vs JSON call (POJO in, map out) vs the consumer's Dubbo
+#                                     # port, through both agents, same rates; then the JSON work in process
 #   bash scripts/bench.sh faults      # challenge topology at 256 connections: kill -9 a provider agent, etcd down, restart
 #   bash scripts/bench.sh codec       # cargo bench -p mesh-dubbo --bench codec
 #   bash scripts/bench.sh routing     # cargo bench -p mesh-balance --bench routing (route+pick, balancers)
@@ -10,7 +12,7 @@
 #   bash scripts/bench.sh all         # the five above (not registry), then the report
 #   bash scripts/bench.sh report      # only regenerate docs/benchmarks.md and docs/bench/*.svg
 #
-# Results: target/bench/{challenge,overhead,faults,codec,routing}.json; every scenario ends by regenerating
+# Results: target/bench/{challenge,overhead,faults,codec,routing,generic,generic_json}.json; every scenario ends by regenerating
 # docs/benchmarks.md and docs/bench/*.svg (benches/report.py) from whatever JSON is there.
 # Everything runs on 127.0.0.1 (random free ports); every process started is stopped on exit (also Ctrl-C).
 #
@@ -21,6 +23,9 @@
 #   BENCH_BALANCERS=weights,adaptive   challenge: weights = providers weighted 100/200/300 + consumer round_robin;
 #                              adaptive = no weights + the consumer's default (adaptive); interleaved per count
 #   BENCH_RATES=1000,5000      BENCH_MAX_CONNECTIONS=64   BENCH_OVERHEAD_REPEAT=3   BENCH_OVERHEAD_WARMUP=2
+#   generic: BENCH_RATES and BENCH_MAX_CONNECTIONS as overhead; BENCH_GENERIC_REPEAT=2 BENCH_GENERIC_DURATION=10
+#     BENCH_GENERIC_WARMUP=2 BENCH_GENERIC_MAX=1 (0 = no max-rate runs) BENCH_GENERIC_VARIANTS=direct,direct-user,
+#     form,json,dubbo-port,dubbo-port-user BENCH_GENERIC_JSON=generic.json (file name under BENCH_OUT)
 #   BENCH_PROFILE=5            overhead: seconds of perf profile of the agents and of nginx at max rate (0 = none)
 #   BENCH_NGINX_WORKERS=auto   worker_processes of the nginx proxy
 #   faults (seconds): BENCH_FAULT_STEADY=10 BENCH_FAULT_KILL=15 BENCH_FAULT_ETCD_DOWN=30 BENCH_FAULT_ETCD_BACK=10
@@ -41,9 +46,9 @@ cd "$(dirname "$0")/.."
 
 scenario="${1:-}"
 case "$scenario" in
-  challenge | overhead | faults | codec | routing | registry | all | report) ;;
+  challenge | overhead | generic | faults | codec | routing | registry | all | report) ;;
   *)
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
@@ -143,11 +148,16 @@ EOF
 }
 
 codec() { micro codec mesh-dubbo codec; }
+generic_json() { micro generic_json mesh-testkit generic_json; }
 routing() { micro routing mesh-balance routing; }
 
 case "$scenario" in
   challenge) run python3 benches/run.py challenge ;;
   overhead) run python3 benches/run.py overhead ;;
+  generic)
+    run python3 benches/run.py generic
+    generic_json
+    ;;
   faults) run python3 benches/run.py faults ;;
   registry)
     # One listener per provider instance in the simulator, one pool per instance in the consumer.

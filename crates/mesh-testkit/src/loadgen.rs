@@ -11,6 +11,15 @@
 //!   id; the answer must be status 20 with the value `java_string_hash(s)`. This is the "direct path" the
 //!   agents' overhead is measured against.
 //!
+//! With [`Call::User`] (`--call user`) every call is instead `echoUser(User)` with the fixed POJO
+//! [`bench_user`] (a POJO argument, a map result: the cost benchmark of the JSON API):
+//!
+//! * on an HTTP target, a keep-alive `POST /mesh-bench/<interface>/echoUser` with the fixed JSON body
+//!   [`USER_JSON_BODY`] (`Content-Type: application/json`, the types in `x-dubbo-service-method-overloading`);
+//!   the answer must be `200` with a JSON object equal to [`user_answer_json`];
+//! * on a Dubbo target, the hessian2 `echoUser` request; the answer must be status 20 with the value
+//!   [`user_answer`] of that POJO.
+//!
 //! Closed loop by default (each in-flight slot sends its next call as soon as the previous one is answered);
 //! with a `rate` it is an open loop: call `k` is due at `start + k / rate`, spread round-robin over the
 //! connections, and its latency is measured from that intended time, so a stalled server shows up in the
@@ -57,7 +66,10 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::sim::{encode_hash_request, require_loopback, SERVICE};
+use crate::sim::{
+    encode_hash_request, encode_user_request, require_loopback, user_answer, User, SERVICE, USER_CLASS,
+    USER_METHOD,
+};
 use crate::timer::PreciseTimer;
 
 /// The challenge's largest parameter length.
@@ -129,6 +141,70 @@ impl fmt::Display for Target {
     }
 }
 
+/// Which method every call invokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Call {
+    /// `hash(String)` with a random parameter: the challenge form over HTTP, hessian2 over Dubbo.
+    #[default]
+    Hash,
+    /// `echoUser(User)` with the fixed POJO [`bench_user`]: the JSON API over HTTP, hessian2 over Dubbo.
+    User,
+}
+
+impl FromStr for Call {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "hash" => Ok(Call::Hash),
+            "user" => Ok(Call::User),
+            other => Err(format!("unknown call {other:?} (expected hash or user)")),
+        }
+    }
+}
+
+impl fmt::Display for Call {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Call::Hash => "hash",
+            Call::User => "user",
+        })
+    }
+}
+
+/// The POJO every [`Call::User`] call sends.
+pub fn bench_user() -> User {
+    User {
+        id: 42,
+        name: "hello".into(),
+        age: 30,
+        vip: true,
+    }
+}
+
+/// The JSON API body of a [`Call::User`] call: [`bench_user`] as a POJO (`id` given as a `java.lang.Long`).
+pub const USER_JSON_BODY: &str = concat!(
+    r#"[{"class":"com.alibaba.dubbo.performance.demo.provider.User","#,
+    r#""id":{"class":"java.lang.Long","value":42},"name":"hello","age":30,"vip":true}]"#
+);
+
+/// The JSON API path of a [`Call::User`] call (`/{application}/{interface}/{method}`).
+pub fn user_json_path() -> String {
+    format!("/mesh-bench/{SERVICE}/{USER_METHOD}")
+}
+
+/// The JSON answer a [`Call::User`] call over HTTP must get: the map [`user_answer`] of [`bench_user`].
+pub fn user_answer_json() -> serde_json::Value {
+    let u = bench_user();
+    serde_json::json!({
+        "id": u.id,
+        "name": u.name,
+        "age": u.age,
+        "vip": u.vip,
+        "nameHash": java_string_hash(&u.name),
+    })
+}
+
 /// How open-loop calls wait for their due time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Pacing {
@@ -192,6 +268,8 @@ pub struct LoadConfig {
     pub pacing: Pacing,
     /// Width of the timeline windows in milliseconds; 0 = no timeline (see [`TimelineReport`]).
     pub timeline_ms: u64,
+    /// Which method every call invokes.
+    pub call: Call,
 }
 
 impl LoadConfig {
@@ -212,6 +290,7 @@ impl LoadConfig {
             serialization: Serialization::Hessian2,
             pacing: Pacing::Precise,
             timeline_ms: 0,
+            call: Call::Hash,
         }
     }
 
@@ -894,6 +973,29 @@ fn http_request(out: &mut Vec<u8>, host: &str, path: &str, param: &str) {
     );
 }
 
+/// The keep-alive `POST` of a [`Call::User`] call through the JSON API.
+fn http_user_request(host: &str) -> Vec<u8> {
+    format!(
+        "POST {} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         x-dubbo-service-method-overloading: {USER_CLASS}\r\nContent-Length: {}\r\n\r\n{USER_JSON_BODY}",
+        user_json_path(),
+        USER_JSON_BODY.len()
+    )
+    .into_bytes()
+}
+
+/// Checks the answer of a [`Call::User`] call through the JSON API.
+fn check_user_answer(resp: &HttpResponse, expected: &serde_json::Value) -> Outcome {
+    if resp.status != 200 {
+        return Err(format!("http_{}", resp.status).into());
+    }
+    match serde_json::from_slice::<serde_json::Value>(&resp.body) {
+        Ok(v) if v == *expected => Ok(()),
+        Ok(_) => Err("wrong_answer".into()),
+        Err(_) => Err("bad_response".into()),
+    }
+}
+
 async fn http_conn(plan: Arc<Plan>, c: usize) {
     let Target::Http { addr, host, path } = plan.cfg.target.clone() else {
         return;
@@ -904,6 +1006,7 @@ async fn http_conn(plan: Arc<Plan>, c: usize) {
     let mut param = String::with_capacity(plan.cfg.max_len);
     let mut req = Vec::with_capacity(plan.cfg.max_len + 512);
     let mut expected = String::with_capacity(12);
+    let user = (plan.cfg.call == Call::User).then(|| (http_user_request(&host), user_answer_json()));
     let mut j = 0u64;
     while let Some(t) = plan.next(c, j).await {
         j += 1;
@@ -927,17 +1030,23 @@ async fn http_conn(plan: Arc<Plan>, c: usize) {
                 }
             },
         };
-        random_param(&mut rng, plan.cfg.max_len, &mut param);
-        expected.clear();
-        {
-            use std::fmt::Write as _;
-            let _ = write!(expected, "{}", java_string_hash(&param));
+        if user.is_none() {
+            random_param(&mut rng, plan.cfg.max_len, &mut param);
+            expected.clear();
+            {
+                use std::fmt::Write as _;
+                let _ = write!(expected, "{}", java_string_hash(&param));
+            }
+            http_request(&mut req, &host, &path, &param);
         }
-        http_request(&mut req, &host, &path, &param);
+        let wire: &[u8] = match &user {
+            Some((fixed, _)) => fixed,
+            None => &req,
+        };
         let sent_at = Instant::now();
         let from = t.intended.unwrap_or(sent_at);
         plan.sent(c, t.counted, t.intended, sent_at);
-        let outcome = match tokio::time::timeout(plan.cfg.timeout, conn_ref.exchange(&req)).await {
+        let outcome = match tokio::time::timeout(plan.cfg.timeout, conn_ref.exchange(wire)).await {
             Err(_) => {
                 conn = None;
                 Err("timeout".into())
@@ -950,7 +1059,9 @@ async fn http_conn(plan: Arc<Plan>, c: usize) {
                 if resp.close {
                     conn = None;
                 }
-                if resp.status != 200 {
+                if let Some((_, want)) = &user {
+                    check_user_answer(&resp, want)
+                } else if resp.status != 200 {
                     Err(format!("http_{}", resp.status).into())
                 } else if resp.body == expected.as_bytes() {
                     Ok(())
@@ -972,7 +1083,8 @@ struct Pending {
     from: Instant,
     /// When it was written (timeout origin).
     sent_at: Instant,
-    expected: i32,
+    /// `hash`: the expected `int`; `None`: an `echoUser` call (the answer must be `user_answer`).
+    expected: Option<i32>,
     counted: bool,
 }
 
@@ -1037,6 +1149,7 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
     let writer = async {
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let mut param = String::with_capacity(plan.cfg.max_len);
+        let user = (plan.cfg.call == Call::User).then(bench_user);
         loop {
             let Ok(first) = permits.acquire().await else {
                 return Ok(());
@@ -1049,19 +1162,27 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
             let mut batch = 0;
             while let Some(t) = ticket.take() {
                 slot.j += 1;
-                random_param(&mut slot.rng, plan.cfg.max_len, &mut param);
                 let id = slot.next_id;
                 slot.next_id += 1;
-                if let Err(e) = encode_hash_request(&codec, &mut buf, id, ser, &param) {
-                    return Err(io::Error::other(format!("encode: {e}")));
-                }
+                let encoded = match &user {
+                    Some(u) => encode_user_request(&codec, &mut buf, id, ser, u).map(|()| None),
+                    None => {
+                        random_param(&mut slot.rng, plan.cfg.max_len, &mut param);
+                        encode_hash_request(&codec, &mut buf, id, ser, &param)
+                            .map(|()| Some(java_string_hash(&param)))
+                    }
+                };
+                let expected = match encoded {
+                    Ok(e) => e,
+                    Err(e) => return Err(io::Error::other(format!("encode: {e}"))),
+                };
                 let now = Instant::now();
                 lock(&pending).insert(
                     id,
                     Pending {
                         from: t.intended.unwrap_or(now),
                         sent_at: now,
-                        expected: java_string_hash(&param),
+                        expected,
                         counted: t.counted,
                     },
                 );
@@ -1088,6 +1209,7 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
 
     let reader = async {
         let mut buf = BytesMut::with_capacity(64 * 1024);
+        let user_expected = user_answer(&bench_user());
         // Timeouts are checked every tenth of the timeout (at most every 500 ms: with thousands of
         // connections a fine tick is a measurable share of the load generator's CPU).
         let period = (timeout / 10).clamp(Duration::from_millis(5), Duration::from_millis(500));
@@ -1125,7 +1247,11 @@ async fn dubbo_session(plan: &Plan, slot: &mut DubboSlot, stream: TcpStream) -> 
                         } else {
                             match codec.decode_body(&h, &frame.body) {
                                 Ok(Body::Response(Response::Ok { result: RpcResult::Value(v), .. })) => {
-                                    if v.as_i64() == Some(i64::from(p.expected)) {
+                                    let right = match p.expected {
+                                        Some(hash) => v.as_i64() == Some(i64::from(hash)),
+                                        None => v == user_expected,
+                                    };
+                                    if right {
                                         Ok(())
                                     } else {
                                         Err("wrong_answer".into())

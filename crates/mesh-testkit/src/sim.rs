@@ -1,7 +1,8 @@
 //! A Dubbo 2 provider simulator for the 2018 challenge's `IHelloService.hash(String)`.
 //!
 //! It answers `hash(s)` with `Int(java_string_hash(s))` after a configurable latency, in hessian2 or fastjson,
-//! and reproduces the provider behaviours the agent has to cope with:
+//! and `echoUser(User)` (a POJO argument, see [`USER_CLASS`]) with a map built from the POJO ([`user_answer`]:
+//! the cost benchmark of the JSON API), and reproduces the provider behaviours the agent has to cope with:
 //!
 //! * **thread cap** `T` (Dubbo's fixed `DubboServerHandler` pool with no queue): while `T` calls are in flight
 //!   across all connections, a new two-way request is answered at once with status 100
@@ -63,6 +64,104 @@ pub const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloSer
 pub const METHOD: &str = "hash";
 /// The descriptor of `hash(String)`.
 pub const PARAM_TYPES: &str = "Ljava/lang/String;";
+/// A second method: `Map echoUser(User user)`, a POJO argument and a map result.
+pub const USER_METHOD: &str = "echoUser";
+/// The POJO class `echoUser` takes: fields `id` (long), `name` (String), `age` (int), `vip` (boolean).
+pub const USER_CLASS: &str = "com.alibaba.dubbo.performance.demo.provider.User";
+/// The descriptor of `echoUser(User)`.
+pub const USER_PARAM_TYPES: &str = "Lcom/alibaba/dubbo/performance/demo/provider/User;";
+
+/// The fields of a `User`, as `echoUser` reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// `long id` (an `int` on the wire is accepted too, as hessian-lite reads it into a `long` field).
+    pub id: i64,
+    /// `String name` (not null).
+    pub name: String,
+    /// `int age`.
+    pub age: i32,
+    /// `boolean vip`.
+    pub vip: bool,
+}
+
+impl User {
+    /// The POJO as a Hessian object of [`USER_CLASS`] (fields in declaration order).
+    pub fn to_value(&self) -> Value<'static> {
+        Value::Object(mesh_dubbo::Object {
+            class: USER_CLASS.into(),
+            fields: vec![
+                ("id".into(), Value::Long(self.id)),
+                ("name".into(), Value::String(self.name.clone().into())),
+                ("age".into(), Value::Int(self.age)),
+                ("vip".into(), Value::Bool(self.vip)),
+            ],
+        })
+    }
+
+    /// Reads a `User` from a Hessian object of [`USER_CLASS`]; the reason when it is not one.
+    pub fn from_value(v: &Value<'_>) -> Result<User, String> {
+        let Value::Object(o) = v else {
+            return Err(format!("expected a {USER_CLASS}, got a {}", v.kind()));
+        };
+        if o.class != USER_CLASS {
+            return Err(format!("expected a {USER_CLASS}, got a {}", o.class));
+        }
+        let field = |name: &str| o.fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+        let id = match field("id") {
+            Some(Value::Long(i)) => *i,
+            Some(Value::Int(i)) => i64::from(*i),
+            other => {
+                return Err(format!(
+                    "field id: expected a long, got {:?}",
+                    other.map(Value::kind)
+                ))
+            }
+        };
+        let name = match field("name") {
+            Some(Value::String(s)) => s.to_string(),
+            other => {
+                return Err(format!(
+                    "field name: expected a String, got {:?}",
+                    other.map(Value::kind)
+                ))
+            }
+        };
+        let age = match field("age") {
+            Some(Value::Int(i)) => *i,
+            other => {
+                return Err(format!(
+                    "field age: expected an int, got {:?}",
+                    other.map(Value::kind)
+                ))
+            }
+        };
+        let vip = match field("vip") {
+            Some(Value::Bool(b)) => *b,
+            other => {
+                return Err(format!(
+                    "field vip: expected a boolean, got {:?}",
+                    other.map(Value::kind)
+                ))
+            }
+        };
+        Ok(User { id, name, age, vip })
+    }
+}
+
+/// What `echoUser(user)` answers: an untyped map (a `java.util.HashMap`) `{"id": long, "name": String,
+/// "age": int, "vip": boolean, "nameHash": int}` with `nameHash = java_string_hash(name)`.
+pub fn user_answer(user: &User) -> Value<'static> {
+    Value::Map(mesh_dubbo::Map {
+        type_name: None,
+        entries: vec![
+            (Value::str("id"), Value::Long(user.id)),
+            (Value::str("name"), Value::String(user.name.clone().into())),
+            (Value::str("age"), Value::Int(user.age)),
+            (Value::str("vip"), Value::Bool(user.vip)),
+            (Value::str("nameHash"), Value::Int(java_string_hash(&user.name))),
+        ],
+    })
+}
 
 /// Which serializations the simulator accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -553,7 +652,7 @@ pub fn supports_response_attachments(version: &str) -> bool {
 
 /// What a request is, once checked.
 enum Call {
-    Hash(i32),
+    Answer(Value<'static>),
     Error(Status, String),
 }
 
@@ -591,7 +690,11 @@ fn check_call(shared: &Shared, req: &Request<'_>) -> Call {
             );
         }
     }
-    if req.method != METHOD || req.param_types != PARAM_TYPES {
+    let method = if req.method == METHOD && req.param_types == PARAM_TYPES {
+        "hash(java.lang.String)"
+    } else if req.method == USER_METHOD && req.param_types == USER_PARAM_TYPES {
+        "echoUser(com.alibaba.dubbo.performance.demo.provider.User)"
+    } else {
         return Call::Error(
             Status::SERVICE_ERROR,
             format!(
@@ -601,27 +704,25 @@ fn check_call(shared: &Shared, req: &Request<'_>) -> Call {
                 req.method, req.method, req.param_types
             ),
         );
-    }
-    match req.args.as_slice() {
-        [Value::String(s)] => Call::Hash(java_string_hash(s)),
-        [other] => Call::Error(
+    };
+    let bad_argument = |why: String| {
+        Call::Error(
             Status::SERVICE_ERROR,
             format!(
-                "org.apache.dubbo.rpc.RpcException: Failed to invoke remote proxy method hash to \
-                 dubbo://{ip}:{port}/{SERVICE}, cause: java.lang.IllegalArgumentException: argument 0 of \
-                 hash(java.lang.String) is a {}",
-                other.kind()
+                "org.apache.dubbo.rpc.RpcException: Failed to invoke remote proxy method {} to \
+                 dubbo://{ip}:{port}/{SERVICE}, cause: java.lang.IllegalArgumentException: {why}",
+                req.method
             ),
-        ),
-        args => Call::Error(
-            Status::SERVICE_ERROR,
-            format!(
-                "org.apache.dubbo.rpc.RpcException: Failed to invoke remote proxy method hash to \
-                 dubbo://{ip}:{port}/{SERVICE}, cause: java.lang.IllegalArgumentException: wrong number of \
-                 arguments: {}",
-                args.len()
-            ),
-        ),
+        )
+    };
+    match (req.method == METHOD, req.args.as_slice()) {
+        (true, [Value::String(s)]) => Call::Answer(Value::Int(java_string_hash(s))),
+        (true, [other]) => bad_argument(format!("argument 0 of {method} is a {}", other.kind())),
+        (false, [arg]) => match User::from_value(arg) {
+            Ok(user) => Call::Answer(user_answer(&user)),
+            Err(why) => bad_argument(format!("argument 0 of {method}: {why}")),
+        },
+        (_, args) => bad_argument(format!("wrong number of arguments: {}", args.len())),
     }
 }
 
@@ -746,7 +847,7 @@ fn handle_frame(shared: &Arc<Shared>, frame: &Frame, scratch: &mut BytesMut) -> 
             drop(slot);
             error(scratch, status, &msg)
         }
-        Call::Hash(hash) => {
+        Call::Answer(value) => {
             let due = Some(Instant::now() + shared.cfg.latency_for(inflight));
             if !h.is_two_way() {
                 return Some(Outgoing {
@@ -755,7 +856,6 @@ fn handle_frame(shared: &Arc<Shared>, frame: &Frame, scratch: &mut BytesMut) -> 
                     slot: Some(slot),
                 });
             }
-            let value = Value::Int(hash);
             let attachments = supports_response_attachments(&req.dubbo_version)
                 .then(|| vec![("dubbo".into(), Value::str(DUBBO_VERSION))]);
             let resp = Response::Ok {
@@ -933,9 +1033,101 @@ pub fn encode_hash_request(
     )
 }
 
+/// Encodes an `echoUser(user)` request frame, with the head and attachments of [`encode_hash_request`].
+pub fn encode_user_request(
+    codec: &Codec,
+    buf: &mut BytesMut,
+    id: u64,
+    ser: Serialization,
+    user: &User,
+) -> Result<(), CodecError> {
+    let head = mesh_dubbo::RequestHead {
+        dubbo_version: DUBBO_VERSION,
+        service: SERVICE,
+        version: Some("0.0.0"),
+        method: USER_METHOD,
+        param_types: USER_PARAM_TYPES,
+    };
+    let service = Value::str(SERVICE);
+    let version = Value::str("0.0.0");
+    let atts = [("path", &service), ("interface", &service), ("version", &version)];
+    codec.encode_request(
+        buf,
+        Header::request(id, ser, true),
+        &head,
+        &[user.to_value()],
+        atts,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn alice() -> User {
+        User {
+            id: 42,
+            name: "hello".into(),
+            age: 30,
+            vip: true,
+        }
+    }
+
+    #[test]
+    fn user_round_trips_through_its_value() {
+        assert_eq!(User::from_value(&alice().to_value()), Ok(alice()));
+    }
+
+    #[test]
+    fn user_id_may_be_an_int() {
+        let mut v = alice().to_value();
+        if let Value::Object(o) = &mut v {
+            o.fields[0].1 = Value::Int(42);
+        }
+        assert_eq!(User::from_value(&v), Ok(alice()));
+    }
+
+    #[test]
+    fn user_refuses_other_shapes() {
+        assert!(User::from_value(&Value::str("x"))
+            .unwrap_err()
+            .contains("got a string"));
+        let mut wrong_class = alice().to_value();
+        if let Value::Object(o) = &mut wrong_class {
+            o.class = "a.B".into();
+        }
+        assert!(User::from_value(&wrong_class).unwrap_err().contains("got a a.B"));
+        let mut no_name = alice().to_value();
+        if let Value::Object(o) = &mut no_name {
+            o.fields.retain(|(k, _)| k != "name");
+        }
+        assert!(User::from_value(&no_name).unwrap_err().starts_with("field name"));
+        let mut bad_age = alice().to_value();
+        if let Value::Object(o) = &mut bad_age {
+            o.fields[2].1 = Value::Long(30);
+        }
+        assert!(User::from_value(&bad_age).unwrap_err().starts_with("field age"));
+    }
+
+    #[test]
+    fn user_answer_is_a_map_of_the_fields_and_the_name_hash() {
+        let Value::Map(m) = user_answer(&alice()) else {
+            panic!("not a map");
+        };
+        assert_eq!(m.type_name, None);
+        let get = |k: &str| {
+            m.entries
+                .iter()
+                .find(|(key, _)| key.as_str() == Some(k))
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(get("id"), Some(Value::Long(42)));
+        assert_eq!(get("name"), Some(Value::str("hello")));
+        assert_eq!(get("age"), Some(Value::Int(30)));
+        assert_eq!(get("vip"), Some(Value::Bool(true)));
+        assert_eq!(get("nameHash"), Some(Value::Int(99_162_322)));
+        assert_eq!(m.entries.len(), 5);
+    }
 
     #[test]
     fn response_attachment_versions() {

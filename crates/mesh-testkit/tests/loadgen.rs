@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_dubbo::{java_string_hash, Serialization};
-use mesh_testkit::loadgen::{self, LoadConfig, Summary, Target};
+use mesh_testkit::loadgen::{self, Call, LoadConfig, Summary, Target};
 use mesh_testkit::process::{free_port, ChildGuard};
-use mesh_testkit::sim::{self, SimConfig};
+use mesh_testkit::sim::{self, SimConfig, USER_CLASS};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -379,4 +379,122 @@ fn bad_usage_exits_2() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
         assert!(out.stdout.is_empty());
     }
+}
+
+#[test]
+fn dubbo_user_mode_against_the_sim_checks_the_map() {
+    let sim = sim::spawn(sim_cfg(1, 0)).expect("sim");
+    let mut cfg = dubbo_cfg(sim.port(), 2, 8, 500);
+    cfg.call = Call::User;
+    let s = loadgen::run_blocking(cfg, 0).expect("run");
+    check_consistent(&s);
+    assert_eq!(s.error_count(), 0, "{s:?}");
+    assert!(s.ok > 0);
+    let stats = sim.stop();
+    assert_eq!(stats.served, s.ok);
+    assert_eq!(stats.errors, 0, "{stats:?}");
+}
+
+/// Answers JSON API calls: every third one with a wrong map, every third + 1 with text that is no JSON, the
+/// others with the right map (its keys in another order than the simulator's).
+async fn json_server_conn(mut s: TcpStream, answers: Arc<Answers>) -> std::io::Result<()> {
+    let mut buf = Vec::new();
+    loop {
+        let head_end = loop {
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+        assert!(
+            head.starts_with(&format!("POST {} HTTP/1.1\r\n", loadgen::user_json_path())),
+            "{head}"
+        );
+        assert!(head.contains("Content-Type: application/json\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("x-dubbo-service-method-overloading: {USER_CLASS}\r\n")),
+            "{head}"
+        );
+        let len = loadgen::USER_JSON_BODY.len();
+        assert!(head.contains(&format!("Content-Length: {len}\r\n")), "{head}");
+        while buf.len() < head_end + len {
+            let mut chunk = [0u8; 4096];
+            let n = s.read(&mut chunk).await?;
+            if n == 0 {
+                return Ok(());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let body: serde_json::Value =
+            serde_json::from_slice(&buf[head_end..head_end + len]).expect("JSON body");
+        buf.drain(..head_end + len);
+        assert_eq!(body[0]["class"], USER_CLASS);
+        assert_eq!(body[0]["name"], "hello");
+        let n = answers.n.fetch_add(1, Ordering::Relaxed);
+        let text = match n % 3 {
+            0 => {
+                answers.wrong.fetch_add(1, Ordering::Relaxed);
+                r#"{"nameHash":1,"vip":true,"age":30,"name":"hello","id":42}"#.to_owned()
+            }
+            1 => {
+                answers.status_500.fetch_add(1, Ordering::Relaxed);
+                "99162322".to_owned() + "}"
+            }
+            _ => {
+                answers.correct.fetch_add(1, Ordering::Relaxed);
+                r#"{"nameHash":99162322,"vip":true,"age":30,"name":"hello","id":42}"#.to_owned()
+            }
+        };
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
+            text.len()
+        );
+        s.write_all(resp.as_bytes()).await?;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_user_mode_sends_the_json_call_and_checks_the_map() {
+    assert_eq!(
+        loadgen::user_answer_json(),
+        serde_json::json!({"id": 42, "name": "hello", "age": 30, "vip": true, "nameHash": java_string_hash("hello")})
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let answers = Arc::new(Answers::default());
+    let server_answers = Arc::clone(&answers);
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = listener.accept().await else {
+                break;
+            };
+            tokio::spawn(json_server_conn(s, Arc::clone(&server_answers)));
+        }
+    });
+    let target: Target = format!("http://127.0.0.1:{port}/").parse().expect("target");
+    let cfg = LoadConfig {
+        connections: 2,
+        duration: Duration::from_millis(500),
+        warmup: Duration::ZERO,
+        timeout: Duration::from_secs(2),
+        call: Call::User,
+        ..LoadConfig::new(target)
+    };
+    let s = loadgen::run(cfg).await.expect("run");
+    server.abort();
+    let correct = answers.correct.load(Ordering::Relaxed);
+    let wrong = answers.wrong.load(Ordering::Relaxed);
+    let not_json = answers.status_500.load(Ordering::Relaxed);
+    assert!(correct > 0 && wrong > 0 && not_json > 0);
+    assert_eq!(s.ok, correct, "{s:?}");
+    assert_eq!(s.errors_of("wrong_answer"), wrong, "{s:?}");
+    assert_eq!(s.errors_of("bad_response"), not_json, "{s:?}");
+    assert_eq!(s.sent, correct + wrong + not_json);
+    check_consistent(&s);
 }

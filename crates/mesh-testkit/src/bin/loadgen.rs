@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mesh_dubbo::Serialization;
-use mesh_testkit::loadgen::{self, LoadConfig, Pacing, Target};
+use mesh_testkit::loadgen::{self, Call, LoadConfig, Pacing, Target};
 
 /// Load generator for the consumer agent (http://) or a provider (dubbo://), loopback only.
 #[derive(Debug, Parser)]
@@ -63,6 +63,10 @@ struct Args {
     /// `last_failure_ms` (null if none) to the summary.
     #[arg(long, default_value_t = 0)]
     timeline_ms: u64,
+    /// The method called: hash (hash(String), the challenge form over HTTP) or user (echoUser(User) with a
+    /// fixed POJO: the JSON API over HTTP, answered with a map; --max-len is then unused).
+    #[arg(long, default_value_t = Call::Hash)]
+    call: Call,
     /// Runtime worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     workers: usize,
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
         serialization: args.serialization,
         pacing: args.pacing,
         timeline_ms: args.timeline_ms,
+        call: args.call,
         ..LoadConfig::new(args.target)
     };
     let mut rt = tokio::runtime::Builder::new_multi_thread();
