@@ -77,35 +77,23 @@ pub fn parse_json_call<'a>(req: &HttpRequest<'a>) -> Result<Option<JsonCall<'a>>
     let interface = path_segment(interface, "interface")?;
     let method = path_segment(method, "method")?;
 
-    let text = |name: &'static str| -> Result<Option<&'a str>, HttpError> {
-        match req.header(name) {
-            None => Ok(None),
-            Some(v) => std::str::from_utf8(v)
-                .map(|s| Some(s).filter(|s| !s.is_empty()))
-                .map_err(|_| HttpError::JsonCall(format!("header {name}: invalid UTF-8"))),
-        }
-    };
-    let flag = |name: &'static str| -> Result<bool, HttpError> {
-        match text(name)? {
-            None => Ok(false),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-            Some(v) if v.eq_ignore_ascii_case("false") => Ok(false),
-            Some(_) => Err(HttpError::JsonCall(format!("header {name}: not true or false"))),
-        }
-    };
-    let group = text(GROUP_HEADER)?.map(Cow::Borrowed);
-    let version = text(VERSION_HEADER)?.map(Cow::Borrowed);
-    let tag = text(TAG_HEADER)?.map(Cow::Borrowed);
-    let force_tag = flag(FORCE_TAG_HEADER)?;
-    let mut generic = flag(GENERIC_HEADER)?;
-    let header_types = match text(TYPES_HEADER)? {
+    let DubboHeaders {
+        group,
+        version,
+        tag,
+        force_tag,
+        generic,
+        types: header_types,
+        mut attachments,
+    } = DubboHeaders::read(req)?;
+    let mut generic = generic;
+    let header_types = match header_types {
         Some(t) => Some(parse_type_list(t).map_err(|e| match type_list_error(e) {
             HttpError::ParameterTypes(why) => HttpError::JsonCall(format!("header {TYPES_HEADER}: {why}")),
             other => other,
         })?),
         None => None,
     };
-    let mut attachments = attachments(req)?;
 
     let body = parse_invoke_body(&req.body).map_err(|e| HttpError::JsonCall(format!("body: {e}")))?;
     let types = match (header_types, body.types) {
@@ -155,9 +143,9 @@ pub fn parse_json_call<'a>(req: &HttpRequest<'a>) -> Result<Option<JsonCall<'a>>
             method,
             param_types,
             args: args.into_iter().map(Value::into_owned).collect(),
-            version,
-            group,
-            tag,
+            version: version.map(Cow::Borrowed),
+            group: group.map(Cow::Borrowed),
+            tag: tag.map(Cow::Borrowed),
             force_tag,
             attachments,
         },
@@ -168,23 +156,81 @@ pub fn parse_json_call<'a>(req: &HttpRequest<'a>) -> Result<Option<JsonCall<'a>>
 /// Attachments as (name, value).
 type Attachments<'a> = Vec<(Cow<'a, str>, Cow<'a, str>)>;
 
-/// The `x-dubbo-attachment-<name>` headers, checked as the form checks `attachment.<name>` fields.
-fn attachments<'a>(req: &HttpRequest<'a>) -> Result<Attachments<'a>, HttpError> {
-    let bad = |why: &str| HttpError::JsonCall(format!("attachment header: {why}"));
-    let mut out: Attachments<'a> = Vec::new();
-    for (name, value) in req.headers() {
-        let Some(prefix) = name.get(..ATTACHMENT_HEADER_PREFIX.len()) else {
-            continue;
-        };
-        if !prefix.eq_ignore_ascii_case(ATTACHMENT_HEADER_PREFIX) {
-            continue;
+/// The `x-dubbo-*` header fields of a call, read in one pass over the head (the first of a repeated field
+/// counts; `x-dubbo-attachment-<name>` fields in order).
+#[derive(Debug, Default)]
+struct DubboHeaders<'a> {
+    group: Option<&'a str>,
+    version: Option<&'a str>,
+    tag: Option<&'a str>,
+    force_tag: bool,
+    generic: bool,
+    types: Option<&'a str>,
+    attachments: Attachments<'a>,
+}
+
+impl<'a> DubboHeaders<'a> {
+    const PREFIX: &'static str = "x-dubbo-";
+
+    fn read(req: &HttpRequest<'a>) -> Result<Self, HttpError> {
+        let mut h = DubboHeaders::default();
+        let (mut seen_force_tag, mut seen_generic) = (false, false);
+        for (name, value) in req.headers() {
+            let is_dubbo = name
+                .get(..Self::PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(Self::PREFIX));
+            if !is_dubbo {
+                continue;
+            }
+            let is = |header: &str| name.eq_ignore_ascii_case(header);
+            if name
+                .get(..ATTACHMENT_HEADER_PREFIX.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(ATTACHMENT_HEADER_PREFIX))
+            {
+                let bad = |why: &str| HttpError::JsonCall(format!("attachment header: {why}"));
+                let name = &name[ATTACHMENT_HEADER_PREFIX.len()..];
+                check_attachment_name(name, &h.attachments).map_err(bad)?;
+                let value = std::str::from_utf8(value).map_err(|_| bad("invalid UTF-8"))?;
+                h.attachments.push((Cow::Borrowed(name), Cow::Borrowed(value)));
+            } else if is(GROUP_HEADER) {
+                first_text(&mut h.group, GROUP_HEADER, value)?;
+            } else if is(VERSION_HEADER) {
+                first_text(&mut h.version, VERSION_HEADER, value)?;
+            } else if is(TAG_HEADER) {
+                first_text(&mut h.tag, TAG_HEADER, value)?;
+            } else if is(TYPES_HEADER) {
+                first_text(&mut h.types, TYPES_HEADER, value)?;
+            } else if is(FORCE_TAG_HEADER) && !std::mem::replace(&mut seen_force_tag, true) {
+                h.force_tag = flag(FORCE_TAG_HEADER, value)?;
+            } else if is(GENERIC_HEADER) && !std::mem::replace(&mut seen_generic, true) {
+                h.generic = flag(GENERIC_HEADER, value)?;
+            }
         }
-        let name = &name[ATTACHMENT_HEADER_PREFIX.len()..];
-        check_attachment_name(name, &out).map_err(bad)?;
-        let value = std::str::from_utf8(value).map_err(|_| bad("invalid UTF-8"))?;
-        out.push((Cow::Borrowed(name), Cow::Borrowed(value)));
+        Ok(h)
     }
-    Ok(out)
+}
+
+/// Sets `slot` to the header's text (`None` when empty) unless an earlier field of that name set it.
+fn first_text<'a>(slot: &mut Option<&'a str>, name: &str, value: &'a [u8]) -> Result<(), HttpError> {
+    if slot.is_none() {
+        let v = std::str::from_utf8(value)
+            .map_err(|_| HttpError::JsonCall(format!("header {name}: invalid UTF-8")))?;
+        *slot = Some(v).filter(|v| !v.is_empty());
+    }
+    Ok(())
+}
+
+/// A `true` / `false` header (case-insensitive; empty = false).
+fn flag(name: &str, value: &[u8]) -> Result<bool, HttpError> {
+    if value.is_empty() || value.eq_ignore_ascii_case(b"false") {
+        Ok(false)
+    } else if value.eq_ignore_ascii_case(b"true") {
+        Ok(true)
+    } else if std::str::from_utf8(value).is_err() {
+        Err(HttpError::JsonCall(format!("header {name}: invalid UTF-8")))
+    } else {
+        Err(HttpError::JsonCall(format!("header {name}: not true or false")))
+    }
 }
 
 /// A path segment, `%XX`-decoded (`+` is a plus sign in a path), UTF-8, not empty.
@@ -236,6 +282,36 @@ mod tests {
 
     fn ok(head: &str, body: &str) -> JsonCall<'static> {
         call(head, body).unwrap().unwrap()
+    }
+
+    #[test]
+    fn dubbo_headers_are_read_in_one_pass_first_field_wins() {
+        let c = ok(
+            "/a/I/m HTTP/1.1\r\nX-DUBBO-SERVICE-GROUP: g1\r\nx-dubbo-service-group: g2\r\nx-dubbo-attachment-a: 1\r\nx-dubbo-force-tag: true\r\nx-dubbo-force-tag: bogus\r\nX-Dubbo-Attachment-b: 2\r\nx-dubbo-other: ignored\r\nx-dubbo-service-method-overloading: int",
+            "[7]",
+        );
+        let inv = c.invocation;
+        assert_eq!(inv.group.as_deref(), Some("g1"));
+        assert!(inv.force_tag);
+        assert_eq!(
+            inv.attachments,
+            [
+                (Cow::Borrowed("a"), Cow::Borrowed("1")),
+                (Cow::Borrowed("b"), Cow::Borrowed("2"))
+            ]
+        );
+        assert_eq!(inv.args, [Value::Int(7)]);
+        assert_eq!(
+            call("/a/I/m HTTP/1.1\r\nx-dubbo-generic: yes", "[]").unwrap_err(),
+            HttpError::JsonCall("header x-dubbo-generic: not true or false".into())
+        );
+        assert!(matches!(
+            call(
+                "/a/I/m HTTP/1.1\r\nx-dubbo-attachment-a: 1\r\nx-dubbo-attachment-a: 2",
+                "[]"
+            ),
+            Err(HttpError::JsonCall(_))
+        ));
     }
 
     #[test]
