@@ -1014,23 +1014,7 @@ pub fn encode_hash_request(
     ser: Serialization,
     arg: &str,
 ) -> Result<(), CodecError> {
-    let head = mesh_dubbo::RequestHead {
-        dubbo_version: DUBBO_VERSION,
-        service: SERVICE,
-        version: Some("0.0.0"),
-        method: METHOD,
-        param_types: PARAM_TYPES,
-    };
-    let service = Value::str(SERVICE);
-    let version = Value::str("0.0.0");
-    let atts = [("path", &service), ("interface", &service), ("version", &version)];
-    codec.encode_request(
-        buf,
-        Header::request(id, ser, true),
-        &head,
-        &[Value::str(arg)],
-        atts,
-    )
+    encode_service_request(codec, buf, id, ser, METHOD, PARAM_TYPES, &[Value::str(arg)])
 }
 
 /// Encodes an `echoUser(user)` request frame, with the head and attachments of [`encode_hash_request`].
@@ -1041,23 +1025,38 @@ pub fn encode_user_request(
     ser: Serialization,
     user: &User,
 ) -> Result<(), CodecError> {
+    encode_service_request(
+        codec,
+        buf,
+        id,
+        ser,
+        USER_METHOD,
+        USER_PARAM_TYPES,
+        &[user.to_value()],
+    )
+}
+
+/// A request of the simulated service's `method` as a Java 2.7 consumer writes it.
+fn encode_service_request(
+    codec: &Codec,
+    buf: &mut BytesMut,
+    id: u64,
+    ser: Serialization,
+    method: &str,
+    param_types: &str,
+    args: &[Value<'_>],
+) -> Result<(), CodecError> {
     let head = mesh_dubbo::RequestHead {
         dubbo_version: DUBBO_VERSION,
         service: SERVICE,
         version: Some("0.0.0"),
-        method: USER_METHOD,
-        param_types: USER_PARAM_TYPES,
+        method,
+        param_types,
     };
     let service = Value::str(SERVICE);
     let version = Value::str("0.0.0");
     let atts = [("path", &service), ("interface", &service), ("version", &version)];
-    codec.encode_request(
-        buf,
-        Header::request(id, ser, true),
-        &head,
-        &[user.to_value()],
-        atts,
-    )
+    codec.encode_request(buf, Header::request(id, ser, true), &head, args, atts)
 }
 
 #[cfg(test)]
