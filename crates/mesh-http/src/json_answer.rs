@@ -19,6 +19,9 @@ use crate::response::is_token;
 
 /// Longest attachment value passed back as a header, in bytes (longer ones are left out).
 pub const MAX_ATTACHMENT_HEADER_VALUE: usize = 4096;
+/// Most attachments of one answer passed on as `x-dubbo-attachment-*` headers (the others are dropped): a
+/// provider's answer must not make the agent write an unbounded header block.
+pub const MAX_ANSWER_ATTACHMENT_HEADERS: usize = 64;
 
 /// A JSON API answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +164,7 @@ fn attachment_headers(
                     .all(|b| b == b'\t' || (b' '..=b'~').contains(&b) || b >= 0x80);
             clean.then(|| (format!("{ATTACHMENT_HEADER_PREFIX}{name}"), text.into_owned()))
         })
+        .take(MAX_ANSWER_ATTACHMENT_HEADERS)
         .collect()
 }
 
@@ -176,6 +180,18 @@ mod tests {
             Ok(Body::Response(Response::Ok { result, attachments })),
             &RenderLimits::default(),
         )
+    }
+
+    #[test]
+    fn at_most_64_answer_attachments_become_headers() {
+        let names: Vec<String> = (0..200).map(|i| format!("a{i}")).collect();
+        let attachments: Vec<(Cow<'static, str>, Value<'static>)> = names
+            .iter()
+            .map(|n| (Cow::Owned(n.clone()), Value::str("v")))
+            .collect();
+        let headers = attachment_headers(&attachments, &RenderLimits::default());
+        assert_eq!(headers.len(), MAX_ANSWER_ATTACHMENT_HEADERS);
+        assert_eq!(headers[0], ("x-dubbo-attachment-a0".to_owned(), "v".to_owned()));
     }
 
     #[test]
