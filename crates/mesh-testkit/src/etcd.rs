@@ -42,7 +42,8 @@ impl EtcdServer {
                 .prefix("mesh-etcd-")
                 .tempdir()
                 .context("etcd data dir")?;
-            let (client_port, peer_port) = two_free_ports()?;
+            let ports = free_ports(2)?;
+            let (client_port, peer_port) = (ports[0], ports[1]);
             let mut server = EtcdServer {
                 child: None,
                 client_port,
@@ -190,15 +191,16 @@ impl Drop for EtcdServer {
     }
 }
 
-/// Two distinct free loopback ports (held together while choosing, so they differ).
-fn two_free_ports() -> anyhow::Result<(u16, u16)> {
-    let a = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
-    let b = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0")?;
-    Ok((a.local_addr()?.port(), b.local_addr()?.port()))
+/// `count` distinct free loopback ports (held together while choosing, so they differ).
+pub(crate) fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0"))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 /// `GET /health` answers `{"health":"true"}`.
-fn healthy(addr: SocketAddr) -> bool {
+pub(crate) fn healthy(addr: SocketAddr) -> bool {
     let attempt = || -> std::io::Result<bool> {
         let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
         s.set_read_timeout(Some(Duration::from_secs(1)))?;
@@ -211,7 +213,8 @@ fn healthy(addr: SocketAddr) -> bool {
     attempt().unwrap_or(false)
 }
 
-fn tail(text: &str, lines: usize) -> String {
+/// The last `lines` lines of `text` (a log in an error message).
+pub(crate) fn tail(text: &str, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -18,13 +18,14 @@
 //! every member and removes the directory.
 
 use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use crate::etcd::{free_ports, healthy, tail};
 
 /// How long starting or restarting waits for the members' `/health`.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -545,33 +546,6 @@ fn make_certificates(dir: &Path) -> anyhow::Result<ClusterTls> {
         client_key_file: write("client-key.pem", client_key.serialize_pem())?,
         wrong_ca_file: write("wrong-ca.pem", wrong_ca.pem())?,
     })
-}
-
-/// `count` distinct free loopback ports (held together while choosing, so they differ).
-fn free_ports(count: usize) -> anyhow::Result<Vec<u16>> {
-    let listeners = (0..count)
-        .map(|_| TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("bind 127.0.0.1:0"))
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
-}
-
-/// `GET /health` answers `{"health":"true"...}`.
-fn healthy(addr: SocketAddr) -> bool {
-    let attempt = || -> std::io::Result<bool> {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(200))?;
-        s.set_read_timeout(Some(Duration::from_secs(1)))?;
-        s.set_write_timeout(Some(Duration::from_secs(1)))?;
-        s.write_all(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")?;
-        let mut body = String::new();
-        s.take(64 * 1024).read_to_string(&mut body)?;
-        Ok(body.starts_with("HTTP/1.1 200") && body.contains(r#""health":"true""#))
-    };
-    attempt().unwrap_or(false)
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 #[cfg(test)]
