@@ -12,7 +12,7 @@ use crossbeam_channel::Receiver;
 use mesh_registry::dubbo::{ProviderRegistration, ServiceKey};
 use mesh_registry::{
     spawn_registrar, spawn_watcher, EtcdAuth, EtcdConfig, EtcdTls, RegistrarHandle, Registration, Snapshot,
-    Source,
+    Source, WatcherHandle,
 };
 use mesh_testkit::etcd_cluster::EtcdCluster;
 
@@ -92,22 +92,48 @@ fn recv_until(
     }
 }
 
+/// What every test starts from: a watcher on `cfg` and a provider (port 31001) registered through it.
+struct Watched {
+    rx: Receiver<Arc<Snapshot>>,
+    watcher: WatcherHandle,
+    provider: RegistrarHandle,
+    /// The first snapshot that had the provider.
+    first: Arc<Snapshot>,
+}
+
+/// Starts a watcher and registers the provider; returns once the watcher has seen it (`what`, within 10 s)
+/// and its lease is up (within 5 s).
+fn watch_and_register(cfg: &EtcdConfig, what: &str) -> Watched {
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
+    let provider = register(cfg, 31001);
+    let first = recv_until(
+        &rx,
+        Duration::from_secs(10),
+        what,
+        |_| true,
+        |s| s.contains_addr(addr(31001)),
+    );
+    wait_until(Duration::from_secs(5), "registered", || provider.is_registered());
+    Watched {
+        rx,
+        watcher,
+        provider,
+        first,
+    }
+}
+
 #[test]
 fn leaders_killed_one_after_another_registration_and_watch_go_on() {
     let mut cluster = EtcdCluster::start(3).unwrap();
     let cfg = config(&cluster, "/t/cluster");
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
-    let provider = register(&cfg, 31001);
     let has_provider = |s: &Snapshot| s.contains_addr(addr(31001));
-    recv_until(
-        &rx,
-        Duration::from_secs(10),
-        "the provider",
-        |_| true,
-        has_provider,
-    );
-    wait_until(Duration::from_secs(5), "registered", || provider.is_registered());
+    let Watched {
+        rx,
+        watcher,
+        provider,
+        ..
+    } = watch_and_register(&cfg, "the provider");
 
     // Three rounds, each killing the current leader: every member dies once, so whatever member the
     // watcher's and the registrar's sessions were pinned to, each of them loses it at least once.
@@ -163,18 +189,13 @@ fn leaders_killed_one_after_another_registration_and_watch_go_on() {
 fn members_hung_one_after_another_registration_and_watch_go_on() {
     let mut cluster = EtcdCluster::start(3).unwrap();
     let cfg = config(&cluster, "/t/hung");
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
-    let provider = register(&cfg, 31001);
     let has_provider = |s: &Snapshot| s.contains_addr(addr(31001));
-    recv_until(
-        &rx,
-        Duration::from_secs(10),
-        "the provider",
-        |_| true,
-        has_provider,
-    );
-    wait_until(Duration::from_secs(5), "registered", || provider.is_registered());
+    let Watched {
+        rx,
+        watcher,
+        provider,
+        ..
+    } = watch_and_register(&cfg, "the provider");
 
     // Each member in turn stops answering without closing its sockets (SIGSTOP): whichever member the
     // watcher and the registrar were pinned to hangs once. The watch gives up on it after 3 s without an
@@ -224,17 +245,12 @@ fn members_hung_one_after_another_registration_and_watch_go_on() {
 fn whole_cluster_down_keeps_the_snapshot_and_registration_comes_back() {
     let mut cluster = EtcdCluster::start(3).unwrap();
     let cfg = config(&cluster, "/t/outage");
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
-    let provider = register(&cfg, 31001);
-    let before = recv_until(
-        &rx,
-        Duration::from_secs(10),
-        "the provider",
-        |_| true,
-        |s| s.contains_addr(addr(31001)),
-    );
-    wait_until(Duration::from_secs(5), "registered", || provider.is_registered());
+    let Watched {
+        rx,
+        watcher,
+        provider,
+        first: before,
+    } = watch_and_register(&cfg, "the provider");
 
     cluster.stop_all().unwrap();
     // The registrar notices (keepalives fail), the watcher keeps what it had and publishes nothing.
@@ -288,17 +304,12 @@ fn tls_with_client_certificates_and_clear_errors_for_a_wrong_ca_or_no_certificat
     );
     cfg.check_reachable().unwrap();
 
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
-    let provider = register(&cfg, 31001);
-    recv_until(
-        &rx,
-        Duration::from_secs(10),
-        "the provider over TLS",
-        |_| true,
-        |s| s.contains_addr(addr(31001)),
-    );
-    wait_until(Duration::from_secs(5), "registered", || provider.is_registered());
+    let Watched {
+        rx: _rx,
+        watcher,
+        provider,
+        ..
+    } = watch_and_register(&cfg, "the provider over TLS");
 
     let mut wrong_ca = cfg.clone();
     wrong_ca.tls = Some(
@@ -334,17 +345,12 @@ fn user_and_password_work_and_a_wrong_password_is_a_clear_error_without_the_secr
     cfg.auth = Some(EtcdAuth::new("agent", "agent-pw-456"));
     cfg.check_reachable().unwrap();
 
-    let (tx, rx) = crossbeam_channel::unbounded();
-    let watcher = spawn_watcher(Source::Etcd(cfg.clone()), vec![tx]).unwrap();
-    let provider = register(&cfg, 31001);
-    recv_until(
-        &rx,
-        Duration::from_secs(10),
-        "the provider with auth",
-        |_| true,
-        |s| s.contains_addr(addr(31001)),
-    );
-    wait_until(Duration::from_secs(5), "registered", || provider.is_registered());
+    let Watched {
+        rx: _rx,
+        watcher,
+        provider,
+        ..
+    } = watch_and_register(&cfg, "the provider with auth");
     assert!(!format!("{cfg:?}").contains("agent-pw-456"));
 
     let mut wrong = cfg.clone();
