@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_registry::{spawn_watcher, EtcdAuth, EtcdConfig, EtcdTls, Snapshot, Source, WatcherHandle};
-use mesh_testkit::etcd_cluster::EtcdCluster;
+use mesh_testkit::etcd_cluster::{one_cluster_at_a_time, EtcdCluster};
 use mesh_testkit::loadgen::{run_blocking, LoadConfig, Summary};
 use mesh_testkit::process::free_port;
 
@@ -51,6 +51,7 @@ fn etcd_flag(cluster: &EtcdCluster) -> String {
 
 #[test]
 fn leaders_killed_in_turn_under_load_lose_no_request_and_later_changes_are_seen() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let mut cluster = EtcdCluster::start(3).unwrap();
     let urls = etcd_flag(&cluster);
     let (_sim_a, port_a) = sim(&["--latency-ms", "5", "--name", "a"]);
@@ -104,6 +105,7 @@ fn sim_served(sim: &mut mesh_testkit::process::ChildGuard) -> u64 {
 
 #[test]
 fn whole_cluster_stopped_under_load_is_served_from_the_snapshot_and_registration_returns() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let mut cluster = EtcdCluster::start(3).unwrap();
     let urls = etcd_flag(&cluster);
     let (_sim, sim_port) = sim(&["--latency-ms", "5"]);
@@ -137,6 +139,7 @@ fn whole_cluster_stopped_under_load_is_served_from_the_snapshot_and_registration
 
 #[test]
 fn tls_with_client_certificates_between_agents_and_etcd() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let cluster = EtcdCluster::start_tls(3).unwrap();
     let tls = cluster.tls().unwrap().clone();
     let urls = etcd_flag(&cluster);
@@ -211,6 +214,7 @@ fn tls_with_client_certificates_between_agents_and_etcd() {
 
 #[test]
 fn user_and_password_from_the_environment_and_a_wrong_one_is_reported_without_the_secret() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let mut cluster = EtcdCluster::start(3).unwrap();
     cluster
         // The agents' default registry root (Dubbo's `/dubbo`, config center included).

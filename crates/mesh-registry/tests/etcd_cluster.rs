@@ -14,7 +14,7 @@ use mesh_registry::{
     spawn_registrar, spawn_watcher, EtcdAuth, EtcdConfig, EtcdTls, RegistrarHandle, Registration, Snapshot,
     Source, WatcherHandle,
 };
-use mesh_testkit::etcd_cluster::EtcdCluster;
+use mesh_testkit::etcd_cluster::{one_cluster_at_a_time, EtcdCluster};
 
 const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
 
@@ -125,6 +125,7 @@ fn watch_and_register(cfg: &EtcdConfig, what: &str) -> Watched {
 
 #[test]
 fn leaders_killed_one_after_another_registration_and_watch_go_on() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let mut cluster = EtcdCluster::start(3).unwrap();
     let cfg = config(&cluster, "/t/cluster");
     let has_provider = |s: &Snapshot| s.contains_addr(addr(31001));
@@ -187,6 +188,7 @@ fn leaders_killed_one_after_another_registration_and_watch_go_on() {
 
 #[test]
 fn members_hung_one_after_another_registration_and_watch_go_on() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let mut cluster = EtcdCluster::start(3).unwrap();
     let cfg = config(&cluster, "/t/hung");
     let has_provider = |s: &Snapshot| s.contains_addr(addr(31001));
@@ -243,6 +245,7 @@ fn members_hung_one_after_another_registration_and_watch_go_on() {
 
 #[test]
 fn whole_cluster_down_keeps_the_snapshot_and_registration_comes_back() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let mut cluster = EtcdCluster::start(3).unwrap();
     let cfg = config(&cluster, "/t/outage");
     let Watched {
@@ -296,6 +299,7 @@ fn whole_cluster_down_keeps_the_snapshot_and_registration_comes_back() {
 
 #[test]
 fn tls_with_client_certificates_and_clear_errors_for_a_wrong_ca_or_no_certificate() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let cluster = EtcdCluster::start_tls(3).unwrap();
     let files = cluster.tls().unwrap().clone();
     let mut cfg = config(&cluster, "/t/tls");
@@ -337,6 +341,7 @@ fn tls_with_client_certificates_and_clear_errors_for_a_wrong_ca_or_no_certificat
 
 #[test]
 fn user_and_password_work_and_a_wrong_password_is_a_clear_error_without_the_secret() {
+    let _one_at_a_time = one_cluster_at_a_time();
     let mut cluster = EtcdCluster::start(3).unwrap();
     cluster
         .enable_auth("root-pw-123", "agent", "agent-pw-456", "/t/auth")

@@ -21,6 +21,7 @@ use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -467,6 +468,15 @@ impl Drop for EtcdCluster {
     fn drop(&mut self) {
         self.kill_all();
     }
+}
+
+/// Held by a test for as long as its cluster runs, so the tests of one test binary run their clusters one at a
+/// time: several 3-member clusters at once, with members frozen and killed, make elections and the
+/// watch's 3 s progress deadline race each other on a 2-core machine (a flaky test says nothing about the
+/// agent). A test that failed while holding it does not stop the next one.
+pub fn one_cluster_at_a_time() -> MutexGuard<'static, ()> {
+    static CLUSTER: Mutex<()> = Mutex::new(());
+    CLUSTER.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The client URL of the leader in `etcdctl endpoint status -w json` output, when every member that
