@@ -10,6 +10,7 @@
 
 mod forward;
 mod limit;
+mod metadata_answer;
 pub mod metadata_service;
 mod server;
 
