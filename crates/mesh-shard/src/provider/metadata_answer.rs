@@ -601,7 +601,7 @@ mod tests {
         use bytes::BytesMut;
         use mesh_dubbo::{Body, Codec, Decoded, Serialization};
         let current = info(&["a.A", "b.B"]);
-        let served = served(&[current.clone()]);
+        let served = served(std::slice::from_ref(&current));
         let codec = Codec::default();
         let calls = [
             call(
