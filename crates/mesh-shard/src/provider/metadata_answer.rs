@@ -303,6 +303,7 @@ mod tests {
     use super::*;
     use crate::provider::metadata_service::MetadataPublisher;
     use mesh_registry::dubbo::metadata_info::{MetadataInfo, ServiceInfo};
+    use proptest::prelude::*;
 
     const SITE: CallSite = CallSite {
         listen: SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -627,6 +628,53 @@ mod tests {
                 panic!("not a response")
             };
             assert_eq!(back, resp, "{}", req.method);
+        }
+    }
+    fn arb_value() -> impl Strategy<Value = Value<'static>> {
+        prop_oneof![
+            Just(Value::Null),
+            any::<i32>().prop_map(Value::Int),
+            any::<bool>().prop_map(Value::Bool),
+            "\\PC{0,40}".prop_map(Value::from),
+            any::<u32>().prop_map(Value::Ref),
+            prop::collection::vec("\\PC{0,8}".prop_map(Value::from), 0..3).prop_map(|items| Value::List(
+                List {
+                    type_name: None,
+                    items
+                }
+            )),
+        ]
+    }
+
+    fn arb_text(known: &'static [&'static str]) -> impl Strategy<Value = String> {
+        prop_oneof![prop::sample::select(known).prop_map(str::to_owned), "\\PC{0,24}"]
+    }
+
+    proptest! {
+        /// Whatever arrives (method, descriptor, arguments, attachments of any type), an answer comes
+        /// back without a panic, and it encodes.
+        #[test]
+        fn any_call_gets_an_answer_that_encodes(
+            method in arb_text(&["getMetadataInfo", "getMetadataInfos", "serviceName", "version", "getExportedURLs", "$echo", "$invoke"]),
+            desc in arb_text(&["", "Ljava/lang/String;", "Ljava/lang/Object;", GENERIC_DESC]),
+            dubbo_version in arb_text(&["2.0.2", "2.0.1", "2.7.0"]),
+            args in prop::collection::vec(arb_value(), 0..3),
+            group in prop::option::of(prop_oneof![Just(Value::str("demo")), arb_value()]),
+            version in prop::option::of(prop_oneof![Just(Value::str("1.0.0")), arb_value()]),
+            path in prop::option::of(prop_oneof![Just(Value::str(METADATA_SERVICE_INTERFACE)), arb_value()]),
+            served_or_not in any::<bool>(),
+        ) {
+            use bytes::BytesMut;
+            use mesh_dubbo::{Codec, Serialization};
+            let mut req = call(&method, &desc, args);
+            req.dubbo_version = dubbo_version.into();
+            for (key, v) in [("group", group), ("version", version), ("path", path)] {
+                req = with_attachment(req, key, v);
+            }
+            let served = served(&[info(&["a.A"])]);
+            let resp = answer(&req, served_or_not.then_some(&served), SITE);
+            let mut buf = BytesMut::new();
+            prop_assert!(Codec::default().encode_response(&mut buf, 1, Serialization::Hessian2, &resp).is_ok());
         }
     }
 }
