@@ -287,14 +287,26 @@ fn the_provider_agent_answers_metadata_service_calls_itself_and_forwards_the_res
         other => panic!("{other:?}"),
     }
 
-    // The independent check: hessian.js writes the call and reads the answer.
+    // The independent check: hessian.js writes the call and reads the answer; then two Dubbo client
+    // libraries call it as a reference to the MetadataService.
     hessian_js_reads_the_metadata_info(port, &expected);
+    for client in ["sofa", "dubbo2js"] {
+        node_libraries_call_it(client, port, &expected);
+    }
 }
 
 /// Runs `metadata_service.js <port> <group> <method> [arg]`; its one JSON line.
 fn node_call(port: u16, group: &str, method: &str, arg: Option<&str>) -> Json {
+    node_run(None, port, group, method, arg)
+}
+
+/// The same through a Dubbo client library (`METADATA_CLIENT`); `None`: hessian.js alone.
+fn node_run(client: Option<&str>, port: u16, group: &str, method: &str, arg: Option<&str>) -> Json {
     check_installed().unwrap();
     let mut cmd = Command::new("node");
+    if let Some(c) = client {
+        cmd.env("METADATA_CLIENT", c);
+    }
     cmd.arg("metadata_service.js")
         .arg(port.to_string())
         .arg(group)
@@ -377,4 +389,57 @@ fn hessian_js_reads_the_metadata_info(port: u16, expected: &MetadataInfo) {
     let out = node_call(port, APP, "getExportedURLs", None);
     assert_eq!(out["flag"].as_u64(), Some(3), "{out}");
     assert_eq!(out["value"]["$class"], "java.lang.UnsupportedOperationException");
+}
+
+/// sofa-rpc-node's RpcClient or dubbo2.js calls the MetadataService as a reference with group = the
+/// application and version 1.0.0: the `MetadataInfo` it gets (untyped, as the library returns it) has
+/// every field; an unknown revision is null; a wrong group is an error.
+fn node_libraries_call_it(client: &str, port: u16, expected: &MetadataInfo) {
+    let out = node_run(
+        Some(client),
+        port,
+        APP,
+        "getMetadataInfo",
+        Some(&expected.revision),
+    );
+    assert_eq!(out["ok"], true, "{client}: {out}");
+    let v = &out["value"];
+    assert_eq!(js_str(&v["app"]).as_deref(), Some(APP), "{client}");
+    assert_eq!(
+        js_str(&v["revision"]).as_deref(),
+        Some(expected.revision.as_str()),
+        "{client}"
+    );
+    let services = v["services"].as_object().unwrap();
+    assert_eq!(services.len(), expected.services.len(), "{client}");
+    for (key, want) in &expected.services {
+        let f = &services[key.as_str()];
+        assert_eq!(js_str(&f["name"]), Some(want.name.clone()), "{client} {key}");
+        assert_eq!(js_str(&f["group"]), want.group, "{client} {key}");
+        assert_eq!(js_str(&f["version"]), want.version, "{client} {key}");
+        assert_eq!(js_str(&f["path"]), want.path, "{client} {key}");
+        assert_eq!(f["port"].as_i64(), Some(i64::from(want.port)), "{client} {key}");
+        let params: BTreeMap<String, String> = f["params"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), js_str(v).unwrap()))
+            .collect();
+        assert_eq!(params, want.params, "{client} {key}");
+    }
+    let out = node_run(Some(client), port, APP, "getMetadataInfo", Some("nope"));
+    assert_eq!(
+        (&out["ok"], &out["value"]),
+        (&Json::Bool(true), &Json::Null),
+        "{client}: {out}"
+    );
+    let out = node_run(Some(client), port, "other-app", "serviceName", None);
+    assert_eq!(out["ok"], false, "{client}: {out}");
+    assert!(
+        out["error"]
+            .as_str()
+            .unwrap()
+            .contains("Not found exported service"),
+        "{client}: {out}"
+    );
 }

@@ -14,6 +14,11 @@
 //    order), "value": <the value read with types: {"$class", "$"} for objects, maps and typed values>,
 //    "attachments": {...}}; an exception (flags 0, 3) as {"$class", "message"}; for status != 20: {"status", "error": <the message string>}.
 // Exit 0 when an answer frame came, 1 otherwise (no answer within 10 s, connection lost), 2 on bad usage.
+//
+// With METADATA_CLIENT=sofa or dubbo2js the same call is made through that Dubbo client library instead
+// (sofa-rpc-node 2.10 RpcClient + dubbo-remoting 2.1.4, or dubbo2.js 2.3.9 DirectlyDubbo; group and version
+// set as a Java reference to the MetadataService has them) and the line is {"client", "ok": true,
+// "value": <what the library returned>} or {"client", "ok": false, "error": <its message>}.
 
 const net = require('net');
 const hessian = require('hessian.js');
@@ -78,6 +83,49 @@ function answer(status, body) {
   }
   out.classes = dec.classes.map(c => ({ name: c.name, fields: c.fields }));
   return out;
+}
+
+async function viaLibrary(clientName) {
+  const args = method === 'getMetadataInfo' ? [ arg === undefined ? null : arg ] : [];
+  if (clientName === 'sofa') {
+    const { RpcClient } = require('sofa-rpc-node').client;
+    const quiet = () => {};
+    const logger = { debug: quiet, info: quiet, warn: quiet, error: quiet };
+    const client = new RpcClient({ logger, protocol: require('dubbo-remoting') });
+    const consumer = client.createConsumer({
+      interfaceName: INTERFACE, version: '1.0.0', group, serverHost: `${HOST}:${port}`, responseTimeout: 5000,
+    });
+    await consumer.ready();
+    // dubbo-remoting derives the descriptor from the values: a typed null/string for getMetadataInfo.
+    const typed = args.map(a => ({ $class: 'java.lang.String', $: a }));
+    return consumer.invoke(method, typed, { responseTimeout: 5000 });
+  }
+  if (clientName === 'dubbo2js') {
+    const { DirectlyDubbo } = require('dubbo2.js');
+    const dubbo = DirectlyDubbo.from({ dubboAddress: `${HOST}:${port}`, dubboVersion: '2.0.2', dubboInvokeTimeout: 5 });
+    const service = dubbo.proxyService({
+      dubboInterface: INTERFACE, version: '1.0.0', group,
+      methods: { [method]: (...a) => a.map(x => ({ $class: 'java.lang.String', $: x })) },
+    });
+    const { res, err } = await service[method](...args);
+    if (err) throw err;
+    return res;
+  }
+  throw new Error(`unknown METADATA_CLIENT ${clientName}`);
+}
+
+if (process.env.METADATA_CLIENT) {
+  const clientName = process.env.METADATA_CLIENT;
+  viaLibrary(clientName).then(
+    value => {
+      process.stdout.write(JSON.stringify({ client: clientName, ok: true, value: value === undefined ? null : value }) + '\n');
+      process.exit(0);
+    },
+    err => {
+      process.stdout.write(JSON.stringify({ client: clientName, ok: false, error: String(err && err.message) }) + '\n');
+      process.exit(0);
+    });
+  return;
 }
 
 const id = 7;
