@@ -80,7 +80,10 @@ fn defaults() {
     let e = c.etcd.unwrap();
     assert!(e.endpoints.is_empty());
     assert_eq!(e.root, "/dubbo");
-    assert_eq!((e.services_root.as_str(), e.mapping_root.as_str()), ("/services", "/dubbo"));
+    assert_eq!(
+        (e.services_root.as_str(), e.mapping_root.as_str()),
+        ("/services", "/dubbo")
+    );
     assert_eq!(e.lease_ttl_s, 10);
 }
 
@@ -723,35 +726,52 @@ fn deploy_examples_load() {
 #[test]
 fn register_mode_and_application_level_roots() {
     let provider = |text: &str| {
-        load_on(Some(&format!("{ETCD}{text}")), &Overrides::default(), Role::Provider, EIGHT)
-            .map(|c| c.provider.unwrap())
+        load_on(
+            Some(&format!("{ETCD}{text}")),
+            &Overrides::default(),
+            Role::Provider,
+            EIGHT,
+        )
+        .map(|c| c.provider.unwrap())
     };
     for (name, mode) in [
         ("interface", RegisterModeName::Interface),
         ("instance", RegisterModeName::Instance),
         ("all", RegisterModeName::All),
     ] {
-        let p = provider(&format!("[provider]\nregister_mode = \"{name}\"\nwrite_mapping = false\n")).unwrap();
+        let p = provider(&format!(
+            "[provider]\nregister_mode = \"{name}\"\nwrite_mapping = false\n"
+        ))
+        .unwrap();
         assert_eq!((p.register_mode, p.write_mapping), (mode, false));
     }
     assert_eq!(
-        provider("[provider]\nregister_mode = \"INSTANCE\"\n").unwrap_err().to_string(),
+        provider("[provider]\nregister_mode = \"INSTANCE\"\n")
+            .unwrap_err()
+            .to_string(),
         "provider.register_mode: must be \"all\", \"interface\" or \"instance\", got \"INSTANCE\" \
          (line 4, column 1)"
     );
-    let e = provider("services_root = \"services\"\n").unwrap_err().to_string();
+    let e = provider("services_root = \"services\"\n")
+        .unwrap_err()
+        .to_string();
     assert!(e.starts_with("etcd.services_root: must start with '/'"), "{e}");
     let e = provider("mapping_root = \"/dubbo/\"\n").unwrap_err().to_string();
     assert!(e.starts_with("etcd.mapping_root: "), "{e}");
     let c = load_on(
-        Some(&format!("{ETCD}services_root = \"/a/services\"\nmapping_root = \"/meta\"\n")),
+        Some(&format!(
+            "{ETCD}services_root = \"/a/services\"\nmapping_root = \"/meta\"\n"
+        )),
         &Overrides::default(),
         Role::Provider,
         EIGHT,
     )
     .unwrap();
     let e = c.etcd.unwrap();
-    assert_eq!((e.services_root.as_str(), e.mapping_root.as_str()), ("/a/services", "/meta"));
+    assert_eq!(
+        (e.services_root.as_str(), e.mapping_root.as_str()),
+        ("/a/services", "/meta")
+    );
 
     let flag = Overrides::default().with(&PROVIDER_REGISTER_MODE, "instance");
     let c = load_on(Some(ETCD), &flag, Role::Provider, EIGHT).unwrap();
