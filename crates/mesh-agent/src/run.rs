@@ -26,7 +26,9 @@ use mesh_shard::{consumer, provider};
 use crate::config::{
     AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig,
 };
-use crate::provider_registration::{app_registration, registrations, reload as reload_provider, Reload};
+use crate::provider_registration::{
+    app_registration, registrations, reload as reload_provider, Reload, RELOADED_KEYS,
+};
 
 /// How long a provider keeps serving after deregistering, so that consumers see the removal before it
 /// stops taking calls (their watch delivers it in milliseconds; calls already on the wire still land).
