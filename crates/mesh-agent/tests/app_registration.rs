@@ -1,15 +1,20 @@
 //! The provider agent's Dubbo 3 application-level registration, end to end with the binary and a real etcd:
 //! the instance and the mapping written in `all` mode, and a SIGHUP that re-reads `provider.services`
 //! from the file: new revision on the same lease, the new interface's URL key and mapping, the old ones
-//! left as they were.
+//! left as they were, and the MetadataService answering the new revision.
 
 mod common;
 
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::Duration;
 
 use base64::Engine as _;
 
+use bytes::BytesMut;
+use mesh_dubbo::{Body, Codec, Decoded, Header, Request, Response, RpcResult, Serialization, Value};
 use mesh_registry::dubbo::instance::{InstanceShape, ServiceInstance};
+use mesh_registry::dubbo::metadata_info::{MetadataInfo, METADATA_SERVICE_INTERFACE};
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::process::free_port;
 
@@ -25,6 +30,59 @@ fn get(etcd: &EtcdServer, key: &str) -> Option<(String, i64)> {
         .unwrap();
     let value = String::from_utf8(value).unwrap();
     Some((value, kv["lease"].as_i64().unwrap_or(0)))
+}
+
+/// `getMetadataInfo(revision)` on the agent's port as a Java 3 consumer calls it (group = the application,
+/// version 1.0.0); the `MetadataInfo` answered, `None` for a null answer.
+fn served_metadata(port: u16, application: &str, revision: &str) -> Option<MetadataInfo> {
+    let attachments = vec![
+        ("path".into(), Value::str(METADATA_SERVICE_INTERFACE)),
+        ("interface".into(), Value::str(METADATA_SERVICE_INTERFACE)),
+        ("version".into(), Value::str("1.0.0")),
+        ("group".into(), Value::from(application.to_owned())),
+    ];
+    let request = Request {
+        dubbo_version: "2.0.2".into(),
+        service: METADATA_SERVICE_INTERFACE.into(),
+        version: Some("1.0.0".into()),
+        method: "getMetadataInfo".into(),
+        param_types: "Ljava/lang/String;".into(),
+        args: vec![Value::from(revision.to_owned())],
+        attachments,
+    };
+    let codec = Codec::default();
+    let mut out = BytesMut::new();
+    codec
+        .encode_request_message(
+            &mut out,
+            Header::request(7, Serialization::Hessian2, true),
+            &request,
+        )
+        .unwrap();
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&out).unwrap();
+    let mut buf = BytesMut::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let frame = loop {
+        if let Ok(Decoded::Frame(f)) = codec.decode_frame(&mut buf) {
+            break f;
+        }
+        let n = s.read(&mut chunk).unwrap();
+        assert!(n > 0, "the agent closed the connection");
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    match codec.decode_body(&frame.header, &frame.body).unwrap() {
+        Body::Response(Response::Ok {
+            result: RpcResult::Value(Value::Null),
+            ..
+        }) => None,
+        Body::Response(Response::Ok {
+            result: RpcResult::Value(v),
+            ..
+        }) => Some(MetadataInfo::from_value(&v).unwrap()),
+        other => panic!("{other:?}"),
+    }
 }
 
 fn keys(etcd: &EtcdServer, prefix: &str) -> Vec<String> {
@@ -93,6 +151,21 @@ fn all_mode_registers_the_instance_and_sighup_re_registers_a_new_revision() {
         agent.try_wait().unwrap().is_none(),
         "SIGHUP does not stop the provider"
     );
+    // The MetadataService serves the revision the instance now carries (and still the first one).
+    let (json, _) = get(&etcd, &instance_key).unwrap();
+    let (now, _) = ServiceInstance::from_json(json.as_bytes()).unwrap();
+    let served = served_metadata(listen, "orders", now.revision().unwrap()).expect("the new revision");
+    assert_eq!(served.revision, now.revision().unwrap());
+    assert_eq!(
+        served.calc_revision(),
+        served.revision,
+        "the revision of what is served"
+    );
+    let mut names: Vec<&str> = served.services.values().map(|s| s.name.as_str()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["a.B", "c.D"]);
+    let old = served_metadata(listen, "orders", &first_revision).expect("the first revision, kept");
+    assert_eq!(old.services.len(), 1);
 
     // A broken file is reported and changes nothing.
     std::fs::write(&path, "[provider\n").unwrap();
