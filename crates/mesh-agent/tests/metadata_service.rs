@@ -2,7 +2,9 @@
 //! discovery), end to end with real processes: etcd, the provider simulator behind the agent, the agent
 //! binary. A Dubbo client calls the agent's port the way a Java Dubbo 3 consumer calls a provider's
 //! MetadataService (group = application, version 1.0.0); the answers are read by our codec and, as an
-//! independent check, by npm hessian.js (`crates/mesh-dubbo/tests/interop/metadata_service.js`).
+//! independent check, by npm hessian.js (`crates/mesh-dubbo/tests/interop/metadata_service.js`) and two
+//! Dubbo client libraries; what is served is checked against what the agent registered in etcd (its
+//! provider URLs, and the revision of its Dubbo 3 instance).
 //! Loopback only; every wait is bounded; every process is stopped when its guard drops.
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
@@ -19,6 +21,7 @@ use mesh_dubbo::{
     Status, Value,
 };
 use mesh_registry::dubbo::app_registration::AppRegistration;
+use mesh_registry::dubbo::instance::ServiceInstance;
 use mesh_registry::dubbo::metadata_info::{MetadataInfo, METADATA_SERVICE_INTERFACE, SERVICE_INFO_CLASS};
 use mesh_registry::dubbo::{Category, DubboUrl, RegistryKey, RegistryRoot};
 use mesh_testkit::etcd::EtcdServer;
@@ -182,6 +185,19 @@ fn the_provider_agent_answers_metadata_service_calls_itself_and_forwards_the_res
     let expected = expected_metadata(&etcd, port);
     assert_eq!(expected.services.len(), 2);
     assert_ne!(expected.revision, "0");
+    // The instance the agent registered (register_mode `all`, the default) advertises that revision.
+    let instance_key = format!("/services/{APP}/127.0.0.1:{port}");
+    let mut advertised = String::new();
+    wait_until("the instance in etcd", Duration::from_secs(15), || {
+        advertised = etcdctl(&etcd, &["get", &instance_key, "--print-value-only"]);
+        !advertised.trim().is_empty()
+    });
+    let (instance, _) = ServiceInstance::from_json(advertised.trim().as_bytes()).unwrap();
+    assert_eq!(
+        instance.revision(),
+        Some(expected.revision.as_str()),
+        "{advertised}"
+    );
 
     // getMetadataInfo(revision): the application's MetadataInfo, no token needed.
     let req = metadata_call(
