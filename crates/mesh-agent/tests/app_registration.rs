@@ -3,6 +3,8 @@
 //! from the file: new revision on the same lease, the new interface's URL key and mapping, the old ones
 //! left as they were, and the MetadataService answering the new revision.
 
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
 mod common;
 
 use std::io::{Read, Write};

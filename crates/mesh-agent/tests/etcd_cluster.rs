@@ -220,6 +220,17 @@ fn user_and_password_from_the_environment_and_a_wrong_one_is_reported_without_th
         // The agents' default registry root (Dubbo's `/dubbo`, config center included).
         .enable_auth("root-secret-1", "agent", "agent-secret-2", "/dubbo")
         .unwrap();
+    // And the Dubbo 3 instances (`provider.register_mode` `all`, the default).
+    cluster
+        .etcdctl(&[
+            "role",
+            "grant-permission",
+            "mesh",
+            "--prefix=true",
+            "readwrite",
+            "/services",
+        ])
+        .unwrap();
     let urls = etcd_flag(&cluster);
     let (_sim, sim_port) = sim(&["--latency-ms", "1"]);
     let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
