@@ -387,3 +387,60 @@ fn misbehaving_servers_give_typed_errors() {
         assert!(matches!(e, MetadataCallFailure::Unsupported(_)), "{e:?}");
     });
 }
+
+/// dubbo-go with `dubbo.metadata.storage-type=remote` puts its `MetadataInfo` (Go JSON) in the etcd
+/// metadata report: `/dubbo/<app>/<rev>` from v3.3.2, `/dubbo/metadata/<app>/<rev>` before v3.3; the
+/// resolver reads it from a real etcd once it has a client, and not before.
+#[test]
+fn remote_metadata_is_read_from_dubbo_gos_report_in_etcd() {
+    use mesh_registry::dubbo::instance::STORAGE_TYPE_KEY;
+    let etcd = mesh_testkit::etcd::EtcdServer::start().expect("etcd");
+    let rt = runtime();
+    rt.block_on(async {
+        let mut client = etcd_client::Client::connect([etcd.client_url()], None).await.expect("connect");
+        let new_layout = MetadataInfo::new("go-app", [served().services.into_values().next().expect("a service")]);
+        let old_layout = MetadataInfo::new("go-old", served().services.into_values());
+        client
+            .put(format!("/dubbo/go-app/{}", new_layout.revision), new_layout.to_go_json().to_string(), None)
+            .await
+            .expect("put");
+        client
+            .put(format!("/dubbo/metadata/go-old/{}", old_layout.revision), old_layout.to_go_json().to_string(), None)
+            .await
+            .expect("put");
+        let remote = |app: &str, revision: &str| {
+            let mut i = ServiceInstance::new(app, "127.0.0.1", 20000);
+            i.metadata.insert(REVISION_KEY.into(), revision.into());
+            i.metadata.insert(STORAGE_TYPE_KEY.into(), "remote".into());
+            i
+        };
+        let mut r = MetadataResolver::new(ResolverConfig::default());
+        assert!(matches!(r.want(&remote("go-app", &new_layout.revision)), Want::PendingUnaskable(_)));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(200), r.next()).await.is_err(),
+            "no report: not asked"
+        );
+        r.set_metadata_report(Some(client.kv_client()));
+        r.want(&remote("go-old", &old_layout.revision));
+        r.want(&remote("go-none", "12345"));
+        let mut got = BTreeMap::new();
+        let mut missing = None;
+        for _ in 0..3 {
+            match tokio::time::timeout(Duration::from_secs(10), r.next()).await.expect("an outcome") {
+                Resolution::Resolved { key, info, .. } => {
+                    got.insert(key.app.clone(), info);
+                }
+                Resolution::Failed { key, error, .. } => missing = Some((key, error)),
+            }
+        }
+        // Go JSON has no nulls: what was None stays None, an unset port (-1) is kept.
+        assert_eq!(*got["go-app"], new_layout);
+        assert_eq!(*got["go-old"], old_layout);
+        let (key, error) = missing.expect("go-none fails");
+        assert_eq!(key.app, "go-none");
+        assert!(
+            matches!(&error, AppDiscoveryError::MetadataCall { failure: MetadataCallFailure::NotInReport(keys), .. } if keys.contains("/dubbo/go-none/12345")),
+            "{error:?}"
+        );
+    });
+}

@@ -61,7 +61,8 @@ pub struct CachePolicy {
     /// The wait between tries of a given-up key.
     pub given_up_retry: Duration,
     /// Whether instances with `dubbo.metadata.storage-type=remote` can be fetched (the resolver has a
-    /// metadata report to read). When false they count as unaskable.
+    /// metadata report to read; [`MetadataCache::set_read_remote`] changes it). When false they count as
+    /// unaskable.
     pub read_remote: bool,
 }
 
@@ -191,19 +192,20 @@ impl Entry {
         }
     }
 
-    fn has_askable(&self) -> bool {
-        self.instances.values().any(Result::is_ok)
+    fn has_askable(&self, read_remote: bool) -> bool {
+        self.instances.values().any(|t| askable(t, read_remote))
     }
 
     /// The next instance to ask: the first askable one not tried yet; when every askable one was tried,
     /// the round starts again.
-    fn pick(&mut self) -> Option<(InstanceKey, MetadataTarget)> {
+    fn pick(&mut self, read_remote: bool) -> Option<(InstanceKey, MetadataTarget)> {
         let State::Waiting { tried, .. } = &mut self.state else {
             return None;
         };
         let mut askable = self
             .instances
             .iter()
+            .filter(|(_, t)| askable(t, read_remote))
             .filter_map(|(k, t)| t.as_ref().ok().map(|t| (k, t)));
         let (first_key, first_target) = askable.next()?;
         let untried = std::iter::once((first_key, first_target))
@@ -220,13 +222,13 @@ impl Entry {
         Some((key.clone(), target.clone()))
     }
 
-    fn has_untried(&self) -> bool {
+    fn has_untried(&self, read_remote: bool) -> bool {
         let State::Waiting { tried, .. } = &self.state else {
             return false;
         };
         self.instances
             .iter()
-            .any(|(k, t)| t.is_ok() && !tried.contains(k))
+            .any(|(k, t)| askable(t, read_remote) && !tried.contains(k))
     }
 }
 
@@ -260,6 +262,12 @@ impl MetadataCache {
         &self.policy
     }
 
+    /// Whether instances with remote storage can be fetched from now on ([`CachePolicy::read_remote`]);
+    /// those already recorded are asked (or no longer asked) from the next [`MetadataCache::due`].
+    pub fn set_read_remote(&mut self, read_remote: bool) {
+        self.policy.read_remote = read_remote;
+    }
+
     /// Records that `instance` (added or changed) advertises its revision, and says whether its metadata
     /// is there. An instance that changed revision lets the old one go (see [`MetadataCache::forget`]).
     pub fn want(&mut self, instance: &ServiceInstance, now: Instant) -> Want {
@@ -275,22 +283,22 @@ impl MetadataCache {
         if self.by_instance.get(&id).is_some_and(|old| *old != key) {
             self.forget(&id);
         }
-        let target = MetadataTarget::of(instance).and_then(|t| {
-            if t.kind == TargetKind::Remote && !self.policy.read_remote {
-                Err(AppDiscoveryError::MetadataCall {
+        let target = MetadataTarget::of(instance);
+        let unaskable = match &target {
+            Err(e) => Some(e.clone()),
+            Ok(t) if t.kind == TargetKind::Remote && !self.policy.read_remote => {
+                Some(AppDiscoveryError::MetadataCall {
                     address: t.address(),
-                    revision: key.revision.clone(),
+                    revision: excerpt(&key.revision),
                     failure: MetadataCallFailure::Unsupported(
                         "dubbo.metadata.storage-type=remote and no metadata report is read".into(),
                     ),
                 })
-            } else {
-                Ok(t)
             }
-        });
-        let unaskable = target.as_ref().err().cloned();
+            Ok(_) => None,
+        };
         let entry = self.entries.entry(key.clone()).or_insert_with(|| Entry::new(now));
-        let new_candidate = target.is_ok()
+        let new_candidate = unaskable.is_none()
             && !matches!(entry.instances.get(&id), Some(Ok(old)) if Ok(old) == target.as_ref());
         entry.instances.insert(id.clone(), target);
         self.by_instance.insert(id.clone(), key.clone());
@@ -342,6 +350,7 @@ impl MetadataCache {
     /// The fetches to start now: keys due, not in flight, with an instance to ask, most overdue first,
     /// as many as free slots allow. Each is in flight until handed to [`MetadataCache::fetched`].
     pub fn due(&mut self, now: Instant) -> Vec<Fetch> {
+        let read_remote = self.policy.read_remote;
         let free = self.policy.max_in_flight.saturating_sub(self.in_flight);
         if free == 0 {
             return Vec::new();
@@ -354,7 +363,7 @@ impl MetadataCache {
                     next_try,
                     in_flight: None,
                     ..
-                } if *next_try <= now && e.has_askable() => Some((*next_try, k.clone())),
+                } if *next_try <= now && e.has_askable(read_remote) => Some((*next_try, k.clone())),
                 _ => None,
             })
             .collect();
@@ -365,7 +374,7 @@ impl MetadataCache {
             let Some(entry) = self.entries.get_mut(&key) else {
                 continue;
             };
-            let Some((instance, target)) = entry.pick() else {
+            let Some((instance, target)) = entry.pick(read_remote) else {
                 continue;
             };
             let State::Waiting {
@@ -401,7 +410,7 @@ impl MetadataCache {
         let Some(entry) = self.entries.get_mut(&fetch.key) else {
             return FetchOutcome::Stale;
         };
-        let has_untried = entry.has_untried();
+        let has_untried = entry.has_untried(policy.read_remote);
         let State::Waiting {
             attempts,
             next_try,
@@ -470,7 +479,7 @@ impl MetadataCache {
                     next_try,
                     in_flight: None,
                     ..
-                } if e.has_askable() => Some(*next_try),
+                } if e.has_askable(self.policy.read_remote) => Some(*next_try),
                 _ => None,
             })
             .min()
@@ -539,6 +548,14 @@ impl MetadataCache {
             .values()
             .filter(|e| matches!(e.state, State::Resolved(_)))
             .count()
+    }
+}
+
+/// Whether a recorded target can be asked.
+fn askable(target: &Result<MetadataTarget, AppDiscoveryError>, read_remote: bool) -> bool {
+    match target {
+        Ok(t) => read_remote || t.kind != TargetKind::Remote,
+        Err(_) => false,
     }
 }
 
@@ -826,6 +843,13 @@ mod tests {
             ..policy()
         });
         assert_eq!(c.want(&remote, t0), Want::Pending);
+        assert_eq!(c.due(t0)[0].target.kind, TargetKind::Remote);
+        // Turned on after the instance came: asked from then on.
+        let mut c = MetadataCache::new(policy());
+        assert!(matches!(c.want(&remote, t0), Want::PendingUnaskable(_)));
+        assert_eq!(c.next_wake(), None);
+        c.set_read_remote(true);
+        assert_eq!(c.next_wake(), Some(t0));
         assert_eq!(c.due(t0)[0].target.kind, TargetKind::Remote);
     }
 
