@@ -25,6 +25,7 @@
 //!   (`RegistrarHandle::update`) when the exported services change; plus the interface-to-application
 //!   mapping `/dubbo/mapping/<interface>`, written by compare-and-swap.
 
+pub mod app_metadata;
 #[cfg(feature = "etcd")]
 mod config_rules;
 pub mod dubbo;
