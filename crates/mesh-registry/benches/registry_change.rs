@@ -9,6 +9,11 @@
 //!   [`WatchedKeys`] (key index, parse, `discover`, builder), `publish`, the snapshot wrapped in the `Arc`
 //!   the shards receive, and the previous snapshot dropped (the shards hold it until then).
 //!
+//! The `cold` variants evict the caches (a 6 MiB walk, untimed) before every change, as the real watcher
+//! thread sleeps between changes while the shards run: its data is no longer cached when the next change
+//! comes. They time each change on its own in thread CPU time, which includes the clock's own cost: the
+//! `cold: empty step` bench measures it, to subtract.
+//!
 //! etcd-client's own decoding (prost, tonic, h2) and the channel hand-off are not included. Times are the
 //! bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: other processes on a busy machine
 //! do not count (their cache pollution still does).
@@ -58,6 +63,26 @@ fn cpu_iter(b: &mut Bencher<'_>, mut step: impl FnMut()) {
     })
 }
 
+/// Bytes walked to evict the caches (L2 is 1 MiB per core here; most of a shared L3 slice too).
+const EVICT_BYTES: usize = 6 << 20;
+
+/// Times `step` in thread CPU time, with the caches evicted before each call.
+fn cold_iter(b: &mut Bencher<'_>, evict: &mut [u8], mut step: impl FnMut()) {
+    b.iter_custom(|iters| {
+        let mut total = Duration::ZERO;
+        for _ in 0..iters {
+            for line in evict.chunks_mut(64) {
+                line[0] = line[0].wrapping_add(1);
+            }
+            black_box(&mut *evict);
+            let start = thread_cpu();
+            step();
+            total += thread_cpu() - start;
+        }
+        total
+    })
+}
+
 fn read(root: &RegistryRoot, key: &str) -> (String, mesh_registry::Endpoint) {
     match root.parse_key(key.as_bytes()) {
         Ok(RegistryKey::Url(u)) => match discover(&u) {
@@ -91,7 +116,7 @@ impl Estate {
 }
 
 /// Times leave/join changes through the watcher's whole path, cycling over the instances.
-fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate) {
+fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate, cold: bool) {
     let mut keys = WatchedKeys::new(RegistryRoot::default());
     let mut skips = Skips::default();
     for k in &estate.keys {
@@ -103,8 +128,9 @@ fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate) {
     let mut state: Vec<(usize, bool)> = vec![(0, true); estate.keys.len()];
     let mut next = 0usize;
     let mut revision = 1i64;
+    let mut evict = vec![0u8; EVICT_BYTES];
     c.bench_function(name, |b| {
-        cpu_iter(b, || {
+        let step = || {
             // Instance `next` leaves (when present) or joins under its other timestamp.
             let i = next;
             let (which, present) = state[i];
@@ -124,7 +150,12 @@ fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate) {
             }
             revision += 1;
             held = Arc::new(keys.publish(revision).unwrap());
-        })
+        };
+        if cold {
+            cold_iter(b, &mut evict, step);
+        } else {
+            cpu_iter(b, step);
+        }
     });
     skips.report("bench");
     black_box(held);
@@ -159,8 +190,14 @@ fn bench(c: &mut Criterion) {
     });
     black_box(held);
 
-    watcher_path(c, "watcher path 1x5000: one change", &one);
-    watcher_path(c, "watcher path 10x500: one change", &ten);
+    watcher_path(c, "watcher path 1x5000: one change", &one, false);
+    watcher_path(c, "watcher path 10x500: one change", &ten, false);
+    let mut evict = vec![0u8; EVICT_BYTES];
+    c.bench_function("cold: empty step (the clock's cost)", |b| {
+        cold_iter(b, &mut evict, || {})
+    });
+    watcher_path(c, "watcher path 1x5000: one change, cold", &one, true);
+    watcher_path(c, "watcher path 10x500: one change, cold", &ten, true);
 }
 
 criterion_group!(benches, bench);

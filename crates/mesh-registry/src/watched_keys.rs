@@ -51,18 +51,23 @@ pub struct WatchedKeys {
     pub(crate) root: RegistryRoot,
     /// Dubbo's routing rules from the config center, the last good one per key.
     pub(crate) rules: ConfigRules,
-    by_key: HashMap<Vec<u8>, (Arc<str>, Arc<Endpoint>)>,
+    /// The rules' prefix (`/dubbo/config/dubbo/`): a key outside it is no rule key.
+    rules_prefix: Box<[u8]>,
+    /// The provider keys, each with what it lists (a key is stored once, shared with `holders`).
+    by_key: HashMap<Arc<[u8]>, (Arc<str>, Arc<Endpoint>)>,
     /// Per `(service key, address)`, the keys naming it, oldest first.
-    holders: HashMap<(Arc<str>, SocketAddr), Vec<Vec<u8>>>,
+    holders: HashMap<(Arc<str>, SocketAddr), Vec<Arc<[u8]>>>,
     builder: SnapshotBuilder,
 }
 
 impl WatchedKeys {
     /// Nothing known yet, provider keys under `root`, rules under the default config center.
     pub fn new(root: RegistryRoot) -> Self {
+        let rules = ConfigRules::new(ConfigLayout::default());
         WatchedKeys {
             root,
-            rules: ConfigRules::new(ConfigLayout::default()),
+            rules_prefix: rules.prefix().into_bytes().into(),
+            rules,
             by_key: HashMap::new(),
             holders: HashMap::new(),
             builder: SnapshotBuilder::new(),
@@ -77,10 +82,10 @@ impl WatchedKeys {
         skips: &mut Skips,
     ) {
         let present: std::collections::HashSet<&[u8]> = kvs.clone().into_iter().map(|(k, _)| k).collect();
-        let gone: Vec<Vec<u8>> = self
+        let gone: Vec<Arc<[u8]>> = self
             .by_key
             .keys()
-            .filter(|k| !present.contains(k.as_slice()))
+            .filter(|k| !present.contains(&***k))
             .cloned()
             .collect();
         for key in gone {
@@ -94,6 +99,10 @@ impl WatchedKeys {
     /// A key was put: a provider URL is listed; anything else is ignored (and a key that held a provider
     /// and no longer does is deleted).
     pub fn put(&mut self, key: &[u8], _value: &[u8], skips: &mut Skips) {
+        if self.by_key.contains_key(key) {
+            // The same provider key put again (a new lease): the key is the URL, hence the same endpoint.
+            return;
+        }
         let discovered = match self.root.parse_key(key) {
             Ok(RegistryKey::Url(url)) => discover(&url),
             Ok(RegistryKey::Parent | RegistryKey::Unrelated) => return,
@@ -106,22 +115,15 @@ impl WatchedKeys {
         match discovered {
             Discovered::Provider { service, endpoint } => {
                 let service: Arc<str> = Arc::from(service);
-                if let Some((old_service, old)) = self.by_key.get(key) {
-                    if *old_service == service && old.addr == endpoint.addr {
-                        // The same provider key put again (a new lease): the URL, hence the endpoint, is
-                        // the same.
-                        return;
-                    }
-                    self.delete(key);
-                }
+                let key: Arc<[u8]> = Arc::from(key);
                 let holders = self
                     .holders
                     .entry((Arc::clone(&service), endpoint.addr))
                     .or_default();
-                holders.push(key.to_vec());
+                holders.push(Arc::clone(&key));
                 let endpoint = Arc::new(endpoint);
                 self.builder.upsert(&service, Arc::clone(&endpoint));
-                self.by_key.insert(key.to_vec(), (service, endpoint));
+                self.by_key.insert(key, (service, endpoint));
             }
             Discovered::Skipped(why) => {
                 if why != "not under providers" {
@@ -141,8 +143,8 @@ impl WatchedKeys {
         let Some(holders) = self.holders.get_mut(&id) else {
             return;
         };
-        let was_newest = holders.last().is_some_and(|k| k == key);
-        holders.retain(|k| k != key);
+        let was_newest = holders.last().is_some_and(|k| **k == *key);
+        holders.retain(|k| **k != *key);
         match holders.last() {
             None => {
                 self.holders.remove(&id);
@@ -169,12 +171,12 @@ impl WatchedKeys {
 
     /// A rule key put (true), or not a rule key (false: the caller puts it as a provider key).
     pub fn put_rule(&mut self, key: &[u8], value: &[u8]) -> bool {
-        self.rules.put(key, value)
+        key.starts_with(&self.rules_prefix) && self.rules.put(key, value)
     }
 
     /// A rule key deleted (true), or not a rule key (false).
     pub fn delete_rule(&mut self, key: &[u8]) -> bool {
-        self.rules.delete(key)
+        key.starts_with(&self.rules_prefix) && self.rules.delete(key)
     }
 
     /// The snapshot of the changes since the last publication, reflecting etcd `revision`, if anything
@@ -184,5 +186,140 @@ impl WatchedKeys {
             self.builder.set_dubbo_rules(rules);
         }
         self.builder.publish(revision)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dubbo::{DubboUrl, KeyEncoding};
+
+    const IFACE: &str = "com.foo.Svc";
+
+    /// The key a Java 2.7 provider at `host:port` writes, with `params` after the usual ones.
+    fn key(host: &str, port: u16, params: &str) -> Vec<u8> {
+        let url = DubboUrl::parse(&format!(
+            "dubbo://{host}:{port}/{IFACE}?application=app&interface={IFACE}&side=provider{params}"
+        ))
+        .unwrap();
+        RegistryRoot::default()
+            .url_key(&url, KeyEncoding::JavaUrlEncoder)
+            .unwrap()
+            .into_bytes()
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    /// The `timestamp` parameter of each endpoint listed for the service.
+    fn listed(snapshot: &Snapshot) -> Vec<(SocketAddr, Option<String>)> {
+        snapshot
+            .endpoints(IFACE)
+            .into_iter()
+            .map(|e| (e.addr, e.params.get("timestamp").cloned()))
+            .collect()
+    }
+
+    #[test]
+    fn puts_and_deletes_list_and_unlist_providers() {
+        let mut keys = WatchedKeys::new(RegistryRoot::default());
+        let mut skips = Skips::default();
+        let first = keys.publish(1).unwrap();
+        assert!(first.is_empty(), "the first publication is always made");
+        let a = key("10.0.0.1", 20880, "&timestamp=1");
+        let b = key("10.0.0.2", 20880, "&timestamp=1");
+        keys.put(&a, b"lease", &mut skips);
+        keys.put(&b, b"lease", &mut skips);
+        let s = keys.publish(2).unwrap();
+        assert_eq!(s.endpoints(IFACE).len(), 2);
+        assert_eq!((keys.len(), s.revision), (2, 2));
+        // The same key put again (a new lease): no change at all.
+        keys.put(&a, b"other lease", &mut skips);
+        assert!(keys.publish(3).is_none());
+        keys.delete(&a);
+        keys.delete(&a);
+        keys.delete(b"/dubbo/never/put");
+        let s = keys.publish(4).unwrap();
+        assert_eq!(listed(&s), [(addr("10.0.0.2:20880"), Some("1".into()))]);
+        assert_eq!(s.departed(), [addr("10.0.0.1:20880")]);
+        assert!(!keys.is_empty());
+    }
+
+    #[test]
+    fn the_newest_key_of_an_address_is_listed_and_the_older_comes_back() {
+        let mut keys = WatchedKeys::new(RegistryRoot::default());
+        let mut skips = Skips::default();
+        let old = key("10.0.0.1", 20880, "&timestamp=1");
+        let new = key("10.0.0.1", 20880, "&timestamp=2");
+        keys.put(&old, b"", &mut skips);
+        keys.put(&new, b"", &mut skips);
+        let s = keys.publish(1).unwrap();
+        assert_eq!(listed(&s), [(addr("10.0.0.1:20880"), Some("2".into()))]);
+        assert_eq!(keys.len(), 2);
+        // The newest goes: the older one is listed again.
+        keys.delete(&new);
+        let s = keys.publish(2).unwrap();
+        assert_eq!(listed(&s), [(addr("10.0.0.1:20880"), Some("1".into()))]);
+        assert!(s.departed().is_empty());
+        // An older key going while a newer one stays changes nothing.
+        keys.put(&new, b"", &mut skips);
+        keys.publish(3).unwrap();
+        keys.delete(&old);
+        assert!(keys.publish(4).is_none());
+        keys.delete(&new);
+        let s = keys.publish(5).unwrap();
+        assert!(s.is_empty());
+        assert_eq!(s.departed(), [addr("10.0.0.1:20880")]);
+        assert!(keys.is_empty());
+    }
+
+    #[test]
+    fn keys_that_are_no_callable_provider_are_skipped() {
+        let mut keys = WatchedKeys::new(RegistryRoot::default());
+        let mut skips = Skips::default();
+        keys.put(b"/dubbo/com.foo.Svc", b"parent", &mut skips);
+        keys.put(b"/elsewhere/x", b"", &mut skips);
+        keys.put(&key("10.0.0.1", 20880, "&enabled=false"), b"", &mut skips);
+        keys.put(&key("not-an-ip", 20880, ""), b"", &mut skips);
+        keys.put(b"/dubbo/com.foo.Svc/providers/%ZZ", b"", &mut skips);
+        // Skipped and counted: all but the parent key.
+        assert_eq!(skips.count, 4, "{:?}", skips.first);
+        assert!(keys.is_empty());
+        skips.report("/dubbo/");
+        assert_eq!((skips.count, skips.first.as_deref()), (0, None));
+        assert!(keys.publish(1).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_resync_deletes_what_is_gone_and_keeps_what_stays() {
+        let mut keys = WatchedKeys::new(RegistryRoot::default());
+        let mut skips = Skips::default();
+        let a = key("10.0.0.1", 20880, "");
+        let b = key("10.0.0.2", 20880, "");
+        let c = key("10.0.0.3", 20880, "");
+        keys.resync([(&a[..], &b""[..]), (&b[..], &b""[..])], &mut skips);
+        let s1 = keys.publish(1).unwrap();
+        keys.resync([(&b[..], &b""[..]), (&c[..], &b""[..])], &mut skips);
+        let s2 = keys.publish(2).unwrap();
+        let addrs = |s: &Snapshot| -> Vec<SocketAddr> { s.endpoints(IFACE).iter().map(|e| e.addr).collect() };
+        assert_eq!(addrs(&s1), [addr("10.0.0.1:20880"), addr("10.0.0.2:20880")]);
+        assert_eq!(addrs(&s2), [addr("10.0.0.2:20880"), addr("10.0.0.3:20880")]);
+        assert_eq!(s2.departed(), [addr("10.0.0.1:20880")]);
+        // The same read again: nothing to publish.
+        keys.resync([(&b[..], &b""[..]), (&c[..], &b""[..])], &mut skips);
+        assert!(keys.publish(3).is_none());
+    }
+
+    #[test]
+    fn rule_keys_go_to_the_rules() {
+        let mut keys = WatchedKeys::new(RegistryRoot::default());
+        let rule = b"/dubbo/config/dubbo/app.tag-router";
+        assert!(keys.put_rule(rule, b"tags: [{name: gray, addresses: [10.0.0.1]}]\n"));
+        assert!(!keys.put_rule(&key("10.0.0.1", 20880, ""), b""));
+        let s = keys.publish(1).unwrap();
+        assert!(s.dubbo_rules().tag("app").is_some());
+        assert!(keys.delete_rule(rule));
+        assert!(keys.publish(2).unwrap().dubbo_rules().is_empty());
     }
 }
