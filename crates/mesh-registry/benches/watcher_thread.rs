@@ -12,6 +12,12 @@
 //! For comparison, a bare etcd-client watch of the same prefix runs alongside on its own thread
 //! (`bare-etcd-watch`, a current-thread tokio runtime like the watcher's) and only counts the events: its CPU
 //! per change is what etcd-client, tonic, h2, tokio and the kernel cost per event before any of our code.
+//! A third thread (`keys-etcd-watch`) runs the same bare watch and feeds every event to a [`WatchedKeys`]
+//! and publishes, dropping each snapshot at once (so its builder never has to copy a shared path): that
+//! minus the bare watch is our key index, parse and builder in place; the watcher minus that is what
+//! holding the previous snapshot costs (persistent-map path copies) plus the rest of the watcher's loop
+//! (select, progress timer, the hand-off to the subscriber). The three threads share the machine, so the
+//! numbers are higher than each alone would be.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // bench: a failed unwrap is a broken bench
 
@@ -20,7 +26,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Txn, TxnOp};
-use mesh_registry::{spawn_watcher, EtcdConfig, Snapshot, Source};
+use mesh_registry::dubbo::RegistryRoot;
+use mesh_registry::{spawn_watcher, EtcdConfig, Skips, Snapshot, Source, WatchedKeys};
 use mesh_testkit::dubbo_writers::{java27_provider, Provider};
 use mesh_testkit::etcd::EtcdServer;
 
@@ -61,6 +68,62 @@ fn bare_watch(
                 let count = async {
                     while let Some(r) = stream.message().await.unwrap() {
                         events += r.events().len() as u64;
+                    }
+                };
+                tokio::select! {
+                    _ = stop => {}
+                    () = count => {}
+                }
+                events
+            })
+        })
+        .unwrap()
+}
+
+/// Like [`bare_watch`], but read first and every event fed to a [`WatchedKeys`] under `root`, published.
+fn keys_watch(
+    url: String,
+    root: String,
+    stop: tokio::sync::oneshot::Receiver<()>,
+) -> std::thread::JoinHandle<u64> {
+    std::thread::Builder::new()
+        .name("keys-etcd-watch".into())
+        .spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let mut client = Client::connect([url], None).await.unwrap();
+                let prefix = format!("{root}/");
+                let got = client
+                    .get(
+                        prefix.as_str(),
+                        Some(etcd_client::GetOptions::new().with_prefix()),
+                    )
+                    .await
+                    .unwrap();
+                let revision = got.header().unwrap().revision();
+                let mut keys = WatchedKeys::new(RegistryRoot::new(&root).unwrap());
+                let mut skips = Skips::default();
+                keys.resync(got.kvs().iter().map(|kv| (kv.key(), kv.value())), &mut skips);
+                drop(keys.publish(revision));
+                let options = etcd_client::WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1);
+                let mut stream = client.watch(prefix, Some(options)).await.unwrap();
+                let mut events = 0u64;
+                let count = async {
+                    while let Some(r) = stream.message().await.unwrap() {
+                        for e in r.events() {
+                            let Some(kv) = e.kv() else { continue };
+                            events += 1;
+                            match e.event_type() {
+                                etcd_client::EventType::Put => keys.put(kv.key(), kv.value(), &mut skips),
+                                etcd_client::EventType::Delete => keys.delete(kv.key()),
+                            }
+                        }
+                        drop(keys.publish(r.header().map_or(0, |h| h.revision())));
                     }
                 };
                 tokio::select! {
@@ -127,12 +190,22 @@ fn main() {
             ..EtcdConfig::with_endpoints([etcd.client_url()])
         };
         let (tx, rx) = crossbeam_channel::unbounded::<Arc<Snapshot>>();
+        // Polls like a shard (try_recv, never blocked in recv: a blocked receiver would cost the watcher a
+        // futex wake per snapshot, which the shards do not).
         let holder = std::thread::spawn(move || {
             let mut held = None;
             let mut count = 0u64;
-            while let Ok(s) = rx.recv() {
-                held = Some(s);
-                count += 1;
+            loop {
+                match rx.try_recv() {
+                    Ok(s) => {
+                        held = Some(s);
+                        count += 1;
+                    }
+                    Err(crossbeam_channel::TryRecvError::Empty) => {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                    Err(crossbeam_channel::TryRecvError::Disconnected) => break,
+                }
             }
             drop(held);
             count
@@ -140,6 +213,8 @@ fn main() {
         let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
         let (stop_bare, stopped) = tokio::sync::oneshot::channel();
         let bare = bare_watch(etcd.client_url().to_owned(), format!("{root}/"), stopped);
+        let (stop_keys, keys_stopped) = tokio::sync::oneshot::channel();
+        let keyed = keys_watch(etcd.client_url().to_owned(), root.clone(), keys_stopped);
         let total = all.len();
         let deadline = Instant::now() + Duration::from_secs(30);
         while watcher.latest().is_none_or(|s| s.endpoint_count() < total) {
@@ -150,13 +225,16 @@ fn main() {
         let quiet_for = Duration::from_secs(3);
         let q0 = thread_cpu_ns("mesh-registry-w");
         let bq0 = thread_cpu_ns("bare-etcd-watch");
+        let kq0 = thread_cpu_ns("keys-etcd-watch");
         std::thread::sleep(quiet_for);
         let quiet_ns = thread_cpu_ns("mesh-registry-w") - q0;
         let bare_quiet_ns = thread_cpu_ns("bare-etcd-watch") - bq0;
+        let keys_quiet_ns = thread_cpu_ns("keys-etcd-watch") - kq0;
 
         // Churn: instance j leaves, then joins again with a fresh timestamp; instances spread (7919 prime).
         let c0 = thread_cpu_ns("mesh-registry-w");
         let bc0 = thread_cpu_ns("bare-etcd-watch");
+        let kc0 = thread_cpu_ns("keys-etcd-watch");
         let start = Instant::now();
         let mut last_revision = 0;
         for c in 0..changes {
@@ -186,6 +264,7 @@ fn main() {
         std::thread::sleep(Duration::from_millis(50));
         let churn_ns = thread_cpu_ns("mesh-registry-w") - c0;
         let bare_churn_ns = thread_cpu_ns("bare-etcd-watch") - bc0;
+        let keys_churn_ns = thread_cpu_ns("keys-etcd-watch") - kc0;
         let idle = quiet_ns as f64 * churn_time.as_secs_f64() / quiet_for.as_secs_f64();
         println!(
             "watcher thread {interfaces}x{instances}: {:.1} us CPU per change ({changes} changes at {rate}/s \
@@ -201,6 +280,14 @@ fn main() {
             (bare_churn_ns as f64 - bare_idle) / f64::from(changes) / 1e3,
             bare_churn_ns as f64 / 1e6,
         );
+        let keys_idle = keys_quiet_ns as f64 * churn_time.as_secs_f64() / quiet_for.as_secs_f64();
+        println!(
+            "bare watch + WatchedKeys {interfaces}x{instances}: {:.1} us CPU per change (same churn: {:.1} ms CPU)",
+            (keys_churn_ns as f64 - keys_idle) / f64::from(changes) / 1e3,
+            keys_churn_ns as f64 / 1e6,
+        );
+        let _ = stop_keys.send(());
+        assert!(keyed.join().unwrap() >= u64::from(changes));
         let _ = stop_bare.send(());
         assert!(bare.join().unwrap() >= u64::from(changes));
         watcher.stop().unwrap();

@@ -40,6 +40,9 @@ impl Skips {
     }
 }
 
+/// An etcd key, stored once and shared.
+type EtcdKey = Arc<[u8]>;
+
 /// The providers read from the keys under the root, by etcd key, feeding a [`SnapshotBuilder`]; keys
 /// under the config center's rules prefix go to the routing rules.
 ///
@@ -54,9 +57,9 @@ pub struct WatchedKeys {
     /// The rules' prefix (`/dubbo/config/dubbo/`): a key outside it is no rule key.
     rules_prefix: Box<[u8]>,
     /// The provider keys, each with what it lists (a key is stored once, shared with `holders`).
-    by_key: HashMap<Arc<[u8]>, (Arc<str>, Arc<Endpoint>)>,
+    by_key: HashMap<EtcdKey, (Arc<str>, Arc<Endpoint>)>,
     /// Per `(service key, address)`, the keys naming it, oldest first.
-    holders: HashMap<(Arc<str>, SocketAddr), Vec<Arc<[u8]>>>,
+    holders: HashMap<(Arc<str>, SocketAddr), Vec<EtcdKey>>,
     builder: SnapshotBuilder,
 }
 
@@ -82,7 +85,7 @@ impl WatchedKeys {
         skips: &mut Skips,
     ) {
         let present: std::collections::HashSet<&[u8]> = kvs.clone().into_iter().map(|(k, _)| k).collect();
-        let gone: Vec<Arc<[u8]>> = self
+        let gone: Vec<EtcdKey> = self
             .by_key
             .keys()
             .filter(|k| !present.contains(&***k))
@@ -115,7 +118,7 @@ impl WatchedKeys {
         match discovered {
             Discovered::Provider { service, endpoint } => {
                 let service: Arc<str> = Arc::from(service);
-                let key: Arc<[u8]> = Arc::from(key);
+                let key: EtcdKey = Arc::from(key);
                 let holders = self
                     .holders
                     .entry((Arc::clone(&service), endpoint.addr))
