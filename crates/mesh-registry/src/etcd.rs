@@ -2,22 +2,17 @@
 //! shares (connection, bounded calls, backoff).
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::{BuildHasher, Hasher};
-use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
+use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 
-use mesh_balance::dubbo_rules::ConfigLayout;
-
-use crate::config_rules::ConfigRules;
-use crate::dubbo::{discover, Discovered, RegistryKey, RegistryRoot, DEFAULT_ROOT};
+use crate::dubbo::{RegistryRoot, DEFAULT_ROOT};
 use crate::etcd_access::{check_schemes, EtcdAuth, EtcdTls};
 use crate::source::Outbox;
-use crate::{Endpoint, RegistryError, SnapshotBuilder};
+use crate::watched_keys::{Skips, WatchedKeys};
+use crate::RegistryError;
 
 /// How to reach etcd and where the registry lives in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -173,7 +168,7 @@ pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
     let mut backoff = Backoff::new(cfg.retry_backoff_max);
     let mut failures: u32 = 0;
     let mut last_error = String::new();
-    let mut entries = Entries::new(cfg.registry_root());
+    let mut entries = WatchedKeys::new(cfg.registry_root());
     loop {
         let mut healthy_since = None;
         let error = watch_session(cfg, outbox, &mut entries, failures, &mut healthy_since).await;
@@ -202,7 +197,7 @@ pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
 async fn watch_session(
     cfg: &EtcdConfig,
     outbox: &Outbox,
-    entries: &mut Entries,
+    entries: &mut WatchedKeys,
     failures: u32,
     healthy_since: &mut Option<Instant>,
 ) -> RegistryError {
@@ -220,7 +215,7 @@ async fn watch_session(
         return RegistryError::WatchEnded("get response without header".into());
     };
     let mut skips = Skips::default();
-    entries.resync(response.kvs(), &mut skips);
+    entries.resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())), &mut skips);
     skips.report(&range);
     // Dubbo's config center (`/dubbo/config/dubbo/`): inside the registry root by default, else read and
     // watched on its own.
@@ -258,7 +253,7 @@ async fn watch_session(
             .rules
             .resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())));
     }
-    let published = entries.publish(outbox, revision);
+    let published = publish(entries, outbox, revision);
     if failures > 0 {
         eprintln!(
             "registry: etcd watch of {range} resumed at revision {revision} ({} provider keys{})",
@@ -354,171 +349,26 @@ async fn watch_session(
             let Some(kv) = event.kv() else { continue };
             revision = revision.max(kv.mod_revision());
             match event.event_type() {
-                EventType::Put if entries.rules.put(kv.key(), kv.value()) => {}
+                EventType::Put if entries.put_rule(kv.key(), kv.value()) => {}
                 EventType::Put => entries.put(kv.key(), kv.value(), &mut skips),
-                EventType::Delete if entries.rules.delete(kv.key()) => {}
+                EventType::Delete if entries.delete_rule(kv.key()) => {}
                 EventType::Delete => entries.delete(kv.key()),
             }
         }
         skips.report(&range);
         let revision = response.header().map_or(revision, |h| h.revision().max(revision));
-        entries.publish(outbox, revision);
+        publish(entries, outbox, revision);
     }
 }
 
-/// Keys skipped in one batch, reported in one line.
-#[derive(Debug, Default)]
-struct Skips {
-    count: usize,
-    first: Option<String>,
-}
-
-impl Skips {
-    fn add(&mut self, key: &[u8], why: &dyn std::fmt::Display) {
-        self.count += 1;
-        if self.first.is_none() {
-            let key = String::from_utf8_lossy(&key[..key.len().min(200)]).into_owned();
-            self.first = Some(format!("{key}: {why}"));
+/// Publishes the changes since the last publication, if any; whether it did.
+fn publish(entries: &mut WatchedKeys, outbox: &Outbox, revision: i64) -> bool {
+    match entries.publish(revision) {
+        Some(snapshot) => {
+            outbox.publish(snapshot);
+            true
         }
-    }
-
-    fn report(&mut self, range: &str) {
-        if let Some(first) = self.first.take() {
-            eprintln!(
-                "registry: skipped {} key(s) under {range} that are not callable providers; first: {first}",
-                self.count
-            );
-        }
-        self.count = 0;
-    }
-}
-
-/// The providers read from the keys under the root, by etcd key, feeding a [`SnapshotBuilder`].
-///
-/// Several keys may name the same `(service key, address)` (a Java provider restarted before its old lease
-/// ran out registers a second URL with a new `timestamp`): the newest put is listed, and when it goes the
-/// one before it comes back.
-struct Entries {
-    root: RegistryRoot,
-    /// Dubbo's routing rules from the config center, the last good one per key.
-    rules: ConfigRules,
-    by_key: HashMap<Vec<u8>, (Arc<str>, Arc<Endpoint>)>,
-    /// Per `(service key, address)`, the keys naming it, oldest first.
-    holders: HashMap<(Arc<str>, SocketAddr), Vec<Vec<u8>>>,
-    builder: SnapshotBuilder,
-}
-
-impl Entries {
-    fn new(root: RegistryRoot) -> Self {
-        Entries {
-            root,
-            rules: ConfigRules::new(ConfigLayout::default()),
-            by_key: HashMap::new(),
-            holders: HashMap::new(),
-            builder: SnapshotBuilder::new(),
-        }
-    }
-
-    /// Replaces what is known by a whole read of the root: keys gone are deleted, the others put (a put
-    /// that changes nothing is no change).
-    fn resync(&mut self, kvs: &[KeyValue], skips: &mut Skips) {
-        let present: std::collections::HashSet<&[u8]> = kvs.iter().map(KeyValue::key).collect();
-        let gone: Vec<Vec<u8>> = self
-            .by_key
-            .keys()
-            .filter(|k| !present.contains(k.as_slice()))
-            .cloned()
-            .collect();
-        for key in gone {
-            self.delete(&key);
-        }
-        for kv in kvs {
-            self.put(kv.key(), kv.value(), skips);
-        }
-    }
-
-    /// A key was put: a provider URL is listed; anything else is ignored (and a key that held a provider
-    /// and no longer does is deleted).
-    fn put(&mut self, key: &[u8], _value: &[u8], skips: &mut Skips) {
-        let discovered = match self.root.parse_key(key) {
-            Ok(RegistryKey::Url(url)) => discover(&url),
-            Ok(RegistryKey::Parent | RegistryKey::Unrelated) => return,
-            Err(e) => {
-                skips.add(key, &e);
-                self.delete(key);
-                return;
-            }
-        };
-        match discovered {
-            Discovered::Provider { service, endpoint } => {
-                let service: Arc<str> = Arc::from(service);
-                if let Some((old_service, old)) = self.by_key.get(key) {
-                    if *old_service == service && old.addr == endpoint.addr {
-                        // The same provider key put again (a new lease): the URL, hence the endpoint, is
-                        // the same.
-                        return;
-                    }
-                    self.delete(key);
-                }
-                let holders = self
-                    .holders
-                    .entry((Arc::clone(&service), endpoint.addr))
-                    .or_default();
-                holders.push(key.to_vec());
-                let endpoint = Arc::new(endpoint);
-                self.builder.upsert(&service, Arc::clone(&endpoint));
-                self.by_key.insert(key.to_vec(), (service, endpoint));
-            }
-            Discovered::Skipped(why) => {
-                if why != "not under providers" {
-                    skips.add(key, &why);
-                }
-                self.delete(key);
-            }
-        }
-    }
-
-    fn delete(&mut self, key: &[u8]) {
-        let Some((service, endpoint)) = self.by_key.remove(key) else {
-            return;
-        };
-        let id = (Arc::clone(&service), endpoint.addr);
-        let Some(holders) = self.holders.get_mut(&id) else {
-            return;
-        };
-        let was_newest = holders.last().is_some_and(|k| k == key);
-        holders.retain(|k| k != key);
-        match holders.last() {
-            None => {
-                self.holders.remove(&id);
-                self.builder.remove(&service, endpoint.addr);
-            }
-            Some(newest) if was_newest => {
-                if let Some((_, previous)) = self.by_key.get(newest) {
-                    self.builder.upsert(&service, Arc::clone(previous));
-                }
-            }
-            Some(_) => {}
-        }
-    }
-
-    /// The number of provider keys.
-    fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    /// Publishes the changes since the last publication, if any; whether it did.
-    fn publish(&mut self, outbox: &Outbox, revision: i64) -> bool {
-        if let Some(rules) = self.rules.take_changed() {
-            self.builder.set_dubbo_rules(rules);
-        }
-        match self.builder.publish(revision) {
-            Some(snapshot) => {
-                outbox.publish(snapshot);
-                true
-            }
-            None => false,
-        }
+        None => false,
     }
 }
 

@@ -41,6 +41,8 @@ mod registrar;
 mod snapshot;
 #[cfg(feature = "etcd")]
 mod source;
+#[cfg(feature = "etcd")]
+mod watched_keys;
 
 pub use error::RegistryError;
 #[cfg(feature = "etcd")]
@@ -57,3 +59,5 @@ pub use snapshot::{
 };
 #[cfg(feature = "etcd")]
 pub use source::{spawn_watcher, Source, WatcherHandle, STOP_TIMEOUT};
+#[cfg(feature = "etcd")]
+pub use watched_keys::{Skips, WatchedKeys};

@@ -160,8 +160,6 @@ pub struct Snapshot {
     services: imbl::OrdMap<Arc<str>, Arc<Providers>>,
     /// Interface -> the service keys listing it (for `*` and comma-list requests).
     by_interface: imbl::HashMap<Arc<str>, imbl::OrdSet<Arc<str>>>,
-    /// Every address any service lists, with how many service keys list it.
-    addrs: imbl::HashMap<SocketAddr, u32>,
     /// Dubbo's routing rules from the config center (`/dubbo/config/dubbo/*.condition-router`,
     /// `*.tag-router`), parsed, the last good one per key.
     dubbo_rules: Arc<RuleIndex>,
@@ -262,9 +260,10 @@ impl Snapshot {
         found
     }
 
-    /// Whether any service lists an endpoint at `addr` (O(1)).
+    /// Whether any service lists an endpoint at `addr` (O(service keys x log n): for tests and tools; the
+    /// shards learn of addresses gone from [`Snapshot::departed`]).
     pub fn contains_addr(&self, addr: SocketAddr) -> bool {
-        self.addrs.contains_key(&addr)
+        self.services.values().any(|p| p.endpoints.contains_key(&addr))
     }
 
     /// Addresses no service key lists any more since the previous version.
@@ -324,6 +323,11 @@ struct Pending {
 #[derive(Debug, Default)]
 pub struct SnapshotBuilder {
     next: Snapshot,
+    /// Every address any service lists, with how many service keys list it (the builder's own: snapshots
+    /// carry only the addresses that departed).
+    addrs: HashMap<SocketAddr, u32>,
+    /// The `departed` of a snapshot where no address departed (shared, not allocated per publication).
+    none_departed: Arc<[SocketAddr]>,
     pending: HashMap<Arc<str>, Pending>,
     departing: Vec<SocketAddr>,
     rules_changed: bool,
@@ -340,28 +344,43 @@ impl SnapshotBuilder {
     pub fn upsert(&mut self, service: &str, endpoint: impl Into<Arc<Endpoint>>) {
         let endpoint: Arc<Endpoint> = endpoint.into();
         let addr = endpoint.addr;
-        let existing = self.next.services.get(service);
-        if existing
-            .and_then(|p| p.endpoints.get(&addr))
-            .is_some_and(|e| **e == *endpoint)
-        {
-            return;
-        }
-        let is_new_addr = !existing.is_some_and(|p| p.endpoints.contains_key(&addr));
-        let key = self.key_of(service);
-        let base = existing.map_or(0, |p| p.epoch);
-        let providers = self.next.services.entry(Arc::clone(&key)).or_default();
-        Arc::make_mut(providers)
-            .endpoints
-            .insert(addr, Arc::clone(&endpoint));
+        let (key, base, is_new_addr) = match self.next.services.get_key_value(service) {
+            Some((key, providers)) => {
+                let listed = providers.endpoints.get(&addr);
+                if listed.is_some_and(|e| Arc::ptr_eq(e, &endpoint) || **e == *endpoint) {
+                    return;
+                }
+                (Arc::clone(key), providers.epoch, listed.is_none())
+            }
+            None => {
+                // A new service key: listed under its interface (for `*` and comma-list requests) until
+                // its last endpoint goes.
+                let key: Arc<str> = Arc::from(service);
+                let interface: Arc<str> = Arc::from(ServiceKey::parse(&key).interface);
+                self.next
+                    .by_interface
+                    .entry(interface)
+                    .or_default()
+                    .insert(Arc::clone(&key));
+                (key, 0, true)
+            }
+        };
         if is_new_addr {
-            *self.next.addrs.entry(addr).or_insert(0) += 1;
-            let interface: Arc<str> = Arc::from(ServiceKey::parse(&key).interface);
-            self.next
-                .by_interface
-                .entry(interface)
-                .or_default()
-                .insert(Arc::clone(&key));
+            *self.addrs.entry(addr).or_insert(0) += 1;
+        }
+        match self.next.services.get_mut(&*key) {
+            Some(providers) => {
+                Arc::make_mut(providers)
+                    .endpoints
+                    .insert(addr, Arc::clone(&endpoint));
+            }
+            None => {
+                let providers = Providers {
+                    endpoints: imbl::OrdMap::unit(addr, Arc::clone(&endpoint)),
+                    ..Providers::default()
+                };
+                self.next.services.insert(Arc::clone(&key), Arc::new(providers));
+            }
         }
         self.record(key, base, addr, Some(endpoint));
     }
@@ -393,10 +412,10 @@ impl SnapshotBuilder {
                 }
             }
         }
-        match self.next.addrs.get_mut(&addr) {
+        match self.addrs.get_mut(&addr) {
             Some(n) if *n > 1 => *n -= 1,
             _ => {
-                self.next.addrs.remove(&addr);
+                self.addrs.remove(&addr);
                 self.departing.push(addr);
             }
         }
@@ -461,23 +480,19 @@ impl SnapshotBuilder {
         let mut departed: Vec<SocketAddr> = self
             .departing
             .drain(..)
-            .filter(|a| !self.next.addrs.contains_key(a))
+            .filter(|a| !self.addrs.contains_key(a))
             .collect();
         departed.sort_unstable();
         departed.dedup();
-        self.next.departed = departed.into();
+        self.next.departed = if departed.is_empty() {
+            Arc::clone(&self.none_departed)
+        } else {
+            departed.into()
+        };
         self.published = true;
         let snapshot = self.next.clone();
-        self.next.departed = Arc::new([]);
+        self.next.departed = Arc::clone(&self.none_departed);
         snapshot
-    }
-
-    /// The shared key of `service` (the existing one when listed).
-    fn key_of(&self, service: &str) -> Arc<str> {
-        self.next
-            .services
-            .get_key_value(service)
-            .map_or_else(|| Arc::from(service), |(k, _)| Arc::clone(k))
     }
 }
 
