@@ -111,7 +111,7 @@ async fn client(addr: SocketAddr, quick: bool) {
         let t1 = thread_cpu();
         let mut changes = 0u32;
         while start.elapsed() < phase {
-            if changes % 2 == 0 {
+            if changes.is_multiple_of(2) {
                 pools.pop_front();
             } else {
                 pools.push_back(dial(addr, &cfg));
