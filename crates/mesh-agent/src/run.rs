@@ -265,6 +265,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     let host = c.host_or(default_route_ip);
     let opts = consumer::UpstreamsOptions {
         shards,
+        shard: 0,
         ejection,
         cap_headroom: f64::from(c.cap_headroom_pct) / 100.0,
         balancer: shard_balancer(c.balancer)?,
@@ -274,9 +275,13 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     let rt = signal_runtime()?;
     let makers: Vec<_> = rxs
         .into_iter()
-        .map(|rx| {
+        .enumerate()
+        .map(|(shard, rx)| {
             let settings = settings.clone();
-            let opts = opts.clone();
+            let opts = consumer::UpstreamsOptions {
+                shard,
+                ..opts.clone()
+            };
             move |control, ready: Ready| async move {
                 let upstreams = consumer::Upstreams::new(rx, settings.upstream.clone(), opts);
                 consumer::run(settings, upstreams, control, || ready.signal()).await

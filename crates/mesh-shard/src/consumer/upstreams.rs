@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use mesh_registry::Snapshot;
 
-use super::routes::{Balancer, Call, Caps, Chosen, Pick, Routes};
+use super::routes::{Balancer, Call, Caps, Chosen, Pick, Routes, Subsetting};
 use crate::health::{AdaptiveLimit, EjectionConfig};
 use crate::sync::WaitQueue;
 use crate::upstream::{Pool, UpstreamConfig};
@@ -20,6 +20,9 @@ use crate::upstream::{Pool, UpstreamConfig};
 pub struct UpstreamsOptions {
     /// Shards of this consumer agent: a provider's announced cap is split evenly over them.
     pub shards: usize,
+    /// Which of them this is (0-based): a large service's providers are subset over the shards, each
+    /// provider to one shard (`consumer/routes/subset.rs`).
+    pub shard: usize,
     /// Outlier ejection of providers that keep failing.
     pub ejection: EjectionConfig,
     /// Calls sent to a provider beyond its announced cap, as a fraction of it (0.05 = 5% more). Its agent
@@ -38,6 +41,7 @@ impl Default for UpstreamsOptions {
     fn default() -> Self {
         UpstreamsOptions {
             shards: 1,
+            shard: 0,
             ejection: EjectionConfig::default(),
             cap_headroom: 0.0,
             balancer: Balancer::default(),
@@ -88,7 +92,10 @@ impl Upstreams {
             rx,
             pools: RefCell::new(HashMap::new()),
             cfg,
-            routes: RefCell::new(Routes::new(opts.balancer, opts.rules, opts.consumer, seed)),
+            routes: RefCell::new(
+                Routes::new(opts.balancer, opts.rules, opts.consumer, seed)
+                    .with_subsetting(Subsetting::new(opts.shard, opts.shards)),
+            ),
             caps: Caps {
                 shards,
                 headroom: opts.cap_headroom.max(0.0),

@@ -1,6 +1,6 @@
 //! One multiplexed Dubbo client connection: its own request-id counter and request-id map (id -> waiting
-//! call), a reader task that matches answers by id, a writer task that batches queued frames, and a
-//! heartbeat task. When the connection dies, every call in flight on it fails at once (no waiting for a
+//! call), a reader task that matches answers by id and a writer task that batches queued frames; the
+//! shard's heartbeat sweep (`heartbeat.rs`) pings it when idle and declares it dead when silent. When the connection dies, every call in flight on it fails at once (no waiting for a
 //! timeout).
 
 use std::cell::{Cell, RefCell};
@@ -13,6 +13,7 @@ use bytes::BytesMut;
 use glommio::net::TcpStream;
 use mesh_dubbo::{Body, Codec, CodecError, Event, Frame};
 
+use super::heartbeat::Beat;
 use super::UpstreamConfig;
 use crate::error::CallError;
 use crate::frames::{FrameEnd, FrameReader};
@@ -21,7 +22,7 @@ use crate::sync::{oneshot, Event as Signal, Receiver, Sender};
 
 type Waiter = Sender<Result<Frame, CallError>>;
 
-struct ConnInner {
+pub(super) struct ConnInner {
     addr: SocketAddr,
     out: OutQueue,
     pending: RefCell<HashMap<u64, Waiter>>,
@@ -64,7 +65,8 @@ pub struct PendingCall {
 }
 
 impl UpstreamConn {
-    /// Dials `addr` and starts the reader, writer and heartbeat tasks on the current shard.
+    /// Dials `addr`, starts the reader and writer tasks on the current shard and puts the connection under
+    /// the shard's heartbeat sweep.
     pub async fn connect(addr: SocketAddr, cfg: &UpstreamConfig) -> Result<UpstreamConn, CallError> {
         let stream = TcpStream::connect_timeout(addr, cfg.connect_timeout)
             .await
@@ -119,11 +121,41 @@ impl UpstreamConn {
         let (codec, read_buffer) = (cfg.codec, cfg.read_buffer);
         glommio::spawn_local(async move { read_loop(reader, kill, r, codec, read_buffer).await }).detach();
         if let Some(every) = cfg.heartbeat {
-            // Holds only a weak reference: a connection nobody uses any more is not kept alive by it.
-            let weak = Rc::downgrade(&conn.0);
-            glommio::spawn_local(async move { heartbeat_loop(weak, codec, every).await }).detach();
+            // The sweep holds only a weak reference: a connection nobody uses any more is not kept alive.
+            super::heartbeat::watch(&conn, codec, every);
         }
         Ok(conn)
+    }
+
+    pub(super) fn downgrade(&self) -> std::rc::Weak<ConnInner> {
+        Rc::downgrade(&self.0)
+    }
+
+    pub(super) fn from_inner(inner: Rc<ConnInner>) -> Self {
+        UpstreamConn(inner)
+    }
+
+    /// The heartbeat sweep's check at `now` (interval `every`): pings a connection silent for an interval,
+    /// kills one silent for three. False when the connection is dead (the sweep forgets it).
+    pub(super) fn beat(&self, now: Instant, every: Duration, codec: &Codec) -> bool {
+        if !self.is_alive() {
+            return false;
+        }
+        match super::heartbeat::beat_for(now.saturating_duration_since(self.0.last_read.get()), every) {
+            Beat::Fresh => true,
+            Beat::Ping => {
+                let id = self.0.next_id.get();
+                self.0.next_id.set(id.wrapping_add(1));
+                self.send_oneway(|buf| {
+                    codec.encode_heartbeat(buf, id, mesh_dubbo::Serialization::Hessian2, true)
+                });
+                true
+            }
+            Beat::Dead => {
+                self.kill(CallError::Closed);
+                false
+            }
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -287,30 +319,6 @@ impl Drop for ConnInner {
     fn drop(&mut self) {
         self.out.close();
         self.kill.set();
-    }
-}
-
-/// Sends a heartbeat on a connection that has read nothing for `every`, and kills it when nothing at all
-/// (answers, heartbeat replies) has arrived for three times that: a half-open peer is found without waiting
-/// for every call's timeout.
-async fn heartbeat_loop(conn: std::rc::Weak<ConnInner>, codec: Codec, every: Duration) {
-    loop {
-        glommio::timer::sleep(every).await;
-        let Some(inner) = conn.upgrade() else { return };
-        let c = UpstreamConn(inner);
-        if !c.is_alive() {
-            return;
-        }
-        let silent = c.0.last_read.get().elapsed();
-        if silent >= every * 3 {
-            c.kill(CallError::Closed);
-            return;
-        }
-        if silent >= every {
-            let id = c.0.next_id.get();
-            c.0.next_id.set(id.wrapping_add(1));
-            c.send_oneway(|buf| codec.encode_heartbeat(buf, id, mesh_dubbo::Serialization::Hessian2, true));
-        }
     }
 }
 

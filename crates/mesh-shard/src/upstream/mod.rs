@@ -1,8 +1,9 @@
 //! Multiplexed Dubbo client connections ([`UpstreamConn`], `conn.rs`) and the per-endpoint pool of them
 //! ([`Pool`], `pool.rs`), owned by one shard. The consumer agent uses them towards provider agents, the
-//! provider agent towards its local Dubbo provider.
+//! provider agent towards its local Dubbo provider. Their heartbeats: one sweep per shard (`heartbeat.rs`).
 
 mod conn;
+mod heartbeat;
 mod pool;
 
 use std::time::Duration;

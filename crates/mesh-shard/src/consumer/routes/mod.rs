@@ -82,10 +82,12 @@ impl Caps {
 }
 
 mod service_routes;
+mod subset;
 #[cfg(test)]
 mod tests;
 
 use service_routes::{Built, Inputs, ServiceRoutes};
+pub(crate) use subset::Subsetting;
 
 /// Routing for every service of one consumer shard.
 pub(crate) struct Routes {
@@ -96,6 +98,8 @@ pub(crate) struct Routes {
     services: HashMap<String, ServiceRoutes>,
     builds: u64,
     rng: XorShift64,
+    /// Which providers of a large service are this shard's ([`subset`]); none without shards.
+    subsetting: Subsetting,
 }
 
 impl std::fmt::Debug for Routes {
@@ -133,7 +137,15 @@ impl Routes {
             services: HashMap::new(),
             builds: 0,
             rng: XorShift64::new(seed | 1),
+            subsetting: Subsetting::new(0, 1),
         }
+    }
+
+    /// The same routes on shard `shard` of `shards`: large services hold only this shard's providers
+    /// (see [`subset`] for the rule).
+    pub(crate) fn with_subsetting(mut self, subsetting: Subsetting) -> Self {
+        self.subsetting = subsetting;
+        self
     }
 
     /// Wall-clock nanoseconds: the clock providers' start times (warm-up) are registered on.
@@ -159,6 +171,7 @@ impl Routes {
             balancer: self.balancer,
             consumer: &self.consumer,
             caps,
+            subsetting: self.subsetting,
         };
         let current = match self.services.get_mut(call.service) {
             Some(r) => r.advance(snap, call.service, inputs, &pool_of, &mut self.builds),
@@ -317,6 +330,7 @@ impl Routes {
             balancer: self.balancer,
             consumer: &self.consumer,
             caps,
+            subsetting: self.subsetting,
         };
         for (service, r) in &mut self.services {
             r.advance(snap, service, inputs, &pool_of, &mut self.builds);
@@ -334,14 +348,26 @@ impl Routes {
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
     ) -> ServiceRoutes {
         let rules = self.rules_for(snap, service, eps);
+        let sub = self.subsetting;
+        let may_subset = sub.allowed(&rules, eps, self.balancer);
+        let home: Vec<&Endpoint> = if may_subset && sub.enters(eps.len()) {
+            eps.iter().copied().filter(|e| sub.is_home(e.addr)).collect()
+        } else {
+            Vec::new()
+        };
+        // Never a subset too small to balance over (only an unlucky spread of addresses gets there).
+        let subset = home.len() >= subset::LEAVE_PER_SHARD / 2;
+        let eps = if subset { &home[..] } else { eps };
         self.builds += 1;
         let inputs = Inputs {
             balancer: self.balancer,
             consumer: &self.consumer,
             caps,
+            subsetting: self.subsetting,
         };
         ServiceRoutes::build(
             (self.builds, built, snap.rules_epoch(), snap.version),
+            (subset, may_subset),
             &rules,
             eps,
             inputs,

@@ -16,7 +16,7 @@ use mesh_registry::{Endpoint, Snapshot};
 use crate::health::State as HealthState;
 use crate::upstream::Pool;
 
-use super::{Balancer, Caps};
+use super::{Balancer, Caps, Subsetting};
 
 /// What a table was built from: the one service key the request matched, at a list epoch (valid while
 /// the request still matches only that key and its epoch is that one, or its change applies to it), or
@@ -51,6 +51,11 @@ pub(super) struct ServiceRoutes {
     pub(super) downs: usize,
     /// The earliest instant a down mark may be lifted.
     pub(super) review_at: Option<Instant>,
+    /// The table holds only this shard's providers of the list (`subset.rs`).
+    pub(super) subset: bool,
+    /// Nothing routes among the providers (no rule, no tag, no hashing): the table becomes a subset
+    /// (rebuilt once) when its list grows large enough.
+    pub(super) may_subset: bool,
 }
 
 /// What a table is built with besides the providers and rules.
@@ -59,6 +64,7 @@ pub(super) struct Inputs<'a> {
     pub(super) balancer: Balancer,
     pub(super) consumer: &'a ConsumerInfo,
     pub(super) caps: Caps,
+    pub(super) subsetting: Subsetting,
 }
 
 /// The table's view of endpoint `e` whose pool is `pool`.
@@ -81,6 +87,16 @@ pub(super) fn token_of(e: &Endpoint) -> Option<Rc<str>> {
         .map(|t| Rc::from(t.as_str()))
 }
 
+/// The caps of a table: a provider of a subset table gets calls from this shard only, so this shard takes
+/// its whole announced cap instead of a share.
+fn caps_of(subset: bool, caps: Caps) -> Caps {
+    if subset {
+        Caps { shards: 1, ..caps }
+    } else {
+        caps
+    }
+}
+
 fn count_out(weights: &mut HashMap<u32, usize>, w: u32) {
     if let Some(c) = weights.get_mut(&w) {
         *c -= 1;
@@ -95,6 +111,7 @@ impl ServiceRoutes {
     /// `rules_epoch`; the live state of `old` (the service's previous routes) carries over by address.
     pub(super) fn build(
         (build, built, rules_epoch, checked): (u64, Built, u64, u64),
+        (subset, may_subset): (bool, bool),
         rules: &RuleSet,
         eps: &[&Endpoint],
         with: Inputs<'_>,
@@ -105,9 +122,10 @@ impl ServiceRoutes {
             Built::Exact { epoch, .. } => epoch,
             Built::Merged { version } => version,
         };
+        let caps = caps_of(subset, with.caps);
         let providers: Vec<Provider> = eps
             .iter()
-            .map(|e| provider_of(e, &pool_of(e.addr), with.caps))
+            .map(|e| provider_of(e, &pool_of(e.addr), caps))
             .collect();
         let table = RouteTable::build(epoch, providers, rules, with.consumer, TableOptions::default());
         let live = match old {
@@ -130,6 +148,8 @@ impl ServiceRoutes {
             down: vec![None; n],
             downs: 0,
             review_at: None,
+            subset,
+            may_subset,
         };
         // Indices follow the table (a repeated address is one provider).
         for e in eps {
@@ -186,19 +206,58 @@ impl ServiceRoutes {
             let Some(change) = providers.change().filter(|c| c.base == epoch) else {
                 return false;
             };
-            self.apply(
-                providers.epoch(),
-                &change.removed,
-                &change.upserted,
-                with,
-                pool_of,
-            );
+            let sub = with.subsetting;
+            let tagged = change.upserted.iter().any(|e| e.tag.is_some());
+            if self.subset {
+                // Back to the whole list when it shrinks or a tag appears (tag routing needs every
+                // provider on every shard); also when this shard's subset ran thin.
+                if tagged
+                    || !sub.stays(providers.len())
+                    || self.table.len() < super::subset::LEAVE_PER_SHARD / 2
+                {
+                    return false;
+                }
+            } else if self.may_subset {
+                self.may_subset = !tagged;
+                if !tagged && sub.enters(providers.len()) {
+                    // Grown large: rebuilt once, as a subset.
+                    return false;
+                }
+            }
+            if self.subset {
+                // Only this shard's providers: a change of another shard's costs this one nothing.
+                let removed: Vec<SocketAddr> = change
+                    .removed
+                    .iter()
+                    .copied()
+                    .filter(|a| sub.is_home(*a))
+                    .collect();
+                let upserted: Vec<Arc<Endpoint>> = change
+                    .upserted
+                    .iter()
+                    .filter(|e| sub.is_home(e.addr))
+                    .cloned()
+                    .collect();
+                if !removed.is_empty() || !upserted.is_empty() {
+                    self.apply(providers.epoch(), &removed, &upserted, with, pool_of);
+                    *builds += 1;
+                    self.build = *builds;
+                }
+            } else {
+                self.apply(
+                    providers.epoch(),
+                    &change.removed,
+                    &change.upserted,
+                    with,
+                    pool_of,
+                );
+                *builds += 1;
+                self.build = *builds;
+            }
             self.built = Built::Exact {
                 key,
                 epoch: providers.epoch(),
             };
-            *builds += 1;
-            self.build = *builds;
         }
         self.checked = snap.version;
         true
@@ -214,6 +273,7 @@ impl ServiceRoutes {
         with: Inputs<'_>,
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
     ) {
+        let caps = caps_of(self.subset, with.caps);
         let mut changes = Vec::with_capacity(removed.len() + upserted.len());
         for &a in removed {
             if let Some(p) = self.table.index_of(a).and_then(|i| self.table.provider(i)) {
@@ -229,7 +289,7 @@ impl ServiceRoutes {
                     count_out(&mut self.weights, p.weight);
                 }
             }
-            changes.push(Change::Upsert(provider_of(e, &pool_of(e.addr), with.caps)));
+            changes.push(Change::Upsert(provider_of(e, &pool_of(e.addr), caps)));
         }
         let applied = self.table.apply(epoch, changes);
         self.live.apply(&self.table, &applied);
@@ -317,7 +377,7 @@ impl ServiceRoutes {
         };
         let cap = match pool.health(now) {
             HealthState::Probing => 1,
-            _ => caps.of(self.announced[idx], pool),
+            _ => caps_of(self.subset, caps).of(self.announced[idx], pool),
         };
         self.live.set_cap(idx, Some(cap));
     }

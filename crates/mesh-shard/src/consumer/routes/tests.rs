@@ -134,6 +134,7 @@ fn changes_apply_in_place_and_keep_per_index_state() {
         balancer: Balancer::Auto,
         consumer: &consumer,
         caps,
+        subsetting: Subsetting::new(0, 1),
     };
     let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
     let ep = |i: u8| Endpoint::new(SocketAddr::from(([10, 0, 0, i], 1)));
@@ -148,7 +149,15 @@ fn changes_apply_in_place_and_keep_per_index_state() {
         0,
         1,
     );
-    let mut r = ServiceRoutes::build(built, &RuleSet::default(), &refs, with, &pool_of, None);
+    let mut r = ServiceRoutes::build(
+        built,
+        (false, false),
+        &RuleSet::default(),
+        &refs,
+        with,
+        &pool_of,
+        None,
+    );
     consistent(&r);
     assert_eq!(r.policy, Policy::Adaptive);
     r.live.on_send(4, 0);
@@ -567,4 +576,157 @@ fn wildcard_and_group_list_requests_merge_the_matching_keys() {
     assert_eq!(picked("a,c/com.S:1"), ["10.0.0.1", "10.0.0.3"]);
     assert!(picked("a/com.S:2").is_empty());
     assert!(picked("com.S:1").is_empty(), "no group matches only no group");
+}
+
+/// Two shards' routes over the same snapshots, as a two-shard consumer holds them.
+fn two_shards() -> [Routes; 2] {
+    [0, 1].map(|s| {
+        Routes::new(
+            Balancer::Auto,
+            HashMap::new(),
+            ConsumerInfo::default(),
+            3 + s as u64,
+        )
+        .with_subsetting(Subsetting::new(s, 2))
+    })
+}
+
+fn large(n: usize) -> Vec<Endpoint> {
+    (0..n)
+        .map(|i| {
+            Endpoint::new(SocketAddr::from((
+                [127, 1, (i / 250) as u8, (i % 250) as u8 + 1],
+                20880,
+            )))
+            .with_max_concurrency(10)
+        })
+        .collect()
+}
+
+/// The addresses shard routes `r` picks over `picks` calls, and the table's build number.
+fn picked_by(
+    r: &mut Routes,
+    snap: &Arc<Snapshot>,
+    picks: usize,
+) -> (std::collections::BTreeSet<SocketAddr>, u64) {
+    let caps = Caps {
+        shards: 2,
+        headroom: 0.0,
+    };
+    let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+    let call = Call {
+        service: SERVICE,
+        method: "m",
+        tag: None,
+        force_tag: false,
+        args: &[],
+        attachments: &[],
+        exclude: &[],
+    };
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..picks {
+        match r.pick(snap, &call, caps, pool_of) {
+            Pick::Chosen(c) => {
+                seen.insert(c.pool.addr());
+                r.done(SERVICE, &c, 1_000, true, caps);
+            }
+            _ => panic!("no pick"),
+        }
+    }
+    (seen, r.services[SERVICE].build)
+}
+
+#[test]
+fn a_large_untagged_service_is_split_between_the_shards_and_a_change_touches_one() {
+    let mut builder = mesh_registry::SnapshotBuilder::new();
+    for e in large(400) {
+        builder.upsert(SERVICE, e);
+    }
+    let snap = Arc::new(builder.publish(1).unwrap());
+    let mut shards = two_shards();
+    let mut held = Vec::new();
+    for r in &mut shards {
+        let (seen, _) = picked_by(r, &snap, 4000);
+        let t = &r.services[SERVICE];
+        assert!(t.subset, "400 providers on 2 shards are subset");
+        assert!(t.table.len() > 150 && t.table.len() < 250, "{}", t.table.len());
+        // The whole announced cap is this shard's (split over 1, not 2).
+        let caps: std::collections::BTreeSet<_> =
+            t.table.providers().map(|(_, p)| p.max_concurrency).collect();
+        assert_eq!(caps, [Some(10)].into());
+        assert!(seen.len() > 150, "picks spread over the subset: {}", seen.len());
+        held.push(
+            t.table
+                .providers()
+                .map(|(_, p)| p.addr)
+                .collect::<std::collections::BTreeSet<_>>(),
+        );
+        assert!(seen.is_subset(held.last().unwrap()));
+    }
+    assert!(held[0].is_disjoint(&held[1]));
+    assert_eq!(held[0].len() + held[1].len(), 400);
+    // One of shard 0's providers leaves: shard 1's table does not change (same build), shard 0's does.
+    let gone = *held[0].iter().next().unwrap();
+    let before: Vec<u64> = shards.iter().map(|r| r.services[SERVICE].build).collect();
+    builder.remove(SERVICE, gone);
+    let snap = Arc::new(builder.publish(2).unwrap());
+    let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+    let caps = Caps {
+        shards: 2,
+        headroom: 0.0,
+    };
+    for r in &mut shards {
+        r.advance(&snap, caps, pool_of);
+    }
+    assert_ne!(shards[0].services[SERVICE].build, before[0]);
+    assert_eq!(shards[1].services[SERVICE].build, before[1]);
+    assert_eq!(shards[0].services[SERVICE].table.index_of(gone), None);
+    // A tagged provider joins: tag routing needs every provider on every shard, both rebuild whole.
+    builder.upsert(SERVICE, Endpoint::new(addr("10.9.9.9:1")).with_tag("gray"));
+    let snap = Arc::new(builder.publish(3).unwrap());
+    for r in &mut shards {
+        r.advance(&snap, caps, pool_of);
+        let _ = picked_by(r, &snap, 1);
+        let t = &r.services[SERVICE];
+        assert!(!t.subset);
+        assert_eq!(t.table.len(), 400);
+        assert!(t
+            .table
+            .providers()
+            .filter(|(_, p)| p.tag.is_none())
+            .all(|(_, p)| p.max_concurrency == Some(5)));
+    }
+}
+
+#[test]
+fn a_small_service_or_one_shard_keeps_every_provider_and_a_grown_list_becomes_a_subset() {
+    let mut builder = mesh_registry::SnapshotBuilder::new();
+    for e in large(100) {
+        builder.upsert(SERVICE, e);
+    }
+    let snap = Arc::new(builder.publish(1).unwrap());
+    let mut shards = two_shards();
+    let mut one = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 1);
+    for r in shards.iter_mut().chain([&mut one]) {
+        let _ = picked_by(r, &snap, 1);
+        assert!(!r.services[SERVICE].subset);
+        assert_eq!(r.services[SERVICE].table.len(), 100);
+    }
+    // Grows past 64 per shard by changes: rebuilt once as a subset.
+    for e in large(200).into_iter().skip(100) {
+        builder.upsert(SERVICE, e);
+    }
+    let snap = Arc::new(builder.publish(2).unwrap());
+    for r in shards.iter_mut().chain([&mut one]) {
+        let _ = picked_by(r, &snap, 1);
+    }
+    assert!(shards.iter().all(|r| r.services[SERVICE].subset));
+    assert_eq!(
+        shards
+            .iter()
+            .map(|r| r.services[SERVICE].table.len())
+            .sum::<usize>(),
+        200
+    );
+    assert!(!one.services[SERVICE].subset);
 }
