@@ -53,6 +53,12 @@ pub enum AppDiscoveryError {
         /// The step as given (shortened).
         step: String,
     },
+    /// A migration rule (`<application>.migration`) that cannot be read.
+    #[error("bad migration rule: {reason}")]
+    BadMigrationRule {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// An application name that cannot go into a mapping value or an instance key.
     #[error("bad application name {name:?}: {reason}")]
     BadApplication {
