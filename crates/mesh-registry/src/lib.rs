@@ -22,6 +22,7 @@
 //! * `spawn_registrar`: the provider's (and optionally the consumer's) Dubbo URLs under a lease, kept
 //!   alive, and put back whenever the lease or a key is lost.
 
+pub mod app_metadata;
 #[cfg(feature = "etcd")]
 mod config_rules;
 pub mod dubbo;

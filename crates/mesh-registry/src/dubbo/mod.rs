@@ -49,7 +49,8 @@ mod service_key;
 mod simplify;
 mod url;
 
-pub use app_error::AppDiscoveryError;
+pub(crate) use app_error::excerpt;
+pub use app_error::{AppDiscoveryError, MetadataCallFailure};
 pub use app_providers::{instance_providers, provider_port, provider_url, AppProvider};
 pub use consumer::ConsumerRegistration;
 pub use encode::{decode_component, KeyEncoding};
