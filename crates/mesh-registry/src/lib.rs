@@ -22,6 +22,8 @@
 //! * `spawn_registrar`: the provider's (and optionally the consumer's) Dubbo URLs under a lease, kept
 //!   alive, and put back whenever the lease or a key is lost.
 
+#[cfg(feature = "etcd")]
+pub mod app_discovery;
 pub mod app_metadata;
 #[cfg(feature = "etcd")]
 mod config_rules;
@@ -39,6 +41,8 @@ mod snapshot;
 #[cfg(feature = "etcd")]
 mod source;
 
+#[cfg(feature = "etcd")]
+pub use app_discovery::{AppDiscoveryConfig, MigrationDefaults};
 pub use error::RegistryError;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdConfig;

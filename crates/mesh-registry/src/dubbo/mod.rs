@@ -49,7 +49,7 @@ mod service_key;
 mod simplify;
 mod url;
 
-pub(crate) use app_error::excerpt;
+pub(crate) use app_error::{check_application, excerpt};
 pub use app_error::{AppDiscoveryError, MetadataCallFailure};
 pub use app_providers::{instance_providers, provider_port, provider_url, AppProvider};
 pub use consumer::ConsumerRegistration;
