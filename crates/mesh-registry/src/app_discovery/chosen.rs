@@ -137,7 +137,8 @@ impl ChosenAddresses {
     }
 
     /// Whether application-level addresses are kept at all.
-    pub(crate) fn is_migrating(&self) -> bool {
+    #[cfg(test)]
+    fn is_migrating(&self) -> bool {
         self.migration.is_some()
     }
 
@@ -186,7 +187,8 @@ impl ChosenAddresses {
     }
 
     /// The step and list in force for `service` (`None`: interface-level only, or not known).
-    pub(crate) fn in_force(&self, service: &str) -> Option<InForce> {
+    #[cfg(test)]
+    fn in_force(&self, service: &str) -> Option<InForce> {
         self.migration.as_deref()?.in_force.get(service).copied()
     }
 
