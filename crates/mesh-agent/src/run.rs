@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::Codec;
+use mesh_registry::dubbo::app_registration::AppRegistration;
 use mesh_registry::dubbo::{
     simplify_consumer_url, simplify_provider_url, ConsumerRegistration, DubboUrl, DubboVersion,
     ProviderRegistration, ServiceKey,
@@ -326,21 +327,32 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
             _ => None,
         },
     };
+    let urls = provider_urls(&p, advertise, now_unix_ms());
+    // The MetadataService the shards answer: this application's MetadataInfo (Dubbo 3 discovery).
+    let (mut metadata, receivers) =
+        provider::MetadataPublisher::new(p.application.clone(), cfg.runtime.shards);
+    metadata.publish(
+        AppRegistration {
+            application: p.application.clone(),
+            host: advertise.ip().to_string(),
+            port: advertise.port(),
+            provider_urls: urls.clone(),
+        }
+        .metadata_info(),
+    );
     let rt = signal_runtime()?;
-    let makers: Vec<_> =
-        (0..cfg.runtime.shards)
-            .map(|_| {
-                let settings = settings.clone();
-                move |control, ready: Ready| async move {
-                    provider::run(settings, control, || ready.signal()).await
-                }
-            })
-            .collect();
+    let makers: Vec<_> = receivers
+        .into_iter()
+        .map(|receiver| {
+            let settings = settings.clone();
+            move |control, ready: Ready| async move {
+                provider::run(settings, receiver, control, || ready.signal()).await
+            }
+        })
+        .collect();
     let (controller, mut exits, n) = start_shards(&rt, cfg, "provider", makers)?;
     // Listening before registering: consumers must never be sent to a closed port.
-    let registrations = provider_urls(&p, advertise, now_unix_ms())
-        .into_iter()
-        .map(Registration::new);
+    let registrations = urls.into_iter().map(Registration::new);
     let registrar = match (&cfg.etcd, p.register) {
         (Some(e), true) => {
             let ttl = Duration::from_secs(e.lease_ttl_s);

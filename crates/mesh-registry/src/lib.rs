@@ -49,7 +49,9 @@ pub use etcd::EtcdConfig;
 #[cfg(feature = "etcd")]
 pub use etcd_access::{EtcdAuth, EtcdTls};
 #[cfg(feature = "etcd")]
-pub use registrar::{spawn_registrar, RegistrarHandle, Registration, DEFAULT_TTL};
+pub use registrar::{
+    spawn_registrar, InstanceRegistration, RegistrarHandle, Registration, Registrations, DEFAULT_TTL,
+};
 pub use snapshot::{
     Change, Endpoint, Providers, Snapshot, SnapshotBuilder, DEFAULT_WEIGHT, WILDCARD_SERVICE,
 };

@@ -445,14 +445,17 @@ impl EtcdSection {
             return Err(invalid("etcd.endpoints", problem));
         }
         self.validate_access()?;
-        if !self.root.starts_with('/') {
-            return Err(invalid(
-                "etcd.root",
-                format!("must start with '/', got {:?}", self.root),
-            ));
-        }
-        if let Err(e) = mesh_registry::dubbo::RegistryRoot::new(&self.root) {
-            return Err(invalid("etcd.root", e.to_string()));
+        for (key, root) in [
+            ("etcd.root", &self.root),
+            ("etcd.services_root", &self.services_root),
+            ("etcd.mapping_root", &self.mapping_root),
+        ] {
+            if !root.starts_with('/') {
+                return Err(invalid(key, format!("must start with '/', got {root:?}")));
+            }
+            if let Err(e) = mesh_registry::dubbo::RegistryRoot::new(root) {
+                return Err(invalid(key, e.to_string()));
+            }
         }
         check_table("etcd", keys_of("etcd"), self)
     }
