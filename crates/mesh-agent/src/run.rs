@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::Codec;
-use mesh_registry::dubbo::app_registration::AppRegistration;
 use mesh_registry::dubbo::{
     simplify_consumer_url, simplify_provider_url, ConsumerRegistration, DubboUrl, DubboVersion,
     ProviderRegistration, ServiceKey,
 };
 use mesh_registry::dubbo::migration::MigrationStep;
 use mesh_registry::{
-    spawn_registrar, spawn_watcher, AppDiscoveryConfig, Endpoint, EtcdAuth, EtcdConfig, EtcdTls, MigrationDefaults,
+    spawn_registrar, spawn_registrations, spawn_watcher, AppDiscoveryConfig, Endpoint, EtcdAuth, EtcdConfig,
+    EtcdTls, MigrationDefaults,
     Registration, Snapshot, Source,
 };
 use mesh_shard::control::{Controller, ShardControl};
@@ -27,6 +27,9 @@ use mesh_shard::{consumer, provider};
 
 use crate::config::{
     AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig,
+};
+use crate::provider_registration::{
+    app_registration, registrations, reload as reload_provider, Reload, RELOADED_KEYS,
 };
 
 /// How long a provider keeps serving after deregistering, so that consumers see the removal before it
@@ -130,6 +133,30 @@ fn wait(rt: &tokio::runtime::Runtime, exits: &mut Exits) -> Result<()> {
             Some((i, res)) = exits.recv() => {
                 res?;
                 bail!("shard {i} stopped unexpectedly")
+            }
+        }
+    })
+}
+
+/// Like [`wait`], calling `on_hangup` on every SIGHUP (the provider's configuration reload).
+fn wait_reloading(
+    rt: &tokio::runtime::Runtime,
+    exits: &mut Exits,
+    mut on_hangup: impl FnMut(),
+) -> Result<()> {
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok(()),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = hangup.recv() => on_hangup(),
+                Some((i, res)) = exits.recv() => {
+                    res?;
+                    bail!("shard {i} stopped unexpectedly")
+                }
             }
         }
     })
@@ -297,7 +324,10 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     waited.and(joined)
 }
 
-pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
+/// Runs the provider role until SIGTERM/SIGINT. On SIGHUP the configuration is read again with `reload`
+/// and what shapes the registration ([`crate::provider_registration::RELOADED_KEYS`]) is applied: new
+/// `MetadataInfo` served, registrations updated (new revision, URL keys added and removed).
+pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfig>) -> Result<()> {
     let p = cfg.provider.clone().context("provider: section missing")?;
     let advertise: SocketAddr = p.advertise_addr();
     let settings = provider::ProviderSettings {
@@ -332,19 +362,15 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
             _ => None,
         },
     };
-    let urls = provider_urls(&p, advertise, now_unix_ms());
-    // The MetadataService the shards answer: this application's MetadataInfo (Dubbo 3 discovery).
+    // Once: the URLs' `timestamp` (a reload keeps it, as a running Dubbo provider does).
+    let started_ms = now_unix_ms();
+    let app = app_registration(&p, advertise, provider_urls(&p, advertise, started_ms));
+    // The MetadataService the shards answer: this application's MetadataInfo (Dubbo 3 discovery); the
+    // registered instance carries its revision.
+    let info = app.metadata_info();
     let (mut metadata, receivers) =
         provider::MetadataPublisher::new(p.application.clone(), cfg.runtime.shards);
-    metadata.publish(
-        AppRegistration {
-            application: p.application.clone(),
-            host: advertise.ip().to_string(),
-            port: advertise.port(),
-            provider_urls: urls.clone(),
-        }
-        .metadata_info(),
-    );
+    metadata.publish(info.clone());
     let rt = signal_runtime()?;
     let makers: Vec<_> = receivers
         .into_iter()
@@ -357,23 +383,67 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
         .collect();
     let (controller, mut exits, n) = start_shards(&rt, cfg, "provider", makers)?;
     // Listening before registering: consumers must never be sent to a closed port.
-    let registrations = urls.into_iter().map(Registration::new);
     let registrar = match (&cfg.etcd, p.register) {
-        (Some(e), true) => {
-            let ttl = Duration::from_secs(e.lease_ttl_s);
-            let regs = registrations.map(|r| r.with_ttl(ttl)).collect();
-            Some(spawn_registrar(etcd_config(e), regs).context("starting the registrar")?)
-        }
+        (Some(e), true) => Some(
+            spawn_registrations(etcd_config(e), registrations(&p, e, &app, &info))
+                .context("starting the registrar")?,
+        ),
         (None, true) => {
             bail!("etcd: required for the provider to register (or set provider.register = false)")
         }
         (_, false) => None,
     };
     log(&format!(
-        "provider listening on {} (advertised {advertise}) with {n} shard(s), upstream {}",
-        p.listen, p.dubbo
+        "provider listening on {} (advertised {advertise}) with {n} shard(s), upstream {}, registering {} \
+         (metadata revision {})",
+        p.listen,
+        p.dubbo,
+        if registrar.is_some() {
+            p.register_mode.name()
+        } else {
+            "nothing"
+        },
+        info.revision
     ));
-    let waited = wait(&rt, &mut exits);
+    let mut running = p.clone();
+    let mut revision = info.revision;
+    let waited = wait_reloading(&rt, &mut exits, || {
+        let new = match reload().map(|c| c.provider) {
+            Ok(Some(new)) => new,
+            Ok(None) => return log("SIGHUP: the configuration has no provider section; nothing changed"),
+            Err(e) => return log(&format!("SIGHUP: configuration not reloaded: {e:#}")),
+        };
+        let Reload {
+            config: next,
+            need_restart,
+        } = reload_provider(&running, &new);
+        if !need_restart.is_empty() {
+            log(&format!(
+                "SIGHUP: {} changed; those take effect at the next start (a reload applies provider.{{{}}})",
+                need_restart.join(", "),
+                RELOADED_KEYS.join(",")
+            ));
+        }
+        if next == running {
+            return log("SIGHUP: nothing to re-register");
+        }
+        let app = app_registration(&next, advertise, provider_urls(&next, advertise, started_ms));
+        let info = app.metadata_info();
+        // Served before it is registered: a consumer that sees the new revision can fetch it.
+        metadata.publish(info.clone());
+        if let (Some(r), Some(e)) = (&registrar, &cfg.etcd) {
+            if let Err(err) = r.update(registrations(&next, e, &app, &info)) {
+                return log(&format!("SIGHUP: registrations not updated: {err}"));
+            }
+        }
+        log(&format!(
+            "SIGHUP: reloaded {} service(s); metadata revision {revision} -> {}",
+            next.services.len(),
+            info.revision
+        ));
+        revision = info.revision;
+        running = next;
+    });
     // Planned stop: leave the registry first so consumers move away, keep serving briefly, then drain.
     let deregistered = match registrar {
         Some(r) => {
@@ -401,7 +471,7 @@ fn now_unix_ms() -> u64 {
 
 /// The provider URLs this agent registers, one per service key of `provider.services`, as a Dubbo
 /// provider writes them (simplified when `provider.simplified`), started at `started_ms`.
-fn provider_urls(p: &ProviderConfig, advertise: SocketAddr, started_ms: u64) -> Vec<DubboUrl> {
+pub(crate) fn provider_urls(p: &ProviderConfig, advertise: SocketAddr, started_ms: u64) -> Vec<DubboUrl> {
     p.services
         .iter()
         .map(|service| {

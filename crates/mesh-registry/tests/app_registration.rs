@@ -13,7 +13,7 @@ use mesh_registry::dubbo::mapping::parse_mapping;
 use mesh_registry::dubbo::metadata_info::MetadataInfo;
 use mesh_registry::dubbo::{DubboUrl, KeyEncoding, ProviderRegistration, RegistryRoot, ServiceKey};
 use mesh_registry::{
-    spawn_registrar, EtcdConfig, InstanceRegistration, RegistrarHandle, Registrations, RegistryError,
+    spawn_registrations, EtcdConfig, InstanceRegistration, RegistrarHandle, Registrations, RegistryError,
 };
 use mesh_testkit::etcd::EtcdServer;
 use serde_json::Value as Json;
@@ -221,7 +221,7 @@ fn the_instance_is_registered_in_javas_shape_on_the_lease_of_the_interface_keys(
     let kv = Kv::new(&etcd);
     let reg = app("orders", &["a.B", "g/c.D:1.0"]);
     let (regs, info) = registrations(&reg, true, "/t/all-services", Duration::from_secs(5));
-    let registrar = spawn_registrar(cfg, regs).unwrap();
+    let registrar = spawn_registrations(cfg, regs).unwrap();
     up_to_date(&registrar);
     let key = format!("/t/all-services/orders/127.0.0.1:{PORT}");
     let (json, lease) = kv.get(&key).expect("the instance key");
@@ -256,7 +256,7 @@ fn instance_mode_writes_only_the_instance_and_puts_it_back_after_a_lost_lease_or
     let kv = Kv::new(&etcd);
     let reg = app("orders", &["a.B"]);
     let (regs, info) = registrations(&reg, false, "/services", Duration::from_secs(2));
-    let registrar = spawn_registrar(cfg, regs).unwrap();
+    let registrar = spawn_registrations(cfg, regs).unwrap();
     up_to_date(&registrar);
     let key = format!("/services/orders/127.0.0.1:{PORT}");
     let (json, old_lease) = kv.get(&key).unwrap();
@@ -298,7 +298,7 @@ fn an_update_rewrites_the_revision_and_the_interface_keys_on_the_same_lease() {
     };
     let first = app("orders", &["a.B"]);
     let (regs, info1) = registrations(&first, true, "/services", Duration::from_secs(5));
-    let registrar = spawn_registrar(cfg.clone(), regs).unwrap();
+    let registrar = spawn_registrations(cfg.clone(), regs).unwrap();
     up_to_date(&registrar);
     let lease = registrar.lease_id().unwrap();
     let revision = |json: &str| {
@@ -337,7 +337,7 @@ fn an_update_rewrites_the_revision_and_the_interface_keys_on_the_same_lease() {
     assert_eq!(registrar.lease_id(), Some(lease), "all on the one lease");
 
     // A registrar started without an instance cannot take one (it does not watch the services root).
-    let urls_only = spawn_registrar(
+    let urls_only = spawn_registrations(
         cfg,
         Registrations::urls(vec![url("other", "x.Y")], Duration::from_secs(5)),
     )
@@ -379,7 +379,7 @@ fn concurrent_writers_of_one_mapping_all_end_up_in_it() {
                     .with_mapping("/t/meta", interfaces);
                 let regs = Registrations::urls(vec![], Duration::from_secs(5)).with_instance(instance);
                 barrier.wait();
-                spawn_registrar(cfg, regs).unwrap()
+                spawn_registrations(cfg, regs).unwrap()
             })
         })
         .collect();

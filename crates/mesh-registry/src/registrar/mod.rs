@@ -158,10 +158,16 @@ impl From<Vec<Registration>> for Registrations {
 ///
 /// Errors: the OS refused the thread or the runtime, or the configuration/registrations are invalid
 /// ([`std::io::ErrorKind::InvalidInput`] wrapping [`RegistryError::Config`]).
-pub fn spawn_registrar(cfg: EtcdConfig, regs: impl Into<Registrations>) -> std::io::Result<RegistrarHandle> {
+pub fn spawn_registrar(cfg: EtcdConfig, regs: Vec<Registration>) -> std::io::Result<RegistrarHandle> {
+    spawn_registrations(cfg, regs.into())
+}
+
+/// [`spawn_registrar`] for any [`Registrations`]: interface-level URLs and/or a Dubbo 3 instance (and its
+/// mappings).
+pub fn spawn_registrations(cfg: EtcdConfig, regs: Registrations) -> std::io::Result<RegistrarHandle> {
     let invalid = |e: RegistryError| std::io::Error::new(std::io::ErrorKind::InvalidInput, e);
     cfg.validate().map_err(invalid)?;
-    let plan = Plan::new(&cfg, &regs.into(), 0).map_err(invalid)?;
+    let plan = Plan::new(&cfg, &regs, 0).map_err(invalid)?;
     let watched = plan.ranges.clone();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -267,8 +273,8 @@ impl RegistrarHandle {
     /// Errors: the registrations are invalid, or need a watch this registrar did not start with (an
     /// instance for a registrar started with URLs only, or the reverse: start a new registrar then)
     /// ([`RegistryError::Config`]); the thread has stopped ([`RegistryError::ThreadGone`]).
-    pub fn update(&self, regs: impl Into<Registrations>) -> Result<(), RegistryError> {
-        let mut plan = Plan::new(&self.cfg, &regs.into(), 0)?;
+    pub fn update(&self, regs: Registrations) -> Result<(), RegistryError> {
+        let mut plan = Plan::new(&self.cfg, &regs, 0)?;
         if let Some(range) = plan.ranges.iter().find(|r| !self.watched.contains(r)) {
             return Err(RegistryError::Config(format!(
                 "this registrar does not watch {range} (it started without keys there): start a new \
