@@ -118,11 +118,12 @@ impl MetadataResolver {
         }
     }
 
-    /// Gives the resolver an etcd client to read dubbo-go's metadata report with (instances with
-    /// `dubbo.metadata.storage-type=remote`; the keys are [`report_keys`]) only when
-    /// [`CachePolicy::read_remote`] is set; `None` takes it away (reads fail and are retried).
-    /// Call it again with the new client after reconnecting.
+    /// Gives the resolver an etcd client to read dubbo-go's metadata report with: instances with
+    /// `dubbo.metadata.storage-type=remote` are fetched from the keys [`report_keys`] names (sets
+    /// [`CachePolicy::read_remote`]); `None` takes it away (they are no longer asked). Call it again with
+    /// the new client after reconnecting.
     pub fn set_metadata_report(&mut self, kv: Option<etcd_client::KvClient>) {
+        self.cache.set_read_remote(kv.is_some());
         self.report = kv;
     }
 
