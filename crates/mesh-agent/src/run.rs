@@ -202,7 +202,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             .as_ref()
             .context("etcd: required when consumer.providers is empty")?;
         Source::Etcd(EtcdConfig {
-            app_discovery: app_discovery(&c, e),
+            app_discovery: app_discovery(&c, e).map(Box::new),
             ..etcd_config(e)
         })
     } else {

@@ -1,6 +1,7 @@
 //! Dubbo 3 application-level discovery end to end: provider agents registering instances (and, in `all`
 //! mode, URL keys too) and serving MetadataService, found by consumer agents in each migration step; an
 //! instance leaving under load. Real etcd, the agent binary, the provider simulator; every wait bounded.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
