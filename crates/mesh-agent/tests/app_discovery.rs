@@ -74,23 +74,24 @@ fn a_provider_agent_in_all_mode_is_found_in_each_migration_step() {
             && !keys(&etcd, &format!("/dubbo/mapping/{IFACE}")).is_empty()
     });
 
-    // Application-level: only A's instance, never B (B has no instance).
-    for step in ["FORCE_APPLICATION", "APPLICATION_FIRST"] {
-        let (mut c, port) = consumer(&etcd, step);
-        calls_all_ok(port, 40, step);
-        c.terminate().unwrap();
-    }
+    // FORCE_APPLICATION: only A's instance, never B (B has no instance), warm-up calls included.
+    let (mut c, port) = consumer(&etcd, "FORCE_APPLICATION");
+    calls_all_ok(port, 40, "FORCE_APPLICATION");
+    c.terminate().unwrap();
     agent_b.terminate().unwrap();
     assert_eq!(
         served(&mut sim_b),
         0,
-        "application-level steps never call an interface-only provider"
+        "FORCE_APPLICATION never calls an interface-only provider"
     );
 
-    // Interface-level: A's URL key.
-    let (mut c, port) = consumer(&etcd, "FORCE_INTERFACE");
-    calls_all_ok(port, 40, "FORCE_INTERFACE");
-    c.terminate().unwrap();
+    // APPLICATION_FIRST (interface-level until the application-level addresses are there, then those) and
+    // FORCE_INTERFACE (A's URL key) find A too.
+    for step in ["APPLICATION_FIRST", "FORCE_INTERFACE"] {
+        let (mut c, port) = consumer(&etcd, step);
+        calls_all_ok(port, 40, step);
+        c.terminate().unwrap();
+    }
     assert!(served(&mut sim_a) >= 120, "A served every step");
 }
 

@@ -52,6 +52,13 @@ struct Migration {
     in_force: HashMap<Arc<str>, InForce>,
     /// Service keys whose choice may have changed since the last publication.
     dirty: HashSet<Arc<str>>,
+    /// Whether some instance's metadata is still on its first fetch: APPLICATION_FIRST does not move a key
+    /// from interface-level to application-level then (Java's listener fetches every revision of a change
+    /// before it notifies the application-level addresses), so a key does not switch to the first instance
+    /// resolved while the others are on their way.
+    settling: bool,
+    /// Keys held on interface-level while settling, decided again when it ends.
+    held: HashSet<Arc<str>>,
     /// The log lines of the last publication (steps that changed), for tests; also printed.
     changes: Vec<String>,
 }
@@ -83,6 +90,8 @@ impl ChosenAddresses {
                 app_level: AppLevel::new(provided_by),
                 in_force: HashMap::new(),
                 dirty: HashSet::new(),
+                settling: false,
+                held: HashSet::new(),
                 changes: Vec::new(),
             })),
         }
@@ -178,6 +187,17 @@ impl ChosenAddresses {
             m.rule = rule;
             let keys: Vec<Arc<str>> = m.known_keys().collect();
             m.dirty.extend(keys);
+        }
+    }
+
+    /// Whether some instance's metadata is still on its first fetch (see `Migration::settling`).
+    pub(crate) fn set_settling(&mut self, settling: bool) {
+        if let Some(m) = self.migration.as_deref_mut() {
+            m.settling = settling;
+            if !settling {
+                let held: Vec<Arc<str>> = m.held.drain().collect();
+                m.dirty.extend(held);
+            }
         }
     }
 
@@ -301,6 +321,15 @@ impl Migration {
         let choice = which_addresses(step, app_count, iface_count, threshold.unwrap_or(-1.0));
         let now = InForce { step, choice };
         let old_source = was.map_or(Source::Interface, |w| w.choice.source);
+        if self.settling
+            && step == MigrationStep::ApplicationFirst
+            && old_source == Source::Interface
+            && choice.source == Source::Application
+            && iface_count > 0
+        {
+            self.held.insert(Arc::clone(key));
+            return;
+        }
         if old_source != choice.source {
             let old = self.list(key, old_source);
             let new = self.list(key, choice.source);
@@ -537,6 +566,49 @@ mod tests {
             "FORCE_INTERFACE again: nothing changed"
         );
         assert_eq!(chosen.in_force(KEY).unwrap().step, MigrationStep::ForceInterface);
+    }
+
+    #[test]
+    fn application_first_waits_for_the_first_fetches_before_switching() {
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        chosen.set_settling(true);
+        chosen.put_instance(
+            b"/services/shop/10.0.0.3:20880",
+            instance("10.0.0.3"),
+            Some(info()),
+        );
+        let s = chosen.publish(1).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.1:20880".into(), 100)],
+            "held on interface-level"
+        );
+        chosen.put_instance(
+            b"/services/shop/10.0.0.4:20880",
+            instance("10.0.0.4"),
+            Some(info()),
+        );
+        chosen.set_settling(false);
+        let s = chosen.publish(2).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.3:20880".into(), 7), ("10.0.0.4:20880".into(), 7)],
+            "both instances at once"
+        );
+        // FORCE_APPLICATION is not held
+        let mut chosen = migrating(MigrationStep::ForceApplication, None);
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        chosen.set_settling(true);
+        chosen.put_instance(
+            b"/services/shop/10.0.0.3:20880",
+            instance("10.0.0.3"),
+            Some(info()),
+        );
+        assert_eq!(
+            listed(&chosen.publish(1).unwrap()),
+            [("10.0.0.3:20880".into(), 7)]
+        );
     }
 
     #[test]

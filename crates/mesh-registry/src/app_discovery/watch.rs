@@ -84,6 +84,8 @@ pub(crate) struct AppWatch {
     instances: HashMap<Vec<u8>, ServiceInstance>,
     /// Instances whose metadata was asked for.
     asked: HashSet<Vec<u8>>,
+    /// Instances asked whose revision has had no answer yet (neither resolved nor a first failure).
+    waiting: HashSet<Vec<u8>>,
     /// Instance (value's application, host, port) -> etcd key, for the resolver's answers.
     by_id: HashMap<InstanceKey, Vec<u8>>,
     /// Whether the migration rule in force lets some service use application-level addresses.
@@ -119,6 +121,7 @@ impl AppWatch {
             config: config.clone(),
             instances: HashMap::new(),
             asked: HashSet::new(),
+            waiting: HashSet::new(),
             by_id: HashMap::new(),
             rule_uses_applications: false,
             rule_present: false,
@@ -139,7 +142,9 @@ impl AppWatch {
     }
 
     /// After the registry root (`range`, a prefix) was read: takes this side's keys from that read, and reads
-    /// the ranges outside it on their own. Returns those, to be watched by [`AppWatch::watch_apart`].
+    /// the ranges outside it on their own (one that cannot be read, e.g. not allowed by etcd's auth, is left
+    /// out this session, as the routing rules are). Returns those read, to be watched by
+    /// [`AppWatch::watch_apart`].
     pub(crate) async fn read(
         &mut self,
         client: &mut Client,
@@ -156,7 +161,19 @@ impl AppWatch {
         let mut reads = Vec::new();
         for r in apart {
             let options = r.prefix.then(|| GetOptions::new().with_prefix());
-            let response = bounded("get", request_timeout, client.get(r.key.as_str(), options)).await?;
+            let response = match bounded("get", request_timeout, client.get(r.key.as_str(), options)).await {
+                Ok(response) => response,
+                // As the config center's rules: a user allowed to read the registry root only (etcd auth)
+                // still discovers interface-level providers; what was read before stays.
+                Err(e) => {
+                    eprintln!(
+                        "registry: {} not read ({e}); application-level discovery goes on without it this \
+                         session",
+                        r.key
+                    );
+                    continue;
+                }
+            };
             let Some(revision) = response.header().map(|h| h.revision()) else {
                 return Err(RegistryError::WatchEnded("get response without header".into()));
             };
@@ -287,6 +304,9 @@ impl AppWatch {
                     .iter()
                     .filter_map(|id| self.by_id.get(id).cloned())
                     .collect();
+                for k in &keys {
+                    self.waiting.remove(k);
+                }
                 chosen.set_metadata(&keys, &info);
                 eprintln!(
                     "registry: metadata of {} revision {} resolved: {} service(s), {} instance(s)",
@@ -303,6 +323,12 @@ impl AppWatch {
                 given_up,
                 ..
             } => {
+                let instances = &self.instances;
+                self.waiting.retain(|k| {
+                    instances.get(k).is_none_or(|i| {
+                        i.service_name != key.app || i.revision() != Some(key.revision.as_str())
+                    })
+                });
                 // The first failure and the one that gives up are logged; the retries between are not.
                 if attempts == 1 || given_up {
                     eprintln!(
@@ -318,6 +344,7 @@ impl AppWatch {
                 }
             }
         }
+        chosen.set_settling(!self.waiting.is_empty());
         self.report(chosen);
     }
 
@@ -381,6 +408,7 @@ impl AppWatch {
         self.by_id.insert(instance.key(), key.to_vec());
         self.instances.insert(key.to_vec(), instance.clone());
         self.asked.remove(key);
+        self.waiting.remove(key);
         chosen.put_instance(key, instance, None);
         self.ask(key, chosen);
     }
@@ -394,6 +422,8 @@ impl AppWatch {
             }
         }
         self.asked.remove(key);
+        self.waiting.remove(key);
+        chosen.set_settling(!self.waiting.is_empty());
         chosen.remove_instance(key);
     }
 
@@ -453,9 +483,12 @@ impl AppWatch {
         self.asked.insert(key.to_vec());
         match self.resolver.want(instance) {
             Want::Ready(info) => chosen.set_metadata(&[key.to_vec()], &info),
-            Want::Pending => {}
+            Want::Pending => {
+                self.waiting.insert(key.to_vec());
+            }
             Want::PendingUnaskable(e) => self.unaskable.add(key, &e),
             Want::Skip(why) => self.skipped_instances.add(key, &why),
         }
+        chosen.set_settling(!self.waiting.is_empty());
     }
 }
