@@ -1,24 +1,42 @@
-"""The registry scale benchmark (issue 11): `python3 benches/run.py registry` -> target/bench/registry.json.
+"""The registry scale benchmark (issues 11 and 13): `python3 benches/run.py registry` ->
+target/bench/registry.json.
 
-Per model (`1x5000`: one interface with 5,000 provider instances; `10x500`: ten interfaces with 500 each):
+Runs (`BENCH_REGISTRY_MODELS`, comma-separated `<S>x<N>[:<model>]`):
+
+* `1x5000`, `10x500` (issue 11): interface-level, S x N provider instances, each on its own address and
+  exporting one of the S interfaces (one key each);
+* `10x500:interface`: interface-level, N instances each exporting all S interfaces (S keys each; one join or
+  leave puts or deletes the S keys in one transaction): the same estate as
+* `10x500:application` (issue 13): Dubbo 3 application-level discovery, N instances of one application
+  exporting S services: one `/services/<app>/<ip>:<port>` key each (Java 3's value, or dubbo-go's with
+  `BENCH_REGISTRY_APP_SHAPE=dubbo-go`), the S mapping keys `/dubbo/mapping/<interface>`, and `provider-sim`
+  serving the MetadataService (`getMetadataInfo(revision)`) on every instance; a joining instance announces
+  the revision the others have (a restart of the same build).
+
+Per run:
 
 * etcd on loopback; one `provider-sim` answering on `instances + spare` loopback addresses 127.1.0.1,
   127.1.0.2, ... (one listener each, one port), so that every registered instance is a real call target and
   an instance that leaves still answers the calls already sent to it;
 * `registry-churn` registers the instances as Java Dubbo 2.7 does (root `/dubbo`, URL-encoded full URLs as
   keys, lease id as value, one shared lease, transactions of 64 puts);
-* the consumer agent (`mesh-agent consumer --etcd ...`, `MESH_TRACE_SNAPSHOTS=1`: each shard prints a
+* the consumer agent (`mesh-agent consumer --etcd ...` + `BENCH_REGISTRY_APP_CONSUMER_ARGS` for application
+  rows, `MESH_TRACE_SNAPSHOTS=1`: each shard prints a
   `snapshot-applied` line with the snapshot's etcd revision when it takes a snapshot) serves an open-loop
   load of `BENCH_REGISTRY_RATE` requests/s (loadgen) for the whole run, to `IHelloService` (interface 0);
 * after a warm-up, `BENCH_REGISTRY_ROUNDS` rounds of: a quiet phase (no registry change) and a churn phase
   (`BENCH_REGISTRY_CHURN` changes/s: one instance joins, one leaves, ...), `BENCH_REGISTRY_PHASE` seconds
   each, the consumer's CPU time (utime + stime of the whole process) read at each phase's ends.
 
-Reported per model: propagation (per change: the latest, over the consumer's shards, of the first
+Reported per run: time to first route (consumer process started -> first answered `hash("hello")`, polled
+every 5 ms), propagation (per change: the latest, over the consumer's shards, of the first
 `snapshot-applied` time with a revision >= the change's revision, minus the time etcd acknowledged the change
 to registry-churn), p50/p99; CPU per change ((CPU in churn phases - CPU in quiet phases) / changes; both at
 the same request rate); the consumer's RSS (VmRSS at the end, and VmHWM); etcd keys and bytes under
-`/dubbo` (count and sum of key + value lengths) and etcd's db size; requests and failed requests (loadgen).
+`/dubbo` (and `/services` for application rows: count and sum of key + value lengths) and etcd's db size;
+requests and failed requests (loadgen); application rows: MetadataService calls answered by the simulator
+from the start of the first churn phase to the end of the last, per change, and those before it (the
+consumer's start).
 """
 
 import base64
@@ -40,7 +58,54 @@ from run import log, emit, env_float, env_int, env_list, free_port, proc_cpu, wa
 # (BENCH_REGISTRY_LAYOUT=mesh-v1 measures an agent of that time, for a before/after comparison).
 ROOTS = {"java-2.7": "/dubbo", "mesh-v1": "/dubbomesh/v1"}
 IP_BASE = "127.1.0.1"
-MODELS = {"1x5000": (1, 5000), "10x500": (10, 500)}
+ESTATES = {"1x5000": (1, 5000), "10x500": (10, 500), "1x500": (1, 500), "2x50": (2, 50), "10x50": (10, 50)}
+MODEL_KINDS = ("", "interface", "application")
+APPLICATION = "bench-provider"
+# The default runs: issue 11's two, then issue 13's comparison at 10x500 (same estate, both models) and 1x5000.
+DEFAULT_MODELS = "1x5000,10x500,10x500:interface,10x500:application,1x5000:application"
+
+
+def parse_model(token):
+    """`10x500` -> (10, 500, "interface", "one"); `10x500:interface` -> (.., "interface", "all");
+    `10x500:application` -> (.., "application", "all")."""
+    estate, _, kind = token.partition(":")
+    if estate not in ESTATES or kind not in MODEL_KINDS:
+        raise RuntimeError(f"BENCH_REGISTRY_MODELS: unknown run {token!r} (<estate>[:interface|:application], "
+                           f"estates {', '.join(ESTATES)})")
+    s, n = ESTATES[estate]
+    if kind == "application":
+        return s, n, "application", "all"
+    return s, n, "interface", "all" if kind == "interface" else "one"
+
+
+def metadata_calls(path):
+    """The last `METADATA-CALLS <n>` provider-sim printed (None before the first)."""
+    last = None
+    try:
+        for line in Path(path).read_text(errors="replace").splitlines():
+            if line.startswith("METADATA-CALLS "):
+                last = int(line.split()[1])
+    except FileNotFoundError:
+        pass
+    return last
+
+
+def wait_first_route(port, expect, seconds, proc):
+    """Polls hash("hello") every 5 ms until it is answered right; returns the monotonic time it was."""
+    end = time.monotonic() + seconds
+    last = None
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"consumer exited ({proc.returncode}) before its first route")
+        try:
+            last = bench.post_hello(port, timeout=2.0)
+            if last == (200, expect):
+                return time.monotonic()
+        except OSError as e:
+            last = str(e)
+        time.sleep(0.005)
+    raise RuntimeError(f"127.0.0.1:{port} did not answer hash(\"hello\") = {expect} within {seconds} s "
+                       f"(last: {last})")
 
 
 def raise_nofile():
@@ -70,14 +135,22 @@ def etcdctl(url, *args):
     return p.stdout
 
 
-def etcd_usage(url, root):
-    """Keys and key + value bytes under the registry root, and etcd's db size (bytes, and in use)."""
-    got = json.loads(etcdctl(url, "get", root + "/", "--prefix", "-w", "json"))
-    kvs = got.get("kvs") or []
-    size = sum(len(base64.b64decode(kv["key"])) + len(base64.b64decode(kv.get("value", ""))) for kv in kvs)
+def etcd_usage(url, roots):
+    """Keys and key + value bytes under the registry roots (each `root/` prefix; also per root), and etcd's db
+    size (bytes, and in use)."""
+    keys = size = revision = 0
+    by_root = {}
+    for root in roots:
+        got = json.loads(etcdctl(url, "get", root.rstrip("/") + "/", "--prefix", "-w", "json"))
+        kvs = got.get("kvs") or []
+        n = sum(len(base64.b64decode(kv["key"])) + len(base64.b64decode(kv.get("value", ""))) for kv in kvs)
+        by_root[root] = {"keys": len(kvs), "bytes": n}
+        keys += len(kvs)
+        size += n
+        revision = max(revision, got["header"]["revision"])
     status = json.loads(etcdctl(url, "endpoint", "status", "-w", "json"))[0]["Status"]
-    return {"etcd_keys": len(kvs), "etcd_bytes": size, "etcd_db_bytes": status.get("dbSize"),
-            "etcd_db_in_use_bytes": status.get("dbSizeInUse"), "etcd_revision": got["header"]["revision"]}
+    return {"etcd_keys": keys, "etcd_bytes": size, "etcd_by_root": by_root, "etcd_db_bytes": status.get("dbSize"),
+            "etcd_db_in_use_bytes": status.get("dbSizeInUse"), "etcd_revision": revision}
 
 
 def parse_applied(path):
@@ -216,12 +289,17 @@ def profile_diff(work, name, pid, churner, rate, seconds, freq=1999):
 class Churner:
     """registry-churn, driven over its stdin."""
 
-    def __init__(self, procs, work, bins, etcd_url, port, interfaces, instances, spare, seed, layout):
+    def __init__(self, procs, work, bins, etcd_url, port, interfaces, instances, spare, seed, layout,
+                 model="interface", exports="one", shape="java-3"):
         self.records = work / "churn-records.jsonl"
         argv = [bins["registry-churn"], "--etcd", etcd_url, "--root", ROOTS[layout], "--layout", layout,
                 "--interfaces", interfaces,
                 "--instances", instances, "--spare", spare, "--ip-base", IP_BASE, "--port", port,
-                "--seed", seed, "--records", self.records]
+                "--seed", seed, "--records", self.records, "--model", model, "--application", APPLICATION]
+        if model == "application":
+            argv += ["--shape", shape]
+        else:
+            argv += ["--instance-exports", exports]
         err = open(work / "registry-churn.log", "ab")
         self.p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=err, text=True, preexec_fn=bench._pdeathsig, cwd=work)
@@ -254,10 +332,12 @@ class Churner:
         return [json.loads(l) for l in self.records.read_text().splitlines() if l.strip()]
 
 
-def run_model(name, interfaces, per_interface, bins, work, procs, settings):
-    registered = interfaces * per_interface
+def run_model(name, interfaces, per_interface, bins, work, procs, settings, model="interface", exports="one"):
+    # Addresses registered at the start (one per instance): S x N with one interface each, else N.
+    registered = interfaces * per_interface if exports == "one" else per_interface
+    application = model == "application"
     spare = settings["spare"]
-    mwork = work / name
+    mwork = work / name.replace(":", "-")
     mwork.mkdir()
     procs.work = mwork
     etcd_port, peer_port = free_port(), free_port()
@@ -270,21 +350,26 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     wait_port(etcd_port, 20, etcd)
 
     port = free_port()
-    sim = procs.start("sim", [bins["provider-sim"], "--bind", IP_BASE, "--bind-count", registered + spare,
-                              "--port", port, "--latency-ms", settings["sim_latency_ms"], "--timer", "coarse",
-                              "--threads", 200, "--workers", 1, "--name", name])
+    sim_argv = [bins["provider-sim"], "--bind", IP_BASE, "--bind-count", registered + spare,
+                "--port", port, "--latency-ms", settings["sim_latency_ms"], "--timer", "coarse",
+                "--threads", 200, "--workers", 1, "--name", name]
+    if application:
+        # Every instance serves the MetadataService of the application's S services.
+        sim_argv += ["--app", APPLICATION, "--services", interfaces, "--stats-interval-ms", 100]
+    sim = procs.start("sim", sim_argv)
     wait_line(mwork / "sim.out", "LISTENING", 60, sim)
 
     t0 = time.monotonic()
     churner = Churner(procs, mwork, bins, etcd_url, port, interfaces, per_interface, spare, settings["seed"],
-                      settings["layout"])
+                      settings["layout"], model, exports, settings["app_shape"])
     count, revision = churner.expect("REGISTERED")
     log(f"{name}: {count} instances registered in {time.monotonic() - t0:.1f} s (revision {revision})")
 
     cport = free_port()
     env = dict(os.environ, MESH_TRACE_SNAPSHOTS="1")
     consumer_argv = [bins["mesh-agent"], "consumer", "--listen", f"127.0.0.1:{cport}", "--etcd", etcd_url,
-                     *settings["consumer_args"]]
+                     *settings["consumer_args"], *(settings["app_consumer_args"] if application else [])]
+    started = time.monotonic()
     out = open(mwork / "consumer.out", "ab")
     err = open(mwork / "consumer.log", "ab")
     consumer = subprocess.Popen([str(a) for a in consumer_argv], stdout=out, stderr=err,
@@ -293,8 +378,9 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     err.close()
     consumer.bench_name = "consumer"
     procs.live.append(consumer)
-    wait_port(cport, 20, consumer)
-    bench.wait_answer(cport, bench.HELLO_HASH, 30)
+    first_route = wait_first_route(cport, bench.HELLO_HASH, 60, consumer)
+    time_to_first_route_ms = (first_route - started) * 1e3
+    log(f"{name}: consumer's first route {time_to_first_route_ms:.0f} ms after its start")
 
     phase = settings["phase_s"]
     rounds = settings["rounds"]
@@ -328,6 +414,8 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
                 "shards" if name.startswith("consumer") else "other")
             into[kind] = into.get(kind, 0.0) + cpu - before.get(name, 0.0)
 
+    time.sleep(0.25)  # a fresh METADATA-CALLS line (every 100 ms)
+    calls_at_start = metadata_calls(mwork / "sim.out") if application else None
     for rnd in range(rounds):
         procs.check()
         c0, t, th0 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
@@ -349,14 +437,16 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
         log(f"{name}: round {rnd + 1}/{rounds}: quiet {1e3 * (c1 - c0) / (t1 - t):.1f} ms CPU/s, churn "
             f"{1e3 * (c2 - c1) / (t2 - t1):.1f} ms CPU/s ({n} changes, {f} failed)")
     phases.append(("after", time.monotonic() - lg_start))
+    time.sleep(0.25)
+    calls_at_end = metadata_calls(mwork / "sim.out") if application else None
     rss_kib = vm_kib(consumer.pid, "VmRSS")
     hwm_kib = vm_kib(consumer.pid, "VmHWM")
-    usage = etcd_usage(etcd_url, ROOTS[settings["layout"]])
+    usage = etcd_usage(etcd_url, [ROOTS[settings["layout"]]] + (["/services"] if application else []))
     profile = None
     if prof_s > 0 and shutil.which("perf"):
-        profile = profile_churn(mwork, name, consumer.pid, churner, settings["churn_rate"], prof_s)
+        profile = profile_churn(mwork, name.replace(":", "-"), consumer.pid, churner, settings["churn_rate"], prof_s)
         if diff:
-            profile["diff"] = profile_diff(mwork, name, consumer.pid, churner, settings["churn_rate"], prof_s)
+            profile["diff"] = profile_diff(mwork, name.replace(":", "-"), consumer.pid, churner, settings["churn_rate"], prof_s)
     left = total - (time.monotonic() - lg_start) + 30
     lg.wait(timeout=max(10, left))
     procs.live.remove(lg)
@@ -375,10 +465,24 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
     def per_change(kind):
         q, c = threads["quiet"].get(kind, 0.0), threads["churn"].get(kind, 0.0)
         return bench.rnd((c - q * churn_s / quiet_s) / changes * 1e6, 1) if changes and quiet_s else None
+    metadata_calls_in_churn = (calls_at_end - calls_at_start
+                               if calls_at_start is not None and calls_at_end is not None else None)
     run = {
-        "model": name if settings["layout"] == "java-2.7" else f"{name} ({settings['layout']})",
+        "model": model if settings["layout"] == "java-2.7" else f"{model} ({settings['layout']})",
+        "estate": name.split(":")[0],
+        "run": name,
         "services": interfaces,
         "instances": registered,
+        # interface-level: `one` = each instance exports one interface (issue 11's estate), `all` = every
+        # interface (the same estate as application-level); application-level is always `all`.
+        "instance_exports": exports,
+        "keys_per_change": 1 if exports == "one" or application else interfaces,
+        "instance_shape": settings["app_shape"] if application else None,
+        "time_to_first_route_ms": bench.rnd(time_to_first_route_ms, 1),
+        "metadata_calls_per_change": bench.rnd(metadata_calls_in_churn / changes, 3)
+        if metadata_calls_in_churn is not None and changes else None,
+        "metadata_calls_in_churn": metadata_calls_in_churn,
+        "metadata_calls_before_churn": calls_at_start,
         # Measured: the changes over the churn phases' length (the tool sends one at a time, when due).
         "changes_per_s": bench.rnd(changes / churn_s if churn_s else None, 1),
         "changes_per_s_target": settings["churn_rate"],
@@ -408,6 +512,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
         "consumer_hwm_mib": bench.rnd(hwm_kib / 1024 if hwm_kib else None, 1),
         "etcd_db_bytes": usage["etcd_db_bytes"],
         "etcd_db_in_use_bytes": usage["etcd_db_in_use_bytes"],
+        "etcd_by_root": usage["etcd_by_root"],
         "request_rate": settings["rate"],
         "qps": summary["qps"],
         "errors_by_kind": summary["errors_by_kind"],
@@ -424,10 +529,9 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings):
 
 
 def registry():
-    models = env_list("BENCH_REGISTRY_MODELS", "1x5000,10x500")
+    models = env_list("BENCH_REGISTRY_MODELS", DEFAULT_MODELS)
     for m in models:
-        if m not in MODELS:
-            raise RuntimeError(f"BENCH_REGISTRY_MODELS: unknown model {m!r} ({', '.join(MODELS)})")
+        parse_model(m)
     settings = {
         "rate": env_int("BENCH_REGISTRY_RATE", 1000),
         "connections": env_int("BENCH_REGISTRY_CONNECTIONS", 64),
@@ -445,7 +549,13 @@ def registry():
         # one process (the simulator also holds 5,050 listeners), under the RLIMIT_NOFILE hard limit of 20,000
         # here. With the default 2, a long run opened more than the simulator could accept (504s, timeouts).
         "consumer_args": os.environ.get("BENCH_REGISTRY_CONSUMER_ARGS", "--upstream-connections 1").split(),
+        # Application rows: what makes the consumer discover by application (issue 13's consumer options).
+        "app_consumer_args": os.environ.get("BENCH_REGISTRY_APP_CONSUMER_ARGS", "").split(),
+        # Application rows: the instances' JSON, `java-3` (camelCase) or `dubbo-go` (PascalCase + ServiceMetadata).
+        "app_shape": os.environ.get("BENCH_REGISTRY_APP_SHAPE", "java-3"),
     }
+    if settings["app_shape"] not in ("java-3", "dubbo-go"):
+        raise RuntimeError(f"BENCH_REGISTRY_APP_SHAPE: {settings['app_shape']!r} (java-3, dubbo-go)")
     if settings["layout"] not in ROOTS:
         raise RuntimeError(f"BENCH_REGISTRY_LAYOUT: {settings['layout']!r} ({', '.join(ROOTS)})")
     for tool in ("etcd", "etcdctl"):
@@ -468,8 +578,11 @@ def registry():
             f"{settings['phase_s']:g} s churn); RLIMIT_NOFILE {nofile}")
         for m in models:
             gate = bench.wait_load(f"registry {m}")
-            interfaces, per = MODELS[m]
-            r = run_model(m, interfaces, per, bins, work, procs, settings)
+            interfaces, per, model, exports = parse_model(m)
+            if model == "application" and settings["layout"] != "java-2.7":
+                log(f"registry: {m} skipped (BENCH_REGISTRY_LAYOUT={settings['layout']} is interface-level only)")
+                continue
+            r = run_model(m, interfaces, per, bins, work, procs, settings, model, exports)
             r["load"] = gate
             emit(r)
             runs.append(r)

@@ -3,6 +3,9 @@
 
 TARGET_P99_MS = 50.0
 TARGET_CPU_US = 50.0
+# Issue 13: application-level at most a tenth of interface-level's etcd keys and bytes at 10 x 500.
+TARGET_SHARE = 0.1
+TARGET_ESTATE = "10x500"
 
 
 def _fmt(x, nd=1):
@@ -15,13 +18,25 @@ def _met(ok):
     return "**met**" if ok else "**not met**"
 
 
+def _issue11(r):
+    """Issue 11's runs: interface-level, one interface per instance (rows from before issue 13 have no
+    `instance_exports`)."""
+    return r.get("instance_exports", "one") == "one" and not str(r.get("model", "")).startswith("application")
+
+
+def _label(r):
+    if "estate" in r:
+        return f"{r['estate']} ({r['services']} x {r['instances'] // max(1, r['services']):,})"
+    return f"{r['model']} ({r['services']} x {r['instances'] // max(1, r['services']):,})"
+
+
 def _rows(runs, label=""):
     rows = []
     for r in runs:
         p99 = r.get("propagation_p99_ms")
         cpu = r.get("cpu_us_per_change")
         rows.append([
-            f"{label}{r['model']} ({r['services']} x {r['instances'] // max(1, r['services']):,})",
+            f"{label}{_label(r)}",
             _fmt(r.get("changes_per_s"), 1),
             _fmt(r.get("propagation_p50_ms"), 2),
             _fmt(p99, 2) + ("" if p99 is None else f" ({_met(p99 <= TARGET_P99_MS)})"),
@@ -74,19 +89,21 @@ def registry_section(rg, table, others=()):
         f"<= {TARGET_CPU_US:g} µs consumer CPU per change, no failed request. Reported, not asserted.",
         "",
     ]
-    rows = _rows(rg["runs"])
+    rows = _rows([r for r in rg["runs"] if _issue11(r)])
     for label, other, _ in others:
         if other and other.get("runs"):
-            rows += _rows(other["runs"], f"{label}: ")
+            rows += _rows([r for r in other["runs"] if _issue11(r)], f"{label}: ")
     out.append(table(["model", "changes/s", "propagation p50 ms", "p99 ms", "max ms", "CPU µs/change",
                       "consumer CPU ms/s quiet / churn", "consumer RSS MiB", "etcd keys", "etcd key+value bytes",
                       "etcd db bytes", "requests", "failed", "request latency p50 / p99 µs"], rows))
     out.append("")
     notes = []
     for r in rg["runs"]:
+        if not _issue11(r):
+            continue
         lat = r.get("latency_us") or {}
         notes.append(
-            f"{r['model']}: {r.get('changes', 0):,} changes ({r.get('changes_failed', 0)} not acknowledged by "
+            f"{_label(r)}: {r.get('changes', 0):,} changes ({r.get('changes_failed', 0)} not acknowledged by "
             f"etcd), {r.get('propagation_measured', 0):,} measured, {_fmt(r.get('changes_never_applied'), 0)} never "
             f"seen by some shard; {r.get('consumer_shards')} consumer shards, snapshots taken per shard "
             f"{r.get('snapshots_applied_per_shard')}; request latency p50 {_fmt(lat.get('p50'), 0)} µs, p99 "
@@ -100,4 +117,97 @@ def registry_section(rg, table, others=()):
     if m:
         out += ["", f"Run {m.get('date_utc', '?')} on commit `{m.get('commit', '?')}`, {m.get('nproc', '?')} vCPUs. "
                 f"Reproduce: `bash scripts/bench.sh registry` (knobs `BENCH_REGISTRY_*` in scripts/bench.sh)."]
+    out += ["", discovery_section(rg, table)]
+    return "\n".join(out).rstrip("\n") + "\n"
+
+
+def _pairs(runs):
+    """(estate, interface-level run of the same estate, application-level run) per application run: the
+    interface run whose instances export every service (`instance_exports` all, or a single service)."""
+    out = []
+    for a in runs:
+        if a.get("model") != "application":
+            continue
+        same = [r for r in runs if r.get("model") == "interface" and r.get("estate") == a.get("estate")
+                and (r.get("instance_exports") == "all" or r.get("services") == 1)]
+        out.append((a.get("estate"), same[0] if same else None, a))
+    return out
+
+
+def _share(a, i, field):
+    if not a or not i or not a.get(field) or not i.get(field):
+        return None
+    return a[field] / i[field]
+
+
+def discovery_section(rg, table):
+    """Issue 13: the same estate under interface-level and application-level discovery."""
+    out = ["## Application-level vs interface-level discovery (issue 13)", ""]
+    pairs = _pairs(rg.get("runs") or [])
+    if not pairs:
+        out.append("No application-level run yet: `BENCH_REGISTRY_MODELS=10x500:interface,10x500:application "
+                   "bash scripts/bench.sh registry`.")
+        return "\n".join(out) + "\n"
+    s = rg.get("settings", {})
+    out += [
+        "The same estate, S services on N provider instances, registered both ways in a fresh etcd and churned "
+        f"the same way ({_fmt(s.get('churn_rate'), 0)} instance changes/s: one instance leaves, one joins, "
+        "alternately), with the same consumer load as above. **interface-level**: every instance writes one key "
+        "per service, as Java 2.7 does (S x N keys; a change puts or deletes an instance's S keys in one "
+        "transaction). **application-level** (Dubbo 3): every instance writes one `/services/<app>/<ip>:<port>` "
+        f"key ({s.get('app_shape', 'java-3')} JSON), plus one mapping key per service (`/dubbo/mapping/<interface>`"
+        ", dubbo-go's); the consumer fetches each revision's MetadataInfo from an instance's MetadataService "
+        "(provider-sim answers it on every instance); a joining instance has the revision the others have.",
+        "",
+        "* **time to first route**: consumer process started -> first right answer to `hash(\"hello\")` "
+        "(polled every 5 ms);",
+        "* **MetadataService calls per change**: `getMetadataInfo` calls the simulator answered during the "
+        "churn phases, per change (those before, at the consumer's start, in the JSON: "
+        "`metadata_calls_before_churn`);",
+        "* the other columns as in the table above.",
+        "",
+    ]
+    rows = []
+    claims = []
+    for estate, i, a in pairs:
+        for r in (i, a):
+            if r is None:
+                continue
+            keys_share = _share(a, i, "etcd_keys") if r is a else None
+            bytes_share = _share(a, i, "etcd_bytes") if r is a else None
+            p99 = r.get("propagation_p99_ms")
+            rows.append([
+                f"{estate} ({r['services']} x {r['instances']:,})", r["model"],
+                _fmt(r.get("etcd_keys"), 0), _fmt(r.get("etcd_bytes"), 0),
+                "–" if keys_share is None else f"{keys_share:.3f} / {bytes_share:.3f}"
+                + (f" ({_met(keys_share <= TARGET_SHARE and bytes_share <= TARGET_SHARE)})"
+                   if estate == TARGET_ESTATE and bytes_share is not None else ""),
+                _fmt(r.get("time_to_first_route_ms"), 0),
+                _fmt(r.get("propagation_p50_ms"), 2) + " / " + _fmt(p99, 2)
+                + ("" if p99 is None else f" ({_met(p99 <= TARGET_P99_MS)})"),
+                _fmt(r.get("cpu_us_per_change"), 1),
+                _fmt(r.get("consumer_rss_mib"), 1),
+                _fmt(r.get("metadata_calls_per_change"), 3) if r is a else "–",
+                f"{_fmt(r.get('failed'), 0)} ({_met(r.get('failed') == 0)})",
+            ])
+        s_, n_ = a["services"], a["instances"]
+        claim = (f"{estate}: the seed's claim is {s_ * n_:,} entries (services x instances) at interface level vs "
+                 f"{n_:,} (instances) at application level, a share of {1 / s_:.2f}; measured ")
+        if i:
+            claim += (f"{_fmt(i.get('etcd_keys'), 0)} keys / {_fmt(i.get('etcd_bytes'), 0)} bytes vs "
+                      f"{_fmt(a.get('etcd_keys'), 0)} keys / {_fmt(a.get('etcd_bytes'), 0)} bytes (interface-level "
+                      f"counts Java's 2 persistent parent keys per service, application-level the {s_} mapping "
+                      f"keys), a share of {_share(a, i, 'etcd_keys'):.3f} of the keys and "
+                      f"{_share(a, i, 'etcd_bytes'):.3f} of the bytes.")
+        else:
+            claim += f"{_fmt(a.get('etcd_keys'), 0)} keys / {_fmt(a.get('etcd_bytes'), 0)} bytes (no interface run of this estate)."
+        claims.append(claim)
+    out.append(table(["estate (S x N)", "model", "etcd keys", "etcd key+value bytes",
+                      "application / interface keys / bytes", "time to first route ms", "propagation p50 / p99 ms",
+                      "CPU µs/change", "consumer RSS MiB", "MetadataService calls/change", "failed"], rows))
+    out.append("")
+    out += ["* " + c for c in claims]
+    out += ["", f"Targets (issue 13): at {TARGET_ESTATE}, application-level uses at most {TARGET_SHARE:g} of "
+            f"interface-level's etcd keys and bytes, with the same propagation target (p99 <= {TARGET_P99_MS:g} ms). "
+            "Reported, not asserted."]
     return "\n".join(out) + "\n"

@@ -8,7 +8,8 @@
 #   bash scripts/bench.sh faults      # challenge topology at 256 connections: kill -9 a provider agent, etcd down, restart
 #   bash scripts/bench.sh codec       # cargo bench -p mesh-dubbo --bench codec
 #   bash scripts/bench.sh routing     # cargo bench -p mesh-balance --bench routing (route+pick, balancers)
-#   bash scripts/bench.sh registry    # 5,000 Java-style provider instances in etcd (1x5000, 10x500) under churn
+#   bash scripts/bench.sh registry    # 5,000 Java-style provider instances in etcd (1x5000, 10x500) under churn;
+#                                     # issue 13: the same estate interface- vs application-level (10x500, 1x5000)
 #   bash scripts/bench.sh all         # the five above (not registry), then the report
 #   bash scripts/bench.sh report      # only regenerate docs/benchmarks.md and docs/bench/*.svg
 #
@@ -31,7 +32,11 @@
 #   faults (seconds): BENCH_FAULT_STEADY=10 BENCH_FAULT_KILL=15 BENCH_FAULT_ETCD_DOWN=30 BENCH_FAULT_ETCD_BACK=10
 #     BENCH_FAULT_RESTART=15 BENCH_FAULT_DRAIN_ALLOWANCE=5 BENCH_FAULT_WARMUP=2; BENCH_FAULT_CONNECTIONS=256
 #     BENCH_FAULT_TIMELINE_MS=100; BENCH_FAULT_LEASE_TTL (default min(5, kill - 2), at least 2)
-#   registry: BENCH_REGISTRY_MODELS=1x5000,10x500 BENCH_REGISTRY_RATE=1000 (requests/s) BENCH_REGISTRY_CONNECTIONS=64
+#   registry: BENCH_REGISTRY_MODELS=1x5000,10x500,10x500:interface,10x500:application,1x5000:application
+#     (<S>x<N> = issue 11's interface-level run, S x N addresses of one interface each; :interface = N addresses
+#     exporting all S; :application = Dubbo 3 application-level, N instances of one application exporting S;
+#     estates 1x5000 10x500 1x500 10x50 2x50) BENCH_REGISTRY_APP_CONSUMER_ARGS="" (consumer options of the
+#     :application runs) BENCH_REGISTRY_APP_SHAPE=java-3 (or dubbo-go) BENCH_REGISTRY_RATE=1000 (requests/s) BENCH_REGISTRY_CONNECTIONS=64
 #     BENCH_REGISTRY_CHURN=100 (changes/s) BENCH_REGISTRY_PHASE=15 BENCH_REGISTRY_ROUNDS=3 BENCH_REGISTRY_WARMUP=5
 #     BENCH_REGISTRY_SPARE=50 BENCH_REGISTRY_SIM_LATENCY_MS=1 BENCH_REGISTRY_SEED=1 BENCH_REGISTRY_CONSUMER_ARGS="--upstream-connections 1"
 #     BENCH_REGISTRY_PROFILE=10 (s of perf record in one more churn phase, 0 = none) BENCH_REGISTRY_LAYOUT=java-2.7
@@ -48,7 +53,7 @@ scenario="${1:-}"
 case "$scenario" in
   challenge | overhead | generic | faults | codec | routing | registry | all | report) ;;
   *)
-    sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::Codec;
+use mesh_registry::dubbo::migration::MigrationStep;
 use mesh_registry::dubbo::{
     simplify_consumer_url, simplify_provider_url, ConsumerRegistration, DubboUrl, DubboVersion,
     ProviderRegistration, ServiceKey,
 };
 use mesh_registry::{
-    spawn_registrar, spawn_registrations, spawn_watcher, Endpoint, EtcdAuth, EtcdConfig, EtcdTls,
-    Registration, Snapshot, Source,
+    spawn_registrar, spawn_registrations, spawn_watcher, AppDiscoveryConfig, Endpoint, EtcdAuth, EtcdConfig,
+    EtcdTls, MigrationDefaults, Registration, Snapshot, Source,
 };
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
@@ -200,7 +201,10 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             .etcd
             .as_ref()
             .context("etcd: required when consumer.providers is empty")?;
-        Source::Etcd(etcd_config(e))
+        Source::Etcd(EtcdConfig {
+            app_discovery: app_discovery(&c, e).map(Box::new),
+            ..etcd_config(e)
+        })
     } else {
         // A static list serves every service (`*`).
         Source::Static(
@@ -569,6 +573,26 @@ fn shard_balancer(name: BalancerName) -> Result<mesh_shard::Balancer> {
         .with_context(|| format!("consumer.balancer: {name} is not known to the shard runtime"))
 }
 
+/// The consumer's Dubbo 3 application-level discovery and migration: `None` (interface-level only, as
+/// before) when the step is FORCE_INTERFACE and no migration rule can change it (no `consumer.application`).
+fn app_discovery(c: &ConsumerConfig, e: &EtcdSection) -> Option<AppDiscoveryConfig> {
+    let step = c.migration_step.step();
+    if step == MigrationStep::ForceInterface && c.application.is_none() {
+        return None;
+    }
+    Some(AppDiscoveryConfig {
+        services_root: e.services_root.clone(),
+        mapping_root: e.mapping_root.clone(),
+        provided_by: c.provided_by_apps(),
+        migration: MigrationDefaults {
+            step,
+            threshold: c.migration_threshold.map(|t| t as f32),
+        },
+        application: c.application.clone(),
+        ..AppDiscoveryConfig::default()
+    })
+}
+
 /// What condition routing rules see as the consumer: `host`, and `application` when configured.
 fn consumer_identity(c: &ConsumerConfig, host: IpAddr) -> mesh_balance::ConsumerInfo {
     let params: BTreeMap<String, String> = c
@@ -652,6 +676,49 @@ mod tests {
             (svc.timeout, 3, Some(25.0))
         );
         assert_eq!(get.idempotent, c.idempotent);
+    }
+
+    #[test]
+    fn app_discovery_follows_the_consumer_keys() {
+        let etcd = |text: &str| {
+            let text = format!("[consumer]\n{text}\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n");
+            let cfg = load(Some(&text), &Overrides::default(), Role::Consumer).unwrap();
+            (cfg.consumer.unwrap(), cfg.etcd.unwrap())
+        };
+        let (c, e) = etcd("");
+        let apps = app_discovery(&c, &e).unwrap();
+        assert_eq!(apps.migration.step, MigrationStep::ApplicationFirst);
+        assert_eq!(apps.migration.threshold, None);
+        assert_eq!(
+            (apps.services_root.as_str(), apps.mapping_root.as_str()),
+            ("/services", "/dubbo")
+        );
+        let (c, e) = etcd("migration_step = \"FORCE_INTERFACE\"");
+        assert!(
+            app_discovery(&c, &e).is_none(),
+            "FORCE_INTERFACE without a rule: interface-level only"
+        );
+        let (c, e) = etcd(
+            "migration_step = \"FORCE_INTERFACE\"\napplication = \"web\"\nmigration_threshold = 0.5\n\
+             [consumer.provided_by]\n\"a.Cart\" = \"shop, shop-canary\"",
+        );
+        let apps = app_discovery(&c, &e).unwrap();
+        assert_eq!(apps.application.as_deref(), Some("web"));
+        assert_eq!(apps.migration.threshold, Some(0.5));
+        assert_eq!(apps.provided_by["a.Cart"], ["shop", "shop-canary"]);
+        assert!(apps.validate().is_ok());
+        for bad in [
+            "migration_step = \"application_first\"",
+            "migration_threshold = -1.0",
+            "[consumer.provided_by]\n\"a.Cart\" = \" , \"",
+            "[consumer.provided_by]\n\"a/Cart\" = \"shop\"",
+        ] {
+            let text = format!("[consumer]\n{bad}\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n");
+            assert!(
+                load(Some(&text), &Overrides::default(), Role::Consumer).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -25,6 +25,8 @@
 //!   (`RegistrarHandle::update`) when the exported services change; plus the interface-to-application
 //!   mapping `/dubbo/mapping/<interface>`, written by compare-and-swap.
 
+#[cfg(feature = "etcd")]
+pub mod app_discovery;
 pub mod app_metadata;
 #[cfg(feature = "etcd")]
 mod config_rules;
@@ -44,6 +46,8 @@ mod source;
 #[cfg(feature = "etcd")]
 mod watched_keys;
 
+#[cfg(feature = "etcd")]
+pub use app_discovery::{AppDiscoveryConfig, MigrationDefaults};
 pub use error::RegistryError;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdConfig;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use mesh_balance::dubbo_rules::ConfigLayout;
 
+use crate::app_discovery::{AppDiscoveryConfig, AppWatch, ChosenAddresses};
 use crate::config_rules::ConfigRules;
 use crate::dubbo::{discover, Discovered, RegistryKey, RegistryRoot};
-use crate::{Endpoint, Snapshot, SnapshotBuilder};
+use crate::{Endpoint, Snapshot};
 
 /// Keys skipped in one batch, reported in one line.
 #[derive(Debug, Default)]
@@ -60,12 +61,21 @@ pub struct WatchedKeys {
     by_key: HashMap<EtcdKey, (Arc<str>, Arc<Endpoint>)>,
     /// Per `(service key, address)`, the keys naming it, oldest first.
     holders: HashMap<(Arc<str>, SocketAddr), Vec<EtcdKey>>,
-    builder: SnapshotBuilder,
+    /// The snapshot builder, behind the choice between interface-level and application-level addresses.
+    pub(crate) builder: ChosenAddresses,
+    /// Application-level discovery's keys and MetadataService calls, when configured.
+    pub(crate) apps: Option<AppWatch>,
 }
 
 impl WatchedKeys {
-    /// Nothing known yet, provider keys under `root`, rules under the default config center.
+    /// Nothing known yet, provider keys under `root`, rules under the default config center;
+    /// interface-level discovery only.
     pub fn new(root: RegistryRoot) -> Self {
+        Self::with_apps(root, None)
+    }
+
+    /// As [`WatchedKeys::new`], with application-level discovery and migration when `apps` is given.
+    pub fn with_apps(root: RegistryRoot, apps: Option<&AppDiscoveryConfig>) -> Self {
         let rules = ConfigRules::new(ConfigLayout::default());
         WatchedKeys {
             root,
@@ -73,8 +83,23 @@ impl WatchedKeys {
             rules,
             by_key: HashMap::new(),
             holders: HashMap::new(),
-            builder: SnapshotBuilder::new(),
+            builder: apps.map_or_else(ChosenAddresses::interface_only, AppWatch::chosen),
+            apps: apps.map(AppWatch::new),
         }
+    }
+
+    /// A put of an application-level key (instance, mapping, migration rule); false for other keys.
+    pub fn app_put(&mut self, key: &[u8], value: &[u8]) -> bool {
+        self.apps
+            .as_mut()
+            .is_some_and(|apps| apps.put(key, value, &mut self.builder))
+    }
+
+    /// A delete of an application-level key; false for other keys.
+    pub fn app_delete(&mut self, key: &[u8]) -> bool {
+        self.apps
+            .as_mut()
+            .is_some_and(|apps| apps.delete(key, &mut self.builder))
     }
 
     /// Replaces what is known by a whole read of the root: keys gone are deleted, the others put (a put

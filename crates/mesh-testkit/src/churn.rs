@@ -8,6 +8,9 @@
 use std::net::Ipv4Addr;
 
 use rand::rngs::StdRng;
+
+use crate::dubbo_writers::app_level::{java33_service, ServiceDescription};
+use crate::dubbo_writers::Provider;
 use rand::{Rng, SeedableRng};
 
 /// The `i`-th loopback address from `base` (`base` itself for 0), or `None` outside `127.0.0.0/8`.
@@ -89,6 +92,31 @@ fn take_random(from: &mut Vec<u32>, to: &mut Vec<u32>, rng: &mut StdRng) -> u32 
     moved
 }
 
+/// Interface `k` of the benchmark's estate: the challenge's `IHelloService` for 0, `IHelloService<k>` after it
+/// (shared by `registry-churn`, which registers them, and `provider-sim`, whose MetadataService lists them).
+pub fn bench_interface(k: u32) -> String {
+    if k == 0 {
+        crate::sim::SERVICE.to_string()
+    } else {
+        format!("{}{k}", crate::sim::SERVICE)
+    }
+}
+
+/// The services application `app` exports in the benchmark's application-level estate: interfaces
+/// `0..count` ([`bench_interface`]) on `port`, described as a Java 3.3 provider describes them (the host
+/// is not part of a description, so every instance of the application has the same ones, and the same
+/// revision). `registry-churn` writes the instances' revision from these; `provider-sim`'s MetadataService
+/// answers them.
+pub fn bench_services(app: &str, count: u32, port: u16) -> Vec<ServiceDescription> {
+    (0..count)
+        .map(|k| {
+            let mut p = Provider::new(&bench_interface(k), "127.0.0.1", port);
+            p.application = app.to_owned();
+            java33_service(&p)
+        })
+        .collect()
+}
+
 /// When change `n` (from 0) of a run at `rate` changes per second is due, in nanoseconds from the start.
 pub fn due_ns(n: u64, rate: f64) -> u64 {
     if rate <= 0.0 {
@@ -162,6 +190,25 @@ mod tests {
         assert!(matches!(two.next_change(), Some(Change::Leave(_))));
         assert!(matches!(two.next_change(), Some(Change::Join(_))));
         assert!(matches!(two.next_change(), Some(Change::Leave(_))));
+    }
+
+    #[test]
+    fn every_instance_of_the_application_has_the_same_services_and_revision() {
+        let a = bench_services("app", 10, 20880);
+        assert_eq!(a.len(), 10);
+        assert_eq!(a[3].name, format!("{}3", crate::sim::SERVICE));
+        // Descriptions carry no host, pid or timestamp: a restart (or another host) gives the same revision.
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert_eq!(bench_services("app", 10, 20880), a);
+        let rev = crate::dubbo_writers::app_level::java_revision("app", &a);
+        assert_ne!(
+            rev,
+            crate::dubbo_writers::app_level::java_revision("app", &bench_services("app", 9, 20880))
+        );
+        assert_ne!(
+            rev,
+            crate::dubbo_writers::app_level::java_revision("app", &bench_services("app", 10, 20881))
+        );
     }
 
     #[test]

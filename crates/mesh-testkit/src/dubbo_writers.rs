@@ -53,6 +53,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod app_level;
 pub mod put;
 
 /// Dubbo's default registry root (`EtcdRegistry.DEFAULT_ROOT` with the `/` prepended; dubbo-go's

@@ -58,6 +58,10 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::timer::{PreciseTimer, Sleep};
 
+pub mod metadata_service;
+
+use metadata_service::{MetadataAnswer, SimMetadata};
+
 /// The challenge's service interface.
 pub const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
 /// The one method the service exports.
@@ -250,6 +254,9 @@ pub struct SimConfig {
     /// A provider `token` (Dubbo's `TokenFilter`): when set, a call whose `token` attachment differs is
     /// answered with status 70 and Java's "Invalid token!" message.
     pub token: Option<String>,
+    /// A Dubbo 3 MetadataService to serve next to the hash service (see [`metadata_service`]), shared by
+    /// every listener of the simulator.
+    pub metadata: Option<Arc<SimMetadata>>,
 }
 
 impl Default for SimConfig {
@@ -263,6 +270,7 @@ impl Default for SimConfig {
             max_body: DEFAULT_MAX_BODY,
             timer: TimerMode::Precise,
             token: None,
+            metadata: None,
         }
     }
 }
@@ -652,13 +660,20 @@ pub fn supports_response_attachments(version: &str) -> bool {
 
 /// What a request is, once checked.
 enum Call {
-    Answer(Value<'static>),
+    Answer(RpcResult<'static>),
     Error(Status, String),
 }
 
 fn check_call(shared: &Shared, req: &Request<'_>) -> Call {
     let port = shared.local.port();
     let ip = shared.local.ip();
+    if let Some(md) = &shared.cfg.metadata {
+        match md.answer(req) {
+            MetadataAnswer::NotMine => {}
+            MetadataAnswer::Answer(result) => return Call::Answer(result),
+            MetadataAnswer::Error(message) => return Call::Error(Status::SERVICE_ERROR, message),
+        }
+    }
     let service_ok = req.service == SERVICE
         || [req.attachment("interface"), req.attachment("path")]
             .into_iter()
@@ -716,10 +731,10 @@ fn check_call(shared: &Shared, req: &Request<'_>) -> Call {
         )
     };
     match (req.method == METHOD, req.args.as_slice()) {
-        (true, [Value::String(s)]) => Call::Answer(Value::Int(java_string_hash(s))),
+        (true, [Value::String(s)]) => Call::Answer(RpcResult::Value(Value::Int(java_string_hash(s)))),
         (true, [other]) => bad_argument(format!("argument 0 of {method} is a {}", other.kind())),
         (false, [arg]) => match User::from_value(arg) {
-            Ok(user) => Call::Answer(user_answer(&user)),
+            Ok(user) => Call::Answer(RpcResult::Value(user_answer(&user))),
             Err(why) => bad_argument(format!("argument 0 of {method}: {why}")),
         },
         (_, args) => bad_argument(format!("wrong number of arguments: {}", args.len())),
@@ -847,7 +862,7 @@ fn handle_frame(shared: &Arc<Shared>, frame: &Frame, scratch: &mut BytesMut) -> 
             drop(slot);
             error(scratch, status, &msg)
         }
-        Call::Answer(value) => {
+        Call::Answer(result) => {
             let due = Some(Instant::now() + shared.cfg.latency_for(inflight));
             if !h.is_two_way() {
                 return Some(Outgoing {
@@ -858,10 +873,7 @@ fn handle_frame(shared: &Arc<Shared>, frame: &Frame, scratch: &mut BytesMut) -> 
             }
             let attachments = supports_response_attachments(&req.dubbo_version)
                 .then(|| vec![("dubbo".into(), Value::str(DUBBO_VERSION))]);
-            let resp = Response::Ok {
-                result: RpcResult::Value(value),
-                attachments,
-            };
+            let resp = Response::Ok { result, attachments };
             let ser = frame_ser.unwrap_or(reply_ser);
             if let Err(e) = shared.codec.encode_response(scratch, h.id, ser, &resp) {
                 drop(slot);

@@ -7,7 +7,7 @@
 //! shape (an address one can connect to, a CPU that is online, ...) are code in `validate.rs`; the table
 //! carries their wording in `rule`, so the reference and the help say what validation enforces.
 
-use super::names::{BalancerName, RegisterModeName, SerializationName};
+use super::names::{BalancerName, MigrationStepName, RegisterModeName, SerializationName};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -339,6 +339,39 @@ pub(crate) const CONSUMER_TOKEN: Key = key(
 .flag("token", "TOKEN", Parse::Text, "MESH_TOKEN")
 .secret();
 
+pub(crate) const CONSUMER_MIGRATION_STEP: Key = key(
+    "consumer",
+    "migration_step",
+    STRING,
+    Str(MigrationStepName::ApplicationFirst.name()),
+    "Dubbo 3's migration step (`migration.step`): `APPLICATION_FIRST` = application-level addresses when \
+     they exist and pass `migration_threshold`, else interface-level; `FORCE_INTERFACE` = interface-level only; \
+     `FORCE_APPLICATION` = application-level only; the config center's `<application>.migration` rule wins",
+)
+.one_of(MigrationStepName::NAMES)
+.rule("with etcd; `APPLICATION_FIRST` and `FORCE_APPLICATION` read `etcd.services_root` and the mapping keys")
+.flag("migration-step", "STEP", Parse::Text, "MESH_MIGRATION_STEP");
+
+pub(crate) const CONSUMER_MIGRATION_THRESHOLD: Key = key(
+    "consumer",
+    "migration_threshold",
+    "number",
+    Unset("Dubbo's 0.0: application-level as soon as it has an address"),
+    "APPLICATION_FIRST uses application-level addresses when application-level / interface-level address \
+     count >= this (`migration.threshold`)",
+)
+.rule("a number ≥ 0");
+
+pub(crate) const CONSUMER_PROVIDED_BY: Key = key(
+    "consumer",
+    "provided_by",
+    "table of strings",
+    EmptyTable,
+    "interface -> the applications that provide it, comma-separated as Dubbo's reference `provided-by`; wins \
+     over the mapping key `<etcd.mapping_root>/mapping/<interface>` (Java Dubbo writes none to etcd)",
+)
+.rule("interface names without whitespace or `/`; application names, no empty one");
+
 /// `[consumer]`.
 pub(crate) static CONSUMER: &[Key] = &[
     CONSUMER_LISTEN,
@@ -489,6 +522,9 @@ pub(crate) static CONSUMER: &[Key] = &[
     )
     .range(0, 100),
     CONSUMER_TOKEN,
+    CONSUMER_MIGRATION_STEP,
+    CONSUMER_MIGRATION_THRESHOLD,
+    CONSUMER_PROVIDED_BY,
     key(
         "consumer",
         "register_services",

@@ -1,5 +1,5 @@
-//! Keys whose value is one of a few names (`consumer.balancer`, `provider.serialization`,
-//! `provider.register_mode`): enums parsed
+//! Keys whose value is one of a few names (`consumer.balancer`, `consumer.migration_step`,
+//! `provider.serialization`, `provider.register_mode`): enums parsed
 //! once, when the value is read, with an error naming the allowed values.
 
 use std::fmt;
@@ -107,6 +107,32 @@ impl RegisterModeName {
     /// Whether the application instance (`<services_root>/<application>/<host>:<port>`) is registered.
     pub(crate) fn registers_instance(self) -> bool {
         matches!(self, RegisterModeName::All | RegisterModeName::Instance)
+    }
+}
+
+named_enum! {
+    /// `consumer.migration_step`: which addresses the consumer uses, Dubbo 3's `MigrationStep` (names as
+    /// Dubbo spells them, matched exactly as its `Enum.valueOf`).
+    MigrationStepName {
+        /// Application-level addresses when there are some that pass the threshold, else interface-level
+        /// (Dubbo 3's default).
+        ApplicationFirst => "APPLICATION_FIRST",
+        /// Interface-level addresses only (Dubbo 2.7's model; no MetadataService call).
+        ForceInterface => "FORCE_INTERFACE",
+        /// Application-level addresses only.
+        ForceApplication => "FORCE_APPLICATION",
+    }
+}
+
+impl MigrationStepName {
+    /// The registry's step.
+    pub(crate) fn step(self) -> mesh_registry::dubbo::migration::MigrationStep {
+        use mesh_registry::dubbo::migration::MigrationStep;
+        match self {
+            MigrationStepName::ApplicationFirst => MigrationStep::ApplicationFirst,
+            MigrationStepName::ForceInterface => MigrationStep::ForceInterface,
+            MigrationStepName::ForceApplication => MigrationStep::ForceApplication,
+        }
     }
 }
 

@@ -216,6 +216,26 @@ impl ConsumerConfig {
                 return Err(invalid(format!("consumer.routing.{svc}"), e.to_string()));
             }
         }
+        if let Some(t) = self.migration_threshold {
+            if !t.is_finite() || t < 0.0 {
+                return Err(invalid(
+                    "consumer.migration_threshold",
+                    format!("{t} is not a number ≥ 0"),
+                ));
+            }
+        }
+        for (interface, apps) in self.provided_by_apps() {
+            let key = format!("consumer.provided_by.{interface}");
+            if interface.contains('/') || !is_name(&interface) {
+                return Err(invalid(key, "is not an interface name"));
+            }
+            if apps.is_empty() {
+                return Err(invalid(key, "names no application"));
+            }
+            if let Some(bad) = apps.iter().find(|a| !is_name(a) || a.contains('/')) {
+                return Err(invalid(key, format!("{bad:?} is not an application name")));
+            }
+        }
         Ok(())
     }
 }

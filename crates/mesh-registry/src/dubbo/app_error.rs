@@ -53,6 +53,12 @@ pub enum AppDiscoveryError {
         /// The step as given (shortened).
         step: String,
     },
+    /// A migration rule (`<application>.migration`) that cannot be read.
+    #[error("bad migration rule: {reason}")]
+    BadMigrationRule {
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A MetadataService `getMetadataInfo(revision)` call (or a remote metadata read) that gave no
     /// `MetadataInfo`.
     #[error("MetadataService at {address}: getMetadataInfo({revision:?}): {failure}")]

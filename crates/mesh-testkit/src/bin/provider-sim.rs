@@ -4,15 +4,23 @@
 //! listener each, same port: the registry scale benchmark's N provider instances), each counting its own
 //! thread cap; the stats line sums them.
 //!
-//! Prints `LISTENING <port>` on stdout once bound; on SIGTERM or SIGINT it stops and prints one JSON stats
-//! line `{"name","served","rejected","errors","max_inflight"}`, then exits 0. Bad usage exits 2.
+//! With `--app A --services S` it also serves a Dubbo 3 MetadataService (group `A`, version `1.0.0`) whose
+//! `getMetadataInfo(revision)` answers the MetadataInfo of the benchmark's first S interfaces (the
+//! application-level registry benchmark's providers), and counts the calls it answered.
+//!
+//! Prints `LISTENING <port>` on stdout once bound; with `--app`, `METADATA-CALLS <n>` every
+//! `--stats-interval-ms` and at exit; on SIGTERM or SIGINT it stops and prints one JSON stats line
+//! `{"name","served","rejected","errors","max_inflight"}`, then exits 0. Bad usage exits 2.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use mesh_testkit::churn::bench_services;
+use mesh_testkit::sim::metadata_service::SimMetadata;
 use mesh_testkit::sim::{self, SerializationMode, SimConfig, TimerMode};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -54,6 +62,17 @@ struct Args {
     /// Require this `token` attachment on every call (Dubbo's provider `token`); others get status 70.
     #[arg(long)]
     token: Option<String>,
+    /// Also serve a Dubbo 3 MetadataService (group = this application, version 1.0.0):
+    /// `getMetadataInfo(revision)` answers the MetadataInfo of the benchmark's first `--services`
+    /// interfaces on `--port` (`mesh_testkit::churn::bench_services`), null for another revision.
+    #[arg(long)]
+    app: Option<String>,
+    /// How many of the benchmark's interfaces the application exports (with `--app`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    services: u32,
+    /// With `--app`: print `METADATA-CALLS <calls answered so far>` on stdout this often (0 = only at exit).
+    #[arg(long, default_value_t = 0)]
+    stats_interval_ms: u64,
 }
 
 fn main() -> ExitCode {
@@ -93,6 +112,22 @@ async fn serve(args: Args) -> std::io::Result<()> {
         token: args.token,
         ..SimConfig::default()
     };
+    let metadata = args.app.as_deref().map(|app| {
+        Arc::new(SimMetadata::new(
+            app,
+            &bench_services(app, args.services, args.port),
+        ))
+    });
+    if args.port == 0 && metadata.is_some() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "--app needs a fixed --port (the port is part of the services' metadata)",
+        ));
+    }
+    let cfg = SimConfig {
+        metadata: metadata.clone(),
+        ..cfg
+    };
     let first = sim::bind(SocketAddr::new(args.bind, args.port))?;
     let port = first.local_addr()?.port();
     let mut listeners = vec![first];
@@ -125,10 +160,27 @@ async fn serve(args: Args) -> std::io::Result<()> {
         cfg.serialization,
         cfg.timer
     );
-    {
-        let mut out = std::io::stdout().lock();
-        writeln!(out, "LISTENING {port}")?;
-        out.flush()?;
+    say(&format!("LISTENING {port}"))?;
+    if let Some(md) = &metadata {
+        eprintln!(
+            "provider-sim {}: MetadataService of {} ({} services), revision {}",
+            cfg.name,
+            args.app.as_deref().unwrap_or(""),
+            args.services,
+            md.revision()
+        );
+        if args.stats_interval_ms > 0 {
+            let md = Arc::clone(md);
+            let every = Duration::from_millis(args.stats_interval_ms);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    if say(&format!("METADATA-CALLS {}", md.calls())).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
     }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut sims = tokio::task::JoinSet::new();
@@ -154,7 +206,13 @@ async fn serve(args: Args) -> std::io::Result<()> {
         stats.errors += s.errors;
         stats.max_inflight = stats.max_inflight.max(s.max_inflight);
     }
-    let line = serde_json::to_string(&stats).map_err(std::io::Error::other)?;
+    if let Some(md) = &metadata {
+        say(&format!("METADATA-CALLS {}", md.calls()))?;
+    }
+    say(&serde_json::to_string(&stats).map_err(std::io::Error::other)?)
+}
+
+fn say(line: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()
