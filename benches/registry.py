@@ -582,7 +582,16 @@ def registry():
             if model == "application" and settings["layout"] != "java-2.7":
                 log(f"registry: {m} skipped (BENCH_REGISTRY_LAYOUT={settings['layout']} is interface-level only)")
                 continue
-            r = run_model(m, interfaces, per, bins, work, procs, settings, model, exports)
+            try:
+                r = run_model(m, interfaces, per, bins, work, procs, settings, model, exports)
+            except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+                # One failed run (e.g. a consumer that cannot discover this model) does not lose the others.
+                log(f"registry: {m} failed: {e}")
+                for p in reversed(list(procs.live)):
+                    procs.stop(p, timeout=15.0)
+                r = {"run": m, "model": model, "estate": m.split(":")[0], "services": interfaces,
+                     "instances": per if exports == "all" else interfaces * per, "instance_exports": exports,
+                     "error": str(e)[:2000]}
             r["load"] = gate
             emit(r)
             runs.append(r)

@@ -21,7 +21,8 @@ def _met(ok):
 def _issue11(r):
     """Issue 11's runs: interface-level, one interface per instance (rows from before issue 13 have no
     `instance_exports`)."""
-    return r.get("instance_exports", "one") == "one" and not str(r.get("model", "")).startswith("application")
+    return (r.get("instance_exports", "one") == "one" and not str(r.get("model", "")).startswith("application")
+            and "error" not in r)
 
 
 def _label(r):
@@ -125,6 +126,7 @@ def _pairs(runs):
     """(estate, interface-level run of the same estate, application-level run) per application run: the
     interface run whose instances export every service (`instance_exports` all, or a single service)."""
     out = []
+    runs = [r for r in runs if "error" not in r]
     for a in runs:
         if a.get("model") != "application":
             continue
@@ -207,6 +209,8 @@ def discovery_section(rg, table):
                       "CPU µs/change", "consumer RSS MiB", "MetadataService calls/change", "failed"], rows))
     out.append("")
     out += ["* " + c for c in claims]
+    failed = [r for r in rg.get("runs") or [] if "error" in r]
+    out += [f"* run `{r.get('run')}` failed: {r['error'][:300]}" for r in failed]
     out += ["", f"Targets (issue 13): at {TARGET_ESTATE}, application-level uses at most {TARGET_SHARE:g} of "
             f"interface-level's etcd keys and bytes, with the same propagation target (p99 <= {TARGET_P99_MS:g} ms). "
             "Reported, not asserted."]
