@@ -146,9 +146,11 @@ def discovery_section(rg, table):
     """Issue 13: the same estate under interface-level and application-level discovery."""
     out = ["## Application-level vs interface-level discovery (issue 13)", ""]
     pairs = _pairs(rg.get("runs") or [])
+    failed = [r for r in rg.get("runs") or [] if "error" in r]
     if not pairs:
         out.append("No application-level run yet: `BENCH_REGISTRY_MODELS=10x500:interface,10x500:application "
                    "bash scripts/bench.sh registry`.")
+        out += [f"* run `{r.get('run')}` failed: {r['error'][:300]}" for r in failed]
         return "\n".join(out) + "\n"
     s = rg.get("settings", {})
     out += [
@@ -209,7 +211,6 @@ def discovery_section(rg, table):
                       "CPU µs/change", "consumer RSS MiB", "MetadataService calls/change", "failed"], rows))
     out.append("")
     out += ["* " + c for c in claims]
-    failed = [r for r in rg.get("runs") or [] if "error" in r]
     out += [f"* run `{r.get('run')}` failed: {r['error'][:300]}" for r in failed]
     out += ["", f"Targets (issue 13): at {TARGET_ESTATE}, application-level uses at most {TARGET_SHARE:g} of "
             f"interface-level's etcd keys and bytes, with the same propagation target (p99 <= {TARGET_P99_MS:g} ms). "
