@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod config;
 mod decode;
+mod provider_registration;
 mod run;
 
 use config::{AgentConfig, Role};
@@ -51,7 +52,7 @@ fn provider(args: &config::ProviderArgs) -> anyhow::Result<()> {
     if args.print_config() {
         return print_config(Role::Provider, &config);
     }
-    run::provider(&config)
+    run::provider(&config, || args.load())
 }
 
 /// `--print-config`: the effective configuration, itself a valid config file.

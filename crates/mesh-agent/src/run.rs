@@ -12,8 +12,11 @@ use mesh_registry::dubbo::{
     simplify_consumer_url, simplify_provider_url, ConsumerRegistration, DubboUrl, DubboVersion,
     ProviderRegistration, ServiceKey,
 };
+use mesh_registry::dubbo::migration::MigrationStep;
 use mesh_registry::{
-    spawn_registrar, spawn_watcher, Endpoint, EtcdAuth, EtcdConfig, EtcdTls, Registration, Snapshot, Source,
+    spawn_registrar, spawn_registrations, spawn_watcher, AppDiscoveryConfig, Endpoint, EtcdAuth, EtcdConfig,
+    EtcdTls, MigrationDefaults,
+    Registration, Snapshot, Source,
 };
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
@@ -24,6 +27,9 @@ use mesh_shard::{consumer, provider};
 
 use crate::config::{
     AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig,
+};
+use crate::provider_registration::{
+    app_registration, registrations, reload as reload_provider, Reload, RELOADED_KEYS,
 };
 
 /// How long a provider keeps serving after deregistering, so that consumers see the removal before it
@@ -132,6 +138,30 @@ fn wait(rt: &tokio::runtime::Runtime, exits: &mut Exits) -> Result<()> {
     })
 }
 
+/// Like [`wait`], calling `on_hangup` on every SIGHUP (the provider's configuration reload).
+fn wait_reloading(
+    rt: &tokio::runtime::Runtime,
+    exits: &mut Exits,
+    mut on_hangup: impl FnMut(),
+) -> Result<()> {
+    rt.block_on(async {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut hangup = signal(SignalKind::hangup())?;
+        loop {
+            tokio::select! {
+                _ = term.recv() => return Ok(()),
+                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = hangup.recv() => on_hangup(),
+                Some((i, res)) = exits.recv() => {
+                    res?;
+                    bail!("shard {i} stopped unexpectedly")
+                }
+            }
+        }
+    })
+}
+
 fn join_all(rt: &tokio::runtime::Runtime, exits: &mut Exits, n: usize, limit: Duration) -> Result<()> {
     rt.block_on(async {
         let mut first_err = None;
@@ -172,7 +202,10 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             .etcd
             .as_ref()
             .context("etcd: required when consumer.providers is empty")?;
-        Source::Etcd(etcd_config(e))
+        Source::Etcd(EtcdConfig {
+            app_discovery: app_discovery(&c, e),
+            ..etcd_config(e)
+        })
     } else {
         // A static list serves every service (`*`).
         Source::Static(
@@ -291,7 +324,10 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     waited.and(joined)
 }
 
-pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
+/// Runs the provider role until SIGTERM/SIGINT. On SIGHUP the configuration is read again with `reload`
+/// and what shapes the registration ([`crate::provider_registration::RELOADED_KEYS`]) is applied: new
+/// `MetadataInfo` served, registrations updated (new revision, URL keys added and removed).
+pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfig>) -> Result<()> {
     let p = cfg.provider.clone().context("provider: section missing")?;
     let advertise: SocketAddr = p.advertise_addr();
     let settings = provider::ProviderSettings {
@@ -326,37 +362,88 @@ pub(crate) fn provider(cfg: &AgentConfig) -> Result<()> {
             _ => None,
         },
     };
+    // Once: the URLs' `timestamp` (a reload keeps it, as a running Dubbo provider does).
+    let started_ms = now_unix_ms();
+    let app = app_registration(&p, advertise, provider_urls(&p, advertise, started_ms));
+    // The MetadataService the shards answer: this application's MetadataInfo (Dubbo 3 discovery); the
+    // registered instance carries its revision.
+    let info = app.metadata_info();
+    let (mut metadata, receivers) =
+        provider::MetadataPublisher::new(p.application.clone(), cfg.runtime.shards);
+    metadata.publish(info.clone());
     let rt = signal_runtime()?;
-    let makers: Vec<_> =
-        (0..cfg.runtime.shards)
-            .map(|_| {
-                let settings = settings.clone();
-                move |control, ready: Ready| async move {
-                    provider::run(settings, control, || ready.signal()).await
-                }
-            })
-            .collect();
+    let makers: Vec<_> = receivers
+        .into_iter()
+        .map(|receiver| {
+            let settings = settings.clone();
+            move |control, ready: Ready| async move {
+                provider::run(settings, receiver, control, || ready.signal()).await
+            }
+        })
+        .collect();
     let (controller, mut exits, n) = start_shards(&rt, cfg, "provider", makers)?;
     // Listening before registering: consumers must never be sent to a closed port.
-    let registrations = provider_urls(&p, advertise, now_unix_ms())
-        .into_iter()
-        .map(Registration::new);
     let registrar = match (&cfg.etcd, p.register) {
-        (Some(e), true) => {
-            let ttl = Duration::from_secs(e.lease_ttl_s);
-            let regs = registrations.map(|r| r.with_ttl(ttl)).collect();
-            Some(spawn_registrar(etcd_config(e), regs).context("starting the registrar")?)
-        }
+        (Some(e), true) => Some(
+            spawn_registrations(etcd_config(e), registrations(&p, e, &app, &info))
+                .context("starting the registrar")?,
+        ),
         (None, true) => {
             bail!("etcd: required for the provider to register (or set provider.register = false)")
         }
         (_, false) => None,
     };
     log(&format!(
-        "provider listening on {} (advertised {advertise}) with {n} shard(s), upstream {}",
-        p.listen, p.dubbo
+        "provider listening on {} (advertised {advertise}) with {n} shard(s), upstream {}, registering {} \
+         (metadata revision {})",
+        p.listen,
+        p.dubbo,
+        if registrar.is_some() {
+            p.register_mode.name()
+        } else {
+            "nothing"
+        },
+        info.revision
     ));
-    let waited = wait(&rt, &mut exits);
+    let mut running = p.clone();
+    let mut revision = info.revision;
+    let waited = wait_reloading(&rt, &mut exits, || {
+        let new = match reload().map(|c| c.provider) {
+            Ok(Some(new)) => new,
+            Ok(None) => return log("SIGHUP: the configuration has no provider section; nothing changed"),
+            Err(e) => return log(&format!("SIGHUP: configuration not reloaded: {e:#}")),
+        };
+        let Reload {
+            config: next,
+            need_restart,
+        } = reload_provider(&running, &new);
+        if !need_restart.is_empty() {
+            log(&format!(
+                "SIGHUP: {} changed; those take effect at the next start (a reload applies provider.{{{}}})",
+                need_restart.join(", "),
+                RELOADED_KEYS.join(",")
+            ));
+        }
+        if next == running {
+            return log("SIGHUP: nothing to re-register");
+        }
+        let app = app_registration(&next, advertise, provider_urls(&next, advertise, started_ms));
+        let info = app.metadata_info();
+        // Served before it is registered: a consumer that sees the new revision can fetch it.
+        metadata.publish(info.clone());
+        if let (Some(r), Some(e)) = (&registrar, &cfg.etcd) {
+            if let Err(err) = r.update(registrations(&next, e, &app, &info)) {
+                return log(&format!("SIGHUP: registrations not updated: {err}"));
+            }
+        }
+        log(&format!(
+            "SIGHUP: reloaded {} service(s); metadata revision {revision} -> {}",
+            next.services.len(),
+            info.revision
+        ));
+        revision = info.revision;
+        running = next;
+    });
     // Planned stop: leave the registry first so consumers move away, keep serving briefly, then drain.
     let deregistered = match registrar {
         Some(r) => {
@@ -384,7 +471,7 @@ fn now_unix_ms() -> u64 {
 
 /// The provider URLs this agent registers, one per service key of `provider.services`, as a Dubbo
 /// provider writes them (simplified when `provider.simplified`), started at `started_ms`.
-fn provider_urls(p: &ProviderConfig, advertise: SocketAddr, started_ms: u64) -> Vec<DubboUrl> {
+pub(crate) fn provider_urls(p: &ProviderConfig, advertise: SocketAddr, started_ms: u64) -> Vec<DubboUrl> {
     p.services
         .iter()
         .map(|service| {
@@ -482,6 +569,26 @@ fn shard_balancer(name: BalancerName) -> Result<mesh_shard::Balancer> {
         .with_context(|| format!("consumer.balancer: {name} is not known to the shard runtime"))
 }
 
+/// The consumer's Dubbo 3 application-level discovery and migration: `None` (interface-level only, as
+/// before) when the step is FORCE_INTERFACE and no migration rule can change it (no `consumer.application`).
+fn app_discovery(c: &ConsumerConfig, e: &EtcdSection) -> Option<AppDiscoveryConfig> {
+    let step = c.migration_step.step();
+    if step == MigrationStep::ForceInterface && c.application.is_none() {
+        return None;
+    }
+    Some(AppDiscoveryConfig {
+        services_root: e.services_root.clone(),
+        mapping_root: e.mapping_root.clone(),
+        provided_by: c.provided_by_apps(),
+        migration: MigrationDefaults {
+            step,
+            threshold: c.migration_threshold.map(|t| t as f32),
+        },
+        application: c.application.clone(),
+        ..AppDiscoveryConfig::default()
+    })
+}
+
 /// What condition routing rules see as the consumer: `host`, and `application` when configured.
 fn consumer_identity(c: &ConsumerConfig, host: IpAddr) -> mesh_balance::ConsumerInfo {
     let params: BTreeMap<String, String> = c
@@ -565,6 +672,40 @@ mod tests {
             (svc.timeout, 3, Some(25.0))
         );
         assert_eq!(get.idempotent, c.idempotent);
+    }
+
+    #[test]
+    fn app_discovery_follows_the_consumer_keys() {
+        let etcd = |text: &str| {
+            let text = format!("[consumer]\n{text}\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n");
+            let cfg = load(Some(&text), &Overrides::default(), Role::Consumer).unwrap();
+            (cfg.consumer.unwrap(), cfg.etcd.unwrap())
+        };
+        let (c, e) = etcd("");
+        let apps = app_discovery(&c, &e).unwrap();
+        assert_eq!(apps.migration.step, MigrationStep::ApplicationFirst);
+        assert_eq!(apps.migration.threshold, None);
+        assert_eq!((apps.services_root.as_str(), apps.mapping_root.as_str()), ("/services", "/dubbo"));
+        let (c, e) = etcd("migration_step = \"FORCE_INTERFACE\"");
+        assert!(app_discovery(&c, &e).is_none(), "FORCE_INTERFACE without a rule: interface-level only");
+        let (c, e) = etcd(
+            "migration_step = \"FORCE_INTERFACE\"\napplication = \"web\"\nmigration_threshold = 0.5\n\
+             [consumer.provided_by]\n\"a.Cart\" = \"shop, shop-canary\"",
+        );
+        let apps = app_discovery(&c, &e).unwrap();
+        assert_eq!(apps.application.as_deref(), Some("web"));
+        assert_eq!(apps.migration.threshold, Some(0.5));
+        assert_eq!(apps.provided_by["a.Cart"], ["shop", "shop-canary"]);
+        assert!(apps.validate().is_ok());
+        for bad in [
+            "migration_step = \"application_first\"",
+            "migration_threshold = -1.0",
+            "[consumer.provided_by]\n\"a.Cart\" = \" , \"",
+            "[consumer.provided_by]\n\"a/Cart\" = \"shop\"",
+        ] {
+            let text = format!("[consumer]\n{bad}\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n");
+            assert!(load(Some(&text), &Overrides::default(), Role::Consumer).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -13,11 +13,12 @@ use etcd_client::{Client, EventType, GetOptions, KeyValue, WatchOptions};
 
 use mesh_balance::dubbo_rules::ConfigLayout;
 
+use crate::app_discovery::{AppDiscoveryConfig, AppWatch, ChosenAddresses};
 use crate::config_rules::ConfigRules;
 use crate::dubbo::{discover, Discovered, RegistryKey, RegistryRoot, DEFAULT_ROOT};
 use crate::etcd_access::{check_schemes, EtcdAuth, EtcdTls};
 use crate::source::Outbox;
-use crate::{Endpoint, RegistryError, SnapshotBuilder};
+use crate::{Endpoint, RegistryError};
 
 /// How to reach etcd and where the registry lives in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +39,9 @@ pub struct EtcdConfig {
     pub tls: Option<EtcdTls>,
     /// User and password when etcd has authentication enabled. Default none.
     pub auth: Option<EtcdAuth>,
+    /// Dubbo 3 application-level discovery and migration (consumer side, see [`crate::app_discovery`]).
+    /// Default none: interface-level only.
+    pub app_discovery: Option<AppDiscoveryConfig>,
 }
 
 impl Default for EtcdConfig {
@@ -50,6 +54,7 @@ impl Default for EtcdConfig {
             retry_backoff_max: Duration::from_secs(5),
             tls: None,
             auth: None,
+            app_discovery: None,
         }
     }
 }
@@ -90,6 +95,9 @@ impl EtcdConfig {
         }
         if self.auth.as_ref().is_some_and(|a| a.user.is_empty()) {
             return bad("the etcd user must not be empty");
+        }
+        if let Some(apps) = &self.app_discovery {
+            apps.validate()?;
         }
         Ok(())
     }
@@ -173,7 +181,7 @@ pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
     let mut backoff = Backoff::new(cfg.retry_backoff_max);
     let mut failures: u32 = 0;
     let mut last_error = String::new();
-    let mut entries = Entries::new(cfg.registry_root());
+    let mut entries = Entries::new(cfg.registry_root(), cfg.app_discovery.as_ref());
     loop {
         let mut healthy_since = None;
         let error = watch_session(cfg, outbox, &mut entries, failures, &mut healthy_since).await;
@@ -222,13 +230,29 @@ async fn watch_session(
     let mut skips = Skips::default();
     entries.resync(response.kvs(), &mut skips);
     skips.report(&range);
+    // Application-level discovery: its keys inside the registry root come with that read, the others are
+    // read here and watched on the same stream below.
+    let mut app_reads = Vec::new();
+    if let Some(apps) = entries.apps.as_mut() {
+        let read = apps.read(
+            &mut client,
+            cfg.request_timeout,
+            &range,
+            response.kvs(),
+            &mut entries.builder,
+        );
+        match read.await {
+            Ok(reads) => app_reads = reads,
+            Err(e) => return e,
+        }
+    }
     // Dubbo's config center (`/dubbo/config/dubbo/`): inside the registry root by default, else read and
     // watched on its own.
     let rules_prefix = entries.rules.prefix();
     let mut rules_apart = !rules_prefix.starts_with(range.as_str());
     // Each watch starts after its own read; the snapshot reflects the later of the two reads.
     let registry_revision = revision;
-    let mut revision = revision;
+    let mut revision = app_reads.iter().map(|r| r.revision()).fold(revision, i64::max);
     let mut rules_revision = revision;
     if rules_apart {
         let get = client.get(rules_prefix.as_str(), Some(GetOptions::new().with_prefix()));
@@ -280,6 +304,9 @@ async fn watch_session(
         Ok(s) => s,
         Err(e) => return e,
     };
+    if let Err(e) = AppWatch::watch_apart(&mut stream, cfg.request_timeout, &app_reads).await {
+        return e;
+    }
     let mut rules_stream = None;
     if rules_apart {
         let options = WatchOptions::new()
@@ -302,6 +329,7 @@ async fn watch_session(
     let mut progress = tokio::time::interval(PROGRESS_EVERY);
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
+    let mut last_revision = revision;
     loop {
         // Every `message()` future is cancel-safe (a stream's next item stays queued).
         let message = tokio::select! {
@@ -312,6 +340,18 @@ async fn watch_session(
                     None => std::future::pending().await,
                 }
             } => m,
+            resolution = async {
+                match entries.apps.as_mut() {
+                    Some(apps) => apps.next().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if let Some(apps) = entries.apps.as_mut() {
+                    apps.resolved(resolution, &mut entries.builder);
+                }
+                entries.publish(outbox, last_revision);
+                continue;
+            }
             _ = progress.tick() => {
                 if heard.elapsed() >= SILENT_MEMBER {
                     return RegistryError::WatchEnded(format!(
@@ -355,13 +395,19 @@ async fn watch_session(
             revision = revision.max(kv.mod_revision());
             match event.event_type() {
                 EventType::Put if entries.rules.put(kv.key(), kv.value()) => {}
+                EventType::Put if entries.app_put(kv.key(), kv.value()) => {}
                 EventType::Put => entries.put(kv.key(), kv.value(), &mut skips),
                 EventType::Delete if entries.rules.delete(kv.key()) => {}
+                EventType::Delete if entries.app_delete(kv.key()) => {}
                 EventType::Delete => entries.delete(kv.key()),
             }
         }
         skips.report(&range);
+        if let Some(apps) = entries.apps.as_mut() {
+            apps.report(&mut entries.builder);
+        }
         let revision = response.header().map_or(revision, |h| h.revision().max(revision));
+        last_revision = revision;
         entries.publish(outbox, revision);
     }
 }
@@ -405,18 +451,36 @@ struct Entries {
     by_key: HashMap<Vec<u8>, (Arc<str>, Arc<Endpoint>)>,
     /// Per `(service key, address)`, the keys naming it, oldest first.
     holders: HashMap<(Arc<str>, SocketAddr), Vec<Vec<u8>>>,
-    builder: SnapshotBuilder,
+    /// The snapshot builder, behind the choice between interface-level and application-level addresses.
+    builder: ChosenAddresses,
+    /// Application-level discovery's keys and MetadataService calls, when configured.
+    apps: Option<AppWatch>,
 }
 
 impl Entries {
-    fn new(root: RegistryRoot) -> Self {
+    fn new(root: RegistryRoot, apps: Option<&AppDiscoveryConfig>) -> Self {
         Entries {
             root,
             rules: ConfigRules::new(ConfigLayout::default()),
             by_key: HashMap::new(),
             holders: HashMap::new(),
-            builder: SnapshotBuilder::new(),
+            builder: apps.map_or_else(ChosenAddresses::interface_only, AppWatch::chosen),
+            apps: apps.map(AppWatch::new),
         }
+    }
+
+    /// A put of an application-level key (instance, mapping, migration rule); false for other keys.
+    fn app_put(&mut self, key: &[u8], value: &[u8]) -> bool {
+        self.apps
+            .as_mut()
+            .is_some_and(|apps| apps.put(key, value, &mut self.builder))
+    }
+
+    /// A delete of an application-level key; false for other keys.
+    fn app_delete(&mut self, key: &[u8]) -> bool {
+        self.apps
+            .as_mut()
+            .is_some_and(|apps| apps.delete(key, &mut self.builder))
     }
 
     /// Replaces what is known by a whole read of the root: keys gone are deleted, the others put (a put

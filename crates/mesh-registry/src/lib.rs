@@ -19,9 +19,15 @@
 //!   `Source::Etcd` registry root every provider key is read, watched, and re-read after any error, on a tokio current-thread
 //!   runtime (etcd-client needs tokio; the shards never see it). Snapshots go to every subscriber over
 //!   crossbeam channels.
-//! * `spawn_registrar`: the provider's (and optionally the consumer's) Dubbo URLs under a lease, kept
-//!   alive, and put back whenever the lease or a key is lost.
+//! * `spawn_registrar` / `spawn_registrations`: the provider's (and optionally the consumer's) Dubbo URLs
+//!   and, for Dubbo 3 application-level discovery, the provider's instance `/services/<app>/<host>:<port>`,
+//!   all under one lease, kept alive, put back whenever the lease or a key is lost, and updated in place
+//!   (`RegistrarHandle::update`) when the exported services change; plus the interface-to-application
+//!   mapping `/dubbo/mapping/<interface>`, written by compare-and-swap.
 
+#[cfg(feature = "etcd")]
+pub mod app_discovery;
+pub mod app_metadata;
 #[cfg(feature = "etcd")]
 mod config_rules;
 pub mod dubbo;
@@ -38,13 +44,18 @@ mod snapshot;
 #[cfg(feature = "etcd")]
 mod source;
 
+#[cfg(feature = "etcd")]
+pub use app_discovery::{AppDiscoveryConfig, MigrationDefaults};
 pub use error::RegistryError;
 #[cfg(feature = "etcd")]
 pub use etcd::EtcdConfig;
 #[cfg(feature = "etcd")]
 pub use etcd_access::{EtcdAuth, EtcdTls};
 #[cfg(feature = "etcd")]
-pub use registrar::{spawn_registrar, RegistrarHandle, Registration, DEFAULT_TTL};
+pub use registrar::{
+    spawn_registrar, spawn_registrations, InstanceRegistration, RegistrarHandle, Registration, Registrations,
+    DEFAULT_TTL,
+};
 pub use snapshot::{
     Change, Endpoint, Providers, Snapshot, SnapshotBuilder, DEFAULT_WEIGHT, WILDCARD_SERVICE,
 };

@@ -7,7 +7,7 @@
 //! shape (an address one can connect to, a CPU that is online, ...) are code in `validate.rs`; the table
 //! carries their wording in `rule`, so the reference and the help say what validation enforces.
 
-use super::names::{BalancerName, SerializationName};
+use super::names::{BalancerName, MigrationStepName, RegisterModeName, SerializationName};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -339,6 +339,39 @@ pub(crate) const CONSUMER_TOKEN: Key = key(
 .flag("token", "TOKEN", Parse::Text, "MESH_TOKEN")
 .secret();
 
+pub(crate) const CONSUMER_MIGRATION_STEP: Key = key(
+    "consumer",
+    "migration_step",
+    STRING,
+    Str(MigrationStepName::ApplicationFirst.name()),
+    "Dubbo 3's migration step (`migration.step`): `APPLICATION_FIRST` = application-level addresses when \
+     they exist and pass `migration_threshold`, else interface-level; `FORCE_INTERFACE` = interface-level only; \
+     `FORCE_APPLICATION` = application-level only; the config center's `<application>.migration` rule wins",
+)
+.one_of(MigrationStepName::NAMES)
+.rule("with etcd; `APPLICATION_FIRST` and `FORCE_APPLICATION` read `etcd.services_root` and the mapping keys")
+.flag("migration-step", "STEP", Parse::Text, "MESH_MIGRATION_STEP");
+
+pub(crate) const CONSUMER_MIGRATION_THRESHOLD: Key = key(
+    "consumer",
+    "migration_threshold",
+    "number",
+    Unset("Dubbo's 0.0: application-level as soon as it has an address"),
+    "APPLICATION_FIRST uses application-level addresses when application-level / interface-level address \
+     count >= this (`migration.threshold`)",
+)
+.rule("a number ≥ 0");
+
+pub(crate) const CONSUMER_PROVIDED_BY: Key = key(
+    "consumer",
+    "provided_by",
+    "table of strings",
+    EmptyTable,
+    "interface -> the applications that provide it, comma-separated as Dubbo's reference `provided-by`; wins \
+     over the mapping key `<etcd.mapping_root>/mapping/<interface>` (Java Dubbo writes none to etcd)",
+)
+.rule("interface names without whitespace or `/`; application names, no empty one");
+
 /// `[consumer]`.
 pub(crate) static CONSUMER: &[Key] = &[
     CONSUMER_LISTEN,
@@ -489,6 +522,9 @@ pub(crate) static CONSUMER: &[Key] = &[
     )
     .range(0, 100),
     CONSUMER_TOKEN,
+    CONSUMER_MIGRATION_STEP,
+    CONSUMER_MIGRATION_THRESHOLD,
+    CONSUMER_PROVIDED_BY,
     key(
         "consumer",
         "register_services",
@@ -728,6 +764,28 @@ pub(crate) const PROVIDER_REGISTER: Key = key(
 )
 .off_switch("no-register", "MESH_NO_REGISTER");
 
+pub(crate) const PROVIDER_REGISTER_MODE: Key = key(
+    "provider",
+    "register_mode",
+    STRING,
+    Str(RegisterModeName::All.name()),
+    "what is registered, Dubbo's `register-mode`: `interface` = a provider URL key per service (Dubbo 2.7), \
+     `instance` = one application instance `<etcd.services_root>/<application>/<host>:<port>` (Dubbo 3), \
+     `all` = both (Dubbo 3's default)",
+)
+.one_of(RegisterModeName::NAMES)
+.flag("register-mode", "MODE", Parse::Text, "MESH_REGISTER_MODE");
+
+pub(crate) const PROVIDER_WRITE_MAPPING: Key = key(
+    "provider",
+    "write_mapping",
+    BOOL,
+    Bool(true),
+    "when the instance is registered: add `application` to `<etcd.mapping_root>/mapping/<interface>` of each \
+     service (compare-and-swap, kept after exit), as dubbo-go does, so consumers find the application; \
+     Java Dubbo writes no mapping to etcd",
+);
+
 /// `[provider]`.
 pub(crate) static PROVIDER: &[Key] = &[
     PROVIDER_LISTEN,
@@ -757,6 +815,8 @@ pub(crate) static PROVIDER: &[Key] = &[
     )
     .range(KIB, 1024 * MIB),
     PROVIDER_REGISTER,
+    PROVIDER_REGISTER_MODE,
+    PROVIDER_WRITE_MAPPING,
     key(
         "provider",
         "queue_limit",
@@ -874,10 +934,32 @@ pub(crate) const ETCD_ROOT: Key = key(
 .rule("starts with `/`, does not end with `/`, no empty segment")
 .flag("etcd-root", "ROOT", Parse::Text, "MESH_ETCD_ROOT");
 
+pub(crate) const ETCD_SERVICES_ROOT: Key = key(
+    "etcd",
+    "services_root",
+    STRING,
+    Str("/services"),
+    "root of Dubbo 3 application instances: `<services_root>/<application>/<host>:<port>` (Java and dubbo-go \
+     both fix it at `/services`)",
+)
+.rule("starts with `/`, does not end with `/`, no empty segment");
+
+pub(crate) const ETCD_MAPPING_ROOT: Key = key(
+    "etcd",
+    "mapping_root",
+    STRING,
+    Str("/dubbo"),
+    "root of the interface-to-application mapping: `<mapping_root>/mapping/<interface>` (dubbo-go's \
+     metadata-report root, `/` + its `group`)",
+)
+.rule("starts with `/`, does not end with `/`, no empty segment");
+
 /// `[etcd]`.
 pub(crate) static ETCD: &[Key] = &[
     ETCD_ENDPOINTS,
     ETCD_ROOT,
+    ETCD_SERVICES_ROOT,
+    ETCD_MAPPING_ROOT,
     key(
         "etcd",
         "lease_ttl_s",

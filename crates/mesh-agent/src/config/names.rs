@@ -1,4 +1,5 @@
-//! Keys whose value is one of a few names (`consumer.balancer`, `provider.serialization`): enums parsed
+//! Keys whose value is one of a few names (`consumer.balancer`, `consumer.migration_step`,
+//! `provider.serialization`, `provider.register_mode`): enums parsed
 //! once, when the value is read, with an error naming the allowed values.
 
 use std::fmt;
@@ -86,6 +87,56 @@ named_enum! {
 }
 
 named_enum! {
+    /// `provider.register_mode`: what the provider agent registers in etcd, Dubbo 3's `register-mode`.
+    RegisterModeName {
+        /// Both (Dubbo 3's default for an interface registry URL).
+        All => "all",
+        /// Interface-level only: one provider URL key per service (Dubbo 2.7's model).
+        Interface => "interface",
+        /// Application-level only: one instance per agent under `etcd.services_root`.
+        Instance => "instance",
+    }
+}
+
+impl RegisterModeName {
+    /// Whether the provider URL keys (`/<root>/<interface>/providers/<URL>`) are registered.
+    pub(crate) fn registers_interfaces(self) -> bool {
+        matches!(self, RegisterModeName::All | RegisterModeName::Interface)
+    }
+
+    /// Whether the application instance (`<services_root>/<application>/<host>:<port>`) is registered.
+    pub(crate) fn registers_instance(self) -> bool {
+        matches!(self, RegisterModeName::All | RegisterModeName::Instance)
+    }
+}
+
+named_enum! {
+    /// `consumer.migration_step`: which addresses the consumer uses, Dubbo 3's `MigrationStep` (names as
+    /// Dubbo spells them, matched exactly as its `Enum.valueOf`).
+    MigrationStepName {
+        /// Application-level addresses when there are some that pass the threshold, else interface-level
+        /// (Dubbo 3's default).
+        ApplicationFirst => "APPLICATION_FIRST",
+        /// Interface-level addresses only (Dubbo 2.7's model; no MetadataService call).
+        ForceInterface => "FORCE_INTERFACE",
+        /// Application-level addresses only.
+        ForceApplication => "FORCE_APPLICATION",
+    }
+}
+
+impl MigrationStepName {
+    /// The registry's step.
+    pub(crate) fn step(self) -> mesh_registry::dubbo::migration::MigrationStep {
+        use mesh_registry::dubbo::migration::MigrationStep;
+        match self {
+            MigrationStepName::ApplicationFirst => MigrationStep::ApplicationFirst,
+            MigrationStepName::ForceInterface => MigrationStep::ForceInterface,
+            MigrationStepName::ForceApplication => MigrationStep::ForceApplication,
+        }
+    }
+}
+
+named_enum! {
     /// `provider.serialization`: what the local Dubbo provider speaks.
     SerializationName {
         Hessian2 => "hessian2",
@@ -116,6 +167,9 @@ mod tests {
         for n in SerializationName::NAMES {
             assert_eq!(n.parse::<SerializationName>().unwrap().name(), *n);
         }
+        for n in RegisterModeName::NAMES {
+            assert_eq!(n.parse::<RegisterModeName>().unwrap().name(), *n);
+        }
         assert_eq!(
             "json".parse::<SerializationName>().unwrap_err(),
             "must be \"hessian2\" or \"fastjson\", got \"json\""
@@ -134,5 +188,22 @@ mod tests {
         for n in BalancerName::NAMES {
             assert!(mesh_shard::balancer_named(n).is_some(), "{n}");
         }
+    }
+}
+
+#[cfg(test)]
+mod register_mode_tests {
+    use super::RegisterModeName;
+
+    /// Dubbo's meaning of each mode (`ConfigValidationUtils.genCompatibleRegistries`): `all` and `instance`
+    /// add the application-level registry, `all` and `interface` keep the interface-level one.
+    #[test]
+    fn modes_register_what_dubbo_registers() {
+        let what = |m: RegisterModeName| (m.registers_interfaces(), m.registers_instance());
+        assert_eq!(what(RegisterModeName::All), (true, true));
+        assert_eq!(what(RegisterModeName::Interface), (true, false));
+        assert_eq!(what(RegisterModeName::Instance), (false, true));
+        assert_eq!(RegisterModeName::NAMES[0], "all", "Dubbo's default comes first");
+        assert!("INSTANCE".parse::<RegisterModeName>().is_err());
     }
 }

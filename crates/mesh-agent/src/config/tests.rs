@@ -13,7 +13,7 @@ use super::cpus::default_cores;
 use super::error::ConfigError;
 use super::keys::*;
 use super::merge::{load_on, merge, parse_toml, Overrides};
-use super::names::{BalancerName, SerializationName};
+use super::names::{BalancerName, RegisterModeName, SerializationName};
 use super::schema::{CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig, RawRuntime};
 use super::Role;
 
@@ -75,9 +75,15 @@ fn defaults() {
     assert_eq!(p.drain_timeout_ms, 10_000);
     assert_eq!(p.max_frame_bytes, 8 << 20);
     assert!(p.register);
+    assert_eq!(p.register_mode, RegisterModeName::All);
+    assert!(p.write_mapping);
     let e = c.etcd.unwrap();
     assert!(e.endpoints.is_empty());
     assert_eq!(e.root, "/dubbo");
+    assert_eq!(
+        (e.services_root.as_str(), e.mapping_root.as_str()),
+        ("/services", "/dubbo")
+    );
     assert_eq!(e.lease_ttl_s, 10);
 }
 
@@ -110,7 +116,7 @@ fn unknown_keys_name_the_full_path() {
     );
     assert_eq!(
         err_of("[etcd]\nxyz = 1\n"),
-        "unknown key `etcd.xyz` (line 2, column 1); [etcd] keys are endpoints, root, lease_ttl_s, ca_file, \
+        "unknown key `etcd.xyz` (line 2, column 1); [etcd] keys are endpoints, root, services_root, mapping_root, lease_ttl_s, ca_file, \
          cert_file, key_file, user, password"
     );
     assert_eq!(
@@ -713,4 +719,63 @@ fn deploy_examples_load() {
             "provider-small"
         ]
     );
+}
+
+/// `provider.register_mode` takes Dubbo's three names (file, flag, environment's path), nothing else; the
+/// application-level roots are checked like `etcd.root`.
+#[test]
+fn register_mode_and_application_level_roots() {
+    let provider = |text: &str| {
+        load_on(
+            Some(&format!("{ETCD}{text}")),
+            &Overrides::default(),
+            Role::Provider,
+            EIGHT,
+        )
+        .map(|c| c.provider.unwrap())
+    };
+    for (name, mode) in [
+        ("interface", RegisterModeName::Interface),
+        ("instance", RegisterModeName::Instance),
+        ("all", RegisterModeName::All),
+    ] {
+        let p = provider(&format!(
+            "[provider]\nregister_mode = \"{name}\"\nwrite_mapping = false\n"
+        ))
+        .unwrap();
+        assert_eq!((p.register_mode, p.write_mapping), (mode, false));
+    }
+    assert_eq!(
+        provider("[provider]\nregister_mode = \"INSTANCE\"\n")
+            .unwrap_err()
+            .to_string(),
+        "provider.register_mode: must be \"all\", \"interface\" or \"instance\", got \"INSTANCE\" \
+         (line 4, column 1)"
+    );
+    let e = provider("services_root = \"services\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("etcd.services_root: must start with '/'"), "{e}");
+    let e = provider("mapping_root = \"/dubbo/\"\n").unwrap_err().to_string();
+    assert!(e.starts_with("etcd.mapping_root: "), "{e}");
+    let c = load_on(
+        Some(&format!(
+            "{ETCD}services_root = \"/a/services\"\nmapping_root = \"/meta\"\n"
+        )),
+        &Overrides::default(),
+        Role::Provider,
+        EIGHT,
+    )
+    .unwrap();
+    let e = c.etcd.unwrap();
+    assert_eq!(
+        (e.services_root.as_str(), e.mapping_root.as_str()),
+        ("/a/services", "/meta")
+    );
+
+    let flag = Overrides::default().with(&PROVIDER_REGISTER_MODE, "instance");
+    let c = load_on(Some(ETCD), &flag, Role::Provider, EIGHT).unwrap();
+    assert_eq!(c.provider.unwrap().register_mode, RegisterModeName::Instance);
+    let flag = Overrides::default().with(&PROVIDER_REGISTER_MODE, "both");
+    assert!(load_on(Some(ETCD), &flag, Role::Provider, EIGHT).is_err());
 }

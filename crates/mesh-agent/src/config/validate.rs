@@ -216,6 +216,23 @@ impl ConsumerConfig {
                 return Err(invalid(format!("consumer.routing.{svc}"), e.to_string()));
             }
         }
+        if let Some(t) = self.migration_threshold {
+            if !t.is_finite() || t < 0.0 {
+                return Err(invalid("consumer.migration_threshold", format!("{t} is not a number ≥ 0")));
+            }
+        }
+        for (interface, apps) in self.provided_by_apps() {
+            let key = format!("consumer.provided_by.{interface}");
+            if interface.contains('/') || !is_name(&interface) {
+                return Err(invalid(key, "is not an interface name"));
+            }
+            if apps.is_empty() {
+                return Err(invalid(key, "names no application"));
+            }
+            if let Some(bad) = apps.iter().find(|a| !is_name(a) || a.contains('/')) {
+                return Err(invalid(key, format!("{bad:?} is not an application name")));
+            }
+        }
         Ok(())
     }
 }
@@ -445,14 +462,17 @@ impl EtcdSection {
             return Err(invalid("etcd.endpoints", problem));
         }
         self.validate_access()?;
-        if !self.root.starts_with('/') {
-            return Err(invalid(
-                "etcd.root",
-                format!("must start with '/', got {:?}", self.root),
-            ));
-        }
-        if let Err(e) = mesh_registry::dubbo::RegistryRoot::new(&self.root) {
-            return Err(invalid("etcd.root", e.to_string()));
+        for (key, root) in [
+            ("etcd.root", &self.root),
+            ("etcd.services_root", &self.services_root),
+            ("etcd.mapping_root", &self.mapping_root),
+        ] {
+            if !root.starts_with('/') {
+                return Err(invalid(key, format!("must start with '/', got {root:?}")));
+            }
+            if let Err(e) = mesh_registry::dubbo::RegistryRoot::new(root) {
+                return Err(invalid(key, e.to_string()));
+            }
         }
         check_table("etcd", keys_of("etcd"), self)
     }

@@ -24,7 +24,8 @@
 //!   dubbo-go JSON; [`revision`]: Java 3.3's revision; [`instance_providers`]: instance + `MetadataInfo` ->
 //!   the same [`Discovered`] endpoints as the interface-level path.
 //! * [`mapping`]: `/dubbo/mapping/<interface>` and the add-my-application CAS step; [`migration`]:
-//!   `MigrationStep` and the APPLICATION_FIRST threshold rule.
+//!   `MigrationStep` and the APPLICATION_FIRST threshold rule; [`migration_rule`]: the config center's
+//!   `<application>.migration` rule (YAML) and the step and threshold it gives a service key.
 //!
 //! Nothing here panics on any input; keys and URLs longer than [`MAX_KEY_LEN`] / [`MAX_URL_LEN`] or with
 //! more than [`MAX_PARAMS`] parameters are refused with [`DubboError::TooLong`].
@@ -41,13 +42,15 @@ pub mod mapping;
 mod matching;
 pub mod metadata_info;
 pub mod migration;
+pub mod migration_rule;
 mod provider;
 pub mod revision;
 mod service_key;
 mod simplify;
 mod url;
 
-pub use app_error::AppDiscoveryError;
+pub(crate) use app_error::{check_application, excerpt};
+pub use app_error::{AppDiscoveryError, MetadataCallFailure};
 pub use app_providers::{instance_providers, provider_port, provider_url, AppProvider};
 pub use consumer::ConsumerRegistration;
 pub use encode::{decode_component, KeyEncoding};

@@ -2,11 +2,16 @@
 //! Dubbo provider over a few persistent multiplexed connections with request ids rewritten, answers
 //! routed back (`forward.rs`), under the local provider's thread cap (`limit.rs`).
 //!
+//! Calls to `org.apache.dubbo.metadata.MetadataService` are never forwarded: the agent answers them itself
+//! from the metadata published to it (`metadata_service.rs`).
+//!
 //! When the local provider speaks hessian2 (the agent link's serialization) frames are forwarded as bytes
 //! with only the id changed; for a fastjson provider each request and answer is transcoded.
 
 mod forward;
 mod limit;
+mod metadata_answer;
+pub mod metadata_service;
 mod server;
 
 use std::cell::{Cell, RefCell};
@@ -19,6 +24,7 @@ use std::time::Duration;
 use mesh_dubbo::Serialization;
 
 pub use limit::ConcurrencyLimit;
+pub use metadata_service::{MetadataPublisher, MetadataReceiver, ServedMetadata};
 
 use crate::control::ShardControl;
 use crate::io::OutQueue;
@@ -64,12 +70,15 @@ struct Shard {
     /// Every open connection's write queue, to flush and close them after a drain.
     outs: RefCell<HashMap<u64, OutQueue>>,
     next_conn: Cell<u64>,
+    /// What this agent's MetadataService answers.
+    metadata: MetadataReceiver,
 }
 
 /// Runs one provider-agent shard until `control` says stop; then stops accepting and drains. `ready` is
-/// called once the listener is bound.
+/// called once the listener is bound. `metadata` is this shard's end of the [`MetadataPublisher`].
 pub async fn run(
     settings: ProviderSettings,
+    metadata: MetadataReceiver,
     control: ShardControl,
     ready: impl FnOnce(),
 ) -> std::io::Result<()> {
@@ -89,6 +98,7 @@ pub async fn run(
         inflight: Cell::new(0),
         outs: RefCell::new(HashMap::new()),
         next_conn: Cell::new(0),
+        metadata,
     });
     listener
         .serve_until_stopped(

@@ -7,9 +7,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use glommio::net::TcpStream;
-use mesh_dubbo::{Body, Codec, Frame, Header, Response, Serialization, Status};
+use mesh_dubbo::{Body, Codec, Frame, Header, Request, Response, Serialization, Status};
 
 use super::forward::{forward, write_answer, write_error};
+use super::metadata_answer::{self, CallSite};
 use super::Shard;
 use crate::frames::{FrameEnd, FrameReader};
 use crate::io::{split, OutQueue, Stream, MAX_QUEUED_ANSWER_BYTES};
@@ -99,21 +100,24 @@ fn refuse(codec: &Codec, out: &OutQueue, h: Header, status: Status, message: Str
     }
 }
 
+/// The request in a frame's body; a body that is not one is refused with 40.
+fn decode_request<'f>(codec: &Codec, f: &'f Frame) -> Result<Request<'f>, (Status, String)> {
+    match codec.decode_body(&f.header, &f.body) {
+        Ok(Body::Request(req)) => Ok(req),
+        Ok(_) => Err((Status::BAD_REQUEST, "not a request body".to_owned())),
+        Err(e) => Err((Status::BAD_REQUEST, format!("undecodable request: {e}"))),
+    }
+}
+
 /// What the provider agent reads from a request's attachments before forwarding it: the token (when
 /// `token` is set, the call must carry it), and the consumer's timeout. `listen` and `peer` name the two
 /// ends in the refusal.
 fn check_request(
-    codec: &Codec,
     token: Option<&str>,
     listen: SocketAddr,
     peer: Option<SocketAddr>,
-    f: &Frame,
+    req: &Request<'_>,
 ) -> Result<Option<Duration>, (Status, String)> {
-    let req = match codec.decode_body(&f.header, &f.body) {
-        Ok(Body::Request(req)) => req,
-        Ok(_) => return Err((Status::BAD_REQUEST, "not a request body".to_owned())),
-        Err(e) => return Err((Status::BAD_REQUEST, format!("undecodable request: {e}"))),
-    };
     if let Some(want) = token {
         let got = req.attachment("token").and_then(|v| v.as_str());
         if got != Some(want) {
@@ -136,6 +140,31 @@ fn check_request(
     Ok(timeout.filter(|&ms| ms > 0).map(Duration::from_millis))
 }
 
+/// Answers a MetadataService call from what this shard serves (two-way calls only: a one-way call gets
+/// no answer, as in Java). An answer that cannot be encoded (over the frame limit) becomes a 50.
+fn answer_metadata_service(shard: &Shard, conn: &ConnState, out: &OutQueue, h: Header, req: &Request<'_>) {
+    if !h.is_two_way() {
+        return;
+    }
+    let codec = shard.settings.upstream.codec;
+    let served = shard.metadata.latest();
+    let site = CallSite {
+        listen: shard.settings.listen,
+        peer: conn.peer,
+    };
+    let resp = metadata_answer::answer(req, served.as_deref(), site);
+    let ser = h.serialization().unwrap_or(Serialization::Hessian2);
+    out.push(|b| {
+        if let Err(e) = codec.encode_response(b, h.id, ser, &resp) {
+            let e = Response::Error {
+                status: Status::BAD_RESPONSE,
+                message: format!("provider agent: the MetadataService answer cannot be encoded: {e}").into(),
+            };
+            let _ = codec.encode_response(b, h.id, ser, &e);
+        }
+    });
+}
+
 fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Frame) {
     let h = f.header;
     let codec = shard.settings.upstream.codec;
@@ -149,6 +178,14 @@ fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Fram
         }
         return;
     }
+    let req = match decode_request(&codec, &f) {
+        Ok(req) => req,
+        Err((status, message)) => return refuse(&codec, out, h, status, message),
+    };
+    // The agent's own MetadataService: answered here (also while draining), never forwarded, no token.
+    if metadata_answer::is_metadata_service_call(&req) {
+        return answer_metadata_service(shard, conn, out, h, &req);
+    }
     if shard.control.is_stopping() {
         // Draining: new calls go elsewhere. 60 tells the consumer agent the call never ran here.
         refuse(
@@ -161,7 +198,7 @@ fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Fram
         return;
     }
     let settings = &shard.settings;
-    let timeout = match check_request(&codec, settings.token.as_deref(), settings.listen, conn.peer, &f) {
+    let timeout = match check_request(settings.token.as_deref(), settings.listen, conn.peer, &req) {
         Ok(t) => t,
         Err((status, message)) => return refuse(&codec, out, h, status, message),
     };
@@ -235,7 +272,8 @@ mod tests {
 
     fn check(token: Option<&str>, f: &Frame) -> Result<Option<Duration>, (Status, String)> {
         let listen = "127.0.0.1:30000".parse().unwrap();
-        check_request(&Codec::default(), token, listen, "10.0.0.9:4000".parse().ok(), f)
+        let req = decode_request(&Codec::default(), f)?;
+        check_request(token, listen, "10.0.0.9:4000".parse().ok(), &req)
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::names::BalancerName;
+use crate::config::names::{BalancerName, MigrationStepName};
 
 /// `[consumer]`. Each field is the key of the same name in `keys.rs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ConsumerConfig {
     pub(crate) listen: SocketAddr,
@@ -52,6 +52,31 @@ pub(crate) struct ConsumerConfig {
     pub(crate) routing: BTreeMap<String, String>,
     pub(crate) register_services: Vec<String>,
     pub(crate) simplified: bool,
+    pub(crate) migration_step: MigrationStepName,
+    pub(crate) migration_threshold: Option<f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) provided_by: BTreeMap<String, String>,
+}
+
+// `migration_threshold` is checked finite by validation, so equality is an equivalence.
+impl Eq for ConsumerConfig {}
+
+impl ConsumerConfig {
+    /// `provided_by` as interface -> applications (Dubbo's comma list: split, trimmed, empties dropped).
+    pub(crate) fn provided_by_apps(&self) -> BTreeMap<String, Vec<String>> {
+        self.provided_by
+            .iter()
+            .map(|(interface, apps)| {
+                let apps = apps
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned)
+                    .collect();
+                (interface.clone(), apps)
+            })
+            .collect()
+    }
 }
 
 impl ConsumerConfig {

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize, Serializer};
 pub(crate) struct EtcdSection {
     pub(crate) endpoints: Vec<String>,
     pub(crate) root: String,
+    pub(crate) services_root: String,
+    pub(crate) mapping_root: String,
     pub(crate) lease_ttl_s: u64,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) cert_file: Option<PathBuf>,

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::names::SerializationName;
+use crate::config::names::{RegisterModeName, SerializationName};
 
 /// `[provider]`. Each field is the key of the same name in `keys.rs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,6 +26,8 @@ pub(crate) struct ProviderConfig {
     pub(crate) drain_timeout_ms: u64,
     pub(crate) max_frame_bytes: usize,
     pub(crate) register: bool,
+    pub(crate) register_mode: RegisterModeName,
+    pub(crate) write_mapping: bool,
     pub(crate) queue_limit: usize,
     pub(crate) queue_timeout_ms: u64,
     pub(crate) max_inflight_per_connection: usize,

@@ -1,0 +1,569 @@
+//! The addresses the snapshot holds per service key: interface-level, or application-level when Dubbo 3's
+//! migration says so, fed into the [`SnapshotBuilder`] as upserts and removes of the difference. Pure.
+//!
+//! [`ChosenAddresses`] has the builder's methods (`upsert`, `remove`, `set_dubbo_rules`, `publish`), so the
+//! interface-level watcher feeds it as it fed the builder. Without application-level discovery it passes
+//! everything straight through. With it, it keeps both lists per service key and, per key, the list in
+//! force (`migration::which_addresses` with the step and threshold of the consumer, or of the config
+//! center's migration rule): changes to the list in force go to the builder at once; when a key switches
+//! lists at publication, the builder gets the new list's endpoints and loses only the addresses that are
+//! not in it, so an address in both lists keeps its connections and the calls in flight on them.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use mesh_balance::RuleIndex;
+
+use super::app_level::{AppLevel, Touched};
+use crate::dubbo::instance::ServiceInstance;
+use crate::dubbo::metadata_info::MetadataInfo;
+use crate::dubbo::migration::{which_addresses, Choice, MigrationStep, Source};
+use crate::dubbo::migration_rule::{display_service_key, MigrationRule};
+use crate::dubbo::ServiceKey;
+use crate::{Endpoint, Snapshot, SnapshotBuilder};
+
+/// The consumer's own migration settings (`migration.step`, `migration.threshold`).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct MigrationDefaults {
+    /// The step when no rule says otherwise (Dubbo's default `APPLICATION_FIRST`).
+    pub step: MigrationStep,
+    /// The threshold when no rule says otherwise (`None`: Dubbo's default, see
+    /// [`crate::dubbo::migration::effective_threshold`]).
+    pub threshold: Option<f32>,
+}
+
+/// The step and list in force for one service key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct InForce {
+    /// The step.
+    pub(crate) step: MigrationStep,
+    /// The list used, and why.
+    pub(crate) choice: Choice,
+}
+
+/// Interface-level and application-level lists and the choice between them.
+#[derive(Debug)]
+struct Migration {
+    defaults: MigrationDefaults,
+    rule: Option<MigrationRule>,
+    interface_level: HashMap<Arc<str>, BTreeMap<SocketAddr, Arc<Endpoint>>>,
+    app_level: AppLevel,
+    in_force: HashMap<Arc<str>, InForce>,
+    /// Service keys whose choice may have changed since the last publication.
+    dirty: HashSet<Arc<str>>,
+    /// The log lines of the last publication (steps that changed), for tests; also printed.
+    changes: Vec<String>,
+}
+
+/// The builder, with or without the choice between interface-level and application-level addresses.
+#[derive(Debug)]
+pub(crate) struct ChosenAddresses {
+    builder: SnapshotBuilder,
+    migration: Option<Box<Migration>>,
+}
+
+impl ChosenAddresses {
+    /// Interface-level addresses only: everything goes straight to the builder.
+    pub(crate) fn interface_only() -> Self {
+        ChosenAddresses {
+            builder: SnapshotBuilder::new(),
+            migration: None,
+        }
+    }
+
+    /// Both lists, chosen per service key; `provided_by` is interface -> applications from the configuration.
+    pub(crate) fn migrating(defaults: MigrationDefaults, provided_by: BTreeMap<String, Vec<String>>) -> Self {
+        ChosenAddresses {
+            builder: SnapshotBuilder::new(),
+            migration: Some(Box::new(Migration {
+                defaults,
+                rule: None,
+                interface_level: HashMap::new(),
+                app_level: AppLevel::new(provided_by),
+                in_force: HashMap::new(),
+                dirty: HashSet::new(),
+                changes: Vec::new(),
+            })),
+        }
+    }
+
+    /// An interface-level endpoint of `service` is added or changed.
+    pub(crate) fn upsert(&mut self, service: &str, endpoint: impl Into<Arc<Endpoint>>) {
+        let endpoint: Arc<Endpoint> = endpoint.into();
+        let Some(m) = self.migration.as_deref_mut() else {
+            self.builder.upsert(service, endpoint);
+            return;
+        };
+        let key = m.key_of(service);
+        if m.source_of(&key) == Source::Interface {
+            self.builder.upsert(&key, Arc::clone(&endpoint));
+        }
+        m.interface_level
+            .entry(Arc::clone(&key))
+            .or_default()
+            .insert(endpoint.addr, endpoint);
+        m.dirty.insert(key);
+    }
+
+    /// An interface-level endpoint of `service` is gone.
+    pub(crate) fn remove(&mut self, service: &str, addr: SocketAddr) {
+        let Some(m) = self.migration.as_deref_mut() else {
+            self.builder.remove(service, addr);
+            return;
+        };
+        let Some((key, list)) = m.interface_level.get_key_value(service) else {
+            return;
+        };
+        let key = Arc::clone(key);
+        if !list.contains_key(&addr) {
+            return;
+        }
+        if m.source_of(&key) == Source::Interface {
+            self.builder.remove(&key, addr);
+        }
+        if let Some(list) = m.interface_level.get_mut(&key) {
+            list.remove(&addr);
+            if list.is_empty() {
+                m.interface_level.remove(&key);
+            }
+        }
+        m.dirty.insert(key);
+    }
+
+    /// Dubbo's routing rules changed.
+    pub(crate) fn set_dubbo_rules(&mut self, rules: Arc<RuleIndex>) {
+        self.builder.set_dubbo_rules(rules);
+    }
+
+    /// Whether application-level addresses are kept at all.
+    #[cfg(test)]
+    fn is_migrating(&self) -> bool {
+        self.migration.is_some()
+    }
+
+    /// An instance was put at etcd key `key` (usable; `info` when its revision is resolved).
+    pub(crate) fn put_instance(
+        &mut self,
+        key: &[u8],
+        instance: ServiceInstance,
+        info: Option<Arc<MetadataInfo>>,
+    ) {
+        self.app_change(|lists, touched| lists.put_instance(key, instance, info, touched));
+    }
+
+    /// The instance at etcd key `key` is gone or no longer usable.
+    pub(crate) fn remove_instance(&mut self, key: &[u8]) {
+        self.app_change(|lists, touched| lists.remove_instance(key, touched));
+    }
+
+    /// The instances at `keys` have their revision's metadata.
+    pub(crate) fn set_metadata(&mut self, keys: &[Vec<u8>], info: &Arc<MetadataInfo>) {
+        self.app_change(|lists, touched| lists.set_metadata(keys, info, touched));
+    }
+
+    /// The mapping key of `interface` lists `apps` (empty: gone).
+    pub(crate) fn set_mapping(&mut self, interface: &str, apps: Vec<String>) {
+        self.app_change(|lists, touched| lists.set_mapping(interface, apps, touched));
+        if let Some(m) = self.migration.as_deref_mut() {
+            // the rule's application entries depend on the mapping
+            let keys: Vec<Arc<str>> = m.known_keys().filter(|k| interface_of(k) == interface).collect();
+            m.dirty.extend(keys);
+        }
+    }
+
+    /// The config center's migration rule for this consumer (`None`: none, or deleted).
+    pub(crate) fn set_rule(&mut self, rule: Option<MigrationRule>) {
+        if let Some(m) = self.migration.as_deref_mut() {
+            m.rule = rule;
+            let keys: Vec<Arc<str>> = m.known_keys().collect();
+            m.dirty.extend(keys);
+        }
+    }
+
+    /// The application-level lists (for the key handlers: instance keys known, mapped applications).
+    pub(crate) fn app_level(&self) -> Option<&AppLevel> {
+        self.migration.as_deref().map(|m| &m.app_level)
+    }
+
+    /// The step and list in force for `service` (`None`: interface-level only, or not known).
+    #[cfg(test)]
+    fn in_force(&self, service: &str) -> Option<InForce> {
+        self.migration.as_deref()?.in_force.get(service).copied()
+    }
+
+    /// Services skipped in instances since the last call (a count and the first), for one log line.
+    pub(crate) fn take_skipped(&mut self) -> Option<(usize, String)> {
+        self.migration.as_deref_mut()?.app_level.take_skipped()
+    }
+
+    /// Decides the list of every service key that may have changed, then publishes like
+    /// [`SnapshotBuilder::publish`]. Each service key whose step or list changed is logged in one line.
+    pub(crate) fn publish(&mut self, revision: i64) -> Option<Snapshot> {
+        if let Some(m) = self.migration.as_deref_mut() {
+            m.changes.clear();
+            let dirty: Vec<Arc<str>> = m.dirty.drain().collect();
+            for key in dirty {
+                m.decide(&key, &mut self.builder);
+            }
+            for line in &m.changes {
+                eprintln!("registry: {line}");
+            }
+        }
+        self.builder.publish(revision)
+    }
+
+    /// The lines the last publication logged (tests).
+    #[cfg(test)]
+    fn logged(&self) -> &[String] {
+        self.migration.as_deref().map_or(&[], |m| &m.changes)
+    }
+
+    /// Runs a change of the application-level lists and applies it to the builder where the
+    /// application-level list is in force.
+    fn app_change(&mut self, change: impl FnOnce(&mut AppLevel, &mut Vec<Touched>)) {
+        let Some(m) = self.migration.as_deref_mut() else {
+            return;
+        };
+        let mut touched = Vec::new();
+        change(&mut m.app_level, &mut touched);
+        for (key, addr) in touched {
+            if m.source_of(&key) == Source::Application {
+                match m.app_level.endpoint(&key, addr) {
+                    Some(e) => self.builder.upsert(&key, Arc::clone(e)),
+                    None => self.builder.remove(&key, addr),
+                }
+            }
+            m.dirty.insert(key);
+        }
+    }
+}
+
+impl Migration {
+    /// The shared `Arc` of a service key, when one is held.
+    fn key_of(&self, service: &str) -> Arc<str> {
+        self.in_force
+            .get_key_value(service)
+            .map(|(k, _)| Arc::clone(k))
+            .or_else(|| {
+                self.interface_level
+                    .get_key_value(service)
+                    .map(|(k, _)| Arc::clone(k))
+            })
+            .unwrap_or_else(|| Arc::from(service))
+    }
+
+    /// The list in force for `key` (interface-level until decided otherwise).
+    fn source_of(&self, key: &str) -> Source {
+        self.in_force
+            .get(key)
+            .map_or(Source::Interface, |f| f.choice.source)
+    }
+
+    fn known_keys(&self) -> impl Iterator<Item = Arc<str>> + '_ {
+        self.interface_level
+            .keys()
+            .chain(self.app_level.services())
+            .chain(self.in_force.keys())
+            .cloned()
+    }
+
+    /// The step and threshold for `key`: the rule's (interface entry, application entry, the rule's own),
+    /// else the consumer's.
+    fn settings_for(&self, key: &str) -> (MigrationStep, Option<f32>) {
+        let Some(rule) = &self.rule else {
+            return (self.defaults.step, self.defaults.threshold);
+        };
+        let display = display_service_key(key);
+        let apps = self.app_level.applications(&interface_of(key));
+        (
+            rule.step_for(display, apps).unwrap_or(self.defaults.step),
+            rule.threshold_for(display, apps).or(self.defaults.threshold),
+        )
+    }
+
+    /// Decides `key`'s list; on a switch, gives the builder the difference.
+    fn decide(&mut self, key: &Arc<str>, builder: &mut SnapshotBuilder) {
+        let app_count = self.app_level.count(key);
+        let iface_count = self.interface_level.get(&**key).map_or(0, BTreeMap::len);
+        let was = self.in_force.get(&**key).copied();
+        if app_count == 0 && iface_count == 0 {
+            // Nothing in either list: the builder holds nothing for it either.
+            if let Some(was) = self.in_force.remove(&**key) {
+                if was.choice.source == Source::Application || was.step != self.defaults.step {
+                    self.changes
+                        .push(format!("service {key}: no address left in either list"));
+                }
+            }
+            return;
+        }
+        let (step, threshold) = self.settings_for(key);
+        let choice = which_addresses(step, app_count, iface_count, threshold.unwrap_or(-1.0));
+        let now = InForce { step, choice };
+        let old_source = was.map_or(Source::Interface, |w| w.choice.source);
+        if old_source != choice.source {
+            let old = self.list(key, old_source);
+            let new = self.list(key, choice.source);
+            for addr in old.keys().filter(|a| !new.contains_key(a)) {
+                builder.remove(key, *addr);
+            }
+            for endpoint in new.into_values() {
+                builder.upsert(key, endpoint);
+            }
+        }
+        // Logged when the step or the list changes; a key first seen on the consumer's step and the
+        // interface-level list (where every key starts) is not news.
+        let news = match was {
+            Some(w) => w.step != step || w.choice.source != choice.source,
+            None => step != self.defaults.step || choice.source != Source::Interface,
+        };
+        if news {
+            self.changes.push(format!(
+                "service {key}: migration step {step}, {} addresses ({}; {app_count} application-level, \
+                 {iface_count} interface-level)",
+                match choice.source {
+                    Source::Application => "application-level",
+                    Source::Interface => "interface-level",
+                },
+                choice.reason
+            ));
+        }
+        self.in_force.insert(Arc::clone(key), now);
+    }
+
+    fn list(&self, key: &str, source: Source) -> BTreeMap<SocketAddr, Arc<Endpoint>> {
+        match source {
+            Source::Interface => self.interface_level.get(key).cloned().unwrap_or_default(),
+            Source::Application => self.app_level.endpoints(key),
+        }
+    }
+}
+
+/// The interface of a service key `group/interface:version`.
+fn interface_of(key: &str) -> String {
+    ServiceKey::parse(key).interface
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dubbo::instance::REVISION_KEY;
+    use crate::dubbo::metadata_info::ServiceInfo;
+
+    const KEY: &str = "a.Cart:1.0.0";
+
+    fn ep(addr: &str) -> Arc<Endpoint> {
+        Arc::new(Endpoint::new(addr.parse().unwrap()))
+    }
+
+    fn info() -> Arc<MetadataInfo> {
+        Arc::new(MetadataInfo::new(
+            "shop",
+            [ServiceInfo {
+                name: "a.Cart".into(),
+                group: None,
+                version: Some("1.0.0".into()),
+                protocol: Some("dubbo".into()),
+                port: -1,
+                path: Some("a.Cart".into()),
+                params: [("weight".to_owned(), "7".to_owned())].into(),
+            }],
+        ))
+    }
+
+    fn instance(host: &str) -> ServiceInstance {
+        let mut i = ServiceInstance::new("shop", host, 20880);
+        i.metadata.insert(REVISION_KEY.into(), "r1".into());
+        i
+    }
+
+    fn migrating(step: MigrationStep, threshold: Option<f32>) -> ChosenAddresses {
+        ChosenAddresses::migrating(
+            MigrationDefaults { step, threshold },
+            [("a.Cart".to_owned(), vec!["shop".to_owned()])].into(),
+        )
+    }
+
+    /// The addresses and weights the snapshot lists for [`KEY`].
+    fn listed(snapshot: &Snapshot) -> Vec<(String, u32)> {
+        snapshot
+            .providers(KEY)
+            .map(|p| p.iter().map(|e| (e.addr.to_string(), e.weight)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Interface-level 10.0.0.1 and 10.0.0.2 (weight 100); application-level 10.0.0.2 and 10.0.0.3 (weight 7).
+    fn both_lists(chosen: &mut ChosenAddresses) {
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        chosen.upsert(KEY, ep("10.0.0.2:20880"));
+        for host in ["10.0.0.2", "10.0.0.3"] {
+            let key = format!("/services/shop/{host}:20880");
+            chosen.put_instance(key.as_bytes(), instance(host), Some(info()));
+        }
+    }
+
+    #[test]
+    fn each_step_reaches_its_list() {
+        let mut chosen = migrating(MigrationStep::ForceInterface, None);
+        both_lists(&mut chosen);
+        let s = chosen.publish(1).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.1:20880".into(), 100), ("10.0.0.2:20880".into(), 100)]
+        );
+        assert!(
+            chosen.logged().is_empty(),
+            "the consumer's step on interface-level is not news"
+        );
+
+        let mut chosen = migrating(MigrationStep::ForceApplication, None);
+        both_lists(&mut chosen);
+        let s = chosen.publish(1).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.2:20880".into(), 7), ("10.0.0.3:20880".into(), 7)]
+        );
+        assert_eq!(chosen.logged().len(), 1);
+        assert_eq!(chosen.in_force(KEY).unwrap().choice.source, Source::Application);
+
+        // APPLICATION_FIRST, default threshold: application-level as soon as it has an address
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        let s = chosen.publish(1).unwrap();
+        assert_eq!(listed(&s), [("10.0.0.1:20880".into(), 100)]);
+        chosen.put_instance(
+            b"/services/shop/10.0.0.3:20880",
+            instance("10.0.0.3"),
+            Some(info()),
+        );
+        let s = chosen.publish(2).unwrap();
+        assert_eq!(listed(&s), [("10.0.0.3:20880".into(), 7)]);
+        assert!(
+            chosen.logged()[0].contains("APPLICATION_FIRST"),
+            "{:?}",
+            chosen.logged()
+        );
+        // the last application-level address goes: back to interface-level
+        chosen.remove_instance(b"/services/shop/10.0.0.3:20880");
+        let s = chosen.publish(3).unwrap();
+        assert_eq!(listed(&s), [("10.0.0.1:20880".into(), 100)]);
+    }
+
+    #[test]
+    fn application_first_threshold_and_changes_in_force_go_straight_through() {
+        // threshold 1.0: application-level needs at least as many addresses as interface-level
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, Some(1.0));
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        chosen.upsert(KEY, ep("10.0.0.2:20880"));
+        chosen.put_instance(
+            b"/services/shop/10.0.0.3:20880",
+            instance("10.0.0.3"),
+            Some(info()),
+        );
+        let s = chosen.publish(1).unwrap();
+        assert_eq!(listed(&s).len(), 2);
+        assert_eq!(chosen.in_force(KEY).unwrap().choice.source, Source::Interface);
+        // a change to the interface-level list in force shows at once
+        chosen.upsert(
+            KEY,
+            Endpoint::new("10.0.0.1:20880".parse().unwrap()).with_weight(5),
+        );
+        let s = chosen.publish(2).unwrap();
+        assert_eq!(listed(&s)[0], ("10.0.0.1:20880".into(), 5));
+        // a second application-level address passes the threshold (2/2 >= 1.0)
+        chosen.put_instance(
+            b"/services/shop/10.0.0.4:20880",
+            instance("10.0.0.4"),
+            Some(info()),
+        );
+        let s = chosen.publish(3).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.3:20880".into(), 7), ("10.0.0.4:20880".into(), 7)]
+        );
+        // interface-level changes while application-level is in force do not reach the snapshot
+        chosen.remove(KEY, "10.0.0.2:20880".parse().unwrap());
+        chosen.upsert(KEY, ep("10.0.0.9:20880"));
+        chosen.upsert(KEY, ep("10.0.0.8:20880"));
+        let s = chosen.publish(4);
+        // 2 application-level vs 3 interface-level: below the threshold, back to interface-level
+        let s = s.unwrap();
+        assert_eq!(listed(&s).len(), 3);
+        assert_eq!(chosen.in_force(KEY).unwrap().choice.source, Source::Interface);
+    }
+
+    #[test]
+    fn a_switch_keeps_addresses_in_both_lists() {
+        let mut chosen = migrating(MigrationStep::ForceInterface, None);
+        both_lists(&mut chosen);
+        chosen.publish(1).unwrap();
+        chosen.set_rule(Some(
+            MigrationRule::parse("step: FORCE_APPLICATION\n")
+                .unwrap()
+                .unwrap(),
+        ));
+        let s = chosen.publish(2).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.2:20880".into(), 7), ("10.0.0.3:20880".into(), 7)]
+        );
+        // 10.0.0.2 is in both lists: changed (new weight), not removed; only 10.0.0.1 departs
+        assert_eq!(s.departed(), ["10.0.0.1:20880".parse::<SocketAddr>().unwrap()]);
+        let change = s.providers(KEY).unwrap().change().unwrap();
+        assert_eq!(change.removed, ["10.0.0.1:20880".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(chosen.logged().len(), 1);
+        assert!(
+            chosen.logged()[0].contains("FORCE_APPLICATION"),
+            "{:?}",
+            chosen.logged()
+        );
+        // the rule names this interface: FORCE_INTERFACE for it only
+        chosen.set_rule(Some(
+            MigrationRule::parse(
+                "step: FORCE_APPLICATION\ninterfaces:\n  - serviceKey: a.Cart:1.0.0\n    step: FORCE_INTERFACE\n",
+            )
+            .unwrap()
+            .unwrap(),
+        ));
+        let s = chosen.publish(3).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.1:20880".into(), 100), ("10.0.0.2:20880".into(), 100)]
+        );
+        // the rule is deleted: the consumer's step again
+        chosen.set_rule(None);
+        assert!(
+            chosen.publish(4).is_none(),
+            "FORCE_INTERFACE again: nothing changed"
+        );
+        assert_eq!(chosen.in_force(KEY).unwrap().step, MigrationStep::ForceInterface);
+    }
+
+    #[test]
+    fn interface_only_passes_through() {
+        let mut chosen = ChosenAddresses::interface_only();
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        chosen.put_instance(b"k", instance("10.0.0.3"), Some(info()));
+        let s = chosen.publish(1).unwrap();
+        assert_eq!(listed(&s), [("10.0.0.1:20880".into(), 100)]);
+        assert!(!chosen.is_migrating());
+        assert!(chosen.in_force(KEY).is_none());
+        chosen.remove(KEY, "10.0.0.1:20880".parse().unwrap());
+        assert!(chosen.publish(2).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_key_emptied_in_both_lists_is_forgotten() {
+        let mut chosen = migrating(MigrationStep::ForceApplication, None);
+        both_lists(&mut chosen);
+        chosen.publish(1).unwrap();
+        for host in ["10.0.0.2", "10.0.0.3"] {
+            chosen.remove_instance(format!("/services/shop/{host}:20880").as_bytes());
+        }
+        chosen.remove(KEY, "10.0.0.1:20880".parse().unwrap());
+        chosen.remove(KEY, "10.0.0.2:20880".parse().unwrap());
+        let s = chosen.publish(2).unwrap();
+        assert!(s.providers(KEY).is_none());
+        assert!(chosen.in_force(KEY).is_none());
+    }
+}
