@@ -550,7 +550,10 @@ def registry():
         # here. With the default 2, a long run opened more than the simulator could accept (504s, timeouts).
         "consumer_args": os.environ.get("BENCH_REGISTRY_CONSUMER_ARGS", "--upstream-connections 1").split(),
         # Application rows: what makes the consumer discover by application (issue 13's consumer options).
-        "app_consumer_args": os.environ.get("BENCH_REGISTRY_APP_CONSUMER_ARGS", "").split(),
+        # FORCE_APPLICATION: application-level addresses only (the application comes from the mapping keys);
+        # the interface rows keep the consumer's default (APPLICATION_FIRST, which finds no instance there).
+        "app_consumer_args": os.environ.get("BENCH_REGISTRY_APP_CONSUMER_ARGS",
+                                            "--migration-step FORCE_APPLICATION").split(),
         # Application rows: the instances' JSON, `java-3` (camelCase) or `dubbo-go` (PascalCase + ServiceMetadata).
         "app_shape": os.environ.get("BENCH_REGISTRY_APP_SHAPE", "java-3"),
     }
