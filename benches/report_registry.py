@@ -202,7 +202,14 @@ def discovery_section(rg, table):
                       f"{_fmt(a.get('etcd_keys'), 0)} keys / {_fmt(a.get('etcd_bytes'), 0)} bytes (interface-level "
                       f"counts Java's 2 persistent parent keys per service, application-level the {s_} mapping "
                       f"keys), a share of {_share(a, i, 'etcd_keys'):.3f} of the keys and "
-                      f"{_share(a, i, 'etcd_bytes'):.3f} of the bytes.")
+                      f"{_share(a, i, 'etcd_bytes'):.3f} of the bytes")
+            inst = ((a.get("etcd_by_root") or {}).get("/services") or {}).get("keys")
+            if inst is not None and i.get("etcd_keys") is not None:
+                entries = i["etcd_keys"] - 2 * s_
+                claim += (f"; the instance entries alone: {entries:,} provider keys vs {inst:,} instance keys "
+                          f"({inst / max(1, entries):.3f}).")
+            else:
+                claim += "."
         else:
             claim += f"{_fmt(a.get('etcd_keys'), 0)} keys / {_fmt(a.get('etcd_bytes'), 0)} bytes (no interface run of this estate)."
         claims.append(claim)
