@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_dubbo::Codec;
+use mesh_registry::dubbo::migration::MigrationStep;
 use mesh_registry::dubbo::{
     simplify_consumer_url, simplify_provider_url, ConsumerRegistration, DubboUrl, DubboVersion,
     ProviderRegistration, ServiceKey,
 };
-use mesh_registry::dubbo::migration::MigrationStep;
 use mesh_registry::{
     spawn_registrar, spawn_registrations, spawn_watcher, AppDiscoveryConfig, Endpoint, EtcdAuth, EtcdConfig,
-    EtcdTls, MigrationDefaults,
-    Registration, Snapshot, Source,
+    EtcdTls, MigrationDefaults, Registration, Snapshot, Source,
 };
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
@@ -203,7 +202,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             .as_ref()
             .context("etcd: required when consumer.providers is empty")?;
         Source::Etcd(EtcdConfig {
-            app_discovery: app_discovery(&c, e),
+            app_discovery: app_discovery(&c, e).map(Box::new),
             ..etcd_config(e)
         })
     } else {
@@ -685,9 +684,15 @@ mod tests {
         let apps = app_discovery(&c, &e).unwrap();
         assert_eq!(apps.migration.step, MigrationStep::ApplicationFirst);
         assert_eq!(apps.migration.threshold, None);
-        assert_eq!((apps.services_root.as_str(), apps.mapping_root.as_str()), ("/services", "/dubbo"));
+        assert_eq!(
+            (apps.services_root.as_str(), apps.mapping_root.as_str()),
+            ("/services", "/dubbo")
+        );
         let (c, e) = etcd("migration_step = \"FORCE_INTERFACE\"");
-        assert!(app_discovery(&c, &e).is_none(), "FORCE_INTERFACE without a rule: interface-level only");
+        assert!(
+            app_discovery(&c, &e).is_none(),
+            "FORCE_INTERFACE without a rule: interface-level only"
+        );
         let (c, e) = etcd(
             "migration_step = \"FORCE_INTERFACE\"\napplication = \"web\"\nmigration_threshold = 0.5\n\
              [consumer.provided_by]\n\"a.Cart\" = \"shop, shop-canary\"",
@@ -704,7 +709,10 @@ mod tests {
             "[consumer.provided_by]\n\"a/Cart\" = \"shop\"",
         ] {
             let text = format!("[consumer]\n{bad}\n[etcd]\nendpoints = [\"http://127.0.0.1:2379\"]\n");
-            assert!(load(Some(&text), &Overrides::default(), Role::Consumer).is_err(), "{bad}");
+            assert!(
+                load(Some(&text), &Overrides::default(), Role::Consumer).is_err(),
+                "{bad}"
+            );
         }
     }
 

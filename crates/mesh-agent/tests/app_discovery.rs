@@ -1,6 +1,7 @@
 //! Dubbo 3 application-level discovery end to end: provider agents registering instances (and, in `all`
 //! mode, URL keys too) and serving MetadataService, found by consumer agents in each migration step; an
 //! instance leaving under load. Real etcd, the agent binary, the provider simulator; every wait bounded.
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod common;
 
@@ -23,7 +24,12 @@ fn keys(etcd: &EtcdServer, prefix: &str) -> Vec<String> {
 }
 
 /// A provider agent of application `app` registering in `mode`, in front of a simulator.
-fn provider(etcd: &EtcdServer, dir: &tempfile::TempDir, app: &str, mode: &str) -> (ChildGuard, ChildGuard, u16) {
+fn provider(
+    etcd: &EtcdServer,
+    dir: &tempfile::TempDir,
+    app: &str,
+    mode: &str,
+) -> (ChildGuard, ChildGuard, u16) {
     let (sim, sim_port) = sim(&["--latency-ms", "2", "--name", app]);
     let cfg = config_file(
         dir,
@@ -41,7 +47,9 @@ fn provider(etcd: &EtcdServer, dir: &tempfile::TempDir, app: &str, mode: &str) -
 fn consumer(etcd: &EtcdServer, step: &str) -> (ChildGuard, u16) {
     let port = free_port().unwrap();
     let agent = consumer_agent(port, &["--etcd", etcd.client_url(), "--migration-step", step]);
-    wait_until(&format!("a first answer at {step}"), WAIT, || call(port, IFACE, "x").0 == 200);
+    wait_until(&format!("a first answer at {step}"), WAIT, || {
+        call(port, IFACE, "x").0 == 200
+    });
     (agent, port)
 }
 
@@ -73,7 +81,11 @@ fn a_provider_agent_in_all_mode_is_found_in_each_migration_step() {
         c.terminate().unwrap();
     }
     agent_b.terminate().unwrap();
-    assert_eq!(served(&mut sim_b), 0, "application-level steps never call an interface-only provider");
+    assert_eq!(
+        served(&mut sim_b),
+        0,
+        "application-level steps never call an interface-only provider"
+    );
 
     // Interface-level: A's URL key.
     let (mut c, port) = consumer(&etcd, "FORCE_INTERFACE");
@@ -88,8 +100,13 @@ fn an_instance_leaving_under_load_fails_no_request() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let (mut agent_a, mut sim_a, _) = provider(&etcd, &dir_a, "orders", "instance");
     let (_agent_b, mut sim_b, _) = provider(&etcd, &dir_b, "orders", "instance");
-    wait_until("both instances", WAIT, || keys(&etcd, "/services/orders/").len() == 2);
-    assert!(keys(&etcd, &format!("/dubbo/{IFACE}/providers/")).is_empty(), "instance mode: no URL key");
+    wait_until("both instances", WAIT, || {
+        keys(&etcd, "/services/orders/").len() == 2
+    });
+    assert!(
+        keys(&etcd, &format!("/dubbo/{IFACE}/providers/")).is_empty(),
+        "instance mode: no URL key"
+    );
     let (_consumer, port) = consumer(&etcd, "FORCE_APPLICATION");
 
     let mut cfg = LoadConfig::new(format!("http://127.0.0.1:{port}/").parse().unwrap());
@@ -101,10 +118,17 @@ fn an_instance_leaving_under_load_fails_no_request() {
     // Planned stop of A under load: its instance is deleted first, then it drains.
     let done = agent_a.terminate().unwrap();
     assert!(done.status.success(), "{:?}", done.status);
-    wait_until("A's instance gone", WAIT, || keys(&etcd, "/services/orders/").len() == 1);
+    wait_until("A's instance gone", WAIT, || {
+        keys(&etcd, "/services/orders/").len() == 1
+    });
 
     let s = load.join().unwrap();
-    assert_eq!(s.error_count(), 0, "requests failed while an instance left: {:?}", s.errors);
+    assert_eq!(
+        s.error_count(),
+        0,
+        "requests failed while an instance left: {:?}",
+        s.errors
+    );
     assert!(s.ok > 200, "{s:?}");
     let (a, b) = (served(&mut sim_a), served(&mut sim_b));
     assert!(a > 0 && b > 0, "both instances served before A left: {a} / {b}");

@@ -41,7 +41,7 @@ pub struct EtcdConfig {
     pub auth: Option<EtcdAuth>,
     /// Dubbo 3 application-level discovery and migration (consumer side, see [`crate::app_discovery`]).
     /// Default none: interface-level only.
-    pub app_discovery: Option<AppDiscoveryConfig>,
+    pub app_discovery: Option<Box<AppDiscoveryConfig>>,
 }
 
 impl Default for EtcdConfig {
@@ -181,7 +181,7 @@ pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
     let mut backoff = Backoff::new(cfg.retry_backoff_max);
     let mut failures: u32 = 0;
     let mut last_error = String::new();
-    let mut entries = Entries::new(cfg.registry_root(), cfg.app_discovery.as_ref());
+    let mut entries = Entries::new(cfg.registry_root(), cfg.app_discovery.as_deref());
     loop {
         let mut healthy_since = None;
         let error = watch_session(cfg, outbox, &mut entries, failures, &mut healthy_since).await;

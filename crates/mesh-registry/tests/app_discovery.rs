@@ -171,7 +171,7 @@ fn watcher(etcd: &EtcdServer, apps: AppDiscoveryConfig) -> WatcherHandle {
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(1),
         retry_backoff_max: Duration::from_millis(500),
-        app_discovery: Some(apps),
+        app_discovery: Some(Box::new(apps)),
         ..EtcdConfig::default()
     };
     let (tx, rx) = crossbeam_channel::unbounded();

@@ -218,7 +218,10 @@ impl ConsumerConfig {
         }
         if let Some(t) = self.migration_threshold {
             if !t.is_finite() || t < 0.0 {
-                return Err(invalid("consumer.migration_threshold", format!("{t} is not a number ≥ 0")));
+                return Err(invalid(
+                    "consumer.migration_threshold",
+                    format!("{t} is not a number ≥ 0"),
+                ));
             }
         }
         for (interface, apps) in self.provided_by_apps() {

@@ -21,6 +21,9 @@ use crate::Endpoint;
 /// A `(service key, address)` whose application-level endpoint may have changed.
 pub(crate) type Touched = (Arc<str>, SocketAddr);
 
+/// The instances (etcd keys) listing one `(service key, address)`, with their endpoint, oldest first.
+type Holders = Vec<(Vec<u8>, Arc<Endpoint>)>;
+
 /// One instance and what it gives.
 #[derive(Debug)]
 struct Instance {
@@ -36,7 +39,7 @@ struct Instance {
 pub(crate) struct AppLevel {
     instances: HashMap<Vec<u8>, Instance>,
     /// Per service key and address, the instances (etcd keys) listing it with their endpoint, oldest first.
-    lists: HashMap<Arc<str>, HashMap<SocketAddr, Vec<(Vec<u8>, Arc<Endpoint>)>>>,
+    lists: HashMap<Arc<str>, HashMap<SocketAddr, Holders>>,
     /// Interface -> applications, from the mapping keys.
     mapping: HashMap<String, Vec<String>>,
     /// Interface -> applications, from the configuration (wins over the mapping).
@@ -215,11 +218,7 @@ impl AppLevel {
             match provider.discovered {
                 Discovered::Provider { service, endpoint } => {
                     let interface = ServiceKey::parse(&service).interface;
-                    if !self
-                        .applications(&interface)
-                        .iter()
-                        .any(|a| *a == instance.service_name)
-                    {
+                    if !self.applications(&interface).contains(&instance.service_name) {
                         continue;
                     }
                     let service: Arc<str> = match self.lists.get_key_value(service.as_str()) {

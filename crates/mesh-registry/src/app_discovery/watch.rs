@@ -150,6 +150,8 @@ impl AppWatch {
     ) -> Result<Vec<ApartRead>, RegistryError> {
         let (inside, apart): (Vec<Range>, Vec<Range>) =
             self.ranges().cloned().partition(|r| r.key.starts_with(range));
+        // dubbo-go's remote metadata (`storage-type=remote`) is read through this session's client.
+        self.resolver.set_metadata_report(Some(client.kv_client()));
         self.resync(&inside, registry_kvs, chosen);
         let mut reads = Vec::new();
         for r in apart {
