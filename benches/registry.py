@@ -550,7 +550,10 @@ def registry():
         # here. With the default 2, a long run opened more than the simulator could accept (504s, timeouts).
         "consumer_args": os.environ.get("BENCH_REGISTRY_CONSUMER_ARGS", "--upstream-connections 1").split(),
         # Application rows: what makes the consumer discover by application (issue 13's consumer options).
-        "app_consumer_args": os.environ.get("BENCH_REGISTRY_APP_CONSUMER_ARGS", "").split(),
+        # FORCE_APPLICATION: application-level addresses only (the application comes from the mapping keys);
+        # the interface rows keep the consumer's default (APPLICATION_FIRST, which finds no instance there).
+        "app_consumer_args": os.environ.get("BENCH_REGISTRY_APP_CONSUMER_ARGS",
+                                            "--migration-step FORCE_APPLICATION").split(),
         # Application rows: the instances' JSON, `java-3` (camelCase) or `dubbo-go` (PascalCase + ServiceMetadata).
         "app_shape": os.environ.get("BENCH_REGISTRY_APP_SHAPE", "java-3"),
     }
@@ -582,7 +585,16 @@ def registry():
             if model == "application" and settings["layout"] != "java-2.7":
                 log(f"registry: {m} skipped (BENCH_REGISTRY_LAYOUT={settings['layout']} is interface-level only)")
                 continue
-            r = run_model(m, interfaces, per, bins, work, procs, settings, model, exports)
+            try:
+                r = run_model(m, interfaces, per, bins, work, procs, settings, model, exports)
+            except (RuntimeError, subprocess.SubprocessError, OSError) as e:
+                # One failed run (e.g. a consumer that cannot discover this model) does not lose the others.
+                log(f"registry: {m} failed: {e}")
+                for p in reversed(list(procs.live)):
+                    procs.stop(p, timeout=15.0)
+                r = {"run": m, "model": model, "estate": m.split(":")[0], "services": interfaces,
+                     "instances": per if exports == "all" else interfaces * per, "instance_exports": exports,
+                     "error": str(e)[:2000]}
             r["load"] = gate
             emit(r)
             runs.append(r)

@@ -21,7 +21,8 @@ def _met(ok):
 def _issue11(r):
     """Issue 11's runs: interface-level, one interface per instance (rows from before issue 13 have no
     `instance_exports`)."""
-    return r.get("instance_exports", "one") == "one" and not str(r.get("model", "")).startswith("application")
+    return (r.get("instance_exports", "one") == "one" and not str(r.get("model", "")).startswith("application")
+            and "error" not in r)
 
 
 def _label(r):
@@ -125,6 +126,7 @@ def _pairs(runs):
     """(estate, interface-level run of the same estate, application-level run) per application run: the
     interface run whose instances export every service (`instance_exports` all, or a single service)."""
     out = []
+    runs = [r for r in runs if "error" not in r]
     for a in runs:
         if a.get("model") != "application":
             continue
@@ -144,9 +146,11 @@ def discovery_section(rg, table):
     """Issue 13: the same estate under interface-level and application-level discovery."""
     out = ["## Application-level vs interface-level discovery (issue 13)", ""]
     pairs = _pairs(rg.get("runs") or [])
+    failed = [r for r in rg.get("runs") or [] if "error" in r]
     if not pairs:
         out.append("No application-level run yet: `BENCH_REGISTRY_MODELS=10x500:interface,10x500:application "
                    "bash scripts/bench.sh registry`.")
+        out += [f"* run `{r.get('run')}` failed: {r['error'][:300]}" for r in failed]
         return "\n".join(out) + "\n"
     s = rg.get("settings", {})
     out += [
@@ -198,7 +202,14 @@ def discovery_section(rg, table):
                       f"{_fmt(a.get('etcd_keys'), 0)} keys / {_fmt(a.get('etcd_bytes'), 0)} bytes (interface-level "
                       f"counts Java's 2 persistent parent keys per service, application-level the {s_} mapping "
                       f"keys), a share of {_share(a, i, 'etcd_keys'):.3f} of the keys and "
-                      f"{_share(a, i, 'etcd_bytes'):.3f} of the bytes.")
+                      f"{_share(a, i, 'etcd_bytes'):.3f} of the bytes")
+            inst = ((a.get("etcd_by_root") or {}).get("/services") or {}).get("keys")
+            if inst is not None and i.get("etcd_keys") is not None:
+                entries = i["etcd_keys"] - 2 * s_
+                claim += (f"; the instance entries alone: {entries:,} provider keys vs {inst:,} instance keys "
+                          f"({inst / max(1, entries):.3f}).")
+            else:
+                claim += "."
         else:
             claim += f"{_fmt(a.get('etcd_keys'), 0)} keys / {_fmt(a.get('etcd_bytes'), 0)} bytes (no interface run of this estate)."
         claims.append(claim)
@@ -207,6 +218,7 @@ def discovery_section(rg, table):
                       "CPU µs/change", "consumer RSS MiB", "MetadataService calls/change", "failed"], rows))
     out.append("")
     out += ["* " + c for c in claims]
+    out += [f"* run `{r.get('run')}` failed: {r['error'][:300]}" for r in failed]
     out += ["", f"Targets (issue 13): at {TARGET_ESTATE}, application-level uses at most {TARGET_SHARE:g} of "
             f"interface-level's etcd keys and bytes, with the same propagation target (p99 <= {TARGET_P99_MS:g} ms). "
             "Reported, not asserted."]

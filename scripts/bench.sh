@@ -35,7 +35,7 @@
 #   registry: BENCH_REGISTRY_MODELS=1x5000,10x500,10x500:interface,10x500:application,1x5000:application
 #     (<S>x<N> = issue 11's interface-level run, S x N addresses of one interface each; :interface = N addresses
 #     exporting all S; :application = Dubbo 3 application-level, N instances of one application exporting S;
-#     estates 1x5000 10x500 1x500 10x50 2x50) BENCH_REGISTRY_APP_CONSUMER_ARGS="" (consumer options of the
+#     estates 1x5000 10x500 1x500 10x50 2x50) BENCH_REGISTRY_APP_CONSUMER_ARGS="--migration-step FORCE_APPLICATION" (consumer options of the
 #     :application runs) BENCH_REGISTRY_APP_SHAPE=java-3 (or dubbo-go) BENCH_REGISTRY_RATE=1000 (requests/s) BENCH_REGISTRY_CONNECTIONS=64
 #     BENCH_REGISTRY_CHURN=100 (changes/s) BENCH_REGISTRY_PHASE=15 BENCH_REGISTRY_ROUNDS=3 BENCH_REGISTRY_WARMUP=5
 #     BENCH_REGISTRY_SPARE=50 BENCH_REGISTRY_SIM_LATENCY_MS=1 BENCH_REGISTRY_SEED=1 BENCH_REGISTRY_CONSUMER_ARGS="--upstream-connections 1"

@@ -507,3 +507,88 @@ fn token_is_checked_like_dubbos_token_filter() {
     let stats = sim.stop();
     assert_eq!((stats.served, stats.errors), (1, 2));
 }
+
+/// `getMetadataInfo(revision)` of the simulator's MetadataService, as a Dubbo 3 consumer sends it (group =
+/// the application, version 1.0.0).
+fn metadata_request(id: u64, app: &str, revision: &str) -> BytesMut {
+    use mesh_testkit::dubbo_writers::app_level::{METADATA_SERVICE, METADATA_SERVICE_VERSION};
+    let mut buf = BytesMut::new();
+    let head = mesh_dubbo::RequestHead {
+        dubbo_version: DUBBO_VERSION,
+        service: METADATA_SERVICE,
+        version: Some(METADATA_SERVICE_VERSION),
+        method: "getMetadataInfo",
+        param_types: "Ljava/lang/String;",
+    };
+    let (path, group, version) = (
+        Value::str(METADATA_SERVICE),
+        Value::str(app),
+        Value::str(METADATA_SERVICE_VERSION),
+    );
+    Codec::default()
+        .encode_request(
+            &mut buf,
+            Header::request(id, Serialization::Hessian2, true),
+            &head,
+            &[Value::str(revision)],
+            [("path", &path), ("group", &group), ("version", &version)],
+        )
+        .expect("encode");
+    buf
+}
+
+#[test]
+fn metadata_service_answers_the_metadata_info_of_its_revision_over_tcp() {
+    use mesh_registry::dubbo::metadata_info::MetadataInfo;
+    use mesh_testkit::churn::bench_services;
+    use mesh_testkit::sim::metadata_service::SimMetadata;
+    use std::sync::Arc;
+
+    let md = Arc::new(SimMetadata::new(
+        "bench-provider",
+        &bench_services("bench-provider", 3, 20880),
+    ));
+    let sim = sim::spawn(SimConfig {
+        metadata: Some(Arc::clone(&md)),
+        ..cfg(1)
+    })
+    .expect("sim");
+    let mut c = Client::connect(sim.addr());
+    c.send(&metadata_request(1, "bench-provider", md.revision()));
+    let (h, body) = c.recv_body();
+    assert_eq!((h.id, h.status), (1, Status::OK));
+    let Body::Response(Response::Ok {
+        result: RpcResult::Value(v),
+        ..
+    }) = body
+    else {
+        panic!("not a value: {body:?}");
+    };
+    let info = MetadataInfo::from_value(&v).expect("a MetadataInfo");
+    assert_eq!(info.revision, md.revision());
+    assert_eq!(info.services.len(), 3);
+    assert!(info.services.contains_key(&format!("{SERVICE}2:dubbo")));
+    // An unknown revision: null, as Java's MetadataServiceDelegation answers.
+    c.send(&metadata_request(2, "bench-provider", "0123"));
+    let (_, body) = c.recv_body();
+    assert!(
+        matches!(
+            body,
+            Body::Response(Response::Ok {
+                result: RpcResult::Null,
+                ..
+            })
+        ),
+        "{body:?}"
+    );
+    // Another application's group: not exported here.
+    c.send(&metadata_request(3, "other-app", md.revision()));
+    let (h, body) = c.recv_body();
+    expect_error(&h, &body, Status::SERVICE_ERROR, "Not found exported service");
+    // The hash service still answers.
+    c.send(&hash_request(4, Serialization::Hessian2, "hello"));
+    let (_, body) = c.recv_body();
+    expect_value(&body, java_string_hash("hello"), true);
+    assert_eq!(md.calls(), 2);
+    sim.stop();
+}
