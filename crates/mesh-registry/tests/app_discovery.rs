@@ -9,13 +9,13 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use etcd_client::Client;
 use mesh_registry::app_discovery::AppDiscoveryConfig;
 use mesh_registry::dubbo::migration::MigrationStep;
 use mesh_registry::dubbo::{KeyEncoding, ProviderRegistration, RegistryRoot, ServiceKey};
 use mesh_registry::{spawn_watcher, EtcdConfig, MigrationDefaults, Snapshot, Source, WatcherHandle};
 use mesh_testkit::dubbo_writers::app_level::ServiceDescription;
 use mesh_testkit::etcd::EtcdServer;
+use mesh_testkit::etcd_kv::BlockingKv as Kv;
 use mesh_testkit::sim::metadata_service::SimMetadata;
 use mesh_testkit::sim::{self, SimConfig, SimHandle};
 
@@ -25,41 +25,6 @@ const SERVICE: &str = "org.demo.Cart:1.0.0";
 /// Interface-level providers (never called: only listed).
 const IFACE_PORTS: [u16; 2] = [40001, 40002];
 const WAIT: Duration = Duration::from_secs(15);
-
-/// A blocking etcd client for the test's own writes.
-struct Kv {
-    url: String,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Kv {
-    fn new(etcd: &EtcdServer) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        Kv {
-            url: etcd.client_url().to_owned(),
-            rt,
-        }
-    }
-
-    fn put(&self, key: &str, value: &str) {
-        let (k, v, url) = (key.to_owned(), value.to_owned(), self.url.clone());
-        self.rt.block_on(async move {
-            let mut c = Client::connect([url], None).await.unwrap();
-            c.put(k, v, None).await.unwrap();
-        });
-    }
-
-    fn delete(&self, key: &str) {
-        let (k, url) = (key.to_owned(), self.url.clone());
-        self.rt.block_on(async move {
-            let mut c = Client::connect([url], None).await.unwrap();
-            c.delete(k, None).await.unwrap();
-        });
-    }
-}
 
 /// Two MetadataService servers of application `shop` (the same services, hence the same revision).
 struct Providers {

@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use etcd_client::{Client, GetOptions};
 use mesh_registry::dubbo::app_registration::AppRegistration;
 use mesh_registry::dubbo::instance::{InstanceShape, InstanceUse, ServiceInstance};
 use mesh_registry::dubbo::mapping::parse_mapping;
@@ -16,6 +15,7 @@ use mesh_registry::{
     spawn_registrations, EtcdConfig, InstanceRegistration, RegistrarHandle, Registrations, RegistryError,
 };
 use mesh_testkit::etcd::EtcdServer;
+use mesh_testkit::etcd_kv::BlockingKv as Kv;
 use serde_json::Value as Json;
 
 const PORT: u16 = 30_000;
@@ -75,74 +75,6 @@ fn registrations(
     };
     let instance = InstanceRegistration::new(reg.instance(&info)).with_services_root(services_root);
     (Registrations::urls(urls, ttl).with_instance(instance), info)
-}
-
-/// A blocking etcd client for the test's own reads and writes.
-struct Kv {
-    url: String,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Kv {
-    fn new(etcd: &EtcdServer) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        Kv {
-            url: etcd.client_url().to_owned(),
-            rt,
-        }
-    }
-
-    fn run<T, F: std::future::Future<Output = Result<T, etcd_client::Error>>>(
-        &self,
-        f: impl FnOnce(Client) -> F,
-    ) -> T {
-        self.rt.block_on(async {
-            let call = async {
-                let client = Client::connect([self.url.as_str()], None).await?;
-                f(client).await
-            };
-            tokio::time::timeout(Duration::from_secs(5), call)
-                .await
-                .expect("etcd call timed out")
-                .unwrap()
-        })
-    }
-
-    fn put(&self, key: &str, value: &str) {
-        let (k, v) = (key.to_owned(), value.to_owned());
-        self.run(|mut c| async move { c.put(k, v, None).await });
-    }
-
-    /// `(value, lease)` of `key`.
-    fn get(&self, key: &str) -> Option<(String, i64)> {
-        let k = key.to_owned();
-        let r = self.run(|mut c| async move { c.get(k, None).await });
-        r.kvs()
-            .first()
-            .map(|kv| (kv.value_str().unwrap().to_owned(), kv.lease()))
-    }
-
-    /// The keys under `prefix`.
-    fn keys(&self, prefix: &str) -> Vec<String> {
-        let p = prefix.to_owned();
-        let r = self.run(|mut c| async move { c.get(p, Some(GetOptions::new().with_prefix())).await });
-        r.kvs()
-            .iter()
-            .map(|kv| kv.key_str().unwrap().to_owned())
-            .collect()
-    }
-
-    fn revoke(&self, lease: i64) {
-        self.run(|mut c| async move { c.lease_revoke(lease).await });
-    }
-
-    fn delete(&self, key: &str) {
-        let k = key.to_owned();
-        self.run(|mut c| async move { c.delete(k, None).await });
-    }
 }
 
 /// Polls `cond` every 20 ms until it holds; panics with `what` after `within`.

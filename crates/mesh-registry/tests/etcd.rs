@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use etcd_client::{Client, GetOptions};
 use mesh_registry::dubbo::{KeyEncoding, ProviderRegistration, RegistryRoot, ServiceKey};
 use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
 use mesh_testkit::etcd::EtcdServer;
+use mesh_testkit::etcd_kv::BlockingKv as Kv;
 
 const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
 
@@ -61,77 +61,6 @@ fn seen(eps: &[Endpoint]) -> Vec<(u16, u32, Option<u32>)> {
     eps.iter()
         .map(|e| (e.addr.port(), e.weight, e.max_concurrency))
         .collect()
-}
-
-/// A blocking etcd client for the test's own reads and writes (a fresh connection per call, so it works
-/// across etcd restarts).
-struct Kv {
-    url: String,
-    rt: tokio::runtime::Runtime,
-}
-
-impl Kv {
-    fn new(etcd: &EtcdServer) -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        Kv {
-            url: etcd.client_url().to_owned(),
-            rt,
-        }
-    }
-
-    fn run<T, F: std::future::Future<Output = Result<T, etcd_client::Error>>>(
-        &self,
-        f: impl FnOnce(Client) -> F,
-    ) -> T {
-        self.rt.block_on(async {
-            let call = async {
-                let client = Client::connect([self.url.as_str()], None).await?;
-                f(client).await
-            };
-            tokio::time::timeout(Duration::from_secs(5), call)
-                .await
-                .expect("etcd call timed out")
-                .unwrap()
-        })
-    }
-
-    fn put(&self, key: &str, value: &str) {
-        let (k, v) = (key.to_owned(), value.to_owned());
-        self.run(|mut c| async move { c.put(k, v, None).await });
-    }
-
-    /// `(value, lease)` of `key`.
-    fn get(&self, key: &str) -> Option<(String, i64)> {
-        let k = key.to_owned();
-        let r = self.run(|mut c| async move { c.get(k, None).await });
-        r.kvs()
-            .first()
-            .map(|kv| (kv.value_str().unwrap().to_owned(), kv.lease()))
-    }
-
-    fn count(&self, prefix: &str) -> usize {
-        let p = prefix.to_owned();
-        let r = self.run(|mut c| async move { c.get(p, Some(GetOptions::new().with_prefix())).await });
-        r.kvs().len()
-    }
-
-    fn delete(&self, key: &str) {
-        let k = key.to_owned();
-        self.run(|mut c| async move { c.delete(k, None).await });
-    }
-
-    fn revoke(&self, lease: i64) {
-        self.run(|mut c| async move { c.lease_revoke(lease).await });
-    }
-
-    /// Remaining TTL of `lease` (-1 when it does not exist).
-    fn lease_ttl(&self, lease: i64) -> i64 {
-        self.run(|mut c| async move { c.lease_time_to_live(lease, None).await })
-            .ttl()
-    }
 }
 
 /// Polls `cond` every 20 ms until it holds; panics with `what` after `within`.

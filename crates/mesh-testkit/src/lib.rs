@@ -19,6 +19,7 @@ pub mod churn;
 pub mod dubbo_writers;
 pub mod etcd;
 pub mod etcd_cluster;
+pub mod etcd_kv;
 pub mod loadgen;
 pub mod node_peers;
 pub mod process;
