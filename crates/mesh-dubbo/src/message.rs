@@ -551,3 +551,46 @@ impl<'b> Writer<'b> {
         }
     }
 }
+
+/// Does Java answer with attachments (result flags 3 to 5) for this protocol version? Dubbo's
+/// `Version.isSupportResponseAttachment`: 2.0.2 ..= 2.0.99, where `getIntVersion` reads each part as two
+/// digits and scales a three-part version by another 100.
+pub fn supports_response_attachments(version: &str) -> bool {
+    let mut v: i64 = 0;
+    let mut parts = 0;
+    for p in version.split('.') {
+        let Ok(n) = p.parse::<i64>() else { return false };
+        v = v * 100 + n;
+        parts += 1;
+        if parts > 4 {
+            return false;
+        }
+    }
+    if parts == 3 {
+        v *= 100;
+    }
+    (2_000_200..=2_009_900).contains(&v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supports_response_attachments;
+
+    #[test]
+    fn response_attachment_versions() {
+        for (v, want) in [
+            ("2.0.2", true),
+            ("2.0.10", true),
+            ("2.0.99", true),
+            ("2.0.1", false),
+            ("2.0.100", false),
+            ("2.7.0", false),
+            ("2.6.2", false),
+            ("", false),
+            ("abc", false),
+            ("1.2.3.4.5", false),
+        ] {
+            assert_eq!(supports_response_attachments(v), want, "{v}");
+        }
+    }
+}

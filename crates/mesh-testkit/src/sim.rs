@@ -639,25 +639,6 @@ async fn writer(shared: Arc<Shared>, mut wr: OwnedWriteHalf, mut rx: mpsc::Unbou
     let _ = wr.shutdown().await;
 }
 
-/// Is `version` a protocol version Java 2.7/3.x answers with attachments (2.0.2 ..= 2.0.99)?
-pub fn supports_response_attachments(version: &str) -> bool {
-    // Dubbo's Version.getIntVersion: each part * 100, three-part versions scaled by another 100.
-    let mut v: i64 = 0;
-    let mut parts = 0;
-    for p in version.split('.') {
-        let Ok(n) = p.parse::<i64>() else { return false };
-        v = v * 100 + n;
-        parts += 1;
-        if parts > 4 {
-            return false;
-        }
-    }
-    if parts == 3 {
-        v *= 100;
-    }
-    (2_000_200..=2_009_900).contains(&v)
-}
-
 /// What a request is, once checked.
 enum Call {
     Answer(RpcResult<'static>),
@@ -871,7 +852,7 @@ fn handle_frame(shared: &Arc<Shared>, frame: &Frame, scratch: &mut BytesMut) -> 
                     slot: Some(slot),
                 });
             }
-            let attachments = supports_response_attachments(&req.dubbo_version)
+            let attachments = mesh_dubbo::message::supports_response_attachments(&req.dubbo_version)
                 .then(|| vec![("dubbo".into(), Value::str(DUBBO_VERSION))]);
             let resp = Response::Ok { result, attachments };
             let ser = frame_ser.unwrap_or(reply_ser);
@@ -1138,19 +1119,6 @@ mod tests {
         assert_eq!(get("vip"), Some(Value::Bool(true)));
         assert_eq!(get("nameHash"), Some(Value::Int(99_162_322)));
         assert_eq!(m.entries.len(), 5);
-    }
-
-    #[test]
-    fn response_attachment_versions() {
-        assert!(supports_response_attachments("2.0.2"));
-        assert!(supports_response_attachments("2.0.10"));
-        assert!(supports_response_attachments("2.0.99"));
-        assert!(!supports_response_attachments("2.0.1"));
-        assert!(!supports_response_attachments("2.0.100"));
-        assert!(!supports_response_attachments("2.7.0"));
-        assert!(!supports_response_attachments("2.6.2"));
-        assert!(!supports_response_attachments(""));
-        assert!(!supports_response_attachments("abc"));
     }
 
     #[test]

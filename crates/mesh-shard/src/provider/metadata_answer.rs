@@ -37,6 +37,7 @@
 use std::borrow::Cow;
 use std::net::SocketAddr;
 
+use mesh_dubbo::message::supports_response_attachments;
 use mesh_dubbo::{List, Object, Request, Response, RpcResult, Status, Value};
 use mesh_registry::dubbo::metadata_info::{
     GET_METADATA_INFO, METADATA_SERVICE_INTERFACE, METADATA_SERVICE_VERSION,
@@ -128,26 +129,6 @@ fn text_attachment<'r>(req: &'r Request<'_>, key: &str) -> Option<&'r str> {
 pub(super) fn is_metadata_service_call(req: &Request<'_>) -> bool {
     req.service == METADATA_SERVICE_INTERFACE
         || text_attachment(req, "path") == Some(METADATA_SERVICE_INTERFACE)
-}
-
-/// Does Java answer with attachments (result flags 3 to 5) for this protocol version? Dubbo's
-/// `Version.isSupportResponseAttachment`: 2.0.2 ..= 2.0.99, where `getIntVersion` reads each part as two
-/// digits and scales a three-part version by another 100.
-pub(super) fn supports_response_attachments(version: &str) -> bool {
-    let mut v: i64 = 0;
-    let mut parts = 0;
-    for p in version.split('.') {
-        let Ok(n) = p.parse::<i64>() else { return false };
-        v = v * 100 + n;
-        parts += 1;
-        if parts > 4 {
-            return false;
-        }
-    }
-    if parts == 3 {
-        v *= 100;
-    }
-    (2_000_200..=2_009_900).contains(&v)
 }
 
 /// Java's exporter key (`ProtocolUtils.serviceKey`): `group/path:version:port`, without the group when
@@ -582,21 +563,6 @@ mod tests {
         assert_eq!(exporter_key(Some(""), "a.B", Some("*"), 1), "a.B:1");
     }
 
-    #[test]
-    fn response_attachment_versions_are_javas() {
-        for (v, want) in [
-            ("2.0.2", true),
-            ("2.0.10", true),
-            ("2.0.99", true),
-            ("2.0.1", false),
-            ("2.0.100", false),
-            ("2.7.0", false),
-            ("", false),
-            ("1.2.3.4.5", false),
-        ] {
-            assert_eq!(supports_response_attachments(v), want, "{v}");
-        }
-    }
     #[test]
     fn every_answer_goes_through_the_codec_and_back() {
         use bytes::BytesMut;
