@@ -15,14 +15,6 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-fn keys(etcd: &EtcdServer, prefix: &str) -> Vec<String> {
-    etcdctl(etcd, &["get", prefix, "--prefix", "--keys-only"])
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 /// A provider agent of application `app` registering in `mode`, in front of a simulator.
 fn provider(
     etcd: &EtcdServer,
@@ -69,9 +61,9 @@ fn a_provider_agent_in_all_mode_is_found_in_each_migration_step() {
     let dir_b = tempfile::tempdir().unwrap();
     let (mut agent_b, mut sim_b, _port_b) = provider(&etcd, &dir_b, "legacy", "interface");
     wait_until("A's instance, both URL keys, A's mapping", WAIT, || {
-        keys(&etcd, &format!("/services/orders/127.0.0.1:{port_a}")).len() == 1
-            && keys(&etcd, &format!("/dubbo/{IFACE}/providers/")).len() == 2
-            && !keys(&etcd, &format!("/dubbo/mapping/{IFACE}")).is_empty()
+        etcd_keys(&etcd, &format!("/services/orders/127.0.0.1:{port_a}")).len() == 1
+            && etcd_keys(&etcd, &format!("/dubbo/{IFACE}/providers/")).len() == 2
+            && !etcd_keys(&etcd, &format!("/dubbo/mapping/{IFACE}")).is_empty()
     });
 
     // FORCE_APPLICATION: only A's instance, never B (B has no instance), warm-up calls included.
@@ -102,10 +94,10 @@ fn an_instance_leaving_under_load_fails_no_request() {
     let (mut agent_a, mut sim_a, _) = provider(&etcd, &dir_a, "orders", "instance");
     let (_agent_b, mut sim_b, _) = provider(&etcd, &dir_b, "orders", "instance");
     wait_until("both instances", WAIT, || {
-        keys(&etcd, "/services/orders/").len() == 2
+        etcd_keys(&etcd, "/services/orders/").len() == 2
     });
     assert!(
-        keys(&etcd, &format!("/dubbo/{IFACE}/providers/")).is_empty(),
+        etcd_keys(&etcd, &format!("/dubbo/{IFACE}/providers/")).is_empty(),
         "instance mode: no URL key"
     );
     let (_consumer, port) = consumer(&etcd, "FORCE_APPLICATION");
@@ -120,7 +112,7 @@ fn an_instance_leaving_under_load_fails_no_request() {
     let done = agent_a.terminate().unwrap();
     assert!(done.status.success(), "{:?}", done.status);
     wait_until("A's instance gone", WAIT, || {
-        keys(&etcd, "/services/orders/").len() == 1
+        etcd_keys(&etcd, "/services/orders/").len() == 1
     });
 
     let s = load.join().unwrap();

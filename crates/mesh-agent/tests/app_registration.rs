@@ -87,14 +87,6 @@ fn served_metadata(port: u16, application: &str, revision: &str) -> Option<Metad
     }
 }
 
-fn keys(etcd: &EtcdServer, prefix: &str) -> Vec<String> {
-    etcdctl(etcd, &["get", prefix, "--prefix", "--keys-only"])
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn file(etcd: &EtcdServer, services: &str) -> String {
     format!(
         "[provider]\napplication = \"orders\"\nservices = [{services}]\n\
@@ -123,7 +115,7 @@ fn all_mode_registers_the_instance_and_sighup_re_registers_a_new_revision() {
     );
     let first_revision = instance.revision().unwrap().to_owned();
     assert_ne!(lease, 0, "the instance is on a lease");
-    let urls = keys(&etcd, "/dubbo/a.B/providers/");
+    let urls = etcd_keys(&etcd, "/dubbo/a.B/providers/");
     assert_eq!(urls.len(), 1, "all mode: the interface-level key too");
     assert_eq!(get(&etcd, &urls[0]).unwrap().1, lease, "one lease for both");
     wait_until("the mapping of a.B", Duration::from_secs(10), || {
@@ -145,10 +137,10 @@ fn all_mode_registers_the_instance_and_sighup_re_registers_a_new_revision() {
     let (_, same_lease) = get(&etcd, &instance_key).unwrap();
     assert_eq!(same_lease, lease, "re-registered on the same lease");
     wait_until("c.D registered and mapped", Duration::from_secs(10), || {
-        keys(&etcd, "/dubbo/c.D/providers/").len() == 1
+        etcd_keys(&etcd, "/dubbo/c.D/providers/").len() == 1
             && get(&etcd, "/dubbo/mapping/c.D").is_some_and(|(v, _)| v == "orders")
     });
-    assert_eq!(keys(&etcd, "/dubbo/a.B/providers/"), urls, "a.B untouched");
+    assert_eq!(etcd_keys(&etcd, "/dubbo/a.B/providers/"), urls, "a.B untouched");
     assert!(
         agent.try_wait().unwrap().is_none(),
         "SIGHUP does not stop the provider"
@@ -174,11 +166,11 @@ fn all_mode_registers_the_instance_and_sighup_re_registers_a_new_revision() {
     agent.signal("HUP").unwrap();
     std::thread::sleep(Duration::from_millis(300));
     assert!(agent.try_wait().unwrap().is_none());
-    assert_eq!(keys(&etcd, "/dubbo/c.D/providers/").len(), 1);
+    assert_eq!(etcd_keys(&etcd, "/dubbo/c.D/providers/").len(), 1);
 
     agent.terminate().unwrap();
     assert!(get(&etcd, &instance_key).is_none(), "deregistered on SIGTERM");
-    assert!(keys(&etcd, "/dubbo/a.B/providers/").is_empty());
+    assert!(etcd_keys(&etcd, "/dubbo/a.B/providers/").is_empty());
     assert_eq!(
         get(&etcd, "/dubbo/mapping/a.B").map(|(v, _)| v),
         Some("orders".to_owned()),

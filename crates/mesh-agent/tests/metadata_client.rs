@@ -13,10 +13,7 @@ use mesh_registry::app_metadata::{
 use mesh_registry::dubbo::app_registration::AppRegistration;
 use mesh_registry::dubbo::instance::{ServiceInstance, REVISION_KEY};
 use mesh_registry::dubbo::metadata_info::MetadataInfo;
-use mesh_registry::dubbo::{
-    instance_providers, AppDiscoveryError, Category, Discovered, DubboUrl, MetadataCallFailure, RegistryKey,
-    RegistryRoot,
-};
+use mesh_registry::dubbo::{instance_providers, AppDiscoveryError, Discovered, MetadataCallFailure};
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::process::free_port;
 
@@ -24,19 +21,6 @@ mod common;
 use common::*;
 
 const APP: &str = "meta-app";
-
-/// The provider URLs the agent registered (interface level), read back from etcd.
-fn registered_urls(etcd: &EtcdServer) -> Vec<DubboUrl> {
-    let root = RegistryRoot::default();
-    etcdctl(etcd, &["get", "--prefix", "/dubbo/", "--keys-only"])
-        .lines()
-        .filter(|l| !l.is_empty())
-        .filter_map(|k| match root.parse_key(k.as_bytes()) {
-            Ok(RegistryKey::Url(u)) if u.category == Category::Providers => Some(u.url),
-            _ => None,
-        })
-        .collect()
-}
 
 /// An instance of the agent as a Java 3 provider would register it, with no url-params: the consumer then
 /// calls the MetadataService on the instance port with `dubbo` and version 1.0.0 (Java's
@@ -67,13 +51,13 @@ fn the_consumer_resolves_the_provider_agents_metadata_info() {
         ],
     );
     wait_until("both provider URLs in etcd", Duration::from_secs(15), || {
-        registered_urls(&etcd).len() == 2
+        registered_provider_urls(&etcd).len() == 2
     });
     let expected: MetadataInfo = AppRegistration {
         application: APP.into(),
         host: "127.0.0.1".into(),
         port,
-        provider_urls: registered_urls(&etcd),
+        provider_urls: registered_provider_urls(&etcd),
     }
     .metadata_info();
 

@@ -23,7 +23,6 @@ use mesh_dubbo::{
 use mesh_registry::dubbo::app_registration::AppRegistration;
 use mesh_registry::dubbo::instance::ServiceInstance;
 use mesh_registry::dubbo::metadata_info::{MetadataInfo, METADATA_SERVICE_INTERFACE, SERVICE_INFO_CLASS};
-use mesh_registry::dubbo::{Category, DubboUrl, RegistryKey, RegistryRoot};
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::node_peers::{check_installed, interop_dir};
 use mesh_testkit::process::free_port;
@@ -133,19 +132,6 @@ fn ok_value(resp: &Response<'static>) -> Option<Value<'static>> {
     }
 }
 
-/// The provider URLs the agent registered in etcd (interface level).
-fn registered_urls(etcd: &EtcdServer) -> Vec<DubboUrl> {
-    let root = RegistryRoot::default();
-    etcdctl(etcd, &["get", "--prefix", "/dubbo/", "--keys-only"])
-        .lines()
-        .filter(|l| !l.is_empty())
-        .filter_map(|k| match root.parse_key(k.as_bytes()) {
-            Ok(RegistryKey::Url(u)) if u.category == Category::Providers => Some(u.url),
-            _ => None,
-        })
-        .collect()
-}
-
 /// What the agent's `getMetadataInfo` must answer: the `MetadataInfo` Java builds from the provider URLs the
 /// agent registered (read back from etcd), with Java's revision.
 fn expected_metadata(etcd: &EtcdServer, port: u16) -> MetadataInfo {
@@ -153,7 +139,7 @@ fn expected_metadata(etcd: &EtcdServer, port: u16) -> MetadataInfo {
         application: APP.into(),
         host: "127.0.0.1".into(),
         port,
-        provider_urls: registered_urls(etcd),
+        provider_urls: registered_provider_urls(etcd),
     }
     .metadata_info()
 }
@@ -180,7 +166,7 @@ fn the_provider_agent_answers_metadata_service_calls_itself_and_forwards_the_res
         ],
     );
     wait_until("both provider URLs in etcd", Duration::from_secs(15), || {
-        registered_urls(&etcd).len() == 2
+        registered_provider_urls(&etcd).len() == 2
     });
     let expected = expected_metadata(&etcd, port);
     assert_eq!(expected.services.len(), 2);

@@ -4,7 +4,7 @@
 //! under concurrent writers. Every wait polls against a deadline.
 #![allow(clippy::unwrap_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_registry::dubbo::app_registration::AppRegistration;
 use mesh_registry::dubbo::instance::{InstanceShape, InstanceUse, ServiceInstance};
@@ -16,6 +16,7 @@ use mesh_registry::{
 };
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::etcd_kv::BlockingKv as Kv;
+use mesh_testkit::process::wait_until;
 use serde_json::Value as Json;
 
 const PORT: u16 = 30_000;
@@ -75,21 +76,6 @@ fn registrations(
     };
     let instance = InstanceRegistration::new(reg.instance(&info)).with_services_root(services_root);
     (Registrations::urls(urls, ttl).with_instance(instance), info)
-}
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `within`.
-fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn up_to_date(registrar: &RegistrarHandle) {

@@ -10,6 +10,7 @@ use mesh_registry::dubbo::{KeyEncoding, ProviderRegistration, RegistryRoot, Serv
 use mesh_registry::{spawn_registrar, spawn_watcher, Endpoint, EtcdConfig, Registration, Snapshot, Source};
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::etcd_kv::BlockingKv as Kv;
+use mesh_testkit::process::wait_until;
 
 const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
 
@@ -61,21 +62,6 @@ fn seen(eps: &[Endpoint]) -> Vec<(u16, u32, Option<u32>)> {
     eps.iter()
         .map(|e| (e.addr.port(), e.weight, e.max_concurrency))
         .collect()
-}
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `within`.
-fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Receives snapshots until one satisfies `pred`; panics after `within`. Checks versions grow by one.

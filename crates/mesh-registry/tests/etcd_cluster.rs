@@ -15,6 +15,7 @@ use mesh_registry::{
     Source, WatcherHandle,
 };
 use mesh_testkit::etcd_cluster::{one_cluster_at_a_time, EtcdCluster};
+use mesh_testkit::process::wait_until;
 
 const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
 
@@ -50,21 +51,6 @@ fn register(cfg: &EtcdConfig, port: u16) -> RegistrarHandle {
     .url();
     let reg = Registration::new(url).with_ttl(Duration::from_secs(4));
     spawn_registrar(cfg.clone(), vec![reg]).unwrap()
-}
-
-/// Polls `cond` every 20 ms until it holds; panics with `what` after `within`. Returns how long it took.
-fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if cond() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < within,
-            "timed out after {within:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Receives snapshots until one satisfies `pred`; every snapshot on the way must satisfy `always`.

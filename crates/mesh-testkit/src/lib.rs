@@ -4,11 +4,13 @@
 //!   capacity knee), hessian2 and fastjson; binary `provider-sim`.
 //! * [`loadgen`]: the 2018 challenge's consumer as a load generator (random strings, checks every answer,
 //!   HdrHistogram latencies, JSON summary); binary `loadgen`.
-//! * [`process`]: child processes that die with the test, free loopback ports, readiness lines.
+//! * [`process`]: child processes that die with the test, free loopback ports, readiness lines, bounded
+//!   waits (`wait_until`).
 //! * [`churn`]: which instance leaves or joins next in the registry scale benchmark; binary `registry-churn`.
 //! * [`dubbo_writers`]: etcd keys exactly as Java 2.7 / Java 3.3 / dubbo-go write them (from their sources,
 //!   not from mesh-registry), and a writer that puts them into a real etcd on leases kept alive.
 //! * [`etcd`]: a real etcd server on loopback ports with a temporary data dir, stopped by PID.
+//! * [`etcd_kv`]: a blocking etcd client for tests' own reads and writes.
 //! * [`etcd_cluster`]: a real etcd cluster (3 members, say) on loopback, plain or TLS with client
 //!   certificates, optionally with authentication; members killed and restarted by index.
 //! * [`node_peers`]: the third-party Node.js Dubbo peers (sofa-rpc-node provider with a service per Java type,

@@ -331,6 +331,22 @@ pub fn wait_for_line<R: Read + Send + 'static>(
     })
 }
 
+/// Polls `cond` every 20 ms until it holds and returns how long that took; panics with `what` after
+/// `within` (for tests: a failed wait is a failed test).
+pub fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return start.elapsed();
+        }
+        assert!(
+            start.elapsed() < within,
+            "timed out after {within:?} waiting for {what}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Finds a binary of the workspace: next to the running executable (`target/<profile>/deps/../NAME`), then
 /// `$CARGO_TARGET_DIR/{debug,release}/NAME`, then `target/{debug,release}/NAME` above the current directory.
 /// Cargo builds a package's binaries before its integration tests; other packages' tests must build them first

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
+use mesh_registry::dubbo::{Category, DubboUrl, RegistryKey, RegistryRoot};
 use mesh_registry::{spawn_watcher, EtcdConfig, Snapshot, Source};
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::process::{cargo_bin, wait_for_port, ChildGuard};
@@ -151,6 +152,27 @@ pub(crate) fn etcdctl(etcd: &EtcdServer, args: &[&str]) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8(out.stdout).unwrap()
+}
+
+/// The keys under `prefix`, read with `etcdctl`.
+pub(crate) fn etcd_keys(etcd: &EtcdServer, prefix: &str) -> Vec<String> {
+    etcdctl(etcd, &["get", prefix, "--prefix", "--keys-only"])
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The provider URLs registered under the default root `/dubbo/` (interface level), read back from etcd.
+pub(crate) fn registered_provider_urls(etcd: &EtcdServer) -> Vec<DubboUrl> {
+    let root = RegistryRoot::default();
+    etcd_keys(etcd, "/dubbo/")
+        .iter()
+        .filter_map(|k| match root.parse_key(k.as_bytes()) {
+            Ok(RegistryKey::Url(u)) if u.category == Category::Providers => Some(u.url),
+            _ => None,
+        })
+        .collect()
 }
 
 pub(crate) fn config_file(dir: &tempfile::TempDir, text: &str) -> String {
