@@ -11,4 +11,5 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "== cargo test"
 # The end-to-end tests start the testkit's binaries (provider-sim, loadgen) and the agent: build them first.
 cargo build --workspace --bins --quiet
-cargo test --workspace
+# --no-fail-fast: one failing test binary must not hide the results of the ones after it.
+cargo test --workspace --no-fail-fast
