@@ -54,10 +54,19 @@ from pathlib import Path
 import run as bench
 from run import log, emit, env_float, env_int, env_list, free_port, proc_cpu, wait_line, wait_port
 
-# Registry root per key layout: `java-2.7` is Dubbo's; `mesh-v1` the agents' own layout before issue 11
-# (BENCH_REGISTRY_LAYOUT=mesh-v1 measures an agent of that time, for a before/after comparison).
-ROOTS = {"java-2.7": "/dubbo", "mesh-v1": "/dubbomesh/v1"}
+# Registry root per key layout of the interface rows: `java-2.7` and `java-3.3` are Dubbo's (the provider URLs
+# each version writes); `mesh-v1` the agents' own layout before issue 11 (BENCH_REGISTRY_LAYOUT=mesh-v1
+# measures an agent of that time, for a before/after comparison).
+ROOTS = {"java-2.7": "/dubbo", "java-3.3": "/dubbo", "mesh-v1": "/dubbomesh/v1"}
+# Layouts with application rows (application rows are always Java 3 or dubbo-go instances).
+DUBBO_LAYOUTS = ("java-2.7", "java-3.3")
 IP_BASE = "127.1.0.1"
+
+
+def bench_interface(k):
+    """Interface k of the estate (mesh_testkit::churn::bench_interface): IHelloService, IHelloService1, ..."""
+    return bench.SERVICE if k == 0 else f"{bench.SERVICE}{k}"
+
 ESTATES = {"1x5000": (1, 5000), "10x500": (10, 500), "1x500": (1, 500), "2x50": (2, 50), "10x50": (10, 50)}
 MODEL_KINDS = ("", "interface", "application")
 APPLICATION = "bench-provider"
@@ -290,16 +299,16 @@ class Churner:
     """registry-churn, driven over its stdin."""
 
     def __init__(self, procs, work, bins, etcd_url, port, interfaces, instances, spare, seed, layout,
-                 model="interface", exports="one", shape="java-3"):
+                 model="interface", exports="one", shape="java-3", mapping="dubbo-go"):
         self.records = work / "churn-records.jsonl"
-        argv = [bins["registry-churn"], "--etcd", etcd_url, "--root", ROOTS[layout], "--layout", layout,
+        argv = [bins["registry-churn"], "--etcd", etcd_url, "--root", ROOTS[layout],
                 "--interfaces", interfaces,
                 "--instances", instances, "--spare", spare, "--ip-base", IP_BASE, "--port", port,
                 "--seed", seed, "--records", self.records, "--model", model, "--application", APPLICATION]
         if model == "application":
-            argv += ["--shape", shape]
+            argv += ["--shape", shape, "--mapping", mapping]
         else:
-            argv += ["--instance-exports", exports]
+            argv += ["--layout", layout, "--instance-exports", exports]
         err = open(work / "registry-churn.log", "ab")
         self.p = subprocess.Popen([str(a) for a in argv], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                   stderr=err, text=True, preexec_fn=bench._pdeathsig, cwd=work)
@@ -361,7 +370,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
 
     t0 = time.monotonic()
     churner = Churner(procs, mwork, bins, etcd_url, port, interfaces, per_interface, spare, settings["seed"],
-                      settings["layout"], model, exports, settings["app_shape"])
+                      settings["layout"], model, exports, settings["app_shape"], settings["app_mapping"])
     count, revision = churner.expect("REGISTERED")
     log(f"{name}: {count} instances registered in {time.monotonic() - t0:.1f} s (revision {revision})")
 
@@ -369,6 +378,13 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     env = dict(os.environ, MESH_TRACE_SNAPSHOTS="1")
     consumer_argv = [bins["mesh-agent"], "consumer", "--listen", f"127.0.0.1:{cport}", "--etcd", etcd_url,
                      *settings["consumer_args"], *(settings["app_consumer_args"] if application else [])]
+    if application and settings["app_mapping"] == "none":
+        # No mapping key in etcd (a Java 3 estate): the consumer names the application as a Java consumer
+        # does, with `provided-by` (consumer.provided_by, a config-file table).
+        config = mwork / "consumer.toml"
+        config.write_text("[consumer.provided_by]\n" + "".join(
+            f'"{bench_interface(k)}" = "{APPLICATION}"\n' for k in range(interfaces)))
+        consumer_argv += ["--config", config]
     started = time.monotonic()
     out = open(mwork / "consumer.out", "ab")
     err = open(mwork / "consumer.log", "ab")
@@ -468,7 +484,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     metadata_calls_in_churn = (calls_at_end - calls_at_start
                                if calls_at_start is not None and calls_at_end is not None else None)
     run = {
-        "model": model if settings["layout"] == "java-2.7" else f"{model} ({settings['layout']})",
+        "model": model if application or settings["layout"] == "java-2.7" else f"{model} ({settings['layout']})",
         "estate": name.split(":")[0],
         "run": name,
         "services": interfaces,
@@ -478,6 +494,7 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
         "instance_exports": exports,
         "keys_per_change": 1 if exports == "one" or application else interfaces,
         "instance_shape": settings["app_shape"] if application else None,
+        "mapping": settings["app_mapping"] if application else None,
         "time_to_first_route_ms": bench.rnd(time_to_first_route_ms, 1),
         "metadata_calls_per_change": bench.rnd(metadata_calls_in_churn / changes, 3)
         if metadata_calls_in_churn is not None and changes else None,
@@ -556,7 +573,16 @@ def registry():
                                             "--migration-step FORCE_APPLICATION").split(),
         # Application rows: the instances' JSON, `java-3` (camelCase) or `dubbo-go` (PascalCase + ServiceMetadata).
         "app_shape": os.environ.get("BENCH_REGISTRY_APP_SHAPE", "java-3"),
+        # Application rows: the interface-to-application mapping in etcd, `none` (what a Java 3 estate has:
+        # Java's etcd metadata report writes no mapping; the consumer is given `provided_by`) or `dubbo-go`
+        # (`/dubbo/mapping/<interface>`, as dubbo-go providers and the provider agent write it). Default: the
+        # instance shape's own.
+        "app_mapping": os.environ.get("BENCH_REGISTRY_APP_MAPPING", ""),
     }
+    if not settings["app_mapping"]:
+        settings["app_mapping"] = "dubbo-go" if settings["app_shape"] == "dubbo-go" else "none"
+    if settings["app_mapping"] not in ("none", "dubbo-go"):
+        raise RuntimeError(f"BENCH_REGISTRY_APP_MAPPING: {settings['app_mapping']!r} (none, dubbo-go)")
     if settings["app_shape"] not in ("java-3", "dubbo-go"):
         raise RuntimeError(f"BENCH_REGISTRY_APP_SHAPE: {settings['app_shape']!r} (java-3, dubbo-go)")
     if settings["layout"] not in ROOTS:
@@ -582,7 +608,7 @@ def registry():
         for m in models:
             gate = bench.wait_load(f"registry {m}")
             interfaces, per, model, exports = parse_model(m)
-            if model == "application" and settings["layout"] != "java-2.7":
+            if model == "application" and settings["layout"] not in DUBBO_LAYOUTS:
                 log(f"registry: {m} skipped (BENCH_REGISTRY_LAYOUT={settings['layout']} is interface-level only)")
                 continue
             try:

@@ -153,14 +153,21 @@ def discovery_section(rg, table):
         out += [f"* run `{r.get('run')}` failed: {r['error'][:300]}" for r in failed]
         return "\n".join(out) + "\n"
     s = rg.get("settings", {})
+    layout = s.get("layout", "java-2.7")
+    writer = {"java-3.3": "Java 3.3"}.get(layout, "Java 2.7")
+    # Runs before the `app_mapping` setting always wrote dubbo-go's mapping keys.
+    mapping = s.get("app_mapping", "dubbo-go")
+    mapping_text = (", plus one mapping key per service (`/dubbo/mapping/<interface>`, dubbo-go's)"
+                    if mapping == "dubbo-go" else
+                    ", and no mapping key (Java's etcd metadata report writes none: the consumer is given "
+                    "`provided_by`, as a Java consumer on etcd must be)")
     out += [
         "The same estate, S services on N provider instances, registered both ways in a fresh etcd and churned "
         f"the same way ({_fmt(s.get('churn_rate'), 0)} instance changes/s: one instance leaves, one joins, "
         "alternately), with the same consumer load as above. **interface-level**: every instance writes one key "
-        "per service, as Java 2.7 does (S x N keys; a change puts or deletes an instance's S keys in one "
+        f"per service, as {writer} does (S x N keys; a change puts or deletes an instance's S keys in one "
         "transaction). **application-level** (Dubbo 3): every instance writes one `/services/<app>/<ip>:<port>` "
-        f"key ({s.get('app_shape', 'java-3')} JSON), plus one mapping key per service (`/dubbo/mapping/<interface>`"
-        ", dubbo-go's); the consumer fetches each revision's MetadataInfo from an instance's MetadataService "
+        f"key ({s.get('app_shape', 'java-3')} JSON){mapping_text}; the consumer fetches each revision's MetadataInfo from an instance's MetadataService "
         "(provider-sim answers it on every instance); a joining instance has the revision the others have.",
         "",
         "* **time to first route**: consumer process started -> first right answer to `hash(\"hello\")` "
@@ -200,8 +207,9 @@ def discovery_section(rg, table):
         if i:
             claim += (f"{_fmt(i.get('etcd_keys'), 0)} keys / {_fmt(i.get('etcd_bytes'), 0)} bytes vs "
                       f"{_fmt(a.get('etcd_keys'), 0)} keys / {_fmt(a.get('etcd_bytes'), 0)} bytes (interface-level "
-                      f"counts Java's 2 persistent parent keys per service, application-level the {s_} mapping "
-                      f"keys), a share of {_share(a, i, 'etcd_keys'):.3f} of the keys and "
+                      f"counts Java's 2 persistent parent keys per service"
+                      + (f", application-level the {s_} mapping keys" if mapping == "dubbo-go" else "")
+                      + f"), a share of {_share(a, i, 'etcd_keys'):.3f} of the keys and "
                       f"{_share(a, i, 'etcd_bytes'):.3f} of the bytes")
             inst = ((a.get("etcd_by_root") or {}).get("/services") or {}).get("keys")
             if inst is not None and i.get("etcd_keys") is not None:

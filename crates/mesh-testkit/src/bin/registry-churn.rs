@@ -7,7 +7,8 @@
 //! `IHelloService<k>` (`churn::bench_interface`). What an instance writes depends on `--model`:
 //!
 //! * `interface` (default), Dubbo's interface-level registry as Java 2.7 writes it
-//!   (`mesh_testkit::dubbo_writers::java27_provider`): keys `/<root>/<URL-encoded interface>/providers/
+//!   (`mesh_testkit::dubbo_writers::java27_provider`; `--layout java-3.3`: as Java 3.3 writes it,
+//!   `java33_provider`, no `pid`/`anyhost`, `prefer.serialization` and `service-name-mapping`): keys `/<root>/<URL-encoded interface>/providers/
 //!   <URL-encoded full URL>`, the decimal lease id as value, the parent key `/<root>/<URL-encoded interface>`
 //!   persistent (value `path.hashCode()`). With `--instance-exports one` (the default, issue 11's estate) each
 //!   of the S x N addresses exports one interface (`i % S`): one key per instance. With `all`, each of the N
@@ -18,8 +19,10 @@
 //!   `/services/<--application>/<ip>:<port>`, its value Java 3.3's Gson JSON (`--shape java-3`) or dubbo-go's
 //!   (`--shape dubbo-go`, with the whole MetadataInfo in `ServiceMetadata`), the revision Java's over the
 //!   S services (`churn::bench_services`: the same for every instance and every restart, as one build of one
-//!   application); and the S mapping keys `/<root>/mapping/<interface>` = the application (dubbo-go's,
-//!   persistent). A joining instance writes the same revision with a fresh `timestamp`.
+//!   application); with `--mapping dubbo-go`, the S mapping keys `/<root>/mapping/<interface>` = the
+//!   application (dubbo-go's, persistent); with `--mapping none`, no mapping key (a Java 3 provider writes none
+//!   to etcd: its etcd metadata report does not implement the mapping; consumers name the application with
+//!   `provided-by`). A joining instance writes the same revision with a fresh `timestamp`.
 //!
 //! All instance keys are on one lease kept alive (Java's global lease), put in transactions of at most 64
 //! operations at the start.
@@ -46,7 +49,7 @@ use mesh_testkit::dubbo_writers::app_level::{
     dubbo_go_instance_value, java33_instance_value, java_revision, mapping_key, AppInstance,
     ServiceDescription,
 };
-use mesh_testkit::dubbo_writers::{java27_provider, Provider, Registration};
+use mesh_testkit::dubbo_writers::{java27_provider, java33_provider, Provider, Registration};
 
 /// Registers Dubbo provider instances in etcd (interface- or application-level) and churns them on command
 /// (scale benchmark).
@@ -78,6 +81,11 @@ struct Args {
     /// (PascalCase, with `ServiceMetadata`).
     #[arg(long, default_value = "java-3", value_parser = ["java-3", "dubbo-go"])]
     shape: String,
+    /// `--model application`: the interface-to-application mapping keys written at the start, `dubbo-go`
+    /// (`/<root>/mapping/<interface>`, as a dubbo-go provider keeps them) or `none` (a Java 3 provider on
+    /// etcd writes none).
+    #[arg(long, default_value = "dubbo-go", value_parser = ["dubbo-go", "none"])]
+    mapping: String,
     /// Unregistered instances (listening) that churn lets join.
     #[arg(long, default_value_t = 50)]
     spare: u32,
@@ -99,9 +107,10 @@ struct Args {
     /// Where each churn appends its per-change records (JSON lines).
     #[arg(long)]
     records: PathBuf,
-    /// `--model interface` key layout: `java-2.7` (Dubbo's), or `mesh-v1` (the agents' layout before issue 11,
-    /// `<root>/<interface>/<ip:port>` = `{}`; for a before/after comparison only).
-    #[arg(long, default_value = "java-2.7", value_parser = ["java-2.7", "mesh-v1"])]
+    /// `--model interface` key layout: `java-2.7` or `java-3.3` (Dubbo's, as each version writes its provider
+    /// URLs), or `mesh-v1` (the agents' layout before issue 11, `<root>/<interface>/<ip:port>` = `{}`; for a
+    /// before/after comparison only).
+    #[arg(long, default_value = "java-2.7", value_parser = ["java-2.7", "java-3.3", "mesh-v1"])]
     layout: String,
 }
 
@@ -137,17 +146,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// Who writes the interface-level keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum InterfaceLayout {
+    Java27,
+    Java33,
+    /// The agents' own layout before issue 11.
+    MeshV1,
+}
+
 /// What an instance writes, per model.
 #[derive(Debug)]
 enum Estate {
-    /// Interface-level: each instance registers `interfaces` (one, or all of them) as Java 2.7 does.
+    /// Interface-level: each instance registers `interfaces` (one, or all of them) as Java 2.7 or 3.3 does.
     Interface {
         root: String,
         application: String,
         /// Interfaces per instance (1: interface `i % count`; else all `count`).
         all: bool,
         count: u32,
-        mesh_v1: bool,
+        layout: InterfaceLayout,
     },
     /// Application-level: one Dubbo 3 instance per address.
     Application {
@@ -155,6 +173,8 @@ enum Estate {
         services: Vec<ServiceDescription>,
         revision: String,
         go_shape: bool,
+        /// dubbo-go's mapping keys written at the start.
+        mapping: bool,
     },
 }
 
@@ -178,6 +198,7 @@ impl Estate {
                     revision: java_revision(&args.application, &services),
                     services,
                     go_shape: args.shape == "dubbo-go",
+                    mapping: args.mapping == "dubbo-go",
                 }
             }
             _ => Estate::Interface {
@@ -185,7 +206,11 @@ impl Estate {
                 application: args.application.clone(),
                 all: exports == Some("all"),
                 count: args.interfaces,
-                mesh_v1: args.layout == "mesh-v1",
+                layout: match args.layout.as_str() {
+                    "mesh-v1" => InterfaceLayout::MeshV1,
+                    "java-3.3" => InterfaceLayout::Java33,
+                    _ => InterfaceLayout::Java27,
+                },
             },
         })
     }
@@ -204,19 +229,24 @@ impl Estate {
     /// Persistent keys written once at the start: Java's interface parents, or the mapping keys.
     fn persistent_keys(&self, args: &Args) -> Vec<(String, String)> {
         match self {
-            Estate::Interface { mesh_v1: true, .. } => Vec::new(),
+            Estate::Interface {
+                layout: InterfaceLayout::MeshV1,
+                ..
+            } => Vec::new(),
             Estate::Interface {
                 root,
                 application,
                 count,
+                layout,
                 ..
             } => {
                 let addr = SocketAddr::new(args.ip_base.into(), args.port);
                 (0..*count)
-                    .flat_map(|k| java27(root, &bench_interface(k), addr, application, 0).parents)
+                    .flat_map(|k| java_url(*layout, root, &bench_interface(k), addr, application, 0).parents)
                     .map(|p| (p.key, p.value))
                     .collect()
             }
+            Estate::Application { mapping: false, .. } => Vec::new(),
             Estate::Application { application, .. } => {
                 let root = format!("/{}", args.root.trim_matches('/'));
                 (0..args.interfaces)
@@ -240,7 +270,7 @@ impl Estate {
                 application,
                 all,
                 count,
-                mesh_v1,
+                layout,
             } => {
                 let interfaces: Vec<u32> = if *all {
                     (0..*count).collect()
@@ -251,10 +281,11 @@ impl Estate {
                     .into_iter()
                     .map(|k| {
                         let interface = bench_interface(k);
-                        if *mesh_v1 {
+                        if *layout == InterfaceLayout::MeshV1 {
                             (format!("{root}/{interface}/{addr}"), "{}".to_owned())
                         } else {
-                            let key = java27(root, &interface, addr, application, timestamp_ms).key;
+                            let key =
+                                java_url(*layout, root, &interface, addr, application, timestamp_ms).key;
                             (key, lease.to_string())
                         }
                     })
@@ -265,6 +296,7 @@ impl Estate {
                 services,
                 revision,
                 go_shape,
+                ..
             } => {
                 let instance = AppInstance {
                     application: application.clone(),
@@ -556,7 +588,8 @@ fn now_ms() -> u64 {
 }
 
 /// `interface` at `addr` registered by a Java 2.7 provider (`mesh_testkit::dubbo_writers`).
-fn java27(
+fn java_url(
+    layout: InterfaceLayout,
     root: &str,
     interface: &str,
     addr: SocketAddr,
@@ -566,7 +599,10 @@ fn java27(
     let mut p = Provider::new(interface, &addr.ip().to_string(), addr.port());
     p.application = application.to_owned();
     p.timestamp_ms = timestamp_ms;
-    java27_provider(root, &p)
+    match layout {
+        InterfaceLayout::Java33 => java33_provider(root, &p),
+        _ => java27_provider(root, &p),
+    }
 }
 
 #[cfg(test)]
@@ -610,6 +646,15 @@ mod tests {
         assert_eq!(value, "42");
         // Java's persistent parents: the service path and its configurators, per interface.
         assert_eq!(estate.persistent_keys(&a).len(), 20);
+        // Java 3.3: no pid/anyhost, its own parameters; the same parents.
+        let j33 = args(&["--layout", "java-3.3"]);
+        let estate33 = Estate::new(&j33).unwrap();
+        let (key33, value33) = &estate33.instance_keys(13, addr(), 42, 1_700_000_000_000)[0];
+        assert!(key33.starts_with(&prefix), "{key33}");
+        assert!(key33.contains("prefer.serialization%3D"), "{key33}");
+        assert!(!key33.contains("pid%3D") && java.contains("pid%3D"), "{key33}");
+        assert_eq!(value33, "42");
+        assert_eq!(estate33.persistent_keys(&j33), estate.persistent_keys(&a));
         let v1 = args(&["--layout", "mesh-v1", "--root", "/dubbomesh/v1"]);
         let keys = Estate::new(&v1).unwrap().instance_keys(13, addr(), 42, 1);
         assert_eq!(
@@ -664,6 +709,11 @@ mod tests {
         assert_eq!(mapping.len(), 10);
         assert_eq!(mapping[0].0, format!("/dubbo/mapping/{SERVICE}"));
         assert_eq!(parse_mapping(&mapping[9].1).unwrap(), ["bench-provider"]);
+        // A Java 3 estate on etcd: no mapping key, the same instances.
+        let none = args(&["--model", "application", "--mapping", "none"]);
+        let java_only = Estate::new(&none).unwrap();
+        assert!(java_only.persistent_keys(&none).is_empty());
+        assert_eq!(java_only.instance_keys(13, addr(), 42, 1_700_000_000_000), keys);
 
         let go = args(&["--model", "application", "--shape", "dubbo-go"]);
         let keys = Estate::new(&go).unwrap().instance_keys(13, addr(), 42, 1);
