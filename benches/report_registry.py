@@ -130,7 +130,9 @@ def _pairs(runs):
     for a in runs:
         if a.get("model") != "application":
             continue
-        same = [r for r in runs if r.get("model") == "interface" and r.get("estate") == a.get("estate")
+        # "interface" or "interface (<layout>)" (BENCH_REGISTRY_LAYOUT=java-3.3)
+        same = [r for r in runs if (r.get("model") or "").split(" ")[0] == "interface"
+                and r.get("estate") == a.get("estate")
                 and (r.get("instance_exports") == "all" or r.get("services") == 1)]
         out.append((a.get("estate"), same[0] if same else None, a))
     return out
@@ -190,7 +192,7 @@ def discovery_section(rg, table):
             rows.append([
                 f"{estate} ({r['services']} x {r['instances']:,})", r["model"],
                 _fmt(r.get("etcd_keys"), 0), _fmt(r.get("etcd_bytes"), 0),
-                "–" if keys_share is None else f"{keys_share:.3f} / {bytes_share:.3f}"
+                "–" if keys_share is None else f"{keys_share:.4f} / {bytes_share:.4f}"
                 + (f" ({_met(keys_share <= TARGET_SHARE and bytes_share <= TARGET_SHARE)})"
                    if estate == TARGET_ESTATE and bytes_share is not None else ""),
                 _fmt(r.get("time_to_first_route_ms"), 0),
@@ -209,8 +211,8 @@ def discovery_section(rg, table):
                       f"{_fmt(a.get('etcd_keys'), 0)} keys / {_fmt(a.get('etcd_bytes'), 0)} bytes (interface-level "
                       f"counts Java's 2 persistent parent keys per service"
                       + (f", application-level the {s_} mapping keys" if mapping == "dubbo-go" else "")
-                      + f"), a share of {_share(a, i, 'etcd_keys'):.3f} of the keys and "
-                      f"{_share(a, i, 'etcd_bytes'):.3f} of the bytes")
+                      + f"), a share of {_share(a, i, 'etcd_keys'):.4f} of the keys and "
+                      f"{_share(a, i, 'etcd_bytes'):.4f} of the bytes")
             inst = ((a.get("etcd_by_root") or {}).get("/services") or {}).get("keys")
             if inst is not None and i.get("etcd_keys") is not None:
                 entries = i["etcd_keys"] - 2 * s_
