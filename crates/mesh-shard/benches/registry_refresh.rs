@@ -1,8 +1,8 @@
 //! What a registry change costs the consumer shards' routing, without connections: two shards of one agent
 //! (subsetting on, as the registry benchmark's consumer) hold the route table of one service of `N`
 //! providers (Java-2.7-like parameters), then take `CHANGES` snapshots, each one provider joining or one
-//! leaving (alternately, as `registry-churn` does), and route `PICKS` calls per snapshot per shard. Reported:
-//! nanoseconds per change in `Upstreams::refresh` (both shards together: the
+//! leaving (alternately, as `registry-churn` does), and route `PICKS` calls per change per shard. Reported
+//! (thread CPU time): nanoseconds per change in `Upstreams::refresh` (both shards together: the
 //! snapshot hand-off, the departed pools, the table's advance, the old snapshot's drop) and per pick. The
 //! snapshots are built before the measured loop (the registry thread's work is not counted). Connections
 //! are not dialled (no pick sends anything): `upstream_churn` measures those.
@@ -13,13 +13,24 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mesh_registry::{Endpoint, Snapshot, SnapshotBuilder};
 use mesh_shard::consumer::{Upstreams, UpstreamsOptions};
 use mesh_shard::upstream::UpstreamConfig;
 
 const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
+
+/// CPU time of the calling thread (the scheduler's run time, ns: first field of its schedstat).
+fn thread_cpu() -> Duration {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").expect("schedstat");
+    let ns = text
+        .split_whitespace()
+        .next()
+        .and_then(|t| t.parse().ok())
+        .expect("run time");
+    Duration::from_nanos(ns)
+}
 
 fn env(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -87,7 +98,8 @@ fn shard(index: usize) -> Shard {
 }
 
 /// One measured round: `changes` snapshots (built first), each taken by both shards, `picks` calls routed
-/// per snapshot per shard. Returns the refresh nanoseconds per change and the nanoseconds per pick.
+/// per change per shard (after the snapshots: a pick after a change costs what any pick does, the table
+/// being current). Returns the refresh nanoseconds per change and the nanoseconds per pick.
 fn round(
     shards: &[Shard; 2],
     builder: &mut SnapshotBuilder,
@@ -108,23 +120,25 @@ fn round(
         }
         snaps.push(Arc::new(builder.publish(c as i64).unwrap()));
     }
-    let (mut refresh, mut pick) = (Duration::ZERO, Duration::ZERO);
+    // CPU time of this thread (not wall time: the box may be shared), refreshes and picks apart.
+    let t0 = thread_cpu();
     for snap in snaps {
         for s in shards {
             s.tx.send(snap.clone()).unwrap();
         }
         drop(snap);
         for s in shards {
-            let t0 = Instant::now();
             s.upstreams.refresh();
-            refresh += t0.elapsed();
-            let t1 = Instant::now();
-            for _ in 0..picks {
-                assert!(s.upstreams.probe(SERVICE, "hash").is_some());
-            }
-            pick += t1.elapsed();
         }
     }
+    let refresh = thread_cpu() - t0;
+    let t1 = thread_cpu();
+    for _ in 0..changes * picks {
+        for s in shards {
+            assert!(s.upstreams.probe(SERVICE, "hash").is_some());
+        }
+    }
+    let pick = thread_cpu() - t1;
     let n = changes as f64;
     let p = (changes * picks * 2).max(1) as f64;
     (refresh.as_nanos() as f64 / n, pick.as_nanos() as f64 / p)
