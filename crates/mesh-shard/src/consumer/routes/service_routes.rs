@@ -257,7 +257,7 @@ impl ServiceRoutes {
         if self.rules_epoch != snap.rules_epoch() {
             return false;
         }
-        let epoch = match &self.built {
+        let (epoch, providers) = match &self.built {
             Built::Merged { version } => return *version == snap.version,
             Built::Exact { key, epoch } => {
                 // Once per snapshot version: the request must still match that one key.
@@ -268,7 +268,6 @@ impl ServiceRoutes {
                 }
             }
         };
-        let (epoch, providers) = epoch;
         if providers.epoch() != epoch {
             let Some(change) = providers.change().filter(|c| c.base == epoch) else {
                 return false;
