@@ -159,6 +159,28 @@ impl Upstreams {
             .pick(&snap, call, self.caps, |addr| self.pool(addr))
     }
 
+    /// Routes a call of `method` to `service` (no tag, arguments or attachments) as a request would, and
+    /// ends it at once as answered: the provider picked, if any. The pick builds the service's route table
+    /// when it has none (tools and benchmarks: what a first request does, without sending anything).
+    pub fn probe(&self, service: &str, method: &str) -> Option<SocketAddr> {
+        let call = Call {
+            service,
+            method,
+            tag: None,
+            force_tag: false,
+            args: &[],
+            attachments: &[],
+            exclude: &[],
+        };
+        match self.pick(&call) {
+            Pick::Chosen(chosen) => {
+                self.done(service, &chosen, Instant::now(), true);
+                Some(chosen.pool.addr())
+            }
+            _ => None,
+        }
+    }
+
     /// A call sent to `chosen` ended: the provider's in-flight count, latency and cap are updated and the
     /// oldest waiting call is woken (there may be room now). `ok`: a good sample for the balancer.
     pub(super) fn done(&self, service: &str, chosen: &Chosen, started: Instant, ok: bool) {

@@ -1,7 +1,7 @@
 //! One requested service key's routing state: its route table, live state and per-provider pools, tokens,
 //! caps and down marks, built from a snapshot and advanced change by change.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -56,6 +56,8 @@ pub(super) struct ServiceRoutes {
     /// Nothing routes among the providers (no rule, no tag, no hashing): the table becomes a subset
     /// (rebuilt once) when its list grows large enough.
     pub(super) may_subset: bool,
+    /// The providers' parameters the table's rules read (its rules change only with a rebuild).
+    pub(super) params: Params,
 }
 
 /// What a table is built with besides the providers and rules.
@@ -67,14 +69,49 @@ pub(super) struct Inputs<'a> {
     pub(super) subsetting: Subsetting,
 }
 
-/// The table's view of endpoint `e` whose pool is `pool`.
-fn provider_of(e: &Endpoint, pool: &Pool, caps: Caps) -> Provider {
+/// The provider parameter that sets its warm-up period: the one parameter a table reads without rules.
+const WARMUP_PARAM: &str = "warmup";
+
+/// Which of an endpoint's parameters its table's view keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Params {
+    /// Every one: the table's rules (condition rules, a tag rule) match providers by their parameters.
+    All,
+    /// Only [`WARMUP_PARAM`]: without rules nothing else is read, and a Java provider registers a dozen
+    /// or more (cloning them was most of what a joining provider cost a table, and most of its memory).
+    WarmupOnly,
+}
+
+impl Params {
+    /// What a table under `rules` reads.
+    pub(super) fn read_by(rules: &RuleSet) -> Params {
+        if rules.tag.is_some() || !rules.conditions.is_empty() {
+            Params::All
+        } else {
+            Params::WarmupOnly
+        }
+    }
+
+    fn of(self, e: &Endpoint) -> BTreeMap<String, String> {
+        match self {
+            Params::All => e.params.clone(),
+            Params::WarmupOnly => e
+                .params
+                .get_key_value(WARMUP_PARAM)
+                .map(|(k, v)| BTreeMap::from([(k.clone(), v.clone())]))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// The table's view of endpoint `e` whose pool is `pool`, with the parameters `params` says.
+fn provider_of(e: &Endpoint, pool: &Pool, caps: Caps, params: Params) -> Provider {
     Provider {
         addr: e.addr,
         weight: e.weight,
         max_concurrency: Some(caps.of(e.max_concurrency, pool)),
         tag: e.tag.clone(),
-        params: e.params.clone(),
+        params: params.of(e),
         registered_at_ms: e.registered_at_ms,
     }
 }
@@ -95,6 +132,34 @@ fn caps_of(subset: bool, caps: Caps) -> Caps {
     } else {
         caps
     }
+}
+
+/// The last of `eps` at each address, in first-listed order: a linear scan for the few endpoints a change
+/// usually lists, a map for many.
+fn last_per_addr<'e>(eps: impl Iterator<Item = &'e Endpoint>) -> Vec<&'e Endpoint> {
+    const SCAN_UP_TO: usize = 16;
+    let mut out: Vec<&Endpoint> = Vec::new();
+    let mut at: HashMap<SocketAddr, usize> = HashMap::new();
+    for e in eps {
+        let known = if out.len() <= SCAN_UP_TO {
+            out.iter().position(|x| x.addr == e.addr)
+        } else {
+            if at.is_empty() {
+                at.extend(out.iter().enumerate().map(|(i, x)| (x.addr, i)));
+            }
+            at.get(&e.addr).copied()
+        };
+        match known {
+            Some(i) => out[i] = e,
+            None => {
+                if !at.is_empty() {
+                    at.insert(e.addr, out.len());
+                }
+                out.push(e);
+            }
+        }
+    }
+    out
 }
 
 fn count_out(weights: &mut HashMap<u32, usize>, w: u32) {
@@ -123,9 +188,10 @@ impl ServiceRoutes {
             Built::Merged { version } => version,
         };
         let caps = caps_of(subset, with.caps);
+        let params = Params::read_by(rules);
         let providers: Vec<Provider> = eps
             .iter()
-            .map(|e| provider_of(e, &pool_of(e.addr), caps))
+            .map(|e| provider_of(e, &pool_of(e.addr), caps, params))
             .collect();
         let table = RouteTable::build(epoch, providers, rules, with.consumer, TableOptions::default());
         let live = match old {
@@ -150,6 +216,7 @@ impl ServiceRoutes {
             review_at: None,
             subset,
             may_subset,
+            params,
         };
         // Indices follow the table (a repeated address is one provider).
         for e in eps {
@@ -190,18 +257,17 @@ impl ServiceRoutes {
         if self.rules_epoch != snap.rules_epoch() {
             return false;
         }
-        let (key, epoch) = match &self.built {
+        let (epoch, providers) = match &self.built {
             Built::Merged { version } => return *version == snap.version,
-            Built::Exact { key, epoch } => (key.clone(), *epoch),
+            Built::Exact { key, epoch } => {
+                // Once per snapshot version: the request must still match that one key.
+                let matched = snap.matching(&ServiceKey::parse(service));
+                match matched.as_slice() {
+                    [(k, providers)] if *k == &**key => (*epoch, Arc::clone(providers)),
+                    _ => return false,
+                }
+            }
         };
-        // Once per snapshot version: the request must still match that one key.
-        let matched = snap.matching(&ServiceKey::parse(service));
-        let [(k, providers)] = matched.as_slice() else {
-            return false;
-        };
-        if *k != &*key {
-            return false;
-        }
         if providers.epoch() != epoch {
             let Some(change) = providers.change().filter(|c| c.base == epoch) else {
                 return false;
@@ -224,40 +290,28 @@ impl ServiceRoutes {
                     return false;
                 }
             }
-            if self.subset {
-                // Only this shard's providers: a change of another shard's costs this one nothing.
-                let removed: Vec<SocketAddr> = change
-                    .removed
-                    .iter()
-                    .copied()
-                    .filter(|a| sub.is_home(*a))
-                    .collect();
-                let upserted: Vec<Arc<Endpoint>> = change
-                    .upserted
-                    .iter()
-                    .filter(|e| sub.is_home(e.addr))
-                    .cloned()
-                    .collect();
-                if !removed.is_empty() || !upserted.is_empty() {
-                    self.apply(providers.epoch(), &removed, &upserted, with, pool_of);
-                    *builds += 1;
-                    self.build = *builds;
-                }
-            } else {
-                self.apply(
+            // A subset table takes only this shard's providers: a change of another shard's costs this
+            // one a look at the changed addresses, nothing else.
+            let subset = self.subset;
+            let ours = |a: SocketAddr| !subset || sub.is_home(a);
+            if !subset
+                || change.removed.iter().any(|&a| ours(a))
+                || change.upserted.iter().any(|e| ours(e.addr))
+            {
+                self.apply_where(
                     providers.epoch(),
                     &change.removed,
                     &change.upserted,
+                    ours,
                     with,
                     pool_of,
                 );
                 *builds += 1;
                 self.build = *builds;
             }
-            self.built = Built::Exact {
-                key,
-                epoch: providers.epoch(),
-            };
+            if let Built::Exact { epoch, .. } = &mut self.built {
+                *epoch = providers.epoch();
+            }
         }
         self.checked = snap.version;
         true
@@ -265,6 +319,7 @@ impl ServiceRoutes {
 
     /// Moves the table to `epoch` by a change of its provider list (`removed` addresses, `upserted`
     /// endpoints: joined or changed), in O(change) (plus, rarely, a compaction: O(n), amortized O(1)).
+    #[cfg(test)]
     pub(super) fn apply(
         &mut self,
         epoch: u64,
@@ -273,23 +328,41 @@ impl ServiceRoutes {
         with: Inputs<'_>,
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
     ) {
+        self.apply_where(epoch, removed, upserted, |_| true, with, pool_of);
+    }
+
+    /// [`ServiceRoutes::apply`] of the part of a change at the addresses `ours` accepts.
+    pub(super) fn apply_where(
+        &mut self,
+        epoch: u64,
+        removed: &[SocketAddr],
+        upserted: &[Arc<Endpoint>],
+        ours: impl Fn(SocketAddr) -> bool,
+        with: Inputs<'_>,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+    ) {
         let caps = caps_of(self.subset, with.caps);
         let mut changes = Vec::with_capacity(removed.len() + upserted.len());
-        for &a in removed {
+        for &a in removed.iter().filter(|&&a| ours(a)) {
             if let Some(p) = self.table.index_of(a).and_then(|i| self.table.provider(i)) {
                 count_out(&mut self.weights, p.weight);
             }
             changes.push(Change::Remove(a));
         }
-        let mut by_addr: HashMap<SocketAddr, &Endpoint> = HashMap::with_capacity(upserted.len());
-        for e in upserted {
-            let first = by_addr.insert(e.addr, e).is_none();
+        // The last endpoint listed per address (a change lists an address once; a repeat is tolerated).
+        let latest = last_per_addr(upserted.iter().map(|e| &**e).filter(|e| ours(e.addr)));
+        for e in &latest {
             if let Some(p) = self.table.index_of(e.addr).and_then(|i| self.table.provider(i)) {
-                if first {
-                    count_out(&mut self.weights, p.weight);
-                }
+                count_out(&mut self.weights, p.weight);
             }
-            changes.push(Change::Upsert(provider_of(e, &pool_of(e.addr), caps)));
+        }
+        for e in upserted.iter().filter(|e| ours(e.addr)) {
+            changes.push(Change::Upsert(provider_of(
+                e,
+                &pool_of(e.addr),
+                caps,
+                self.params,
+            )));
         }
         let applied = self.table.apply(epoch, changes);
         self.live.apply(&self.table, &applied);
@@ -323,8 +396,8 @@ impl ServiceRoutes {
         // What the table does not keep, for every upserted endpoint (the table reports no change when
         // only the announced cap moved and this shard's cap for it stays the same), and the weights of the
         // providers now at those addresses (the ones there before were counted out).
-        for (addr, e) in &by_addr {
-            if let Some(i) = self.table.index_of(*addr) {
+        for e in latest {
+            if let Some(i) = self.table.index_of(e.addr) {
                 self.announced[i] = e.max_concurrency;
                 self.tokens[i] = token_of(e);
                 if let Some(p) = self.table.provider(i) {
@@ -415,5 +488,64 @@ impl ServiceRoutes {
                 None => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ep(i: u8, weight: u32) -> Endpoint {
+        Endpoint::new(SocketAddr::from(([10, 0, 0, i], 1))).with_weight(weight)
+    }
+
+    /// What `last_per_addr` must give: the last endpoint per address, in first-listed order.
+    fn reference(eps: &[Endpoint]) -> Vec<(SocketAddr, u32)> {
+        let mut order: Vec<SocketAddr> = Vec::new();
+        let mut last: HashMap<SocketAddr, u32> = HashMap::new();
+        for e in eps {
+            if last.insert(e.addr, e.weight).is_none() {
+                order.push(e.addr);
+            }
+        }
+        order.into_iter().map(|a| (a, last[&a])).collect()
+    }
+
+    proptest! {
+        #[test]
+        fn last_per_addr_keeps_the_last_endpoint_of_each_address_in_first_listed_order(
+            picks in proptest::collection::vec((1u8..60, 0u32..1000), 0..80)
+        ) {
+            let eps: Vec<Endpoint> = picks.iter().map(|&(i, w)| ep(i, w)).collect();
+            let got: Vec<(SocketAddr, u32)> =
+                last_per_addr(eps.iter()).iter().map(|e| (e.addr, e.weight)).collect();
+            prop_assert_eq!(got, reference(&eps));
+        }
+    }
+
+    #[test]
+    fn without_rules_a_provider_keeps_only_its_warmup_parameter() {
+        let e = ep(1, 100)
+            .with_param("application", "shop")
+            .with_param("warmup", "60000")
+            .with_param("token", "t");
+        let none = RuleSet::default();
+        assert_eq!(Params::read_by(&none), Params::WarmupOnly);
+        assert_eq!(
+            Params::WarmupOnly.of(&e),
+            BTreeMap::from([("warmup".to_owned(), "60000".to_owned())])
+        );
+        assert!(Params::WarmupOnly
+            .of(&ep(2, 100).with_param("side", "provider"))
+            .is_empty());
+        let conditions = RuleSet::from_json(r#"{"conditions":["=> application = shop"]}"#).unwrap();
+        assert_eq!(Params::read_by(&conditions), Params::All);
+        assert_eq!(Params::All.of(&e), e.params);
+        let tag = RuleSet::from_json(
+            r#"{"tag":{"force":false,"tags":[{"name":"gray","addresses":["10.0.0.1:1"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(Params::read_by(&tag), Params::All);
     }
 }

@@ -730,3 +730,99 @@ fn a_small_service_or_one_shard_keeps_every_provider_and_a_grown_list_becomes_a_
     );
     assert!(!one.services[SERVICE].subset);
 }
+
+/// A table's providers as the routers see them, with the per-index state kept beside the table, by address.
+type TableView = Vec<(
+    SocketAddr,
+    u32,
+    Option<u32>,
+    std::collections::BTreeMap<String, String>,
+    Option<Rc<str>>,
+    Option<u32>,
+)>;
+
+fn view(r: &ServiceRoutes) -> TableView {
+    let mut v: TableView = r
+        .table
+        .providers()
+        .map(|(i, p)| {
+            (
+                p.addr,
+                p.weight,
+                p.max_concurrency,
+                p.params.clone(),
+                r.tokens[i].clone(),
+                r.announced[i],
+            )
+        })
+        .collect();
+    v.sort_by_key(|p| p.0);
+    v
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(24))]
+
+    /// Tables advanced change by change (two shards with subsetting, and one shard) equal tables built
+    /// from scratch from the same snapshot: providers, caps, the parameters kept, tokens, policy.
+    #[test]
+    fn incremental_tables_equal_tables_rebuilt_from_scratch(
+        steps in proptest::collection::vec(
+            proptest::collection::vec((0u8..4, 0usize..260, 0u32..3, proptest::bool::ANY), 1..4),
+            1..30,
+        )
+    ) {
+        let caps = |shards| Caps { shards, headroom: 0.0 };
+        let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+        let endpoint = |i: usize, w: u32, extra: bool| {
+            let mut e = Endpoint::new(SocketAddr::from(([127, 1, (i / 250) as u8, (i % 250) as u8 + 1], 20880)))
+                .with_weight(100 + w * 100)
+                .with_param("application", "shop")
+                .with_param("side", "provider");
+            if extra {
+                e = e.with_max_concurrency(20 + w).with_param("token", format!("t{w}")).with_param("warmup", "5000");
+            }
+            e
+        };
+        let mut builder = mesh_registry::SnapshotBuilder::new();
+        for i in 0..200 {
+            builder.upsert(SERVICE, endpoint(i, 0, i % 7 == 0));
+        }
+        let mut snap = Arc::new(builder.publish(1).unwrap());
+        let mut held = two_shards();
+        let mut one = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 9);
+        for r in &mut held {
+            let _ = picked_by(r, &snap, 1);
+        }
+        assert!(matches!(one.pick(&snap, &call(None, false, &[]), caps(1), pool_of), Pick::Chosen(_)));
+        for (n, step) in steps.iter().enumerate() {
+            for &(op, i, w, extra) in step {
+                if op == 0 {
+                    builder.remove(SERVICE, endpoint(i, 0, false).addr);
+                } else {
+                    builder.upsert(SERVICE, endpoint(i, w, extra));
+                }
+            }
+            let Some(next) = builder.publish(n as i64 + 2) else { continue };
+            snap = Arc::new(next);
+            for (s, r) in held.iter_mut().enumerate() {
+                r.advance(&snap, caps(2), pool_of);
+                let _ = picked_by(r, &snap, 1);
+                let mut fresh = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 5)
+                    .with_subsetting(Subsetting::new(s, 2));
+                let _ = picked_by(&mut fresh, &snap, 1);
+                let (a, b) = (&r.services[SERVICE], &fresh.services[SERVICE]);
+                proptest::prop_assert_eq!(a.subset, b.subset);
+                proptest::prop_assert_eq!(a.policy, b.policy);
+                proptest::prop_assert_eq!(view(a), view(b), "shard {} step {}", s, n);
+                consistent(a);
+            }
+            one.advance(&snap, caps(1), pool_of);
+            assert!(matches!(one.pick(&snap, &call(None, false, &[]), caps(1), pool_of), Pick::Chosen(_)));
+            let mut fresh = Routes::new(Balancer::Auto, HashMap::new(), ConsumerInfo::default(), 5);
+            assert!(matches!(fresh.pick(&snap, &call(None, false, &[]), caps(1), pool_of), Pick::Chosen(_)));
+            proptest::prop_assert_eq!(view(&one.services[SERVICE]), view(&fresh.services[SERVICE]));
+            proptest::prop_assert_eq!(one.services[SERVICE].policy, fresh.services[SERVICE].policy);
+        }
+    }
+}
