@@ -40,9 +40,10 @@ pub struct EtcdConfig {
     pub app_discovery: Option<Box<AppDiscoveryConfig>>,
     /// The least time between two snapshots the watcher publishes (default
     /// [`DEFAULT_PUBLISH_INTERVAL`], at most [`MAX_PUBLISH_INTERVAL`]): every etcd event is applied as it
-    /// comes, but a change within this time of the last publication waits for its end and goes out with
-    /// the changes after it, so the subscribers absorb at most one snapshot per interval; a change after a
-    /// quiet period goes out at once. Zero: a snapshot per batch of events.
+    /// comes, but a change within this time of the last publication is held and goes out with the first
+    /// change after the interval, or half an interval after its end when none comes (at most 1.5 intervals
+    /// late), so the subscribers absorb at most one snapshot per interval; a change after a quiet period
+    /// goes out at once. Zero: a snapshot per batch of events.
     pub publish_interval: Duration,
 }
 
@@ -368,7 +369,7 @@ async fn watch_session(
                 publish_paced(entries, outbox, last_revision, &mut pace);
                 continue;
             }
-            () = sleep_until(pace.due()) => {
+            () = sleep_until(pace.deadline()) => {
                 let published = publish(entries, outbox, last_revision);
                 pace.done(Instant::now(), published);
                 continue;
@@ -432,7 +433,7 @@ async fn watch_session(
         publish_paced(entries, outbox, revision, &mut pace);
     };
     // What was held back goes out now, not after the backoff and the next read.
-    if pace.due().is_some() {
+    if pace.deadline().is_some() {
         let published = publish(entries, outbox, last_revision);
         pace.done(Instant::now(), published);
     }
@@ -448,9 +449,9 @@ fn publish_paced(entries: &mut WatchedKeys, outbox: &Outbox, revision: i64, pace
     }
 }
 
-/// Waits until `due`; forever when `None`.
-async fn sleep_until(due: Option<Instant>) {
-    match due {
+/// Waits until `deadline`; forever when `None`.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
     }

@@ -4,10 +4,12 @@
 //!
 //! * A change after a quiet period (the last publication is older than the interval, or there was none) is
 //!   published at once: a lone change is never delayed.
-//! * A change within the interval of the last publication is applied to the builder at once, and published
-//!   together with every change after it at `last publication + interval`: the shards absorb one snapshot
-//!   per interval however fast etcd changes, and no change waits longer than the interval (the bound on
-//!   the delay; unlike a trailing-edge debounce, a steady stream of changes cannot postpone it).
+//! * A change within the interval of the last publication is applied to the builder at once and held:
+//!   the changes held go out together with the first change that comes once the interval is over (the
+//!   thread is awake for it anyway), or, when none comes, by a timer half an interval later. Under a
+//!   steady stream of changes the shards absorb one snapshot per interval or so and the thread never
+//!   wakes for the timer; no change waits longer than 1.5 intervals (a stream of changes cannot postpone
+//!   it, unlike a trailing-edge debounce).
 //! * Interval zero: every batch of etcd events is published as it is applied.
 
 use std::time::{Duration, Instant};
@@ -18,7 +20,7 @@ pub(crate) struct PublishPace {
     interval: Duration,
     /// When the last snapshot was published.
     last: Option<Instant>,
-    /// When the changes held back are due (`None`: nothing held back).
+    /// When the changes held back may go out with the next change (`None`: nothing held back).
     due: Option<Instant>,
 }
 
@@ -32,12 +34,11 @@ impl PublishPace {
         }
     }
 
-    /// Something changed at `now` (applied to the builder): whether to publish now; if not, a publication
-    /// is due at [`PublishPace::due`].
+    /// Something changed at `now` (applied to the builder): whether to publish now; if not, it is held
+    /// until the next change after the interval, or [`PublishPace::deadline`].
     pub(crate) fn changed(&mut self, now: Instant) -> bool {
-        if self.due.is_some() {
-            // Already held back: it goes out with the publication that is due.
-            return false;
+        if let Some(due) = self.due {
+            return now >= due;
         }
         match self.last {
             Some(last) if !self.interval.is_zero() && now < last + self.interval => {
@@ -48,9 +49,9 @@ impl PublishPace {
         }
     }
 
-    /// When the changes held back are to be published, if any are.
-    pub(crate) fn due(&self) -> Option<Instant> {
-        self.due
+    /// When the changes held back are to be published if no other change comes first, if any are held.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.due.map(|due| due + self.interval / 2)
     }
 
     /// A snapshot was published at `now` (or there was nothing new to publish: `published` false).
@@ -77,30 +78,32 @@ mod tests {
         assert!(pace.changed(t0 + 20 * MS), "a full interval later");
         pace.done(t0 + 20 * MS, true);
         assert!(pace.changed(t0 + 500 * MS));
-        assert_eq!(pace.due(), None);
+        assert_eq!(pace.deadline(), None);
     }
 
     #[test]
-    fn changes_within_the_interval_wait_for_its_end_together() {
+    fn changes_within_the_interval_go_out_with_the_next_one_after_it() {
         let t0 = Instant::now();
         let mut pace = PublishPace::new(20 * MS);
         assert!(pace.changed(t0));
         pace.done(t0, true);
         assert!(!pace.changed(t0 + 3 * MS));
-        assert_eq!(pace.due(), Some(t0 + 20 * MS));
-        // More changes: the same publication, not a later one (a stream of changes cannot postpone it).
+        assert_eq!(pace.deadline(), Some(t0 + 30 * MS));
+        // More changes within the interval: held with it, the deadline stays.
         assert!(!pace.changed(t0 + 10 * MS));
         assert!(!pace.changed(t0 + 19 * MS));
-        assert_eq!(pace.due(), Some(t0 + 20 * MS));
-        pace.done(t0 + 20 * MS, true);
-        assert_eq!(pace.due(), None);
+        assert_eq!(pace.deadline(), Some(t0 + 30 * MS));
+        // The first change once the interval is over takes them all along.
+        assert!(pace.changed(t0 + 21 * MS));
+        pace.done(t0 + 21 * MS, true);
+        assert_eq!(pace.deadline(), None);
         // The next interval starts at that publication.
         assert!(!pace.changed(t0 + 25 * MS));
-        assert_eq!(pace.due(), Some(t0 + 40 * MS));
-        // Published late (a busy thread): the interval counts from when it was.
-        pace.done(t0 + 45 * MS, true);
-        assert!(!pace.changed(t0 + 50 * MS));
-        assert_eq!(pace.due(), Some(t0 + 65 * MS));
+        assert_eq!(pace.deadline(), Some(t0 + 51 * MS));
+        // No other change: the timer publishes at the deadline.
+        pace.done(t0 + 51 * MS, true);
+        assert!(!pace.changed(t0 + 60 * MS));
+        assert_eq!(pace.deadline(), Some(t0 + 81 * MS));
     }
 
     #[test]
@@ -110,10 +113,10 @@ mod tests {
         assert!(pace.changed(t0));
         pace.done(t0, true);
         assert!(!pace.changed(t0 + 5 * MS));
-        // The changes cancelled out (a key put and deleted again): no snapshot at t0 + 20 ms.
-        pace.done(t0 + 20 * MS, false);
-        assert_eq!(pace.due(), None);
-        assert!(pace.changed(t0 + 21 * MS), "the last publication is still t0");
+        // The changes cancelled out (a key put and deleted again): no snapshot at the deadline.
+        pace.done(t0 + 30 * MS, false);
+        assert_eq!(pace.deadline(), None);
+        assert!(pace.changed(t0 + 31 * MS), "the last publication is still t0");
     }
 
     #[test]
@@ -124,6 +127,6 @@ mod tests {
             assert!(pace.changed(t0 + i * MS / 10));
             pace.done(t0 + i * MS / 10, true);
         }
-        assert_eq!(pace.due(), None);
+        assert_eq!(pace.deadline(), None);
     }
 }

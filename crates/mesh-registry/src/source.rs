@@ -35,7 +35,7 @@ const RETRY_FULL_SUBSCRIBER: Duration = Duration::from_millis(20);
 ///   first time), so consecutive snapshots always differ; each changed service key's list says what changed
 ///   ([`crate::Providers::change`]) and each snapshot which addresses left ([`Snapshot::departed`]).
 ///   Etcd: at most one snapshot per [`EtcdConfig::publish_interval`]; a change within it of the last
-///   publication goes out at its end, with the changes after it.
+///   publication is held (at most 1.5 intervals) and goes out with the changes after it.
 /// * A subscriber only needs the newest snapshot (`rx.try_iter().last()`), but should look at the
 ///   `departed` addresses of every one it drains. Unbounded
 ///   channels are simplest; with a bounded channel that is full the newest snapshot is offered again every

@@ -974,7 +974,8 @@ pub(crate) static ETCD: &[Key] = &[
         INT,
         Int(20),
         "consumer: least time between two registry snapshots handed to the shards; a change within it of the \
-         last one waits for its end, together with the changes after it (0 = a snapshot per etcd batch)",
+         last one is held, at most 1.5 times it, and goes out with the changes after it (0 = a snapshot per etcd \
+         batch)",
     )
     .range(0, 1000),
     key(
