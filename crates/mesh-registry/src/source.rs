@@ -12,6 +12,8 @@ use crate::etcd::EtcdConfig;
 use crate::{Endpoint, RegistryError, Snapshot};
 
 /// Where the providers come from.
+// One value per watcher thread, moved into it once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Source {
     /// A fixed list from the configuration (`--provider 127.0.0.1:30000` registers under the wildcard
