@@ -49,6 +49,7 @@ fn etcd_config(e: &EtcdSection) -> EtcdConfig {
             .as_ref()
             .zip(e.password.as_ref())
             .map(|(user, password)| EtcdAuth::new(user, password.expose())),
+        publish_interval: Duration::from_millis(e.publish_interval_ms),
         ..EtcdConfig::default()
     }
 }

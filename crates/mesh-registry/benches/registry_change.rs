@@ -14,12 +14,21 @@
 //! comes. They time each change on its own in thread CPU time, which includes the clock's own cost: the
 //! `cold: empty step` bench measures it, to subtract.
 //!
+//! The `app-first` variants run the same path with application-level discovery on and the consumer's
+//! default step (APPLICATION_FIRST, as `mesh-agent consumer` runs by default), with no application-level
+//! address anywhere: the interface-level lists go through `ChosenAddresses`.
+//!
+//! Before the timings, the heap allocations per change of the watcher path are counted (a counting global
+//! allocator, `stats_alloc`, for the whole bench: it adds an atomic add per allocation to every timing, in
+//! every build alike) and printed per kind of change (leave, join).
+//!
 //! etcd-client's own decoding (prost, tonic, h2) and the channel hand-off are not included. Times are the
 //! bench thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time: other processes on a busy machine
 //! do not count (their cache pollution still does).
 
-#![allow(clippy::unwrap_used)] // bench set-up: a failed unwrap is a broken bench
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // bench: a failed unwrap is a broken bench
 
+use std::alloc::System;
 use std::hint::black_box;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -27,8 +36,12 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Bencher, Criterion};
 use mesh_registry::dubbo::{discover, Discovered, RegistryKey, RegistryRoot};
-use mesh_registry::{Skips, Snapshot, SnapshotBuilder, WatchedKeys};
+use mesh_registry::{AppDiscoveryConfig, Skips, Snapshot, SnapshotBuilder, WatchedKeys};
 use mesh_testkit::dubbo_writers::{java27_provider, Provider};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 const IFACE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
 
@@ -115,41 +128,78 @@ impl Estate {
     }
 }
 
-/// Times leave/join changes through the watcher's whole path, cycling over the instances.
-fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate, cold: bool) {
-    let mut keys = WatchedKeys::new(RegistryRoot::default());
-    let mut skips = Skips::default();
+/// The watcher's key index with every instance of `estate` registered, interface-level only or (`apps`)
+/// with application-level discovery on the consumer's default step, as the agent runs it.
+fn registered(estate: &Estate, apps: bool, skips: &mut Skips) -> WatchedKeys {
+    let config = AppDiscoveryConfig::default();
+    let mut keys = WatchedKeys::with_apps(RegistryRoot::default(), apps.then_some(&config));
     for k in &estate.keys {
-        keys.put(k[0].as_bytes(), b"7587887961384501762", &mut skips);
+        keys.put(k[0].as_bytes(), b"7587887961384501762", skips);
     }
-    // The shards hold the last snapshot: every change must leave it untouched.
-    let mut held: Arc<Snapshot> = Arc::new(keys.publish(1).unwrap());
-    // Per instance: which of its two keys is registered, and whether it is present.
-    let mut state: Vec<(usize, bool)> = vec![(0, true); estate.keys.len()];
-    let mut next = 0usize;
-    let mut revision = 1i64;
+    keys
+}
+
+/// Leave/join changes through the watcher's whole path, cycling over the instances.
+struct Churn<'a> {
+    estate: &'a Estate,
+    keys: WatchedKeys,
+    skips: Skips,
+    /// The shards hold the last snapshot: every change must leave it untouched.
+    held: Arc<Snapshot>,
+    /// Per instance: which of its two keys is registered, and whether it is present.
+    state: Vec<(usize, bool)>,
+    next: usize,
+    revision: i64,
+}
+
+impl<'a> Churn<'a> {
+    fn new(estate: &'a Estate, apps: bool) -> Self {
+        let mut skips = Skips::default();
+        let mut keys = registered(estate, apps, &mut skips);
+        let held = Arc::new(keys.publish(1).unwrap());
+        Churn {
+            estate,
+            keys,
+            skips,
+            held,
+            state: vec![(0, true); estate.keys.len()],
+            next: 0,
+            revision: 1,
+        }
+    }
+
+    /// One change: instance `next` leaves (when present) or joins under its other timestamp; published.
+    /// Whether it was a join.
+    fn step(&mut self) -> bool {
+        let i = self.next;
+        let (which, present) = self.state[i];
+        if present {
+            self.keys.delete(self.estate.keys[i][which].as_bytes());
+            self.state[i] = (which, false);
+        } else {
+            let other = 1 - which;
+            self.keys.put(
+                self.estate.keys[i][other].as_bytes(),
+                b"7587887961384501762",
+                &mut self.skips,
+            );
+            self.state[i] = (other, true);
+            // Two changes per instance (leave, join), then the next one (7919 is prime: spread).
+            self.next = (self.next + 7919) % self.estate.keys.len();
+        }
+        self.revision += 1;
+        self.held = Arc::new(self.keys.publish(self.revision).unwrap());
+        !present
+    }
+}
+
+/// Times leave/join changes through the watcher's whole path.
+fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate, apps: bool, cold: bool) {
+    let mut churn = Churn::new(estate, apps);
     let mut evict = vec![0u8; EVICT_BYTES];
     c.bench_function(name, |b| {
         let step = || {
-            // Instance `next` leaves (when present) or joins under its other timestamp.
-            let i = next;
-            let (which, present) = state[i];
-            if present {
-                keys.delete(estate.keys[i][which].as_bytes());
-                state[i] = (which, false);
-            } else {
-                let other = 1 - which;
-                keys.put(
-                    estate.keys[i][other].as_bytes(),
-                    b"7587887961384501762",
-                    &mut skips,
-                );
-                state[i] = (other, true);
-                // Two changes per instance (leave, join), then the next one (7919 is prime: spread).
-                next = (next + 7919) % estate.keys.len();
-            }
-            revision += 1;
-            held = Arc::new(keys.publish(revision).unwrap());
+            churn.step();
         };
         if cold {
             cold_iter(b, &mut evict, step);
@@ -157,14 +207,41 @@ fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate, cold: bool) {
             cpu_iter(b, step);
         }
     });
-    skips.report("bench");
-    black_box(held);
+    churn.skips.report("bench");
+    black_box(churn.held);
+}
+
+/// Prints the heap allocations (and bytes) per leave and per join of the watcher path.
+fn allocations(name: &str, estate: &Estate, apps: bool) {
+    let mut churn = Churn::new(estate, apps);
+    // (allocations, bytes, changes) per kind: leave, join.
+    let mut counts = [(0usize, 0usize, 0usize); 2];
+    for _ in 0..2_000 {
+        let region = Region::new(GLOBAL);
+        let joined = churn.step();
+        let stats = region.change();
+        let c = &mut counts[usize::from(joined)];
+        c.0 += stats.allocations + stats.reallocations;
+        c.1 += stats.bytes_allocated + stats.bytes_reallocated.max(0) as usize;
+        c.2 += 1;
+    }
+    for (kind, (allocs, bytes, n)) in ["leave", "join"].iter().zip(counts) {
+        println!(
+            "allocations {name}, {kind}: {:.1} per change, {:.0} bytes",
+            allocs as f64 / n as f64,
+            bytes as f64 / n as f64
+        );
+    }
+    churn.skips.report("bench");
 }
 
 fn bench(c: &mut Criterion) {
     let root = RegistryRoot::default();
     let one = Estate::new(1, 5_000);
     let ten = Estate::new(10, 500);
+    allocations("1x5000", &one, false);
+    allocations("1x5000 app-first", &one, true);
+    allocations("10x500", &ten, false);
     c.bench_function("read one key (decode, parse, discover)", |b| {
         cpu_iter(b, || {
             black_box(read(&root, black_box(&one.keys[1234][0])));
@@ -190,14 +267,22 @@ fn bench(c: &mut Criterion) {
     });
     black_box(held);
 
-    watcher_path(c, "watcher path 1x5000: one change", &one, false);
-    watcher_path(c, "watcher path 10x500: one change", &ten, false);
+    watcher_path(c, "watcher path 1x5000: one change", &one, false, false);
+    watcher_path(c, "watcher path 1x5000 app-first: one change", &one, true, false);
+    watcher_path(c, "watcher path 10x500: one change", &ten, false, false);
     let mut evict = vec![0u8; EVICT_BYTES];
     c.bench_function("cold: empty step (the clock's cost)", |b| {
         cold_iter(b, &mut evict, || {})
     });
-    watcher_path(c, "watcher path 1x5000: one change, cold", &one, true);
-    watcher_path(c, "watcher path 10x500: one change, cold", &ten, true);
+    watcher_path(c, "watcher path 1x5000: one change, cold", &one, false, true);
+    watcher_path(
+        c,
+        "watcher path 1x5000 app-first: one change, cold",
+        &one,
+        true,
+        true,
+    );
+    watcher_path(c, "watcher path 10x500: one change, cold", &ten, false, true);
 }
 
 criterion_group!(benches, bench);

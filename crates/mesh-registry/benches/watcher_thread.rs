@@ -18,6 +18,11 @@
 //! holding the previous snapshot costs (persistent-map path copies) plus the rest of the watcher's loop
 //! (select, progress timer, the hand-off to the subscriber). The three threads share the machine, so the
 //! numbers are higher than each alone would be.
+//!
+//! Knobs: `BENCH_PUBLISH_INTERVAL_MS` (the watcher's [`EtcdConfig::publish_interval`], default its default;
+//! the snapshots the subscriber took per change are printed), `BENCH_APP_FIRST=1` (application-level
+//! discovery on the consumer's default step APPLICATION_FIRST, as `mesh-agent consumer` runs by default),
+//! `BENCH_ESTATES=1x5000,10x500`.
 
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // bench: a failed unwrap is a broken bench
 
@@ -27,7 +32,10 @@ use std::time::{Duration, Instant};
 
 use etcd_client::{Client, Txn, TxnOp};
 use mesh_registry::dubbo::RegistryRoot;
-use mesh_registry::{spawn_watcher, EtcdConfig, Skips, Snapshot, Source, WatchedKeys};
+use mesh_registry::{
+    spawn_watcher, AppDiscoveryConfig, EtcdConfig, Skips, Snapshot, Source, WatchedKeys,
+    DEFAULT_PUBLISH_INTERVAL,
+};
 use mesh_testkit::dubbo_writers::{java27_provider, Provider};
 use mesh_testkit::etcd::EtcdServer;
 
@@ -167,6 +175,12 @@ fn main() {
     }
     let changes = env_or("BENCH_CHANGES", 600) as u32;
     let rate = env_or("BENCH_RATE", 100);
+    let interval = Duration::from_millis(env_or(
+        "BENCH_PUBLISH_INTERVAL_MS",
+        DEFAULT_PUBLISH_INTERVAL.as_millis() as u64,
+    ));
+    let app_first = env_or("BENCH_APP_FIRST", 0) == 1;
+    let estates = std::env::var("BENCH_ESTATES").unwrap_or_else(|_| "1x5000,10x500".to_owned());
     let etcd = EtcdServer::start().unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -174,6 +188,12 @@ fn main() {
         .unwrap();
     let mut client = rt.block_on(Client::connect([etcd.client_url()], None)).unwrap();
     for (n, (interfaces, instances)) in [(1u32, 5_000u32), (10, 500)].into_iter().enumerate() {
+        if !estates
+            .split(',')
+            .any(|e| e == format!("{interfaces}x{instances}"))
+        {
+            continue;
+        }
         let root = format!("/bench{n}");
         let all: Vec<(u32, u32)> = (0..interfaces)
             .flat_map(|k| (0..instances).map(move |i| (k, i)))
@@ -187,11 +207,15 @@ fn main() {
         }
         let cfg = EtcdConfig {
             root: root.clone(),
+            publish_interval: interval,
+            app_discovery: app_first.then(|| Box::new(AppDiscoveryConfig::default())),
             ..EtcdConfig::with_endpoints([etcd.client_url()])
         };
         let (tx, rx) = crossbeam_channel::unbounded::<Arc<Snapshot>>();
         // Polls like a shard (try_recv, never blocked in recv: a blocked receiver would cost the watcher a
         // futex wake per snapshot, which the shards do not).
+        let taken = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&taken);
         let holder = std::thread::spawn(move || {
             let mut held = None;
             let mut count = 0u64;
@@ -200,6 +224,7 @@ fn main() {
                     Ok(s) => {
                         held = Some(s);
                         count += 1;
+                        counter.store(count, std::sync::atomic::Ordering::Relaxed);
                     }
                     Err(crossbeam_channel::TryRecvError::Empty) => {
                         std::thread::sleep(Duration::from_millis(1));
@@ -232,6 +257,7 @@ fn main() {
         let keys_quiet_ns = thread_cpu_ns("keys-etcd-watch") - kq0;
 
         // Churn: instance j leaves, then joins again with a fresh timestamp; instances spread (7919 prime).
+        let snapshots0 = taken.load(std::sync::atomic::Ordering::Relaxed);
         let c0 = thread_cpu_ns("mesh-registry-w");
         let bc0 = thread_cpu_ns("bare-etcd-watch");
         let kc0 = thread_cpu_ns("keys-etcd-watch");
@@ -263,16 +289,20 @@ fn main() {
         // The bare watch has seen the last change when the watcher has (or within a few ms).
         std::thread::sleep(Duration::from_millis(50));
         let churn_ns = thread_cpu_ns("mesh-registry-w") - c0;
+        let snapshots = taken.load(std::sync::atomic::Ordering::Relaxed) - snapshots0;
         let bare_churn_ns = thread_cpu_ns("bare-etcd-watch") - bc0;
         let keys_churn_ns = thread_cpu_ns("keys-etcd-watch") - kc0;
         let idle = quiet_ns as f64 * churn_time.as_secs_f64() / quiet_for.as_secs_f64();
         println!(
-            "watcher thread {interfaces}x{instances}: {:.1} us CPU per change ({changes} changes at {rate}/s \
-             in {:.2} s: {:.1} ms CPU, idle rate {:.2} ms/s)",
+            "watcher thread {interfaces}x{instances}{}, publish interval {interval:?}: {:.1} us CPU per change \
+             ({changes} changes at {rate}/s in {:.2} s: {:.1} ms CPU, idle rate {:.2} ms/s; {:.3} snapshots \
+             per change)",
+            if app_first { " app-first" } else { "" },
             (churn_ns as f64 - idle) / f64::from(changes) / 1e3,
             churn_time.as_secs_f64(),
             churn_ns as f64 / 1e6,
             quiet_ns as f64 / 1e6 / quiet_for.as_secs_f64(),
+            snapshots as f64 / f64::from(changes),
         );
         let bare_idle = bare_quiet_ns as f64 * churn_time.as_secs_f64() / quiet_for.as_secs_f64();
         println!(

@@ -11,6 +11,7 @@ use etcd_client::{Client, EventType, GetOptions, WatchOptions};
 use crate::app_discovery::{AppDiscoveryConfig, AppWatch};
 use crate::dubbo::{RegistryRoot, DEFAULT_ROOT};
 use crate::etcd_access::{check_schemes, EtcdAuth, EtcdTls};
+use crate::publish_pace::PublishPace;
 use crate::source::Outbox;
 use crate::watched_keys::{Skips, WatchedKeys};
 use crate::RegistryError;
@@ -37,7 +38,20 @@ pub struct EtcdConfig {
     /// Dubbo 3 application-level discovery and migration (consumer side, see [`crate::app_discovery`]).
     /// Default none: interface-level only.
     pub app_discovery: Option<Box<AppDiscoveryConfig>>,
+    /// The least time between two snapshots the watcher publishes (default
+    /// [`DEFAULT_PUBLISH_INTERVAL`], at most [`MAX_PUBLISH_INTERVAL`]): every etcd event is applied as it
+    /// comes, but a change within this time of the last publication is held and goes out with the first
+    /// change after the interval, or half an interval after its end when none comes (at most 1.5 intervals
+    /// late), so the subscribers absorb at most one snapshot per interval; a change after a quiet period
+    /// goes out at once. Zero: a snapshot per batch of events.
+    pub publish_interval: Duration,
 }
+
+/// The default [`EtcdConfig::publish_interval`].
+pub const DEFAULT_PUBLISH_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The longest [`EtcdConfig::publish_interval`].
+pub const MAX_PUBLISH_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Default for EtcdConfig {
     fn default() -> Self {
@@ -50,6 +64,7 @@ impl Default for EtcdConfig {
             tls: None,
             auth: None,
             app_discovery: None,
+            publish_interval: DEFAULT_PUBLISH_INTERVAL,
         }
     }
 }
@@ -83,6 +98,9 @@ impl EtcdConfig {
             || self.retry_backoff_max.is_zero()
         {
             return bad("etcd timeouts and retry_backoff_max must be > 0");
+        }
+        if self.publish_interval > MAX_PUBLISH_INTERVAL {
+            return bad("the snapshot publish interval must be at most 1 s");
         }
         check_schemes(&self.endpoints, self.tls.as_ref())?;
         if let Some(tls) = &self.tls {
@@ -170,8 +188,10 @@ pub(crate) async fn bounded<T>(
 }
 
 /// The watcher thread's etcd loop: read everything under the registry root, publish, watch from the next
-/// revision and publish after every batch of events; on any error keep the last snapshot, back off, read
-/// and watch again (the re-read is diffed against what is known, so only real changes are published).
+/// revision, apply every batch of events as it comes and publish what changed at most once per
+/// [`EtcdConfig::publish_interval`] (`publish_pace.rs`); on any error publish what was held back, keep the
+/// last snapshot, back off, read and watch again (the re-read is diffed against what is known, so only real
+/// changes are published).
 pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
     let mut backoff = Backoff::new(cfg.retry_backoff_max);
     let mut failures: u32 = 0;
@@ -277,7 +297,9 @@ async fn watch_session(
             .rules
             .resync(response.kvs().iter().map(|kv| (kv.key(), kv.value())));
     }
+    let mut pace = PublishPace::new(cfg.publish_interval);
     let published = publish(entries, outbox, revision);
+    pace.done(Instant::now(), published);
     if failures > 0 {
         eprintln!(
             "registry: etcd watch of {range} resumed at revision {revision} ({} provider keys{})",
@@ -325,7 +347,7 @@ async fn watch_session(
     progress.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut heard = Instant::now();
     let mut last_revision = revision;
-    loop {
+    let error = loop {
         // Every `message()` future is cancel-safe (a stream's next item stays queued).
         let message = tokio::select! {
             m = stream.message() => m,
@@ -344,18 +366,23 @@ async fn watch_session(
                 if let Some(apps) = entries.apps.as_mut() {
                     apps.resolved(resolution, &mut entries.builder);
                 }
-                publish(entries, outbox, last_revision);
+                publish_paced(entries, outbox, last_revision, &mut pace);
+                continue;
+            }
+            () = sleep_until(pace.deadline()) => {
+                let published = publish(entries, outbox, last_revision);
+                pace.done(Instant::now(), published);
                 continue;
             }
             _ = progress.tick() => {
                 if heard.elapsed() >= SILENT_MEMBER {
-                    return RegistryError::WatchEnded(format!(
+                    break RegistryError::WatchEnded(format!(
                         "the etcd member answered nothing for {:?}, not even a progress request",
                         heard.elapsed()
                     ));
                 }
                 if let Err(e) = stream.request_progress().await {
-                    return RegistryError::Etcd { op: "watch progress", source: e };
+                    break RegistryError::Etcd { op: "watch progress", source: e };
                 }
                 continue;
             }
@@ -363,16 +390,16 @@ async fn watch_session(
         heard = Instant::now();
         let response = match message {
             Ok(Some(r)) => r,
-            Ok(None) => return RegistryError::WatchEnded("etcd closed the watch stream".into()),
+            Ok(None) => break RegistryError::WatchEnded("etcd closed the watch stream".into()),
             Err(e) => {
-                return RegistryError::Etcd {
+                break RegistryError::Etcd {
                     op: "watch",
                     source: e,
                 }
             }
         };
         if response.canceled() {
-            return RegistryError::WatchEnded(format!(
+            break RegistryError::WatchEnded(format!(
                 "cancelled by etcd (compact revision {}, reason {:?})",
                 response.compact_revision(),
                 response.cancel_reason()
@@ -403,7 +430,30 @@ async fn watch_session(
         }
         let revision = response.header().map_or(revision, |h| h.revision().max(revision));
         last_revision = revision;
-        publish(entries, outbox, revision);
+        publish_paced(entries, outbox, revision, &mut pace);
+    };
+    // What was held back goes out now, not after the backoff and the next read.
+    if pace.deadline().is_some() {
+        let published = publish(entries, outbox, last_revision);
+        pace.done(Instant::now(), published);
+    }
+    error
+}
+
+/// Publishes the changes just applied now, or leaves them to the publication `pace` schedules.
+fn publish_paced(entries: &mut WatchedKeys, outbox: &Outbox, revision: i64, pace: &mut PublishPace) {
+    let now = Instant::now();
+    if pace.changed(now) {
+        let published = publish(entries, outbox, revision);
+        pace.done(now, published);
+    }
+}
+
+/// Waits until `deadline`; forever when `None`.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -465,5 +515,17 @@ mod tests {
         }
         .validate()
         .is_err());
+        assert_eq!(EtcdConfig::default().publish_interval, DEFAULT_PUBLISH_INTERVAL);
+        for (interval, ok) in [
+            (Duration::ZERO, true),
+            (MAX_PUBLISH_INTERVAL, true),
+            (Duration::from_millis(1001), false),
+        ] {
+            let cfg = EtcdConfig {
+                publish_interval: interval,
+                ..EtcdConfig::default()
+            };
+            assert_eq!(cfg.validate().is_ok(), ok, "{interval:?}");
+        }
     }
 }

@@ -39,6 +39,8 @@ mod etcd_access;
 #[cfg(feature = "etcd")]
 mod member;
 #[cfg(feature = "etcd")]
+mod publish_pace;
+#[cfg(feature = "etcd")]
 mod registrar;
 mod snapshot;
 #[cfg(feature = "etcd")]
@@ -50,7 +52,7 @@ mod watched_keys;
 pub use app_discovery::{AppDiscoveryConfig, MigrationDefaults};
 pub use error::RegistryError;
 #[cfg(feature = "etcd")]
-pub use etcd::EtcdConfig;
+pub use etcd::{EtcdConfig, DEFAULT_PUBLISH_INTERVAL, MAX_PUBLISH_INTERVAL};
 #[cfg(feature = "etcd")]
 pub use etcd_access::{EtcdAuth, EtcdTls};
 #[cfg(feature = "etcd")]

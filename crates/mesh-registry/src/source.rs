@@ -12,6 +12,8 @@ use crate::etcd::EtcdConfig;
 use crate::{Endpoint, RegistryError, Snapshot};
 
 /// Where the providers come from.
+// One value per watcher thread, moved into it once: its size does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Source {
     /// A fixed list from the configuration (`--provider 127.0.0.1:30000` registers under the wildcard
@@ -34,6 +36,8 @@ const RETRY_FULL_SUBSCRIBER: Duration = Duration::from_millis(20);
 ///   per published snapshot. A snapshot is only published when the providers or rules changed (or for the
 ///   first time), so consecutive snapshots always differ; each changed service key's list says what changed
 ///   ([`crate::Providers::change`]) and each snapshot which addresses left ([`Snapshot::departed`]).
+///   Etcd: at most one snapshot per [`EtcdConfig::publish_interval`]; a change within it of the last
+///   publication is held (at most 1.5 intervals) and goes out with the changes after it.
 /// * A subscriber only needs the newest snapshot (`rx.try_iter().last()`), but should look at the
 ///   `departed` addresses of every one it drains. Unbounded
 ///   channels are simplest; with a bounded channel that is full the newest snapshot is offered again every

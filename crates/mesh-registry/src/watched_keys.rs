@@ -10,7 +10,7 @@ use mesh_balance::dubbo_rules::ConfigLayout;
 
 use crate::app_discovery::{AppDiscoveryConfig, AppWatch, ChosenAddresses};
 use crate::config_rules::ConfigRules;
-use crate::dubbo::{discover, Discovered, RegistryKey, RegistryRoot};
+use crate::dubbo::{discover_owned, Discovered, RegistryKey, RegistryRoot};
 use crate::{Endpoint, Snapshot};
 
 /// Keys skipped in one batch, reported in one line.
@@ -132,7 +132,7 @@ impl WatchedKeys {
             return;
         }
         let discovered = match self.root.parse_key(key) {
-            Ok(RegistryKey::Url(url)) => discover(&url),
+            Ok(RegistryKey::Url(url)) => discover_owned(url),
             Ok(RegistryKey::Parent | RegistryKey::Unrelated) => return,
             Err(e) => {
                 skips.add(key, &e);

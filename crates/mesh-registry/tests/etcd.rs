@@ -286,6 +286,57 @@ fn only_callable_provider_urls_are_listed_and_the_watch_goes_on() {
 }
 
 #[test]
+fn changes_within_the_publish_interval_go_out_together() {
+    let etcd = EtcdServer::start().unwrap();
+    let root = "/t/paced";
+    let interval = Duration::from_millis(400);
+    let cfg = EtcdConfig {
+        publish_interval: interval,
+        ..config(&etcd, root)
+    };
+    let kv = Kv::new(&etcd);
+    let (tx, rx) = crossbeam_channel::unbounded();
+    let watcher = spawn_watcher(Source::Etcd(cfg), vec![tx]).unwrap();
+    let first = recv_until(&rx, Duration::from_secs(5), "the initial read", |_| true);
+    assert_eq!(first.version, 1);
+    // Ten providers register one after the other, each in its own etcd request.
+    let start = Instant::now();
+    for port in 1..=10 {
+        kv.put(&key_for(root, SERVICE, &endpoint(port)), "1");
+    }
+    let puts_took = start.elapsed();
+    let all = recv_until(&rx, Duration::from_secs(10), "all ten", |s| {
+        s.endpoints(SERVICE).len() == 10
+    });
+    // At most one publication per interval: the first change at once, then one at the end of each
+    // interval in which changes came.
+    let publications = all.version - first.version;
+    let bound = 2 + (puts_took.as_nanos() / interval.as_nanos()) as u64;
+    eprintln!("10 puts in {puts_took:?}: {publications} publications (at most {bound})");
+    assert!(
+        (1..=bound).contains(&publications),
+        "{publications} publications of 10 changes made in {puts_took:?}"
+    );
+    // Everything went out: nothing is left to publish.
+    assert!(rx.recv_timeout(interval * 2).is_err());
+    assert_eq!(watcher.latest().unwrap().version, all.version);
+    // After a quiet period a lone change is published on its own, and the next one within the interval
+    // waits for it: both arrive, in at most two snapshots.
+    kv.delete(&key_for(root, SERVICE, &endpoint(1)));
+    kv.delete(&key_for(root, SERVICE, &endpoint(2)));
+    let fewer = recv_until(&rx, Duration::from_secs(5), "two gone", |s| {
+        s.endpoints(SERVICE).len() == 8
+    });
+    assert!(
+        fewer.version - all.version <= 2,
+        "v{} after v{}",
+        fewer.version,
+        all.version
+    );
+    watcher.stop().unwrap();
+}
+
+#[test]
 fn a_provider_registered_twice_stays_until_its_last_key_goes() {
     let etcd = EtcdServer::start().unwrap();
     let cfg = config(&etcd, "/t/twice");

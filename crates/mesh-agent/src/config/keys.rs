@@ -970,6 +970,16 @@ pub(crate) static ETCD: &[Key] = &[
     .range(2, 3600),
     key(
         "etcd",
+        "publish_interval_ms",
+        INT,
+        Int(20),
+        "consumer: least time between two registry snapshots handed to the shards; a change within it of the \
+         last one is held, at most 1.5 times it, and goes out with the changes after it (0 = a snapshot per etcd \
+         batch)",
+    )
+    .range(0, 1000),
+    key(
+        "etcd",
         "ca_file",
         PATH,
         Unset("not set (plain http)"),

@@ -116,8 +116,8 @@ fn unknown_keys_name_the_full_path() {
     );
     assert_eq!(
         err_of("[etcd]\nxyz = 1\n"),
-        "unknown key `etcd.xyz` (line 2, column 1); [etcd] keys are endpoints, root, services_root, mapping_root, lease_ttl_s, ca_file, \
-         cert_file, key_file, user, password"
+        "unknown key `etcd.xyz` (line 2, column 1); [etcd] keys are endpoints, root, services_root, mapping_root, lease_ttl_s, publish_interval_ms, \
+         ca_file, cert_file, key_file, user, password"
     );
     assert_eq!(
         err_of("[consumr]\n"),

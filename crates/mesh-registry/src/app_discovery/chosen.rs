@@ -112,7 +112,9 @@ impl ChosenAddresses {
             .entry(Arc::clone(&key))
             .or_default()
             .insert(endpoint.addr, endpoint);
-        m.dirty.insert(key);
+        if !m.stays_interface_level(&key) {
+            m.dirty.insert(key);
+        }
     }
 
     /// An interface-level endpoint of `service` is gone.
@@ -131,13 +133,17 @@ impl ChosenAddresses {
         if m.source_of(&key) == Source::Interface {
             self.builder.remove(&key, addr);
         }
+        let mut emptied = false;
         if let Some(list) = m.interface_level.get_mut(&key) {
             list.remove(&addr);
             if list.is_empty() {
                 m.interface_level.remove(&key);
+                emptied = true;
             }
         }
-        m.dirty.insert(key);
+        if emptied || !m.stays_interface_level(&key) {
+            m.dirty.insert(key);
+        }
     }
 
     /// Dubbo's routing rules changed.
@@ -278,6 +284,20 @@ impl Migration {
         self.in_force
             .get(key)
             .map_or(Source::Interface, |f| f.choice.source)
+    }
+
+    /// Whether a change to `key`'s interface-level list leaves its choice as it is, without deciding it
+    /// again (the common case, one lookup per map): the consumer's own step (no rule) keeps interface-level
+    /// while there is no application-level address (APPLICATION_FIRST, FORCE_INTERFACE), none is known for
+    /// `key`, and interface-level on that step is what is in force.
+    fn stays_interface_level(&self, key: &str) -> bool {
+        self.rule.is_none()
+            && self.defaults.step != MigrationStep::ForceApplication
+            && self
+                .in_force
+                .get(key)
+                .is_some_and(|f| f.step == self.defaults.step && f.choice.source == Source::Interface)
+            && self.app_level.count(key) == 0
     }
 
     fn known_keys(&self) -> impl Iterator<Item = Arc<str>> + '_ {
@@ -609,6 +629,52 @@ mod tests {
             listed(&chosen.publish(1).unwrap()),
             [("10.0.0.3:20880".into(), 7)]
         );
+    }
+
+    #[test]
+    fn interface_level_changes_without_application_level_addresses_are_not_decided_again() {
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+        let dirty = |c: &ChosenAddresses| c.migration.as_deref().map_or(0, |m| m.dirty.len());
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        assert_eq!(dirty(&chosen), 1, "a key first seen is decided");
+        chosen.publish(1).unwrap();
+        chosen.upsert(KEY, ep("10.0.0.2:20880"));
+        chosen.remove(KEY, "10.0.0.1:20880".parse().unwrap());
+        assert_eq!(dirty(&chosen), 0);
+        let s = chosen.publish(2).unwrap();
+        assert_eq!(listed(&s), [("10.0.0.2:20880".into(), 100)]);
+        // An application-level address still switches it, with the interface-level list kept up to date.
+        chosen.put_instance(
+            b"/services/shop/10.0.0.3:20880",
+            instance("10.0.0.3"),
+            Some(info()),
+        );
+        assert_eq!(
+            listed(&chosen.publish(3).unwrap()),
+            [("10.0.0.3:20880".into(), 7)]
+        );
+        chosen.upsert(KEY, ep("10.0.0.4:20880"));
+        assert_eq!(dirty(&chosen), 1, "application-level in force: decided again");
+        chosen.remove_instance(b"/services/shop/10.0.0.3:20880");
+        let s = chosen.publish(4).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.2:20880".into(), 100), ("10.0.0.4:20880".into(), 100)]
+        );
+        // The last interface-level address goes: decided (forgotten).
+        chosen.remove(KEY, "10.0.0.2:20880".parse().unwrap());
+        chosen.remove(KEY, "10.0.0.4:20880".parse().unwrap());
+        assert_eq!(dirty(&chosen), 1);
+        assert!(chosen.publish(5).unwrap().is_empty());
+        assert!(chosen.in_force(KEY).is_none());
+        // A rule in force: every change is decided again.
+        chosen.set_rule(Some(
+            MigrationRule::parse("step: FORCE_INTERFACE\n").unwrap().unwrap(),
+        ));
+        chosen.upsert(KEY, ep("10.0.0.5:20880"));
+        chosen.publish(6).unwrap();
+        chosen.upsert(KEY, ep("10.0.0.6:20880"));
+        assert_eq!(dirty(&chosen), 1);
     }
 
     #[test]

@@ -58,7 +58,8 @@ pub use error::DubboError;
 pub use key::{Category, RegisteredUrl, RegistryKey, RegistryRoot, DEFAULT_ROOT};
 pub use matching::{is_match, is_match_category, key_matches};
 pub use provider::{
-    discover, Discovered, ProviderRegistration, DUBBO_PROTOCOL, DUBBO_PROTOCOL_VERSION, RELEASE,
+    discover, discover_owned, Discovered, ProviderRegistration, DUBBO_PROTOCOL, DUBBO_PROTOCOL_VERSION,
+    RELEASE,
 };
 pub use service_key::ServiceKey;
 pub use simplify::{simplify_consumer_url, simplify_provider_url, DubboVersion, CONSUMER_KEYS};

@@ -46,6 +46,50 @@ pub enum Discovered {
 
 /// Reads a URL found under a registry key (see the module documentation).
 pub fn discover(registered: &RegisteredUrl) -> Discovered {
+    let params = || {
+        registered
+            .url
+            .params
+            .iter()
+            .filter(|(k, v)| kept_param(k, v))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    };
+    with_params(discover_but_params(registered), params)
+}
+
+/// [`discover`], moving the URL's parameters into the endpoint instead of copying them (the watcher's
+/// path: a Java provider URL has some twenty).
+pub fn discover_owned(registered: RegisteredUrl) -> Discovered {
+    let found = discover_but_params(&registered);
+    with_params(found, move || {
+        let mut params = registered.url.params;
+        params.retain(|k, v| kept_param(k, v));
+        params
+    })
+}
+
+/// Whether a URL parameter goes into the endpoint: `methods` can be kilobytes and no rule reads it.
+fn kept_param(name: &str, value: &str) -> bool {
+    name != METHODS_KEY && !value.is_empty()
+}
+
+/// A provider found with these parameters.
+fn with_params(found: Discovered, params: impl FnOnce() -> BTreeMap<String, String>) -> Discovered {
+    match found {
+        Discovered::Provider {
+            service,
+            mut endpoint,
+        } => {
+            endpoint.params = params();
+            Discovered::Provider { service, endpoint }
+        }
+        skipped @ Discovered::Skipped(_) => skipped,
+    }
+}
+
+/// [`discover`] without the endpoint's parameters (left empty).
+fn discover_but_params(registered: &RegisteredUrl) -> Discovered {
     let url = &registered.url;
     if registered.category != Category::Providers {
         return Discovered::Skipped("not under providers");
@@ -94,20 +138,13 @@ pub fn discover(registered: &RegisteredUrl) -> Discovered {
                 t
             }
         });
-    let params: BTreeMap<String, String> = url
-        .params
-        .iter()
-        // `methods` can be kilobytes and no rule reads it.
-        .filter(|(k, v)| k.as_str() != METHODS_KEY && !v.is_empty())
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
     let endpoint = Endpoint {
         addr,
         weight,
         max_concurrency: threads,
         id: addr.to_string(),
         tag: url.param("dubbo.tag").map(str::to_owned),
-        params,
+        params: BTreeMap::new(),
         registered_at_ms,
     };
     Discovered::Provider {
@@ -236,6 +273,36 @@ mod tests {
         assert_eq!(endpoint.registered_at_ms, Some(1_700_000_000_000));
         assert_eq!(endpoint.params["application"], "demo-provider");
         assert!(!endpoint.params.contains_key("methods"));
+    }
+
+    #[test]
+    fn discover_owned_finds_what_discover_does() {
+        let urls = [
+            "dubbo://10.0.0.1:20880/com.foo.Svc?application=a&dubbo.tag=gray&empty=&group=g&methods=m1,m2\
+             &threads=50&timestamp=1700000000&token=t0k&version=1.0&weight=250",
+            "dubbo://10.0.0.1:20880/com.foo.Svc?enabled=false",
+            "tri://10.0.0.1:20880/com.foo.Svc?application=a",
+            "dubbo://host.example:20880/com.foo.Svc",
+        ];
+        for url in urls {
+            let found = discover(&registered(&key_of(url)));
+            assert_eq!(discover_owned(registered(&key_of(url))), found, "{url}");
+            if let Discovered::Provider { endpoint, .. } = found {
+                assert_eq!(
+                    endpoint.params.keys().collect::<Vec<_>>(),
+                    [
+                        "application",
+                        "dubbo.tag",
+                        "group",
+                        "threads",
+                        "timestamp",
+                        "token",
+                        "version",
+                        "weight"
+                    ]
+                );
+            }
+        }
     }
 
     #[test]

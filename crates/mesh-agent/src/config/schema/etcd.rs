@@ -14,6 +14,7 @@ pub(crate) struct EtcdSection {
     pub(crate) services_root: String,
     pub(crate) mapping_root: String,
     pub(crate) lease_ttl_s: u64,
+    pub(crate) publish_interval_ms: u64,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) cert_file: Option<PathBuf>,
     pub(crate) key_file: Option<PathBuf>,
