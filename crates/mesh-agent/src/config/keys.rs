@@ -972,7 +972,7 @@ pub(crate) static ETCD: &[Key] = &[
         "etcd",
         "publish_interval_ms",
         INT,
-        Int(20),
+        Int(0),
         "consumer: least time between two registry snapshots handed to the shards; a change within it of the \
          last one is held, at most 1.5 times it, and goes out with the changes after it (0 = a snapshot per etcd \
          batch)",
