@@ -112,7 +112,11 @@ impl Outlier {
 
 /// An AIMD concurrency limit learned from the provider's own signals: a status-100 rejection (its thread
 /// pool is full) cuts the limit to 90% of what was in flight; latency far above the best seen stops it
-/// from growing; every answer otherwise lets it grow by about one call per limit's worth of answers.
+/// from growing; every answer otherwise lets it grow ([`growth_per_answer`]): by about one call per limit's
+/// worth of answers (a round trip), a tenth of that just below the last rejection point, and past that
+/// point — no rejection where there was one: the provider's capacity grew — by the distance already
+/// climbed past it per round trip, so that the limit catches up with a grown capacity in a few round trips
+/// (TCP CUBIC's convex region) instead of creeping up at a tenth of a call per round trip.
 ///
 /// Latency only ever holds the limit, never cuts it: the round trip measured by the consumer also holds
 /// the agents' own queueing when the box is busy, and cutting on it collapsed the limit under load (a
@@ -126,7 +130,7 @@ pub struct AdaptiveLimit {
     rtt_floor: Option<Duration>,
     rtt_ewma: Option<Duration>,
     /// In flight at the last rejection: growth slows down near it (like TCP CUBIC's plateau), so a
-    /// learnt cap is probed gently instead of being hit every few round trips.
+    /// learnt cap is probed gently instead of being hit every few round trips, and speeds up past it.
     w_max: Option<f64>,
 }
 
@@ -170,19 +174,26 @@ impl AdaptiveLimit {
         if ewma > floor * 2 + Duration::from_micros(500) {
             return;
         }
-        // Only grow while the limit is what holds calls back: one call per limit's worth of answers, a
-        // tenth of that near the last rejection point (which itself creeps up while no rejection comes).
+        // Only grow while the limit is what holds calls back.
         if f64::from(inflight) + 1.0 >= self.limit {
-            let step = match self.w_max {
-                Some(w) if self.limit + 1.0 >= w => {
-                    self.w_max = Some(w + 0.01 / self.limit);
-                    0.1 / self.limit
-                }
-                _ => 1.0 / self.limit,
-            };
-            self.limit = (self.limit + step).min(self.max);
+            self.limit = (self.limit + growth_per_answer(self.limit, self.w_max)).min(self.max);
         }
     }
+}
+
+/// How much a limit of `limit` grows on one answer while it holds calls back, `w_max` being the in-flight
+/// count at the last rejection. Per round trip (`limit` answers):
+/// * no rejection yet, or more than one call below the rejection point: one call (additive increase);
+/// * from one call below the rejection point up to it: a tenth of a call (the learnt cap is probed gently);
+/// * past it by `d` calls: `d` calls (at least a tenth, at most `limit`), i.e. the distance past the old
+///   rejection point doubles every round trip until the provider rejects again.
+pub fn growth_per_answer(limit: f64, w_max: Option<f64>) -> f64 {
+    let limit = limit.max(1.0);
+    let per_round_trip = match w_max {
+        Some(w) if limit + 1.0 >= w => (limit - w).clamp(0.1, limit),
+        _ => 1.0,
+    };
+    per_round_trip / limit
 }
 
 #[cfg(test)]
@@ -261,6 +272,80 @@ mod tests {
         let settled = l.get();
         assert!((30..=41).contains(&settled), "settled at {settled}");
         assert!(rejections > 0 && rejections < 2_000, "{rejections} rejections");
+    }
+
+    /// Drives `l` against a provider with `cap` threads for `answers` answers (a call beyond the cap is
+    /// rejected); returns the rejections.
+    fn drive(l: &mut AdaptiveLimit, cap: u32, answers: usize) -> usize {
+        let rtt = Duration::from_millis(50);
+        let mut rejections = 0;
+        let mut answered = 0;
+        while answered < answers {
+            let inflight = l.get();
+            if inflight > cap {
+                l.on_overload(inflight);
+                rejections += 1;
+            } else {
+                l.on_answer(rtt, inflight);
+                answered += 1;
+            }
+        }
+        rejections
+    }
+
+    /// Answers (at most `bound`) until the limit reaches `at_least`, against a provider with `cap` threads.
+    fn answers_until(l: &mut AdaptiveLimit, cap: u32, at_least: u32, bound: usize) -> usize {
+        let mut answers = 0;
+        while l.get() < at_least && answers < bound {
+            drive(l, cap, 1);
+            answers += 1;
+        }
+        answers
+    }
+
+    #[test]
+    fn growth_per_answer_is_additive_gentle_near_the_last_rejection_and_fast_past_it() {
+        // No rejection yet, or well below it: one call per round trip (limit answers).
+        assert_eq!(growth_per_answer(50.0, None), 1.0 / 50.0);
+        assert_eq!(growth_per_answer(50.0, Some(80.0)), 1.0 / 50.0);
+        // Within one call of the last rejection point, and at it: a tenth of a call per round trip.
+        assert_eq!(growth_per_answer(79.5, Some(80.0)), 0.1 / 79.5);
+        assert_eq!(growth_per_answer(80.0, Some(80.0)), 0.1 / 80.0);
+        // Past it by 8 calls: 8 calls per round trip (the distance past it doubles every round trip).
+        assert_eq!(growth_per_answer(88.0, Some(80.0)), 8.0 / 88.0);
+        assert_eq!(growth_per_answer(300.0, Some(10.0)), 290.0 / 300.0);
+        // A limit below one call grows as one call.
+        assert_eq!(growth_per_answer(0.5, None), 1.0);
+    }
+
+    #[test]
+    fn adaptive_limit_catches_up_with_a_grown_capacity_within_a_few_round_trips() {
+        // Settled under a 40-thread cap, the provider grows to 160 threads.
+        let mut l = AdaptiveLimit::new(10, 1000);
+        drive(&mut l, 40, 20_000);
+        assert!((30..=41).contains(&l.get()), "settled at {}", l.get());
+        // 150 of the 160 threads are in use within about 30 round trips of 40 to 160 answers (the gentle
+        // probe at the old cap, then doubling); creeping up at a tenth of a call per round trip (before)
+        // took over a thousand.
+        let answers = answers_until(&mut l, 160, 150, 100_000);
+        assert!(answers < 30 * 160, "{answers} answers to reach 150");
+        // And it settles under the new cap, rejecting now and then.
+        let rejections = drive(&mut l, 160, 50_000);
+        assert!((120..=161).contains(&l.get()), "settled at {}", l.get());
+        assert!(rejections > 0 && rejections < 2_000, "{rejections} rejections");
+    }
+
+    #[test]
+    fn adaptive_limit_follows_a_shrunk_capacity_at_its_first_rejections() {
+        let mut l = AdaptiveLimit::new(10, 1000);
+        drive(&mut l, 160, 50_000);
+        assert!(l.get() >= 120, "settled at {}", l.get());
+        // The provider shrinks to 40 threads: a dozen rejections bring the limit under it.
+        let rejections = drive(&mut l, 40, 1);
+        assert!(rejections <= 15, "{rejections} rejections");
+        assert!(l.get() <= 40, "{}", l.get());
+        drive(&mut l, 40, 20_000);
+        assert!((30..=41).contains(&l.get()), "settled at {}", l.get());
     }
 
     #[test]
