@@ -26,7 +26,8 @@ Reported per balancer: successful requests, errors (by kind), p50/p99 (loadgen, 
 successful requests per schedule step (loadgen's timeline), and what each simulator served and rejected with
 status 100 (warm-up included). Knobs: BENCH_DRIFT_STEP=10 (seconds per step), BENCH_DRIFT_CONNECTIONS=1024,
 BENCH_DRIFT_WARMUP=5, BENCH_DRIFT_BALANCERS=adaptive,weights,oracle, BENCH_DRIFT_REPEAT=1 (the balancers are
-interleaved per repetition), BENCH_DRIFT_JSON=drift.json (file name under BENCH_OUT).
+interleaved per repetition), BENCH_DRIFT_JSON=drift.json (file name under BENCH_OUT), BENCH_DRIFT_BINS (a directory
+to take the binaries from instead of target/release).
 """
 
 import json
@@ -67,8 +68,10 @@ def copy_bins(work):
     d = work / "bin"
     d.mkdir()
     bins = {}
+    # BENCH_DRIFT_BINS: take the binaries from another directory (A/B runs of two builds).
+    src_dir = Path(os.environ.get("BENCH_DRIFT_BINS") or bench.RELEASE)
     for n in ("mesh-agent", "provider-sim", "loadgen", "drift-oracle"):
-        src = bench.RELEASE / n
+        src = src_dir / n
         if not src.exists():
             raise RuntimeError(f"{src} missing: build first (cargo build --release -p mesh-agent -p mesh-testkit --bins)")
         shutil.copy2(src, d / n)

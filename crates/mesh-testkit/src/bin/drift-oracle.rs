@@ -1,8 +1,9 @@
 //! `drift-oracle`: the drift benchmark's oracle (see `mesh_testkit::drift`). Registers each provider agent in
 //! etcd as a Java 2.7 provider of the challenge's service, with `weight` = its capacity in calls per second
 //! and `threads` = its thread cap, taken from the same capacity schedule its simulator follows, and rewrites
-//! the registration at every step (the old key deleted and the new one put in one etcd transaction, so a
-//! consumer never sees the provider leave).
+//! the registrations at every step (the old keys deleted and the new ones put in one etcd transaction for
+//! all providers, so a consumer never sees a provider leave), announcing the smaller capacity from
+//! `--lead-ms` before a step (`mesh_testkit::drift::announced_at`).
 //!
 //! The provider agents run with `--no-register`. Prints `READY` once every provider is registered, a `STEP`
 //! line per change; on SIGTERM or SIGINT revokes its lease (the keys go) and exits 0. Bad usage exits 2.
@@ -14,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use clap::Parser;
 use etcd_client::{PutOptions, Txn, TxnOp};
-use mesh_testkit::drift::{announce, change_times, Announced, Target};
+use mesh_testkit::drift::{announced_at, change_times, Announced, Target};
 use mesh_testkit::dubbo_writers::put::DubboEtcdWriter;
 use mesh_testkit::dubbo_writers::{java27_provider, Provider, Registration, DEFAULT_ROOT};
 use mesh_testkit::sim::schedule::Capacity;
@@ -44,6 +45,10 @@ struct Args {
     /// The simulators' own knee.
     #[arg(long, default_value_t = 0)]
     base_knee: usize,
+    /// Announce the smaller of the current and the coming capacity this long before each step (the time
+    /// a registration takes to reach the consumer, with margin).
+    #[arg(long, default_value_t = 100)]
+    lead_ms: u64,
     /// The lease TTL of the registrations, in seconds.
     #[arg(long, default_value_t = 10)]
     ttl_s: i64,
@@ -101,6 +106,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
     };
     let elapsed = |at: Instant| at.saturating_duration_since(start);
+    let lead = Duration::from_millis(args.lead_ms);
     let started_ms = now_wall
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
@@ -109,7 +115,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let lease = writer.grant_kept_lease(args.ttl_s).await?;
     let mut regs = Vec::with_capacity(args.providers.len());
     for target in &args.providers {
-        let said = announce(target.schedule.in_force_at(base, elapsed(Instant::now())));
+        let said = announced_at(&target.schedule, base, elapsed(Instant::now()), lead);
         let r = registration(target, said, started_ms);
         writer.register_on(&r, Some(lease)).await?;
         say(&format!(
@@ -128,7 +134,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    let times = change_times(&args.providers);
+    let times = change_times(&args.providers, lead);
     let mut client = writer.client();
     for at in times {
         if at <= elapsed(Instant::now()) {
@@ -139,30 +145,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
             _ = term.recv() => return stop(writer, lease).await,
             _ = int.recv() => return stop(writer, lease).await,
         }
+        // Every provider whose registration changes now, in one transaction.
+        let mut ops = Vec::new();
+        let mut lines = Vec::new();
         for reg in &mut regs {
-            let said = announce(reg.target.schedule.in_force_at(base, at));
+            let said = announced_at(&reg.target.schedule, base, at, lead);
             if said == reg.said {
                 continue;
             }
             let r = registration(&reg.target, said, started_ms);
-            let value = r.value.value(lease);
-            let txn = Txn::new().and_then([
-                TxnOp::delete(reg.key.as_str(), None),
-                TxnOp::put(r.key.as_str(), value, Some(PutOptions::new().with_lease(lease))),
-            ]);
-            tokio::time::timeout(Duration::from_secs(10), client.txn(txn))
-                .await
-                .context("etcd txn: no answer in 10 s")?
-                .context("etcd txn")?;
-            say(&format!(
+            ops.push(TxnOp::delete(reg.key.as_str(), None));
+            ops.push(TxnOp::put(
+                r.key.as_str(),
+                r.value.value(lease),
+                Some(PutOptions::new().with_lease(lease)),
+            ));
+            lines.push(format!(
                 "STEP {:.3}s {} weight={} threads={}",
                 at.as_secs_f64(),
                 reg.target.addr,
                 said.weight,
                 said.threads.map_or("none".to_owned(), |t| t.to_string())
-            ))?;
+            ));
             reg.said = said;
             reg.key = r.key;
+        }
+        if ops.is_empty() {
+            continue;
+        }
+        tokio::time::timeout(Duration::from_secs(10), client.txn(Txn::new().and_then(ops)))
+            .await
+            .context("etcd txn: no answer in 10 s")?
+            .context("etcd txn")?;
+        for l in lines {
+            say(&l)?;
         }
     }
     tokio::select! {
