@@ -9,6 +9,7 @@ Inputs (each optional; a missing one leaves its section saying how to produce it
                                                                scripts/bench.sh codec), target/criterion/*
   target/bench/routing.json, target/bench/routing_meta.json   (cargo bench -p mesh-balance --bench routing, via
                                                                scripts/bench.sh routing)
+  target/bench/drift.json                                     (benches/drift.py, via scripts/bench.sh drift)
   target/bench/registry.json                                  (benches/registry.py, via scripts/bench.sh registry;
                                                                section written by benches/report_registry.py)
 BENCH_OUT / BENCH_DOC move the inputs / the document (plots in bench/ next to it) elsewhere.
@@ -32,6 +33,7 @@ import sys
 from pathlib import Path
 
 from report_registry import registry_section
+from drift import drift_section
 
 ROOT = Path(__file__).resolve().parent.parent
 # BENCH_OUT / BENCH_DOC (optional): read the JSON from, and write the document (plots next to it, in bench/)
@@ -1229,6 +1231,7 @@ def main():
         analysis_section(),
         generic_section(),
         faults_section(fa),
+        drift_section(load("drift.json")),
         routing_section(rt, rt_meta),
         registry_section(rg, table, rg_others),
         codec_section(old_doc, codec, meta),

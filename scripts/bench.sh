@@ -10,10 +10,12 @@
 #   bash scripts/bench.sh routing     # cargo bench -p mesh-balance --bench routing (route+pick, balancers)
 #   bash scripts/bench.sh registry    # 5,000 Java-style provider instances in etcd (1x5000, 10x500) under churn;
 #                                     # issue 13: the same estate interface- vs application-level (10x500, 1x5000)
-#   bash scripts/bench.sh all         # the five above (not registry), then the report
+#   bash scripts/bench.sh drift       # issue 14: 3 providers whose capacity drifts (provider-sim --schedule), 1,024
+#                                     # connections through the adaptive balancer, static weights, an oracle
+#   bash scripts/bench.sh all         # challenge, overhead, faults, drift, codec, routing (not registry), then the report
 #   bash scripts/bench.sh report      # only regenerate docs/benchmarks.md and docs/bench/*.svg
 #
-# Results: target/bench/{challenge,overhead,faults,codec,routing,generic,generic_json}.json; every scenario ends by regenerating
+# Results: target/bench/{challenge,overhead,faults,drift,codec,routing,generic,generic_json}.json; every scenario ends by regenerating
 # docs/benchmarks.md and docs/bench/*.svg (benches/report.py) from whatever JSON is there.
 # Everything runs on 127.0.0.1 (random free ports); every process started is stopped on exit (also Ctrl-C).
 #
@@ -41,6 +43,8 @@
 #     BENCH_REGISTRY_SPARE=50 BENCH_REGISTRY_SIM_LATENCY_MS=1 BENCH_REGISTRY_SEED=1 BENCH_REGISTRY_CONSUMER_ARGS="--upstream-connections 1"
 #     BENCH_REGISTRY_PROFILE=10 (s of perf record in one more churn phase, 0 = none) BENCH_REGISTRY_LAYOUT=java-2.7
 #     BENCH_REGISTRY_JSON=registry.json (file name under BENCH_OUT)
+#   drift: BENCH_DRIFT_STEP=10 (s per schedule step, 6 steps) BENCH_DRIFT_CONNECTIONS=1024 BENCH_DRIFT_WARMUP=5
+#     BENCH_DRIFT_BALANCERS=adaptive,weights,oracle BENCH_DRIFT_REPEAT=1 BENCH_DRIFT_JSON=drift.json (benches/drift.py)
 #   BENCH_MAX_LOAD=1.5         before each measured run, wait while the 1-minute load average is above this
 #   BENCH_LOAD_WAIT=600        ... at most this many seconds (polling every BENCH_LOAD_POLL=30), then run anyway
 #   BENCH_KEEP=1               keep the work directories (logs, nginx configs, perf data)
@@ -51,7 +55,7 @@ cd "$(dirname "$0")/.."
 
 scenario="${1:-}"
 case "$scenario" in
-  challenge | overhead | generic | faults | codec | routing | registry | all | report) ;;
+  challenge | overhead | generic | faults | drift | codec | routing | registry | all | report) ;;
   *)
     sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
@@ -84,7 +88,7 @@ run() {
 need=()
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ "$scenario" = challenge ] || [ "$scenario" = faults ] || [ "$scenario" = registry ] \
-  || [ "$scenario" = all ]; then
+  || [ "$scenario" = drift ] || [ "$scenario" = all ]; then
   command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
   command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 fi
@@ -164,6 +168,7 @@ case "$scenario" in
     generic_json
     ;;
   faults) run python3 benches/run.py faults ;;
+  drift) run python3 benches/run.py drift ;;
   registry)
     # One listener per provider instance in the simulator, one pool per instance in the consumer.
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -175,6 +180,7 @@ case "$scenario" in
     run python3 benches/run.py challenge
     run python3 benches/run.py overhead
     run python3 benches/run.py faults
+    run python3 benches/run.py drift
     codec
     routing
     ;;

@@ -111,8 +111,14 @@ impl Outlier {
 }
 
 /// An AIMD concurrency limit learned from the provider's own signals: a status-100 rejection (its thread
-/// pool is full) cuts the limit to 90% of what was in flight; latency far above the best seen stops it
-/// from growing; every answer otherwise lets it grow by about one call per limit's worth of answers.
+/// pool is full) cuts the limit to 90% of what was in flight, once per round trip (the rejections of calls
+/// sent before the cut are the same overload: cutting on each of them collapsed the limit to one call when
+/// a provider shrank); latency far above the best seen stops it from growing; every answer otherwise, while
+/// at least half the limit is in use, lets it grow ([`growth_per_answer`]): by about one call per limit's
+/// worth of answers (a round trip), a tenth of that just below the last rejection point, and past that
+/// point — no rejection where there was one: the provider's capacity grew — by the distance already
+/// climbed past it per round trip, so that the limit catches up with a grown capacity in a few round trips
+/// (TCP CUBIC's convex region) instead of creeping up at a tenth of a call per round trip.
 ///
 /// Latency only ever holds the limit, never cuts it: the round trip measured by the consumer also holds
 /// the agents' own queueing when the box is busy, and cutting on it collapsed the limit under load (a
@@ -126,8 +132,10 @@ pub struct AdaptiveLimit {
     rtt_floor: Option<Duration>,
     rtt_ewma: Option<Duration>,
     /// In flight at the last rejection: growth slows down near it (like TCP CUBIC's plateau), so a
-    /// learnt cap is probed gently instead of being hit every few round trips.
+    /// learnt cap is probed gently instead of being hit every few round trips, and speeds up past it.
     w_max: Option<f64>,
+    /// Answers and rejections still to come of the calls in flight at the last cut.
+    recovery: u32,
 }
 
 impl AdaptiveLimit {
@@ -139,6 +147,7 @@ impl AdaptiveLimit {
             rtt_floor: None,
             rtt_ewma: None,
             w_max: None,
+            recovery: 0,
         }
     }
 
@@ -149,13 +158,20 @@ impl AdaptiveLimit {
 
     /// The provider rejected a call because it was full, with `inflight` calls outstanding.
     pub fn on_overload(&mut self, inflight: u32) {
+        if self.recovery > 0 {
+            // A call sent before the last cut: the same overload.
+            self.recovery -= 1;
+            return;
+        }
         let cut = (f64::from(inflight) * 0.9).floor();
         self.limit = cut.min(self.limit * 0.9).max(self.min);
         self.w_max = Some(f64::from(inflight.max(1)));
+        self.recovery = inflight.saturating_sub(1);
     }
 
     /// A call was answered after `rtt` with `inflight` calls outstanding (itself included).
     pub fn on_answer(&mut self, rtt: Duration, inflight: u32) {
+        self.recovery = self.recovery.saturating_sub(1);
         let floor = match self.rtt_floor {
             Some(f) if rtt >= f => f + (rtt - f) / 1000, // creep up so a lasting change is followed
             _ => rtt,
@@ -170,19 +186,27 @@ impl AdaptiveLimit {
         if ewma > floor * 2 + Duration::from_micros(500) {
             return;
         }
-        // Only grow while the limit is what holds calls back: one call per limit's worth of answers, a
-        // tenth of that near the last rejection point (which itself creeps up while no rejection comes).
-        if f64::from(inflight) + 1.0 >= self.limit {
-            let step = match self.w_max {
-                Some(w) if self.limit + 1.0 >= w => {
-                    self.w_max = Some(w + 0.01 / self.limit);
-                    0.1 / self.limit
-                }
-                _ => 1.0 / self.limit,
-            };
-            self.limit = (self.limit + step).min(self.max);
+        // Only grow while the limit is in use: at least half of it (a consumer that refills freed slots a
+        // little late, on a busy machine, still learns a grown capacity).
+        if f64::from(inflight) * 2.0 >= self.limit {
+            self.limit = (self.limit + growth_per_answer(self.limit, self.w_max)).min(self.max);
         }
     }
+}
+
+/// How much a limit of `limit` grows on one answer while it holds calls back, `w_max` being the in-flight
+/// count at the last rejection. Per round trip (`limit` answers):
+/// * no rejection yet, or more than one call below the rejection point: one call (additive increase);
+/// * from one call below the rejection point up to it: a tenth of a call (the learnt cap is probed gently);
+/// * past it by `d` calls: `d` calls (at least a tenth, at most `limit`), i.e. the distance past the old
+///   rejection point doubles every round trip until the provider rejects again.
+pub fn growth_per_answer(limit: f64, w_max: Option<f64>) -> f64 {
+    let limit = limit.max(1.0);
+    let per_round_trip = match w_max {
+        Some(w) if limit + 1.0 >= w => (limit - w).clamp(0.1, limit),
+        _ => 1.0,
+    };
+    per_round_trip / limit
 }
 
 #[cfg(test)]
@@ -261,6 +285,111 @@ mod tests {
         let settled = l.get();
         assert!((30..=41).contains(&settled), "settled at {settled}");
         assert!(rejections > 0 && rejections < 2_000, "{rejections} rejections");
+    }
+
+    /// Drives `l` against a provider with `cap` threads for `rounds` round trips: each round sends the
+    /// limit's worth of calls at once; those beyond the cap are rejected (their rejections come back first),
+    /// the others answered. Returns the rejections.
+    fn drive(l: &mut AdaptiveLimit, cap: u32, rounds: usize) -> usize {
+        let rtt = Duration::from_millis(50);
+        let mut rejections = 0;
+        for _ in 0..rounds {
+            let window = l.get();
+            for _ in cap..window {
+                l.on_overload(window);
+                rejections += 1;
+            }
+            for _ in 0..window.min(cap) {
+                l.on_answer(rtt, window);
+            }
+        }
+        rejections
+    }
+
+    /// Round trips (at most `bound`) until the limit reaches `at_least`, against `cap` threads.
+    fn rounds_until(l: &mut AdaptiveLimit, cap: u32, at_least: u32, bound: usize) -> usize {
+        let mut rounds = 0;
+        while l.get() < at_least && rounds < bound {
+            drive(l, cap, 1);
+            rounds += 1;
+        }
+        rounds
+    }
+
+    #[test]
+    fn growth_per_answer_is_additive_gentle_near_the_last_rejection_and_fast_past_it() {
+        // No rejection yet, or well below it: one call per round trip (limit answers).
+        assert_eq!(growth_per_answer(50.0, None), 1.0 / 50.0);
+        assert_eq!(growth_per_answer(50.0, Some(80.0)), 1.0 / 50.0);
+        // Within one call of the last rejection point, and at it: a tenth of a call per round trip.
+        assert_eq!(growth_per_answer(79.5, Some(80.0)), 0.1 / 79.5);
+        assert_eq!(growth_per_answer(80.0, Some(80.0)), 0.1 / 80.0);
+        // Past it by 8 calls: 8 calls per round trip (the distance past it doubles every round trip).
+        assert_eq!(growth_per_answer(88.0, Some(80.0)), 8.0 / 88.0);
+        assert_eq!(growth_per_answer(300.0, Some(10.0)), 290.0 / 300.0);
+        // A limit below one call grows as one call.
+        assert_eq!(growth_per_answer(0.5, None), 1.0);
+    }
+
+    #[test]
+    fn adaptive_limit_catches_up_with_a_grown_capacity_within_a_few_round_trips() {
+        // Settled under a 40-thread cap, the provider grows to 160 threads.
+        let mut l = AdaptiveLimit::new(10, 1000);
+        drive(&mut l, 40, 500);
+        assert!((30..=40).contains(&l.get()), "settled at {}", l.get());
+        // 150 of the 160 threads are in use within about 30 round trips (the gentle probe at the old cap,
+        // then doubling); creeping up at a tenth of a call per round trip (before) took over a thousand.
+        let rounds = rounds_until(&mut l, 160, 150, 10_000);
+        assert!(rounds < 30, "{rounds} round trips to reach 150");
+        // And it settles under the new cap, rejecting now and then.
+        let rejections = drive(&mut l, 160, 500);
+        assert!((120..=160).contains(&l.get()), "settled at {}", l.get());
+        assert!(rejections > 0 && rejections < 500, "{rejections} rejections");
+    }
+
+    #[test]
+    fn adaptive_limit_follows_a_shrunk_capacity_at_its_first_rejections() {
+        let mut l = AdaptiveLimit::new(10, 1000);
+        drive(&mut l, 160, 500);
+        assert!(l.get() >= 120, "settled at {}", l.get());
+        // The provider shrinks to 40 threads: the first round's rejections cut once (not once each: that
+        // collapsed the limit to one call), and a cut per round brings it under 40 within a round or two.
+        let before = l.get();
+        drive(&mut l, 40, 1);
+        assert_eq!(
+            l.get(),
+            (f64::from(before) * 0.9).floor() as u32,
+            "one cut for the round"
+        );
+        let rounds = {
+            let mut r = 1;
+            while l.get() > 40 && r < 100 {
+                drive(&mut l, 40, 1);
+                r += 1;
+            }
+            r
+        };
+        assert!(rounds <= 15, "{rounds} round trips");
+        drive(&mut l, 40, 500);
+        assert!((30..=40).contains(&l.get()), "settled at {}", l.get());
+    }
+
+    #[test]
+    fn adaptive_limit_grows_while_half_of_it_is_in_use_and_not_below() {
+        let rtt = Duration::from_millis(50);
+        let mut l = AdaptiveLimit::new(100, 1000);
+        for _ in 0..1000 {
+            l.on_answer(rtt, 49);
+        }
+        assert_eq!(l.get(), 100, "under half in use: no growth");
+        for _ in 0..1000 {
+            l.on_answer(rtt, 60);
+        }
+        assert!(l.get() >= 105, "more than half in use: grows ({})", l.get());
+        for _ in 0..10_000 {
+            l.on_answer(rtt, 60);
+        }
+        assert_eq!(l.get(), 120, "up to twice what is in use");
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //!   HdrHistogram latencies, JSON summary); binary `loadgen`.
 //! * [`process`]: child processes that die with the test, free loopback ports, readiness lines, bounded
 //!   waits (`wait_until`).
+//! * [`drift`]: the drift benchmark's oracle (registrations that follow the simulators' capacity
+//!   schedules, [`sim::schedule`]); binary `drift-oracle`.
 //! * [`churn`]: which instance leaves or joins next in the registry scale benchmark; binary `registry-churn`.
 //! * [`dubbo_writers`]: etcd keys exactly as Java 2.7 / Java 3.3 / dubbo-go write them (from their sources,
 //!   not from mesh-registry), and a writer that puts them into a real etcd on leases kept alive.
@@ -18,6 +20,7 @@
 //! * [`timer`]: a precise timer thread for async code (answers of the simulator, open-loop pacing).
 
 pub mod churn;
+pub mod drift;
 pub mod dubbo_writers;
 pub mod etcd;
 pub mod etcd_cluster;

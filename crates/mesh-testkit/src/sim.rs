@@ -26,6 +26,10 @@
 //! `Thread.sleep(50)` (~50.1 ms). [`TimerMode::Coarse`] uses tokio's timer instead, as before: it rounds
 //! every deadline up to its millisecond wheel, so 50 ms calls took 51.9 ms on average.
 //!
+//! **Capacity drift.** With a [`schedule::Schedule`] ([`SimConfig::schedule`]) the thread cap, base latency
+//! and knee change over time: each step is applied when its time comes (one task sleeping to the next step,
+//! one line on stderr per step), new calls see it at once, calls in flight keep their due time.
+//!
 //! Use [`spawn`] to run it on its own thread and runtime (tests), or [`run`] inside a runtime of your own;
 //! the `provider-sim` binary wraps [`run`].
 
@@ -40,7 +44,7 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use mesh_dubbo::frame::{DEFAULT_MAX_BODY, HEADER_LEN};
@@ -59,8 +63,10 @@ use tokio::task::{JoinHandle, JoinSet};
 use crate::timer::{PreciseTimer, Sleep};
 
 pub mod metadata_service;
+pub mod schedule;
 
 use metadata_service::{MetadataAnswer, SimMetadata};
+use schedule::{Capacity, Schedule};
 
 /// The challenge's service interface.
 pub const SERVICE: &str = "com.alibaba.dubbo.performance.demo.provider.IHelloService";
@@ -257,6 +263,11 @@ pub struct SimConfig {
     /// A Dubbo 3 MetadataService to serve next to the hash service (see [`metadata_service`]), shared by
     /// every listener of the simulator.
     pub metadata: Option<Arc<SimMetadata>>,
+    /// Capacity drift: `threads`, `latency` and `knee` change over time by these steps (`None`: fixed).
+    pub schedule: Option<Schedule>,
+    /// When the schedule's time 0 is (`None`: when the simulator starts serving). Simulators and tools
+    /// that must change at the same moments share one start.
+    pub schedule_start: Option<SystemTime>,
 }
 
 impl Default for SimConfig {
@@ -271,6 +282,8 @@ impl Default for SimConfig {
             timer: TimerMode::Precise,
             token: None,
             metadata: None,
+            schedule: None,
+            schedule_start: None,
         }
     }
 }
@@ -278,11 +291,25 @@ impl Default for SimConfig {
 impl SimConfig {
     /// The latency of a call that starts with `inflight` calls in flight (itself included).
     pub fn latency_for(&self, inflight: usize) -> Duration {
-        if self.knee == 0 || inflight <= self.knee {
-            return self.latency;
-        }
-        self.latency.mul_f64(inflight as f64 / self.knee as f64)
+        latency_for(self.latency, self.knee, inflight)
     }
+
+    /// The settings the schedule starts from.
+    pub fn capacity(&self) -> Capacity {
+        Capacity {
+            threads: self.threads,
+            latency: self.latency,
+            knee: self.knee,
+        }
+    }
+}
+
+/// `base * max(1, inflight / knee)` (`knee` 0: `base`).
+fn latency_for(base: Duration, knee: usize, inflight: usize) -> Duration {
+    if knee == 0 || inflight <= knee {
+        return base;
+    }
+    base.mul_f64(inflight as f64 / knee as f64)
 }
 
 /// Counters of a simulator run (the `provider-sim` stats line).
@@ -311,6 +338,10 @@ struct Shared {
     served: AtomicU64,
     rejected: AtomicU64,
     errors: AtomicU64,
+    /// The thread cap, base latency (ns) and knee in force (the configuration's, or the schedule's step).
+    threads: AtomicUsize,
+    latency_ns: AtomicU64,
+    knee: AtomicUsize,
     /// The timer thread ([`TimerMode::Precise`]).
     timer: Option<PreciseTimer>,
 }
@@ -326,6 +357,9 @@ impl Shared {
             TimerMode::Coarse => None,
         };
         Ok(Shared {
+            threads: AtomicUsize::new(cfg.threads),
+            latency_ns: AtomicU64::new(u64::try_from(cfg.latency.as_nanos()).unwrap_or(u64::MAX)),
+            knee: AtomicUsize::new(cfg.knee),
             cfg,
             codec,
             local,
@@ -337,6 +371,25 @@ impl Shared {
             errors: AtomicU64::new(0),
             timer,
         })
+    }
+
+    /// Puts `c` in force for calls from now on.
+    fn set_capacity(&self, c: Capacity) {
+        self.threads.store(c.threads, Ordering::Relaxed);
+        self.latency_ns.store(
+            u64::try_from(c.latency.as_nanos()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        self.knee.store(c.knee, Ordering::Relaxed);
+    }
+
+    /// The latency of a call starting now with `inflight` calls in flight (itself included).
+    fn latency_now(&self, inflight: usize) -> Duration {
+        latency_for(
+            Duration::from_nanos(self.latency_ns.load(Ordering::Relaxed)),
+            self.knee.load(Ordering::Relaxed),
+            inflight,
+        )
     }
 
     fn stats(&self) -> Stats {
@@ -351,7 +404,7 @@ impl Shared {
 
     /// Takes a "thread" for a call: `Some(inflight including this call)`, or `None` when the cap is reached.
     fn try_acquire(self: &Arc<Self>) -> Option<(Slot, usize)> {
-        let cap = self.cfg.threads;
+        let cap = self.threads.load(Ordering::Relaxed);
         let mut cur = self.inflight.load(Ordering::Relaxed);
         loop {
             if cap > 0 && cur >= cap {
@@ -372,7 +425,7 @@ impl Shared {
 
     /// Java's `AbortPolicyWithReport` message, as wrapped by `WrappedChannelHandler`.
     fn exhausted_message(&self) -> String {
-        let t = self.cfg.threads;
+        let t = self.threads.load(Ordering::Relaxed);
         let ip = self.local.ip();
         let port = self.local.port();
         let completed = self.served.load(Ordering::Relaxed);
@@ -447,6 +500,12 @@ async fn serve<F>(shared: Arc<Shared>, listener: TcpListener, shutdown: F)
 where
     F: Future<Output = ()>,
 {
+    // The schedule's steps, applied as their time comes (aborted with the simulator).
+    let _drift = shared
+        .cfg
+        .schedule
+        .is_some()
+        .then(|| AbortOnDrop(tokio::spawn(follow_schedule(Arc::clone(&shared)))));
     let mut conns = JoinSet::new();
     let mut failed_accepts = 0u64;
     let mut last_report = None;
@@ -475,6 +534,39 @@ where
     }
     conns.abort_all();
     while conns.join_next().await.is_some() {}
+}
+
+/// Applies each step of the schedule at its time, one sleep per step (steps whose time has passed are
+/// applied at once, in order); says so on stderr once per step.
+async fn follow_schedule(shared: Arc<Shared>) {
+    let Some(schedule) = &shared.cfg.schedule else {
+        return;
+    };
+    let now = Instant::now();
+    // Time 0 as an Instant: the configured wall-clock start (past or future), else now.
+    let start = match shared.cfg.schedule_start {
+        None => now,
+        Some(at) => match at.duration_since(SystemTime::now()) {
+            Ok(ahead) => now + ahead,
+            Err(behind) => now.checked_sub(behind.duration()).unwrap_or(now),
+        },
+    };
+    let caps = schedule.capacities(shared.cfg.capacity());
+    for (i, (step, cap)) in schedule.steps().iter().zip(caps).enumerate() {
+        tokio::time::sleep_until(tokio::time::Instant::from_std(start + step.at)).await;
+        shared.set_capacity(cap);
+        eprintln!(
+            "provider-sim {} {}: schedule step {}/{} at {:?}: threads {}, latency {:?}, knee {}",
+            shared.cfg.name,
+            shared.local,
+            i + 1,
+            schedule.steps().len(),
+            step.at,
+            cap.threads,
+            cap.latency,
+            cap.knee
+        );
+    }
 }
 
 /// Aborts the task when dropped (the writer of a connection whose reader went away).
@@ -844,7 +936,7 @@ fn handle_frame(shared: &Arc<Shared>, frame: &Frame, scratch: &mut BytesMut) -> 
             error(scratch, status, &msg)
         }
         Call::Answer(result) => {
-            let due = Some(Instant::now() + shared.cfg.latency_for(inflight));
+            let due = Some(Instant::now() + shared.latency_now(inflight));
             if !h.is_two_way() {
                 return Some(Outgoing {
                     due,

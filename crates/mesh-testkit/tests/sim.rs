@@ -592,3 +592,122 @@ fn metadata_service_answers_the_metadata_info_of_its_revision_over_tcp() {
     assert_eq!(md.calls(), 2);
     sim.stop();
 }
+
+#[test]
+fn schedule_changes_the_thread_cap_and_latency_when_its_steps_come() {
+    // 2 threads at 200 ms until 600 ms after the start, then 4 threads at 20 ms.
+    let sim = sim::spawn(SimConfig {
+        threads: 2,
+        schedule: Some("600ms:threads=4,latency=20ms".parse().expect("schedule")),
+        ..cfg(200)
+    })
+    .expect("sim");
+    let started = Instant::now();
+    let mut c = Client::connect(sim.addr());
+    let statuses = |c: &mut Client, first: u64, n: u64| {
+        let mut batch = BytesMut::new();
+        for id in first..first + n {
+            batch.extend_from_slice(&hash_request(id, Serialization::Hessian2, "x"));
+        }
+        let t = Instant::now();
+        c.send(&batch);
+        let mut st: Vec<u8> = (0..n).map(|_| c.recv().header.status.0).collect();
+        st.sort_unstable();
+        (st, t.elapsed())
+    };
+    let (before, took) = statuses(&mut c, 0, 3);
+    assert!(
+        started.elapsed() < Duration::from_millis(550),
+        "test too slow to check step 1"
+    );
+    assert_eq!(before, vec![20, 20, 100], "2 threads before the step");
+    assert!(
+        took >= Duration::from_millis(190),
+        "200 ms before the step: {took:?}"
+    );
+    std::thread::sleep(Duration::from_millis(700).saturating_sub(started.elapsed()));
+    let (after, took) = statuses(&mut c, 10, 5);
+    assert_eq!(after, vec![20, 20, 20, 20, 100], "4 threads after the step");
+    assert!(
+        took < Duration::from_millis(150),
+        "20 ms after the step: {took:?}"
+    );
+    let stats = sim.stop();
+    assert_eq!((stats.served, stats.rejected), (6, 2));
+}
+
+#[test]
+fn schedule_start_in_the_past_applies_the_steps_already_due() {
+    let sim = sim::spawn(SimConfig {
+        threads: 1,
+        schedule: Some("1s:threads=3; 2s:threads=2".parse().expect("schedule")),
+        schedule_start: Some(std::time::SystemTime::now() - Duration::from_secs(10)),
+        ..cfg(300)
+    })
+    .expect("sim");
+    let mut c = Client::connect(sim.addr());
+    let mut batch = BytesMut::new();
+    for id in 0..4u64 {
+        batch.extend_from_slice(&hash_request(id, Serialization::Hessian2, "x"));
+    }
+    c.send(&batch);
+    let mut st: Vec<u8> = (0..4).map(|_| c.recv().header.status.0).collect();
+    st.sort_unstable();
+    assert_eq!(
+        st,
+        vec![20, 20, 100, 100],
+        "the last step due (2 threads) is in force"
+    );
+    sim.stop();
+}
+
+#[test]
+fn binary_refuses_a_bad_schedule_and_logs_each_step_once() {
+    let out = Command::new(env!("CARGO_BIN_EXE_provider-sim"))
+        .args(["--schedule", "0s:threads=1; 1s:cores=2"])
+        .output()
+        .expect("run provider-sim");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("step 2 (\"1s:cores=2\"): unknown key \"cores\""),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("drift.schedule");
+    std::fs::write(&file, "# two steps\n0s:threads=5,latency=2ms\n200ms:threads=7\n").expect("write");
+    let log = dir.path().join("stderr.log");
+    let mut child = ChildGuard::spawn(
+        Command::new(env!("CARGO_BIN_EXE_provider-sim"))
+            .args([
+                "--workers".as_ref(),
+                "1".as_ref(),
+                "--name".as_ref(),
+                "drift".as_ref(),
+                "--schedule-file".as_ref(),
+                file.as_os_str(),
+            ])
+            .stderr(std::fs::File::create(&log).expect("log file")),
+    )
+    .expect("spawn provider-sim");
+    child
+        .listening_port(Duration::from_secs(10))
+        .expect("LISTENING line");
+    std::thread::sleep(Duration::from_millis(600));
+    let done = child.terminate().expect("terminate");
+    assert!(done.status.success(), "{:?}", done.status);
+    let stderr = std::fs::read_to_string(&log).expect("read log");
+    let steps: Vec<&str> = stderr.lines().filter(|l| l.contains("schedule step")).collect();
+    assert_eq!(steps.len(), 2, "{stderr}");
+    assert!(
+        steps[0].contains("step 1/2 at 0ns: threads 5, latency 2ms"),
+        "{}",
+        steps[0]
+    );
+    assert!(
+        steps[1].contains("step 2/2 at 200ms: threads 7, latency 2ms"),
+        "{}",
+        steps[1]
+    );
+}

@@ -8,19 +8,25 @@
 //! `getMetadataInfo(revision)` answers the MetadataInfo of the benchmark's first S interfaces (the
 //! application-level registry benchmark's providers), and counts the calls it answered.
 //!
+//! With `--schedule SPEC` (or `--schedule-file PATH`) its thread cap, latency and knee drift over time (syntax
+//! in `mesh_testkit::sim::schedule`: `"0s:threads=200,latency=50ms; 10s:threads=50,latency=80ms"`), from the
+//! start or from `--schedule-start-unix-ms`; each step is logged on stderr once when it applies.
+//!
 //! Prints `LISTENING <port>` on stdout once bound; with `--app`, `METADATA-CALLS <n>` every
 //! `--stats-interval-ms` and at exit; on SIGTERM or SIGINT it stops and prints one JSON stats line
 //! `{"name","served","rejected","errors","max_inflight"}`, then exits 0. Bad usage exits 2.
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use clap::Parser;
 use mesh_testkit::churn::bench_services;
 use mesh_testkit::sim::metadata_service::SimMetadata;
+use mesh_testkit::sim::schedule::Schedule;
 use mesh_testkit::sim::{self, SerializationMode, SimConfig, TimerMode};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -73,13 +79,36 @@ struct Args {
     /// With `--app`: print `METADATA-CALLS <calls answered so far>` on stdout this often (0 = only at exit).
     #[arg(long, default_value_t = 0)]
     stats_interval_ms: u64,
+    /// Capacity drift: `<time>:threads=N,latency=D,knee=K;...` (keys left out keep their value; before the
+    /// first step, the flags above hold).
+    #[arg(long, conflicts_with = "schedule_file")]
+    schedule: Option<Schedule>,
+    /// The schedule from a file (same syntax; steps on lines or separated by `;`, `#` comments).
+    #[arg(long)]
+    schedule_file: Option<PathBuf>,
+    /// The schedule's time 0, in ms since the Unix epoch (default: when the simulator starts). Processes
+    /// given the same start change at the same moments.
+    #[arg(long)]
+    schedule_start_unix_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
-    let args = Args::parse();
+    let mut args = Args::parse();
     if let Err(e) = sim::require_loopback(args.bind) {
         eprintln!("provider-sim: {e}");
         return ExitCode::from(2);
+    }
+    if let Some(path) = &args.schedule_file {
+        let parsed = std::fs::read_to_string(path)
+            .map_err(|e| e.to_string())
+            .and_then(|text| text.parse::<Schedule>().map_err(|e| e.to_string()));
+        match parsed {
+            Ok(s) => args.schedule = Some(s),
+            Err(e) => {
+                eprintln!("provider-sim: --schedule-file {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        }
     }
     let mut rt = tokio::runtime::Builder::new_multi_thread();
     if args.workers > 0 {
@@ -110,8 +139,27 @@ async fn serve(args: Args) -> std::io::Result<()> {
         serialization: args.serialization,
         timer: args.timer,
         token: args.token,
+        schedule: args.schedule,
+        schedule_start: args
+            .schedule_start_unix_ms
+            .map(|ms| UNIX_EPOCH + Duration::from_millis(ms)),
         ..SimConfig::default()
     };
+    if let Some(s) = &cfg.schedule {
+        let from = cfg.schedule_start.map_or_else(
+            || "now".to_owned(),
+            |at| match at.duration_since(SystemTime::now()) {
+                Ok(d) => format!("in {:.1} s", d.as_secs_f64()),
+                Err(e) => format!("{:.1} s ago", e.duration().as_secs_f64()),
+            },
+        );
+        eprintln!(
+            "provider-sim {}: schedule of {} steps over {:?}, starting {from}",
+            cfg.name,
+            s.steps().len(),
+            s.last_change()
+        );
+    }
     let metadata = args.app.as_deref().map(|app| {
         Arc::new(SimMetadata::new(
             app,
