@@ -27,12 +27,14 @@ pub struct AttemptReport {
     pub learnt_limit: u32,
 }
 
+/// Service key -> method -> slot.
+type CallSlots = HashMap<Box<str>, HashMap<Box<str>, usize>>;
+
 /// One shard's recorder (see the module doc of [`super`]).
 #[derive(Debug)]
 pub struct Recorder {
     shared: Arc<ShardMetrics>,
-    /// Service key -> method -> slot.
-    calls: RefCell<HashMap<Box<str>, HashMap<Box<str>, usize>>>,
+    calls: RefCell<CallSlots>,
     calls_used: Cell<usize>,
     providers: RefCell<HashMap<SocketAddr, usize>>,
     providers_used: Cell<usize>,
