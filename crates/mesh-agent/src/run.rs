@@ -293,6 +293,25 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     let metrics = ShardMetrics::for_shards(shards);
     let status = Arc::new(AgentStatus::default());
     let (drain_tx, mut drain_rx) = tokio::sync::mpsc::unbounded_channel();
+    let makers: Vec<_> = rxs
+        .into_iter()
+        .zip(metrics.clone())
+        .enumerate()
+        .map(|(shard, (rx, metrics))| {
+            let settings = settings.clone();
+            let opts = consumer::UpstreamsOptions {
+                shard,
+                ..opts.clone()
+            };
+            move |control, ready: Ready| async move {
+                let upstreams = consumer::Upstreams::new(rx, settings.upstream.clone(), opts);
+                consumer::run(settings, upstreams, metrics, control, || ready.signal()).await
+            }
+        })
+        .collect();
+    let (controller, mut exits, n) = start_shards(&rt, cfg, "consumer", makers)?;
+    status.serving.store(true, Ordering::Release);
+    // After the shards listen: a role that cannot start says only why.
     let admin = admin::start(
         cfg.admin
             .listen_for(Role::Consumer)
@@ -310,24 +329,6 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         },
         log,
     )?;
-    let makers: Vec<_> = rxs
-        .into_iter()
-        .zip(metrics)
-        .enumerate()
-        .map(|(shard, (rx, metrics))| {
-            let settings = settings.clone();
-            let opts = consumer::UpstreamsOptions {
-                shard,
-                ..opts.clone()
-            };
-            move |control, ready: Ready| async move {
-                let upstreams = consumer::Upstreams::new(rx, settings.upstream.clone(), opts);
-                consumer::run(settings, upstreams, metrics, control, || ready.signal()).await
-            }
-        })
-        .collect();
-    let (controller, mut exits, n) = start_shards(&rt, cfg, "consumer", makers)?;
-    status.serving.store(true, Ordering::Release);
     let dubbo_port = c
         .dubbo_listen
         .map_or(String::new(), |d| format!(", Dubbo port on {d}"));
@@ -434,6 +435,19 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
         p.register,
     )));
     let (drain_tx, mut drain_rx) = tokio::sync::mpsc::unbounded_channel();
+    let makers: Vec<_> = receivers
+        .into_iter()
+        .zip(metrics.clone())
+        .map(|(receiver, metrics)| {
+            let settings = settings.clone();
+            move |control, ready: Ready| async move {
+                provider::run(settings, receiver, metrics, control, || ready.signal()).await
+            }
+        })
+        .collect();
+    let (controller, mut exits, n) = start_shards(&rt, cfg, "provider", makers)?;
+    status.serving.store(true, Ordering::Release);
+    // After the shards listen: a role that cannot start says only why.
     let admin = admin::start(
         cfg.admin
             .listen_for(Role::Provider)
@@ -451,18 +465,6 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
         },
         log,
     )?;
-    let makers: Vec<_> = receivers
-        .into_iter()
-        .zip(metrics)
-        .map(|(receiver, metrics)| {
-            let settings = settings.clone();
-            move |control, ready: Ready| async move {
-                provider::run(settings, receiver, metrics, control, || ready.signal()).await
-            }
-        })
-        .collect();
-    let (controller, mut exits, n) = start_shards(&rt, cfg, "provider", makers)?;
-    status.serving.store(true, Ordering::Release);
     // Listening before registering: consumers must never be sent to a closed port.
     let registrar = match (&cfg.etcd, p.register) {
         (Some(e), true) => Some(
