@@ -107,7 +107,7 @@ echo "== load: $conns connections for $dur (random strings 0..1024 chars, every 
 # A few live figures from the consumer's /metrics (Prometheus text format): `sum NAME [LABEL-FILTER]`.
 metric_sum() {
   curl -s -m 2 "http://127.0.0.1:$cadmin/metrics" |
-    awk -v name="$1" -v filter="${2:-}" '$1 ~ "^"name"({|$)" && index($1, filter) { s += $2 } END { printf "%.0f", s }'
+    awk -v name="$1" -v filter="${2:-}" '$1 ~ "^"name"({|$)" && index($1, filter) { s += $2 } END { if (s == int(s)) printf "%d", s; else printf "%.2f", s }'
 }
 echo "== admin endpoints (Prometheus: scrape /metrics; Grafana: deploy/grafana-mesh-agent.json)"
 echo "   consumer agent: http://127.0.0.1:$cadmin/{metrics,ready,live,registry,config}, POST /drain"
