@@ -63,6 +63,7 @@ etcd_url="http://127.0.0.1:$ec"
 echo "== provider simulators and provider agents"
 i=0
 sim_pids=()
+provider_admins=()
 for spec in small:100:100 medium:200:200 large:300:300; do
   IFS=: read -r size knee weight <<<"$spec"
   "$bin/provider-sim" --port 0 --latency-ms 50 --threads 200 --knee "$knee" --name "$size" --workers 1 \
@@ -70,9 +71,11 @@ for spec in small:100:100 medium:200:200 large:300:300; do
   pids+=($!); sim_pids+=($!)
   sim_port=$(wait_line "$work/sim-$size.out" LISTENING 10 | cut -d' ' -f2)
   agent_port=$(free_port)
+  admin_port=$(free_port)
+  provider_admins+=("$size:$admin_port")
   "$bin/mesh-agent" provider --listen "127.0.0.1:$agent_port" --dubbo "127.0.0.1:$sim_port" \
     --etcd "$etcd_url" --weight "$weight" --max-concurrency 200 --cores "$(core $i)" --shards 1 \
-    >"$work/provider-$size.log" 2>&1 &
+    --admin-listen "127.0.0.1:$admin_port" >"$work/provider-$size.log" 2>&1 &
   pids+=($!)
   wait_port "$agent_port" 10
   echo "   $size: simulator :$sim_port (knee $knee) <- provider agent :$agent_port (weight $weight)"
@@ -81,7 +84,9 @@ done
 
 echo "== consumer agent"
 cport="${DEMO_PORT:-20000}"
-"$bin/mesh-agent" consumer --listen "127.0.0.1:$cport" --etcd "$etcd_url" >"$work/consumer.log" 2>&1 &
+cadmin="${DEMO_ADMIN_PORT:-$(free_port)}"
+"$bin/mesh-agent" consumer --listen "127.0.0.1:$cport" --etcd "$etcd_url" --admin-listen "127.0.0.1:$cadmin" \
+  >"$work/consumer.log" 2>&1 &
 pids+=($!)
 wait_port "$cport" 10
 # Wait until the consumer sees all three providers: a call succeeds once it has a snapshot.
@@ -98,6 +103,27 @@ dur="${DEMO_DURATION:-20s}"
 echo "== load: $conns connections for $dur (random strings 0..1024 chars, every answer checked)"
 "$bin/loadgen" --target "http://127.0.0.1:$cport/" --connections "$conns" --duration "$dur" --warmup 2s \
   --progress | tee "$work/summary.json"
+
+# A few live figures from the consumer's /metrics (Prometheus text format): `sum NAME [LABEL-FILTER]`.
+metric_sum() {
+  curl -s -m 2 "http://127.0.0.1:$cadmin/metrics" |
+    awk -v name="$1" -v filter="${2:-}" '$1 ~ "^"name"({|$)" && index($1, filter) { s += $2 } END { if (s == int(s)) printf "%d", s; else printf "%.2f", s }'
+}
+echo "== admin endpoints (Prometheus: scrape /metrics; Grafana: deploy/grafana-mesh-agent.json)"
+echo "   consumer agent: http://127.0.0.1:$cadmin/{metrics,ready,live,registry,config}, POST /drain"
+for pa in "${provider_admins[@]}"; do
+  echo "   provider agent ${pa%%:*}: http://127.0.0.1:${pa##*:}/{metrics,ready,live,registry,config}"
+done
+echo "   /ready: consumer $(curl -s -m 2 -o /dev/null -w '%{http_code}' "http://127.0.0.1:$cadmin/ready")"
+echo "== live figures from the consumer's /metrics"
+echo "   calls counted (mesh_requests_total):           $(metric_sum mesh_requests_total)"
+echo "   calls not OK (mesh_request_errors_total):      $(metric_sum mesh_request_errors_total)"
+echo "   retries (mesh_upstream_retries_total):         $(metric_sum mesh_upstream_retries_total)"
+echo "   ejections (mesh_upstream_ejections_total):     $(metric_sum mesh_upstream_ejections_total)"
+echo "   registry snapshot version:                     $(metric_sum mesh_registry_snapshot_version)"
+echo "   providers listed (mesh_registry_providers):    $(metric_sum mesh_registry_providers)"
+echo "   resident memory (process_resident_memory_bytes): $(( $(metric_sum process_resident_memory_bytes) / 1048576 )) MiB"
+echo "   CPU (process_cpu_seconds_total):               $(metric_sum process_cpu_seconds_total) s"
 
 echo "== calls served per provider"
 for p in "${sim_pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done

@@ -16,6 +16,8 @@ if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 #                       benchmark drivers
 #   default-jdk-headless the JDK's own URLEncoder and String.hashCode, which the testkit's Java key writer is
 #                       checked against (mesh-testkit/tests/java_url_encoding.rs)
+#   prometheus          the real Prometheus server and promtool: the admin test scrapes the agents with it
+#                       (mesh-agent/tests/prometheus.rs) and checks /metrics with `promtool check metrics`
 pkgs=()
 command -v node >/dev/null 2>&1 || pkgs+=(nodejs)
 command -v npm >/dev/null 2>&1 || pkgs+=(npm)
@@ -24,6 +26,7 @@ command -v etcd >/dev/null 2>&1 || pkgs+=(etcd-server)
 command -v etcdctl >/dev/null 2>&1 || pkgs+=(etcd-client)
 command -v python3 >/dev/null 2>&1 || pkgs+=(python3)
 command -v java >/dev/null 2>&1 || pkgs+=(default-jdk-headless)
+command -v prometheus >/dev/null 2>&1 || pkgs+=(prometheus)
 if [ "${#pkgs[@]}" -gt 0 ]; then
   echo "setup: installing ${pkgs[*]}"
   $SUDO apt-get update -qq

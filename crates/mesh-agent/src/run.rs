@@ -1,9 +1,12 @@
 //! Starting the roles: registry thread + `runtime.shards` glommio shards pinned over `runtime.cores`, signal
-//! handling, and the shutdown order (provider: deregister first, then drain; consumer: stop accepting, drain).
+//! handling, the admin listener, and the shutdown order (provider: deregister first, then drain; consumer:
+//! stop accepting, drain). SIGTERM, SIGINT and the admin's `POST /drain` start the same drain; `/ready`
+//! answers 503 from its first moment.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -19,13 +22,15 @@ use mesh_registry::{
 };
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
+use mesh_shard::metrics::ShardMetrics;
 use mesh_shard::runtime::{placements, spawn_shard, DEFAULT_IO_MEMORY};
 use mesh_shard::tls::{ClientTls, ServerTls};
 use mesh_shard::upstream::UpstreamConfig;
 use mesh_shard::{consumer, provider};
 
+use crate::admin::{self, AdminState, AgentStatus, RegistryView};
 use crate::config::{
-    AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig,
+    AgentConfig, BalancerName, CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig, Role,
 };
 use crate::provider_registration::{
     app_registration, registrations, reload as reload_provider, Reload, RELOADED_KEYS,
@@ -123,43 +128,44 @@ impl Ready {
     }
 }
 
-/// Blocks until SIGTERM/SIGINT (`Ok(())`) or until a shard ends on its own (an error).
-fn wait(rt: &tokio::runtime::Runtime, exits: &mut Exits) -> Result<()> {
-    rt.block_on(async {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-        tokio::select! {
-            _ = term.recv() => Ok(()),
-            _ = tokio::signal::ctrl_c() => Ok(()),
-            Some((i, res)) = exits.recv() => {
-                res?;
-                bail!("shard {i} stopped unexpectedly")
-            }
-        }
-    })
-}
+/// How often the main thread samples the registrar's state for the admin side.
+const STATUS_SAMPLE: Duration = Duration::from_secs(1);
 
-/// Like [`wait`], calling `on_hangup` on every SIGHUP (the provider's configuration reload).
-fn wait_reloading(
+/// Blocks until SIGTERM/SIGINT or `POST /drain` (`Ok(())`) or until a shard ends on its own (an error),
+/// calling `on_hangup` on every SIGHUP (the provider's configuration reload) and `on_tick` every
+/// [`STATUS_SAMPLE`]. Marks `status` draining as it returns.
+fn wait(
     rt: &tokio::runtime::Runtime,
     exits: &mut Exits,
+    drain: &mut tokio::sync::mpsc::UnboundedReceiver<()>,
+    status: &AgentStatus,
     mut on_hangup: impl FnMut(),
+    mut on_tick: impl FnMut(),
 ) -> Result<()> {
-    rt.block_on(async {
+    let waited = rt.block_on(async {
         use tokio::signal::unix::{signal, SignalKind};
         let mut term = signal(SignalKind::terminate())?;
         let mut hangup = signal(SignalKind::hangup())?;
+        let mut tick = tokio::time::interval(STATUS_SAMPLE);
         loop {
             tokio::select! {
                 _ = term.recv() => return Ok(()),
                 _ = tokio::signal::ctrl_c() => return Ok(()),
+                Some(()) = drain.recv() => {
+                    log("drain requested on the admin listener");
+                    return Ok(());
+                }
                 _ = hangup.recv() => on_hangup(),
+                _ = tick.tick() => on_tick(),
                 Some((i, res)) = exits.recv() => {
                     res?;
                     bail!("shard {i} stopped unexpectedly")
                 }
             }
         }
-    })
+    });
+    status.draining.store(true, Ordering::Release);
+    waited
 }
 
 fn join_all(rt: &tokio::runtime::Runtime, exits: &mut Exits, n: usize, limit: Duration) -> Result<()> {
@@ -194,9 +200,16 @@ fn log(line: &str) {
 pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     let c = cfg.consumer.clone().context("consumer: section missing")?;
     let shards = cfg.runtime.shards;
-    let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards)
+    let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| crossbeam_channel::unbounded::<Arc<Snapshot>>())
         .unzip();
+    // The admin side follows the snapshots too (readiness, /registry, registry metrics).
+    let registry_view = Arc::new(RegistryView::default());
+    let (admin_tx, admin_rx) = crossbeam_channel::unbounded();
+    txs.push(admin_tx);
+    registry_view
+        .follow(admin_rx)
+        .context("starting the admin's registry thread")?;
     let source = if c.providers.is_empty() {
         let e = cfg
             .etcd
@@ -278,10 +291,14 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         consumer: consumer_identity(&c, host),
     };
     let rt = signal_runtime()?;
+    let metrics = ShardMetrics::for_shards(shards);
+    let status = Arc::new(AgentStatus::default());
+    let (drain_tx, mut drain_rx) = tokio::sync::mpsc::unbounded_channel();
     let makers: Vec<_> = rxs
         .into_iter()
+        .zip(metrics.clone())
         .enumerate()
-        .map(|(shard, rx)| {
+        .map(|(shard, (rx, metrics))| {
             let settings = settings.clone();
             let opts = consumer::UpstreamsOptions {
                 shard,
@@ -289,11 +306,30 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             };
             move |control, ready: Ready| async move {
                 let upstreams = consumer::Upstreams::new(rx, settings.upstream.clone(), opts);
-                consumer::run(settings, upstreams, control, || ready.signal()).await
+                consumer::run(settings, upstreams, metrics, control, || ready.signal()).await
             }
         })
         .collect();
     let (controller, mut exits, n) = start_shards(&rt, cfg, "consumer", makers)?;
+    status.serving.store(true, Ordering::Release);
+    // After the shards listen: a role that cannot start says only why.
+    let admin = admin::start(
+        cfg.admin
+            .listen_for(Role::Consumer)
+            .map_err(|e| anyhow!("admin.listen: {e}"))?,
+        AdminState {
+            role: Role::Consumer,
+            shards: metrics.clone(),
+            status: status.clone(),
+            registry: Some(registry_view),
+            registrations: Arc::new(Mutex::new(serde_json::Value::Null)),
+            local_limit: None,
+            config_json: admin::config_json(cfg),
+            drain: drain_tx,
+            started: std::time::SystemTime::now(),
+        },
+        log,
+    )?;
     let dubbo_port = c
         .dubbo_listen
         .map_or(String::new(), |d| format!(", Dubbo port on {d}"));
@@ -312,7 +348,19 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         }
         _ => None,
     };
-    let waited = wait(&rt, &mut exits);
+    status.registers.store(registrar.is_some(), Ordering::Relaxed);
+    let waited = wait(
+        &rt,
+        &mut exits,
+        &mut drain_rx,
+        &status,
+        || {},
+        || {
+            if let Some(r) = &registrar {
+                status.sample_registration(r.is_registered(), r.lease_id());
+            }
+        },
+    );
     if let Some(r) = registrar {
         if let Err(e) = r.deregister(Duration::from_secs(3)) {
             log(&format!("deregistering the consumer URLs: {e}"));
@@ -326,6 +374,9 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         Duration::from_millis(c.request_timeout_ms + 2000),
     );
     let _ = watcher.stop();
+    if let Some(a) = admin {
+        a.stop();
+    }
     waited.and(joined)
 }
 
@@ -377,16 +428,44 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
         provider::MetadataPublisher::new(p.application.clone(), cfg.runtime.shards);
     metadata.publish(info.clone());
     let rt = signal_runtime()?;
+    let metrics = ShardMetrics::for_shards(cfg.runtime.shards);
+    let status = Arc::new(AgentStatus::default());
+    let shown_registrations = Arc::new(Mutex::new(registrations_json(
+        &provider_urls(&p, advertise, started_ms),
+        &info.revision,
+        p.register,
+    )));
+    let (drain_tx, mut drain_rx) = tokio::sync::mpsc::unbounded_channel();
     let makers: Vec<_> = receivers
         .into_iter()
-        .map(|receiver| {
+        .zip(metrics.clone())
+        .map(|(receiver, metrics)| {
             let settings = settings.clone();
             move |control, ready: Ready| async move {
-                provider::run(settings, receiver, control, || ready.signal()).await
+                provider::run(settings, receiver, metrics, control, || ready.signal()).await
             }
         })
         .collect();
     let (controller, mut exits, n) = start_shards(&rt, cfg, "provider", makers)?;
+    status.serving.store(true, Ordering::Release);
+    // After the shards listen: a role that cannot start says only why.
+    let admin = admin::start(
+        cfg.admin
+            .listen_for(Role::Provider)
+            .map_err(|e| anyhow!("admin.listen: {e}"))?,
+        AdminState {
+            role: Role::Provider,
+            shards: metrics.clone(),
+            status: status.clone(),
+            registry: None,
+            registrations: shown_registrations.clone(),
+            local_limit: settings.limit.clone(),
+            config_json: admin::config_json(cfg),
+            drain: drain_tx,
+            started: std::time::SystemTime::now(),
+        },
+        log,
+    )?;
     // Listening before registering: consumers must never be sent to a closed port.
     let registrar = match (&cfg.etcd, p.register) {
         (Some(e), true) => Some(
@@ -410,45 +489,65 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
         },
         info.revision
     ));
+    status.registers.store(registrar.is_some(), Ordering::Relaxed);
     let mut running = p.clone();
     let mut revision = info.revision;
-    let waited = wait_reloading(&rt, &mut exits, || {
-        let new = match reload().map(|c| c.provider) {
-            Ok(Some(new)) => new,
-            Ok(None) => return log("SIGHUP: the configuration has no provider section; nothing changed"),
-            Err(e) => return log(&format!("SIGHUP: configuration not reloaded: {e:#}")),
-        };
-        let Reload {
-            config: next,
-            need_restart,
-        } = reload_provider(&running, &new);
-        if !need_restart.is_empty() {
-            log(&format!(
+    let sample = || {
+        if let Some(r) = &registrar {
+            status.sample_registration(r.is_registered(), r.lease_id());
+        }
+    };
+    let waited = wait(
+        &rt,
+        &mut exits,
+        &mut drain_rx,
+        &status,
+        || {
+            let new = match reload().map(|c| c.provider) {
+                Ok(Some(new)) => new,
+                Ok(None) => return log("SIGHUP: the configuration has no provider section; nothing changed"),
+                Err(e) => return log(&format!("SIGHUP: configuration not reloaded: {e:#}")),
+            };
+            let Reload {
+                config: next,
+                need_restart,
+            } = reload_provider(&running, &new);
+            if !need_restart.is_empty() {
+                log(&format!(
                 "SIGHUP: {} changed; those take effect at the next start (a reload applies provider.{{{}}})",
                 need_restart.join(", "),
                 RELOADED_KEYS.join(",")
             ));
-        }
-        if next == running {
-            return log("SIGHUP: nothing to re-register");
-        }
-        let app = app_registration(&next, advertise, provider_urls(&next, advertise, started_ms));
-        let info = app.metadata_info();
-        // Served before it is registered: a consumer that sees the new revision can fetch it.
-        metadata.publish(info.clone());
-        if let (Some(r), Some(e)) = (&registrar, &cfg.etcd) {
-            if let Err(err) = r.update(registrations(&next, e, &app, &info)) {
-                return log(&format!("SIGHUP: registrations not updated: {err}"));
             }
-        }
-        log(&format!(
-            "SIGHUP: reloaded {} service(s); metadata revision {revision} -> {}",
-            next.services.len(),
-            info.revision
-        ));
-        revision = info.revision;
-        running = next;
-    });
+            if next == running {
+                return log("SIGHUP: nothing to re-register");
+            }
+            let app = app_registration(&next, advertise, provider_urls(&next, advertise, started_ms));
+            let info = app.metadata_info();
+            // Served before it is registered: a consumer that sees the new revision can fetch it.
+            metadata.publish(info.clone());
+            if let (Some(r), Some(e)) = (&registrar, &cfg.etcd) {
+                if let Err(err) = r.update(registrations(&next, e, &app, &info)) {
+                    return log(&format!("SIGHUP: registrations not updated: {err}"));
+                }
+            }
+            log(&format!(
+                "SIGHUP: reloaded {} service(s); metadata revision {revision} -> {}",
+                next.services.len(),
+                info.revision
+            ));
+            if let Ok(mut shown) = shown_registrations.lock() {
+                *shown = registrations_json(
+                    &provider_urls(&next, advertise, started_ms),
+                    &info.revision,
+                    next.register,
+                );
+            }
+            revision = info.revision;
+            running = next;
+        },
+        sample,
+    );
     // Planned stop: leave the registry first so consumers move away, keep serving briefly, then drain.
     let deregistered = match registrar {
         Some(r) => {
@@ -464,7 +563,19 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
     controller.stop(drain);
     let joined = join_all(&rt, &mut exits, n, drain + Duration::from_secs(2));
     log("provider stopped");
+    if let Some(a) = admin {
+        a.stop();
+    }
     waited.and(deregistered).and(joined)
+}
+
+/// What the provider's `/registry` shows: the URLs it registers and its metadata revision.
+fn registrations_json(urls: &[DubboUrl], revision: &str, register: bool) -> serde_json::Value {
+    serde_json::json!({
+        "registers": register,
+        "metadata_revision": revision,
+        "urls": urls.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    })
 }
 
 /// Wall-clock Unix milliseconds (Dubbo's `timestamp`).

@@ -11,6 +11,7 @@
 //! - [`upstream`]: multiplexed Dubbo client connections and per-endpoint pools; [`frames`]: reading
 //!   Dubbo frames off a connection; [`io`]: socket halves and the batching write queue; [`tls`]: the
 //!   agent-to-agent TLS settings; [`sync`]: single-shard oneshot, event and wait queue.
+//! - [`metrics`]: each shard's counters (atomics only its shard writes), read by the admin thread.
 
 pub mod consumer;
 pub mod control;
@@ -20,6 +21,7 @@ pub mod frames;
 pub use mesh_balance::health;
 pub mod io;
 pub mod listener;
+pub mod metrics;
 pub mod provider;
 pub mod runtime;
 pub mod sync;

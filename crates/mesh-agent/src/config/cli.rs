@@ -29,9 +29,9 @@ struct FileArgs {
     print_config: bool,
 }
 
-/// The keys a role's command line sets: its own section's, then etcd's, then runtime's.
+/// The keys a role's command line sets: its own section's, then etcd's, runtime's and admin's.
 fn flag_keys(role: Role) -> impl Iterator<Item = &'static Key> {
-    [role.section(), "etcd", "runtime"]
+    [role.section(), "etcd", "runtime", "admin"]
         .into_iter()
         .flat_map(keys_of)
         .filter(|k| k.flag.is_some())
@@ -75,10 +75,11 @@ fn parse_list(parse: Parse, s: &str) -> Result<Vec<toml::Value>, String> {
         .collect()
 }
 
-/// The clap argument of a key with a flag (its id is the key's name: unique among a role's flags).
+/// The clap argument of a key with a flag (its id is the flag's long name: unique among a role's flags,
+/// where key names are not: `consumer.listen` and `admin.listen`).
 fn arg_of(key: &'static Key) -> Option<Arg> {
     let flag = key.flag?;
-    let arg = Arg::new(key.name)
+    let arg = Arg::new(flag.long)
         .long(flag.long)
         .env(flag.env)
         .help(flag_help(key))
@@ -101,7 +102,9 @@ fn arg_of(key: &'static Key) -> Option<Arg> {
 fn overrides_of(matches: &ArgMatches, role: Role) -> Overrides {
     let mut overrides = Overrides::default();
     for key in flag_keys(role) {
-        let id = key.name;
+        let Some(id) = key.flag.map(|f| f.long) else {
+            continue;
+        };
         let value = match key.flag.and_then(|f| f.value) {
             // A switch sets its key to false.
             None => matches.get_flag(id).then_some(toml::Value::Boolean(false)),

@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::error::{invalid, ConfigError, Location};
 use super::keys::{defaults_of, keys_of, SECTIONS};
-use super::schema::{ConsumerConfig, EtcdSection, ProviderConfig, RawRuntime};
+use super::schema::{AdminConfig, ConsumerConfig, EtcdSection, ProviderConfig, RawRuntime};
 use super::AgentConfig;
 
 /// The file as untyped tables, every key known, plus where each value sits.
@@ -167,6 +167,7 @@ impl Document {
         let consumer = self.take_section("consumer");
         let provider = self.take_section("provider");
         let etcd = self.take_section("etcd");
+        let admin = self.take_section("admin");
         Ok(AgentConfig {
             runtime: self.typed::<RawRuntime>("runtime", runtime)?.into(),
             consumer: consumer
@@ -176,6 +177,10 @@ impl Document {
                 .map(|t| self.typed::<ProviderConfig>("provider", t))
                 .transpose()?,
             etcd: etcd.map(|t| self.typed::<EtcdSection>("etcd", t)).transpose()?,
+            admin: admin
+                .map(|t| self.typed::<AdminConfig>("admin", t))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 }

@@ -1026,12 +1026,28 @@ pub(crate) static ETCD: &[Key] = &[
     .secret(),
 ];
 
+// ---- [admin] --------------------------------------------------------------------------------------------
+
+pub(crate) const ADMIN_LISTEN: Key = key(
+    "admin",
+    "listen",
+    "`\"IP:port\"` or `\"off\"`",
+    Computed("`127.0.0.1:9901` for the consumer, `127.0.0.1:9902` for the provider (taken: no admin listener, said once)"),
+    "admin HTTP listener: GET /metrics (Prometheus), /ready, /live, /registry, /config; POST /drain",
+)
+.rule("an `IP:port` (failing to bind it stops the agent), or `off`")
+.flag("admin-listen", "ADDR", Parse::Text, "MESH_ADMIN_LISTEN");
+
+/// `[admin]`.
+pub(crate) static ADMIN: &[Key] = &[ADMIN_LISTEN];
+
 /// The file's sections with their keys, in file order.
 pub(crate) static SECTIONS: &[(&str, &[Key])] = &[
     ("runtime", RUNTIME),
     ("consumer", CONSUMER),
     ("provider", PROVIDER),
     ("etcd", ETCD),
+    ("admin", ADMIN),
 ];
 
 /// The keys of `section` (empty for an unknown section).

@@ -47,7 +47,9 @@ pub(crate) use cli::{ConsumerArgs, ProviderArgs};
 #[cfg(test)]
 pub(crate) use merge::{load, Overrides};
 pub(crate) use names::BalancerName;
-pub(crate) use schema::{CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig};
+pub(crate) use schema::{
+    AdminConfig, AdminListen, CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig,
+};
 
 /// The role the process runs as; decides which section is required and which checks apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +82,7 @@ pub(crate) struct AgentConfig {
     pub(crate) consumer: Option<ConsumerConfig>,
     pub(crate) provider: Option<ProviderConfig>,
     pub(crate) etcd: Option<EtcdSection>,
+    pub(crate) admin: AdminConfig,
 }
 
 impl AgentConfig {

@@ -126,7 +126,7 @@ fn unknown_keys_name_the_full_path() {
     assert_eq!(
         err_of("listen = \"1.2.3.4:5\"\n"),
         "unknown key `listen` (line 1, column 1); keys belong in a section: did you mean \
-         `consumer.listen` or `provider.listen`?"
+         `consumer.listen` or `provider.listen` or `admin.listen`?"
     );
     assert!(err_of("[consumer.tls]\nx = 1\n").starts_with("unknown key `consumer.tls` (line 1, column 11)"));
     assert!(err_of("[consumer]\ntls.x = 1\n").starts_with("unknown key `consumer.tls` (line 2, column 1)"));
@@ -415,7 +415,7 @@ fn help_documents_every_key() {
         let help = cmd.clone().render_long_help().to_string();
         let keys: Vec<_> = SECTIONS
             .iter()
-            .filter(|(s, _)| ["runtime", "etcd", role.section()].contains(s))
+            .filter(|(s, _)| ["runtime", "etcd", "admin", role.section()].contains(s))
             .flat_map(|(_, keys)| keys.iter())
             .collect();
         for k in &keys {
@@ -486,6 +486,7 @@ fn key_table_matches_the_sections() {
         ("consumer", struct_fields::<ConsumerConfig>()),
         ("provider", struct_fields::<ProviderConfig>()),
         ("etcd", struct_fields::<EtcdSection>()),
+        ("admin", struct_fields::<super::AdminConfig>()),
     ] {
         assert_eq!(
             sorted(names(keys_of(section))),

@@ -37,6 +37,9 @@ impl AgentConfig {
         if let Some(e) = &self.etcd {
             e.validate()?;
         }
+        self.admin
+            .listen_for(role)
+            .map_err(|why| invalid("admin.listen", why))?;
         match role {
             Role::Consumer => {
                 let c = self.consumer.as_ref().ok_or_else(|| required("consumer"))?;

@@ -22,6 +22,7 @@ use super::request::CallRequest;
 use super::routes::{Chosen, Pick};
 use super::Ctx;
 use crate::error::CallError;
+use crate::metrics::{AttemptReport, AttemptResult, Rejection};
 use crate::upstream::{PendingCall, UpstreamConn};
 
 /// A call on its way: what it asks, what it may still try, and where it already failed.
@@ -35,6 +36,8 @@ pub(super) struct Call<'a, R> {
     tried: Vec<SocketAddr>,
     /// Why the previous attempt failed, reported if no other provider is left.
     last: Option<String>,
+    /// When it was admitted (its latency is counted from there).
+    begun: Instant,
 }
 
 /// An attempt in flight.
@@ -58,7 +61,11 @@ pub(super) async fn start<'a, R: CallRequest>(ctx: &Ctx, req: R, service: Cow<'a
     };
     match call.send(ctx).await {
         Ok(in_flight) => Started::InFlight(call, in_flight),
-        Err(failure) => Started::Done(CallOutcome::Failed(failure)),
+        Err(failure) => {
+            let outcome = CallOutcome::Failed(failure);
+            call.count(ctx, &outcome);
+            Started::Done(outcome)
+        }
     }
 }
 
@@ -70,22 +77,37 @@ pub(super) async fn send_oneway<R: CallRequest>(
     service: Cow<'_, str>,
 ) -> Result<(), Failure> {
     let mut call = admit(ctx, req, service)?;
-    let (((), chosen), started) = call
-        .dispatch(ctx, |conn, encode| conn.send_noreply(encode))
-        .await?;
+    let sent = call.dispatch(ctx, |conn, encode| conn.send_noreply(encode)).await;
+    let (((), chosen), started) = match sent {
+        Ok(sent) => sent,
+        Err(failure) => {
+            call.count(ctx, &CallOutcome::Failed(failure.clone()));
+            return Err(failure);
+        }
+    };
     // Nothing will be learnt about this attempt: only its place in the provider's in-flight count ends.
     ctx.upstreams.done(&call.service, &chosen, started, false);
+    ctx.metrics
+        .call_ended(Some(&call.service), call.req.method(), call.begun, None);
     Ok(())
 }
 
-/// The call, if the rate limit of its service or method admits it.
+/// The call, if the rate limit of its service or method admits it (a refusal is counted here).
 fn admit<'a, R: CallRequest>(ctx: &Ctx, req: R, service: Cow<'a, str>) -> Result<Call<'a, R>, Failure> {
     let policy = ctx.settings.policies.get(req.interface(), req.method());
-    let admitted =
-        ctx.limiter
-            .borrow_mut()
-            .admit(req.interface(), req.method(), policy.rate_limit, Instant::now());
+    let begun = Instant::now();
+    let admitted = ctx
+        .limiter
+        .borrow_mut()
+        .admit(req.interface(), req.method(), policy.rate_limit, begun);
     if !admitted {
+        ctx.metrics.rejected(Rejection::RateLimited);
+        ctx.metrics.call_ended(
+            Some(&service),
+            req.method(),
+            begun,
+            Some(FailureKind::RateLimited.error_reason()),
+        );
         let why = format!(
             "rate limit of {} calls/s for {}.{} exceeded",
             policy.rate_limit.unwrap_or_default() * ctx.settings.shards as f64,
@@ -100,15 +122,23 @@ fn admit<'a, R: CallRequest>(ctx: &Ctx, req: R, service: Cow<'a, str>) -> Result
         req,
         tried: Vec::new(),
         last: None,
+        begun,
     })
 }
 
 /// How a started call ends: waits for the attempt in flight, and for the ones after it.
 pub(super) async fn finish<R: CallRequest>(ctx: &Ctx, started: Started<'_, R>) -> CallOutcome {
-    let (mut call, mut in_flight) = match started {
+    let (mut call, in_flight) = match started {
         Started::Done(outcome) => return outcome,
         Started::InFlight(call, in_flight) => (call, in_flight),
     };
+    let outcome = attempts(ctx, &mut call, in_flight).await;
+    call.count(ctx, &outcome);
+    outcome
+}
+
+/// The attempt in flight and the ones after it, until one is the call's answer.
+async fn attempts<R: CallRequest>(ctx: &Ctx, call: &mut Call<'_, R>, mut in_flight: InFlight) -> CallOutcome {
     loop {
         let policy = call.policy(ctx);
         let sent = in_flight.pending.sent();
@@ -147,23 +177,65 @@ impl<R: CallRequest> Call<'_, R> {
         ctx.settings.policies.get(self.req.interface(), self.req.method())
     }
 
+    /// Counts the call's end in the shard's metrics (a service key the registry does not list is counted
+    /// under `other`: the request names it, so it must not become a label).
+    fn count(&self, ctx: &Ctx, outcome: &CallOutcome) {
+        let m = &ctx.metrics;
+        let listed = match outcome {
+            CallOutcome::Failed(f) => {
+                if f.kind == FailureKind::Overloaded {
+                    m.rejected(Rejection::Overloaded);
+                }
+                f.kind != FailureKind::NoProvider
+            }
+            CallOutcome::Answered(_) => true,
+        };
+        let service = listed.then_some(&*self.service);
+        m.call_ended(service, self.req.method(), self.begun, outcome.error_reason());
+        m.queue_depth(ctx.upstreams.queue.len());
+    }
+
     /// The verdict on an attempt sent to `chosen` at `started`: the provider's health and the balancer
     /// learn from it, the budget grants (or not) a retry, a provider to avoid is excluded.
     fn settle(&mut self, ctx: &Ctx, chosen: &Chosen, started: Instant, attempt: Attempt) -> Next {
         let outcome = classify(attempt, self.policy(ctx).idempotent);
         let pool = &chosen.pool;
-        match outcome.health {
-            HealthEffect::Success => pool.on_success(started.elapsed()),
-            HealthEffect::Failure => {
-                pool.on_failure();
+        let mut ejected = false;
+        let result = match outcome.health {
+            HealthEffect::Success => {
+                pool.on_success(started.elapsed());
+                AttemptResult::Success
             }
-            HealthEffect::Overload => pool.on_overload(),
-            HealthEffect::Neutral => {}
-        }
+            HealthEffect::Failure => {
+                ejected = pool.on_failure();
+                AttemptResult::Failure
+            }
+            HealthEffect::Overload => {
+                pool.on_overload();
+                AttemptResult::Overload
+            }
+            HealthEffect::Neutral => AttemptResult::Neutral,
+        };
         // After the pool's health and limit saw the outcome: the cap refreshed from them.
         ctx.upstreams
             .done(&self.service, chosen, started, outcome.ok_for_balancer());
-        self.record(outcome.next, pool.addr())
+        let next = self.record(outcome.next, pool.addr());
+        let ejected_until = match pool.health(Instant::now()) {
+            crate::health::State::Ejected(until) => Some(until),
+            _ => None,
+        };
+        ctx.metrics.attempt(
+            pool.addr(),
+            AttemptReport {
+                result,
+                ejected,
+                ejected_until,
+                retried: next != Next::Answer,
+                inflight: pool.inflight(),
+                learnt_limit: pool.adaptive_limit(),
+            },
+        );
+        next
     }
 
     /// What the call does after an attempt at `addr` that `classify` said should go `next`: the budget
@@ -403,6 +475,7 @@ mod tests {
             budget: RetryBudget::new(retries),
             tried: Vec::new(),
             last: None,
+            begun: Instant::now(),
         }
     }
 

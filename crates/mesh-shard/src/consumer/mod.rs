@@ -47,6 +47,7 @@ pub use upstreams::{Upstreams, UpstreamsOptions};
 
 use crate::control::ShardControl;
 use crate::listener::Listener;
+use crate::metrics::{Recorder, ShardMetrics};
 use crate::upstream::UpstreamConfig;
 use policy::RateLimiter;
 
@@ -95,12 +96,15 @@ struct Ctx {
     settings: ConsumerSettings,
     upstreams: Upstreams,
     limiter: RefCell<RateLimiter>,
+    metrics: Recorder,
 }
 
-/// Runs one consumer shard until `control` says stop. `ready` is called once the listeners are bound.
+/// Runs one consumer shard until `control` says stop, counting in `metrics`. `ready` is called once the
+/// listeners are bound.
 pub async fn run(
     settings: ConsumerSettings,
     upstreams: Upstreams,
+    metrics: std::sync::Arc<ShardMetrics>,
     control: ShardControl,
     ready: impl FnOnce(),
 ) -> std::io::Result<()> {
@@ -116,6 +120,11 @@ pub async fn run(
         settings,
         upstreams,
         limiter: RefCell::new(RateLimiter::default()),
+        metrics: Recorder::new(metrics),
+    });
+    crate::metrics::sample_connections(&ctx.metrics, &control, {
+        let (http, dubbo) = (connections.clone(), dubbo_connections.clone());
+        move || http.open() + dubbo.as_ref().map_or(0, |c| c.open())
     });
     let http = listener.serve_until_stopped(
         &control,

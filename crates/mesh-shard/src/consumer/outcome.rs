@@ -65,6 +65,11 @@ pub enum FailureKind {
 }
 
 impl FailureKind {
+    /// Its index in [`crate::metrics::ERROR_REASONS`] (the first nine, in this enum's order).
+    pub fn error_reason(self) -> usize {
+        self as usize
+    }
+
     /// The HTTP status the consumer's HTTP server answers with.
     pub fn http_status(self) -> u16 {
         match self {
@@ -88,6 +93,17 @@ impl FailureKind {
             FailureKind::ConnectionLost => Status::SERVER_ERROR,
             FailureKind::BadAnswer => Status::BAD_RESPONSE,
             FailureKind::BadRequest | FailureKind::TooLarge => Status::BAD_REQUEST,
+        }
+    }
+}
+
+impl CallOutcome {
+    /// Why the call did not end in the provider's OK answer, as an index in
+    /// [`crate::metrics::ERROR_REASONS`]; `None` when it did.
+    pub fn error_reason(&self) -> Option<usize> {
+        match self {
+            CallOutcome::Answered(frame) => crate::metrics::provider_status_reason(frame.header.status.0),
+            CallOutcome::Failed(f) => Some(f.kind.error_reason()),
         }
     }
 }
@@ -144,6 +160,25 @@ pub(super) fn render_frame(codec: &Codec, frame: &Frame) -> HttpAnswer {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn failure_kinds_name_their_metrics_reason() {
+        use crate::metrics::ERROR_REASONS;
+        let kinds = [
+            (FailureKind::RateLimited, "rate_limited"),
+            (FailureKind::NoProvider, "no_provider"),
+            (FailureKind::Unavailable, "unavailable"),
+            (FailureKind::Overloaded, "overloaded"),
+            (FailureKind::Timeout, "timeout"),
+            (FailureKind::ConnectionLost, "connection_lost"),
+            (FailureKind::BadAnswer, "bad_answer"),
+            (FailureKind::BadRequest, "bad_request"),
+            (FailureKind::TooLarge, "too_large"),
+        ];
+        for (kind, name) in kinds {
+            assert_eq!(ERROR_REASONS[kind.error_reason()], name);
+        }
+    }
+
     use super::*;
     use std::net::SocketAddr;
 

@@ -1,7 +1,7 @@
 //! Forwarding one call to the local provider and writing its answer (or why there is none) back with the
 //! consumer's request id, transcoding when the two sides speak different serializations.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use mesh_dubbo::{Body, Codec, CodecError, Frame, Header, Response, Serialization, Status};
@@ -10,8 +10,25 @@ use super::Shard;
 use crate::error::CallError;
 
 /// Sends the call to the local provider and returns its answer frame (`None` for a one-way call, which
-/// gets no answer and so takes no place in the request-id map).
+/// gets no answer and so takes no place in the request-id map); counted in the shard's metrics.
 pub(super) async fn forward(
+    shard: &Shard,
+    f: &Frame,
+    timeout: Option<Duration>,
+) -> Result<Option<Frame>, CallError> {
+    let begun = Instant::now();
+    shard.metrics.local_inflight(shard.inflight.get());
+    let answer = forward_uncounted(shard, f, timeout).await;
+    let status = match &answer {
+        Ok(Some(frame)) => Some(frame.header.status.0),
+        Ok(None) => Some(Status::OK.0),
+        Err(_) => None,
+    };
+    shard.metrics.forward_ended(begun, status);
+    answer
+}
+
+async fn forward_uncounted(
     shard: &Shard,
     f: &Frame,
     timeout: Option<Duration>,

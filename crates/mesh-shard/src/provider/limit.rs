@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::metrics::{Rejection, ShardMetrics};
 use crate::sync::WaitQueue;
 
 /// The local provider's concurrency cap, shared by the agent's shards: one atomic counter (a control
@@ -22,6 +23,16 @@ impl ConcurrencyLimit {
             cap: cap.max(1),
             used: AtomicUsize::new(0),
         }
+    }
+
+    /// The cap (the local provider's threads).
+    pub fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// Calls holding room under the cap now, over every shard.
+    pub fn in_use(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
     }
 
     fn try_acquire(&self) -> bool {
@@ -59,6 +70,8 @@ pub(super) struct Admission {
     /// Room freed by another shard wakes nobody here: with several shards, waiters look again every
     /// millisecond.
     shared_by_shards: bool,
+    /// Where refusals are counted (this shard's metrics).
+    metrics: Arc<ShardMetrics>,
 }
 
 /// Room under the cap for one call, given back on drop (and the next waiter of this shard woken).
@@ -82,6 +95,7 @@ impl Admission {
         queue_limit: usize,
         queue_timeout: Duration,
         shards: usize,
+        metrics: Arc<ShardMetrics>,
     ) -> Self {
         Admission {
             limit,
@@ -89,6 +103,7 @@ impl Admission {
             queue_limit,
             queue_timeout,
             shared_by_shards: shards > 1,
+            metrics,
         }
     }
 
@@ -107,6 +122,7 @@ impl Admission {
             return Some(CapPermit(Some(self)));
         }
         if self.waiting.len() >= self.queue_limit {
+            self.metrics.rejected(Rejection::QueueFull);
             return None;
         }
         let deadline = Instant::now() + self.queue_timeout;
@@ -133,6 +149,7 @@ impl Admission {
                 front = true;
             }
             if Instant::now() >= deadline {
+                self.metrics.rejected(Rejection::QueueTimeout);
                 return None;
             }
         }
@@ -164,7 +181,9 @@ mod tests {
             1,
             Duration::from_millis(50),
             1,
+            ShardMetrics::new(0),
         );
+        let metrics = admission.metrics.clone();
         crate::runtime::run_on_test_shard(async move {
             let a = std::rc::Rc::new(admission);
             let first = a.acquire().await.expect("room");
@@ -186,5 +205,14 @@ mod tests {
             assert!(t0.elapsed() >= Duration::from_millis(45));
             drop(held);
         });
+        let mut e = mesh_admin::Exposition::new();
+        metrics.export(&mut e, Instant::now()).unwrap();
+        for reason in ["queue_full", "queue_timeout"] {
+            assert_eq!(
+                e.value("mesh_rejections_total", &[("reason", reason)]),
+                Some(1.0),
+                "{reason}"
+            );
+        }
     }
 }

@@ -29,6 +29,7 @@ pub use metadata_service::{MetadataPublisher, MetadataReceiver, ServedMetadata};
 use crate::control::ShardControl;
 use crate::io::OutQueue;
 use crate::listener::Listener;
+use crate::metrics::{Recorder, ShardMetrics};
 use crate::upstream::{Pool, UpstreamConfig};
 
 /// Settings of one provider-agent shard.
@@ -72,13 +73,16 @@ struct Shard {
     next_conn: Cell<u64>,
     /// What this agent's MetadataService answers.
     metadata: MetadataReceiver,
+    metrics: Recorder,
 }
 
 /// Runs one provider-agent shard until `control` says stop; then stops accepting and drains. `ready` is
-/// called once the listener is bound. `metadata` is this shard's end of the [`MetadataPublisher`].
+/// called once the listener is bound. `metadata` is this shard's end of the [`MetadataPublisher`];
+/// `metrics` its counters.
 pub async fn run(
     settings: ProviderSettings,
     metadata: MetadataReceiver,
+    metrics: Arc<ShardMetrics>,
     control: ShardControl,
     ready: impl FnOnce(),
 ) -> std::io::Result<()> {
@@ -92,6 +96,7 @@ pub async fn run(
             settings.queue_limit,
             settings.queue_timeout,
             settings.shards,
+            metrics.clone(),
         ),
         settings,
         control: control.clone(),
@@ -99,6 +104,11 @@ pub async fn run(
         outs: RefCell::new(HashMap::new()),
         next_conn: Cell::new(0),
         metadata,
+        metrics: Recorder::new(metrics),
+    });
+    crate::metrics::sample_connections(&shard.metrics, &control, {
+        let connections = connections.clone();
+        move || connections.open()
     });
     listener
         .serve_until_stopped(
