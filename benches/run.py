@@ -6,6 +6,7 @@
     python3 benches/run.py generic      -> target/bench/generic.json (form vs JSON call vs the Dubbo port)
     python3 benches/run.py faults       -> target/bench/faults.json
     python3 benches/run.py registry     -> target/bench/registry.json (benches/registry.py)
+    python3 benches/run.py memory       -> target/bench/memory.json (benches/memory.py)
     python3 benches/run.py wait-load    -> waits for a quiet box, prints the gate as JSON (for the codec bench)
     python3 benches/run.py machine      -> prints the machine/version JSON (for the codec bench)
 
@@ -1878,7 +1879,7 @@ def main():
     # Also when started in the background by a non-interactive shell (SIGINT ignored on entry): Ctrl-C stops us.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGHUP, _on_term)
-    if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "generic", "faults", "registry",
+    if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "generic", "faults", "registry", "memory",
                                                    "wait-load",
                                                    "machine"):
         print(__doc__, file=sys.stderr)
@@ -1897,6 +1898,10 @@ def main():
             import registry  # benches/registry.py (it imports this file as `run`)
 
             registry.registry()
+        elif what == "memory":
+            import memory  # benches/memory.py (it imports this file as `run`)
+
+            memory.memory()
         elif what == "wait-load":
             emit(wait_load("codec"))
         else:

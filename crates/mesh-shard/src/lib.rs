@@ -21,6 +21,7 @@ pub use mesh_balance::health;
 pub mod io;
 pub mod listener;
 pub mod provider;
+pub mod read_buffer;
 pub mod runtime;
 pub mod sync;
 pub mod tls;
