@@ -244,6 +244,11 @@ impl OutQueue {
         self.0.buf.borrow().len()
     }
 
+    /// Bytes of memory the queue's buffer holds (0 for a quiet connection: the writer lets go of it).
+    pub fn held(&self) -> usize {
+        self.0.buf.borrow().capacity()
+    }
+
     /// Waits until at most `max` bytes are queued (the writer took the rest) or the queue is closed: lets a
     /// producer stop reading from a peer that does not read its answers. One waiter at a time.
     pub async fn wait_queued_at_most(&self, max: usize) {
@@ -411,6 +416,33 @@ mod tests {
             }
             writer.await.unwrap();
             assert_eq!(peer.written.get(), 220);
+        });
+    }
+
+    #[test]
+    fn a_quiet_queue_holds_no_memory() {
+        run_on_test_shard(async {
+            let q = OutQueue::new();
+            assert_eq!(q.held(), 0);
+            let peer = Stalled::default();
+            peer.open.set(true);
+            let writer = {
+                let (q, peer) = (q.clone(), peer.clone());
+                glommio::spawn_local(async move { q.run_writer(peer).await })
+            };
+            q.push(|b| b.extend_from_slice(&[1; 10]));
+            assert!(q.held() >= OUT_QUEUE_START);
+            settle().await;
+            assert_eq!(peer.written.get(), 10);
+            assert_eq!(q.held(), 0, "written and waiting: nothing held");
+            // A large frame grows the queue; once written, that memory goes too.
+            q.push(|b| b.extend_from_slice(&vec![2; 100_000]));
+            assert!(q.held() >= 100_000);
+            settle().await;
+            assert_eq!(peer.written.get(), 100_010);
+            assert_eq!(q.held(), 0);
+            q.close();
+            writer.await.unwrap();
         });
     }
 }

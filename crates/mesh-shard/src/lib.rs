@@ -20,6 +20,7 @@ pub mod frames;
 pub use mesh_balance::health;
 pub mod io;
 pub mod listener;
+pub mod open_files;
 pub mod provider;
 pub mod read_buffer;
 pub mod runtime;
