@@ -155,6 +155,23 @@ def restart_consumer(topo):
     return consumer
 
 
+def copy_bins(work, agent):
+    """The binaries (bench.copy_bins), mesh-agent from `agent` when given (target/release's is then not needed)."""
+    if not agent:
+        return bench.copy_bins(work)
+    d = work / "bin"
+    d.mkdir()
+    bins = {"mesh-agent": d / "mesh-agent"}
+    shutil.copy2(agent, bins["mesh-agent"])
+    for n in ("provider-sim", "loadgen"):
+        src = bench.RELEASE / n
+        if not src.exists():
+            raise RuntimeError(f"{src} missing: build first (cargo build --release -p mesh-testkit --bins)")
+        shutil.copy2(src, d / n)
+        bins[n] = d / n
+    return bins
+
+
 def memory():
     idle_counts = [int(c) for c in env_list("BENCH_MEMORY_IDLE", "1024,10000")]
     busy_counts = [int(c) for c in env_list("BENCH_MEMORY_BUSY", "1024")]
@@ -163,10 +180,8 @@ def memory():
     procs = bench.Procs(work)
     runs = []
     try:
-        bins = bench.copy_bins(work)
         agent = os.environ.get("BENCH_AGENT_BIN")
-        if agent:
-            shutil.copy2(agent, bins["mesh-agent"])
+        bins = copy_bins(work, agent)
         machine = bench.machine_info(bins)
         log(f"memory: work dir {work}; idle {idle_counts}, busy {busy_counts}; open-file limit {limit}"
             + (f"; mesh-agent from {agent}" if agent else ""))
