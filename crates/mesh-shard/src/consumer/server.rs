@@ -86,7 +86,9 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
                     offset += req.consumed;
                     http10 = req.minor_version == 0;
                     let keep_alive = req.keep_alive && !control.is_stopping();
-                    jobs.push(start(ctx, &req, keep_alive).await);
+                    // Boxed (here and for `finish` below): the connection's task is sized for its largest
+                    // await, and an idle keep-alive connection should not carry a call's state machine.
+                    jobs.push(Box::pin(start(ctx, &req, keep_alive)).await);
                     if !keep_alive {
                         close_after = true;
                         break;
@@ -111,12 +113,12 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
             let reply = match job.call {
                 Answer::Now(answer) => Reply::Text(answer),
                 Answer::Call(started) => Reply::Text(
-                    call::finish(ctx, started)
+                    Box::pin(call::finish(ctx, started))
                         .await
                         .to_http(&ctx.settings.upstream.codec),
                 ),
                 Answer::JsonNow(answer) => Reply::Json(answer),
-                Answer::JsonCall(started) => Reply::Json(match call::finish(ctx, started).await {
+                Answer::JsonCall(started) => Reply::Json(match Box::pin(call::finish(ctx, started)).await {
                     CallOutcome::Answered(f) => json_answer::render_json(
                         ctx.settings.upstream.codec.decode_body(&f.header, &f.body),
                         &mesh_http::generic::RenderLimits::default(),
