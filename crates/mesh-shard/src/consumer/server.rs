@@ -145,10 +145,8 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
             out.extend_from_slice(mesh_http::CONTINUE);
             continued = true;
         }
-        if !out.is_empty() {
-            if w.write_all(&out).await.is_err() {
-                return;
-            }
+        if !out.is_empty() && w.write_all(&out).await.is_err() {
+            return;
         }
         drop(out);
         if close_after {
