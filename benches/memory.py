@@ -107,11 +107,16 @@ def busy_state(topo, work, bins, conns):
     argv = bench.loadgen_argv(bins, target, conns, BUSY_DURATION, bench.WARMUP)
     samples = []
     fd_counts = []
+    cpu = []  # (seconds since start, consumer CPU seconds) at the first and latest sample
 
-    def sample():
+    def sample(el):
         rss, _ = proc_status(consumer.pid)
         samples.append(rss)
         fd_counts.append(fds(consumer.pid))
+        c = (el, bench.proc_cpu(consumer.pid))
+        cpu[1:] = [c] if cpu else []
+        if not cpu:
+            cpu.append(c)
 
     name = f"busy-{conns}"
     out_path, err_path = work / f"{name}.out", work / f"{name}.log"
@@ -124,7 +129,7 @@ def busy_state(topo, work, bins, conns):
         while p.poll() is None:
             el = time.monotonic() - t0
             if bench.WARMUP <= el <= bench.WARMUP + BUSY_DURATION:
-                sample()
+                sample(el)
             if el > timeout:
                 raise RuntimeError(f"{name}: no result within {timeout:.0f} s")
             time.sleep(SAMPLE_EVERY)
@@ -138,11 +143,18 @@ def busy_state(topo, work, bins, conns):
     if not samples:
         raise RuntimeError(f"{name}: no RSS sample taken")
     _, hwm = proc_status(consumer.pid)
+    # The consumer's CPU per answered call over the sampled part of the measured period (an indication next
+    # to the RSS; `scripts/bench.sh overhead` is the CPU benchmark).
+    cpu_us = None
+    if len(cpu) == 2 and res["ok"] and cpu[1][0] > cpu[0][0]:
+        rate = res["ok"] / res["duration_s"] if res["duration_s"] else None
+        if rate:
+            cpu_us = round((cpu[1][1] - cpu[0][1]) / ((cpu[1][0] - cpu[0][0]) * rate) * 1e6, 1)
     return {"state": f"{conns}_busy", "connections": conns, "rss_mib": round(max(samples), 2),
             "rss_mib_median": round(statistics.median(samples), 2), "hwm_mib": round(hwm, 2),
             "fds": max(f for f in fd_counts if f is not None), "samples": len(samples),
             "qps": res["qps"], "ok": res["ok"], "errors": res["errors"], "errors_by_kind": res["errors_by_kind"],
-            "latency_us": res["latency_us"]}
+            "latency_us": res["latency_us"], "consumer_cpu_us_per_req": cpu_us}
 
 
 def restart_consumer(topo):
@@ -202,7 +214,7 @@ def memory():
             runs.append(busy_state(topo, work, bins, conns))
             r = runs[-1]
             log(f"  {conns} busy: {r['rss_mib']} MiB max, {r['rss_mib_median']} median ({r['qps']} qps, "
-                f"{r['errors']} errors)")
+                f"{r['errors']} errors; consumer {r['consumer_cpu_us_per_req']} us CPU per call)")
             emit(r)
         gate["loadavg_1m_after"] = bench.loadavg()
         result = {f"rss_mib_{r['state']}": r["rss_mib"] for r in runs}
