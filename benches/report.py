@@ -12,6 +12,8 @@ Inputs (each optional; a missing one leaves its section saying how to produce it
   target/bench/drift.json                                     (benches/drift.py, via scripts/bench.sh drift)
   target/bench/registry.json                                  (benches/registry.py, via scripts/bench.sh registry;
                                                                section written by benches/report_registry.py)
+  target/bench/memory.json                                    (benches/memory.py, via scripts/bench.sh memory;
+                                                               section written by benches/report_memory.py)
 BENCH_OUT / BENCH_DOC move the inputs / the document (plots in bench/ next to it) elsewhere.
 The "## Codec micro-benchmarks" section of the current docs/benchmarks.md is kept as it is, except that its
 machine line, run paragraph and results table are rebuilt from codec.json when scripts/bench.sh re-ran the
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from report_registry import registry_section
 from drift import drift_section
+from report_memory import memory_section
 
 ROOT = Path(__file__).resolve().parent.parent
 # BENCH_OUT / BENCH_DOC (optional): read the JSON from, and write the document (plots next to it, in bench/)
@@ -1185,6 +1188,7 @@ def main():
     rt = load("routing.json")
     rt_meta = load("routing_meta.json")
     rg = load("registry.json")
+    mem = load("memory.json")
     rg_others = [
         ("before", load("registry_before.json"),
          "the same benchmark with `BENCH_REGISTRY_LAYOUT=mesh-v1 BENCH_REGISTRY_JSON=registry_before.json` on the "
@@ -1234,6 +1238,7 @@ def main():
         drift_section(load("drift.json")),
         routing_section(rt, rt_meta),
         registry_section(rg, table, rg_others),
+        memory_section(mem, table),
         codec_section(old_doc, codec, meta),
         howto_section(),
     ]

@@ -7,6 +7,7 @@
     python3 benches/run.py faults       -> target/bench/faults.json
     python3 benches/run.py registry     -> target/bench/registry.json (benches/registry.py)
     python3 benches/run.py drift        -> target/bench/drift.json (benches/drift.py)
+    python3 benches/run.py memory       -> target/bench/memory.json (benches/memory.py)
     python3 benches/run.py wait-load    -> waits for a quiet box, prints the gate as JSON (for the codec bench)
     python3 benches/run.py machine      -> prints the machine/version JSON (for the codec bench)
 
@@ -1880,7 +1881,7 @@ def main():
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGHUP, _on_term)
     if len(sys.argv) != 2 or sys.argv[1] not in ("challenge", "overhead", "generic", "faults", "registry",
-                                                   "drift", "wait-load",
+                                                   "drift", "memory", "wait-load",
                                                    "machine"):
         print(__doc__, file=sys.stderr)
         return 2
@@ -1902,6 +1903,10 @@ def main():
             import drift  # benches/drift.py (it imports this file as `run`)
 
             drift.drift()
+        elif what == "memory":
+            import memory  # benches/memory.py (it imports this file as `run`)
+
+            memory.memory()
         elif what == "wait-load":
             emit(wait_load("codec"))
         else:

@@ -12,10 +12,11 @@
 #                                     # issue 13: the same estate interface- vs application-level (10x500, 1x5000)
 #   bash scripts/bench.sh drift       # issue 14: 3 providers whose capacity drifts (provider-sim --schedule), 1,024
 #                                     # connections through the adaptive balancer, static weights, an oracle
-#   bash scripts/bench.sh all         # challenge, overhead, faults, drift, codec, routing (not registry), then the report
+#   bash scripts/bench.sh memory      # issue 14: consumer RSS at 0, 1,024 and 10,000 idle keep-alive and 1,024 busy connections
+#   bash scripts/bench.sh all         # challenge, overhead, faults, drift, codec, routing (not registry, not memory), then the report
 #   bash scripts/bench.sh report      # only regenerate docs/benchmarks.md and docs/bench/*.svg
 #
-# Results: target/bench/{challenge,overhead,faults,drift,codec,routing,generic,generic_json}.json; every scenario ends by regenerating
+# Results: target/bench/{challenge,overhead,faults,drift,codec,routing,generic,generic_json,memory}.json; every scenario ends by regenerating
 # docs/benchmarks.md and docs/bench/*.svg (benches/report.py) from whatever JSON is there.
 # Everything runs on 127.0.0.1 (random free ports); every process started is stopped on exit (also Ctrl-C).
 #
@@ -55,9 +56,9 @@ cd "$(dirname "$0")/.."
 
 scenario="${1:-}"
 case "$scenario" in
-  challenge | overhead | generic | faults | drift | codec | routing | registry | all | report) ;;
+  challenge | overhead | generic | faults | drift | codec | routing | registry | memory | all | report) ;;
   *)
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
@@ -88,7 +89,7 @@ run() {
 need=()
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 if [ "$scenario" = challenge ] || [ "$scenario" = faults ] || [ "$scenario" = registry ] \
-  || [ "$scenario" = drift ] || [ "$scenario" = all ]; then
+  || [ "$scenario" = drift ] || [ "$scenario" = memory ] || [ "$scenario" = all ]; then
   command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
   command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client)
 fi
@@ -173,6 +174,11 @@ case "$scenario" in
     # One listener per provider instance in the simulator, one pool per instance in the consumer.
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     run python3 benches/run.py registry
+    ;;
+  memory)
+    # 10,000 connections: as many descriptors in the consumer agent and in loadgen (both inherit this).
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    run python3 benches/run.py memory
     ;;
   codec) codec ;;
   routing) routing ;;

@@ -11,8 +11,10 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 
 use bytes::BytesMut;
-use futures_lite::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
+
+use crate::read_buffer::ReadBuffer;
 
 /// A connection: plain TCP, or TLS over it (agent-to-agent link) on either side.
 pub enum Stream {
@@ -99,18 +101,53 @@ impl AsyncWrite for WriteHalf {
     }
 }
 
-/// Reads what is available (at least one byte, or 0 at EOF) and appends it to `buf`.
+thread_local! {
+    /// One scratch area per shard (a shard is a thread): every connection of the shard reads through it,
+    /// so a connection waiting for its peer holds no read memory of its own.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Reads what is available (at least one byte, or 0 at EOF) and appends it to `buf`: at most `read_size`
+/// bytes, and no more than the buffer's room. A buffer with no room left is an `InvalidData` error (the
+/// peer sent more than any request or frame may hold).
 ///
-/// Data goes through a fixed scratch buffer, so `buf` only ever holds initialised bytes (no unsafe) and
-/// only the bytes really read are copied.
-pub async fn read_into<R: AsyncRead + Unpin>(
+/// The socket is read into the shard's scratch area and only the bytes received are copied into `buf`
+/// (no unsafe, `buf` only ever holds bytes really read). The first time the read has to wait, `buf` is
+/// told it is idle ([`ReadBuffer::on_idle`]: an empty buffer gives its memory back). Cancelling the future
+/// loses nothing: bytes are appended in the poll that reads them.
+pub async fn read_some<R: AsyncRead + Unpin>(
     r: &mut R,
-    scratch: &mut [u8],
-    buf: &mut BytesMut,
+    buf: &mut ReadBuffer,
+    read_size: usize,
 ) -> io::Result<usize> {
-    let n = r.read(scratch).await?;
-    buf.extend_from_slice(&scratch[..n]);
-    Ok(n)
+    let room = buf.room();
+    if room == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("more than {} bytes buffered without a whole request", buf.limit()),
+        ));
+    }
+    let want = read_size.min(room).max(1);
+    let mut waited = false;
+    std::future::poll_fn(|cx| {
+        let res = SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            if scratch.len() < want {
+                scratch.resize(want, 0);
+            }
+            let res = Pin::new(&mut *r).poll_read(cx, &mut scratch[..want]);
+            if let Poll::Ready(Ok(n)) = res {
+                buf.append(&scratch[..n]);
+            }
+            res
+        });
+        if res.is_pending() && !waited {
+            waited = true;
+            buf.on_idle();
+        }
+        res
+    })
+    .await
 }
 
 /// Most bytes of answers (heartbeat replies included) queued for a peer before a server stops reading from
@@ -118,8 +155,16 @@ pub async fn read_into<R: AsyncRead + Unpin>(
 /// write timeout. Calls already in flight may still add their answers on top.
 pub const MAX_QUEUED_ANSWER_BYTES: usize = 1 << 20;
 
+/// First allocation of an empty [`OutQueue`] when a frame is pushed: a typical call or answer fits, so
+/// encoding it does not grow the buffer step by step.
+pub const OUT_QUEUE_START: usize = 512;
+
 /// Frames waiting to be written to one connection. Producers append (any number of frames); the writer
 /// task takes everything at once and writes it with one `write_all`: a burst of answers is one syscall.
+///
+/// Memory on demand: the queue allocates when something is pushed ([`OUT_QUEUE_START`] bytes, grown for
+/// large frames), and the writer lets go of both of its buffers whenever it has nothing left to write, so a
+/// quiet connection holds none.
 #[derive(Clone)]
 pub struct OutQueue(Rc<OutInner>);
 
@@ -151,7 +196,7 @@ impl Default for OutQueue {
 impl OutQueue {
     pub fn new() -> Self {
         OutQueue(Rc::new(OutInner {
-            buf: RefCell::new(BytesMut::with_capacity(16 * 1024)),
+            buf: RefCell::new(BytesMut::new()),
             waker: Cell::new(None),
             taken: Cell::new(None),
             closed: Cell::new(false),
@@ -163,7 +208,13 @@ impl OutQueue {
         if self.0.closed.get() {
             return None;
         }
-        let r = f(&mut self.0.buf.borrow_mut());
+        let r = {
+            let mut buf = self.0.buf.borrow_mut();
+            if buf.capacity() == 0 {
+                buf.reserve(OUT_QUEUE_START);
+            }
+            f(&mut buf)
+        };
         if let Some(w) = self.0.waker.take() {
             w.wake();
         }
@@ -191,6 +242,11 @@ impl OutQueue {
     /// nothing).
     pub fn queued(&self) -> usize {
         self.0.buf.borrow().len()
+    }
+
+    /// Bytes of memory the queue's buffer holds (0 for a quiet connection: the writer lets go of it).
+    pub fn held(&self) -> usize {
+        self.0.buf.borrow().capacity()
     }
 
     /// Waits until at most `max` bytes are queued (the writer took the rest) or the queue is closed: lets a
@@ -224,12 +280,20 @@ impl OutQueue {
 
     /// The writer task: runs until the queue is closed and drained, or the socket fails.
     pub async fn run_writer<W: AsyncWrite + Unpin>(&self, mut w: W) -> io::Result<()> {
-        let mut out = BytesMut::with_capacity(16 * 1024);
+        let mut out = BytesMut::new();
         loop {
             std::future::poll_fn(|cx| {
                 if !self.0.buf.borrow().is_empty() || self.0.closed.get() {
                     Poll::Ready(())
                 } else {
+                    // Nothing to write: hold no memory while waiting.
+                    if out.capacity() > 0 {
+                        out = BytesMut::new();
+                    }
+                    let mut queued = self.0.buf.borrow_mut();
+                    if queued.capacity() > 0 {
+                        *queued = BytesMut::new();
+                    }
                     self.0.waker.set(Some(cx.waker().clone()));
                     Poll::Pending
                 }
@@ -352,6 +416,33 @@ mod tests {
             }
             writer.await.unwrap();
             assert_eq!(peer.written.get(), 220);
+        });
+    }
+
+    #[test]
+    fn a_quiet_queue_holds_no_memory() {
+        run_on_test_shard(async {
+            let q = OutQueue::new();
+            assert_eq!(q.held(), 0);
+            let peer = Stalled::default();
+            peer.open.set(true);
+            let writer = {
+                let (q, peer) = (q.clone(), peer.clone());
+                glommio::spawn_local(async move { q.run_writer(peer).await })
+            };
+            q.push(|b| b.extend_from_slice(&[1; 10]));
+            assert!(q.held() >= OUT_QUEUE_START);
+            settle().await;
+            assert_eq!(peer.written.get(), 10);
+            assert_eq!(q.held(), 0, "written and waiting: nothing held");
+            // A large frame grows the queue; once written, that memory goes too.
+            q.push(|b| b.extend_from_slice(&vec![2; 100_000]));
+            assert!(q.held() >= 100_000);
+            settle().await;
+            assert_eq!(peer.written.get(), 100_010);
+            assert_eq!(q.held(), 0);
+            q.close();
+            writer.await.unwrap();
         });
     }
 }

@@ -119,8 +119,10 @@ pub struct Listener {
 }
 
 impl Listener {
-    /// Binds `addr` (SO_REUSEPORT: every shard binds the same address) with room for `max_connections`.
+    /// Binds `addr` (SO_REUSEPORT: every shard binds the same address) with room for `max_connections`
+    /// (the process's open-file limit is raised to its hard limit first: [`crate::open_files`]).
     pub fn bind(addr: SocketAddr, max_connections: usize) -> io::Result<Self> {
+        crate::open_files::raise_once();
         Ok(Listener {
             socket: crate::io::listen(addr)?,
             connections: Connections::new(max_connections),

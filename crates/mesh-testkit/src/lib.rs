@@ -4,6 +4,8 @@
 //!   capacity knee), hessian2 and fastjson; binary `provider-sim`.
 //! * [`loadgen`]: the 2018 challenge's consumer as a load generator (random strings, checks every answer,
 //!   HdrHistogram latencies, JSON summary); binary `loadgen`.
+//! * [`idle_conns`]: keep-alive connections that send one call each and then stay open and silent
+//!   (`loadgen --idle-connections N`: the memory benchmark's idle connections).
 //! * [`process`]: child processes that die with the test, free loopback ports, readiness lines, bounded
 //!   waits (`wait_until`).
 //! * [`drift`]: the drift benchmark's oracle (registrations that follow the simulators' capacity
@@ -25,6 +27,7 @@ pub mod dubbo_writers;
 pub mod etcd;
 pub mod etcd_cluster;
 pub mod etcd_kv;
+pub mod idle_conns;
 pub mod loadgen;
 pub mod node_peers;
 pub mod process;

@@ -786,7 +786,7 @@ impl Backoff {
     }
 }
 
-async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
+pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<TcpStream> {
     let s = tokio::time::timeout(timeout, TcpStream::connect(addr))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
@@ -812,15 +812,15 @@ fn io_kind(e: &io::Error) -> Cow<'static, str> {
 // HTTP
 
 /// A parsed HTTP answer.
-struct HttpResponse {
-    status: u16,
-    body: Bytes,
-    close: bool,
+pub(crate) struct HttpResponse {
+    pub(crate) status: u16,
+    pub(crate) body: Bytes,
+    pub(crate) close: bool,
 }
 
-struct HttpConn {
-    stream: TcpStream,
-    buf: BytesMut,
+pub(crate) struct HttpConn {
+    pub(crate) stream: TcpStream,
+    pub(crate) buf: BytesMut,
 }
 
 const MAX_HTTP_HEAD: usize = 64 * 1024;
@@ -839,7 +839,7 @@ impl HttpConn {
         Ok(())
     }
 
-    async fn exchange(&mut self, req: &[u8]) -> io::Result<HttpResponse> {
+    pub(crate) async fn exchange(&mut self, req: &[u8]) -> io::Result<HttpResponse> {
         self.stream.write_all(req).await?;
         self.read_response().await
     }
@@ -959,7 +959,7 @@ impl HttpConn {
     }
 }
 
-fn http_request(out: &mut Vec<u8>, host: &str, path: &str, param: &str) {
+pub(crate) fn http_request(out: &mut Vec<u8>, host: &str, path: &str, param: &str) {
     use std::io::Write as _;
     const PREFIX: &str = "interface=com.alibaba.dubbo.performance.demo.provider.IHelloService&method=hash\
                           &parameterTypesString=Ljava%2Flang%2FString%3B&parameter=";

@@ -235,7 +235,7 @@ pub(crate) static RUNTIME: &[Key] = &[
         "read_buffer_bytes",
         INT,
         Int(64 * KIB),
-        "per-connection read buffer",
+        "largest single socket read, through one scratch area per shard (a connection keeps only the bytes it has not consumed yet)",
     )
     .range(4 * KIB, 16 * MIB),
     key(

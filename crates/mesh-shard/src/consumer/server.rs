@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::time::Instant;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpStream;
 use mesh_http::answer::HttpAnswer;
@@ -18,7 +18,11 @@ use super::call::{self, Started};
 use super::form_call::service_key;
 use super::Ctx;
 use crate::control::ShardControl;
-use crate::io::{read_into, split};
+use crate::io::{read_some, split};
+use crate::read_buffer::ReadBuffer;
+
+/// First allocation of a batch's answers (grown for larger ones): a typical answer fits.
+const ANSWERS_START: usize = 512;
 
 /// An HTTP answer being prepared. Its call borrows from the connection's read buffer, which is not
 /// advanced until every answer of the batch is written.
@@ -59,10 +63,11 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
     let _ = stream.set_read_timeout(Some(ctx.settings.idle_timeout));
     let _ = stream.set_write_timeout(Some(ctx.settings.idle_timeout));
     let (mut r, mut w) = split(stream);
-    let mut scratch = vec![0u8; ctx.settings.read_buffer];
-    let mut buf = BytesMut::with_capacity(ctx.settings.read_buffer);
-    let mut out = BytesMut::with_capacity(4096);
     let limits = &ctx.settings.http;
+    // Memory on demand: the read buffer holds what arrived and is not answered yet (up to the largest
+    // request the limits allow), and nothing while the connection waits for its next request; answers are
+    // written from a buffer of the batch's own.
+    let mut buf = ReadBuffer::new(limits.max_request_bytes());
     // `100 Continue` goes out once per request, not on every read while its body arrives.
     let mut continued = false;
     // HTTP/1.0 clients need `Connection: keep-alive` said explicitly.
@@ -76,12 +81,14 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
         let mut close_after = false;
         let mut send_continue = false;
         loop {
-            match mesh_http::parse_request(&buf[offset..], limits) {
+            match mesh_http::parse_request(&buf.bytes()[offset..], limits) {
                 Ok(Parse::Complete(req)) => {
                     offset += req.consumed;
                     http10 = req.minor_version == 0;
                     let keep_alive = req.keep_alive && !control.is_stopping();
-                    jobs.push(start(ctx, &req, keep_alive).await);
+                    // Boxed (here and for `finish` below): the connection's task is sized for its largest
+                    // await, and an idle keep-alive connection should not carry a call's state machine.
+                    jobs.push(Box::pin(start(ctx, &req, keep_alive)).await);
                     if !keep_alive {
                         close_after = true;
                         break;
@@ -98,16 +105,20 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
                 }
             }
         }
+        let mut out = BytesMut::new();
+        if !jobs.is_empty() || send_continue {
+            out.reserve(ANSWERS_START);
+        }
         for job in jobs {
             let reply = match job.call {
                 Answer::Now(answer) => Reply::Text(answer),
                 Answer::Call(started) => Reply::Text(
-                    call::finish(ctx, started)
+                    Box::pin(call::finish(ctx, started))
                         .await
                         .to_http(&ctx.settings.upstream.codec),
                 ),
                 Answer::JsonNow(answer) => Reply::Json(answer),
-                Answer::JsonCall(started) => Reply::Json(match call::finish(ctx, started).await {
+                Answer::JsonCall(started) => Reply::Json(match Box::pin(call::finish(ctx, started)).await {
                     CallOutcome::Answered(f) => json_answer::render_json(
                         ctx.settings.upstream.codec.decode_body(&f.header, &f.body),
                         &mesh_http::generic::RenderLimits::default(),
@@ -120,7 +131,7 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
                 Reply::Json(answer) => write_json_answer(&mut out, &answer, job.keep_alive, http10),
             }
         }
-        buf.advance(offset);
+        buf.consume(offset);
         if offset > 0 {
             continued = false; // a partial request at the head now is a new one
             started = None;
@@ -134,12 +145,10 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
             out.extend_from_slice(mesh_http::CONTINUE);
             continued = true;
         }
-        if !out.is_empty() {
-            if w.write_all(&out).await.is_err() {
-                return;
-            }
-            out.clear();
+        if !out.is_empty() && w.write_all(&out).await.is_err() {
+            return;
         }
+        drop(out);
         if close_after {
             let _ = w.close().await;
             return;
@@ -147,7 +156,7 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
         // Between requests, a stop closes the connection at once instead of holding the drain; a pending
         // glommio read consumes nothing, so abandoning it loses no data. Within a request, the read is
         // bounded by what is left of the request's read timeout.
-        let read = read_into(&mut r, &mut scratch, &mut buf);
+        let read = read_some(&mut r, &mut buf, ctx.settings.read_buffer);
         let n = match started {
             None => {
                 futures_lite::future::or(read, async {
@@ -172,7 +181,17 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
                     "request not received in full within {} ms",
                     ctx.settings.request_read_timeout.as_millis()
                 );
+                let mut out = BytesMut::new();
                 mesh_http::write_status(&mut out, 408, &why, false);
+                let _ = w.write_all(&out).await;
+                let _ = w.close().await;
+                return;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // The buffer is full (the request limits plus nothing more) and no request is complete: the
+                // parser refuses such requests before this, so this is the last line of defence.
+                let mut out = BytesMut::new();
+                mesh_http::write_status(&mut out, 413, &e.to_string(), false);
                 let _ = w.write_all(&out).await;
                 let _ = w.close().await;
                 return;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use mesh_dubbo::Serialization;
+use mesh_testkit::idle_conns::{open_idle, IdleConfig};
 use mesh_testkit::loadgen::{self, Call, LoadConfig, Pacing, Target};
 
 /// Load generator for the consumer agent (http://) or a provider (dubbo://), loopback only.
@@ -70,6 +71,11 @@ struct Args {
     /// Runtime worker threads; 0 = one per core.
     #[arg(long, default_value_t = 0)]
     workers: usize,
+    /// Idle mode (http:// targets): open N keep-alive connections, one checked call on each, print
+    /// `{"open", "errors", "open_ms"}` on stdout, then hold them open and silent for --duration (no warm-up,
+    /// no load) and exit.
+    #[arg(long, default_value_t = 0)]
+    idle_connections: usize,
 }
 
 fn parse_serialization(s: &str) -> Result<Serialization, String> {
@@ -110,6 +116,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if args.idle_connections > 0 {
+        let idle = IdleConfig {
+            target: cfg.target.clone(),
+            connections: args.idle_connections,
+            opening: 64,
+            timeout: cfg.timeout,
+        };
+        return rt.block_on(hold_idle(idle, args.duration));
+    }
     let summary = match rt.block_on(loadgen::run(cfg)) {
         Ok(s) => s,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
@@ -132,5 +147,36 @@ fn main() -> ExitCode {
     if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
         return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
+}
+
+/// The idle mode: opens the connections, says how that went, holds them for `hold`.
+async fn hold_idle(cfg: IdleConfig, hold: Duration) -> ExitCode {
+    let (held, report) = match open_idle(&cfg).await {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let line = match serde_json::to_string(&report) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("loadgen: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    {
+        let mut out = std::io::stdout().lock();
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            return ExitCode::FAILURE;
+        }
+    }
+    tokio::time::sleep(hold).await;
+    drop(held);
     ExitCode::SUCCESS
 }
