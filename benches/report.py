@@ -1091,7 +1091,7 @@ def howto_section():
     return """## How to run
 
 ```sh
-bash scripts/bench.sh all          # build, challenge, overhead, faults, codec, routing, then this report
+bash scripts/bench.sh all          # build, challenge, overhead, faults, drift, codec, routing, then this report
 bash scripts/bench.sh challenge    # or one scenario; each ends by regenerating this file from target/bench/*.json
 bash scripts/bench.sh overhead
 bash scripts/bench.sh generic      # form vs JSON call vs the consumer's Dubbo port (issue 12; not part of `all`)
@@ -1099,6 +1099,8 @@ bash scripts/bench.sh faults
 bash scripts/bench.sh codec
 bash scripts/bench.sh routing
 bash scripts/bench.sh registry     # 5,000 provider instances in etcd under churn (not part of `all`)
+bash scripts/bench.sh drift        # provider capacity drifting: adaptive vs static weights vs an oracle (issue 14)
+bash scripts/bench.sh memory       # consumer RSS at 0, 1,024 / 10,000 idle and 1,024 busy connections (not part of `all`)
 bash scripts/bench.sh report       # only this file and docs/bench/*.svg, from the JSON already there
 BENCH_DURATION=10 bash scripts/bench.sh all    # shorter runs
 bash scripts/bench-compare.sh REV   # overhead + challenge of REV and of this tree, interleaved (target/bench/compare)
