@@ -18,7 +18,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use mesh_admin::server::AdminHandle;
 use mesh_admin::{AdminError, AdminServer, Answer, Exposition, Route};
-use mesh_registry::Snapshot;
+use mesh_registry::{LatestSnapshot, Snapshot};
 use mesh_shard::metrics::ShardMetrics;
 use mesh_shard::provider::ConcurrencyLimit;
 
@@ -62,35 +62,20 @@ impl AgentStatus {
     }
 }
 
-/// The consumer's registry as the admin side sees it: the latest snapshot, when it came, how many came.
+/// The consumer's registry as the admin side sees it: the registry thread's latest snapshot and when it was
+/// published, read at scrape time (no thread of its own, nothing done per snapshot).
 #[derive(Debug, Default)]
 pub(crate) struct RegistryView {
-    latest: Mutex<Option<(Arc<Snapshot>, SystemTime)>>,
-    received: AtomicU64,
+    latest: LatestSnapshot,
 }
 
 impl RegistryView {
-    /// Follows the watcher's snapshots on a thread of its own until the watcher stops.
-    pub(crate) fn follow(
-        self: &Arc<Self>,
-        rx: crossbeam_channel::Receiver<Arc<Snapshot>>,
-    ) -> std::io::Result<()> {
-        let view = Arc::clone(self);
-        std::thread::Builder::new()
-            .name("mesh-admin-registry".into())
-            .spawn(move || {
-                for snapshot in rx.iter() {
-                    view.received.fetch_add(1, Ordering::Relaxed);
-                    if let Ok(mut latest) = view.latest.lock() {
-                        *latest = Some((snapshot, SystemTime::now()));
-                    }
-                }
-            })?;
-        Ok(())
+    pub(crate) fn new(latest: LatestSnapshot) -> Self {
+        RegistryView { latest }
     }
 
     fn latest(&self) -> Option<(Arc<Snapshot>, SystemTime)> {
-        self.latest.lock().ok().and_then(|l| l.clone())
+        self.latest.get()
     }
 }
 
@@ -146,7 +131,7 @@ impl AdminState {
             return Some("shards not listening yet");
         }
         if let Some(view) = &self.registry {
-            if view.received.load(Ordering::Relaxed) == 0 {
+            if view.latest().is_none() {
                 return Some("no registry snapshot yet");
             }
         }
@@ -263,13 +248,14 @@ impl AdminState {
 }
 
 fn registry_metrics(e: &mut Exposition, view: &RegistryView) -> Result<(), AdminError> {
+    let latest = view.latest();
     e.counter(
         "mesh_registry_snapshots_total",
-        "Registry snapshots received from the registry thread.",
+        "Registry snapshots published by the registry thread (versions grow by one per snapshot).",
         &[],
-        view.received.load(Ordering::Relaxed) as f64,
+        latest.as_ref().map_or(0.0, |(s, _)| s.version as f64),
     )?;
-    let Some((snapshot, at)) = view.latest() else {
+    let Some((snapshot, at)) = latest else {
         return Ok(());
     };
     e.set_gauge(
@@ -286,7 +272,7 @@ fn registry_metrics(e: &mut Exposition, view: &RegistryView) -> Result<(), Admin
     )?;
     e.set_gauge(
         "mesh_registry_last_change_timestamp_seconds",
-        "When the latest snapshot arrived, Unix seconds.",
+        "When the registry thread published the latest snapshot, Unix seconds.",
         &[],
         unix_seconds(at),
     )?;
@@ -432,8 +418,9 @@ mod tests {
 
     #[test]
     fn ready_waits_for_a_snapshot_and_flips_on_drain() {
-        let view = Arc::new(RegistryView::default());
-        let (s, mut drains) = state(Role::Consumer, Some(view.clone()));
+        let latest = LatestSnapshot::default();
+        let view = Arc::new(RegistryView::new(latest.clone()));
+        let (s, mut drains) = state(Role::Consumer, Some(view));
         assert_eq!(s.answer(Route::Ready).status, 503);
         s.status.serving.store(true, Ordering::Release);
         let not_yet = s.answer(Route::Ready);
@@ -441,23 +428,13 @@ mod tests {
             (not_yet.status, not_yet.body.as_str()),
             (503, "not ready: no registry snapshot yet\n")
         );
-        let (tx, rx) = crossbeam_channel::unbounded();
-        view.follow(rx).unwrap();
-        tx.send(Arc::new(Snapshot::new(
+        latest.set(Arc::new(Snapshot::new(
             1,
             [(
                 "a.S".to_owned(),
                 mesh_registry::Endpoint::new("10.0.0.1:1".parse().unwrap()),
             )],
-        )))
-        .unwrap();
-        drop(tx);
-        for _ in 0..200 {
-            if view.received.load(Ordering::Relaxed) == 1 {
-                break;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        )));
         assert_eq!(s.answer(Route::Ready).status, 200);
         let registry = s.answer(Route::Registry);
         assert!(registry.body.contains("\"10.0.0.1:1\""), "{}", registry.body);

@@ -200,16 +200,9 @@ fn log(line: &str) {
 pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     let c = cfg.consumer.clone().context("consumer: section missing")?;
     let shards = cfg.runtime.shards;
-    let (mut txs, rxs): (Vec<_>, Vec<_>) = (0..shards)
+    let (txs, rxs): (Vec<_>, Vec<_>) = (0..shards)
         .map(|_| crossbeam_channel::unbounded::<Arc<Snapshot>>())
         .unzip();
-    // The admin side follows the snapshots too (readiness, /registry, registry metrics).
-    let registry_view = Arc::new(RegistryView::default());
-    let (admin_tx, admin_rx) = crossbeam_channel::unbounded();
-    txs.push(admin_tx);
-    registry_view
-        .follow(admin_rx)
-        .context("starting the admin's registry thread")?;
     let source = if c.providers.is_empty() {
         let e = cfg
             .etcd
@@ -229,6 +222,8 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         )
     };
     let watcher = spawn_watcher(source, txs).context("starting the registry thread")?;
+    // The admin side reads the registry thread's latest snapshot when asked (readiness, /registry, metrics).
+    let registry_view = Arc::new(RegistryView::new(watcher.latest_snapshot()));
     let upstream = UpstreamConfig {
         connections: c.upstream_connections,
         connect_timeout: Duration::from_millis(c.connect_timeout_ms),

@@ -64,6 +64,6 @@ pub use snapshot::{
     Change, Endpoint, Providers, Snapshot, SnapshotBuilder, DEFAULT_WEIGHT, WILDCARD_SERVICE,
 };
 #[cfg(feature = "etcd")]
-pub use source::{spawn_watcher, Source, WatcherHandle, STOP_TIMEOUT};
+pub use source::{spawn_watcher, LatestSnapshot, Source, WatcherHandle, STOP_TIMEOUT};
 #[cfg(feature = "etcd")]
 pub use watched_keys::{Skips, WatchedKeys};

@@ -3,7 +3,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::{oneshot, Notify};
@@ -21,6 +21,33 @@ pub enum Source {
     Static(Vec<(String, Endpoint)>),
     /// Every provider under the etcd registry root, kept up to date by a watch.
     Etcd(EtcdConfig),
+}
+
+/// The last snapshot the registry thread published and when, readable from any thread at any time: for the
+/// admin side, health and tests (a lock taken once per publication and once per read), never the data path,
+/// which gets every snapshot over its own channel.
+#[derive(Debug, Clone, Default)]
+pub struct LatestSnapshot(Arc<Mutex<Option<Published>>>);
+
+/// A published snapshot and when it was published.
+type Published = (Arc<Snapshot>, SystemTime);
+
+impl LatestSnapshot {
+    /// The last snapshot published and when, if any.
+    pub fn get(&self) -> Option<(Arc<Snapshot>, SystemTime)> {
+        self.0
+            .lock()
+            .map_or_else(|poisoned| poisoned.into_inner().clone(), |g| g.clone())
+    }
+
+    /// Records `snapshot` as published now (by the registry thread; by tests).
+    pub fn set(&self, snapshot: Arc<Snapshot>) {
+        let value = Some((snapshot, SystemTime::now()));
+        match self.0.lock() {
+            Ok(mut g) => *g = value,
+            Err(poisoned) => *poisoned.into_inner() = value,
+        }
+    }
 }
 
 /// How long [`WatcherHandle::stop`] waits for the thread.
@@ -60,8 +87,8 @@ pub fn spawn_watcher(
         .build()?;
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-    let latest = Arc::new(Mutex::new(None));
-    let outbox = Outbox::new(subscribers, Arc::clone(&latest));
+    let latest = LatestSnapshot::default();
+    let outbox = Outbox::new(subscribers, latest.clone());
     let thread = std::thread::Builder::new()
         .name("mesh-registry-watch".into())
         .spawn(move || {
@@ -104,15 +131,18 @@ pub struct WatcherHandle {
     stop: Option<oneshot::Sender<()>>,
     done: crossbeam_channel::Receiver<()>,
     thread: Option<JoinHandle<()>>,
-    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    latest: LatestSnapshot,
 }
 
 impl WatcherHandle {
     /// The last snapshot published, if any (for tests, health and debugging, not for the data path).
     pub fn latest(&self) -> Option<Arc<Snapshot>> {
-        self.latest
-            .lock()
-            .map_or_else(|poisoned| poisoned.into_inner().clone(), |g| g.clone())
+        self.latest.get().map(|(snapshot, _)| snapshot)
+    }
+
+    /// A handle on the last snapshot published and its time, for another thread (the admin side).
+    pub fn latest_snapshot(&self) -> LatestSnapshot {
+        self.latest.clone()
     }
 
     /// Stops the thread and joins it, waiting at most [`STOP_TIMEOUT`] (then the thread is left to finish
@@ -169,7 +199,7 @@ pub(crate) struct Outbox {
 struct Publisher {
     subscribers: Vec<Subscriber>,
     version: u64,
-    latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
+    latest: LatestSnapshot,
 }
 
 #[derive(Debug)]
@@ -180,10 +210,7 @@ struct Subscriber {
 }
 
 impl Outbox {
-    pub(crate) fn new(
-        subscribers: Vec<Sender<Arc<Snapshot>>>,
-        latest: Arc<Mutex<Option<Arc<Snapshot>>>>,
-    ) -> Self {
+    pub(crate) fn new(subscribers: Vec<Sender<Arc<Snapshot>>>, latest: LatestSnapshot) -> Self {
         let subscribers = subscribers
             .into_iter()
             .map(|tx| Subscriber { tx, pending: None })
@@ -209,10 +236,7 @@ impl Outbox {
         let mut p = self.inner.borrow_mut();
         p.version = snapshot.version;
         let snapshot = Arc::new(snapshot);
-        match p.latest.lock() {
-            Ok(mut g) => *g = Some(Arc::clone(&snapshot)),
-            Err(poisoned) => *poisoned.into_inner() = Some(Arc::clone(&snapshot)),
-        }
+        p.latest.set(Arc::clone(&snapshot));
         for s in &mut p.subscribers {
             s.pending = Some(Arc::clone(&snapshot));
         }
@@ -336,8 +360,8 @@ mod tests {
         let (full_tx, full_rx) = crossbeam_channel::bounded(1);
         let (gone_tx, gone_rx) = crossbeam_channel::unbounded();
         drop(gone_rx);
-        let latest = Arc::new(Mutex::new(None));
-        let outbox = Outbox::new(vec![full_tx, gone_tx], Arc::clone(&latest));
+        let latest = LatestSnapshot::default();
+        let outbox = Outbox::new(vec![full_tx, gone_tx], latest.clone());
         let mut builder = crate::SnapshotBuilder::new();
         builder.upsert("a", ep("1.1.1.1:1"));
         assert_eq!(outbox.publish(builder.publish(1).unwrap()), 1);
@@ -353,7 +377,7 @@ mod tests {
         builder.remove("a", "1.1.1.2:1".parse().unwrap());
         assert_eq!(outbox.publish(builder.publish(3).unwrap()), 3);
         assert_eq!(outbox.version(), 3);
-        assert_eq!(latest.lock().unwrap().as_ref().unwrap().version, 3);
+        assert_eq!(latest.get().unwrap().0.version, 3);
         rt.block_on(async {
             let retry = outbox.retry_full_subscribers();
             let consume = async {
