@@ -361,11 +361,7 @@ fn unix_seconds(t: SystemTime) -> f64 {
 
 /// Starts the admin listener as `listen` says; `None` when off (or when the default address is taken:
 /// then `log` says so). Logs where it listens.
-pub(crate) fn start(
-    listen: AdminListen,
-    state: AdminState,
-    log: impl Fn(&str),
-) -> Result<Option<AdminHandle>> {
+pub(crate) fn start(listen: AdminListen, state: AdminState) -> Result<Option<AdminHandle>> {
     let (addr, explicit): (SocketAddr, bool) = match listen {
         AdminListen::Off => return Ok(None),
         AdminListen::Default(a) => (a, false),
@@ -374,9 +370,10 @@ pub(crate) fn start(
     let server = match AdminServer::bind(addr) {
         Ok(s) => s,
         Err(e) if !explicit => {
-            log(&format!(
+            tracing::warn!(
+                %addr,
                 "admin listener not started: {e} (set admin.listen / --admin-listen to another address, or off)"
-            ));
+            );
             return Ok(None);
         }
         Err(e) => return Err(e).context("admin.listen"),
@@ -385,9 +382,10 @@ pub(crate) fn start(
     let handle = server
         .spawn(move |route| state.answer(route))
         .context("starting the admin thread")?;
-    log(&format!(
+    tracing::info!(
+        listen = %at,
         "admin on http://{at}: /metrics /ready /live /registry /config, POST /drain"
-    ));
+    );
     Ok(Some(handle))
 }
 

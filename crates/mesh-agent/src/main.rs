@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 mod admin;
 mod config;
 mod decode;
+mod logging;
 mod provider_registration;
 mod run;
 
@@ -44,6 +45,7 @@ fn consumer(args: &config::ConsumerArgs) -> anyhow::Result<()> {
     if args.print_config() {
         return print_config(Role::Consumer, &config);
     }
+    start_logging(Role::Consumer, &config)?;
     run::consumer(&config)
 }
 
@@ -53,7 +55,26 @@ fn provider(args: &config::ProviderArgs) -> anyhow::Result<()> {
     if args.print_config() {
         return print_config(Role::Provider, &config);
     }
+    start_logging(Role::Provider, &config)?;
     run::provider(&config, || args.load())
+}
+
+/// Installs the log subscriber (`MESH_LOG`, `log.format`) and logs the configuration the role runs with.
+fn start_logging(role: Role, config: &AgentConfig) -> anyhow::Result<()> {
+    logging::init(config.log.format)?;
+    let etcd = config
+        .etcd
+        .as_ref()
+        .map_or_else(|| "none".to_owned(), |e| e.endpoints.join(","));
+    tracing::info!(
+        %role,
+        shards = config.runtime.shards,
+        cores = ?config.runtime.cores,
+        %etcd,
+        log_format = ?config.log.format,
+        "configuration loaded"
+    );
+    Ok(())
 }
 
 /// `--print-config`: the effective configuration, itself a valid config file.

@@ -149,10 +149,16 @@ fn wait(
         let mut tick = tokio::time::interval(STATUS_SAMPLE);
         loop {
             tokio::select! {
-                _ = term.recv() => return Ok(()),
-                _ = tokio::signal::ctrl_c() => return Ok(()),
+                _ = term.recv() => {
+                    tracing::info!(signal = "SIGTERM", "draining");
+                    return Ok(());
+                }
+                _ = tokio::signal::ctrl_c() => {
+                    tracing::info!(signal = "SIGINT", "draining");
+                    return Ok(());
+                }
                 Some(()) = drain.recv() => {
-                    log("drain requested on the admin listener");
+                    tracing::info!("drain requested on the admin listener");
                     return Ok(());
                 }
                 _ = hangup.recv() => on_hangup(),
@@ -190,11 +196,6 @@ fn signal_runtime() -> Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
         .context("starting the signal runtime")
-}
-
-fn log(line: &str) {
-    use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "mesh-agent: {line}");
 }
 
 pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
@@ -323,15 +324,18 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             drain: drain_tx,
             started: std::time::SystemTime::now(),
         },
-        log,
     )?;
     let dubbo_port = c
         .dubbo_listen
         .map_or(String::new(), |d| format!(", Dubbo port on {d}"));
-    log(&format!(
+    tracing::info!(
+        listen = %c.listen,
+        shards = n,
+        host = %opts.consumer.host,
         "consumer listening on {}{dubbo_port} with {n} shard(s), host {} for routing rules",
-        c.listen, opts.consumer.host
-    ));
+        c.listen,
+        opts.consumer.host
+    );
     let registrar = match (&cfg.etcd, c.register_services.is_empty()) {
         (Some(e), false) => {
             let ttl = Duration::from_secs(e.lease_ttl_s);
@@ -358,7 +362,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     );
     if let Some(r) = registrar {
         if let Err(e) = r.deregister(Duration::from_secs(3)) {
-            log(&format!("deregistering the consumer URLs: {e}"));
+            tracing::warn!(error = %e, "deregistering the consumer URLs failed");
         }
     }
     controller.stop(Duration::from_millis(c.request_timeout_ms));
@@ -459,7 +463,6 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
             drain: drain_tx,
             started: std::time::SystemTime::now(),
         },
-        log,
     )?;
     // Listening before registering: consumers must never be sent to a closed port.
     let registrar = match (&cfg.etcd, p.register) {
@@ -472,18 +475,24 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
         }
         (_, false) => None,
     };
-    log(&format!(
-        "provider listening on {} (advertised {advertise}) with {n} shard(s), upstream {}, registering {} \
-         (metadata revision {})",
+    let registering = if registrar.is_some() {
+        p.register_mode.name()
+    } else {
+        "nothing"
+    };
+    tracing::info!(
+        listen = %p.listen,
+        %advertise,
+        shards = n,
+        upstream = %p.dubbo,
+        registering,
+        revision = %info.revision,
+        "provider listening on {} (advertised {advertise}) with {n} shard(s), upstream {}, registering \
+         {registering} (metadata revision {})",
         p.listen,
         p.dubbo,
-        if registrar.is_some() {
-            p.register_mode.name()
-        } else {
-            "nothing"
-        },
         info.revision
-    ));
+    );
     status.registers.store(registrar.is_some(), Ordering::Relaxed);
     let mut running = p.clone();
     let mut revision = info.revision;
@@ -500,22 +509,26 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
         || {
             let new = match reload().map(|c| c.provider) {
                 Ok(Some(new)) => new,
-                Ok(None) => return log("SIGHUP: the configuration has no provider section; nothing changed"),
-                Err(e) => return log(&format!("SIGHUP: configuration not reloaded: {e:#}")),
+                Ok(None) => {
+                    return tracing::warn!(
+                        "SIGHUP: the configuration has no provider section; nothing changed"
+                    )
+                }
+                Err(e) => return tracing::warn!("SIGHUP: configuration not reloaded: {e:#}"),
             };
             let Reload {
                 config: next,
                 need_restart,
             } = reload_provider(&running, &new);
             if !need_restart.is_empty() {
-                log(&format!(
-                "SIGHUP: {} changed; those take effect at the next start (a reload applies provider.{{{}}})",
-                need_restart.join(", "),
-                RELOADED_KEYS.join(",")
-            ));
+                tracing::warn!(
+                    "SIGHUP: {} changed; those take effect at the next start (a reload applies provider.{{{}}})",
+                    need_restart.join(", "),
+                    RELOADED_KEYS.join(",")
+                );
             }
             if next == running {
-                return log("SIGHUP: nothing to re-register");
+                return tracing::info!("SIGHUP: nothing to re-register");
             }
             let app = app_registration(&next, advertise, provider_urls(&next, advertise, started_ms));
             let info = app.metadata_info();
@@ -523,14 +536,16 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
             metadata.publish(info.clone());
             if let (Some(r), Some(e)) = (&registrar, &cfg.etcd) {
                 if let Err(err) = r.update(registrations(&next, e, &app, &info)) {
-                    return log(&format!("SIGHUP: registrations not updated: {err}"));
+                    return tracing::error!(error = %err, "SIGHUP: registrations not updated");
                 }
             }
-            log(&format!(
+            tracing::info!(
+                services = next.services.len(),
+                revision = %info.revision,
                 "SIGHUP: reloaded {} service(s); metadata revision {revision} -> {}",
                 next.services.len(),
                 info.revision
-            ));
+            );
             if let Ok(mut shown) = shown_registrations.lock() {
                 *shown = registrations_json(
                     &provider_urls(&next, advertise, started_ms),
@@ -557,7 +572,7 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
     let drain = Duration::from_millis(p.drain_timeout_ms);
     controller.stop(drain);
     let joined = join_all(&rt, &mut exits, n, drain + Duration::from_secs(2));
-    log("provider stopped");
+    tracing::info!("provider stopped");
     if let Some(a) = admin {
         a.stop();
     }

@@ -303,19 +303,88 @@ fn a_listen_address_in_use_fails_at_start_naming_it() {
     // Held by a socket without SO_REUSEPORT, so the shards' listeners cannot join it.
     let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = held.local_addr().expect("addr").to_string();
+    let args = [
+        "consumer",
+        "--provider",
+        "127.0.0.1:1",
+        "--listen",
+        &addr,
+        "--cores",
+        "0",
+        "--admin-listen",
+        "off",
+    ];
+    // The configuration loaded, the role fails to start: logged at info, then the one error line.
+    let r = run(&args, &[]);
+    assert_eq!(r.code, Some(2), "{}", r.stderr);
+    let lines: Vec<&str> = r.stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{}", r.stderr);
+    assert!(
+        lines[0].contains("INFO") && lines[0].contains("configuration loaded"),
+        "{}",
+        r.stderr
+    );
+    let line = lines[1].strip_prefix("error: ").expect("error line");
+    assert!(line.contains(&addr) || line.contains("in use"), "{line}");
+    // Warnings only: just the error line.
+    let line = error_line(&args, &[("MESH_LOG", "warn")]);
+    assert!(line.contains(&addr) || line.contains("in use"), "{line}");
+}
+
+#[test]
+fn log_lines_as_json_on_request_and_a_bad_filter_stops_the_start() {
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = held.local_addr().expect("addr").to_string();
+    let args = [
+        "consumer",
+        "--provider",
+        "127.0.0.1:1",
+        "--listen",
+        &addr,
+        "--cores",
+        "0",
+        "--admin-listen",
+        "off",
+    ];
+    for (flag, env) in [(true, false), (false, true)] {
+        let mut argv = args.to_vec();
+        let mut vars = vec![("MESH_LOG", "info,mesh_agent=debug")];
+        if flag {
+            argv.extend(["--log-format", "json"]);
+        }
+        if env {
+            vars.push(("MESH_LOG_FORMAT", "json"));
+        }
+        let r = run(&argv, &vars);
+        assert_eq!(r.code, Some(2), "{}", r.stderr);
+        let first = r.stderr.lines().next().expect("a log line");
+        let event: serde_json::Value =
+            serde_json::from_str(first).unwrap_or_else(|e| panic!("not a JSON line ({e}): {}", r.stderr));
+        assert_eq!(event["level"], "INFO", "{first}");
+        assert_eq!(event["target"], "mesh_agent", "{first}");
+        assert_eq!(event["fields"]["message"], "configuration loaded", "{first}");
+        assert_eq!(event["fields"]["role"], "consumer", "{first}");
+        assert!(
+            r.stderr.lines().last().expect("error").starts_with("error: "),
+            "{}",
+            r.stderr
+        );
+    }
+    let t = print_config(
+        &["consumer", "--print-config", "--provider", "10.0.0.1:1"],
+        &[("MESH_LOG_FORMAT", "json")],
+    );
+    assert_eq!(get(&t, "log.format").as_str(), Some("json"));
     let line = error_line(
-        &[
-            "consumer",
-            "--provider",
-            "127.0.0.1:1",
-            "--listen",
-            &addr,
-            "--cores",
-            "0",
-        ],
+        &["consumer", "--provider", "10.0.0.1:1", "--log-format", "xml"],
         &[],
     );
-    assert!(line.contains(&addr) || line.contains("in use"), "{line}");
+    assert!(line.contains("log.format") && line.contains("xml"), "{line}");
+    let line = error_line(&args, &[("MESH_LOG", "info,mesh_registry=loud")]);
+    assert!(
+        line.starts_with("MESH_LOG: \"info,mesh_registry=loud\" is not a log filter"),
+        "{line}"
+    );
 }
 
 /// Every shipped example loads in the binary for its role. The CPUs are overridden with `--cores 0` (the

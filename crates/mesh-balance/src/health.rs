@@ -66,10 +66,11 @@ impl Outlier {
     }
 
     /// A call answered normally: the provider is healthy again (a successful probe ends the ejection).
-    pub fn on_success(&mut self) {
+    /// Returns true when this ended an ejection (the provider is restored).
+    pub fn on_success(&mut self) -> bool {
         self.failures = 0;
         self.streak = 0;
-        self.until = None;
+        self.until.take().is_some()
     }
 
     /// A call failed in a way that points at the provider. Returns true when this failure ejected it.
@@ -227,7 +228,7 @@ mod tests {
         let mut o = Outlier::new(cfg());
         assert!(!o.on_failure(t0));
         assert!(!o.on_failure(t0));
-        o.on_success(); // a success in between resets the count
+        assert!(!o.on_success()); // a success in between resets the count; nothing to restore
         assert!(!o.on_failure(t0));
         assert!(!o.on_failure(t0));
         assert_eq!(o.state(t0), State::Healthy);
@@ -243,8 +244,8 @@ mod tests {
         let t2 = t1 + Duration::from_millis(200);
         assert!(o.on_failure(t2));
         assert_eq!(o.state(t2), State::Ejected(t2 + Duration::from_millis(350)));
-        // A successful probe makes it healthy and resets the back-off.
-        o.on_success();
+        // A successful probe makes it healthy (restored) and resets the back-off.
+        assert!(o.on_success());
         assert_eq!(o.state(t2), State::Healthy);
         for _ in 0..2 {
             o.on_failure(t2);

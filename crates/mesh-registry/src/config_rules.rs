@@ -60,10 +60,10 @@ impl ConfigRules {
                 self.changed = true;
                 let key = String::from_utf8_lossy(key);
                 for w in warnings {
-                    eprintln!("registry: routing rule {key}: {w}");
+                    tracing::warn!("routing rule {key}: {w}");
                 }
             }
-            StoreChange::Rejected(r) => eprintln!("registry: {r}"),
+            StoreChange::Rejected(r) => tracing::warn!("{r}"),
         }
         true
     }

@@ -210,8 +210,8 @@ pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
         let delay = backoff.next_delay();
         let message = error.to_string();
         if failures == 0 || message != last_error {
-            eprintln!(
-                "registry: etcd watch of {}/ failed: {message}; keeping snapshot v{}, retrying in {delay:?} \
+            tracing::warn!(
+                "etcd watch of {}/ failed: {message}; keeping snapshot v{}, retrying in {delay:?} \
                  (backoff up to {:?})",
                 cfg.root,
                 outbox.version(),
@@ -288,8 +288,8 @@ async fn watch_session(
             // The config center is optional: a user allowed to read the registry root only (etcd auth) still
             // discovers providers; the rules last read stay in force.
             Err(e) => {
-                eprintln!(
-                    "registry: routing rules under {rules_prefix} not read ({e}); providers are watched \
+                tracing::warn!(
+                    "routing rules under {rules_prefix} not read ({e}); providers are watched \
                      without them this session"
                 );
                 rules_apart = false;
@@ -304,8 +304,8 @@ async fn watch_session(
     let published = publish(entries, outbox, revision);
     pace.done(Instant::now(), published);
     if failures > 0 {
-        eprintln!(
-            "registry: etcd watch of {range} resumed at revision {revision} ({} provider keys{})",
+        tracing::info!(
+            "etcd watch of {range} resumed at revision {revision} ({} provider keys{})",
             entries.len(),
             if published { ", changed" } else { ", unchanged" }
         );
@@ -464,6 +464,17 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn publish(entries: &mut WatchedKeys, outbox: &Outbox, revision: i64) -> bool {
     match entries.publish(revision) {
         Some(snapshot) => {
+            // Evaluated only when debug is on for this target (`MESH_LOG=info,mesh_registry=debug`).
+            tracing::debug!(
+                version = snapshot.version,
+                revision = snapshot.revision,
+                services = snapshot.services().count(),
+                endpoints = snapshot.endpoint_count(),
+                departed = snapshot.departed().len(),
+                "registry change applied: snapshot v{} at revision {}",
+                snapshot.version,
+                snapshot.revision
+            );
             outbox.publish(snapshot);
             true
         }

@@ -289,8 +289,8 @@ impl Publisher {
         // When none is left the agent is stopping (or failed to start): its own error says why, and a line
         // here would only race with it.
         if gone > 0 && !self.subscribers.is_empty() {
-            eprintln!(
-                "registry: {gone} snapshot subscriber(s) went away; {} left",
+            tracing::warn!(
+                "{gone} snapshot subscriber(s) went away; {} left",
                 self.subscribers.len()
             );
         }

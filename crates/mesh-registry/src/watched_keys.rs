@@ -32,8 +32,8 @@ impl Skips {
     /// Logs the keys skipped since the last report (one line), if any.
     pub fn report(&mut self, range: &str) {
         if let Some(first) = self.first.take() {
-            eprintln!(
-                "registry: skipped {} key(s) under {range} that are not callable providers; first: {first}",
+            tracing::warn!(
+                "skipped {} key(s) under {range} that are not callable providers; first: {first}",
                 self.count
             );
         }

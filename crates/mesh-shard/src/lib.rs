@@ -21,6 +21,7 @@ pub mod frames;
 pub use mesh_balance::health;
 pub mod io;
 pub mod listener;
+mod log_every;
 pub mod metrics;
 pub mod open_files;
 pub mod provider;

@@ -29,9 +29,9 @@ struct FileArgs {
     print_config: bool,
 }
 
-/// The keys a role's command line sets: its own section's, then etcd's, runtime's and admin's.
+/// The keys a role's command line sets: its own section's, then etcd's, runtime's, admin's and log's.
 fn flag_keys(role: Role) -> impl Iterator<Item = &'static Key> {
-    [role.section(), "etcd", "runtime", "admin"]
+    [role.section(), "etcd", "runtime", "admin", "log"]
         .into_iter()
         .flat_map(keys_of)
         .filter(|k| k.flag.is_some())

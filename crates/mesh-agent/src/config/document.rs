@@ -9,7 +9,7 @@ use toml::Spanned;
 
 use super::error::{invalid, ConfigError, Location};
 use super::keys::{defaults_of, keys_of, SECTIONS};
-use super::schema::{AdminConfig, ConsumerConfig, EtcdSection, ProviderConfig, RawRuntime};
+use super::schema::{AdminConfig, ConsumerConfig, EtcdSection, LogConfig, ProviderConfig, RawRuntime};
 use super::AgentConfig;
 
 /// The file as untyped tables, every key known, plus where each value sits.
@@ -168,6 +168,7 @@ impl Document {
         let provider = self.take_section("provider");
         let etcd = self.take_section("etcd");
         let admin = self.take_section("admin");
+        let log = self.take_section("log");
         Ok(AgentConfig {
             runtime: self.typed::<RawRuntime>("runtime", runtime)?.into(),
             consumer: consumer
@@ -179,6 +180,10 @@ impl Document {
             etcd: etcd.map(|t| self.typed::<EtcdSection>("etcd", t)).transpose()?,
             admin: admin
                 .map(|t| self.typed::<AdminConfig>("admin", t))
+                .transpose()?
+                .unwrap_or_default(),
+            log: log
+                .map(|t| self.typed::<LogConfig>("log", t))
                 .transpose()?
                 .unwrap_or_default(),
         })

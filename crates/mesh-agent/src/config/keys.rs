@@ -8,6 +8,7 @@
 //! carries their wording in `rule`, so the reference and the help say what validation enforces.
 
 use super::names::{BalancerName, MigrationStepName, RegisterModeName, SerializationName};
+use super::schema::LogFormat;
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * 1024;
@@ -1041,6 +1042,22 @@ pub(crate) const ADMIN_LISTEN: Key = key(
 /// `[admin]`.
 pub(crate) static ADMIN: &[Key] = &[ADMIN_LISTEN];
 
+// ---- [log] ----------------------------------------------------------------------------------------------
+
+pub(crate) const LOG_FORMAT: Key = key(
+    "log",
+    "format",
+    STRING,
+    Str("text"),
+    "log lines on stderr: `text` (human-readable) or `json` (one JSON object per line); levels and targets \
+     come from MESH_LOG (EnvFilter syntax, e.g. `info,mesh_registry=debug`; default `info`)",
+)
+.one_of(LogFormat::NAMES)
+.flag("log-format", "FORMAT", Parse::Text, "MESH_LOG_FORMAT");
+
+/// `[log]`.
+pub(crate) static LOG: &[Key] = &[LOG_FORMAT];
+
 /// The file's sections with their keys, in file order.
 pub(crate) static SECTIONS: &[(&str, &[Key])] = &[
     ("runtime", RUNTIME),
@@ -1048,6 +1065,7 @@ pub(crate) static SECTIONS: &[(&str, &[Key])] = &[
     ("provider", PROVIDER),
     ("etcd", ETCD),
     ("admin", ADMIN),
+    ("log", LOG),
 ];
 
 /// The keys of `section` (empty for an unknown section).

@@ -48,7 +48,8 @@ pub(crate) use cli::{ConsumerArgs, ProviderArgs};
 pub(crate) use merge::{load, Overrides};
 pub(crate) use names::BalancerName;
 pub(crate) use schema::{
-    AdminConfig, AdminListen, CallPolicyConfig, ConsumerConfig, EtcdSection, ProviderConfig, RuntimeConfig,
+    AdminConfig, AdminListen, CallPolicyConfig, ConsumerConfig, EtcdSection, LogConfig, LogFormat,
+    ProviderConfig, RuntimeConfig,
 };
 
 /// The role the process runs as; decides which section is required and which checks apply.
@@ -83,6 +84,7 @@ pub(crate) struct AgentConfig {
     pub(crate) provider: Option<ProviderConfig>,
     pub(crate) etcd: Option<EtcdSection>,
     pub(crate) admin: AdminConfig,
+    pub(crate) log: LogConfig,
 }
 
 impl AgentConfig {

@@ -97,7 +97,7 @@ pub(crate) fn flag_help(key: &Key) -> String {
 /// The keys of the sections `role` reads that have no flag, listed after `--help`.
 pub(crate) fn file_only_keys(role: Role) -> String {
     let mut out = String::from("Keys set only in the config file (docs/config.md has them all):\n");
-    let sections = ["runtime", role.section(), "etcd", "admin"];
+    let sections = ["runtime", role.section(), "etcd", "admin", "log"];
     let keys = SECTIONS
         .iter()
         .filter(|(s, _)| sections.contains(s))

@@ -415,7 +415,7 @@ fn help_documents_every_key() {
         let help = cmd.clone().render_long_help().to_string();
         let keys: Vec<_> = SECTIONS
             .iter()
-            .filter(|(s, _)| ["runtime", "etcd", "admin", role.section()].contains(s))
+            .filter(|(s, _)| ["runtime", "etcd", "admin", "log", role.section()].contains(s))
             .flat_map(|(_, keys)| keys.iter())
             .collect();
         for k in &keys {
@@ -487,6 +487,7 @@ fn key_table_matches_the_sections() {
         ("provider", struct_fields::<ProviderConfig>()),
         ("etcd", struct_fields::<EtcdSection>()),
         ("admin", struct_fields::<super::AdminConfig>()),
+        ("log", struct_fields::<super::LogConfig>()),
     ] {
         assert_eq!(
             sorted(names(keys_of(section))),

@@ -233,7 +233,7 @@ impl ChosenAddresses {
                 m.decide(&key, &mut self.builder);
             }
             for line in &m.changes {
-                eprintln!("registry: {line}");
+                tracing::info!("{line}");
             }
         }
         self.builder.publish(revision)

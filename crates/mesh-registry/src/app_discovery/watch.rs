@@ -67,7 +67,7 @@ impl Skipped {
 
     fn report(&mut self, what: &str) {
         if let Some(first) = self.first.take() {
-            eprintln!("registry: skipped {} {what}; first: {first}", self.count);
+            tracing::warn!("skipped {} {what}; first: {first}", self.count);
         }
         self.count = 0;
     }
@@ -166,8 +166,8 @@ impl AppWatch {
                 // As the config center's rules: a user allowed to read the registry root only (etcd auth)
                 // still discovers interface-level providers; what was read before stays.
                 Err(e) => {
-                    eprintln!(
-                        "registry: {} not read ({e}); application-level discovery goes on without it this \
+                    tracing::warn!(
+                        "{} not read ({e}); application-level discovery goes on without it this \
                          session",
                         r.key
                     );
@@ -254,7 +254,7 @@ impl AppWatch {
                     chosen.set_mapping(&interface, apps);
                     self.ask_wanted(chosen);
                 }
-                Err(e) => eprintln!("registry: mapping {interface}: {e}; the mapping before stays"),
+                Err(e) => tracing::warn!("mapping {interface}: {e}; the mapping before stays"),
             }
         } else if self.rule.as_ref().is_some_and(|r| r.covers(key)) {
             let text = String::from_utf8_lossy(value);
@@ -263,8 +263,8 @@ impl AppWatch {
                     self.rule_present = true;
                     self.set_rule(rule, chosen);
                 }
-                Err(e) => eprintln!(
-                    "registry: migration rule {}: {e}; the rule before stays in force",
+                Err(e) => tracing::warn!(
+                    "migration rule {}: {e}; the rule before stays in force",
                     String::from_utf8_lossy(key)
                 ),
             }
@@ -308,8 +308,8 @@ impl AppWatch {
                     self.waiting.remove(k);
                 }
                 chosen.set_metadata(&keys, &info);
-                eprintln!(
-                    "registry: metadata of {} revision {} resolved: {} service(s), {} instance(s)",
+                tracing::info!(
+                    "metadata of {} revision {} resolved: {} service(s), {} instance(s)",
                     key.app,
                     key.revision,
                     info.services.len(),
@@ -331,8 +331,8 @@ impl AppWatch {
                 });
                 // The first failure and the one that gives up are logged; the retries between are not.
                 if attempts == 1 || given_up {
-                    eprintln!(
-                        "registry: metadata of {} revision {}: {error} (attempt {attempts}{})",
+                    tracing::warn!(
+                        "metadata of {} revision {}: {error} (attempt {attempts}{})",
                         key.app,
                         key.revision,
                         if given_up {
@@ -356,9 +356,7 @@ impl AppWatch {
             "instance(s) whose MetadataService cannot be called (another of the same revision can be)",
         );
         if let Some((count, first)) = chosen.take_skipped() {
-            eprintln!(
-                "registry: skipped {count} service(s) of instances that cannot be called; first: {first}"
-            );
+            tracing::warn!("skipped {count} service(s) of instances that cannot be called; first: {first}");
         }
     }
 
@@ -430,8 +428,8 @@ impl AppWatch {
     fn set_rule(&mut self, rule: Option<MigrationRule>, chosen: &mut ChosenAddresses) {
         self.rule_uses_applications = rule.as_ref().is_some_and(MigrationRule::may_use_applications);
         match &rule {
-            Some(r) => eprintln!(
-                "registry: migration rule for {} in force: step {}, threshold {}, {} interface and {} \
+            Some(r) => tracing::info!(
+                "migration rule for {} in force: step {}, threshold {}, {} interface and {} \
                  application entries",
                 self.config.application.as_deref().unwrap_or("?"),
                 r.settings
@@ -443,8 +441,8 @@ impl AppWatch {
                 r.interfaces.len(),
                 r.applications.len()
             ),
-            None => eprintln!(
-                "registry: no migration rule for {}: the consumer's step {}",
+            None => tracing::info!(
+                "no migration rule for {}: the consumer's step {}",
                 self.config.application.as_deref().unwrap_or("?"),
                 self.config.migration.step
             ),

@@ -71,15 +71,15 @@ pub(super) async fn write_all(cfg: EtcdConfig, mapping: MappingPlan, shared: Arc
                     Ok(done) => {
                         match done {
                             Mapped::Added(value) => {
-                                eprintln!("registry: mapped {app} at {key} (now {value:?})")
+                                tracing::info!("mapped {app} at {key} (now {value:?})")
                             }
-                            Mapped::AlreadyThere => eprintln!("registry: {key} lists {app} already"),
+                            Mapped::AlreadyThere => tracing::debug!("{key} lists {app} already"),
                         }
                         left.remove(0);
                         shared.mappings_pending.fetch_sub(1, Ordering::AcqRel);
                     }
                     Err(MappingFailure::Refused(reason)) => {
-                        eprintln!("registry: cannot add {app} to the mapping {key}: {reason}; left as it is");
+                        tracing::warn!("cannot add {app} to the mapping {key}: {reason}; left as it is");
                         left.remove(0);
                     }
                     Err(MappingFailure::Conflicts) => {
@@ -96,7 +96,7 @@ pub(super) async fn write_all(cfg: EtcdConfig, mapping: MappingPlan, shared: Arc
         }
         let delay = backoff.next_delay();
         if error != last_error {
-            eprintln!("registry: mapping {app} not written yet ({error}); trying again in {delay:?}");
+            tracing::warn!("mapping {app} not written yet ({error}); trying again in {delay:?}");
             last_error = error;
         }
         tokio::time::sleep(delay).await;

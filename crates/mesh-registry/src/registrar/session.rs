@@ -136,9 +136,13 @@ pub(super) async fn run(
         }),
     };
     match &result {
-        Ok(()) => eprintln!("registry: deregistered {summary} (lease {lease:x} revoked)"),
-        Err(e) => eprintln!(
-            "registry: deregistration of {summary} failed: {e}; the keys expire with lease {lease:x}"
+        Ok(()) => {
+            tracing::info!(lease = %format_args!("{lease:x}"), "deregistered {summary} (lease {lease:x} revoked)")
+        }
+        Err(e) => tracing::warn!(
+            lease = %format_args!("{lease:x}"),
+            error = %e,
+            "deregistration of {summary} failed: {e}; the keys expire with lease {lease:x}"
         ),
     }
     result
@@ -180,8 +184,10 @@ async fn keep_registered(cfg: &EtcdConfig, state: &State, shared: &Shared) -> In
         };
         let message = error.to_string();
         if failures == 0 || message != last_error {
-            eprintln!(
-                "registry: registration of {} lost or failed: {message}; re-registering in {delay:?}",
+            tracing::warn!(
+                error = %message,
+                retry_in = ?delay,
+                "registration of {} lost or failed: {message}; re-registering in {delay:?}",
                 state.plan.borrow().summary
             );
         }
@@ -264,8 +270,10 @@ async fn session(
     shared.in_etcd.store(plan.number, Ordering::Release);
     shared.registered.store(true, Ordering::Release);
     *registrations += 1;
-    eprintln!(
-        "registry: {} {} with lease {lease:x} (ttl {}s)",
+    tracing::info!(
+        lease = %format_args!("{lease:x}"),
+        registrations = *registrations,
+        "{} {} with lease {lease:x} (ttl {}s)",
         if *registrations == 1 {
             "registered"
         } else {
@@ -350,8 +358,9 @@ async fn guard(
     if resuming {
         // etcd answered the keepalive with a TTL > 0: the lease, and with it our keys, are still there.
         shared.registered.store(true, Ordering::Release);
-        eprintln!(
-            "registry: kept {} on lease {lease:x} through another etcd member",
+        tracing::info!(
+            lease = %format_args!("{lease:x}"),
+            "kept {} on lease {lease:x} through another etcd member",
             state.plan.borrow().summary
         );
     }
@@ -459,7 +468,7 @@ async fn put_back_deleted(
             plan.is_ours(kv.key()).map(|i| plan.keys[i].clone())
         };
         let Some((key, value)) = ours else { continue };
-        eprintln!("registry: {key} was deleted by someone else; putting it back");
+        tracing::warn!(%key, "{key} was deleted by someone else; putting it back");
         put(cfg, client, &key, &value.for_lease(lease), lease).await?;
     }
     Ok(())
@@ -485,8 +494,11 @@ async fn apply_update(
         }
         return Err(e);
     }
-    eprintln!(
-        "registry: updated to {} on lease {lease:x} ({} key(s) put, {} deleted)",
+    tracing::info!(
+        lease = %format_args!("{lease:x}"),
+        puts = changes.puts.len(),
+        deletes = changes.deletes.len(),
+        "updated to {} on lease {lease:x} ({} key(s) put, {} deleted)",
         next.summary,
         changes.puts.len(),
         changes.deletes.len()

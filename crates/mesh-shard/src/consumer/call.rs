@@ -10,7 +10,7 @@
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use mesh_balance::outcome::{classify, Attempt, HealthEffect, Next, RetryBudget};
@@ -22,6 +22,7 @@ use super::request::CallRequest;
 use super::routes::{Chosen, Pick};
 use super::Ctx;
 use crate::error::CallError;
+use crate::log_every::LogEvery;
 use crate::metrics::{AttemptReport, AttemptResult, Rejection};
 use crate::upstream::{PendingCall, UpstreamConn};
 
@@ -220,6 +221,9 @@ impl<R: CallRequest> Call<'_, R> {
         ctx.upstreams
             .done(&self.service, chosen, started, outcome.ok_for_balancer());
         let next = self.record(outcome.next, pool.addr());
+        if next == Next::Answer && outcome.next != Next::Answer {
+            self.retries_exhausted(ctx, pool.addr());
+        }
         let ejected_until = match pool.health(Instant::now()) {
             crate::health::State::Ejected(until) => Some(until),
             _ => None,
@@ -236,6 +240,32 @@ impl<R: CallRequest> Call<'_, R> {
             },
         );
         next
+    }
+
+    /// The budget refused the retry an attempt at `addr` asked for: a `warn` line when the policy had
+    /// retries (they were all spent), at most one per second per shard with the number left out.
+    fn retries_exhausted(&self, ctx: &Ctx, addr: SocketAddr) {
+        let retries = self.policy(ctx).retries;
+        if retries == 0 {
+            return;
+        }
+        thread_local! {
+            static EXHAUSTED: LogEvery = const { LogEvery::new(Duration::from_secs(1)) };
+        }
+        if let Some(left_out) = EXHAUSTED.with(|e| e.admit(Instant::now())) {
+            tracing::warn!(
+                service = %self.service,
+                method = %self.req.method(),
+                retries,
+                last_provider = %addr,
+                left_out,
+                "retries exhausted: {} {} failed after {retries} retr{} (last at {addr}); {left_out} more \
+                 such call(s) on this shard since the previous line",
+                self.service,
+                self.req.method(),
+                if retries == 1 { "y" } else { "ies" }
+            );
+        }
     }
 
     /// What the call does after an attempt at `addr` that `classify` said should go `next`: the budget

@@ -78,7 +78,14 @@ impl Pool {
 
     /// A call through this pool answered normally after `rtt`.
     pub fn on_success(&self, rtt: Duration) {
-        self.outlier.borrow_mut().on_success();
+        if self.outlier.borrow_mut().on_success() {
+            tracing::info!(
+                provider = %self.addr,
+                shard = std::thread::current().name().unwrap_or("?"),
+                "provider {} restored: a probe call succeeded after its ejection",
+                self.addr
+            );
+        }
         let inflight = self.inflight() as u32 + 1;
         self.limit.borrow_mut().on_answer(rtt, inflight);
     }
@@ -86,7 +93,21 @@ impl Pool {
     /// A call failed in a way that points at the provider (lost connection, timeout, its agent's error).
     /// Returns true when this ejected the provider.
     pub fn on_failure(&self) -> bool {
-        self.outlier.borrow_mut().on_failure(Instant::now())
+        let now = Instant::now();
+        let ejected = self.outlier.borrow_mut().on_failure(now);
+        if ejected {
+            if let HealthState::Ejected(until) = self.health(now) {
+                let for_ms = until.saturating_duration_since(now).as_millis() as u64;
+                tracing::warn!(
+                    provider = %self.addr,
+                    shard = std::thread::current().name().unwrap_or("?"),
+                    for_ms,
+                    "provider {} ejected for {for_ms} ms after consecutive failures",
+                    self.addr
+                );
+            }
+        }
+        ejected
     }
 
     /// The provider said it is full (status 100).

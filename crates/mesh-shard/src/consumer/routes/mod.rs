@@ -295,8 +295,8 @@ impl Routes {
                 Some(Ok(rules)) => return rules,
                 Some(Err(e)) => {
                     // More conditions than a table holds: keep the tag rule, say why.
-                    eprintln!(
-                        "mesh-agent: condition rules of {service} ignored (snapshot {}): {e}",
+                    tracing::warn!(
+                        "condition rules of {service} ignored (snapshot {}): {e}",
                         snap.version
                     );
                     let tag = provider_app
@@ -316,7 +316,7 @@ impl Routes {
             Some(Ok(r)) => r,
             Some(Err(e)) => {
                 // A bad document must not take the service down: route without rules, say why.
-                eprintln!("mesh-agent: configured routing rules of {service} ignored: {e}");
+                tracing::warn!("configured routing rules of {service} ignored: {e}");
                 RuleSet::default()
             }
         }
