@@ -64,7 +64,7 @@ impl AgentStatus {
 
 /// The consumer's registry as the admin side sees it: the registry thread's latest snapshot and when it was
 /// published, read at scrape time (no thread of its own, nothing done per snapshot).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RegistryView {
     latest: LatestSnapshot,
 }

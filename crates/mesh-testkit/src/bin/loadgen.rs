@@ -125,58 +125,44 @@ fn main() -> ExitCode {
         };
         return rt.block_on(hold_idle(idle, args.duration));
     }
-    let summary = match rt.block_on(loadgen::run(cfg)) {
-        Ok(s) => s,
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let line = match serde_json::to_string(&summary) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut out = std::io::stdout().lock();
-    if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-        return ExitCode::FAILURE;
+    match rt.block_on(loadgen::run(cfg)) {
+        Ok(summary) => print_line(&summary).err().unwrap_or(ExitCode::SUCCESS),
+        Err(e) => failed(&e),
     }
-    ExitCode::SUCCESS
 }
 
 /// The idle mode: opens the connections, says how that went, holds them for `hold`.
 async fn hold_idle(cfg: IdleConfig, hold: Duration) -> ExitCode {
     let (held, report) = match open_idle(&cfg).await {
         Ok(r) => r,
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::from(2);
-        }
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return failed(&e),
     };
-    let line = match serde_json::to_string(&report) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("loadgen: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    {
-        let mut out = std::io::stdout().lock();
-        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
-            return ExitCode::FAILURE;
-        }
+    if let Err(code) = print_line(&report) {
+        return code;
     }
     tokio::time::sleep(hold).await;
     drop(held);
     ExitCode::SUCCESS
+}
+
+/// Says why the run failed; exit 2 for bad input (a usage error), 1 otherwise.
+fn failed(e: &std::io::Error) -> ExitCode {
+    eprintln!("loadgen: {e}");
+    if e.kind() == std::io::ErrorKind::InvalidInput {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+/// Writes `value` as one JSON line on stdout, flushed.
+fn print_line(value: &impl serde::Serialize) -> Result<(), ExitCode> {
+    let line = serde_json::to_string(value).map_err(|e| {
+        eprintln!("loadgen: {e}");
+        ExitCode::FAILURE
+    })?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|_| ExitCode::FAILURE)
 }
