@@ -22,42 +22,20 @@
 
 use serde_json::Value;
 
+use super::header::RuleHeader;
 use super::yaml::{mapping, parse_mapping, scalar_text, Fields};
 use super::DubboRuleError;
 use crate::rule::ConditionRule;
 use crate::ruleset::{CompiledRule, RuleError, MAX_CONDITION_RULES};
 
-const KNOWN: &[&str] = &[
-    "scope",
-    "key",
-    "enabled",
-    "force",
-    "runtime",
-    "priority",
-    "configVersion",
-    "conditions",
-    "valid",
-    "dynamic",
-    "rawRule",
-];
+const BODY: &[&str] = &["conditions"];
 
 /// One `*.condition-router` document, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConditionRouterRule {
-    /// `scope` as written (`application` or `service`; Dubbo does not check it: the config key decides).
-    pub scope: Option<String>,
-    /// `key` as written (informational, like in Dubbo).
-    pub key: Option<String>,
-    /// `configVersion` as written.
-    pub config_version: Option<String>,
-    /// `enabled` (default true): a disabled rule routes nothing away.
-    pub enabled: bool,
-    /// `force` (default false): a condition that leaves no provider leaves none instead of being ignored.
-    pub force: bool,
-    /// `runtime` (default true), read and unused as in Dubbo 3.
-    pub runtime: bool,
-    /// `priority` (default 0), read and unused as in Dubbo (the router's place in the chain decides).
-    pub priority: i32,
+    /// `scope`, `key`, `configVersion`, `enabled`, `force` (a condition that leaves no provider leaves none
+    /// instead of being ignored), `runtime`, `priority`.
+    pub header: RuleHeader,
     /// The conditions in document order.
     pub conditions: Vec<ConditionRule>,
     /// Keys Dubbo does not read, ignored.
@@ -68,18 +46,14 @@ impl ConditionRouterRule {
     /// Parses and validates a condition router YAML.
     pub fn parse(text: &str) -> Result<ConditionRouterRule, DubboRuleError> {
         let map = parse_mapping(text)?;
-        let f = Fields::new("", &map, KNOWN);
-        if f.flag("valid")? == Some(false) {
-            return Err(DubboRuleError::field(
-                "valid",
-                "a rule marked invalid is not applied (Dubbo keeps the previous rule)",
-            ));
-        }
-        let config_version = f.text("configVersion")?;
-        let multi_dest = match config_version.as_deref().map(str::to_ascii_lowercase) {
+        let f = Fields::document(&map, BODY);
+        let header = RuleHeader::read(&f)?;
+        let multi_dest = match header.config_version.as_deref().map(str::to_ascii_lowercase) {
             Some(v) if v.starts_with("v3.1") => true,
             Some(v) if v.as_str() > "v3.1" => {
-                return Err(DubboRuleError::NewerVersion(config_version.unwrap_or_default()))
+                return Err(DubboRuleError::NewerVersion(
+                    header.config_version.clone().unwrap_or_default(),
+                ))
             }
             _ => false,
         };
@@ -109,13 +83,7 @@ impl ConditionRouterRule {
             conditions.push(rule);
         }
         Ok(ConditionRouterRule {
-            scope: f.text("scope")?,
-            key: f.text("key")?,
-            config_version,
-            enabled: f.flag("enabled")?.unwrap_or(true),
-            force: f.flag("force")?.unwrap_or(false),
-            runtime: f.flag("runtime")?.unwrap_or(true),
-            priority: f.int("priority")?.unwrap_or(0),
+            header,
             conditions,
             warnings,
         })
@@ -124,7 +92,7 @@ impl ConditionRouterRule {
     /// The enabled conditions for a route table, at `chain_priority` (the router's place in Dubbo's chain;
     /// ties keep document order). None when the rule is disabled.
     pub fn compiled(&self, chain_priority: i32) -> Vec<CompiledRule> {
-        if !self.enabled {
+        if !self.header.enabled {
             return Vec::new();
         }
         self.conditions
@@ -133,7 +101,7 @@ impl ConditionRouterRule {
             .map(|(index, rule)| CompiledRule {
                 index,
                 rule: rule.clone(),
-                force: self.force,
+                force: self.header.force,
                 priority: chain_priority,
             })
             .collect()
@@ -225,8 +193,8 @@ mod tests {
              \x20 - >\n    ip=127.0.0.1\n    =>\n    host = 1.1.1.1\n  - '=> host != 172.22.3.91'\n",
         )
         .unwrap();
-        assert_eq!(r.scope.as_deref(), Some("service"));
-        assert!(r.force && r.enabled && r.runtime && r.warnings.is_empty());
+        assert_eq!(r.header.scope.as_deref(), Some("service"));
+        assert!(r.header.force && r.header.enabled && r.header.runtime && r.warnings.is_empty());
         assert_eq!(r.conditions.len(), 3);
         assert_eq!(
             r.conditions[0].to_string(),
@@ -239,7 +207,7 @@ mod tests {
         assert_eq!(c[2].index, 2);
         // the defaults: enabled, not forced; disabled = nothing compiled
         let r = ConditionRouterRule::parse("conditions: ['=> host = 1.2.3.4']\nenabled: false\n").unwrap();
-        assert!(!r.force && r.compiled(0).is_empty());
+        assert!(!r.header.force && r.compiled(0).is_empty());
         // version 2.7 and no version are the classic form
         assert!(ConditionRouterRule::parse("configVersion: v2.7\nconditions: [a = b => c = d]\n").is_ok());
     }
@@ -253,7 +221,7 @@ mod tests {
              scope: application\nconfigVersion: v3.0\n",
         )
         .unwrap();
-        assert_eq!(r.scope.as_deref(), Some("application"));
+        assert_eq!(r.header.scope.as_deref(), Some("application"));
         assert_eq!(r.conditions[0].to_string(), "=> host != 172.22.3.91");
         assert_eq!(
             r.conditions[1].to_string(),

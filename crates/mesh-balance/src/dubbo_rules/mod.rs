@@ -30,6 +30,7 @@ mod chain;
 mod condition_router;
 pub mod config_key;
 mod error;
+mod header;
 mod store;
 mod tag_router;
 mod yaml;
@@ -41,5 +42,6 @@ pub use chain::{
 pub use condition_router::ConditionRouterRule;
 pub use config_key::{rule_text, ConfigLayout, RuleKey, ServiceRuleKey, MAX_RULE_BYTES};
 pub use error::DubboRuleError;
+pub use header::RuleHeader;
 pub use store::{RuleRejected, RuleStore, StoreChange};
 pub use tag_router::TagRouterRule;

@@ -20,39 +20,21 @@
 //! cannot run. Not supported and not refused: Dubbo's tag levels (`beta|team1` requests falling back to
 //! `beta`), a routing feature of the tag router itself rather than of the rule.
 
+use super::header::RuleHeader;
 use super::yaml::{mapping, parse_mapping, scalar_text, Fields};
 use super::DubboRuleError;
 use crate::param_match::{ParamMatch, StringMatch};
 use crate::ruleset::RuleError;
 use crate::tag::{AddressPattern, TagRule};
 
-const KNOWN: &[&str] = &[
-    "scope",
-    "key",
-    "enabled",
-    "force",
-    "runtime",
-    "priority",
-    "configVersion",
-    "tags",
-    "valid",
-    "dynamic",
-    "rawRule",
-];
+const BODY: &[&str] = &["tags"];
 
 /// One `*.tag-router` document, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagRouterRule {
-    /// `key` as written: the provider application (informational; the config key decides).
-    pub key: Option<String>,
-    /// `configVersion` as written; `v3.0...` enables `match`.
-    pub config_version: Option<String>,
-    /// `enabled` (default true).
-    pub enabled: bool,
-    /// `runtime` (default true), read and unused.
-    pub runtime: bool,
-    /// `priority` (default 0), read and unused.
-    pub priority: i32,
+    /// `key` (the provider application, informational: the config key decides), `configVersion` (`v3.0...`
+    /// enables `match`), `enabled`, `force` (also in [`TagRule::force`]), `runtime`, `priority`.
+    pub header: RuleHeader,
     /// The rule (its `force` included); `None` when there are no tags (Dubbo: an invalid rule).
     pub rule: Option<TagRule>,
     /// Keys Dubbo does not read (or does not read in this version), ignored.
@@ -63,16 +45,12 @@ impl TagRouterRule {
     /// Parses and validates a tag router YAML.
     pub fn parse(text: &str) -> Result<TagRouterRule, DubboRuleError> {
         let map = parse_mapping(text)?;
-        let f = Fields::new("", &map, KNOWN);
-        if f.flag("valid")? == Some(false) {
-            return Err(DubboRuleError::field(
-                "valid",
-                "a rule marked invalid is not applied",
-            ));
-        }
-        let config_version = f.text("configVersion")?;
-        let with_match = config_version.as_deref().is_some_and(|v| v.starts_with("v3.0"));
-        let force = f.flag("force")?.unwrap_or(false);
+        let f = Fields::document(&map, BODY);
+        let header = RuleHeader::read(&f)?;
+        let with_match = header
+            .config_version
+            .as_deref()
+            .is_some_and(|v| v.starts_with("v3.0"));
         let mut warnings = f.unknown();
         let mut groups: Vec<(String, Vec<AddressPattern>)> = Vec::new();
         let mut param_groups: Vec<(String, Vec<ParamMatch>)> = Vec::new();
@@ -128,16 +106,12 @@ impl TagRouterRule {
             }
         }
         let rule = (!entries.is_empty()).then_some(TagRule {
-            force,
+            force: header.force,
             groups,
             param_groups,
         });
         Ok(TagRouterRule {
-            key: f.text("key")?,
-            config_version,
-            enabled: f.flag("enabled")?.unwrap_or(true),
-            runtime: f.flag("runtime")?.unwrap_or(true),
-            priority: f.int("priority")?.unwrap_or(0),
+            header,
             rule,
             warnings,
         })
@@ -145,7 +119,7 @@ impl TagRouterRule {
 
     /// The rule for a route table: `None` when disabled or without tags (static tags only).
     pub fn tag_rule(&self) -> Option<&TagRule> {
-        self.rule.as_ref().filter(|_| self.enabled)
+        self.rule.as_ref().filter(|_| self.header.enabled)
     }
 }
 
@@ -200,7 +174,7 @@ mod tests {
              \x20 - name: tag2\n    addresses: [\"10.0.1.0/24\"]\n  - name: tag3\n",
         )
         .unwrap();
-        assert_eq!(r.key.as_deref(), Some("demo-provider"));
+        assert_eq!(r.header.key.as_deref(), Some("demo-provider"));
         let rule = r.tag_rule().unwrap();
         assert!(rule.force);
         assert_eq!(rule.group("tag1").unwrap().len(), 2);

@@ -56,6 +56,8 @@ pub(crate) struct Fields<'a> {
     pub(crate) map: &'a Map<String, Value>,
     /// The keys Dubbo reads here.
     pub(crate) known: &'static [&'static str],
+    /// More keys Dubbo reads here: a rule document's header ([`super::header::HEADER_KEYS`]).
+    also_known: &'static [&'static str],
 }
 
 impl<'a> Fields<'a> {
@@ -68,6 +70,15 @@ impl<'a> Fields<'a> {
             path: path.into(),
             map,
             known,
+            also_known: &[],
+        }
+    }
+
+    /// The top level of a rule document: the header fields and `body` are known.
+    pub(crate) fn document(map: &'a Map<String, Value>, body: &'static [&'static str]) -> Self {
+        Fields {
+            also_known: super::header::HEADER_KEYS,
+            ..Fields::new("", map, body)
         }
     }
 
@@ -139,7 +150,7 @@ impl<'a> Fields<'a> {
     pub(crate) fn unknown(&self) -> Vec<String> {
         self.map
             .keys()
-            .filter(|k| !self.known.contains(&k.as_str()))
+            .filter(|k| !self.known.contains(&k.as_str()) && !self.also_known.contains(&k.as_str()))
             .map(|k| format!("`{}` is not a Dubbo rule field here: ignored", self.name(k)))
             .collect()
     }
