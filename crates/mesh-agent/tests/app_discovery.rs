@@ -8,7 +8,7 @@ mod common;
 use std::time::Duration;
 
 use mesh_testkit::etcd::EtcdServer;
-use mesh_testkit::loadgen::{run_blocking, LoadConfig};
+use mesh_testkit::loadgen::run_blocking;
 use mesh_testkit::process::{free_port, ChildGuard};
 
 use common::*;
@@ -102,10 +102,7 @@ fn an_instance_leaving_under_load_fails_no_request() {
     );
     let (_consumer, port) = consumer(&etcd, "FORCE_APPLICATION");
 
-    let mut cfg = LoadConfig::new(format!("http://127.0.0.1:{port}/").parse().unwrap());
-    cfg.connections = 16;
-    cfg.duration = Duration::from_secs(6);
-    cfg.warmup = Duration::from_millis(200);
+    let cfg = http_load(port, 16, 6);
     let load = std::thread::spawn(move || run_blocking(cfg, 1).unwrap());
     std::thread::sleep(Duration::from_secs(2));
     // Planned stop of A under load: its instance is deleted first, then it drains.

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mesh_testkit::etcd::EtcdServer;
-use mesh_testkit::loadgen::{run_blocking, LoadConfig};
+use mesh_testkit::loadgen::run_blocking;
 use mesh_testkit::process::{free_port, wait_for_port, ChildGuard};
 
 mod common;
@@ -144,9 +144,7 @@ fn fastjson_provider_under_load_answers_every_call() {
     let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
     let _provider = provider_agent(pa, sim_port, &["--no-register", "--serialization", "fastjson"]);
     let _consumer = consumer_agent(ca, &["--provider", &addr(pa).to_string()]);
-    let mut cfg = LoadConfig::new(format!("http://127.0.0.1:{ca}/").parse().unwrap());
-    cfg.connections = 32;
-    cfg.duration = Duration::from_secs(3);
+    let mut cfg = http_load(ca, 32, 3);
     cfg.warmup = Duration::from_millis(500);
     let s = run_blocking(cfg, 1).unwrap();
     assert_eq!(s.error_count(), 0, "{:?}", s.errors);
@@ -169,10 +167,7 @@ fn providers_joining_and_leaving_mid_run_lose_no_request() {
     });
     let _consumer = consumer_agent(ca, &["--etcd", &url]);
 
-    let mut cfg = LoadConfig::new(format!("http://127.0.0.1:{ca}/").parse().unwrap());
-    cfg.connections = 32;
-    cfg.duration = Duration::from_secs(7);
-    cfg.warmup = Duration::from_millis(200);
+    let cfg = http_load(ca, 32, 7);
     let load = std::thread::spawn(move || run_blocking(cfg, 1).unwrap());
 
     std::thread::sleep(Duration::from_secs(2));

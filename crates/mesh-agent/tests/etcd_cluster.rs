@@ -14,20 +14,11 @@ use std::time::{Duration, Instant};
 
 use mesh_registry::{spawn_watcher, EtcdAuth, EtcdConfig, EtcdTls, Snapshot, Source, WatcherHandle};
 use mesh_testkit::etcd_cluster::{one_cluster_at_a_time, EtcdCluster};
-use mesh_testkit::loadgen::{run_blocking, LoadConfig, Summary};
+use mesh_testkit::loadgen::{run_blocking, Summary};
 use mesh_testkit::process::free_port;
 
 mod common;
 use common::*;
-
-fn load(port: u16, connections: usize, secs: u64) -> LoadConfig {
-    let mut cfg = LoadConfig::new(format!("http://127.0.0.1:{port}/").parse().unwrap());
-    cfg.connections = connections;
-    cfg.duration = Duration::from_secs(secs);
-    cfg.warmup = Duration::from_millis(200);
-    cfg.timeout = Duration::from_secs(10);
-    cfg
-}
 
 fn all_answered_without_error(s: &Summary) {
     assert_eq!(s.sent, s.ok + s.error_count(), "{s:?}");
@@ -65,7 +56,7 @@ fn leaders_killed_in_turn_under_load_lose_no_request_and_later_changes_are_seen(
         call(ca, IFACE, "warm").0 == 200
     });
 
-    let run = std::thread::spawn(move || run_blocking(load(ca, 16, 9), 1).unwrap());
+    let run = std::thread::spawn(move || run_blocking(http_load(ca, 16, 9), 1).unwrap());
     // Two leaders die in turn (the first comes back before the second dies: a quorum stays).
     for _ in 0..2 {
         std::thread::sleep(Duration::from_millis(1500));
@@ -121,7 +112,7 @@ fn whole_cluster_stopped_under_load_is_served_from_the_snapshot_and_registration
         call(ca, IFACE, "warm").0 == 200
     });
 
-    let run = std::thread::spawn(move || run_blocking(load(ca, 16, 9), 1).unwrap());
+    let run = std::thread::spawn(move || run_blocking(http_load(ca, 16, 9), 1).unwrap());
     std::thread::sleep(Duration::from_secs(1));
     cluster.stop_all().unwrap();
     std::thread::sleep(Duration::from_secs(4));

@@ -15,20 +15,11 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use mesh_dubbo::{Body, Codec, Decoded, Header, Response, RpcResult, Serialization, Status, Value};
 use mesh_testkit::etcd::EtcdServer;
-use mesh_testkit::loadgen::{run_blocking, LoadConfig, Summary};
+use mesh_testkit::loadgen::{run_blocking, Summary};
 use mesh_testkit::process::{free_port, ChildGuard};
 
 mod common;
 use common::*;
-
-fn load(port: u16, connections: usize, secs: u64) -> LoadConfig {
-    let mut cfg = LoadConfig::new(format!("http://127.0.0.1:{port}/").parse().unwrap());
-    cfg.connections = connections;
-    cfg.duration = Duration::from_secs(secs);
-    cfg.warmup = Duration::from_millis(200);
-    cfg.timeout = Duration::from_secs(10);
-    cfg
-}
 
 /// Every call sent got an answer: counted as ok or as a failure of some kind (loadgen's timeout would be
 /// a failure kind of its own, so "answered" also means no `timeout`).
@@ -66,7 +57,7 @@ fn sigkill_of_a_provider_agent_under_load_loses_no_request() {
         call(ca, IFACE, "warm").0 == 200
     });
 
-    let run = std::thread::spawn(move || run_blocking(load(ca, 32, 6), 1).unwrap());
+    let run = std::thread::spawn(move || run_blocking(http_load(ca, 32, 6), 1).unwrap());
     std::thread::sleep(Duration::from_secs(2));
     // No deregistration, no drain: the lease stays in etcd for its TTL while the port is dead.
     agent_a.signal("KILL").unwrap();
@@ -101,7 +92,7 @@ fn etcd_stopped_and_restarted_under_load_loses_no_request_and_registration_retur
         call(ca, IFACE, "warm").0 == 200
     });
 
-    let run = std::thread::spawn(move || run_blocking(load(ca, 16, 8), 1).unwrap());
+    let run = std::thread::spawn(move || run_blocking(http_load(ca, 16, 8), 1).unwrap());
     std::thread::sleep(Duration::from_secs(1));
     etcd.stop().unwrap();
     // Longer than the lease TTL: the lease is gone when etcd comes back.
@@ -267,7 +258,7 @@ fn a_provider_answering_status_100_is_learnt_and_no_call_fails() {
     let cfg = config_file(&dir, "[consumer]\nretries = 10\n");
     let provider = addr(pa).to_string();
     let _consumer = consumer_agent(ca, &["--provider", &provider, "--config", &cfg, "--shards", "1"]);
-    let s = run_blocking(load(ca, 16, 4), 1).unwrap();
+    let s = run_blocking(http_load(ca, 16, 4), 1).unwrap();
     all_answered(&s);
     let stats = sim_stats(&mut sim);
     let (served, rejected) = (

@@ -253,3 +253,15 @@ pub(crate) fn form_body(fields: &[(&str, &str)]) -> String {
     }
     out
 }
+
+/// A closed-loop HTTP load on the consumer agent at `port`: `connections` for `secs` seconds after a 200 ms
+/// warm-up, a call that takes over 10 s counted as a timeout.
+pub(crate) fn http_load(port: u16, connections: usize, secs: u64) -> mesh_testkit::loadgen::LoadConfig {
+    let mut cfg =
+        mesh_testkit::loadgen::LoadConfig::new(format!("http://127.0.0.1:{port}/").parse().unwrap());
+    cfg.connections = connections;
+    cfg.duration = Duration::from_secs(secs);
+    cfg.warmup = Duration::from_millis(200);
+    cfg.timeout = Duration::from_secs(10);
+    cfg
+}
