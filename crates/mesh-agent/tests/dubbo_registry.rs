@@ -506,24 +506,9 @@ fn registry_root_is_the_dubbo_registry_group() {
     assert!(sa >= 10 && sb == 0, "a {sa}, b {sb}");
 }
 
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mesh-dubbo/tests/interop")
-}
-
 #[test]
 fn sofa_rpc_node_provider_registered_as_java_is_called_directly() {
-    let dir = interop_dir();
-    assert!(
-        dir.join("node_modules/sofa-rpc-node").exists(),
-        "run `bash scripts/setup.sh` (npm ci in {})",
-        dir.display()
-    );
-    let mut cmd = Command::new("node");
-    cmd.args(["provider.js", "0"])
-        .current_dir(&dir)
-        .env("INTEROP_MAX_LIFETIME_SECS", "120");
-    let mut node = ChildGuard::spawn(&mut cmd).unwrap();
-    let node_port = node.listening_port(Duration::from_secs(20)).unwrap();
+    let (_node, node_port) = sofa_rpc_node_provider();
 
     let etcd = EtcdServer::start().unwrap();
     let mut w = BlockingWriter::connect(etcd.client_url()).unwrap();

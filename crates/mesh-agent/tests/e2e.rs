@@ -6,8 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use mesh_testkit::etcd::EtcdServer;
@@ -101,24 +99,9 @@ fn provider_registers_survives_lease_loss_and_deregisters_on_sigterm() {
     .is_empty());
 }
 
-fn interop_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mesh-dubbo/tests/interop")
-}
-
 #[test]
 fn http_through_both_agents_to_the_sofa_rpc_node_provider() {
-    let dir = interop_dir();
-    assert!(
-        dir.join("node_modules/sofa-rpc-node").exists(),
-        "run `bash scripts/setup.sh` (npm ci in {})",
-        dir.display()
-    );
-    let mut cmd = Command::new("node");
-    cmd.args(["provider.js", "0"])
-        .current_dir(&dir)
-        .env("INTEROP_MAX_LIFETIME_SECS", "120");
-    let mut node = ChildGuard::spawn(&mut cmd).unwrap();
-    let node_port = node.listening_port(Duration::from_secs(20)).unwrap();
+    let (_node, node_port) = sofa_rpc_node_provider();
 
     let (pa, ca) = (free_port().unwrap(), free_port().unwrap());
     let _provider = provider_agent(pa, node_port, &["--no-register"]);

@@ -265,3 +265,21 @@ pub(crate) fn http_load(port: u16, connections: usize, secs: u64) -> mesh_testki
     cfg.timeout = Duration::from_secs(10);
     cfg
 }
+
+/// The third-party sofa-rpc-node Dubbo provider (`crates/mesh-dubbo/tests/interop/provider.js`, installed by
+/// `scripts/setup.sh`) on a free port, stopped when the guard drops (and after 120 s in any case).
+pub(crate) fn sofa_rpc_node_provider() -> (ChildGuard, u16) {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../mesh-dubbo/tests/interop");
+    assert!(
+        dir.join("node_modules/sofa-rpc-node").exists(),
+        "run `bash scripts/setup.sh` (npm ci in {})",
+        dir.display()
+    );
+    let mut cmd = Command::new("node");
+    cmd.args(["provider.js", "0"])
+        .current_dir(&dir)
+        .env("INTEROP_MAX_LIFETIME_SECS", "120");
+    let mut node = ChildGuard::spawn(&mut cmd).unwrap();
+    let port = node.listening_port(Duration::from_secs(20)).unwrap();
+    (node, port)
+}
