@@ -15,61 +15,27 @@
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
 
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion};
 use mesh_balance::{
-    Change, ConsumerInfo, LiveState, PickOptions, Policy, Provider, Request, Rng, RouteTable, RuleSet,
+    Change, ConsumerInfo, LiveState, PickOptions, Policy, Provider, Request, RouteTable, RuleSet,
     TableOptions, XorShift64,
 };
 
+mod estate;
+use estate::{addr, requests, rules_json, Req};
+
 const SIZES: [usize; 2] = [500, 5000];
-const TAGS: [&str; 3] = ["gray", "canary", "blue"];
-const RULES: [&str; 5] = [
-    "method = find*,list* => version = 2.*",
-    "method = get* => zone != z0",
-    "method = update*,delete* => group = g0,g1",
-    "arguments[0] = 0~99 => zone = z1,z2,z3",
-    "=> host != 10.0.0.5",
-];
-const METHODS: [&str; 8] = [
-    "findUser",
-    "listOrders",
-    "getItem",
-    "updateUser",
-    "deleteItem",
-    "hash",
-    "ping",
-    "getAll",
-];
 const REQS: usize = 1024;
 
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from((
-        [10, (i / 62_500) as u8, (i / 250 % 250) as u8, (i % 250 + 1) as u8],
-        20880,
-    ))
-}
-
-/// Provider `i`; `gen` varies its parameters (a changed registration).
-fn provider(i: usize, gen: usize) -> Provider {
-    let mut p = Provider::new(addr(i))
-        .with_weight([100, 200, 300][i % 3])
-        .with_max_concurrency(50)
-        .with_param("application", "svc")
-        .with_param("version", if (i + gen).is_multiple_of(3) { "2.0" } else { "1.0" })
-        .with_param("group", format!("g{}", (i + gen) % 4))
-        .with_param("zone", format!("z{}", (i + gen) % 5));
-    if i % 20 < 3 {
-        p = p.with_tag(TAGS[i % 20]);
-    }
-    p
-}
-
 fn rules() -> RuleSet {
-    let list: Vec<String> = RULES.iter().map(|r| format!("\"{r}\"")).collect();
-    RuleSet::from_json(&format!("{{\"conditions\":[{}]}}", list.join(","))).unwrap()
+    RuleSet::from_json(&rules_json()).unwrap()
+}
+
+/// Provider `i` with a concurrency cap.
+fn provider(i: usize, gen: usize) -> Provider {
+    estate::provider(i, gen).with_max_concurrency(50)
 }
 
 fn consumer() -> ConsumerInfo {
@@ -79,36 +45,10 @@ fn consumer() -> ConsumerInfo {
     }
 }
 
-struct Req {
-    method: &'static str,
-    tag: Option<&'static str>,
-    arg: String,
-}
-
-fn requests() -> Vec<Req> {
-    let mut rng = XorShift64::new(0x5eed);
-    (0..REQS)
-        .map(|_| {
-            let r = rng.next_u64();
-            Req {
-                method: METHODS[(r >> 8) as usize % METHODS.len()],
-                tag: match r % 10 {
-                    0 => Some("gray"),
-                    1 => Some("canary"),
-                    2 => Some("blue"),
-                    3 => Some("red"),
-                    _ => None,
-                },
-                arg: ((r >> 20) % 300).to_string(),
-            }
-        })
-        .collect()
-}
-
 /// Routes every request once (fills the route cache as traffic would).
 fn warm(t: &mut RouteTable, reqs: &[Req]) {
     for r in reqs {
-        let args = [r.arg.as_str()];
+        let args = [r.args[0].as_str()];
         let req = Request {
             tag: r.tag,
             arguments: &args,
@@ -143,7 +83,7 @@ fn churn(t: &mut RouteTable, live: &mut LiveState, n: usize) {
 fn route_and_pick(t: &mut RouteTable, live: &LiveState, reqs: &[Req], rng: &mut XorShift64, k: &mut usize) {
     let r = &reqs[*k % REQS];
     *k += 1;
-    let args = [r.arg.as_str()];
+    let args = [r.args[0].as_str()];
     let req = Request {
         tag: r.tag,
         arguments: &args,
@@ -158,7 +98,7 @@ fn route_and_pick(t: &mut RouteTable, live: &LiveState, reqs: &[Req], rng: &mut 
 }
 
 fn bench(c: &mut Criterion) {
-    let reqs = requests();
+    let reqs = requests(REQS);
     let rules = rules();
     let mut g = c.benchmark_group("incremental");
     g.sample_size(20)

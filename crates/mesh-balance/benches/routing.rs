@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -19,82 +18,15 @@ use mesh_balance::{
     TableOptions, XorShift64,
 };
 
+mod estate;
+use estate::{addr, provider, requests, rules_json, METHODS, RULES, TAGS};
+
 const SIZES: [usize; 5] = [100, 500, 1000, 2000, 5000];
-const TAGS: [&str; 3] = ["gray", "canary", "blue"];
-const RULES: [&str; 5] = [
-    "method = find*,list* => version = 2.*",
-    "method = get* => zone != z0",
-    "method = update*,delete* => group = g0,g1",
-    "arguments[0] = 0~99 => zone = z1,z2,z3",
-    "=> host != 10.0.0.5",
-];
-const METHODS: [&str; 8] = [
-    "findUser",
-    "listOrders",
-    "getItem",
-    "updateUser",
-    "deleteItem",
-    "hash",
-    "ping",
-    "getAll",
-];
 const BATCHES: usize = 21;
 const REQS: usize = 4096;
 
-fn addr(i: usize) -> SocketAddr {
-    SocketAddr::from((
-        [10, (i / 62_500) as u8, (i / 250 % 250) as u8, (i % 250 + 1) as u8],
-        20880,
-    ))
-}
-
 fn providers(n: usize) -> Vec<Provider> {
-    (0..n)
-        .map(|i| {
-            let mut p = Provider::new(addr(i))
-                .with_weight([100, 200, 300][i % 3])
-                .with_param("application", "svc")
-                .with_param("version", if i % 3 == 0 { "2.0" } else { "1.0" })
-                .with_param("group", format!("g{}", i % 4))
-                .with_param("zone", format!("z{}", i % 5));
-            if i % 20 < 3 {
-                p = p.with_tag(TAGS[i % 20]);
-            }
-            p
-        })
-        .collect()
-}
-
-fn rules_json() -> String {
-    let list: Vec<String> = RULES.iter().map(|r| format!("\"{r}\"")).collect();
-    format!("{{\"conditions\":[{}]}}", list.join(","))
-}
-
-struct Req {
-    method: &'static str,
-    tag: Option<&'static str>,
-    args: [String; 1],
-}
-
-fn requests(count: usize) -> Vec<Req> {
-    let mut rng = XorShift64::new(0x5eed);
-    (0..count)
-        .map(|_| {
-            let r = rng.next_u64();
-            let tag = match r % 10 {
-                0 => Some("gray"),
-                1 => Some("canary"),
-                2 => Some("blue"),
-                3 => Some("red"),
-                _ => None,
-            };
-            Req {
-                method: METHODS[(r >> 8) as usize % METHODS.len()],
-                tag,
-                args: [((r >> 20) % 300).to_string()],
-            }
-        })
-        .collect()
+    (0..n).map(|i| provider(i, 0)).collect()
 }
 
 // ---- naive baseline: everything per call, as Dubbo's router chain does ----
