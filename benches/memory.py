@@ -18,8 +18,11 @@ connections are open. The number of descriptors the consumer holds is recorded n
 that the connections are really there).
 
 `memory.json` = {"rss_mib_idle", "rss_mib_1024_idle", "rss_mib_1024_busy", "rss_mib_10000_idle", ...,
-"runs": [per state: connections, open, errors, rss_mib, hwm_mib, fds, (busy: qps, errors, samples)],
-"machine", "load"}. `BENCH_AGENT_BIN=path` measures another mesh-agent binary (an A/B of two builds with the
+"runs": [per state: connections, open, errors, rss_mib, hwm_mib, fds, breakdown_kib (where the RSS is: see
+smaps_breakdown; busy: read once in the middle of the measured period), (busy: qps, errors, samples,
+consumer_cpu_us_per_req), malloc (only with BENCH_MEMORY_MALLOC_STATS=1: glibc's own account, see
+malloc_stats; gdb stops the agent for about a second, so a busy run read that way loses throughput and may
+time calls out)], "machine", "load"}. `BENCH_AGENT_BIN=path` measures another mesh-agent binary (an A/B of two builds with the
 same load tools). The open-file limit of the runner (inherited by the agents and the load generator) is raised
 to its hard limit; 10,000 connections need about 10,100 descriptors in each of the consumer and loadgen.
 """
