@@ -265,8 +265,9 @@ def drift():
         bench.cleanup(work)
 
 
-def drift_section(d):
-    """The "## Capacity drift" section of docs/benchmarks.md (benches/report.py)."""
+def drift_section(d, plot=None):
+    """The "## Capacity drift" section of docs/benchmarks.md (benches/report.py); `plot`: the drift plot's
+    path relative to the document, when drawn."""
     out = ["## Capacity drift (issue 14)", ""]
     if not d:
         return "\n".join(out + ["Not run yet: `bash scripts/bench.sh drift` writes `target/bench/drift.json`.", ""])
@@ -299,4 +300,92 @@ def drift_section(d):
                    f"{' / '.join(f'{x:,}' for x in steps.get('ok', []))} | {rej:,} | "
                    f"{r['load_gate'].get('loadavg_1m_at_start', '?')} |")
     out += ["", "Balancers: " + "; ".join(f"`{k}`: {v}" for k, v in p["balancer_variants"].items()) + ".", ""]
+    if plot:
+        out += [f"![drift: successful requests per step and per balancer]({plot})", ""]
     return "\n".join(out)
+
+
+DRIFT_COLORS = {"adaptive": "#1f77b4", "weights": "#ff7f0e", "oracle": "#2ca02c"}
+
+
+def plot_drift(d, path, Svg, nice_max):
+    """docs/bench/drift.svg: per balancer, successful requests per schedule step next to the step's ceiling
+    (left), and the run's totals: successful requests, errors and p99 (right). False when there is nothing to
+    draw."""
+    runs = (d or {}).get("runs") or []
+    if not runs:
+        return False
+    p = d["params"]
+    steps = p["steps"]
+    W, H = 820, 380
+    svg = Svg(W, H)
+    svg.text(W / 2, 22, f"Capacity drift: {p['connections']:,} connections, {len(steps)} steps of {p['step_s']:g} s",
+             14, "middle", weight="bold")
+    # Left panel: successful requests per step.
+    L, R, T, B = 70, 360, 45, 60
+    ceil = [s["total_calls_per_s"] * p["step_s"] for s in steps]
+    per = {r["balancer"]: (r.get("per_step") or {}).get("ok") or [] for r in runs}
+    ymax = nice_max(max(ceil + [x for v in per.values() for x in v]) * 1.05)
+
+    def Y(v):
+        return H - B - v / ymax * (H - T - B)
+
+    def X(i):
+        return L + (i + 0.5) * (W - L - R) / len(steps)
+
+    for i in range(6):
+        v = ymax * i / 5
+        svg.line(L, Y(v), W - R, Y(v), "#e5e5e5")
+        svg.text(L - 6, Y(v) + 4, f"{v:,.0f}", 10, "end")
+    svg.line(L, H - B, W - R, H - B, "#333")
+    svg.line(L, T, L, H - B, "#333")
+    svg.text(16, T + (H - T - B) / 2, "successful requests per step", 11, "middle", rotate=-90)
+    for i, s in enumerate(steps):
+        svg.text(X(i), H - B + 16, f"{s['at_s']:g} s", 10, "middle")
+    svg.text(L + (W - L - R) / 2, H - B + 34, "schedule step (start)", 11, "middle")
+    svg.polyline([(X(i), Y(c)) for i, c in enumerate(ceil)], "#555555", 1.5, "6,4")
+    for r in runs:
+        ys = per.get(r["balancer"]) or []
+        color = DRIFT_COLORS.get(r["balancer"], "#7f7f7f")
+        if ys:
+            svg.polyline([(X(i), Y(v)) for i, v in enumerate(ys)], color, 2)
+            for i, v in enumerate(ys):
+                svg.marker(X(i), Y(v), color, "circle", f"{r['balancer']}: {v:,} in step {i + 1}")
+    # Right panel: totals (bars: successful requests as % of the oracle's), errors and p99 written under each.
+    L2, R2 = W - R + 60, 20
+    oracle = [r["ok"] for r in runs if r["balancer"] == "oracle"]
+    ref = sum(oracle) / len(oracle) if oracle else max(r["ok"] for r in runs)
+
+    def Y2(v):
+        return H - B - v / 110.0 * (H - T - B)
+
+    for v in (0, 25, 50, 75, 100):
+        svg.line(L2, Y2(v), W - R2, Y2(v), "#e5e5e5")
+        svg.text(L2 - 6, Y2(v) + 4, f"{v}%", 10, "end")
+    svg.line(L2, Y2(95), W - R2, Y2(95), "#d62728", 1.5, "5,3")
+    svg.line(L2, H - B, W - R2, H - B, "#333")
+    svg.line(L2, T, L2, H - B, "#333")
+    svg.text(L2 - 42, T + (H - T - B) / 2, "successful, % of oracle", 11, "middle", rotate=-90)
+    gw = (W - R2 - L2) / len(runs)
+    bw = gw * 0.6
+    for i, r in enumerate(runs):
+        x = L2 + i * gw + (gw - bw) / 2
+        v = r["ok"] / ref * 100 if ref else 0
+        color = DRIFT_COLORS.get(r["balancer"], "#7f7f7f")
+        svg.rect(x, Y2(v), bw, H - B - Y2(v), color, f"{r['balancer']}: {r['ok']:,} successful")
+        svg.text(x + bw / 2, Y2(v) - 4, f"{v:.1f}%", 10, "middle")
+        svg.text(x + bw / 2, H - B + 14, r["balancer"], 10, "middle")
+        svg.text(x + bw / 2, H - B + 27, f"{r['errors']:,} err", 9, "middle", "#d62728" if r["errors"] else "#444")
+        svg.text(x + bw / 2, H - B + 39, f"p99 {r['p99_ms']:,.0f} ms", 9, "middle", "#444")
+    # Legend (left panel).
+    y = H - 10
+    x = L
+    for name in [r["balancer"] for r in runs] + ["ceiling"]:
+        color = DRIFT_COLORS.get(name, "#555555")
+        svg.line(x, y - 4, x + 20, y - 4, color, 2, "6,4" if name == "ceiling" else None)
+        svg.text(x + 25, y, name if name != "ceiling" else "ceiling (capacity x step)", 10)
+        x += 80 if name != "ceiling" else 0
+    svg.line(L2, y - 4, L2 + 20, y - 4, "#d62728", 1.5, "5,3")
+    svg.text(L2 + 25, y, "target: adaptive >= 95% of the oracle", 10)
+    svg.save(path)
+    return True

@@ -18,8 +18,11 @@ connections are open. The number of descriptors the consumer holds is recorded n
 that the connections are really there).
 
 `memory.json` = {"rss_mib_idle", "rss_mib_1024_idle", "rss_mib_1024_busy", "rss_mib_10000_idle", ...,
-"runs": [per state: connections, open, errors, rss_mib, hwm_mib, fds, (busy: qps, errors, samples)],
-"machine", "load"}. `BENCH_AGENT_BIN=path` measures another mesh-agent binary (an A/B of two builds with the
+"runs": [per state: connections, open, errors, rss_mib, hwm_mib, fds, breakdown_kib (where the RSS is: see
+smaps_breakdown; busy: read once in the middle of the measured period), (busy: qps, errors, samples,
+consumer_cpu_us_per_req), malloc (only with BENCH_MEMORY_MALLOC_STATS=1: glibc's own account, see
+malloc_stats; gdb stops the agent for about a second, so a busy run read that way loses throughput and may
+time calls out)], "machine", "load"}. `BENCH_AGENT_BIN=path` measures another mesh-agent binary (an A/B of two builds with the
 same load tools). The open-file limit of the runner (inherited by the agents and the load generator) is raised
 to its hard limit; 10,000 connections need about 10,100 descriptors in each of the consumer and loadgen.
 """
@@ -40,6 +43,7 @@ from run import log, emit, env_float, env_list
 SETTLE = env_float("BENCH_MEMORY_SETTLE", 2.0)
 BUSY_DURATION = env_float("BENCH_MEMORY_DURATION", 10.0)
 SAMPLE_EVERY = 0.5
+MALLOC_STATS = os.environ.get("BENCH_MEMORY_MALLOC_STATS", "0") == "1"
 
 
 def proc_status(pid):
@@ -51,6 +55,112 @@ def proc_status(pid):
             if k in ("VmRSS", "VmHWM"):
                 out[k] = int(v.split()[0]) / 1024.0
     return out.get("VmRSS"), out.get("VmHWM")
+
+
+# Arenas of glibc malloc other than the main one are mmap'd regions of at most HEAP_MAX_SIZE (64 MiB on 64-bit)
+# aligned to their size: the part in use readable and writable, the rest PROT_NONE.
+ARENA_ALIGN = 64 << 20
+
+
+def smaps_breakdown(pid):
+    """The process's resident memory (KiB) by kind of mapping, from /proc/PID/smaps:
+
+    `binary` (pages of the agent's executable file: text, read-only data), `libraries` (other files),
+    `io_uring` (the rings' SQ/CQ/SQE arrays the kernel maps into the process: 3 rings per glommio executor),
+    `heap_main` (the main arena, [heap]), `malloc_arenas` (glibc's other arenas: anonymous rw mappings aligned
+    to 64 MiB and followed by their PROT_NONE reserve), `thread_stacks` (anonymous rw mappings right above a
+    PROT_NONE guard, plus the main [stack]), `anon_other` (all other anonymous memory: mostly blocks malloc
+    served by their own mmap, i.e. large allocations), `other` ([vdso], [vvar], ...)."""
+    maps = []
+    cur = None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split(None, 5)
+            if "-" in head[0] and len(head) >= 5 and not head[0].endswith(":"):
+                lo, hi = (int(x, 16) for x in head[0].split("-"))
+                cur = {"lo": lo, "hi": hi, "perms": head[1], "name": head[5].strip() if len(head) > 5 else "",
+                       "rss": 0}
+                maps.append(cur)
+            elif head[0] == "Rss:" and cur is not None:
+                cur["rss"] = int(head[1])
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        exe = None
+    out = {k: 0 for k in ("binary", "libraries", "io_uring", "heap_main", "malloc_arenas", "thread_stacks",
+                          "anon_other", "other")}
+    for i, m in enumerate(maps):
+        name = m["name"]
+        if name == exe:
+            kind = "binary"
+        elif name.startswith("/"):
+            kind = "libraries"
+        elif name == "anon_inode:[io_uring]":
+            kind = "io_uring"
+        elif name == "[heap]":
+            kind = "heap_main"
+        elif name == "[stack]":
+            kind = "thread_stacks"
+        elif name:
+            kind = "other"
+        else:
+            prev = maps[i - 1] if i else None
+            nxt = maps[i + 1] if i + 1 < len(maps) else None
+            if (m["lo"] % ARENA_ALIGN == 0 and nxt is not None and nxt["lo"] == m["hi"]
+                    and nxt["perms"].startswith("---")):
+                kind = "malloc_arenas"
+            elif prev is not None and prev["hi"] == m["lo"] and prev["perms"].startswith("---") and not prev["name"]:
+                kind = "thread_stacks"
+            else:
+                kind = "anon_other"
+        out[kind] += m["rss"]
+    out["total"] = sum(out.values())
+    return out
+
+
+def malloc_stats(pid, log_path):
+    """glibc's own account of its heap: gdb calls `malloc_stats()` in the process (it writes to the process's
+    stderr, the agent's log), then the numbers are read back from the log. {"arenas": n, "system_kib": bytes
+    malloc holds from the system incl. its own mmaps, "in_use_kib": bytes in allocated blocks incl. those,
+    "arenas_system_kib" / "arenas_in_use_kib": the same over the arenas only, "mmapped_kib": blocks served by
+    their own mmap}; arenas' system - in use = free memory malloc keeps (fragmentation, untrimmed tops). None when gdb is missing or fails. Stops the process for the
+    time gdb is attached (about a second): only with BENCH_MEMORY_MALLOC_STATS=1."""
+    if not shutil.which("gdb"):
+        return None
+    start = log_path.stat().st_size if log_path.exists() else 0
+    try:
+        subprocess.run(["gdb", "-p", str(pid), "-batch", "-ex", "call (void)malloc_stats()"],
+                       capture_output=True, timeout=60, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    time.sleep(0.2)
+    with open(log_path, "rb") as f:
+        f.seek(start)
+        text = f.read().decode(errors="replace")
+    arenas, arena_system, arena_in_use, system, in_use = 0, 0, 0, None, None
+    total = False
+    for line in text.splitlines():
+        k, _, v = line.partition("=")
+        k = k.strip()
+        if line.startswith("Arena "):
+            arenas += 1
+        elif line.startswith("Total (incl. mmap)"):
+            total = True
+        elif k == "system bytes":
+            if total:
+                system = int(v)
+            else:
+                arena_system += int(v)
+        elif k == "in use bytes":
+            if total:
+                in_use = int(v)
+            else:
+                arena_in_use += int(v)
+    if system is None or in_use is None:
+        return None
+    return {"arenas": arenas, "system_kib": system // 1024, "in_use_kib": in_use // 1024,
+            "arenas_system_kib": arena_system // 1024, "arenas_in_use_kib": arena_in_use // 1024,
+            "mmapped_kib": (system - arena_system) // 1024}
 
 
 def fds(pid):
@@ -70,10 +180,19 @@ def raise_nofile(need):
     return soft
 
 
-def reading(consumer, **kw):
+def reading(consumer, work, **kw):
     rss, hwm = proc_status(consumer.pid)
     r = {"rss_mib": round(rss, 2), "hwm_mib": round(hwm, 2), "fds": fds(consumer.pid)}
     r.update(kw)
+    r.update(inspect(consumer, work))
+    return r
+
+
+def inspect(consumer, work):
+    """Where the consumer's memory is (see smaps_breakdown and malloc_stats)."""
+    r = {"breakdown_kib": smaps_breakdown(consumer.pid)}
+    if MALLOC_STATS:
+        r["malloc"] = malloc_stats(consumer.pid, work / "consumer.log")
     return r
 
 
@@ -93,7 +212,7 @@ def idle_state(topo, work, bins, conns):
             log(f"  {conns} idle: only {opened['open']} open ({opened['errors']})")
         time.sleep(SETTLE)
         topo.procs.check()
-        r = reading(consumer, state=f"{conns}_idle", connections=conns, open=opened["open"],
+        r = reading(consumer, work, state=f"{conns}_idle", connections=conns, open=opened["open"],
                     errors=opened["errors"], open_ms=opened["open_ms"])
     finally:
         topo.procs.stop(lg)
@@ -108,6 +227,7 @@ def busy_state(topo, work, bins, conns):
     samples = []
     fd_counts = []
     cpu = []  # (seconds since start, consumer CPU seconds) at the first and latest sample
+    seen = {}  # the breakdown, taken once in the middle of the measured period
 
     def sample(el):
         rss, _ = proc_status(consumer.pid)
@@ -130,6 +250,8 @@ def busy_state(topo, work, bins, conns):
             el = time.monotonic() - t0
             if bench.WARMUP <= el <= bench.WARMUP + BUSY_DURATION:
                 sample(el)
+                if not seen and el >= bench.WARMUP + BUSY_DURATION / 2:
+                    seen.update(inspect(consumer, work))
             if el > timeout:
                 raise RuntimeError(f"{name}: no result within {timeout:.0f} s")
             time.sleep(SAMPLE_EVERY)
@@ -154,7 +276,7 @@ def busy_state(topo, work, bins, conns):
             "rss_mib_median": round(statistics.median(samples), 2), "hwm_mib": round(hwm, 2),
             "fds": max(f for f in fd_counts if f is not None), "samples": len(samples),
             "qps": res["qps"], "ok": res["ok"], "errors": res["errors"], "errors_by_kind": res["errors_by_kind"],
-            "latency_us": res["latency_us"], "consumer_cpu_us_per_req": cpu_us}
+            "latency_us": res["latency_us"], "consumer_cpu_us_per_req": cpu_us, **seen}
 
 
 def restart_consumer(topo):
@@ -203,7 +325,7 @@ def memory():
         topo.start_sims()
         topo.set_balancer("adaptive")
         consumer = restart_consumer(topo)
-        runs.append(reading(consumer, state="idle", connections=0))
+        runs.append(reading(consumer, work, state="idle", connections=0))
         log(f"  idle: {runs[-1]['rss_mib']} MiB")
         emit(runs[-1])
         for conns in idle_counts:

@@ -35,8 +35,8 @@ import sys
 from pathlib import Path
 
 from report_registry import registry_section
-from drift import drift_section
-from report_memory import memory_section
+from drift import drift_section, plot_drift
+from report_memory import memory_section, plot_memory
 
 ROOT = Path(__file__).resolve().parent.parent
 # BENCH_OUT / BENCH_DOC (optional): read the JSON from, and write the document (plots next to it, in bench/)
@@ -1215,6 +1215,15 @@ def main():
         plots.append(str(PLOTS / "faults_timeline.svg"))
     if rt and plot_routing(rt, PLOTS / "routing.svg"):
         plots.append(str(PLOTS / "routing.svg"))
+    drift = load("drift.json")
+    drift_plot = None
+    if drift and plot_drift(drift, PLOTS / "drift.svg", Svg, nice_max):
+        plots.append(str(PLOTS / "drift.svg"))
+        drift_plot = "bench/drift.svg"
+    mem_plot = None
+    if mem and plot_memory(mem, PLOTS / "memory_rss.svg", Svg, nice_max):
+        plots.append(str(PLOTS / "memory_rss.svg"))
+        mem_plot = "bench/memory_rss.svg"
 
     parts = [
         "# Benchmarks",
@@ -1237,10 +1246,10 @@ def main():
         analysis_section(),
         generic_section(),
         faults_section(fa),
-        drift_section(load("drift.json")),
+        drift_section(drift, drift_plot),
         routing_section(rt, rt_meta),
         registry_section(rg, table, rg_others),
-        memory_section(mem, table),
+        memory_section(mem, table, mem_plot),
         codec_section(old_doc, codec, meta),
         howto_section(),
     ]

@@ -899,6 +899,9 @@ def challenge_record(rep, tool, conns, r, stats, before, after, tool_cpu, gate):
         "sim_max_inflight": {n: stats[n]["max_inflight"] for n in served},
         "cpu_s": {n: round(v, 2) for n, v in cpu.items()} | {"agents_total": round(cpu_total, 2)},
         "cpu_us_per_req": rnd(cpu_total / reqs * 1e6) if reqs else None,
+        # Issue 14's name for the same figure: the two agents' CPU per request (each request crosses the
+        # consumer agent and one provider agent; the sum is over the consumer and all provider agents).
+        "agent_cpu_us_per_req": rnd(cpu_total / reqs * 1e6) if reqs else None,
         "cpu_us_per_req_by_agent": {n: rnd(v / reqs * 1e6) for n, v in cpu.items()} if reqs else None,
         "tool_cpu_s": round(tool_cpu, 2),
         "sims_cpu_s": round(after["sims"] - before["sims"], 2),
@@ -934,6 +937,7 @@ def summarize_challenge(runs):
             "p50_ms": med([r["p50_ms"] for r in rs]),
             "p99_ms": med([r["p99_ms"] for r in rs]),
             "cpu_us_per_req": med([r["cpu_us_per_req"] for r in rs]),
+            "agent_cpu_us_per_req": med([r.get("agent_cpu_us_per_req") for r in rs]),
             "provider_share": {n: med([r["provider_share"][n] for r in rs]) for n in ("small", "medium", "large")},
         })
     return out

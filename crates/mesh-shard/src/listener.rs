@@ -171,7 +171,10 @@ impl Listener {
             };
             match self.connections.admit() {
                 Some(permit) => {
-                    let served = serve(stream);
+                    // Boxed: a future moved into an async block and awaited there is stored twice in the
+                    // task (the captured value and the awaited one); the connection's future is most of
+                    // an idle connection's memory (heaptrack: the task was 3.5 KiB per connection).
+                    let served = Box::pin(serve(stream));
                     glommio::spawn_local(async move {
                         served.await;
                         drop(permit);
