@@ -153,6 +153,7 @@ impl AdminState {
         self.agent_metrics(&mut e)?;
         if let Some(view) = &self.registry {
             registry_metrics(&mut e, view)?;
+            migration_metrics(&mut e, view)?;
         }
         if let Some(limit) = &self.local_limit {
             e.set_gauge(
@@ -293,6 +294,65 @@ fn registry_metrics(e: &mut Exposition, view: &RegistryView) -> Result<(), Admin
     Ok(())
 }
 
+/// Dubbo 3 migration (issue 13): per service key the step in force and the address model it uses, 1 per
+/// key; over [`MAX_REGISTRY_SERIES`] keys the rest are counted under `service="other"` (labels bounded like
+/// `mesh_registry_providers`: keys come from the registry, `step` and `model` from fixed lists).
+fn migration_metrics(e: &mut Exposition, view: &RegistryView) -> Result<(), AdminError> {
+    let Some((snapshot, _)) = view.latest() else {
+        return Ok(());
+    };
+    let help = "Dubbo 3 migration step in force per service key (1), and the address model it uses.";
+    for (i, (service, state)) in snapshot.migration().iter().enumerate() {
+        let label = if i < MAX_REGISTRY_SERIES {
+            service
+        } else {
+            mesh_shard::metrics::OTHER
+        };
+        e.gauge(
+            "mesh_registry_migration_step",
+            help,
+            &[
+                ("service", label),
+                ("step", state.step.as_str()),
+                ("model", model_label(state.source)),
+            ],
+            1.0,
+        )?;
+    }
+    Ok(())
+}
+
+/// The `model` label and JSON field of an address list.
+fn model_label(source: mesh_registry::dubbo::migration::Source) -> &'static str {
+    match source {
+        mesh_registry::dubbo::migration::Source::Application => "application",
+        mesh_registry::dubbo::migration::Source::Interface => "interface",
+    }
+}
+
+/// `/registry`'s `migration` object: per service key the step in force, the model, and a step the rule
+/// asks for that is not in force (`waiting` for its delay, or `refused`).
+fn migration_json(snapshot: &Snapshot) -> serde_json::Value {
+    snapshot
+        .migration()
+        .iter()
+        .map(|(service, state)| {
+            let mut v = serde_json::json!({
+                "step": state.step.as_str(),
+                "model": model_label(state.source),
+            });
+            if let Some(asked) = state.asked {
+                v["asked"] = serde_json::json!({
+                    "step": asked.step.as_str(),
+                    "state": if asked.refused { "refused" } else { "waiting" },
+                });
+            }
+            (service.to_string(), v)
+        })
+        .collect::<serde_json::Map<String, serde_json::Value>>()
+        .into()
+}
+
 fn snapshot_json(view: &RegistryView) -> serde_json::Value {
     let Some((snapshot, at)) = view.latest() else {
         return serde_json::json!({ "snapshot": null, "why": "no registry snapshot yet" });
@@ -328,6 +388,7 @@ fn snapshot_json(view: &RegistryView) -> serde_json::Value {
             "received_unix_s": unix_seconds(at),
             "endpoints": snapshot.endpoint_count(),
             "services": services,
+            "migration": migration_json(&snapshot),
         }
     })
 }
@@ -446,6 +507,63 @@ mod tests {
         assert!(drains.try_recv().is_ok());
         assert_eq!(s.answer(Route::Ready).status, 503);
         assert!(s.answer(Route::Metrics).body.contains("mesh_agent_draining 1\n"));
+    }
+
+    #[test]
+    fn the_migration_step_per_service_is_a_gauge_and_in_registry_json() {
+        use mesh_registry::dubbo::migration::{
+            AskedStep, MigrationStates, MigrationStep, Source, StepInForce,
+        };
+        let mut states = MigrationStates::new();
+        states.insert(
+            Arc::from("g/a.S:1.0.0"),
+            StepInForce {
+                step: MigrationStep::ApplicationFirst,
+                source: Source::Interface,
+                asked: Some(AskedStep {
+                    step: MigrationStep::ForceApplication,
+                    refused: true,
+                }),
+            },
+        );
+        states.insert(
+            Arc::from("b.T"),
+            StepInForce {
+                step: MigrationStep::ForceApplication,
+                source: Source::Application,
+                asked: None,
+            },
+        );
+        let mut builder = mesh_registry::SnapshotBuilder::new();
+        builder.upsert(
+            "g/a.S:1.0.0",
+            mesh_registry::Endpoint::new("10.0.0.1:1".parse().unwrap()),
+        );
+        builder.set_migration(states);
+        let latest = LatestSnapshot::default();
+        latest.set(Arc::new(builder.publish(1).unwrap()));
+        let (s, _drains) = state(Role::Consumer, Some(Arc::new(RegistryView::new(latest))));
+        let m = s.answer(Route::Metrics).body;
+        assert!(
+            m.contains(
+                "mesh_registry_migration_step{model=\"interface\",service=\"g/a.S:1.0.0\",step=\"APPLICATION_FIRST\"} 1\n"
+            ),
+            "{m}"
+        );
+        assert!(
+            m.contains(
+                "mesh_registry_migration_step{model=\"application\",service=\"b.T\",step=\"FORCE_APPLICATION\"} 1\n"
+            ),
+            "{m}"
+        );
+        assert!(m.contains("# TYPE mesh_registry_migration_step gauge\n"), "{m}");
+        let json: serde_json::Value = serde_json::from_str(&s.answer(Route::Registry).body).unwrap();
+        let migration = &json["snapshot"]["migration"];
+        assert_eq!(migration["b.T"]["model"], "application");
+        assert_eq!(migration["g/a.S:1.0.0"]["step"], "APPLICATION_FIRST");
+        assert_eq!(migration["g/a.S:1.0.0"]["asked"]["step"], "FORCE_APPLICATION");
+        assert_eq!(migration["g/a.S:1.0.0"]["asked"]["state"], "refused");
+        assert!(migration["b.T"].get("asked").is_none());
     }
 
     #[test]

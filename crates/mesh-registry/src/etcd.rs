@@ -351,6 +351,8 @@ async fn watch_session(
     let mut heard = Instant::now();
     let mut last_revision = revision;
     let error = loop {
+        // A migration switch waiting for the rule's `delay` is decided at a publication (app_discovery).
+        let migration_wake = entries.builder.next_wake();
         // Every `message()` future is cancel-safe (a stream's next item stays queued).
         let message = tokio::select! {
             m = stream.message() => m,
@@ -370,6 +372,11 @@ async fn watch_session(
                     apps.resolved(resolution, &mut entries.builder);
                 }
                 publish_paced(entries, outbox, last_revision, &mut pace);
+                continue;
+            }
+            () = sleep_until(migration_wake) => {
+                let published = publish(entries, outbox, last_revision);
+                pace.done(Instant::now(), published);
                 continue;
             }
             () = sleep_until(pace.deadline()) => {

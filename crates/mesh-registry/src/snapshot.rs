@@ -167,6 +167,8 @@ pub struct Snapshot {
     rules_epoch: u64,
     /// Addresses no service key lists any more since the previous version (their pools can go).
     departed: Arc<[SocketAddr]>,
+    /// Dubbo 3 migration: the step in force per service key (for the admin side; issue 13).
+    migration: crate::dubbo::migration::MigrationStates,
 }
 
 impl PartialEq for Snapshot {
@@ -202,6 +204,11 @@ impl Snapshot {
     /// The version the routing rules last changed in.
     pub fn rules_epoch(&self) -> u64 {
         self.rules_epoch
+    }
+
+    /// The Dubbo 3 migration step in force per service key (empty without application-level discovery).
+    pub fn migration(&self) -> &crate::dubbo::migration::MigrationStates {
+        &self.migration
     }
 
     /// A snapshot without any endpoint.
@@ -331,6 +338,7 @@ pub struct SnapshotBuilder {
     pending: HashMap<Arc<str>, Pending>,
     departing: Vec<SocketAddr>,
     rules_changed: bool,
+    migration_changed: bool,
     published: bool,
 }
 
@@ -443,10 +451,17 @@ impl SnapshotBuilder {
         self.rules_changed = true;
     }
 
+    /// Replaces the migration steps in force (published with the next snapshot, even without other change).
+    pub fn set_migration(&mut self, states: crate::dubbo::migration::MigrationStates) {
+        self.next.migration = states;
+        self.migration_changed = true;
+    }
+
     /// The next snapshot, reflecting etcd `revision`, when anything changed since the last one (the first
     /// call always publishes, possibly an empty registry).
     pub fn publish(&mut self, revision: i64) -> Option<Snapshot> {
-        if self.published && self.pending.is_empty() && !self.rules_changed {
+        let migration_changed = std::mem::take(&mut self.migration_changed);
+        if self.published && self.pending.is_empty() && !self.rules_changed && !migration_changed {
             return None;
         }
         Some(self.publish_as(self.next.version + 1, revision))

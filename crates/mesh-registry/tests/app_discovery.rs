@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mesh_registry::app_discovery::AppDiscoveryConfig;
-use mesh_registry::dubbo::migration::MigrationStep;
+use mesh_registry::dubbo::migration::{MigrationStep, Source as Model, StepInForce};
 use mesh_registry::dubbo::{KeyEncoding, ProviderRegistration, RegistryRoot, ServiceKey};
 use mesh_registry::{spawn_watcher, EtcdConfig, MigrationDefaults, Snapshot, Source, WatcherHandle};
 use mesh_testkit::dubbo_writers::app_level::ServiceDescription;
@@ -303,5 +303,79 @@ fn provided_by_finds_applications_without_a_mapping_key() {
     kv.put(&format!("/dubbo/mapping/{INTERFACE}"), "other-app");
     std::thread::sleep(Duration::from_millis(500));
     wait_for(&w, &[p.java.port()].into(), "provided_by wins");
+    w.stop().unwrap();
+}
+
+/// The step the newest snapshot shows for [`SERVICE`] once `pred` holds for it.
+fn wait_for_step(
+    w: &WatcherHandle,
+    what: &str,
+    pred: impl Fn(&StepInForce) -> bool,
+) -> (Arc<Snapshot>, StepInForce) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let last = w.latest();
+        let state = last.as_ref().and_then(|s| s.migration().get(SERVICE).copied());
+        if let (Some(s), Some(state)) = (last.as_ref(), state.filter(|st| pred(st))) {
+            return (Arc::clone(s), state);
+        }
+        assert!(Instant::now() < deadline, "{what}: last state {state:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_rule_without_force_keeps_interface_level_and_force_switches_after_the_delay() {
+    let etcd = EtcdServer::start().unwrap();
+    let kv = Kv::new(&etcd);
+    // interface-level providers and the mapping, but no instance: no application-level address
+    for port in IFACE_PORTS {
+        kv.put(&provider_key(port), "");
+    }
+    kv.put(&format!("/dubbo/mapping/{INTERFACE}"), APP);
+    let iface: BTreeSet<u16> = IFACE_PORTS.into();
+    let rule_key = "/dubbo/config/DUBBO_SERVICEDISCOVERY_MIGRATION/web.migration";
+    let w = watcher(
+        &etcd,
+        AppDiscoveryConfig {
+            application: Some("web".into()),
+            ..AppDiscoveryConfig::default()
+        },
+    );
+    wait_for(&w, &iface, "APPLICATION_FIRST on interface-level");
+    wait_for_step(&w, "APPLICATION_FIRST shown", |s| {
+        *s == StepInForce {
+            step: MigrationStep::ApplicationFirst,
+            source: Model::Interface,
+            asked: None,
+        }
+    });
+
+    // not forced: refused, the interface-level list stays
+    kv.put(rule_key, "key: web\nstep: FORCE_APPLICATION\nforce: false\n");
+    let (s, state) = wait_for_step(&w, "refused", |s| s.asked.is_some_and(|a| a.refused));
+    assert_eq!(ports(&s), iface);
+    assert_eq!(
+        (state.step, state.source),
+        (MigrationStep::ApplicationFirst, Model::Interface)
+    );
+    assert_eq!(state.asked.unwrap().step, MigrationStep::ForceApplication);
+
+    // forced, with a delay: switched by the watcher's own wake-up (nothing else happens in etcd), not
+    // before the delay
+    let put_at = Instant::now();
+    kv.put(
+        rule_key,
+        "key: web\nstep: FORCE_APPLICATION\nforce: true\ndelay: 1\n",
+    );
+    let (s, _) = wait_for_step(&w, "forced switch", |s| {
+        s.step == MigrationStep::ForceApplication && s.source == Model::Application
+    });
+    assert!(
+        put_at.elapsed() >= Duration::from_secs(1),
+        "switched {:?} after the rule, before its delay",
+        put_at.elapsed()
+    );
+    assert!(s.providers(SERVICE).is_none(), "no application-level provider");
     w.stop().unwrap();
 }

@@ -8,17 +8,28 @@
 //! center's migration rule): changes to the list in force go to the builder at once; when a key switches
 //! lists at publication, the builder gets the new list's endpoints and loses only the addresses that are
 //! not in it, so an address in both lists keeps its connections and the calls in flight on them.
+//!
+//! A known service key asked by the rule to switch to a `FORCE_*` step switches as Java's
+//! `MigrationInvoker` does: after the rule's `delay` (a schedule: [`ChosenAddresses::next_wake`] tells the
+//! watcher when to publish again, nothing sleeps), then only with `force: true` or when the new list passes
+//! Dubbo's address check; a refused switch keeps the step in force until the rule changes
+//! (`MigrationRuleHandler.refreshInvoker`). The step in force per key travels with each snapshot
+//! ([`crate::Snapshot::migration`]) for `/metrics` and `/registry`.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 
 use mesh_balance::RuleIndex;
 
 use super::app_level::{AppLevel, Touched};
 use crate::dubbo::instance::ServiceInstance;
 use crate::dubbo::metadata_info::MetadataInfo;
-use crate::dubbo::migration::{which_addresses, Choice, MigrationStep, Source};
+use crate::dubbo::migration::{
+    switch_allowed, switch_timing, which_addresses, AskedStep, Choice, MigrationStates, MigrationStep,
+    Source, StepInForce, SwitchTiming, DEFAULT_PROPORTION,
+};
 use crate::dubbo::migration_rule::{display_service_key, MigrationRule};
 use crate::dubbo::ServiceKey;
 use crate::{Endpoint, Snapshot, SnapshotBuilder};
@@ -38,8 +49,31 @@ pub struct MigrationDefaults {
 pub(crate) struct InForce {
     /// The step.
     pub(crate) step: MigrationStep,
+    /// The threshold that came with it (Java keeps the rule of the last successful switch).
+    pub(crate) threshold: Option<f32>,
     /// The list used, and why.
     pub(crate) choice: Choice,
+}
+
+/// What the rule (or the consumer's defaults) asks for one service key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Wanted {
+    step: MigrationStep,
+    threshold: Option<f32>,
+    force: bool,
+    delay_s: i32,
+    proportion: i32,
+}
+
+/// A switch of a known key to a `FORCE_*` step that is not in force: waiting, or refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Asked {
+    step: MigrationStep,
+    threshold: Option<f32>,
+    /// When it was first asked (the publication that first saw it).
+    since: Instant,
+    /// When to decide it again (`None`: refused, until the rule changes).
+    wake: Option<Instant>,
 }
 
 /// Interface-level and application-level lists and the choice between them.
@@ -59,8 +93,17 @@ struct Migration {
     settling: bool,
     /// Keys held on interface-level while settling, decided again when it ends.
     held: HashSet<Arc<str>>,
+    /// Switches to a `FORCE_*` step waiting for their delay, or refused.
+    asked: HashMap<Arc<str>, Asked>,
+    /// The step in force per key, as the next snapshot carries it.
+    states: MigrationStates,
+    states_changed: bool,
+    /// The `proportion` last warned about per key (logged once per key and value: not applied).
+    proportion_warned: HashMap<Arc<str>, i32>,
     /// The log lines of the last publication (steps that changed), for tests; also printed.
     changes: Vec<String>,
+    /// The warnings of the last publication (refused switches, proportion not applied); also printed.
+    warnings: Vec<String>,
 }
 
 /// The builder, with or without the choice between interface-level and application-level addresses.
@@ -92,7 +135,12 @@ impl ChosenAddresses {
                 dirty: HashSet::new(),
                 settling: false,
                 held: HashSet::new(),
+                asked: HashMap::new(),
+                states: MigrationStates::new(),
+                states_changed: false,
+                proportion_warned: HashMap::new(),
                 changes: Vec::new(),
+                warnings: Vec::new(),
             })),
         }
     }
@@ -187,10 +235,16 @@ impl ChosenAddresses {
         }
     }
 
-    /// The config center's migration rule for this consumer (`None`: none, or deleted).
+    /// The config center's migration rule for this consumer (`None`: none, or deleted). The same rule
+    /// again changes nothing (Java's listener ignores a duplicated rule); another one ends the switches
+    /// waiting or refused under the one before, and every key is decided again under it.
     pub(crate) fn set_rule(&mut self, rule: Option<MigrationRule>) {
         if let Some(m) = self.migration.as_deref_mut() {
+            if m.rule == rule {
+                return;
+            }
             m.rule = rule;
+            m.asked.clear();
             let keys: Vec<Arc<str>> = m.known_keys().collect();
             m.dirty.extend(keys);
         }
@@ -203,8 +257,26 @@ impl ChosenAddresses {
             if !settling {
                 let held: Vec<Arc<str>> = m.held.drain().collect();
                 m.dirty.extend(held);
+                let waiting: Vec<Arc<str>> = m
+                    .asked
+                    .iter()
+                    .filter(|(_, a)| a.wake.is_some())
+                    .map(|(k, _)| Arc::clone(k))
+                    .collect();
+                m.dirty.extend(waiting);
             }
         }
+    }
+
+    /// When a switch waiting for its delay (or the first fetches) is to be decided: the watcher publishes
+    /// then ([`ChosenAddresses::publish`]); `None`: nothing waits.
+    pub(crate) fn next_wake(&self) -> Option<Instant> {
+        self.migration
+            .as_deref()?
+            .asked
+            .values()
+            .filter_map(|a| a.wake)
+            .min()
     }
 
     /// The application-level lists (for the key handlers: instance keys known, mapped applications).
@@ -226,14 +298,34 @@ impl ChosenAddresses {
     /// Decides the list of every service key that may have changed, then publishes like
     /// [`SnapshotBuilder::publish`]. Each service key whose step or list changed is logged in one line.
     pub(crate) fn publish(&mut self, revision: i64) -> Option<Snapshot> {
+        self.publish_at(revision, Instant::now())
+    }
+
+    /// [`ChosenAddresses::publish`] at `now` (the clock of the rule's `delay`).
+    fn publish_at(&mut self, revision: i64, now: Instant) -> Option<Snapshot> {
         if let Some(m) = self.migration.as_deref_mut() {
             m.changes.clear();
+            m.warnings.clear();
+            let due: Vec<Arc<str>> = m
+                .asked
+                .iter()
+                .filter(|(_, a)| a.wake.is_some_and(|w| w <= now))
+                .map(|(k, _)| Arc::clone(k))
+                .collect();
+            m.dirty.extend(due);
             let dirty: Vec<Arc<str>> = m.dirty.drain().collect();
             for key in dirty {
-                m.decide(&key, &mut self.builder);
+                m.decide(&key, &mut self.builder, now);
             }
             for line in &m.changes {
                 tracing::info!("{line}");
+            }
+            for line in &m.warnings {
+                tracing::warn!("{line}");
+            }
+            if m.states_changed {
+                m.states_changed = false;
+                self.builder.set_migration(m.states.clone());
             }
         }
         self.builder.publish(revision)
@@ -243,6 +335,12 @@ impl ChosenAddresses {
     #[cfg(test)]
     fn logged(&self) -> &[String] {
         self.migration.as_deref().map_or(&[], |m| &m.changes)
+    }
+
+    /// The warnings the last publication logged (tests).
+    #[cfg(test)]
+    fn warned(&self) -> &[String] {
+        self.migration.as_deref().map_or(&[], |m| &m.warnings)
     }
 
     /// Runs a change of the application-level lists and applies it to the builder where the
@@ -308,27 +406,127 @@ impl Migration {
             .cloned()
     }
 
-    /// The step and threshold for `key`: the rule's (interface entry, application entry, the rule's own),
-    /// else the consumer's.
-    fn settings_for(&self, key: &str) -> (MigrationStep, Option<f32>) {
+    /// What the rule (interface entry, application entry, the rule's own) or else the consumer asks for
+    /// `key`.
+    fn wanted(&self, key: &str) -> Wanted {
         let Some(rule) = &self.rule else {
-            return (self.defaults.step, self.defaults.threshold);
+            return Wanted {
+                step: self.defaults.step,
+                threshold: self.defaults.threshold,
+                force: false,
+                delay_s: 0,
+                proportion: DEFAULT_PROPORTION,
+            };
         };
         let display = display_service_key(key);
         let apps = self.app_level.applications(&interface_of(key));
-        (
-            rule.step_for(display, apps).unwrap_or(self.defaults.step),
-            rule.threshold_for(display, apps).or(self.defaults.threshold),
-        )
+        Wanted {
+            step: rule.step_for(display, apps).unwrap_or(self.defaults.step),
+            threshold: rule.threshold_for(display, apps).or(self.defaults.threshold),
+            force: rule.force_for(display, apps),
+            delay_s: rule.delay_for(display, apps),
+            proportion: rule.proportion_for(display, apps),
+        }
+    }
+
+    /// Whether a known key on `was` switches now to the `FORCE_*` step `want` asks for (Java's
+    /// `migrateToForce*Invoker` once both invokers exist): after the delay, with `force` or when the new
+    /// list passes the check. Else the switch waits (its wake-up is recorded) or is refused (logged; it
+    /// stays refused until the rule changes).
+    fn forced_switch(
+        &mut self,
+        key: &Arc<str>,
+        was: InForce,
+        want: Wanted,
+        counts: (usize, usize),
+        now: Instant,
+    ) -> bool {
+        let (app_count, iface_count) = counts;
+        let before = self
+            .asked
+            .get(&**key)
+            .filter(|a| a.step == want.step && a.threshold == want.threshold)
+            .copied();
+        let since = match before {
+            Some(a) if a.wake.is_none() => return false, // refused under this rule
+            Some(a) => a.since,
+            None => now,
+        };
+        let mut asked = Asked {
+            step: want.step,
+            threshold: want.threshold,
+            since,
+            wake: None,
+        };
+        // The first fetches matter to a switch to application-level addresses only (the interface-level
+        // list is always current).
+        let settling = self.settling && want.step == MigrationStep::ForceApplication;
+        if let SwitchTiming::WaitUntil(at) = switch_timing(since, want.delay_s, settling, now) {
+            asked.wake = Some(at);
+            self.asked.insert(Arc::clone(key), asked);
+            return false;
+        }
+        let (new_count, old_count) = match want.step {
+            MigrationStep::ForceApplication => (app_count, iface_count),
+            _ => (iface_count, app_count),
+        };
+        if switch_allowed(want.force, new_count, old_count, want.threshold.unwrap_or(-1.0)) {
+            self.asked.remove(&**key);
+            return true;
+        }
+        self.asked.insert(Arc::clone(key), asked);
+        self.warnings.push(format!(
+            "service {key}: migration to {} refused, {} stays in force ({} {} address(es), {} {}              address(es), threshold {}; no force): publish a changed rule to try again",
+            want.step,
+            was.step,
+            new_count,
+            model_name(want.step),
+            old_count,
+            model_name(match want.step {
+                MigrationStep::ForceApplication => MigrationStep::ForceInterface,
+                _ => MigrationStep::ForceApplication,
+            }),
+            want.threshold.map_or_else(|| "default".to_owned(), |t| t.to_string()),
+        ));
+        false
+    }
+
+    /// Records `key`'s state for the snapshot (and forgets it with `None`).
+    fn record_state(&mut self, key: &Arc<str>, state: Option<StepInForce>) {
+        let changed = match state {
+            Some(s) => self.states.insert(Arc::clone(key), s) != Some(s),
+            None => self.states.remove(&**key).is_some(),
+        };
+        self.states_changed |= changed;
+    }
+
+    /// Warns once per key and value that the rule's `proportion` is not applied (APPLICATION_FIRST only,
+    /// as Java reads it only then).
+    fn warn_proportion(&mut self, key: &Arc<str>, step: MigrationStep, want: Wanted) {
+        if step != MigrationStep::ApplicationFirst || want.proportion >= DEFAULT_PROPORTION {
+            self.proportion_warned.remove(&**key);
+            return;
+        }
+        if self.proportion_warned.get(&**key) == Some(&want.proportion) {
+            return;
+        }
+        self.proportion_warned.insert(Arc::clone(key), want.proportion);
+        self.warnings.push(format!(
+            "service {key}: the migration rule's proportion {} is not applied: every call goes to the              addresses APPLICATION_FIRST chose (docs/dubbo3-discovery.md)",
+            want.proportion
+        ));
     }
 
     /// Decides `key`'s list; on a switch, gives the builder the difference.
-    fn decide(&mut self, key: &Arc<str>, builder: &mut SnapshotBuilder) {
+    fn decide(&mut self, key: &Arc<str>, builder: &mut SnapshotBuilder, now: Instant) {
         let app_count = self.app_level.count(key);
         let iface_count = self.interface_level.get(&**key).map_or(0, BTreeMap::len);
         let was = self.in_force.get(&**key).copied();
         if app_count == 0 && iface_count == 0 {
             // Nothing in either list: the builder holds nothing for it either.
+            self.asked.remove(&**key);
+            self.proportion_warned.remove(&**key);
+            self.record_state(key, None);
             if let Some(was) = self.in_force.remove(&**key) {
                 if was.choice.source == Source::Application || was.step != self.defaults.step {
                     self.changes
@@ -337,9 +535,29 @@ impl Migration {
             }
             return;
         }
-        let (step, threshold) = self.settings_for(key);
+        let want = self.wanted(key);
+        let (step, threshold) = match was {
+            // First seen (Java: at refer, the other invoker does not exist: no check), the same step
+            // (a new threshold applies at once), or APPLICATION_FIRST (never checked nor delayed).
+            Some(w) if w.step != want.step && want.step != MigrationStep::ApplicationFirst => {
+                if self.forced_switch(key, w, want, (app_count, iface_count), now) {
+                    (want.step, want.threshold)
+                } else {
+                    (w.step, w.threshold)
+                }
+            }
+            _ => {
+                self.asked.remove(&**key);
+                (want.step, want.threshold)
+            }
+        };
+        self.warn_proportion(key, step, want);
         let choice = which_addresses(step, app_count, iface_count, threshold.unwrap_or(-1.0));
-        let now = InForce { step, choice };
+        let next = InForce {
+            step,
+            threshold,
+            choice,
+        };
         let old_source = was.map_or(Source::Interface, |w| w.choice.source);
         if self.settling
             && step == MigrationStep::ApplicationFirst
@@ -348,6 +566,15 @@ impl Migration {
             && iface_count > 0
         {
             self.held.insert(Arc::clone(key));
+            // still on interface-level (a key first seen: on the step asked)
+            let shown = was.unwrap_or(InForce {
+                choice: Choice {
+                    source: Source::Interface,
+                    reason: "held while the first metadata fetches run",
+                },
+                ..next
+            });
+            self.record_state(key, self.state_of(key, Some(shown)));
             return;
         }
         if old_source != choice.source {
@@ -377,7 +604,21 @@ impl Migration {
                 choice.reason
             ));
         }
-        self.in_force.insert(Arc::clone(key), now);
+        self.in_force.insert(Arc::clone(key), next);
+        self.record_state(key, self.state_of(key, Some(next)));
+    }
+
+    /// What the snapshot shows for `key` on `in_force`.
+    fn state_of(&self, key: &str, in_force: Option<InForce>) -> Option<StepInForce> {
+        let f = in_force?;
+        Some(StepInForce {
+            step: f.step,
+            source: f.choice.source,
+            asked: self.asked.get(key).map(|a| AskedStep {
+                step: a.step,
+                refused: a.wake.is_none(),
+            }),
+        })
     }
 
     fn list(&self, key: &str, source: Source) -> BTreeMap<SocketAddr, Arc<Endpoint>> {
@@ -385,6 +626,14 @@ impl Migration {
             Source::Interface => self.interface_level.get(key).cloned().unwrap_or_default(),
             Source::Application => self.app_level.endpoints(key),
         }
+    }
+}
+
+/// The address model a `FORCE_*` step uses, for log lines.
+fn model_name(step: MigrationStep) -> &'static str {
+    match step {
+        MigrationStep::ForceApplication => "application-level",
+        _ => "interface-level",
     }
 }
 
@@ -398,6 +647,7 @@ mod tests {
     use super::*;
     use crate::dubbo::instance::REVISION_KEY;
     use crate::dubbo::metadata_info::ServiceInfo;
+    use crate::dubbo::migration::FIRST_FETCH_WAIT;
 
     const KEY: &str = "a.Cart:1.0.0";
 
@@ -675,6 +925,243 @@ mod tests {
         chosen.publish(6).unwrap();
         chosen.upsert(KEY, ep("10.0.0.6:20880"));
         assert_eq!(dirty(&chosen), 1);
+    }
+
+    fn rule(text: &str) -> Option<MigrationRule> {
+        Some(MigrationRule::parse(text).unwrap().unwrap())
+    }
+
+    /// The step shown for [`KEY`] in `snapshot`.
+    fn shown(snapshot: &Snapshot) -> Option<StepInForce> {
+        snapshot.migration().get(KEY).copied()
+    }
+
+    #[test]
+    fn an_unforced_switch_without_addresses_keeps_the_step_and_a_forced_one_switches() {
+        let t0 = Instant::now();
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        let s = chosen.publish_at(1, t0).unwrap();
+        assert_eq!(
+            shown(&s),
+            Some(StepInForce {
+                step: MigrationStep::ApplicationFirst,
+                source: Source::Interface,
+                asked: None
+            })
+        );
+        // FORCE_APPLICATION without force, no application-level address: refused, interface-level stays
+        chosen.set_rule(rule("step: FORCE_APPLICATION\nforce: false\n"));
+        let s = chosen
+            .publish_at(2, t0)
+            .expect("the refusal is news for the admin side");
+        assert_eq!(listed(&s), [("10.0.0.1:20880".into(), 100)]);
+        assert_eq!(
+            shown(&s),
+            Some(StepInForce {
+                step: MigrationStep::ApplicationFirst,
+                source: Source::Interface,
+                asked: Some(AskedStep {
+                    step: MigrationStep::ForceApplication,
+                    refused: true
+                })
+            })
+        );
+        assert!(chosen.warned()[0].contains("refused"), "{:?}", chosen.warned());
+        assert_eq!(chosen.next_wake(), None, "a refusal waits for nothing");
+        // the same rule put again (a resync) changes nothing
+        chosen.set_rule(rule("step: FORCE_APPLICATION\nforce: false\n"));
+        assert!(chosen.publish_at(3, t0).is_none());
+        // application-level addresses arriving later do not retry it (Java: only a new rule does); the
+        // APPLICATION_FIRST in force uses them
+        chosen.put_instance(
+            b"/services/shop/10.0.0.3:20880",
+            instance("10.0.0.3"),
+            Some(info()),
+        );
+        let s = chosen.publish_at(4, t0).unwrap();
+        assert_eq!(listed(&s), [("10.0.0.3:20880".into(), 7)]);
+        assert_eq!(shown(&s).unwrap().step, MigrationStep::ApplicationFirst);
+        assert_eq!(shown(&s).unwrap().source, Source::Application);
+        chosen.remove_instance(b"/services/shop/10.0.0.3:20880");
+        chosen.publish_at(5, t0).unwrap();
+        // force: true switches, with no address at all on the new side
+        chosen.set_rule(rule("step: FORCE_APPLICATION\nforce: true\n"));
+        let s = chosen.publish_at(6, t0).unwrap();
+        assert!(
+            s.providers(KEY).is_none(),
+            "FORCE_APPLICATION with no instance lists nothing"
+        );
+        assert_eq!(
+            shown(&s),
+            Some(StepInForce {
+                step: MigrationStep::ForceApplication,
+                source: Source::Application,
+                asked: None
+            })
+        );
+        // back to FORCE_INTERFACE without force: the interface-level list has an address, the
+        // application-level none: allowed (Java: "No instance address available", old side empty)
+        chosen.set_rule(rule("step: FORCE_INTERFACE\n"));
+        let s = chosen.publish_at(7, t0).unwrap();
+        assert_eq!(listed(&s), [("10.0.0.1:20880".into(), 100)]);
+        assert_eq!(shown(&s).unwrap().step, MigrationStep::ForceInterface);
+    }
+
+    #[test]
+    fn the_threshold_decides_an_unforced_switch() {
+        let t0 = Instant::now();
+        let mut chosen = migrating(MigrationStep::ForceInterface, None);
+        both_lists(&mut chosen); // 2 interface-level, 2 application-level
+        chosen.upsert(KEY, ep("10.0.0.5:20880"));
+        chosen.publish_at(1, t0).unwrap();
+        // 2 / 3 < 0.9: refused
+        chosen.set_rule(rule("step: FORCE_APPLICATION\nthreshold: 0.9\n"));
+        let s = chosen.publish_at(2, t0).unwrap();
+        assert_eq!(listed(&s).len(), 3);
+        assert!(shown(&s).unwrap().asked.unwrap().refused);
+        // 2 / 3 >= 0.5: switches (a changed rule is tried again)
+        chosen.set_rule(rule("step: FORCE_APPLICATION\nthreshold: 0.5\n"));
+        let s = chosen.publish_at(3, t0).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.2:20880".into(), 7), ("10.0.0.3:20880".into(), 7)]
+        );
+        assert_eq!(shown(&s).unwrap().asked, None);
+    }
+
+    #[test]
+    fn the_delay_is_waited_for_on_the_watchers_clock() {
+        let t0 = Instant::now();
+        let secs = std::time::Duration::from_secs;
+        let mut chosen = migrating(MigrationStep::ForceInterface, None);
+        both_lists(&mut chosen);
+        chosen.publish_at(1, t0).unwrap();
+        chosen.set_rule(rule("step: FORCE_APPLICATION\ndelay: 10\n"));
+        let s = chosen.publish_at(2, t0).unwrap();
+        assert_eq!(listed(&s).len(), 2);
+        assert_eq!(listed(&s)[0].1, 100, "still interface-level");
+        assert_eq!(
+            shown(&s).unwrap().asked,
+            Some(AskedStep {
+                step: MigrationStep::ForceApplication,
+                refused: false
+            })
+        );
+        assert_eq!(chosen.next_wake(), Some(t0 + secs(10)));
+        // an address change before the delay does not hurry it
+        chosen.upsert(KEY, ep("10.0.0.9:20880"));
+        let s = chosen.publish_at(3, t0 + secs(9)).unwrap();
+        assert_eq!(listed(&s).len(), 3);
+        assert_eq!(chosen.next_wake(), Some(t0 + secs(10)));
+        // at the wake-up: decided (2 application-level / 3 interface-level >= 0.0)
+        let s = chosen.publish_at(4, t0 + secs(10)).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.2:20880".into(), 7), ("10.0.0.3:20880".into(), 7)]
+        );
+        assert_eq!(chosen.next_wake(), None);
+        assert_eq!(shown(&s).unwrap().step, MigrationStep::ForceApplication);
+        // a new rule while one waits replaces it, its delay counted from now
+        chosen.set_rule(rule("step: FORCE_INTERFACE\ndelay: 5\n"));
+        chosen.publish_at(5, t0 + secs(20));
+        chosen.set_rule(rule("step: FORCE_INTERFACE\ndelay: 3\n"));
+        chosen.publish_at(6, t0 + secs(21));
+        assert_eq!(chosen.next_wake(), Some(t0 + secs(24)));
+        // APPLICATION_FIRST is neither delayed nor checked
+        chosen.set_rule(rule("step: APPLICATION_FIRST\ndelay: 30\n"));
+        let s = chosen.publish_at(7, t0 + secs(22)).unwrap();
+        assert_eq!(shown(&s).unwrap().step, MigrationStep::ApplicationFirst);
+        assert_eq!(chosen.next_wake(), None);
+    }
+
+    #[test]
+    fn a_switch_waits_for_the_first_fetches_then_decides() {
+        let t0 = Instant::now();
+        let mut chosen = migrating(MigrationStep::ForceInterface, None);
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        chosen.publish_at(1, t0).unwrap();
+        // the rule arrives; the instance is known but its metadata is on its way
+        chosen.set_rule(rule("step: FORCE_APPLICATION\n"));
+        chosen.put_instance(b"/services/shop/10.0.0.3:20880", instance("10.0.0.3"), None);
+        chosen.set_settling(true);
+        chosen.publish_at(2, t0);
+        assert_eq!(chosen.next_wake(), Some(t0 + FIRST_FETCH_WAIT));
+        assert_eq!(chosen.in_force(KEY).unwrap().step, MigrationStep::ForceInterface);
+        // the answer: decided at once, and it passes
+        chosen.set_metadata(&[b"/services/shop/10.0.0.3:20880".to_vec()], &info());
+        chosen.set_settling(false);
+        let s = chosen
+            .publish_at(3, t0 + std::time::Duration::from_millis(40))
+            .unwrap();
+        assert_eq!(listed(&s), [("10.0.0.3:20880".into(), 7)]);
+        // fetches that never settle: decided at the bound all the same (here: refused, nothing resolved)
+        let mut chosen = migrating(MigrationStep::ForceInterface, None);
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        chosen.publish_at(1, t0).unwrap();
+        chosen.set_rule(rule("step: FORCE_APPLICATION\n"));
+        chosen.set_settling(true);
+        chosen.publish_at(2, t0);
+        let s = chosen.publish_at(3, t0 + FIRST_FETCH_WAIT).unwrap();
+        assert!(shown(&s).unwrap().asked.unwrap().refused);
+        assert_eq!(chosen.next_wake(), None);
+    }
+
+    #[test]
+    fn proportion_is_warned_about_once_per_key_and_value() {
+        let t0 = Instant::now();
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+        both_lists(&mut chosen);
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 60\n"));
+        chosen.publish_at(1, t0).unwrap();
+        assert_eq!(chosen.warned().len(), 1);
+        assert!(chosen.warned()[0].contains("proportion 60 is not applied"));
+        assert!(chosen.warned()[0].contains(KEY));
+        chosen.upsert(KEY, ep("10.0.0.7:20880"));
+        chosen.publish_at(2, t0);
+        assert!(chosen.warned().is_empty(), "once");
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 30\n"));
+        chosen.publish_at(3, t0);
+        assert_eq!(chosen.warned().len(), 1, "a new value");
+        // FORCE_* steps do not read it (Java: APPLICATION_FIRST only); 100 is "all calls"
+        chosen.set_rule(rule("step: FORCE_INTERFACE\nproportion: 30\n"));
+        chosen.publish_at(4, t0);
+        assert!(chosen.warned().is_empty());
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 100\n"));
+        chosen.publish_at(5, t0);
+        assert!(chosen.warned().is_empty());
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn an_unforced_switch_happens_iff_dubbos_check_passes(
+            apps in 0usize..4, ifaces in 1usize..4, force: bool, threshold in proptest::option::of(0.0f32..2.0),
+        ) {
+            let t0 = Instant::now();
+            let mut chosen = migrating(MigrationStep::ForceInterface, None);
+            for i in 0..ifaces {
+                chosen.upsert(KEY, ep(&format!("10.0.1.{i}:20880")));
+            }
+            for i in 0..apps {
+                let host = format!("10.0.2.{i}");
+                let key = format!("/services/shop/{host}:20880");
+                chosen.put_instance(key.as_bytes(), instance(&host), Some(info()));
+            }
+            chosen.publish_at(1, t0).unwrap();
+            let mut text = format!("step: FORCE_APPLICATION\nforce: {force}\n");
+            if let Some(t) = threshold {
+                text.push_str(&format!("threshold: {t}\n"));
+            }
+            chosen.set_rule(rule(&text));
+            let s = chosen.publish_at(2, t0).unwrap();
+            let switched = force || crate::dubbo::migration::should_migrate(apps, ifaces, threshold.unwrap_or(-1.0));
+            let state = shown(&s).unwrap();
+            proptest::prop_assert_eq!(state.step == MigrationStep::ForceApplication, switched);
+            proptest::prop_assert_eq!(state.source == Source::Application, switched);
+            proptest::prop_assert_eq!(state.asked.is_some(), !switched);
+            // the snapshot lists the list in force
+            proptest::prop_assert_eq!(listed(&s).len(), if switched { apps } else { ifaces });
+        }
     }
 
     #[test]

@@ -429,8 +429,8 @@ impl AppWatch {
         self.rule_uses_applications = rule.as_ref().is_some_and(MigrationRule::may_use_applications);
         match &rule {
             Some(r) => tracing::info!(
-                "migration rule for {} in force: step {}, threshold {}, {} interface and {} \
-                 application entries",
+                "migration rule for {} in force: step {}, threshold {}, force {}, delay {} s, {} \
+                 interface and {} application entries",
                 self.config.application.as_deref().unwrap_or("?"),
                 r.settings
                     .step
@@ -438,6 +438,8 @@ impl AppWatch {
                 r.settings
                     .threshold
                     .map_or("(the consumer's)".to_owned(), |t| t.to_string()),
+                r.settings.force.unwrap_or(false),
+                r.settings.delay.unwrap_or(0),
                 r.interfaces.len(),
                 r.applications.len()
             ),

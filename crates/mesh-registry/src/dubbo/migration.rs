@@ -8,15 +8,32 @@
 //! `migration.threshold` URL parameter, else -1), `.../migration/DefaultMigrationAddressComparator.java`
 //! (`shouldMigrate`: a negative threshold falls back to `dubbo.application.migration.threshold`, default
 //! `0.0`), `.../migration/MigrationInvoker.java` (`calcPreferredInvoker`, `decideInvoker`,
-//! `migrateToForceApplicationInvoker`, `migrateToForceInterfaceInvoker`).
+//! `migrateToForceApplicationInvoker`, `migrateToForceInterfaceInvoker`, `waitAddressNotify`),
+//! `.../migration/MigrationRuleHandler.java` (`refreshInvoker`: a refused switch keeps the step in force).
+//!
+//! Also here: what a switch of a known service key to a `FORCE_*` step needs ([`switch_allowed`], the
+//! rule's `force`), when it is decided ([`switch_timing`], the rule's `delay`), and the step in force per
+//! service key as the snapshot carries it for the admin side ([`StepInForce`], [`MigrationStates`]).
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use super::app_error::{excerpt, AppDiscoveryError};
 
 /// The default threshold (`DefaultMigrationAddressComparator.DEFAULT_THRESHOLD_STRING`, 3.3: `0.0`).
 pub const DEFAULT_THRESHOLD: f32 = 0.0;
+
+/// The rule's `proportion` when none is given (`MigrationRule.getProportion`: the `migration.promotion`
+/// URL parameter, default 100: every call on the preferred addresses).
+pub const DEFAULT_PROPORTION: i32 = 100;
+
+/// How long a switch whose `delay` has passed still waits for the first MetadataService answers of the
+/// application-level addresses (at least; a longer `delay` waits that long, as Java's
+/// `latch.await(delay)` does). The agent's own figure: Java's subscription fetches the metadata before
+/// it returns, the agent's resolver does it in the background (each call bounded by 3 s).
+pub const FIRST_FETCH_WAIT: Duration = Duration::from_secs(5);
 
 /// Which addresses a consumer uses (`MigrationStep`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -89,6 +106,83 @@ pub struct Choice {
     pub reason: &'static str,
 }
 
+/// Java's `DefaultMigrationAddressComparator.shouldMigrate(new, old, rule)` on address counts: no new
+/// address -> no; no old address -> yes; else `new / old >= threshold` (as `float`; see
+/// [`effective_threshold`] for a negative or missing one).
+pub fn should_migrate(new_count: usize, old_count: usize, threshold: f32) -> bool {
+    if new_count == 0 {
+        return false;
+    }
+    if old_count == 0 {
+        return true;
+    }
+    (new_count as f32) / (old_count as f32) >= effective_threshold(Some(threshold))
+}
+
+/// Whether a known service key may switch to a `FORCE_*` step whose list holds `new_count` addresses,
+/// from the other list with `old_count` (`MigrationInvoker.migrateToForceApplicationInvoker` /
+/// `migrateToForceInterfaceInvoker` once both invokers exist): always when the rule says `force: true`
+/// ("force migrate, ignore threshold check"), else when [`should_migrate`] says so. When it may not, Java's
+/// `MigrationRuleHandler.refreshInvoker` keeps the step in force and its rule ("Migrate to .. mode failed.
+/// Probably not satisfy the threshold you set"), and tries again only when a new rule arrives.
+pub fn switch_allowed(force: bool, new_count: usize, old_count: usize, threshold: f32) -> bool {
+    force || should_migrate(new_count, old_count, threshold)
+}
+
+/// When a switch to a `FORCE_*` step asked for at `asked_at` is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SwitchTiming {
+    /// Not yet: decide again at this instant (or earlier, when the first fetches end).
+    WaitUntil(Instant),
+    /// Now.
+    Now,
+}
+
+/// The rule's `delay` (seconds) as a schedule (`MigrationInvoker.waitAddressNotify`: `Thread.sleep(delay
+/// * 1000)` when `delay > 0`, then `latch.await(delay, SECONDS)` for the first address notification of
+/// the list just subscribed; a `delay` of 0 or less waits for nothing). Here: not before `asked_at +
+/// delay`; after that, while the application-level list is still `settling` (some instance's first
+/// MetadataService answer outstanding, the agent's equivalent of Java's notification), up to
+/// `max(delay, FIRST_FETCH_WAIT)` more. Pure: the watcher thread wakes at the instant returned, nothing
+/// sleeps.
+pub fn switch_timing(asked_at: Instant, delay_s: i32, settling: bool, now: Instant) -> SwitchTiming {
+    let delay = Duration::from_secs(u64::try_from(delay_s).unwrap_or(0));
+    let due = asked_at + delay;
+    if now < due {
+        return SwitchTiming::WaitUntil(due);
+    }
+    let settled_by = due + delay.max(FIRST_FETCH_WAIT);
+    if settling && now < settled_by {
+        return SwitchTiming::WaitUntil(settled_by);
+    }
+    SwitchTiming::Now
+}
+
+/// A step the migration rule asks for that is not in force for a service key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AskedStep {
+    /// The step asked for.
+    pub step: MigrationStep,
+    /// `false`: waiting for the rule's `delay` (or the first fetches); `true`: refused (no `force`, and
+    /// its list did not pass the check); it stays refused until the rule changes.
+    pub refused: bool,
+}
+
+/// The step in force for one service key, and the list it uses: what `/metrics` and `/registry` show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepInForce {
+    /// The step in force.
+    pub step: MigrationStep,
+    /// The address model in use.
+    pub source: Source,
+    /// A different step the rule asks for, when there is one.
+    pub asked: Option<AskedStep>,
+}
+
+/// The step in force per service key (a persistent map: cloned in O(1) with every snapshot). Empty for a
+/// consumer without application-level discovery (every key on interface-level addresses then).
+pub type MigrationStates = imbl::OrdMap<Arc<str>, StepInForce>;
+
 /// The addresses a consumer at `step` uses, with `app_count` application-level and `iface_count`
 /// interface-level addresses and `threshold` (see [`effective_threshold`]).
 ///
@@ -119,7 +213,7 @@ pub fn which_addresses(step: MigrationStep, app_count: usize, iface_count: usize
                     source: Source::Application,
                     reason: "APPLICATION_FIRST: no interface-level address",
                 }
-            } else if (app_count as f32) / (iface_count as f32) >= effective_threshold(Some(threshold)) {
+            } else if should_migrate(app_count, iface_count, threshold) {
                 Choice {
                     source: Source::Application,
                     reason: "APPLICATION_FIRST: application/interface address ratio >= threshold",
@@ -179,7 +273,80 @@ mod tests {
         assert_eq!(effective_threshold(Some(1.5)), 1.5);
     }
 
+    #[test]
+    fn a_forced_switch_ignores_the_check_an_unforced_one_follows_it() {
+        // no address in the new list: refused unless forced
+        assert!(!switch_allowed(false, 0, 5, 0.0));
+        assert!(switch_allowed(true, 0, 5, 0.0));
+        // no address in the old list: allowed
+        assert!(switch_allowed(false, 3, 0, 9.0));
+        // the threshold
+        assert!(!switch_allowed(false, 3, 5, 0.8));
+        assert!(switch_allowed(false, 4, 5, 0.8));
+        assert!(switch_allowed(true, 3, 5, 0.8));
+        // nothing anywhere: refused (Java: "No instance address available, stop compare")
+        assert!(!switch_allowed(false, 0, 0, 0.0));
+    }
+
+    #[test]
+    fn delay_is_a_schedule() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // no delay, nothing settling: now
+        assert_eq!(switch_timing(t0, 0, false, t0), SwitchTiming::Now);
+        assert_eq!(switch_timing(t0, -3, false, t0), SwitchTiming::Now);
+        // delay 10 s: not before
+        assert_eq!(
+            switch_timing(t0, 10, false, t0),
+            SwitchTiming::WaitUntil(t0 + s(10))
+        );
+        assert_eq!(
+            switch_timing(t0, 10, false, t0 + s(9)),
+            SwitchTiming::WaitUntil(t0 + s(10))
+        );
+        assert_eq!(switch_timing(t0, 10, false, t0 + s(10)), SwitchTiming::Now);
+        // first fetches outstanding: up to max(delay, FIRST_FETCH_WAIT) more
+        assert_eq!(
+            switch_timing(t0, 0, true, t0),
+            SwitchTiming::WaitUntil(t0 + FIRST_FETCH_WAIT)
+        );
+        assert_eq!(
+            switch_timing(t0, 0, true, t0 + FIRST_FETCH_WAIT),
+            SwitchTiming::Now
+        );
+        assert_eq!(
+            switch_timing(t0, 10, true, t0 + s(12)),
+            SwitchTiming::WaitUntil(t0 + s(20))
+        );
+        assert_eq!(switch_timing(t0, 10, false, t0 + s(12)), SwitchTiming::Now);
+    }
+
     proptest! {
+        #[test]
+        fn a_switch_is_never_decided_before_its_delay_and_always_by_its_bound(
+            delay in -5i32..100, settling: bool, after_ms in 0u64..300_000,
+        ) {
+            let t0 = Instant::now();
+            let now = t0 + Duration::from_millis(after_ms);
+            let delay_d = Duration::from_secs(u64::try_from(delay).unwrap_or(0));
+            match switch_timing(t0, delay, settling, now) {
+                SwitchTiming::Now => prop_assert!(now >= t0 + delay_d),
+                SwitchTiming::WaitUntil(at) => {
+                    prop_assert!(at > now);
+                    prop_assert!(at <= t0 + delay_d + delay_d.max(FIRST_FETCH_WAIT));
+                }
+            }
+            let bound = t0 + delay_d + delay_d.max(FIRST_FETCH_WAIT);
+            prop_assert_eq!(switch_timing(t0, delay, settling, bound), SwitchTiming::Now);
+        }
+
+        #[test]
+        fn unforced_switches_follow_should_migrate(new in 0usize..50, old in 0usize..50, t in -1.0f32..3.0) {
+            prop_assert_eq!(switch_allowed(false, new, old, t), should_migrate(new, old, t));
+            prop_assert!(switch_allowed(true, new, old, t));
+            if new == 0 { prop_assert!(!should_migrate(new, old, t)); }
+        }
+
         #[test]
         fn application_first_never_picks_an_empty_list_over_a_full_one(app in 0usize..1000, iface in 0usize..1000, t in any::<f32>()) {
             let c = which_addresses(MigrationStep::ApplicationFirst, app, iface, t);

@@ -14,8 +14,9 @@
 //!
 //! Differences, on purpose: a field with the wrong type (a step that is no `MigrationStep` name, a threshold
 //! that is no number) refuses the whole rule, as Java's `valueOf` throws out of `parse` (the caller keeps
-//! the rule in force before, and logs why); `proportion`, `delay` and `force` are read and kept but not
-//! acted on (see `docs/dubbo3-discovery.md`).
+//! the rule in force before, and logs why). `force` and `delay` are acted on by the consumer
+//! (`app_discovery/chosen.rs`, `migration::switch_allowed`, `migration::switch_timing`); `proportion` is
+//! read but not applied, and logged as such (see `docs/dubbo3-discovery.md`).
 
 use std::collections::HashMap;
 
@@ -44,11 +45,12 @@ pub struct MigrationSettings {
     pub step: Option<MigrationStep>,
     /// `threshold` (application-level / interface-level address count that APPLICATION_FIRST needs).
     pub threshold: Option<f32>,
-    /// `proportion` (read, not acted on).
+    /// `proportion`: under APPLICATION_FIRST, the percentage of calls on the preferred addresses, the
+    /// rest on interface-level (read; not applied by the agent).
     pub proportion: Option<i32>,
-    /// `delay` (read, not acted on).
+    /// `delay`: seconds before a switch to a `FORCE_*` step is checked.
     pub delay: Option<i32>,
-    /// `force` (read, not acted on).
+    /// `force`: a switch to a `FORCE_*` step skips the address check.
     pub force: Option<bool>,
 }
 
@@ -144,6 +146,26 @@ impl MigrationRule {
     /// The threshold, looked up like [`MigrationRule::step_for`]; `None`: the consumer's own.
     pub fn threshold_for(&self, display_key: &str, applications: &[String]) -> Option<f32> {
         self.value_for(display_key, applications, |s| s.threshold)
+    }
+
+    /// `force`, looked up like [`MigrationRule::step_for`]; Java's default (`migration.force`) is `false`.
+    pub fn force_for(&self, display_key: &str, applications: &[String]) -> bool {
+        self.value_for(display_key, applications, |s| s.force)
+            .unwrap_or(false)
+    }
+
+    /// `delay` in seconds, looked up like [`MigrationRule::step_for`]; Java's default (`migration.delay`)
+    /// is 0.
+    pub fn delay_for(&self, display_key: &str, applications: &[String]) -> i32 {
+        self.value_for(display_key, applications, |s| s.delay)
+            .unwrap_or(0)
+    }
+
+    /// `proportion`, looked up like [`MigrationRule::step_for`]; Java's default (`migration.promotion`)
+    /// is [`crate::dubbo::migration::DEFAULT_PROPORTION`].
+    pub fn proportion_for(&self, display_key: &str, applications: &[String]) -> i32 {
+        self.value_for(display_key, applications, |s| s.proportion)
+            .unwrap_or(crate::dubbo::migration::DEFAULT_PROPORTION)
     }
 
     /// Whether some part of the rule names a step other than FORCE_INTERFACE (application-level addresses
@@ -297,6 +319,23 @@ applications:
         // an interface entry without a threshold falls through to the application's
         assert_eq!(rule.threshold_for("GreetingService:1.0.0", &test_app), Some(0.3));
         assert!(rule.may_use_applications());
+        // force, delay and proportion resolve the same way, with Java's defaults at the end
+        assert!(rule.force_for("DemoService:1.0.0", &test_app));
+        assert!(
+            !rule.force_for("GreetingService:1.0.0", &test_app),
+            "the application's false"
+        );
+        assert_eq!(rule.delay_for("DemoService:1.0.0", &none), 30);
+        assert_eq!(rule.delay_for("GreetingService:1.0.0", &test_app), 10);
+        assert_eq!(rule.delay_for("GreetingService:1.0.0", &none), 60);
+        assert_eq!(rule.proportion_for("DemoService:1.0.0", &test_app), 30);
+        assert_eq!(rule.proportion_for("Other:1.0.0", &none), 60);
+        let bare = MigrationRule::parse("step: FORCE_APPLICATION\n")
+            .unwrap()
+            .unwrap();
+        assert!(!bare.force_for("a.B", &none));
+        assert_eq!(bare.delay_for("a.B", &none), 0);
+        assert_eq!(bare.proportion_for("a.B", &none), 100);
     }
 
     #[test]
