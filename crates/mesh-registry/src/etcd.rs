@@ -13,6 +13,7 @@ use crate::dubbo::{RegistryRoot, DEFAULT_ROOT};
 use crate::etcd_access::{check_schemes, EtcdAuth, EtcdTls};
 use crate::publish_pace::PublishPace;
 use crate::source::Outbox;
+use crate::watch_state::WatchState;
 use crate::watched_keys::{Skips, WatchedKeys};
 use crate::RegistryError;
 
@@ -195,14 +196,15 @@ pub(crate) async fn bounded<T>(
 /// [`EtcdConfig::publish_interval`] (`publish_pace.rs`); on any error publish what was held back, keep the
 /// last snapshot, back off, read and watch again (the re-read is diffed against what is known, so only real
 /// changes are published).
-pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox) {
+pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox, state: &WatchState) {
     let mut backoff = Backoff::new(cfg.retry_backoff_max);
     let mut failures: u32 = 0;
     let mut last_error = String::new();
     let mut entries = WatchedKeys::with_apps(cfg.registry_root(), cfg.app_discovery.as_deref());
     loop {
         let mut healthy_since = None;
-        let error = watch_session(cfg, outbox, &mut entries, failures, &mut healthy_since).await;
+        let error = watch_session(cfg, outbox, &mut entries, failures, &mut healthy_since, state).await;
+        state.session_ended();
         if healthy_since.is_some_and(|t: Instant| t.elapsed() >= HEALTHY_AFTER) {
             backoff.reset();
             failures = 0;
@@ -231,9 +233,13 @@ async fn watch_session(
     entries: &mut WatchedKeys,
     failures: u32,
     healthy_since: &mut Option<Instant>,
+    state: &WatchState,
 ) -> RegistryError {
-    let mut client = match connect(cfg).await {
-        Ok(c) => c,
+    let mut client = match crate::member::connect_member(cfg).await {
+        Ok((c, member)) => {
+            state.member(&member);
+            c
+        }
         Err(e) => return e,
     };
     let range = format!("{}/", entries.root);
@@ -398,6 +404,7 @@ async fn watch_session(
             }
         };
         heard = Instant::now();
+        state.heard();
         let response = match message {
             Ok(Some(r)) => r,
             Ok(None) => break RegistryError::WatchEnded("etcd closed the watch stream".into()),
@@ -416,6 +423,7 @@ async fn watch_session(
             ));
         }
         if response.created() {
+            state.watching();
             healthy_since.get_or_insert_with(Instant::now);
         }
         if response.events().is_empty() {

@@ -46,6 +46,8 @@ mod snapshot;
 #[cfg(feature = "etcd")]
 mod source;
 #[cfg(feature = "etcd")]
+mod watch_state;
+#[cfg(feature = "etcd")]
 mod watched_keys;
 
 #[cfg(feature = "etcd")]
@@ -65,5 +67,7 @@ pub use snapshot::{
 };
 #[cfg(feature = "etcd")]
 pub use source::{spawn_watcher, LatestSnapshot, Source, WatcherHandle, STOP_TIMEOUT};
+#[cfg(feature = "etcd")]
+pub use watch_state::{WatchState, WatchStatus};
 #[cfg(feature = "etcd")]
 pub use watched_keys::{Skips, WatchedKeys};

@@ -132,6 +132,11 @@ pub(crate) fn reason(e: &etcd_client::Error) -> String {
 
 /// Connects to one usable member (see the module documentation), within `cfg.connect_timeout`.
 pub(crate) async fn connect_usable(cfg: &EtcdConfig) -> Result<Client, RegistryError> {
+    connect_member(cfg).await.map(|(client, _)| client)
+}
+
+/// [`connect_usable`], also naming the member's endpoint (as configured).
+pub(crate) async fn connect_member(cfg: &EtcdConfig) -> Result<(Client, String), RegistryError> {
     let options = connect_options(cfg)?;
     let order = probe_order(cfg.endpoints.len(), next_start());
     let deadline = Instant::now() + cfg.connect_timeout;
@@ -158,9 +163,9 @@ pub(crate) async fn connect_usable(cfg: &EtcdConfig) -> Result<Client, RegistryE
             probes.join_next().await
         };
         match finished {
-            Some(Ok((_, Ok(client)))) => {
+            Some(Ok((endpoint, Ok(client)))) => {
                 probes.abort_all();
-                return Ok(client);
+                return Ok((client, endpoint));
             }
             Some(Ok((endpoint, Err(why)))) => failures.push((endpoint, why)),
             Some(Err(join)) => failures.push(("probe".into(), join.to_string())),

@@ -9,6 +9,7 @@ use crossbeam_channel::{Sender, TrySendError};
 use tokio::sync::{oneshot, Notify};
 
 use crate::etcd::EtcdConfig;
+use crate::watch_state::WatchState;
 use crate::{Endpoint, RegistryError, Snapshot};
 
 /// Where the providers come from.
@@ -88,6 +89,11 @@ pub fn spawn_watcher(
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
     let latest = LatestSnapshot::default();
+    let watch = match &source {
+        Source::Etcd(cfg) => Some(WatchState::new(&cfg.endpoints)),
+        Source::Static(_) => None,
+    };
+    let watch_state = watch.clone();
     let outbox = Outbox::new(subscribers, latest.clone());
     let thread = std::thread::Builder::new()
         .name("mesh-registry-watch".into())
@@ -103,7 +109,10 @@ pub fn spawn_watcher(
                             outbox.publish(Snapshot::new(1, entries));
                             std::future::pending::<()>().await;
                         }
-                        Source::Etcd(cfg) => crate::etcd::watch_forever(&cfg, &outbox).await,
+                        Source::Etcd(cfg) => {
+                            let state = watch_state.unwrap_or_else(|| WatchState::new(&[]));
+                            crate::etcd::watch_forever(&cfg, &outbox, &state).await
+                        }
                     }
                 };
                 tokio::select! {
@@ -121,6 +130,7 @@ pub fn spawn_watcher(
         done: done_rx,
         thread: Some(thread),
         latest,
+        watch,
     })
 }
 
@@ -132,9 +142,15 @@ pub struct WatcherHandle {
     done: crossbeam_channel::Receiver<()>,
     thread: Option<JoinHandle<()>>,
     latest: LatestSnapshot,
+    watch: Option<WatchState>,
 }
 
 impl WatcherHandle {
+    /// The etcd watch's state (connected, member, restarts), for another thread; `None` for a static list.
+    pub fn watch_state(&self) -> Option<WatchState> {
+        self.watch.clone()
+    }
+
     /// The last snapshot published, if any (for tests, health and debugging, not for the data path).
     pub fn latest(&self) -> Option<Arc<Snapshot>> {
         self.latest.get().map(|(snapshot, _)| snapshot)
