@@ -377,7 +377,8 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     cport = free_port()
     env = dict(os.environ, MESH_TRACE_SNAPSHOTS="1")
     consumer_argv = [bins["mesh-agent"], "consumer", "--listen", f"127.0.0.1:{cport}", "--etcd", etcd_url,
-                     *settings["consumer_args"], *(settings["app_consumer_args"] if application else [])]
+                     *settings["consumer_args"], *(settings["app_consumer_args"] if application else []),
+                     *(["--provider-subset", settings["subset"]] if settings["subset"] else [])]
     if application and settings["app_mapping"] == "none":
         # No mapping key in etcd (a Java 3 estate): the consumer names the application as a Java consumer
         # does, with `provided-by` (consumer.provided_by, a config-file table).
@@ -474,6 +475,11 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     applied = parse_applied(mwork / "consumer.log")
     has_revision = all(rev >= 0 for lines in applied.values() for rev, _ in lines)
     props, missing = propagation(records, applied) if has_revision else ([], None)
+    # The changes a snapshot was published for (its revision is one a shard applied): with a provider subset,
+    # a change outside it publishes nothing, and its propagation above is the wait for the next one.
+    applied_revisions = {rev for lines in applied.values() for rev, _ in lines}
+    published = [r for r in records if r["revision"] in applied_revisions]
+    props_published, _ = propagation(published, applied) if has_revision else ([], None)
     # CPU per change: the churn phases' CPU rate minus the quiet phases', over the churn phases' length.
     extra = churn_cpu - quiet_cpu * (churn_s / quiet_s) if quiet_s > 0 else None
     cpu_per_change = extra / changes * 1e6 if changes and extra is not None else None
@@ -506,6 +512,10 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
         "propagation_p50_ms": bench.rnd(pct(props, 0.50), 2),
         "propagation_p99_ms": bench.rnd(pct(props, 0.99), 2),
         "cpu_us_per_change": bench.rnd(cpu_per_change, 1),
+        "provider_subset": settings["subset"],
+        "snapshots_per_change": bench.rnd(len(published) / len(records), 3) if records else None,
+        "propagation_published_p50_ms": bench.rnd(pct(props_published, 0.50), 2),
+        "propagation_published_p99_ms": bench.rnd(pct(props_published, 0.99), 2),
         # The same difference per round, and per thread kind (clock ticks of 10 ms per thread: coarse).
         "cpu_us_per_change_by_round": per_round,
         "cpu_us_per_change_by_thread": {k: per_change(k) for k in ("registry", "shards", "other")},
@@ -578,6 +588,8 @@ def registry():
         # (`/dubbo/mapping/<interface>`, as dubbo-go providers and the provider agent write it). Default: the
         # instance shape's own.
         "app_mapping": os.environ.get("BENCH_REGISTRY_APP_MAPPING", ""),
+        # consumer.provider_subset (`--provider-subset K`): providers per service the consumer lists; 0 = all.
+        "subset": env_int("BENCH_REGISTRY_SUBSET", 0),
     }
     if not settings["app_mapping"]:
         settings["app_mapping"] = "dubbo-go" if settings["app_shape"] == "dubbo-go" else "none"

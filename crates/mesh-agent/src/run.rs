@@ -18,7 +18,7 @@ use mesh_registry::dubbo::{
 };
 use mesh_registry::{
     spawn_registrar, spawn_registrations, spawn_watcher, AppDiscoveryConfig, Endpoint, EtcdAuth, EtcdConfig,
-    EtcdTls, MigrationDefaults, Registration, Snapshot, Source,
+    EtcdTls, MigrationDefaults, Registration, Snapshot, Source, SubsetSettings,
 };
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
@@ -211,6 +211,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
             .context("etcd: required when consumer.providers is empty")?;
         Source::Etcd(EtcdConfig {
             app_discovery: app_discovery(&c, e).map(Box::new),
+            provider_subset: provider_subset(&c, default_route_ip),
             ..etcd_config(e)
         })
     } else {
@@ -715,6 +716,31 @@ fn app_discovery(c: &ConsumerConfig, e: &EtcdSection) -> Option<AppDiscoveryConf
     })
 }
 
+/// `consumer.provider_subset`: the size (0 with a consistent-hashing balancer, which must see every
+/// provider) and the consumer's identity (`subset_seed`, else application, hostname, host and listen port).
+fn provider_subset(c: &ConsumerConfig, route_ip: impl FnOnce() -> Option<IpAddr>) -> SubsetSettings {
+    let mut size = c.provider_subset;
+    if size > 0 && c.balancer == BalancerName::ConsistentHash {
+        tracing::warn!("consumer.provider_subset = {size} ignored: consistent hashing needs every provider");
+        size = 0;
+    }
+    let identity = c.subset_seed.clone().unwrap_or_else(|| {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let ip = c.host.or_else(route_ip).unwrap_or(c.listen.ip());
+        let app = c.application.as_deref().unwrap_or("");
+        format!("{app}@{}/{ip}:{}", hostname.trim(), c.listen.port())
+    });
+    if size > 0 {
+        tracing::info!("provider subset: at most {size} providers per service, identity {identity:?}");
+    }
+    SubsetSettings {
+        size,
+        identity,
+        consumer_application: c.application.clone(),
+        configured_rules: c.routing.keys().cloned().collect(),
+    }
+}
+
 /// What condition routing rules see as the consumer: `host`, and `application` when configured.
 fn consumer_identity(c: &ConsumerConfig, host: IpAddr) -> mesh_balance::ConsumerInfo {
     let params: BTreeMap<String, String> = c
@@ -778,6 +804,25 @@ mod tests {
             "127.0.0.1"
         );
         assert!(default_route_ip().is_none_or(|ip| !ip.is_unspecified()));
+    }
+
+    #[test]
+    fn provider_subset_settings() {
+        let c = consumer_config("");
+        assert_eq!(provider_subset(&c, || None).size, 0);
+        let c = consumer_config(
+            "provider_subset = 64\napplication = \"web\"\nlisten = \"0.0.0.0:20000\"\n\
+             [consumer.routing]\n\"com.x.S\" = '{\"conditions\": [\"=> host = 10.0.0.1\"]}'\n",
+        );
+        let s = provider_subset(&c, || Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(s.size, 64);
+        assert!(s.identity.starts_with("web@") && s.identity.ends_with("/10.1.2.3:20000"), "{}", s.identity);
+        assert_eq!(s.consumer_application.as_deref(), Some("web"));
+        assert!(s.configured_rules.contains("com.x.S"));
+        let c = consumer_config("provider_subset = 64\nsubset_seed = \"pod-7\"\n");
+        assert_eq!(provider_subset(&c, || None).identity, "pod-7");
+        let c = consumer_config("provider_subset = 64\nbalancer = \"consistent_hash\"\n");
+        assert_eq!(provider_subset(&c, || None).size, 0);
     }
 
     #[test]

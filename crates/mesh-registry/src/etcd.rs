@@ -15,7 +15,7 @@ use crate::publish_pace::PublishPace;
 use crate::source::Outbox;
 use crate::watch_state::WatchState;
 use crate::watched_keys::{Skips, WatchedKeys};
-use crate::RegistryError;
+use crate::{RegistryError, SubsetSettings, MAX_PROVIDER_SUBSET};
 
 /// How to reach etcd and where the registry lives in it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +46,9 @@ pub struct EtcdConfig {
     /// late), so the subscribers absorb at most one snapshot per interval; a change after a quiet period
     /// goes out at once. Zero: a snapshot per batch of events.
     pub publish_interval: Duration,
+    /// The consumer's provider subset (`size` 0, the default: every provider; see
+    /// [`crate::provider_subset`]).
+    pub provider_subset: SubsetSettings,
 }
 
 /// The default [`EtcdConfig::publish_interval`]: a snapshot per batch of events. Measured at 100 changes/s on
@@ -69,6 +72,7 @@ impl Default for EtcdConfig {
             auth: None,
             app_discovery: None,
             publish_interval: DEFAULT_PUBLISH_INTERVAL,
+            provider_subset: SubsetSettings::default(),
         }
     }
 }
@@ -105,6 +109,9 @@ impl EtcdConfig {
         }
         if self.publish_interval > MAX_PUBLISH_INTERVAL {
             return bad("the snapshot publish interval must be at most 1 s");
+        }
+        if self.provider_subset.size > MAX_PROVIDER_SUBSET {
+            return bad("the provider subset must be at most 100000 providers");
         }
         check_schemes(&self.endpoints, self.tls.as_ref())?;
         if let Some(tls) = &self.tls {
@@ -200,7 +207,8 @@ pub(crate) async fn watch_forever(cfg: &EtcdConfig, outbox: &Outbox, state: &Wat
     let mut backoff = Backoff::new(cfg.retry_backoff_max);
     let mut failures: u32 = 0;
     let mut last_error = String::new();
-    let mut entries = WatchedKeys::with_apps(cfg.registry_root(), cfg.app_discovery.as_deref());
+    let mut entries = WatchedKeys::with_apps(cfg.registry_root(), cfg.app_discovery.as_deref())
+        .with_provider_subset(&cfg.provider_subset);
     loop {
         let mut healthy_since = None;
         let error = watch_session(cfg, outbox, &mut entries, failures, &mut healthy_since, state).await;

@@ -24,6 +24,10 @@
 //!   all under one lease, kept alive, put back whenever the lease or a key is lost, and updated in place
 //!   (`RegistrarHandle::update`) when the exported services change; plus the interface-to-application
 //!   mapping `/dubbo/mapping/<interface>`, written by compare-and-swap.
+//!
+//! [`provider_subset`] (pure): a bounded subset of each service's providers per consumer agent
+//! (rendezvous hashing), applied by the [`SnapshotBuilder`] when configured, so that providers joining or
+//! leaving outside it change no snapshot.
 
 #[cfg(feature = "etcd")]
 pub mod app_discovery;
@@ -42,6 +46,7 @@ mod member;
 mod publish_pace;
 #[cfg(feature = "etcd")]
 mod registrar;
+pub mod provider_subset;
 mod snapshot;
 #[cfg(feature = "etcd")]
 mod source;
@@ -62,6 +67,7 @@ pub use registrar::{
     spawn_registrar, spawn_registrations, InstanceRegistration, RegistrarHandle, Registration, Registrations,
     DEFAULT_TTL,
 };
+pub use provider_subset::{ProviderSubset, SubsetSettings, MAX_PROVIDER_SUBSET};
 pub use snapshot::{
     Change, Endpoint, Providers, Snapshot, SnapshotBuilder, DEFAULT_WEIGHT, WILDCARD_SERVICE,
 };

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use mesh_balance::RuleIndex;
 
 use crate::dubbo::{ServiceKey, ANY_VALUE};
+use crate::provider_subset::{Listing, ProviderSubset};
 
 /// Capacity weight of an endpoint that does not say otherwise.
 pub const DEFAULT_WEIGHT: u32 = 100;
@@ -340,6 +341,11 @@ pub struct SnapshotBuilder {
     rules_changed: bool,
     migration_changed: bool,
     published: bool,
+    /// The consumer's provider subset (`provider_subset.rs`): when set, changes go through it and only what
+    /// it lists reaches the snapshot.
+    subset: Option<Box<ProviderSubset>>,
+    /// The subset's listings of the change at hand (kept to reuse its allocation).
+    listings: Vec<Listing>,
 }
 
 impl SnapshotBuilder {
@@ -348,9 +354,53 @@ impl SnapshotBuilder {
         SnapshotBuilder::default()
     }
 
+    /// Puts a provider subset in front of the snapshot (`None`: every provider listed). Before any change.
+    pub fn set_provider_subset(&mut self, subset: Option<ProviderSubset>) {
+        debug_assert!(self.next.services.is_empty(), "the subset is set before any change");
+        self.subset = subset.map(Box::new);
+    }
+
     /// Adds `endpoint` to `service`, or replaces the one at its address. An identical endpoint is no change.
+    /// With a provider subset, the snapshot lists it only if the subset does (and the subset's changes).
     pub fn upsert(&mut self, service: &str, endpoint: impl Into<Arc<Endpoint>>) {
         let endpoint: Arc<Endpoint> = endpoint.into();
+        match self.subset.as_deref_mut() {
+            Some(subset) => {
+                let mut listings = std::mem::take(&mut self.listings);
+                subset.upsert(service, endpoint, &mut listings);
+                self.apply(service, &mut listings);
+                self.listings = listings;
+            }
+            None => self.list(service, endpoint),
+        }
+    }
+
+    /// Removes the endpoint at `addr` from `service` (nothing when it is not listed); with a provider
+    /// subset, the next best provider may be listed in its place.
+    pub fn remove(&mut self, service: &str, addr: SocketAddr) {
+        match self.subset.as_deref_mut() {
+            Some(subset) => {
+                let mut listings = std::mem::take(&mut self.listings);
+                subset.remove(service, addr, &mut listings);
+                self.apply(service, &mut listings);
+                self.listings = listings;
+            }
+            None => self.unlist(service, addr),
+        }
+    }
+
+    /// The provider subset's listings for `service`, applied to the next snapshot.
+    fn apply(&mut self, service: &str, listings: &mut Vec<Listing>) {
+        for listing in listings.drain(..) {
+            match listing {
+                Listing::Listed(endpoint) => self.list(service, endpoint),
+                Listing::Unlisted(addr) => self.unlist(service, addr),
+            }
+        }
+    }
+
+    /// Lists `endpoint` in `service` in the next snapshot.
+    fn list(&mut self, service: &str, endpoint: Arc<Endpoint>) {
         let addr = endpoint.addr;
         let (key, base, is_new_addr) = match self.next.services.get_key_value(service) {
             Some((key, providers)) => {
@@ -393,8 +443,8 @@ impl SnapshotBuilder {
         self.record(key, base, addr, Some(endpoint));
     }
 
-    /// Removes the endpoint at `addr` from `service` (nothing when it is not listed).
-    pub fn remove(&mut self, service: &str, addr: SocketAddr) {
+    /// Unlists the endpoint at `addr` from `service` in the next snapshot (nothing when it is not listed).
+    fn unlist(&mut self, service: &str, addr: SocketAddr) {
         let Some((key, providers)) = self.next.services.get_key_value(service) else {
             return;
         };
@@ -442,10 +492,21 @@ impl SnapshotBuilder {
             .insert(addr, endpoint);
     }
 
-    /// Replaces the routing rules (a [`mesh_balance::RuleStore`]'s index after a change).
+    /// Replaces the routing rules (a [`mesh_balance::RuleStore`]'s index after a change); with a provider
+    /// subset, service keys the rules switch the subset on or off for list their providers again.
     pub fn set_dubbo_rules(&mut self, rules: Arc<RuleIndex>) {
         if Arc::ptr_eq(&self.next.dubbo_rules, &rules) || *self.next.dubbo_rules == *rules {
             return;
+        }
+        if let Some(subset) = self.subset.as_deref_mut() {
+            let mut keyed = Vec::new();
+            subset.set_rules(Arc::clone(&rules), &mut keyed);
+            for (service, listing) in keyed {
+                match listing {
+                    Listing::Listed(endpoint) => self.list(&service, endpoint),
+                    Listing::Unlisted(addr) => self.unlist(&service, addr),
+                }
+            }
         }
         self.next.dubbo_rules = rules;
         self.rules_changed = true;

@@ -11,7 +11,7 @@ use mesh_balance::dubbo_rules::ConfigLayout;
 use crate::app_discovery::{AppDiscoveryConfig, AppWatch, ChosenAddresses};
 use crate::config_rules::ConfigRules;
 use crate::dubbo::{discover_owned, Discovered, RegistryKey, RegistryRoot};
-use crate::{Endpoint, Snapshot};
+use crate::{Endpoint, ProviderSubset, Snapshot, SubsetSettings};
 
 /// Keys skipped in one batch, reported in one line.
 #[derive(Debug, Default)]
@@ -86,6 +86,13 @@ impl WatchedKeys {
             builder: apps.map_or_else(ChosenAddresses::interface_only, AppWatch::chosen),
             apps: apps.map(AppWatch::new),
         }
+    }
+
+    /// The same, listing at most `settings.size` providers per service key in the snapshots (see
+    /// [`crate::provider_subset`]); a size of 0 lists every provider. Before any change.
+    pub fn with_provider_subset(mut self, settings: &SubsetSettings) -> Self {
+        self.builder.set_provider_subset(ProviderSubset::new(settings));
+        self
     }
 
     /// A put of an application-level key (instance, mapping, migration rule); false for other keys.
@@ -337,6 +344,43 @@ mod tests {
         // The same read again: nothing to publish.
         keys.resync([(&b[..], &b""[..]), (&c[..], &b""[..])], &mut skips);
         assert!(keys.publish(3).is_none());
+    }
+
+    #[test]
+    fn with_a_provider_subset_changes_outside_it_publish_nothing() {
+        let settings = SubsetSettings {
+            size: 3,
+            identity: "web@host/10.9.0.1:20000".into(),
+            ..SubsetSettings::default()
+        };
+        let mut keys = WatchedKeys::new(RegistryRoot::default()).with_provider_subset(&settings);
+        let mut skips = Skips::default();
+        let all: Vec<Vec<u8>> = (1..=20).map(|i| key(&format!("10.0.0.{i}"), 20880, "")).collect();
+        for k in &all {
+            keys.put(k, b"", &mut skips);
+        }
+        let s = keys.publish(1).unwrap();
+        let members: Vec<SocketAddr> = s.endpoints(IFACE).iter().map(|e| e.addr).collect();
+        assert_eq!(members.len(), 3);
+        // Deleting and putting back every provider outside the subset publishes nothing.
+        // A key names its address as `%2F%2F<ip>%3A` (`//<ip>:`).
+        let names = |k: &[u8], a: &SocketAddr| String::from_utf8_lossy(k).contains(&format!("%2F%2F{}%3A", a.ip()));
+        let outside: Vec<&Vec<u8>> = all.iter().filter(|k| !members.iter().any(|m| names(k, m))).collect();
+        assert_eq!(outside.len(), 17);
+        for k in &outside {
+            keys.delete(k);
+            assert!(keys.publish(2).is_none());
+            keys.put(k, b"", &mut skips);
+            assert!(keys.publish(3).is_none());
+        }
+        // A member going is replaced by the next best: one out, one in, in one snapshot.
+        let first = all.iter().find(|k| names(k, &members[0])).unwrap();
+        keys.delete(first);
+        let s = keys.publish(4).unwrap();
+        assert_eq!(s.endpoints(IFACE).len(), 3);
+        assert_eq!(s.departed(), [members[0]]);
+        let change = s.providers(IFACE).unwrap().change().unwrap();
+        assert_eq!((change.removed.len(), change.upserted.len()), (1, 1));
     }
 
     #[test]

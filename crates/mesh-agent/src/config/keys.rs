@@ -373,6 +373,32 @@ pub(crate) const CONSUMER_PROVIDED_BY: Key = key(
 )
 .rule("interface names without whitespace or `/`; application names, no empty one");
 
+pub(crate) const CONSUMER_PROVIDER_SUBSET: Key = key(
+    "consumer",
+    "provider_subset",
+    INT,
+    Int(0),
+    "providers of each service this consumer lists and connects to, the K best by rendezvous hashing of \
+     `subset_seed` and their addresses, so a provider outside them joining or leaving costs it nothing \
+     (0 = every provider); keep K x consumers >= providers x a few, or providers sit idle",
+)
+.off_or_range(1, 100_000)
+.rule(
+    "every provider for a service with a `dubbo.tag`ged provider, a config-center routing rule that may apply \
+     or a `routing` document, and with `balancer = \"consistent_hash\"`; etcd only",
+)
+.flag("provider-subset", "K", Parse::Int, "MESH_PROVIDER_SUBSET");
+
+pub(crate) const CONSUMER_SUBSET_SEED: Key = key(
+    "consumer",
+    "subset_seed",
+    STRING,
+    Unset("`<application>@<hostname>/<host or default-route IP>:<listen port>`"),
+    "this consumer's identity for `provider_subset`: consumers with the same seed pick the same providers",
+)
+.rule("1 ..= 256 bytes")
+.flag("subset-seed", "SEED", Parse::Text, "MESH_SUBSET_SEED");
+
 /// `[consumer]`.
 pub(crate) static CONSUMER: &[Key] = &[
     CONSUMER_LISTEN,
@@ -526,6 +552,8 @@ pub(crate) static CONSUMER: &[Key] = &[
     CONSUMER_MIGRATION_STEP,
     CONSUMER_MIGRATION_THRESHOLD,
     CONSUMER_PROVIDED_BY,
+    CONSUMER_PROVIDER_SUBSET,
+    CONSUMER_SUBSET_SEED,
     key(
         "consumer",
         "register_services",

@@ -194,6 +194,11 @@ impl ChosenAddresses {
         }
     }
 
+    /// Puts the consumer's provider subset in front of the snapshot (before any change).
+    pub(crate) fn set_provider_subset(&mut self, subset: Option<crate::ProviderSubset>) {
+        self.builder.set_provider_subset(subset);
+    }
+
     /// Dubbo's routing rules changed.
     pub(crate) fn set_dubbo_rules(&mut self, rules: Arc<RuleIndex>) {
         self.builder.set_dubbo_rules(rules);

@@ -56,6 +56,8 @@ pub(crate) struct ConsumerConfig {
     pub(crate) migration_threshold: Option<f64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub(crate) provided_by: BTreeMap<String, String>,
+    pub(crate) provider_subset: usize,
+    pub(crate) subset_seed: Option<String>,
 }
 
 // `migration_threshold` is checked finite by validation, so equality is an equivalence.
