@@ -78,7 +78,9 @@ pub(super) async fn send_oneway<R: CallRequest>(
     service: Cow<'_, str>,
 ) -> Result<(), Failure> {
     let mut call = admit(ctx, req, service)?;
-    let sent = call.dispatch(ctx, |conn, encode| conn.send_noreply(encode)).await;
+    let sent = call
+        .dispatch(ctx, |conn, _, encode| conn.send_noreply(encode))
+        .await;
     let (((), chosen), started) = match sent {
         Ok(sent) => sent,
         Err(failure) => {
@@ -141,9 +143,8 @@ pub(super) async fn finish<R: CallRequest>(ctx: &Ctx, started: Started<'_, R>) -
 /// The attempt in flight and the ones after it, until one is the call's answer.
 async fn attempts<R: CallRequest>(ctx: &Ctx, call: &mut Call<'_, R>, mut in_flight: InFlight) -> CallOutcome {
     loop {
-        let policy = call.policy(ctx);
         let sent = in_flight.pending.sent();
-        let answer = in_flight.pending.wait(policy.timeout).await;
+        let answer = in_flight.pending.wait().await;
         let attempt = match &answer {
             Ok(frame) => Attempt::Answered {
                 status: frame.header.status,
@@ -283,18 +284,21 @@ impl<R: CallRequest> Call<'_, R> {
 
     /// Sends the call for an answer (see [`Call::dispatch`]).
     async fn send(&mut self, ctx: &Ctx) -> Result<InFlight, Failure> {
-        let ((pending, chosen), _) = self.dispatch(ctx, |conn, encode| conn.send(encode)).await?;
+        let ((pending, chosen), _) = self
+            .dispatch(ctx, |conn, timeout, encode| conn.send(timeout, encode))
+            .await?;
         Ok(InFlight { pending, chosen })
     }
 
     /// Picks a provider (not one already tried) and queues the call on one of its connections with
-    /// `queue` (for an answer or not); attempts that never reached a provider (connect failure, backing
+    /// `queue` (for an answer within the given timeout, or not); attempts that never reached a provider (connect failure, backing
     /// off) go elsewhere within the budget. `Ok`: what `queue` returned, the provider, when it was sent.
     async fn dispatch<T>(
         &mut self,
         ctx: &Ctx,
         queue: impl Fn(
             &UpstreamConn,
+            Duration,
             &mut dyn FnMut(&mut BytesMut, u64) -> Result<(), CodecError>,
         ) -> Result<T, CallError>,
     ) -> Result<((T, Chosen), Instant), Failure> {
@@ -315,7 +319,9 @@ impl<R: CallRequest> Call<'_, R> {
                     let token = chosen.token.as_deref().or(settings.token.as_deref());
                     let timeout = self.policy(ctx).timeout;
                     let (req, codec) = (&self.req, &settings.upstream.codec);
-                    queue(&conn, &mut |buf, id| req.encode(codec, buf, id, token, timeout))
+                    queue(&conn, timeout, &mut |buf, id| {
+                        req.encode(codec, buf, id, token, timeout)
+                    })
                 }
                 Err(e) => Err(e),
             };

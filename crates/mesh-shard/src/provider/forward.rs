@@ -1,6 +1,7 @@
 //! Forwarding one call to the local provider and writing its answer (or why there is none) back with the
 //! consumer's request id, transcoding when the two sides speak different serializations.
 
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
@@ -8,6 +9,7 @@ use mesh_dubbo::{Body, Codec, CodecError, Frame, Header, Response, Serialization
 
 use super::Shard;
 use crate::error::CallError;
+use crate::upstream::UpstreamConn;
 
 /// Sends the call to the local provider and returns its answer frame (`None` for a one-way call, which
 /// gets no answer and so takes no place in the request-id map); counted in the shard's metrics.
@@ -62,7 +64,44 @@ async fn forward_uncounted(
     // after it.
     let limit = shard.settings.upstream.request_timeout;
     let t = timeout.map_or(limit, |t| t.min(limit));
-    conn.send(encode)?.wait(t).await.map(Some)
+    conn.send(t, encode)?.wait().await.map(Some)
+}
+
+/// Forwards a two-way call that needs no transcoding on `conn` (a live connection to the local provider)
+/// without a task: `on_answer` gets the provider's answer frame (or why there is none) from the
+/// connection's reader, the shard's deadline sweep or, when it cannot be queued, at once; counted in the
+/// shard's metrics like [`forward`].
+pub(super) fn relay(
+    shard: &Rc<Shard>,
+    conn: &UpstreamConn,
+    f: &Frame,
+    timeout: Option<Duration>,
+    on_answer: impl FnOnce(Result<Frame, CallError>) + 'static,
+) {
+    let begun = Instant::now();
+    shard.metrics.local_inflight(shard.inflight.get());
+    let limit = shard.settings.upstream.request_timeout;
+    let t = timeout.map_or(limit, |t| t.min(limit));
+    let counted = shard.clone();
+    conn.send_relay(
+        t,
+        |buf, id| {
+            Header { id, ..f.header }.write(buf);
+            buf.put_slice(&f.body);
+            Ok(())
+        },
+        move |answer| {
+            let status = answer.as_ref().ok().map(|frame| frame.header.status.0);
+            counted.metrics.forward_ended(begun, status);
+            on_answer(answer);
+        },
+    );
+}
+
+/// True when a call can go through [`relay`]: two-way, and the local provider speaks the serialization
+/// the call came in (its bytes are forwarded as they are).
+pub(super) fn relayable(shard: &Shard, f: &Frame) -> bool {
+    f.header.is_two_way() && f.header.serialization().ok() == Some(shard.settings.serialization)
 }
 
 /// Writes the provider's answer back with the consumer's id (transcoding when serializations differ).

@@ -9,7 +9,7 @@ use std::time::Duration;
 use glommio::net::TcpStream;
 use mesh_dubbo::{Body, Codec, Frame, Header, Request, Response, Serialization, Status};
 
-use super::forward::{forward, write_answer, write_error};
+use super::forward::{forward, relay, relayable, write_answer, write_error};
 use super::metadata_answer::{self, CallSite};
 use super::Shard;
 use crate::frames::{FrameEnd, FrameReader};
@@ -202,11 +202,28 @@ fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Fram
         Ok(t) => t,
         Err((status, message)) => return refuse(&codec, out, h, status, message),
     };
+    shard.inflight.set(shard.inflight.get() + 1);
+    conn.inflight.set(conn.inflight.get() + 1);
+    // No cap to wait for and a live connection to the provider: forwarded at once, and the answer written
+    // back by the provider connection's reader (no task, channel or timer per call).
+    // H14CPU-AB: temporary switch for the A/B measurement of this step; removed before the final commit.
+    static NO_RELAY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    let no_relay = *NO_RELAY.get_or_init(|| std::env::var_os("MESH_H14_NO_RELAY").is_some());
+    if shard.settings.limit.is_none() && relayable(shard, &f) && !no_relay {
+        if let Some(upstream) = shard.pool.try_get() {
+            let (shard2, conn2, out2) = (shard.clone(), conn.clone(), out.clone());
+            return relay(shard, &upstream, &f, timeout, move |answer| {
+                out2.push(|b| match answer {
+                    Ok(resp) => write_answer(&codec, b, h, resp),
+                    Err(e) => write_error(&codec, b, h, &e),
+                });
+                call_ended(&shard2, &conn2);
+            });
+        }
+    }
     let shard = shard.clone();
     let conn = conn.clone();
     let out = out.clone();
-    shard.inflight.set(shard.inflight.get() + 1);
-    conn.inflight.set(conn.inflight.get() + 1);
     glommio::spawn_local(async move {
         let permit = shard.admission.acquire().await;
         let answer = match &permit {
@@ -234,13 +251,19 @@ fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Fram
                 }
             });
         }
-        shard.inflight.set(shard.inflight.get() - 1);
-        conn.inflight.set(conn.inflight.get() - 1);
-        if conn.inflight.get() < conn.limit {
-            conn.room.wake_one();
-        }
+        call_ended(&shard, &conn);
     })
     .detach();
+}
+
+/// A forwarded call is over (its answer queued): the shard's and the connection's counts drop, a
+/// connection held back by its in-flight limit may be read again.
+fn call_ended(shard: &Shard, conn: &ConnState) {
+    shard.inflight.set(shard.inflight.get() - 1);
+    conn.inflight.set(conn.inflight.get() - 1);
+    if conn.inflight.get() < conn.limit {
+        conn.room.wake_one();
+    }
 }
 
 #[cfg(test)]

@@ -1,7 +1,12 @@
 //! One multiplexed Dubbo client connection: its own request-id counter and request-id map (id -> waiting
-//! call), a reader task that matches answers by id and a writer task that batches queued frames; the
-//! shard's heartbeat sweep (`heartbeat.rs`) pings it when idle and declares it dead when silent. When the connection dies, every call in flight on it fails at once (no waiting for a
-//! timeout).
+//! call and its deadline), a reader task that matches answers by id and a writer task that batches queued
+//! frames; the shard's heartbeat sweep (`heartbeat.rs`) pings it when idle and declares it dead when
+//! silent, the shard's deadline sweep (`deadline.rs`) fails calls past their deadline. When the connection
+//! dies, every call in flight on it fails at once (no waiting for a timeout).
+//!
+//! A call waits in one of two ways: a task awaits its [`PendingCall`] (the consumer's call loop), or the
+//! reader hands the answer to a closure itself ([`UpstreamConn::send_relay`], the provider agent's
+//! forwarding: no task, no channel, no timer per call).
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -20,12 +25,39 @@ use crate::frames::{FrameEnd, FrameReader};
 use crate::io::{split, OutQueue, ReadHalf, Stream};
 use crate::sync::{oneshot, Event as Signal, Receiver, Sender};
 
-type Waiter = Sender<Result<Frame, CallError>>;
+/// Who gets a call's answer (or why there is none).
+enum Waiter {
+    /// A task awaiting the call's [`PendingCall`].
+    Task(Sender<Result<Frame, CallError>>),
+    /// Called by whoever ends the call (the reader with the answer, the deadline sweep, a dying
+    /// connection), exactly once.
+    Relay(Box<dyn FnOnce(Result<Frame, CallError>)>),
+}
+
+impl Waiter {
+    fn complete(self, r: Result<Frame, CallError>) {
+        match self {
+            Waiter::Task(tx) => tx.send(r),
+            Waiter::Relay(f) => f(r),
+        }
+    }
+}
+
+/// A call in the request-id map.
+struct Waiting {
+    waiter: Waiter,
+    /// Past it, the deadline sweep fails the call.
+    deadline: Instant,
+    /// The call's timeout, for the error.
+    timeout: Duration,
+}
 
 pub(super) struct ConnInner {
     addr: SocketAddr,
     out: OutQueue,
-    pending: RefCell<HashMap<u64, Waiter>>,
+    pending: RefCell<HashMap<u64, Waiting>>,
+    /// On the shard's deadline sweep list (`deadline.rs`).
+    swept: Cell<bool>,
     next_id: Cell<u64>,
     alive: Cell<bool>,
     born: Instant,
@@ -56,8 +88,7 @@ impl std::fmt::Debug for UpstreamConn {
 /// A call sent and not answered yet.
 #[derive(Debug)]
 pub struct PendingCall {
-    conn: UpstreamConn,
-    id: u64,
+    addr: SocketAddr,
     /// When the call was queued for sending: its timeout counts from here, not from when someone
     /// starts waiting (pipelined calls are waited for one after another).
     sent: Instant,
@@ -102,6 +133,7 @@ impl UpstreamConn {
             addr,
             out: OutQueue::new(),
             pending: RefCell::new(HashMap::new()),
+            swept: Cell::new(false),
             next_id: Cell::new(1),
             alive: Cell::new(true),
             born: now,
@@ -173,29 +205,104 @@ impl UpstreamConn {
     }
 
     /// Queues one request: `encode` writes a whole frame for the given request id into the write buffer.
-    /// The frame goes out with whatever else is queued when the writer next runs.
+    /// The frame goes out with whatever else is queued when the writer next runs. The call fails with a
+    /// timeout once `timeout` has passed from now without an answer.
     pub fn send(
         &self,
+        timeout: Duration,
         encode: impl FnOnce(&mut BytesMut, u64) -> Result<(), CodecError>,
     ) -> Result<PendingCall, CallError> {
+        let (tx, rx) = oneshot();
+        let sent = self
+            .register(timeout, encode, Waiter::Task(tx))
+            .map_err(|(e, _)| e)?;
+        Ok(PendingCall {
+            addr: self.0.addr,
+            sent,
+            rx,
+        })
+    }
+
+    /// Queues one request like [`UpstreamConn::send`], and hands its answer (or why there is none: the
+    /// timeout, the connection's end) to `on_answer`, called exactly once: by the connection's reader
+    /// when the answer arrives, by the deadline sweep, or at once when the request cannot be queued.
+    /// No task waits for the call; the connection stays open until it is answered.
+    pub fn send_relay(
+        &self,
+        timeout: Duration,
+        encode: impl FnOnce(&mut BytesMut, u64) -> Result<(), CodecError>,
+        on_answer: impl FnOnce(Result<Frame, CallError>) + 'static,
+    ) {
+        // The call holds its connection (the map entry holds the closure holds the connection) until the
+        // entry leaves the map: a connection the pool lets go of, e.g. after a READONLY notice, still
+        // delivers the answers of the calls on it.
+        let keep = self.clone();
+        let relay = Waiter::Relay(Box::new(move |r| {
+            let _keep = keep;
+            on_answer(r);
+        }));
+        if let Err((e, relay)) = self.register(timeout, encode, relay) {
+            relay.complete(Err(e));
+        }
+    }
+
+    /// Queues a request and puts `waiter` in the id map with its deadline; when it was queued. Not
+    /// queued: why, and the waiter back.
+    fn register(
+        &self,
+        timeout: Duration,
+        encode: impl FnOnce(&mut BytesMut, u64) -> Result<(), CodecError>,
+        waiter: Waiter,
+    ) -> Result<Instant, (CallError, Waiter)> {
         if !self.is_alive() {
-            return Err(CallError::Closed(self.0.addr));
+            return Err((CallError::Closed(self.0.addr), waiter));
         }
         let id = self.0.next_id.get();
         self.0.next_id.set(id.wrapping_add(1));
         match self.0.out.push(|buf| encode(buf, id)) {
-            None => return Err(CallError::Closed(self.0.addr)),
-            Some(Err(e)) => return Err(CallError::Encode(e)),
+            None => return Err((CallError::Closed(self.0.addr), waiter)),
+            Some(Err(e)) => return Err((CallError::Encode(e), waiter)),
             Some(Ok(())) => {}
         }
-        let (tx, rx) = oneshot();
-        self.0.pending.borrow_mut().insert(id, tx);
-        Ok(PendingCall {
-            conn: self.clone(),
+        let sent = Instant::now();
+        let deadline = sent + timeout;
+        self.0.pending.borrow_mut().insert(
             id,
-            sent: Instant::now(),
-            rx,
-        })
+            Waiting {
+                waiter,
+                deadline,
+                timeout,
+            },
+        );
+        super::deadline::watch(&self.0, &self.0.swept, deadline);
+        Ok(sent)
+    }
+
+    /// Fails the calls past their deadline at `now` (the deadline sweep); the earliest deadline left, or
+    /// `None` (and off the sweep's list) when no call is in flight any more.
+    pub(super) fn expire(&self, now: Instant) -> Option<Instant> {
+        let expired: Vec<Waiting> = {
+            let mut pending = self.0.pending.borrow_mut();
+            let ids: Vec<u64> = pending
+                .iter()
+                .filter(|(_, w)| w.deadline <= now)
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| pending.remove(id)).collect()
+        };
+        for w in expired {
+            let ms = w.timeout.as_millis() as u64;
+            w.waiter.complete(Err(CallError::Timeout {
+                addr: self.0.addr,
+                ms,
+            }));
+        }
+        // After the completions, which may have queued new calls here.
+        let earliest = self.0.pending.borrow().values().map(|w| w.deadline).min();
+        if earliest.is_none() {
+            self.0.swept.set(false);
+        }
+        earliest
     }
 
     /// Queues a request that gets no answer (one-way): a fresh id, nothing registered in the id map.
@@ -233,6 +340,12 @@ impl UpstreamConn {
         self.fail_all(why);
     }
 
+    /// Declares the connection dead (tests).
+    #[cfg(test)]
+    pub(crate) fn kill_for_test(&self) {
+        self.kill(CallError::Closed);
+    }
+
     /// Queues a frame that expects no answer (heartbeat replies, one-way calls).
     pub fn send_oneway(&self, f: impl FnOnce(&mut BytesMut)) {
         self.0.out.push(f);
@@ -262,17 +375,17 @@ impl UpstreamConn {
             }
             return;
         }
-        let waiter = self.0.pending.borrow_mut().remove(&h.id);
-        if let Some(w) = waiter {
+        let waiting = self.0.pending.borrow_mut().remove(&h.id);
+        if let Some(w) = waiting {
             self.0.answers.set(self.0.answers.get() + 1);
-            w.send(Ok(f));
+            w.waiter.complete(Ok(f));
         }
     }
 
     fn fail_all(&self, err: impl Fn(SocketAddr) -> CallError) {
-        let drained: Vec<Waiter> = self.0.pending.borrow_mut().drain().map(|(_, w)| w).collect();
+        let drained: Vec<Waiting> = self.0.pending.borrow_mut().drain().map(|(_, w)| w).collect();
         for w in drained {
-            w.send(Err(err(self.0.addr)));
+            w.waiter.complete(Err(err(self.0.addr)));
         }
     }
 }
@@ -323,24 +436,14 @@ impl Drop for ConnInner {
 }
 
 impl PendingCall {
-    /// Waits for the answer frame, at most `timeout`. On timeout the id is forgotten, so a late answer is
-    /// dropped instead of leaking an entry in the request-id map.
-    pub async fn wait(self, timeout: Duration) -> Result<Frame, CallError> {
-        let PendingCall { conn, id, sent, rx } = self;
-        let addr = conn.addr();
-        // glommio polls the call before its timer, so an answer already here wins even at zero.
-        let left = timeout.saturating_sub(sent.elapsed());
-        let res = glommio::timer::timeout(left, async move { Ok(rx.await) }).await;
-        match res {
-            Ok(Some(r)) => r,
-            Ok(None) => Err(CallError::Closed(addr)),
-            Err(_) => {
-                conn.0.pending.borrow_mut().remove(&id);
-                Err(CallError::Timeout {
-                    addr,
-                    ms: timeout.as_millis() as u64,
-                })
-            }
+    /// Waits for the answer frame, or the call's end without one: the timeout given to
+    /// [`UpstreamConn::send`] (the deadline sweep then forgets the id, so a late answer is dropped instead
+    /// of leaking an entry in the request-id map), the connection's end.
+    pub async fn wait(self) -> Result<Frame, CallError> {
+        let PendingCall { addr, rx, .. } = self;
+        match rx.await {
+            Some(r) => r,
+            None => Err(CallError::Closed(addr)),
         }
     }
 

@@ -3,6 +3,7 @@
 //! provider agent towards its local Dubbo provider. Their heartbeats: one sweep per shard (`heartbeat.rs`).
 
 mod conn;
+mod deadline;
 mod heartbeat;
 mod pool;
 

@@ -150,9 +150,45 @@ impl Pool {
             .count()
     }
 
+    /// A live connection if the pool has one now (the least busy; like [`Pool::get`] it starts growing the
+    /// pool in the background when that one is busy and a place is free); `None` when getting one would
+    /// mean waiting for a dial.
+    pub fn try_get(self: &Rc<Self>) -> Option<UpstreamConn> {
+        self.review_connections();
+        let (best, empty) = {
+            let slots = self.entries.borrow();
+            let start = self.next.get();
+            self.next.set(start.wrapping_add(1));
+            let mut best: Option<&UpstreamConn> = None;
+            let mut empty = None;
+            for k in 0..slots.len() {
+                let i = (start + k) % slots.len();
+                match &slots[i] {
+                    Entry::Ready(c) => {
+                        if best.is_none_or(|b| c.inflight() < b.inflight()) {
+                            best = Some(c);
+                        }
+                    }
+                    Entry::Empty => empty = empty.or(Some(i)),
+                    Entry::Dialing(_) => {}
+                }
+            }
+            (best.cloned()?, empty)
+        };
+        if let Some(i) = empty {
+            if best.inflight() > 0 && self.dial.borrow().may_dial(Instant::now()) {
+                self.start_dial(i);
+            }
+        }
+        Some(best)
+    }
+
     /// A live connection, dialling one when the pool has fewer than configured. Concurrent callers share a
     /// dial in progress instead of opening extra connections.
     pub async fn get(self: &Rc<Self>) -> Result<UpstreamConn, CallError> {
+        if let Some(c) = self.try_get() {
+            return Ok(c);
+        }
         for _ in 0..3 {
             self.review_connections();
             let (best, empty, dialing) = {
@@ -405,12 +441,12 @@ mod tests {
             let server = glommio::spawn_local(answer_one_connection(TcpListener::bind(addr).unwrap()));
             let conn = pool.get().await.expect("dialled");
             let call = conn
-                .send(|buf, id| {
+                .send(Duration::from_secs(5), |buf, id| {
                     Header::request(id, Serialization::Hessian2, true).write(buf);
                     Ok(())
                 })
                 .unwrap();
-            call.wait(Duration::from_secs(5)).await.expect("answered");
+            call.wait().await.expect("answered");
             // It goes away again: the next refused dial waits the shortest time.
             drop(server);
             while conn.is_alive() {
@@ -439,12 +475,12 @@ mod tests {
             let pool = Rc::new(Pool::new(addr, cfg));
             let conn = pool.get().await.expect("dialled");
             let call = conn
-                .send(|buf, id| {
+                .send(Duration::from_secs(5), |buf, id| {
                     Header::request(id, Serialization::Hessian2, true).write(buf);
                     Ok(())
                 })
                 .unwrap();
-            call.wait(Duration::from_secs(5)).await.expect("answered");
+            call.wait().await.expect("answered");
             drop(conn);
             drop(pool);
             // The server's read ends (EOF) once the consumer side closed the socket.
