@@ -58,19 +58,20 @@ def breakdown(runs, table):
         b = r["breakdown_kib"]
         m = r.get("malloc") or {}
         rows.append([r["state"].replace("_", " ")] + [_fmt(b.get(k, 0) / 1024.0, 2) for k in keys]
-                    + [_fmt(b["total"] / 1024.0, 2),
-                       _fmt(m["in_use_kib"] / 1024.0, 2) if m else "–",
-                       _fmt(m["system_kib"] / 1024.0, 2) if m else "–",
-                       str(m["arenas"]) if m else "–"])
+                    + [_fmt(b["total"] / 1024.0, 2)]
+                    + ([_fmt(m["arenas_in_use_kib"] / 1024.0, 2), _fmt(m["arenas_system_kib"] / 1024.0, 2),
+                        _fmt(m["mmapped_kib"] / 1024.0, 2), str(m["arenas"])] if m else ["–"] * 4))
     return ("\nWhere it is (MiB): each mapping of `/proc/<pid>/smaps` by kind (benches/memory.py "
             "`smaps_breakdown`: the agent's executable file, other files, the io_uring rings the kernel maps in, "
             "the main heap, glibc's thread arenas, thread stacks, other anonymous memory = blocks malloc served "
-            "by their own mmap); busy: read once in the middle of the measured period. malloc in use / held: "
-            "glibc's `malloc_stats()` called in the agent by gdb (`BENCH_MEMORY_MALLOC_STATS=1`): bytes in "
-            "allocated blocks / bytes malloc holds from the system (arenas + mmapped blocks; held - in use = "
-            "free memory kept).\n\n"
-            + table(["state"] + [names[k] for k in keys] + ["total", "malloc in use", "malloc held", "arenas"],
-                    rows)
+            "by their own mmap); busy: read once in the middle of the measured period. Arenas in use / held: "
+            "glibc's `malloc_stats()` called in the agent by gdb (`BENCH_MEMORY_MALLOC_STATS=1`; it stops the "
+            "agent for about a second, which times busy calls out): bytes in allocated blocks / bytes the "
+            "arenas (main heap included) hold from the system (held - in use = free memory kept: fragmentation "
+            "and untrimmed tops); mmapped: blocks served by their own mmap, virtual size (mostly glommio's "
+            "submission queues, resident only where touched).\n\n"
+            + table(["state"] + [names[k] for k in keys]
+                    + ["total", "arenas in use", "arenas held", "mmapped (virtual)", "arenas"], rows)
             + "\n")
 
 # The breakdown's parts (memory.py smaps_breakdown), bottom to top, with their colours and legend names.
