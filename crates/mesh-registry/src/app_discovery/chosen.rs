@@ -481,7 +481,8 @@ impl Migration {
         }
         self.asked.insert(Arc::clone(key), asked);
         self.warnings.push(format!(
-            "service {key}: migration to {} refused, {} stays in force ({} {} address(es), {} {}              address(es), threshold {}; no force): publish a changed rule to try again",
+            "service {key}: migration to {} refused, {} stays in force ({} {} address(es), {} {} \
+             address(es), threshold {}; no force): publish a changed rule to try again",
             want.step,
             was.step,
             new_count,
@@ -491,7 +492,8 @@ impl Migration {
                 MigrationStep::ForceApplication => MigrationStep::ForceInterface,
                 _ => MigrationStep::ForceApplication,
             }),
-            want.threshold.map_or_else(|| "default".to_owned(), |t| t.to_string()),
+            want.threshold
+                .map_or_else(|| "default".to_owned(), |t| t.to_string()),
         ));
         false
     }
@@ -517,7 +519,8 @@ impl Migration {
         }
         self.proportion_warned.insert(Arc::clone(key), want.proportion);
         self.warnings.push(format!(
-            "service {key}: the migration rule's proportion {} is not applied: every call goes to the              addresses APPLICATION_FIRST chose (docs/dubbo3-discovery.md)",
+            "service {key}: the migration rule's proportion {} is not applied: every call goes to the \
+             addresses APPLICATION_FIRST chose (docs/dubbo3-discovery.md)",
             want.proportion
         ));
     }

@@ -138,13 +138,13 @@ pub enum SwitchTiming {
     Now,
 }
 
-/// The rule's `delay` (seconds) as a schedule (`MigrationInvoker.waitAddressNotify`: `Thread.sleep(delay
-/// * 1000)` when `delay > 0`, then `latch.await(delay, SECONDS)` for the first address notification of
-/// the list just subscribed; a `delay` of 0 or less waits for nothing). Here: not before `asked_at +
-/// delay`; after that, while the application-level list is still `settling` (some instance's first
-/// MetadataService answer outstanding, the agent's equivalent of Java's notification), up to
-/// `max(delay, FIRST_FETCH_WAIT)` more. Pure: the watcher thread wakes at the instant returned, nothing
-/// sleeps.
+/// The rule's `delay` (seconds) as a schedule (`MigrationInvoker.waitAddressNotify`:
+/// `Thread.sleep(delay * 1000)` when `delay > 0`, then `latch.await(delay, SECONDS)` for the first
+/// address notification of the list just subscribed; a `delay` of 0 or less waits for nothing). Here: not
+/// before `asked_at + delay`; after that, while the application-level list is still `settling` (some
+/// instance's first MetadataService answer outstanding, the agent's equivalent of Java's notification),
+/// up to `max(delay, FIRST_FETCH_WAIT)` more. Pure: the watcher thread wakes at the instant returned,
+/// nothing sleeps.
 pub fn switch_timing(asked_at: Instant, delay_s: i32, settling: bool, now: Instant) -> SwitchTiming {
     let delay = Duration::from_secs(u64::try_from(delay_s).unwrap_or(0));
     let due = asked_at + delay;
