@@ -206,10 +206,7 @@ fn handle_frame(shard: &Rc<Shard>, conn: &Rc<ConnState>, out: &OutQueue, f: Fram
     conn.inflight.set(conn.inflight.get() + 1);
     // No cap to wait for and a live connection to the provider: forwarded at once, and the answer written
     // back by the provider connection's reader (no task, channel or timer per call).
-    // H14CPU-AB: temporary switch for the A/B measurement of this step; removed before the final commit.
-    static NO_RELAY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    let no_relay = *NO_RELAY.get_or_init(|| std::env::var_os("MESH_H14_NO_RELAY").is_some());
-    if shard.settings.limit.is_none() && relayable(shard, &f) && !no_relay {
+    if shard.settings.limit.is_none() && relayable(shard, &f) {
         if let Some(upstream) = shard.pool.try_get() {
             let (shard2, conn2, out2) = (shard.clone(), conn.clone(), out.clone());
             return relay(shard, &upstream, &f, timeout, move |answer| {

@@ -27,8 +27,9 @@ struct Sweep {
     next: Option<Instant>,
     /// The sweep task's waker while it waits.
     waker: Option<Waker>,
-    /// The sweep task exists on this shard.
-    started: bool,
+    /// The executor the sweep task runs on (a thread runs one shard's executor; tests may run several
+    /// in turn).
+    started: Option<usize>,
 }
 
 thread_local! {
@@ -40,6 +41,15 @@ thread_local! {
 pub(super) fn watch(conn: &Rc<ConnInner>, listed: &std::cell::Cell<bool>, deadline: Instant) {
     let start = SWEEP.with(|s| {
         let mut s = s.borrow_mut();
+        let executor = glommio::executor().id();
+        let start = s.started != Some(executor);
+        if start {
+            // The first call on this shard (or a new executor on this thread: tests): a fresh sweep.
+            *s = Sweep {
+                started: Some(executor),
+                ..Sweep::default()
+            };
+        }
         if !listed.replace(true) {
             s.conns.push(Rc::downgrade(conn));
         }
@@ -49,7 +59,7 @@ pub(super) fn watch(conn: &Rc<ConnInner>, listed: &std::cell::Cell<bool>, deadli
                 w.wake();
             }
         }
-        !std::mem::replace(&mut s.started, true)
+        start
     });
     if start {
         glommio::spawn_local(run()).detach();
