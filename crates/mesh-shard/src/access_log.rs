@@ -19,7 +19,7 @@ pub const MAX_EVERY: u64 = 1_000_000;
 /// Whether the call numbered `n` (0, 1, 2, ... per shard) is logged when one call in `every` is: the
 /// first and then every `every`-th; never when `every` is 0.
 pub fn sampled(n: u64, every: u64) -> bool {
-    every != 0 && n % every == 0
+    every != 0 && n.is_multiple_of(every)
 }
 
 /// One shard's access log: the sampling rate and how many calls it has seen.
