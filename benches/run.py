@@ -1273,10 +1273,13 @@ def overhead():
         sim_port = int(wait_line(work / "sim.out", "LISTENING", 10, sim).split()[1])
         pport = free_port()
         pargs = ["--listen", f"127.0.0.1:{pport}", "--dubbo", f"127.0.0.1:{sim_port}", "--no-register"]
-        provider = procs.start("provider", [bins["mesh-agent"], "provider", *pargs])
-        wait_port(pport, 10, provider)
         cport = free_port()
         cargs = ["--listen", f"127.0.0.1:{cport}", "--provider", f"127.0.0.1:{pport}"]
+        if os.environ.get("BENCH_METRICS", "on") == "off":  # issue 15: both agents without per-call metrics
+            pargs.append("--no-metrics")
+            cargs.append("--no-metrics")
+        provider = procs.start("provider", [bins["mesh-agent"], "provider", *pargs])
+        wait_port(pport, 10, provider)
         consumer = procs.start("consumer", [bins["mesh-agent"], "consumer", *cargs])
         wait_port(cport, 10, consumer)
         wait_answer(cport, HELLO_HASH, 20)

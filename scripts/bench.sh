@@ -32,6 +32,7 @@
 #     form,json,dubbo-port,dubbo-port-user BENCH_GENERIC_JSON=generic.json (file name under BENCH_OUT)
 #   BENCH_PROFILE=5            overhead: seconds of perf profile of the agents and of nginx at max rate (0 = none)
 #   BENCH_NGINX_WORKERS=auto   worker_processes of the nginx proxy
+#   BENCH_METRICS=on           overhead: off = both agents with --no-metrics (the on/off cost of issue 15)
 #   faults (seconds): BENCH_FAULT_STEADY=10 BENCH_FAULT_KILL=15 BENCH_FAULT_ETCD_DOWN=30 BENCH_FAULT_ETCD_BACK=10
 #     BENCH_FAULT_RESTART=15 BENCH_FAULT_DRAIN_ALLOWANCE=5 BENCH_FAULT_WARMUP=2; BENCH_FAULT_CONNECTIONS=256
 #     BENCH_FAULT_TIMELINE_MS=100; BENCH_FAULT_LEASE_TTL (default min(5, kill - 2), at least 2)

@@ -18,8 +18,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use mesh_admin::server::AdminHandle;
 use mesh_admin::{AdminError, AdminServer, Answer, Exposition, Route};
-use mesh_registry::{LatestSnapshot, Snapshot};
-use mesh_shard::metrics::ShardMetrics;
+use mesh_registry::{LatestSnapshot, Snapshot, WatchState, WatchStatus};
+use mesh_shard::metrics::{Recording, ShardMetrics};
 use mesh_shard::provider::ConcurrencyLimit;
 
 use crate::config::{AdminListen, AgentConfig, Role};
@@ -48,6 +48,8 @@ pub(crate) struct AgentStatus {
     pub(crate) lease_id: AtomicI64,
     /// Leases granted after the first (each a re-registration after a lost lease).
     pub(crate) lease_regrants: AtomicU64,
+    /// When the current lease was first seen (within the one-second sampling), Unix milliseconds; 0: none.
+    pub(crate) lease_seen_unix_ms: AtomicU64,
 }
 
 impl AgentStatus {
@@ -59,6 +61,22 @@ impl AgentStatus {
         if lease != 0 && before != 0 && lease != before {
             self.lease_regrants.fetch_add(1, Ordering::Relaxed);
         }
+        if lease != 0 && lease != before {
+            let now = SystemTime::now().duration_since(UNIX_EPOCH);
+            let ms = now.map_or(1, |d| d.as_millis() as u64);
+            self.lease_seen_unix_ms.store(ms, Ordering::Relaxed);
+        }
+    }
+
+    /// The lease as `/registry` shows it.
+    fn lease_json(&self) -> serde_json::Value {
+        let seen = self.lease_seen_unix_ms.load(Ordering::Relaxed);
+        serde_json::json!({
+            "registered": self.registered.load(Ordering::Relaxed),
+            "lease_id": Some(self.lease_id.load(Ordering::Relaxed)).filter(|&l| l != 0),
+            "regrants": self.lease_regrants.load(Ordering::Relaxed),
+            "granted_unix_s": (seen != 0).then(|| seen as f64 / 1e3),
+        })
     }
 }
 
@@ -67,11 +85,18 @@ impl AgentStatus {
 #[derive(Debug)]
 pub(crate) struct RegistryView {
     latest: LatestSnapshot,
+    /// The etcd watch's state (`None` for a static provider list).
+    watch: Option<WatchState>,
 }
 
 impl RegistryView {
     pub(crate) fn new(latest: LatestSnapshot) -> Self {
-        RegistryView { latest }
+        RegistryView { latest, watch: None }
+    }
+
+    /// With the etcd watch's state (connected, member, restarts) in `/metrics` and `/registry`.
+    pub(crate) fn with_watch(self, watch: Option<WatchState>) -> Self {
+        RegistryView { watch, ..self }
     }
 
     fn latest(&self) -> Option<(Arc<Snapshot>, SystemTime)> {
@@ -215,6 +240,15 @@ impl AdminState {
             f64::from(u8::from(s.draining.load(Ordering::Relaxed))),
         )?;
         if s.registers.load(Ordering::Relaxed) {
+            let seen = s.lease_seen_unix_ms.load(Ordering::Relaxed);
+            if seen != 0 {
+                e.set_gauge(
+                    "mesh_registry_lease_granted_timestamp_seconds",
+                    "When the current lease was first seen in use (sampled every second), Unix seconds.",
+                    &[],
+                    seen as f64 / 1e3,
+                )?;
+            }
             e.set_gauge(
                 "mesh_registry_registered",
                 "1 while every registration is in etcd under a live lease (sampled every second).",
@@ -240,15 +274,26 @@ impl AdminState {
     fn registry_json(&self) -> serde_json::Value {
         match &self.registry {
             Some(view) => snapshot_json(view),
-            None => self
-                .registrations
-                .lock()
-                .map_or(serde_json::Value::Null, |r| r.clone()),
+            None => {
+                let mut shown = self
+                    .registrations
+                    .lock()
+                    .map_or(serde_json::Value::Null, |r| r.clone());
+                if let Some(map) = shown.as_object_mut() {
+                    if self.status.registers.load(Ordering::Relaxed) {
+                        map.insert("lease".to_owned(), self.status.lease_json());
+                    }
+                }
+                shown
+            }
         }
     }
 }
 
 fn registry_metrics(e: &mut Exposition, view: &RegistryView) -> Result<(), AdminError> {
+    if let Some(watch) = &view.watch {
+        watch_metrics(e, &watch.status())?;
+    }
     let latest = view.latest();
     e.counter(
         "mesh_registry_snapshots_total",
@@ -353,9 +398,55 @@ fn migration_json(snapshot: &Snapshot) -> serde_json::Value {
         .into()
 }
 
+/// The consumer's etcd watch: connected, the member's endpoint (one of the configured: bounded), restarts,
+/// when its member last answered.
+fn watch_metrics(e: &mut Exposition, w: &WatchStatus) -> Result<(), AdminError> {
+    e.set_gauge(
+        "mesh_registry_etcd_connected",
+        "1 while the consumer's etcd watch is established, 0 from its failure until the next one is.",
+        &[],
+        f64::from(u8::from(w.connected)),
+    )?;
+    if let Some(endpoint) = &w.endpoint {
+        e.set_gauge(
+            "mesh_registry_etcd_endpoint_info",
+            "The configured etcd endpoint the watch talks to (or last talked to); always 1.",
+            &[("endpoint", endpoint)],
+            1.0,
+        )?;
+    }
+    e.counter(
+        "mesh_registry_watch_restarts_total",
+        "etcd watch sessions that ended (error, silent member) and were started again.",
+        &[],
+        w.restarts as f64,
+    )?;
+    if let Some(at) = w.last_heard {
+        e.set_gauge(
+            "mesh_registry_etcd_last_contact_timestamp_seconds",
+            "When the watch's etcd member last answered (events, progress reports: about every second).",
+            &[],
+            unix_seconds(at),
+        )?;
+    }
+    Ok(())
+}
+
+/// The watch's state as `/registry` shows it.
+fn watch_json(w: &WatchStatus) -> serde_json::Value {
+    serde_json::json!({
+        "connected": w.connected,
+        "endpoint": w.endpoint,
+        "restarts": w.restarts,
+        "last_contact_unix_s": w.last_heard.map(unix_seconds),
+        "connected_since_unix_s": w.connected_since.map(unix_seconds),
+    })
+}
+
 fn snapshot_json(view: &RegistryView) -> serde_json::Value {
+    let etcd = view.watch.as_ref().map(|w| watch_json(&w.status()));
     let Some((snapshot, at)) = view.latest() else {
-        return serde_json::json!({ "snapshot": null, "why": "no registry snapshot yet" });
+        return serde_json::json!({ "snapshot": null, "why": "no registry snapshot yet", "etcd": etcd });
     };
     let services: serde_json::Map<String, serde_json::Value> = snapshot
         .iter()
@@ -389,8 +480,21 @@ fn snapshot_json(view: &RegistryView) -> serde_json::Value {
             "endpoints": snapshot.endpoint_count(),
             "services": services,
             "migration": migration_json(&snapshot),
-        }
+        },
+        "etcd": etcd,
     })
+}
+
+/// What `role`'s shards record: metrics as `admin.metrics` (and `admin.listen`) say, the access log of
+/// `log.access_every` (consumer calls only).
+pub(crate) fn recording(cfg: &AgentConfig, role: Role) -> Recording {
+    Recording {
+        metrics: cfg.admin.records_metrics(),
+        access_log_every: match role {
+            Role::Consumer => cfg.log.access_every,
+            Role::Provider => 0,
+        },
+    }
 }
 
 /// The effective configuration as JSON with every secret replaced by [`REDACTED`].
@@ -581,6 +685,50 @@ mod tests {
         assert!(m.contains("mesh_local_provider_concurrency_limit 8\n"), "{m}");
         assert!(m.contains("process_resident_memory_bytes "), "{m}");
         assert!(m.contains("# TYPE mesh_requests_total counter") || !m.contains("mesh_requests_total{"));
+    }
+
+    #[test]
+    fn the_etcd_watch_shows_in_metrics_and_registry() {
+        let watch = WatchState::new(&["http://127.0.0.1:2379".to_owned()]);
+        let view = RegistryView::new(LatestSnapshot::default()).with_watch(Some(watch));
+        let (s, _drains) = state(Role::Consumer, Some(Arc::new(view)));
+        let m = s.answer(Route::Metrics).body;
+        assert!(m.contains("mesh_registry_etcd_connected 0\n"), "{m}");
+        assert!(m.contains("mesh_registry_watch_restarts_total 0\n"), "{m}");
+        assert!(
+            !m.contains("mesh_registry_etcd_endpoint_info"),
+            "no member yet: {m}"
+        );
+        let r: serde_json::Value = serde_json::from_str(&s.answer(Route::Registry).body).unwrap();
+        assert_eq!(r["etcd"]["connected"], false, "{r}");
+        assert_eq!(r["etcd"]["restarts"], 0, "{r}");
+        // A static list has no watch: nothing about etcd.
+        let view = RegistryView::new(LatestSnapshot::default());
+        let (s, _drains) = state(Role::Consumer, Some(Arc::new(view)));
+        assert!(!s
+            .answer(Route::Metrics)
+            .body
+            .contains("mesh_registry_etcd_connected"));
+    }
+
+    #[test]
+    fn provider_registry_shows_the_lease() {
+        let (s, _drains) = state(Role::Provider, None);
+        s.status.registers.store(true, Ordering::Release);
+        let r: serde_json::Value = serde_json::from_str(&s.answer(Route::Registry).body).unwrap();
+        assert_eq!(r["lease"]["lease_id"], serde_json::Value::Null, "{r}");
+        assert!(!s.answer(Route::Metrics).body.contains("lease_granted"));
+        s.status.sample_registration(true, Some(42));
+        let r: serde_json::Value = serde_json::from_str(&s.answer(Route::Registry).body).unwrap();
+        assert_eq!(r["lease"]["lease_id"], 42, "{r}");
+        assert_eq!(r["lease"]["registered"], true, "{r}");
+        assert!(r["lease"]["granted_unix_s"].as_f64().unwrap() > 1.7e9, "{r}");
+        assert!(r["urls"].is_array(), "the registrations stay: {r}");
+        let m = s.answer(Route::Metrics).body;
+        assert!(
+            m.contains("mesh_registry_lease_granted_timestamp_seconds "),
+            "{m}"
+        );
     }
 
     #[test]

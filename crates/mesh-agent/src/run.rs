@@ -225,7 +225,8 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
     };
     let watcher = spawn_watcher(source, txs).context("starting the registry thread")?;
     // The admin side reads the registry thread's latest snapshot when asked (readiness, /registry, metrics).
-    let registry_view = Arc::new(RegistryView::new(watcher.latest_snapshot()));
+    let registry_view =
+        Arc::new(RegistryView::new(watcher.latest_snapshot()).with_watch(watcher.watch_state()));
     let upstream = UpstreamConfig {
         connections: c.upstream_connections,
         connect_timeout: Duration::from_millis(c.connect_timeout_ms),
@@ -288,7 +289,7 @@ pub(crate) fn consumer(cfg: &AgentConfig) -> Result<()> {
         consumer: consumer_identity(&c, host),
     };
     let rt = signal_runtime()?;
-    let metrics = ShardMetrics::for_shards(shards);
+    let metrics = ShardMetrics::for_shards_recording(shards, admin::recording(cfg, Role::Consumer));
     let status = Arc::new(AgentStatus::default());
     let (drain_tx, mut drain_rx) = tokio::sync::mpsc::unbounded_channel();
     let makers: Vec<_> = rxs
@@ -428,7 +429,8 @@ pub(crate) fn provider(cfg: &AgentConfig, reload: impl Fn() -> Result<AgentConfi
         provider::MetadataPublisher::new(p.application.clone(), cfg.runtime.shards);
     metadata.publish(info.clone());
     let rt = signal_runtime()?;
-    let metrics = ShardMetrics::for_shards(cfg.runtime.shards);
+    let metrics =
+        ShardMetrics::for_shards_recording(cfg.runtime.shards, admin::recording(cfg, Role::Provider));
     let status = Arc::new(AgentStatus::default());
     let shown_registrations = Arc::new(Mutex::new(registrations_json(
         &provider_urls(&p, advertise, started_ms),

@@ -14,6 +14,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::loadgen::{run_blocking, LoadConfig};
 use mesh_testkit::process::{free_port, wait_for_port, ChildGuard};
 
@@ -147,6 +148,32 @@ fn unix_now() -> f64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs_f64()
+}
+
+/// The dashboard's queries (deploy/grafana-mesh-agent.json), each with its panel's title, its variables
+/// filled in as this test names the jobs.
+fn dashboard_queries() -> Vec<(String, String)> {
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/grafana-mesh-agent.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut queries = Vec::new();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap()
+                .replace("$consumer_job", "consumer")
+                .replace("$provider_job", "provider")
+                .replace("$__rate_interval", "1m");
+            queries.push((panel["title"].as_str().unwrap_or_default().to_owned(), expr));
+        }
+    }
+    queries
 }
 
 /// `promtool check metrics` on a scraped `/metrics`: passes, or the test fails with what it said.
@@ -348,29 +375,16 @@ fn prometheus_sees_the_rate_the_errors_and_the_ejection_the_test_caused() {
 
     // The dashboard's queries (deploy/grafana-mesh-agent.json), its variables filled in: each one is valid
     // PromQL over these metrics and finds series.
-    let dashboard: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../deploy/grafana-mesh-agent.json"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    for panel in dashboard["panels"].as_array().unwrap() {
-        for target in panel["targets"].as_array().unwrap() {
-            let expr = target["expr"]
-                .as_str()
-                .unwrap()
-                .replace("$consumer_job", "consumer")
-                .replace("$provider_job", "provider")
-                .replace("$__rate_interval", "1m");
-            let found = prometheus.query_at(&expr, None);
-            assert!(
-                !found.is_empty(),
-                "dashboard panel {}: {expr} finds nothing",
-                panel["title"]
-            );
+    for (title, expr) in dashboard_queries() {
+        // This consumer has a static provider list: the etcd panels are checked by the etcd test below.
+        if expr.contains("etcd") {
+            continue;
         }
+        let found = prometheus.query_at(&expr, None);
+        assert!(
+            !found.is_empty(),
+            "dashboard panel {title:?}: {expr} finds nothing"
+        );
     }
 
     // 4. The exposition passes promtool, for both roles.
@@ -391,4 +405,54 @@ fn prometheus_sees_the_rate_the_errors_and_the_ejection_the_test_caused() {
     assert_eq!((status, why.as_str()), (503, "not ready: draining\n"));
     let exited = agent_a.wait_timeout(Duration::from_secs(15)).unwrap();
     assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+}
+
+/// The consumer's etcd watch through Prometheus, with the dashboard's etcd panel query: connected (1) while
+/// etcd runs, 0 once it is stopped (by PID), 1 again after it restarts; restarts counted. Waits are
+/// bounded and generous (scrapes every second, a reconnect within the retry backoff of at most 5 s).
+#[test]
+fn prometheus_sees_the_etcd_watch_go_and_come_back() {
+    let mut etcd = EtcdServer::start().unwrap();
+    let [ca, admin_c] = std::array::from_fn(|_| free_port().unwrap());
+    let admin_ca = format!("127.0.0.1:{admin_c}");
+    let _consumer = consumer_agent(ca, &["--etcd", etcd.client_url(), "--admin-listen", &admin_ca]);
+    wait_for_port(addr(admin_c), Duration::from_secs(10)).unwrap();
+    let prometheus = Prometheus::start(&[("consumer", &[admin_c])]);
+    let (title, connected) = dashboard_queries()
+        .into_iter()
+        .find(|(_, expr)| expr.contains("mesh_registry_etcd_connected"))
+        .expect("the dashboard has an etcd connected panel");
+    let value = |q: &str| prometheus.scalar(q, None);
+    wait_until(&format!("{title}: 1"), Duration::from_secs(30), || {
+        value(&connected) == 1.0
+    });
+    let (status, registry) = get(admin_c, "/registry");
+    assert_eq!(status, 200);
+    let registry: serde_json::Value = serde_json::from_str(&registry).unwrap();
+    assert_eq!(registry["etcd"]["connected"], true, "{registry}");
+    assert_eq!(registry["etcd"]["endpoint"], etcd.client_url(), "{registry}");
+    let (_, metrics) = get(admin_c, "/metrics");
+    assert!(
+        metrics.contains(&format!(
+            "mesh_registry_etcd_endpoint_info{{endpoint=\"{}\"}} 1\n",
+            etcd.client_url()
+        )),
+        "{metrics}"
+    );
+    promtool_passes(&metrics);
+
+    etcd.stop().unwrap();
+    wait_until(&format!("{title}: 0"), Duration::from_secs(30), || {
+        value(&connected) == 0.0
+    });
+    assert!(value("sum(mesh_registry_watch_restarts_total{job=\"consumer\"})") >= 1.0);
+    assert_eq!(get(admin_c, "/ready").0, 200, "serving from the last snapshot");
+
+    etcd.restart().unwrap();
+    wait_until(&format!("{title}: 1 again"), Duration::from_secs(60), || {
+        value(&connected) == 1.0
+    });
+    let (_, registry) = get(admin_c, "/registry");
+    let registry: serde_json::Value = serde_json::from_str(&registry).unwrap();
+    assert_eq!(registry["etcd"]["connected"], true, "{registry}");
 }

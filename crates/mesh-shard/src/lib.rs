@@ -13,6 +13,7 @@
 //!   agent-to-agent TLS settings; [`sync`]: single-shard oneshot, event and wait queue.
 //! - [`metrics`]: each shard's counters (atomics only its shard writes), read by the admin thread.
 
+pub mod access_log;
 pub mod consumer;
 pub mod control;
 mod error;

@@ -1067,8 +1067,18 @@ pub(crate) const ADMIN_LISTEN: Key = key(
 .rule("an `IP:port` (failing to bind it stops the agent), or `off`")
 .flag("admin-listen", "ADDR", Parse::Text, "MESH_ADMIN_LISTEN");
 
+pub(crate) const ADMIN_METRICS: Key = key(
+    "admin",
+    "metrics",
+    BOOL,
+    Bool(true),
+    "the shards count calls, attempts and refusals for /metrics; false (or `admin.listen = off`, where nobody \
+     could read them): no per-call recording, the per-call series stay at 0",
+)
+.off_switch("no-metrics", "MESH_NO_METRICS");
+
 /// `[admin]`.
-pub(crate) static ADMIN: &[Key] = &[ADMIN_LISTEN];
+pub(crate) static ADMIN: &[Key] = &[ADMIN_LISTEN, ADMIN_METRICS];
 
 // ---- [log] ----------------------------------------------------------------------------------------------
 
@@ -1083,8 +1093,19 @@ pub(crate) const LOG_FORMAT: Key = key(
 .one_of(LogFormat::NAMES)
 .flag("log-format", "FORMAT", Parse::Text, "MESH_LOG_FORMAT");
 
+pub(crate) const LOG_ACCESS_EVERY: Key = key(
+    "log",
+    "access_every",
+    INT,
+    Int(0),
+    "consumer access log: one `info` line at target `mesh_access` (service, method, provider, outcome, \
+     status, duration_us, retries, request_bytes) for one call in N per shard, the first included; 0 = off",
+)
+.off_or_range(1, 1_000_000)
+.flag("access-log-every", "N", Parse::Int, "MESH_ACCESS_LOG_EVERY");
+
 /// `[log]`.
-pub(crate) static LOG: &[Key] = &[LOG_FORMAT];
+pub(crate) static LOG: &[Key] = &[LOG_FORMAT, LOG_ACCESS_EVERY];
 
 /// The file's sections with their keys, in file order.
 pub(crate) static SECTIONS: &[(&str, &[Key])] = &[

@@ -23,7 +23,7 @@ use super::routes::{Chosen, Pick};
 use super::Ctx;
 use crate::error::CallError;
 use crate::log_every::LogEvery;
-use crate::metrics::{AttemptReport, AttemptResult, Rejection};
+use crate::metrics::{AccessEntry, AttemptReport, AttemptResult, Rejection};
 use crate::upstream::{PendingCall, UpstreamConn};
 
 /// A call on its way: what it asks, what it may still try, and where it already failed.
@@ -39,6 +39,9 @@ pub(super) struct Call<'a, R> {
     last: Option<String>,
     /// When it was admitted (its latency is counted from there).
     begun: Instant,
+    /// The last attempt's provider and request size (for the access log).
+    provider: Option<SocketAddr>,
+    request_bytes: usize,
 }
 
 /// An attempt in flight.
@@ -126,6 +129,8 @@ fn admit<'a, R: CallRequest>(ctx: &Ctx, req: R, service: Cow<'a, str>) -> Result
         tried: Vec::new(),
         last: None,
         begun,
+        provider: None,
+        request_bytes: 0,
     })
 }
 
@@ -195,6 +200,12 @@ impl<R: CallRequest> Call<'_, R> {
         let service = listed.then_some(&*self.service);
         m.call_ended(service, self.req.method(), self.begun, outcome.error_reason());
         m.queue_depth(ctx.upstreams.queue.len());
+        m.access(|| AccessEntry {
+            provider: self.provider,
+            retries: self.tried.len(),
+            request_bytes: self.request_bytes,
+            ..AccessEntry::of_call(&self.service, self.req.method(), outcome, self.begun)
+        });
     }
 
     /// The verdict on an attempt sent to `chosen` at `started`: the provider's health and the balancer
@@ -202,6 +213,7 @@ impl<R: CallRequest> Call<'_, R> {
     fn settle(&mut self, ctx: &Ctx, chosen: &Chosen, started: Instant, attempt: Attempt) -> Next {
         let outcome = classify(attempt, self.policy(ctx).idempotent);
         let pool = &chosen.pool;
+        self.provider = Some(pool.addr());
         let mut ejected = false;
         let result = match outcome.health {
             HealthEffect::Success => {
@@ -318,9 +330,12 @@ impl<R: CallRequest> Call<'_, R> {
                     // The provider URL's token (Dubbo's token check), else the agents' shared one.
                     let token = chosen.token.as_deref().or(settings.token.as_deref());
                     let timeout = self.policy(ctx).timeout;
-                    let (req, codec) = (&self.req, &settings.upstream.codec);
+                    let (req, codec, bytes) = (&self.req, &settings.upstream.codec, &mut self.request_bytes);
                     queue(&conn, timeout, &mut |buf, id| {
-                        req.encode(codec, buf, id, token, timeout)
+                        let at = buf.len();
+                        let encoded = req.encode(codec, buf, id, token, timeout);
+                        *bytes = buf.len().saturating_sub(at);
+                        encoded
                     })
                 }
                 Err(e) => Err(e),
@@ -512,6 +527,8 @@ mod tests {
             tried: Vec::new(),
             last: None,
             begun: Instant::now(),
+            provider: None,
+            request_bytes: 0,
         }
     }
 

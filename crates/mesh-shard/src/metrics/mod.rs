@@ -37,6 +37,7 @@ use std::time::Instant;
 
 use mesh_admin::{AdminError, Exposition};
 
+pub use crate::access_log::{AccessEntry, AccessLog};
 pub use recorder::{AttemptReport, Recorder};
 use series::{get, CallSeries, Latency, ProviderSeries};
 pub use series::{provider_status_reason, AttemptResult, ERROR_REASONS, LATENCY_BOUNDS_US};
@@ -72,10 +73,31 @@ pub enum Rejection {
     QueueTimeout = 4,
 }
 
+/// What the shards record, fixed at start (`admin.metrics`, `log.access_every`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Recording {
+    /// Count calls, attempts and refusals (`false`: every recording call returns at once; the series stay
+    /// at zero).
+    pub metrics: bool,
+    /// The access log's "one call in N" (0: off, see [`crate::access_log`]).
+    pub access_log_every: u64,
+}
+
+impl Default for Recording {
+    /// Metrics on, access log off.
+    fn default() -> Self {
+        Recording {
+            metrics: true,
+            access_log_every: 0,
+        }
+    }
+}
+
 /// One shard's counters (see the module doc): written by that shard only, read by the admin thread.
 #[derive(Debug)]
 pub struct ShardMetrics {
     shard: usize,
+    recording: Recording,
     /// Ejection deadlines are kept as milliseconds since this instant.
     epoch: Instant,
     /// [`MAX_CALL_SERIES`] labelled slots, then the [`OTHER`] one.
@@ -92,9 +114,16 @@ pub struct ShardMetrics {
 }
 
 impl ShardMetrics {
+    /// Shard `shard`'s counters, recording as [`Recording::default`] says.
     pub fn new(shard: usize) -> Arc<Self> {
+        ShardMetrics::recording(shard, Recording::default())
+    }
+
+    /// Shard `shard`'s counters, recording as `recording` says.
+    pub fn recording(shard: usize, recording: Recording) -> Arc<Self> {
         Arc::new(ShardMetrics {
             shard,
+            recording,
             epoch: Instant::now(),
             calls: (0..=MAX_CALL_SERIES).map(|_| CallSeries::default()).collect(),
             providers: (0..=MAX_PROVIDER_SERIES)
@@ -112,12 +141,26 @@ impl ShardMetrics {
 
     /// One per shard, for `shards` shards.
     pub fn for_shards(shards: usize) -> Vec<Arc<Self>> {
-        (0..shards).map(ShardMetrics::new).collect()
+        ShardMetrics::for_shards_recording(shards, Recording::default())
+    }
+
+    /// One per shard, for `shards` shards, each recording as `recording` says.
+    pub fn for_shards_recording(shards: usize, recording: Recording) -> Vec<Arc<Self>> {
+        (0..shards)
+            .map(|shard| ShardMetrics::recording(shard, recording))
+            .collect()
+    }
+
+    /// What this shard records.
+    pub fn recording_of(&self) -> Recording {
+        self.recording
     }
 
     /// Counts a refusal. Only the owning shard calls it (see [`Recorder`]).
     pub fn rejected(&self, why: Rejection) {
-        series::bump(&self.rejections[why as usize], 1);
+        if self.recording.metrics {
+            series::bump(&self.rejections[why as usize], 1);
+        }
     }
 
     fn millis_since_epoch(&self, t: Instant) -> u64 {

@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use super::series::{bump, provider_status_reason, set, AttemptResult, ERROR_REASONS};
 use super::{Rejection, ShardMetrics, MAX_CALL_SERIES, MAX_PROVIDER_SERIES};
+use crate::access_log::{AccessEntry, AccessLog};
 
 /// The reason index of a forwarding failure of the provider agent.
 const FORWARD_FAILED: usize = ERROR_REASONS.len() - 1;
@@ -34,6 +35,10 @@ type CallSlots = HashMap<Box<str>, HashMap<Box<str>, usize>>;
 #[derive(Debug)]
 pub struct Recorder {
     shared: Arc<ShardMetrics>,
+    /// [`super::Recording::metrics`], copied here: the branch every recording method takes first.
+    on: bool,
+    /// The access log, when on.
+    access: Option<AccessLog>,
     calls: RefCell<CallSlots>,
     calls_used: Cell<usize>,
     providers: RefCell<HashMap<SocketAddr, usize>>,
@@ -42,8 +47,11 @@ pub struct Recorder {
 
 impl Recorder {
     pub fn new(shared: Arc<ShardMetrics>) -> Self {
+        let recording = shared.recording_of();
         Recorder {
             shared,
+            on: recording.metrics,
+            access: AccessLog::new(recording.access_log_every),
             calls: RefCell::new(HashMap::new()),
             calls_used: Cell::new(0),
             providers: RefCell::new(HashMap::new()),
@@ -58,6 +66,19 @@ impl Recorder {
 
     pub fn shared(&self) -> &Arc<ShardMetrics> {
         &self.shared
+    }
+
+    /// Whether this shard records metrics (`admin.metrics`).
+    pub fn is_on(&self) -> bool {
+        self.on
+    }
+
+    /// Counts a call for the access log and writes its line if it is sampled (`entry` is built only
+    /// then); nothing when the access log is off.
+    pub fn access<'a>(&self, entry: impl FnOnce() -> AccessEntry<'a>) {
+        if let Some(log) = &self.access {
+            log.record(entry);
+        }
     }
 
     /// The slot of (`service`, `method`): found, taken if one is free, else the [`super::OTHER`] one.
@@ -86,6 +107,9 @@ impl Recorder {
     /// `method` ended after starting at `begun`, with the error reason `error` (`None`: the provider's OK
     /// answer, or a one-way call sent), see [`ERROR_REASONS`].
     pub fn call_ended(&self, service: Option<&str>, method: &str, begun: Instant, error: Option<usize>) {
+        if !self.on {
+            return;
+        }
         let slot = match service {
             Some(s) => self.call_slot(s, method),
             None => MAX_CALL_SERIES,
@@ -117,6 +141,9 @@ impl Recorder {
 
     /// An attempt at the provider `addr` was settled.
     pub fn attempt(&self, addr: SocketAddr, report: AttemptReport) {
+        if !self.on {
+            return;
+        }
         let p = &self.shared.providers[self.provider_slot(addr)];
         bump(&p.attempts[report.result.index()], 1);
         if report.retried {
@@ -142,6 +169,9 @@ impl Recorder {
 
     /// Calls of this shard waiting for a provider with room.
     pub fn queue_depth(&self, n: usize) {
+        if !self.on {
+            return;
+        }
         set(&self.shared.queue_depth, n as u64);
     }
 
@@ -152,12 +182,18 @@ impl Recorder {
 
     /// Provider agent: calls of this shard being forwarded or waiting to be.
     pub fn local_inflight(&self, n: usize) {
+        if !self.on {
+            return;
+        }
         set(&self.shared.local_inflight, n as u64);
     }
 
     /// Provider agent: a call forwarded at `begun` ended with the local provider's `status` (`Some(20)`
     /// OK; `None`: no answer, the forwarding failed; a one-way call counts as OK).
     pub fn forward_ended(&self, begun: Instant, status: Option<u8>) {
+        if !self.on {
+            return;
+        }
         let s = &self.shared;
         bump(&s.forwards, 1);
         let reason = match status {

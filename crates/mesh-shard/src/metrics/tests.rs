@@ -189,3 +189,46 @@ fn counters_written_by_a_shard_thread_are_read_by_another() {
         Some(1000.0)
     );
 }
+
+#[test]
+fn metrics_off_records_nothing_per_call() {
+    let off = Recording {
+        metrics: false,
+        access_log_every: 0,
+    };
+    let shards = ShardMetrics::for_shards_recording(1, off);
+    let r = Recorder::new(shards[0].clone());
+    assert!(!r.is_on());
+    let addr = SocketAddr::from(([10, 0, 0, 1], 1));
+    r.call_ended(Some("S"), "m", Instant::now(), Some(4));
+    r.attempt(addr, report(AttemptResult::Overload));
+    r.rejected(Rejection::RateLimited);
+    shards[0].rejected(Rejection::QueueFull);
+    r.queue_depth(3);
+    r.local_inflight(2);
+    r.forward_ended(Instant::now(), None);
+    let e = exported(&shards, Instant::now());
+    assert_eq!(
+        e.value("mesh_requests_total", &[("method", "m"), ("service", "S")]),
+        None
+    );
+    assert_eq!(
+        e.value("mesh_upstream_retries_total", &[("provider", "10.0.0.1:1")]),
+        None
+    );
+    for reason in REJECTION_REASONS {
+        assert_eq!(e.value("mesh_rejections_total", &[("reason", reason)]), Some(0.0));
+    }
+    assert_eq!(e.value("mesh_queue_depth", &[]), Some(0.0));
+    assert_eq!(e.value("mesh_forwarded_requests_total", &[]), Some(0.0));
+    // The same calls with metrics on (the default) are counted.
+    let on = ShardMetrics::for_shards(1);
+    assert_eq!(on[0].recording_of(), Recording::default());
+    let r = Recorder::new(on[0].clone());
+    r.call_ended(Some("S"), "m", Instant::now(), Some(4));
+    let e = exported(&on, Instant::now());
+    assert_eq!(
+        e.value("mesh_requests_total", &[("method", "m"), ("service", "S")]),
+        Some(1.0)
+    );
+}

@@ -14,12 +14,28 @@ pub(crate) const PROVIDER_ADMIN_DEFAULT: &str = "127.0.0.1:9902";
 pub(crate) const OFF: &str = "off";
 
 /// `[admin]`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct AdminConfig {
     /// `IP:port`, or `off`; `None`: the role's default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(crate) listen: Option<String>,
+    /// The shards record per-call metrics (see [`AdminConfig::records_metrics`]).
+    #[serde(default = "metrics_on")]
+    pub(crate) metrics: bool,
+}
+
+fn metrics_on() -> bool {
+    true
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            listen: None,
+            metrics: metrics_on(),
+        }
+    }
 }
 
 /// Where the admin listener goes.
@@ -34,6 +50,15 @@ pub(crate) enum AdminListen {
 }
 
 impl AdminConfig {
+    /// Whether the shards record per-call metrics: `metrics`, and a listener that could show them.
+    pub(crate) fn records_metrics(&self) -> bool {
+        let off = self
+            .listen
+            .as_deref()
+            .is_some_and(|l| l.trim().eq_ignore_ascii_case(OFF));
+        self.metrics && !off
+    }
+
     /// The listener for `role`, or why `admin.listen` is not an address.
     pub(crate) fn listen_for(&self, role: Role) -> Result<AdminListen, String> {
         match self.listen.as_deref().map(str::trim) {
@@ -70,10 +95,12 @@ mod tests {
         assert_ne!(c, p);
         let off = AdminConfig {
             listen: Some("off".into()),
+            ..AdminConfig::default()
         };
         assert_eq!(off.listen_for(Role::Provider).unwrap(), AdminListen::Off);
         let set = AdminConfig {
             listen: Some("0.0.0.0:9100".into()),
+            ..AdminConfig::default()
         };
         assert_eq!(
             set.listen_for(Role::Consumer).unwrap(),
@@ -81,7 +108,19 @@ mod tests {
         );
         let bad = AdminConfig {
             listen: Some("localhost".into()),
+            ..AdminConfig::default()
         };
         assert!(bad.listen_for(Role::Consumer).unwrap_err().contains("\"off\""));
+    }
+
+    #[test]
+    fn metrics_are_recorded_unless_off_or_unreadable() {
+        assert!(AdminConfig::default().records_metrics());
+        let no_metrics: AdminConfig = toml::from_str("metrics = false").unwrap();
+        assert!(!no_metrics.records_metrics());
+        let no_listener: AdminConfig = toml::from_str("listen = \" OFF \"").unwrap();
+        assert!(no_listener.metrics && !no_listener.records_metrics());
+        let set: AdminConfig = toml::from_str("listen = \"127.0.0.1:9100\"").unwrap();
+        assert!(set.records_metrics());
     }
 }

@@ -24,6 +24,9 @@ impl LogFormat {
 pub(crate) struct LogConfig {
     #[serde(default)]
     pub(crate) format: LogFormat,
+    /// The consumer's access log: one call in N per shard (0: off).
+    #[serde(default)]
+    pub(crate) access_every: u64,
 }
 
 #[cfg(test)]
@@ -39,5 +42,10 @@ mod tests {
         }
         assert!(toml::from_str::<LogConfig>("format = \"xml\"").is_err());
         assert_eq!(toml::from_str::<LogConfig>("").unwrap().format, LogFormat::Text);
+        assert_eq!(
+            toml::from_str::<LogConfig>("").unwrap().access_every,
+            0,
+            "off by default"
+        );
     }
 }
