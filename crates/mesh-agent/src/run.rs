@@ -818,7 +818,11 @@ mod tests {
         );
         let s = provider_subset(&c, || Some("10.1.2.3".parse().unwrap()));
         assert_eq!(s.size, 64);
-        assert!(s.identity.starts_with("web@") && s.identity.ends_with("/10.1.2.3:20000"), "{}", s.identity);
+        assert!(
+            s.identity.starts_with("web@") && s.identity.ends_with("/10.1.2.3:20000"),
+            "{}",
+            s.identity
+        );
         assert_eq!(s.consumer_application.as_deref(), Some("web"));
         assert!(s.configured_rules.contains("com.x.S"));
         let c = consumer_config("provider_subset = 64\nsubset_seed = \"pod-7\"\n");

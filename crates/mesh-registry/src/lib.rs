@@ -42,11 +42,11 @@ mod etcd;
 mod etcd_access;
 #[cfg(feature = "etcd")]
 mod member;
+pub mod provider_subset;
 #[cfg(feature = "etcd")]
 mod publish_pace;
 #[cfg(feature = "etcd")]
 mod registrar;
-pub mod provider_subset;
 mod snapshot;
 #[cfg(feature = "etcd")]
 mod source;
@@ -62,12 +62,12 @@ pub use error::RegistryError;
 pub use etcd::{EtcdConfig, DEFAULT_PUBLISH_INTERVAL, MAX_PUBLISH_INTERVAL};
 #[cfg(feature = "etcd")]
 pub use etcd_access::{EtcdAuth, EtcdTls};
+pub use provider_subset::{ProviderSubset, SubsetSettings, MAX_PROVIDER_SUBSET};
 #[cfg(feature = "etcd")]
 pub use registrar::{
     spawn_registrar, spawn_registrations, InstanceRegistration, RegistrarHandle, Registration, Registrations,
     DEFAULT_TTL,
 };
-pub use provider_subset::{ProviderSubset, SubsetSettings, MAX_PROVIDER_SUBSET};
 pub use snapshot::{
     Change, Endpoint, Providers, Snapshot, SnapshotBuilder, DEFAULT_WEIGHT, WILDCARD_SERVICE,
 };

@@ -332,7 +332,11 @@ impl ProviderSubset {
             } else {
                 "on"
             },
-            if want { s.ranked.len() } else { s.ranked.len().min(self.size) },
+            if want {
+                s.ranked.len()
+            } else {
+                s.ranked.len().min(self.size)
+            },
             out.len() - before,
         );
     }
@@ -455,7 +459,10 @@ mod tests {
             apply(&mut listed, &mut out);
         }
         assert_eq!(listed.len(), 8);
-        assert_eq!(listed.keys().copied().collect::<BTreeSet<_>>(), s.listed(SVC).into_iter().collect());
+        assert_eq!(
+            listed.keys().copied().collect::<BTreeSet<_>>(),
+            s.listed(SVC).into_iter().collect()
+        );
         // Joins that do not beat the 8th score change nothing.
         let worst = score(s.seed, *s.listed(SVC).last().unwrap());
         let mut quiet = 0;
@@ -483,9 +490,15 @@ mod tests {
         // A member's endpoint changing is listed again; an outsider's is not.
         let member = *listed.keys().next().unwrap();
         s.upsert(SVC, Arc::new(Endpoint::new(member).with_weight(7)), &mut out);
-        assert_eq!(out, [Listing::Listed(Arc::new(Endpoint::new(member).with_weight(7)))]);
+        assert_eq!(
+            out,
+            [Listing::Listed(Arc::new(Endpoint::new(member).with_weight(7)))]
+        );
         out.clear();
-        let outsider = (0..50).map(addr).find(|a| !listed.contains_key(a) && *a != outsider).unwrap();
+        let outsider = (0..50)
+            .map(addr)
+            .find(|a| !listed.contains_key(a) && *a != outsider)
+            .unwrap();
         s.upsert(SVC, Arc::new(Endpoint::new(outsider).with_weight(7)), &mut out);
         assert!(out.is_empty());
     }
@@ -510,7 +523,10 @@ mod tests {
         s.remove(SVC, addr(20), &mut out);
         apply(&mut listed, &mut out);
         assert_eq!(listed.len(), 4);
-        assert_eq!(listed.keys().copied().collect::<BTreeSet<_>>(), s.listed(SVC).into_iter().collect());
+        assert_eq!(
+            listed.keys().copied().collect::<BTreeSet<_>>(),
+            s.listed(SVC).into_iter().collect()
+        );
     }
 
     #[test]
@@ -564,7 +580,8 @@ mod tests {
         let mut per_provider: Map<SocketAddr, usize> = Map::new();
         let consumers = 100;
         for c in 0..consumers {
-            let mut s = ProviderSubset::new(&settings(20, &format!("app@host-{c}/10.2.0.{c}:20000"))).unwrap();
+            let mut s =
+                ProviderSubset::new(&settings(20, &format!("app@host-{c}/10.2.0.{c}:20000"))).unwrap();
             let mut out = Vec::new();
             for a in &providers {
                 s.upsert(SVC, Arc::new(Endpoint::new(*a)), &mut out);

@@ -356,7 +356,10 @@ impl SnapshotBuilder {
 
     /// Puts a provider subset in front of the snapshot (`None`: every provider listed). Before any change.
     pub fn set_provider_subset(&mut self, subset: Option<ProviderSubset>) {
-        debug_assert!(self.next.services.is_empty(), "the subset is set before any change");
+        debug_assert!(
+            self.next.services.is_empty(),
+            "the subset is set before any change"
+        );
         self.subset = subset.map(Box::new);
     }
 

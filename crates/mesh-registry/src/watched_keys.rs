@@ -364,8 +364,12 @@ mod tests {
         assert_eq!(members.len(), 3);
         // Deleting and putting back every provider outside the subset publishes nothing.
         // A key names its address as `%2F%2F<ip>%3A` (`//<ip>:`).
-        let names = |k: &[u8], a: &SocketAddr| String::from_utf8_lossy(k).contains(&format!("%2F%2F{}%3A", a.ip()));
-        let outside: Vec<&Vec<u8>> = all.iter().filter(|k| !members.iter().any(|m| names(k, m))).collect();
+        let names =
+            |k: &[u8], a: &SocketAddr| String::from_utf8_lossy(k).contains(&format!("%2F%2F{}%3A", a.ip()));
+        let outside: Vec<&Vec<u8>> = all
+            .iter()
+            .filter(|k| !members.iter().any(|m| names(k, m)))
+            .collect();
         assert_eq!(outside.len(), 17);
         for k in &outside {
             keys.delete(k);

@@ -125,7 +125,11 @@ fn the_snapshot_lists_the_subset_and_only_its_changes_are_published() {
     kv.put(&key(OTHER, addr(31000)), "lease");
     let marker = next(&rx, Duration::from_secs(5));
     eprintln!("marker snapshot after {:?}", t.elapsed());
-    assert_eq!(marker.version, first.version + 1, "no snapshot for the 40 changes outside the subset");
+    assert_eq!(
+        marker.version,
+        first.version + 1,
+        "no snapshot for the 40 changes outside the subset"
+    );
     assert_eq!(listed(&marker, OTHER), [addr(31000)]);
     assert_eq!(listed(&marker, SERVICE), members);
     assert_eq!(marker.providers(SERVICE).unwrap().epoch(), epoch);
@@ -141,7 +145,10 @@ fn the_snapshot_lists_the_subset_and_only_its_changes_are_published() {
     assert!(!now.contains(&gone));
     assert_eq!(after.departed(), [gone]);
     let change = after.providers(SERVICE).unwrap().change().unwrap();
-    assert_eq!((change.removed.as_slice(), change.upserted.len()), (&[gone][..], 1));
+    assert_eq!(
+        (change.removed.as_slice(), change.upserted.len()),
+        (&[gone][..], 1)
+    );
 
     // A provider joining with a better score than the last member enters and evicts it.
     let seed = identity_seed(IDENTITY);
@@ -149,10 +156,7 @@ fn the_snapshot_lists_the_subset_and_only_its_changes_are_published() {
         .map(addr)
         .find(|a| score(seed, *a) > score(seed, best(&present, 1)[0]))
         .unwrap();
-    let evicted = *best(&present, K)
-        .iter()
-        .min_by_key(|a| score(seed, **a))
-        .unwrap();
+    let evicted = *best(&present, K).iter().min_by_key(|a| score(seed, **a)).unwrap();
     kv.put(&key(SERVICE, top), "lease");
     present.push(top);
     let joined = next(&rx, Duration::from_secs(5));

@@ -239,7 +239,11 @@ impl ConsumerConfig {
                 return Err(invalid(key, format!("{bad:?} is not an application name")));
             }
         }
-        if self.subset_seed.as_ref().is_some_and(|s| s.is_empty() || s.len() > 256) {
+        if self
+            .subset_seed
+            .as_ref()
+            .is_some_and(|s| s.is_empty() || s.len() > 256)
+        {
             return Err(invalid("consumer.subset_seed", "must be 1 ..= 256 bytes"));
         }
         Ok(())
