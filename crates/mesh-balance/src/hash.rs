@@ -3,6 +3,7 @@
 //! keys bounded in number) and a 64-bit hash for the consistent-hash ring.
 
 use std::hash::{BuildHasherDefault, Hasher};
+use std::net::{IpAddr, SocketAddr};
 
 const K: u64 = 0x517c_c1b7_2722_0a95;
 
@@ -80,6 +81,26 @@ pub fn mix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
+}
+
+/// One SplitMix64 step (the golden-ratio increment, then the finaliser [`mix64`]): every input bit moves
+/// every output bit, and 0 does not map to 0.
+pub fn splitmix64(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A 64-bit hash of a provider address (IP and port, v4 or v6), the same on every shard, consumer and
+/// restart: what shard subsetting and the per-consumer provider subset rank providers by.
+pub fn address_hash(addr: SocketAddr) -> u64 {
+    let ip = match addr.ip() {
+        IpAddr::V4(v4) => u128::from(u32::from(v4)),
+        IpAddr::V6(v6) => u128::from(v6),
+    };
+    let key = (ip as u64) ^ ((ip >> 64) as u64).rotate_left(17) ^ (u64::from(addr.port()) << 40);
+    splitmix64(key)
 }
 
 #[cfg(test)]

@@ -27,10 +27,11 @@
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::ops::Bound;
 use std::sync::Arc;
 
+use mesh_balance::hash::{address_hash, splitmix64};
 use mesh_balance::RuleIndex;
 
 use crate::dubbo::ServiceKey;
@@ -374,25 +375,12 @@ pub fn identity_seed(identity: &str) -> u64 {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    mix64(h)
+    splitmix64(h)
 }
 
 /// Provider `addr`'s rendezvous score for the consumer of `seed` (higher is better).
 pub fn score(seed: u64, addr: SocketAddr) -> u64 {
-    let ip = match addr.ip() {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    let key = (ip as u64) ^ ((ip >> 64) as u64).rotate_left(17) ^ (u64::from(addr.port()) << 40);
-    mix64(mix64(key) ^ seed)
-}
-
-/// SplitMix64's finaliser: every input bit moves every output bit.
-fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    splitmix64(address_hash(addr) ^ seed)
 }
 
 #[cfg(test)]

@@ -26,8 +26,9 @@
 //! shard; when the listener spreads client connections unevenly over the shards, the providers of the
 //! busier shard get more calls (at >= 64 providers per shard each takes a small share either way).
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
+use mesh_balance::hash::address_hash;
 use mesh_balance::{Policy, RuleSet};
 use mesh_registry::Endpoint;
 
@@ -77,22 +78,9 @@ impl Subsetting {
     }
 }
 
-/// The shard of `shards` that provider `addr` belongs to: a 64-bit mix of its address, modulo `shards`.
+/// The shard of `shards` that provider `addr` belongs to: a 64-bit hash of its address, modulo `shards`.
 pub(crate) fn home_shard(addr: SocketAddr, shards: u32) -> u32 {
-    let ip = match addr.ip() {
-        IpAddr::V4(v4) => u128::from(u32::from(v4)),
-        IpAddr::V6(v6) => u128::from(v6),
-    };
-    let key = (ip as u64) ^ ((ip >> 64) as u64).rotate_left(17) ^ (u64::from(addr.port()) << 40);
-    (mix64(key) % u64::from(shards.max(1))) as u32
-}
-
-/// SplitMix64's finaliser: every input bit moves every output bit.
-fn mix64(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    z ^ (z >> 31)
+    (address_hash(addr) % u64::from(shards.max(1))) as u32
 }
 
 #[cfg(test)]
