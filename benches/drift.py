@@ -333,13 +333,7 @@ def plot_drift(d, path, Svg, nice_max):
     def X(i):
         return L + (i + 0.5) * (W - L - R) / len(steps)
 
-    for i in range(6):
-        v = ymax * i / 5
-        svg.line(L, Y(v), W - R, Y(v), "#e5e5e5")
-        svg.text(L - 6, Y(v) + 4, f"{v:,.0f}", 10, "end")
-    svg.line(L, H - B, W - R, H - B, "#333")
-    svg.line(L, T, L, H - B, "#333")
-    svg.text(16, T + (H - T - B) / 2, "successful requests per step", 11, "middle", rotate=-90)
+    svg.value_axis(L, R, T, B, ymax, Y, "successful requests per step")
     for i, s in enumerate(steps):
         svg.text(X(i), H - B + 16, f"{s['at_s']:g} s", 10, "middle")
     svg.text(L + (W - L - R) / 2, H - B + 34, "schedule step (start)", 11, "middle")

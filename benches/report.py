@@ -103,6 +103,16 @@ class Svg:
     def add(self, s):
         self.parts.append(s)
 
+    def value_axis(self, L, R, T, B, ymax, Y, label):
+        """A plot's frame: 6 grid lines labelled 0..ymax (positions from Y), the two axes, the vertical label."""
+        for i in range(6):
+            v = ymax * i / 5
+            self.line(L, Y(v), self.w - R, Y(v), "#e5e5e5")
+            self.text(L - 6, Y(v) + 4, f"{v:,.0f}", 10, "end")
+        self.line(L, self.h - B, self.w - R, self.h - B, "#333")
+        self.line(L, T, L, self.h - B, "#333")
+        self.text(16, T + (self.h - T - B) / 2, label, 11, "middle", rotate=-90)
+
     def text(self, x, y, s, size=12, anchor="start", color="#222", weight="normal", rotate=None):
         tr = f' transform="rotate({rotate} {x:.1f} {y:.1f})"' if rotate is not None else ""
         self.add(f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" fill="{color}" '
@@ -307,13 +317,7 @@ def plot_overhead_cpu(ov, path):
     def Y(v):
         return H - B - v / ymax * (H - T - B)
 
-    for i in range(6):
-        v = ymax * i / 5
-        svg.line(L, Y(v), W - R, Y(v), "#e5e5e5")
-        svg.text(L - 6, Y(v) + 4, f"{v:,.0f}", 10, "end")
-    svg.line(L, H - B, W - R, H - B, "#333")
-    svg.line(L, T, L, H - B, "#333")
-    svg.text(16, T + (H - T - B) / 2, "CPU µs per request", 11, "middle", rotate=-90)
+    svg.value_axis(L, R, T, B, ymax, Y, "CPU µs per request")
     gw = (W - L - R) / len(loads)
     bw = gw * 0.3
     for i, l in enumerate(loads):

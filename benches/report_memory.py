@@ -97,13 +97,7 @@ def plot_memory(mem, path, Svg, nice_max):
     def Y(v):
         return H - B - v / ymax * (H - T - B)
 
-    for i in range(6):
-        v = ymax * i / 5
-        svg.line(L, Y(v), W - R, Y(v), "#e5e5e5")
-        svg.text(L - 6, Y(v) + 4, f"{v:,.0f}", 10, "end")
-    svg.line(L, H - B, W - R, H - B, "#333")
-    svg.line(L, T, L, H - B, "#333")
-    svg.text(16, T + (H - T - B) / 2, "RSS MiB", 11, "middle", rotate=-90)
+    svg.value_axis(L, R, T, B, ymax, Y, "RSS MiB")
     gw = (W - L - R) / len(runs)
     bw = gw * 0.55
     for i, r in enumerate(runs):
