@@ -49,7 +49,9 @@ mod service_key;
 mod simplify;
 mod url;
 
-pub(crate) use app_error::{check_application, excerpt};
+#[cfg(feature = "etcd")]
+pub(crate) use app_error::check_application;
+pub(crate) use app_error::excerpt;
 pub use app_error::{AppDiscoveryError, MetadataCallFailure};
 pub use app_providers::{instance_providers, provider_port, provider_url, AppProvider};
 pub use consumer::ConsumerRegistration;

@@ -76,7 +76,8 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
     let mut started: Option<Instant> = None;
     loop {
         // Start every complete request in the buffer (pipelining), then answer them in order.
-        let mut jobs: Vec<Job<'_>> = Vec::new();
+        // One request per read is the common case: room for one (a first push would reserve four).
+        let mut jobs: Vec<Job<'_>> = Vec::with_capacity(1);
         let mut offset = 0;
         let mut close_after = false;
         let mut send_continue = false;
@@ -105,10 +106,8 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
                 }
             }
         }
+        // The answers' buffer is reserved once the first answer is in hand, not while the calls wait.
         let mut out = BytesMut::new();
-        if !jobs.is_empty() || send_continue {
-            out.reserve(ANSWERS_START);
-        }
         for job in jobs {
             let reply = match job.call {
                 Answer::Now(answer) => Reply::Text(answer),
@@ -126,6 +125,9 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
                     CallOutcome::Failed(e) => json_answer::failure(e.kind.http_status(), &e.reason),
                 }),
             };
+            if out.capacity() == 0 {
+                out.reserve(ANSWERS_START);
+            }
             match reply {
                 Reply::Text(answer) => write_answer(&mut out, &answer, job.keep_alive, http10),
                 Reply::Json(answer) => write_json_answer(&mut out, &answer, job.keep_alive, http10),
