@@ -173,6 +173,9 @@ pub fn spawn_registrations(cfg: EtcdConfig, regs: Registrations) -> std::io::Res
         .enable_all()
         .build()?;
     let shared = Arc::new(Shared::default());
+    // Pending from the start: `is_mapped` must not say true before the thread has even begun writing.
+    let mappings = plan.mapping.as_ref().map_or(0, |m| m.keys.len());
+    shared.mappings_pending.store(mappings, Ordering::Release);
     let (cmd_tx, cmd_rx) = mpsc::unbounded_channel::<Command>();
     let (done_tx, done_rx) = crossbeam_channel::bounded(1);
     let thread_shared = Arc::clone(&shared);
