@@ -65,24 +65,6 @@ fn migration_json(admin: u16) -> serde_json::Value {
     v["snapshot"]["migration"].clone()
 }
 
-fn promtool_passes(metrics: &str) {
-    let mut child = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("promtool (Debian package prometheus) is installed");
-    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics: {}{}\n{metrics}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn an_unforced_switch_without_addresses_is_refused_and_a_forced_one_switches_in_the_step_gauge() {
     let etcd = EtcdServer::start().unwrap();

@@ -283,3 +283,22 @@ pub(crate) fn sofa_rpc_node_provider() -> (ChildGuard, u16) {
     let port = node.listening_port(Duration::from_secs(20)).unwrap();
     (node, port)
 }
+
+/// `promtool check metrics` on a scraped `/metrics`: passes, or the test fails with what it said.
+pub(crate) fn promtool_passes(metrics: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package prometheus) is installed");
+    child.stdin.take().unwrap().write_all(metrics.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
