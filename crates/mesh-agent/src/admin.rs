@@ -8,7 +8,7 @@
 //! - `/live`: 200 while the admin thread runs;
 //! - `/registry`: the consumer's latest snapshot, or the provider's registrations, as JSON;
 //! - `/config`: the effective configuration as JSON, tokens and passwords redacted;
-//! - `POST /drain`: the drain SIGTERM starts (the role's main thread does it, see `run.rs`).
+//! - `POST /drain`: the drain SIGTERM starts (the role's main thread does it, see `run/`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
