@@ -38,7 +38,7 @@ impl BlockingKv {
         }
     }
 
-    /// Runs `f` on a fresh connection, within [`CALL_TIMEOUT`].
+    /// Runs `f` on a fresh connection, within `CALL_TIMEOUT` (5 s).
     pub fn run<T, F: Future<Output = Result<T, etcd_client::Error>>>(
         &self,
         f: impl FnOnce(Client) -> F,
