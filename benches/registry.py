@@ -36,7 +36,17 @@ the same request rate); the consumer's RSS (VmRSS at the end, and VmHWM); etcd k
 `/dubbo` (and `/services` for application rows: count and sum of key + value lengths) and etcd's db size;
 requests and failed requests (loadgen); application rows: MetadataService calls answered by the simulator
 from the start of the first churn phase to the end of the last, per change, and those before it (the
-consumer's start).
+consumer's start). Per thread kind (registry watcher thread, shards, other): the same churn - quiet
+difference per change of CPU time (`/proc/<pid>/task/<tid>/schedstat`), context switches and minor faults.
+
+`BENCH_REGISTRY_SUBSET=0,64` runs every model once per provider subset K (`consumer.provider_subset`).
+`BENCH_REGISTRY_ISOLATE=1` (or `both`: each run shared, then isolated): the consumer alone on
+`BENCH_REGISTRY_CONSUMER_CPUS` (default the first CPU the runner may use; `--cores` of the consumer, so one
+shard per CPU, its registry and admin threads on the same CPUs) and etcd, registry-churn, loadgen, the
+simulator and this runner on the other CPUs (affinity masks, as `taskset` sets them): on a machine whose
+cores the churn's processes share with the consumer, the quiet-vs-churn difference otherwise also counts
+their interference with the consumer's threads (wake-ups, preemption, caches), not only its own work.
+Isolated runs carry `"isolated": true` and the CPU lists.
 """
 
 import base64
@@ -221,6 +231,71 @@ def pct(xs, q):
     return xs[min(len(xs) - 1, max(0, math.ceil(q * len(xs)) - 1))]
 
 
+def thread_kind(comm):
+    """The consumer's threads by what they do: the registry watcher thread (all its work is the registry's),
+    the shards (`consumer-<n>-<id>`; their join threads only wait) and the rest (main, admin)."""
+    if comm.startswith("mesh-registry"):
+        return "registry"
+    if comm.startswith("consumer") and not comm.startswith("consumer-join"):
+        return "shards"
+    return "other"
+
+
+def thread_counters(pid):
+    """Per thread kind: CPU seconds from `/proc/<pid>/task/<tid>/schedstat` (nanoseconds run, not the 10 ms
+    clock ticks of `stat`), context switches (voluntary, involuntary) and minor page faults."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return out
+    for tid in tids:
+        base = f"/proc/{pid}/task/{tid}"
+        try:
+            with open(f"{base}/stat") as f:
+                st = f.read()
+            with open(f"{base}/schedstat") as f:
+                ran_ns = int(f.read().split()[0])
+            with open(f"{base}/status") as f:
+                status = dict(l.split(":", 1) for l in f.read().splitlines() if ":" in l)
+        except (FileNotFoundError, ProcessLookupError, ValueError, IndexError):
+            continue
+        comm = st[st.index("(") + 1 : st.rindex(")")]
+        rest = st[st.rindex(")") + 2 :].split()
+        k = out.setdefault(thread_kind(comm), {"cpu_s": 0.0, "voluntary": 0, "involuntary": 0, "minflt": 0})
+        k["cpu_s"] += ran_ns / 1e9
+        k["voluntary"] += int(status.get("voluntary_ctxt_switches", "0").strip() or 0)
+        k["involuntary"] += int(status.get("nonvoluntary_ctxt_switches", "0").strip() or 0)
+        k["minflt"] += int(rest[7])
+    return out
+
+
+def counters_delta(into, before, after):
+    """Adds after - before per thread kind and counter to `into` (threads born in between count from 0)."""
+    for kind, c in after.items():
+        b = before.get(kind, {})
+        t = into.setdefault(kind, {})
+        for name, v in c.items():
+            t[name] = t.get(name, 0) + v - b.get(name, 0)
+
+
+def allowed_cpus():
+    return sorted(os.sched_getaffinity(0))
+
+
+def isolation_cpus():
+    """(CPUs of the consumer, CPUs of everything else) for BENCH_REGISTRY_ISOLATE: the consumer on
+    BENCH_REGISTRY_CONSUMER_CPUS (default: the first CPU this runner may use), the rest of the runner's CPUs
+    for etcd, registry-churn, loadgen, the simulator, perf and the runner itself."""
+    allowed = allowed_cpus()
+    mine = [int(c) for c in env_list("BENCH_REGISTRY_CONSUMER_CPUS", str(allowed[0]))]
+    others = [c for c in allowed if c not in mine]
+    if not others or any(c not in allowed for c in mine):
+        raise RuntimeError(f"BENCH_REGISTRY_ISOLATE needs the consumer's CPUs {mine} inside this runner's "
+                           f"{allowed} and at least one CPU left for the rest")
+    return mine, others
+
+
 def profile_churn(work, name, pid, churner, rate, seconds):
     """perf record (call graphs, 999 Hz) of the consumer during one more churn phase: the share of each thread
     and the top symbols (self time), and the whole report in target/bench/profile-registry-<model>.txt."""
@@ -341,12 +416,32 @@ class Churner:
         return [json.loads(l) for l in self.records.read_text().splitlines() if l.strip()]
 
 
-def run_model(name, interfaces, per_interface, bins, work, procs, settings, model="interface", exports="one"):
+def run_model(name, interfaces, per_interface, bins, work, procs, settings, model="interface", exports="one",
+              subset=0, isolate=False):
+    """One run. `isolate`: the consumer alone on its CPUs (BENCH_REGISTRY_CONSUMER_CPUS, one shard per CPU; its
+    registry and admin threads inherit them), everything else (etcd, registry-churn, loadgen, the simulator,
+    this runner) on the others, so that the consumer's CPU per change is its own work and not the interference
+    of the churn's other processes with it."""
+    if not isolate:
+        return _run_model(name, interfaces, per_interface, bins, work, procs, settings, model, exports, subset,
+                          None)
+    mine, others = isolation_cpus()
+    before = allowed_cpus()
+    os.sched_setaffinity(0, others)  # inherited by every process started from here on but the consumer
+    try:
+        return _run_model(name, interfaces, per_interface, bins, work, procs, settings, model, exports, subset,
+                          (mine, others))
+    finally:
+        os.sched_setaffinity(0, before)
+
+
+def _run_model(name, interfaces, per_interface, bins, work, procs, settings, model, exports, subset, isolation):
     # Addresses registered at the start (one per instance): S x N with one interface each, else N.
     registered = interfaces * per_interface if exports == "one" else per_interface
     application = model == "application"
     spare = settings["spare"]
-    mwork = work / name.replace(":", "-")
+    tag = name.replace(":", "-").replace(" ", "-").replace("=", "")
+    mwork = work / tag
     mwork.mkdir()
     procs.work = mwork
     etcd_port, peer_port = free_port(), free_port()
@@ -378,7 +473,8 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     env = dict(os.environ, MESH_TRACE_SNAPSHOTS="1")
     consumer_argv = [bins["mesh-agent"], "consumer", "--listen", f"127.0.0.1:{cport}", "--etcd", etcd_url,
                      *settings["consumer_args"], *(settings["app_consumer_args"] if application else []),
-                     *(["--provider-subset", settings["subset"]] if settings["subset"] else [])]
+                     *(["--provider-subset", subset] if subset else []),
+                     *(["--cores", ",".join(map(str, isolation[0]))] if isolation else [])]
     if application and settings["app_mapping"] == "none":
         # No mapping key in etcd (a Java 3 estate): the consumer names the application as a Java consumer
         # does, with `provided-by` (consumer.provided_by, a config-file table).
@@ -389,8 +485,12 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     started = time.monotonic()
     out = open(mwork / "consumer.out", "ab")
     err = open(mwork / "consumer.log", "ab")
+    def consumer_preexec():
+        bench._pdeathsig()
+        if isolation:
+            os.sched_setaffinity(0, isolation[0])
     consumer = subprocess.Popen([str(a) for a in consumer_argv], stdout=out, stderr=err,
-                                stdin=subprocess.DEVNULL, preexec_fn=bench._pdeathsig, cwd=mwork, env=env)
+                                stdin=subprocess.DEVNULL, preexec_fn=consumer_preexec, cwd=mwork, env=env)
     out.close()
     err.close()
     consumer.bench_name = "consumer"
@@ -422,30 +522,25 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     changes = failed_changes = 0
     per_round = []
     phases = [("warm-up", 0.0)]  # (phase, seconds after loadgen started) in order
-    # CPU seconds by thread kind: the registry watcher thread (all its work is the registry's) and the shards.
+    # Per thread kind (the registry watcher thread, the shards, the rest): CPU seconds (schedstat), context
+    # switches and minor faults, summed over the quiet phases and over the churn phases.
     threads = {"quiet": {}, "churn": {}}
-
-    def add_threads(into, before, after):
-        for name, cpu in after.items():
-            kind = "registry" if name.startswith("mesh-registry") else (
-                "shards" if name.startswith("consumer") else "other")
-            into[kind] = into.get(kind, 0.0) + cpu - before.get(name, 0.0)
 
     time.sleep(0.25)  # a fresh METADATA-CALLS line (every 100 ms)
     calls_at_start = metadata_calls(mwork / "sim.out") if application else None
     for rnd in range(rounds):
         procs.check()
-        c0, t, th0 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
+        c0, t, th0 = proc_cpu(consumer.pid), time.monotonic(), thread_counters(consumer.pid)
         phases.append(("quiet", t - lg_start))
         time.sleep(phase)
-        c1, t1, th1 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
+        c1, t1, th1 = proc_cpu(consumer.pid), time.monotonic(), thread_counters(consumer.pid)
         quiet_cpu += c1 - c0
         quiet_s += t1 - t
         phases.append(("churn", t1 - lg_start))
         n, f = churner.churn(settings["churn_rate"], phase)
-        c2, t2, th2 = proc_cpu(consumer.pid), time.monotonic(), bench.thread_cpu(consumer.pid)
-        add_threads(threads["quiet"], th0, th1)
-        add_threads(threads["churn"], th1, th2)
+        c2, t2, th2 = proc_cpu(consumer.pid), time.monotonic(), thread_counters(consumer.pid)
+        counters_delta(threads["quiet"], th0, th1)
+        counters_delta(threads["churn"], th1, th2)
         churn_cpu += c2 - c1
         churn_s += t2 - t1
         changes += n
@@ -461,9 +556,9 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     usage = etcd_usage(etcd_url, [ROOTS[settings["layout"]]] + (["/services"] if application else []))
     profile = None
     if prof_s > 0 and shutil.which("perf"):
-        profile = profile_churn(mwork, name.replace(":", "-"), consumer.pid, churner, settings["churn_rate"], prof_s)
+        profile = profile_churn(mwork, tag, consumer.pid, churner, settings["churn_rate"], prof_s)
         if diff:
-            profile["diff"] = profile_diff(mwork, name.replace(":", "-"), consumer.pid, churner, settings["churn_rate"], prof_s)
+            profile["diff"] = profile_diff(mwork, tag, consumer.pid, churner, settings["churn_rate"], prof_s)
     left = total - (time.monotonic() - lg_start) + 30
     lg.wait(timeout=max(10, left))
     procs.live.remove(lg)
@@ -484,14 +579,20 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
     extra = churn_cpu - quiet_cpu * (churn_s / quiet_s) if quiet_s > 0 else None
     cpu_per_change = extra / changes * 1e6 if changes and extra is not None else None
 
-    def per_change(kind):
-        q, c = threads["quiet"].get(kind, 0.0), threads["churn"].get(kind, 0.0)
-        return bench.rnd((c - q * churn_s / quiet_s) / changes * 1e6, 1) if changes and quiet_s else None
+    def per_change(kind, counter="cpu_s", scale=1e6, nd=1):
+        """(churn - quiet at the churn phases' length) / changes of one counter of one thread kind."""
+        q = threads["quiet"].get(kind, {}).get(counter, 0)
+        c = threads["churn"].get(kind, {}).get(counter, 0)
+        return bench.rnd((c - q * churn_s / quiet_s) / changes * scale, nd) if changes and quiet_s else None
+
+    def per_s(phase, kind, seconds):
+        return bench.rnd(1e3 * threads[phase].get(kind, {}).get("cpu_s", 0.0) / seconds, 2) if seconds else None
+    kinds = ("registry", "shards", "other")
     metadata_calls_in_churn = (calls_at_end - calls_at_start
                                if calls_at_start is not None and calls_at_end is not None else None)
     run = {
         "model": model if application or settings["layout"] == "java-2.7" else f"{model} ({settings['layout']})",
-        "estate": name.split(":")[0],
+        "estate": name.split(":")[0].split(" ")[0],
         "run": name,
         "services": interfaces,
         "instances": registered,
@@ -512,13 +613,25 @@ def run_model(name, interfaces, per_interface, bins, work, procs, settings, mode
         "propagation_p50_ms": bench.rnd(pct(props, 0.50), 2),
         "propagation_p99_ms": bench.rnd(pct(props, 0.99), 2),
         "cpu_us_per_change": bench.rnd(cpu_per_change, 1),
-        "provider_subset": settings["subset"],
+        "provider_subset": subset,
+        # BENCH_REGISTRY_ISOLATE: the consumer alone on `consumer_cpus` (one shard each), the rest elsewhere.
+        "isolated": bool(isolation),
+        "consumer_cpus": isolation[0] if isolation else None,
+        "other_cpus": isolation[1] if isolation else None,
         "snapshots_per_change": bench.rnd(len(published) / len(records), 3) if records else None,
         "propagation_published_p50_ms": bench.rnd(pct(props_published, 0.50), 2),
         "propagation_published_p99_ms": bench.rnd(pct(props_published, 0.99), 2),
-        # The same difference per round, and per thread kind (clock ticks of 10 ms per thread: coarse).
+        # The same difference per round, and per thread kind (schedstat: nanoseconds).
         "cpu_us_per_change_by_round": per_round,
-        "cpu_us_per_change_by_thread": {k: per_change(k) for k in ("registry", "shards", "other")},
+        "cpu_us_per_change_by_thread": {k: per_change(k) for k in kinds},
+        # Per thread kind, the CPU rate in each phase, and per change the extra context switches (voluntary:
+        # the thread waited for something; involuntary: preempted) and minor page faults.
+        "thread_cpu_ms_per_s": {"quiet": {k: per_s("quiet", k, quiet_s) for k in kinds},
+                                "churn": {k: per_s("churn", k, churn_s) for k in kinds}},
+        "context_switches_per_change_by_thread": {
+            k: {"voluntary": per_change(k, "voluntary", 1, 2), "involuntary": per_change(k, "involuntary", 1, 2)}
+            for k in kinds},
+        "minor_faults_per_change_by_thread": {k: per_change(k, "minflt", 1, 2) for k in kinds},
         "consumer_rss_mib": bench.rnd(rss_kib / 1024 if rss_kib else None, 1),
         "etcd_keys": usage["etcd_keys"],
         "etcd_bytes": usage["etcd_bytes"],
@@ -589,8 +702,18 @@ def registry():
         # instance shape's own.
         "app_mapping": os.environ.get("BENCH_REGISTRY_APP_MAPPING", ""),
         # consumer.provider_subset (`--provider-subset K`): providers per service the consumer lists; 0 = all.
-        "subset": env_int("BENCH_REGISTRY_SUBSET", 0),
+        # A comma-separated list runs every model once per K.
+        "subsets": [int(k) for k in env_list("BENCH_REGISTRY_SUBSET", "0")],
+        # `0` (default): every process shares the machine's CPUs (the method of the earlier rows); `1`: the
+        # consumer alone on BENCH_REGISTRY_CONSUMER_CPUS (default the first CPU) and everything else on the
+        # other CPUs; `both`: each run twice, shared then isolated.
+        "isolate": os.environ.get("BENCH_REGISTRY_ISOLATE", "0"),
     }
+    if settings["isolate"] not in ("0", "1", "both"):
+        raise RuntimeError(f"BENCH_REGISTRY_ISOLATE: {settings['isolate']!r} (0, 1, both)")
+    isolations = {"0": [False], "1": [True], "both": [False, True]}[settings["isolate"]]
+    if True in isolations:
+        settings["consumer_cpus"], settings["other_cpus"] = isolation_cpus()
     if not settings["app_mapping"]:
         settings["app_mapping"] = "dubbo-go" if settings["app_shape"] == "dubbo-go" else "none"
     if settings["app_mapping"] not in ("none", "dubbo-go"):
@@ -617,20 +740,23 @@ def registry():
         log(f"registry: work dir {work}; models {models}; {settings['rate']} requests/s; churn "
             f"{settings['churn_rate']:g}/s; {settings['rounds']} x ({settings['phase_s']:g} s quiet + "
             f"{settings['phase_s']:g} s churn); RLIMIT_NOFILE {nofile}")
-        for m in models:
-            gate = bench.wait_load(f"registry {m}")
+        variants = [(m, k, iso) for m in models for k in settings["subsets"] for iso in isolations]
+        for m, k, iso in variants:
+            # The run's name: the model, then K and the isolation when they vary.
+            name = m + (f" K={k}" if len(settings["subsets"]) > 1 or k else "") + (" isolated" if iso else "")
+            gate = bench.wait_load(f"registry {name}")
             interfaces, per, model, exports = parse_model(m)
             if model == "application" and settings["layout"] not in DUBBO_LAYOUTS:
                 log(f"registry: {m} skipped (BENCH_REGISTRY_LAYOUT={settings['layout']} is interface-level only)")
                 continue
             try:
-                r = run_model(m, interfaces, per, bins, work, procs, settings, model, exports)
+                r = run_model(name, interfaces, per, bins, work, procs, settings, model, exports, k, iso)
             except (RuntimeError, subprocess.SubprocessError, OSError) as e:
                 # One failed run (e.g. a consumer that cannot discover this model) does not lose the others.
                 log(f"registry: {m} failed: {e}")
                 for p in reversed(list(procs.live)):
                     procs.stop(p, timeout=15.0)
-                r = {"run": m, "model": model, "estate": m.split(":")[0], "services": interfaces,
+                r = {"run": name, "provider_subset": k, "isolated": iso, "model": model, "estate": m.split(":")[0], "services": interfaces,
                      "instances": per if exports == "all" else interfaces * per, "instance_exports": exports,
                      "error": str(e)[:2000]}
             r["load"] = gate

@@ -25,10 +25,52 @@ def _issue11(r):
             and "error" not in r)
 
 
+def _variant(r):
+    """` K=64, isolated`: the provider subset and the CPU isolation of a run, when not the defaults."""
+    parts = []
+    if r.get("provider_subset"):
+        parts.append(f"K={r['provider_subset']}")
+    if r.get("isolated"):
+        parts.append("isolated")
+    return (", " + ", ".join(parts)) if parts else ""
+
+
 def _label(r):
     if "estate" in r:
-        return f"{r['estate']} ({r['services']} x {r['instances'] // max(1, r['services']):,})"
-    return f"{r['model']} ({r['services']} x {r['instances'] // max(1, r['services']):,})"
+        return f"{r['estate']} ({r['services']} x {r['instances'] // max(1, r['services']):,}{_variant(r)})"
+    return f"{r['model']} ({r['services']} x {r['instances'] // max(1, r['services']):,}{_variant(r)})"
+
+
+def _kinds(d, fmt=lambda x: _fmt(x, 1)):
+    d = d or {}
+    return " / ".join(fmt(d.get(k)) for k in ("registry", "shards", "other"))
+
+
+def _split_rows(runs, label=""):
+    """Where a run's CPU per change goes: per thread kind, and what the shards were given to do."""
+    rows = []
+    for r in runs:
+        if r.get("cpu_us_per_change_by_thread") is None:
+            continue
+        tq = (r.get("thread_cpu_ms_per_s") or {}).get("quiet")
+        tc = (r.get("thread_cpu_ms_per_s") or {}).get("churn")
+        cs = r.get("context_switches_per_change_by_thread") or {}
+        rows.append([
+            f"{label}{_label(r)}",
+            "isolated" + (f" (consumer on CPU {','.join(map(str, r.get('consumer_cpus') or []))})"
+                          if r.get("consumer_cpus") else "") if r.get("isolated") else "shared",
+            _fmt(r.get("cpu_us_per_change"), 1) + " (" + ", ".join(
+                _fmt(x, 0) for x in r.get("cpu_us_per_change_by_round") or []) + ")",
+            _kinds(r.get("cpu_us_per_change_by_thread")),
+            (_fmt((tq or {}).get("registry"), 1) + " / " + _fmt((tc or {}).get("registry"), 1) + "; "
+             + _fmt((tq or {}).get("shards"), 1) + " / " + _fmt((tc or {}).get("shards"), 1)) if tq else "–",
+            (" / ".join(_fmt((cs.get(k) or {}).get("voluntary"), 2) + " + "
+                        + _fmt((cs.get(k) or {}).get("involuntary"), 2) for k in ("registry", "shards"))
+             if cs else "–"),
+            _fmt(r.get("snapshots_per_change"), 3),
+            _fmt(r.get("propagation_published_p50_ms"), 2) + " / " + _fmt(r.get("propagation_published_p99_ms"), 2),
+        ])
+    return rows
 
 
 def _rows(runs, label=""):
@@ -111,6 +153,23 @@ def registry_section(rg, table, others=()):
             f"{_fmt(lat.get('p99'), 0)} µs at {_fmt(r.get('qps'), 0)} requests/s; load average "
             f"{_fmt((r.get('load') or {}).get('loadavg_1m'), 2)} before the run.")
     out += ["* " + n for n in notes]
+    split = _split_rows([r for r in rg["runs"] if _issue11(r)])
+    for label, other, _ in others:
+        if other and other.get("runs"):
+            split += _split_rows([r for r in other["runs"] if _issue11(r)], f"{label}: ")
+    if split:
+        out += ["", "Where a change's CPU goes, per consumer thread kind (the same churn - quiet difference per "
+                "change, from each thread's `schedstat`): **shared** runs put every process on every CPU (the "
+                "method of the table above); **isolated** runs (`BENCH_REGISTRY_ISOLATE=1`) put the consumer alone "
+                "on its CPU (one shard; its registry thread on the same CPU) and etcd, registry-churn, loadgen and "
+                "the simulator on the others, so that the difference is the consumer's own work and not their "
+                "interference with it. With a provider subset (K) a change outside the subset publishes nothing: "
+                "`snapshots per change` is the share of changes the shards received a snapshot for, and the "
+                "propagation of those changes is in the last column.", ""]
+        out.append(table(["run", "CPUs", "CPU µs/change (rounds)", "registry / shards / other µs per change",
+                          "registry; shards CPU ms/s quiet / churn",
+                          "context switches per change, registry / shards (voluntary + involuntary)",
+                          "snapshots per change", "propagation of published changes p50 / p99 ms"], split))
     for label, other, what in others:
         if other and other.get("runs"):
             om = other.get("machine", {})

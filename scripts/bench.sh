@@ -45,6 +45,9 @@
 #     BENCH_REGISTRY_SPARE=50 BENCH_REGISTRY_SIM_LATENCY_MS=1 BENCH_REGISTRY_SEED=1 BENCH_REGISTRY_CONSUMER_ARGS="--upstream-connections 1"
 #     BENCH_REGISTRY_PROFILE=10 (s of perf record in one more churn phase, 0 = none) BENCH_REGISTRY_LAYOUT=java-2.7
 #     BENCH_REGISTRY_JSON=registry.json (file name under BENCH_OUT)
+#     BENCH_REGISTRY_SUBSET=0 (consumer.provider_subset K; a list like 0,64 runs every model once per K)
+#     BENCH_REGISTRY_ISOLATE=0 (1: the consumer alone on BENCH_REGISTRY_CONSUMER_CPUS, default the first CPU, one
+#     shard, and etcd, registry-churn, loadgen, the simulator on the other CPUs; both: each run shared then isolated)
 #   drift: BENCH_DRIFT_STEP=10 (s per schedule step, 6 steps) BENCH_DRIFT_CONNECTIONS=1024 BENCH_DRIFT_WARMUP=5
 #     BENCH_DRIFT_BALANCERS=adaptive,weights,oracle BENCH_DRIFT_REPEAT=1 BENCH_DRIFT_JSON=drift.json (benches/drift.py)
 #   BENCH_MAX_LOAD=1.5         before each measured run, wait while the 1-minute load average is above this

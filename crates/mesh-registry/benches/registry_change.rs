@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Bencher, Criterion};
 use mesh_registry::dubbo::{discover, Discovered, RegistryKey, RegistryRoot};
-use mesh_registry::{AppDiscoveryConfig, Skips, Snapshot, SnapshotBuilder, WatchedKeys};
+use mesh_registry::{AppDiscoveryConfig, Skips, Snapshot, SnapshotBuilder, SubsetSettings, WatchedKeys};
 use mesh_testkit::dubbo_writers::{java27_provider, Provider};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 
@@ -129,10 +129,17 @@ impl Estate {
 }
 
 /// The watcher's key index with every instance of `estate` registered, interface-level only or (`apps`)
-/// with application-level discovery on the consumer's default step, as the agent runs it.
-fn registered(estate: &Estate, apps: bool, skips: &mut Skips) -> WatchedKeys {
+/// with application-level discovery on the consumer's default step, as the agent runs it; listing at most
+/// `subset` providers per service key (`consumer.provider_subset`; 0: all).
+fn registered(estate: &Estate, apps: bool, subset: usize, skips: &mut Skips) -> WatchedKeys {
     let config = AppDiscoveryConfig::default();
-    let mut keys = WatchedKeys::with_apps(RegistryRoot::default(), apps.then_some(&config));
+    let settings = SubsetSettings {
+        size: subset,
+        identity: "bench-consumer@host/10.0.0.1:20000".to_owned(),
+        ..SubsetSettings::default()
+    };
+    let mut keys = WatchedKeys::with_apps(RegistryRoot::default(), apps.then_some(&config))
+        .with_provider_subset(&settings);
     for k in &estate.keys {
         keys.put(k[0].as_bytes(), b"7587887961384501762", skips);
     }
@@ -146,6 +153,8 @@ struct Churn<'a> {
     skips: Skips,
     /// The shards hold the last snapshot: every change must leave it untouched.
     held: Arc<Snapshot>,
+    /// Changes that published a snapshot (with a subset, a change outside it publishes none).
+    published: usize,
     /// Per instance: which of its two keys is registered, and whether it is present.
     state: Vec<(usize, bool)>,
     next: usize,
@@ -153,15 +162,16 @@ struct Churn<'a> {
 }
 
 impl<'a> Churn<'a> {
-    fn new(estate: &'a Estate, apps: bool) -> Self {
+    fn new(estate: &'a Estate, apps: bool, subset: usize) -> Self {
         let mut skips = Skips::default();
-        let mut keys = registered(estate, apps, &mut skips);
+        let mut keys = registered(estate, apps, subset, &mut skips);
         let held = Arc::new(keys.publish(1).unwrap());
         Churn {
             estate,
             keys,
             skips,
             held,
+            published: 0,
             state: vec![(0, true); estate.keys.len()],
             next: 0,
             revision: 1,
@@ -188,14 +198,17 @@ impl<'a> Churn<'a> {
             self.next = (self.next + 7919) % self.estate.keys.len();
         }
         self.revision += 1;
-        self.held = Arc::new(self.keys.publish(self.revision).unwrap());
+        if let Some(snapshot) = self.keys.publish(self.revision) {
+            self.held = Arc::new(snapshot);
+            self.published += 1;
+        }
         !present
     }
 }
 
-/// Times leave/join changes through the watcher's whole path.
-fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate, apps: bool, cold: bool) {
-    let mut churn = Churn::new(estate, apps);
+/// Times leave/join changes through the watcher's whole path (`subset`: `consumer.provider_subset`).
+fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate, (apps, subset): (bool, usize), cold: bool) {
+    let mut churn = Churn::new(estate, apps, subset);
     let mut evict = vec![0u8; EVICT_BYTES];
     c.bench_function(name, |b| {
         let step = || {
@@ -211,9 +224,10 @@ fn watcher_path(c: &mut Criterion, name: &str, estate: &Estate, apps: bool, cold
     black_box(churn.held);
 }
 
-/// Prints the heap allocations (and bytes) per leave and per join of the watcher path.
-fn allocations(name: &str, estate: &Estate, apps: bool) {
-    let mut churn = Churn::new(estate, apps);
+/// Prints the heap allocations (and bytes) per leave and per join of the watcher path, and the share of
+/// changes that published a snapshot.
+fn allocations(name: &str, estate: &Estate, apps: bool, subset: usize) {
+    let mut churn = Churn::new(estate, apps, subset);
     // (allocations, bytes, changes) per kind: leave, join.
     let mut counts = [(0usize, 0usize, 0usize); 2];
     for _ in 0..2_000 {
@@ -232,6 +246,10 @@ fn allocations(name: &str, estate: &Estate, apps: bool) {
             bytes as f64 / n as f64
         );
     }
+    println!(
+        "snapshots published {name}: {:.3} per change",
+        churn.published as f64 / 2_000.0
+    );
     churn.skips.report("bench");
 }
 
@@ -239,9 +257,10 @@ fn bench(c: &mut Criterion) {
     let root = RegistryRoot::default();
     let one = Estate::new(1, 5_000);
     let ten = Estate::new(10, 500);
-    allocations("1x5000", &one, false);
-    allocations("1x5000 app-first", &one, true);
-    allocations("10x500", &ten, false);
+    allocations("1x5000", &one, false, 0);
+    allocations("1x5000 app-first", &one, true, 0);
+    allocations("1x5000 app-first K=64", &one, true, 64);
+    allocations("10x500", &ten, false, 0);
     c.bench_function("read one key (decode, parse, discover)", |b| {
         cpu_iter(b, || {
             black_box(read(&root, black_box(&one.keys[1234][0])));
@@ -267,22 +286,37 @@ fn bench(c: &mut Criterion) {
     });
     black_box(held);
 
-    watcher_path(c, "watcher path 1x5000: one change", &one, false, false);
-    watcher_path(c, "watcher path 1x5000 app-first: one change", &one, true, false);
-    watcher_path(c, "watcher path 10x500: one change", &ten, false, false);
+    watcher_path(c, "watcher path 1x5000: one change", &one, (false, 0), false);
+    watcher_path(
+        c,
+        "watcher path 1x5000 app-first: one change",
+        &one,
+        (true, 0),
+        false,
+    );
+    watcher_path(c, "watcher path 10x500: one change", &ten, (false, 0), false);
     let mut evict = vec![0u8; EVICT_BYTES];
     c.bench_function("cold: empty step (the clock's cost)", |b| {
         cold_iter(b, &mut evict, || {})
     });
-    watcher_path(c, "watcher path 1x5000: one change, cold", &one, false, true);
+    watcher_path(c, "watcher path 1x5000: one change, cold", &one, (false, 0), true);
     watcher_path(
         c,
         "watcher path 1x5000 app-first: one change, cold",
         &one,
-        true,
+        (true, 0),
         true,
     );
-    watcher_path(c, "watcher path 10x500: one change, cold", &ten, false, true);
+    // With a provider subset of 64 (`consumer.provider_subset`): most changes are outside it and publish
+    // nothing (the key index, parse, `discover` and the subset's rank check only).
+    watcher_path(
+        c,
+        "watcher path 1x5000 app-first K=64: one change, cold",
+        &one,
+        (true, 64),
+        true,
+    );
+    watcher_path(c, "watcher path 10x500: one change, cold", &ten, (false, 0), true);
 }
 
 criterion_group!(benches, bench);

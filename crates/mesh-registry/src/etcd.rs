@@ -367,8 +367,11 @@ async fn watch_session(
     let error = loop {
         // A migration switch waiting for the rule's `delay` is decided at a publication (app_discovery).
         let migration_wake = entries.builder.next_wake();
-        // Every `message()` future is cancel-safe (a stream's next item stays queued).
+        // Every `message()` future is cancel-safe (a stream's next item stays queued). `biased`: the
+        // branches are polled in this order (the watch stream first, where the events come from) instead of
+        // from a random one; none can starve the others: each stream yields between etcd's messages.
         let message = tokio::select! {
+            biased;
             m = stream.message() => m,
             m = async {
                 match rules_stream.as_mut() {

@@ -1,6 +1,5 @@
 //! Registry sources and the watcher thread that broadcasts their snapshots to the shards.
 
-use std::cell::RefCell;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
@@ -98,11 +97,11 @@ pub fn spawn_watcher(
     let thread = std::thread::Builder::new()
         .name("mesh-registry-watch".into())
         .spawn(move || {
-            runtime.block_on(async move {
-                let stop = async {
-                    // Sent by `stop` or dropped with the handle: either way, stop.
-                    let _ = stop_rx.await;
-                };
+            // The watch runs as a spawned task, not as the `block_on` future: an etcd event reaches it
+            // through the HTTP/2 connection's task, and waking a spawned task from there queues it for the
+            // same scheduler pass, where waking the `block_on` future costs one more (non-blocking) poll of
+            // the IO and time drivers per event (tokio's current-thread scheduler, `park_yield`).
+            let work = runtime.spawn(async move {
                 let work = async {
                     match source {
                         Source::Static(entries) => {
@@ -117,9 +116,16 @@ pub fn spawn_watcher(
                 };
                 tokio::select! {
                     biased;
-                    () = stop => {}
                     () = work => {}
                     () = outbox.retry_full_subscribers() => {}
+                }
+            });
+            runtime.block_on(async move {
+                tokio::select! {
+                    biased;
+                    // Sent by `stop` or dropped with the handle: either way, stop.
+                    _ = stop_rx => {}
+                    _ = work => {}
                 }
             });
             drop(runtime);
@@ -204,10 +210,11 @@ pub(crate) fn join_bounded(
 }
 
 /// Hands snapshots to the subscribers from inside the registry thread's runtime (single-threaded: the
-/// `RefCell` is never borrowed across an await).
+/// lock is never held across an await, and never contended: only the registry thread takes it; a `Mutex`
+/// rather than a `RefCell` because the watch runs as a spawned task, which must be `Send`).
 #[derive(Debug)]
 pub(crate) struct Outbox {
-    inner: RefCell<Publisher>,
+    inner: Mutex<Publisher>,
     wake: Notify,
 }
 
@@ -232,7 +239,7 @@ impl Outbox {
             .map(|tx| Subscriber { tx, pending: None })
             .collect();
         Outbox {
-            inner: RefCell::new(Publisher {
+            inner: Mutex::new(Publisher {
                 subscribers,
                 version: 0,
                 latest,
@@ -241,15 +248,22 @@ impl Outbox {
         }
     }
 
+    /// The publisher (a poisoned lock is taken over: the registry thread is the only user).
+    fn publisher(&self) -> std::sync::MutexGuard<'_, Publisher> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// The version of the last published snapshot (0 before the first).
     pub(crate) fn version(&self) -> u64 {
-        self.inner.borrow().version
+        self.publisher().version
     }
 
     /// Publishes `snapshot` (built by a [`crate::SnapshotBuilder`], whose versions grow by one and which
     /// publishes only changes) to every subscriber. Returns its version.
     pub(crate) fn publish(&self, snapshot: Snapshot) -> u64 {
-        let mut p = self.inner.borrow_mut();
+        let mut p = self.publisher();
         p.version = snapshot.version;
         let snapshot = Arc::new(snapshot);
         p.latest.set(Arc::clone(&snapshot));
@@ -266,15 +280,10 @@ impl Outbox {
     /// Runs forever, offering snapshots again to subscribers whose channel was full.
     pub(crate) async fn retry_full_subscribers(&self) {
         loop {
-            let pending = self
-                .inner
-                .borrow()
-                .subscribers
-                .iter()
-                .any(|s| s.pending.is_some());
+            let pending = self.publisher().subscribers.iter().any(|s| s.pending.is_some());
             if pending {
                 tokio::time::sleep(RETRY_FULL_SUBSCRIBER).await;
-                self.inner.borrow_mut().deliver();
+                self.publisher().deliver();
             } else {
                 self.wake.notified().await;
             }
@@ -382,7 +391,7 @@ mod tests {
         builder.upsert("a", ep("1.1.1.1:1"));
         assert_eq!(outbox.publish(builder.publish(1).unwrap()), 1);
         assert_eq!(
-            outbox.inner.borrow().subscribers.len(),
+            outbox.publisher().subscribers.len(),
             1,
             "the disconnected one is forgotten"
         );
