@@ -354,11 +354,15 @@ impl Snapshot {
                 .all(|((ka, a), (kb, b))| ka == kb && a.endpoints == b.endpoints)
             && (Arc::ptr_eq(&self.dubbo_rules, &other.dubbo_rules) || self.dubbo_rules == other.dubbo_rules)
             && self.splits.len() == other.splits.len()
-            && self.splits.iter().zip(other.splits.iter()).all(|((ka, a), (kb, b))| {
-                ka == kb
-                    && a.percent == b.percent
-                    && a.interface_level.endpoints == b.interface_level.endpoints
-            })
+            && self
+                .splits
+                .iter()
+                .zip(other.splits.iter())
+                .all(|((ka, a), (kb, b))| {
+                    ka == kb
+                        && a.percent == b.percent
+                        && a.interface_level.endpoints == b.interface_level.endpoints
+                })
     }
 
     /// The same endpoints under another version.
@@ -938,7 +942,10 @@ mod tests {
         let iface = split.interface_level();
         assert_eq!(iface.len(), 2);
         assert_eq!((iface.epoch(), iface.change().unwrap().base), (2, 0));
-        assert!(Arc::ptr_eq(s1.providers("s").unwrap(), s2.providers("s").unwrap()));
+        assert!(Arc::ptr_eq(
+            s1.providers("s").unwrap(),
+            s2.providers("s").unwrap()
+        ));
         assert!(s2.contains_addr(addr("10.0.0.2:1")));
         assert_eq!(s2.splits().count(), 1);
         // the percentage alone is news; the same one is not

@@ -1188,7 +1188,10 @@ mod tests {
             Some((30, vec!["10.0.0.1:20880".into(), "10.0.0.2:20880".into()]))
         );
         assert!(
-            chosen.logged().iter().any(|l| l.contains("proportion 30: 30% of calls")),
+            chosen
+                .logged()
+                .iter()
+                .any(|l| l.contains("proportion 30: 30% of calls")),
             "{:?}",
             chosen.logged()
         );
