@@ -69,7 +69,7 @@ pub use registrar::{
     DEFAULT_TTL,
 };
 pub use snapshot::{
-    Change, Endpoint, Providers, Snapshot, SnapshotBuilder, DEFAULT_WEIGHT, WILDCARD_SERVICE,
+    Change, Endpoint, Providers, Snapshot, SnapshotBuilder, Split, DEFAULT_WEIGHT, WILDCARD_SERVICE,
 };
 #[cfg(feature = "etcd")]
 pub use source::{spawn_watcher, LatestSnapshot, Source, WatcherHandle, STOP_TIMEOUT};

@@ -147,6 +147,31 @@ impl Providers {
     }
 }
 
+/// A service key whose calls Dubbo 3's migration `proportion` splits between two lists (issue 13): under
+/// `APPLICATION_FIRST`, with the application-level addresses chosen and interface-level addresses present,
+/// [`Split::percent`]% of the calls go to the key's own list ([`Snapshot::providers`]: the application-level
+/// addresses) and the others to [`Split::interface_level`], drawn per call (Java 3.3
+/// `MigrationInvoker.invoke`, see `app_discovery/chosen.rs`). A key without a split has no entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Split {
+    /// 0..=99: the share of calls on the key's own list, in percent.
+    percent: u8,
+    /// The interface-level list, with its own epoch and change (a shard follows it like a key's list).
+    interface_level: Providers,
+}
+
+impl Split {
+    /// The share of calls on the key's own (application-level) list, in percent (0..=99).
+    pub fn percent(&self) -> u8 {
+        self.percent
+    }
+
+    /// The interface-level list the other calls go to.
+    pub fn interface_level(&self) -> &Providers {
+        &self.interface_level
+    }
+}
+
 /// An immutable view of every provider, as one registry source saw it at one moment, by service key
 /// (`group/interface:version`, [`ServiceKey`]'s text).
 ///
@@ -170,6 +195,8 @@ pub struct Snapshot {
     departed: Arc<[SocketAddr]>,
     /// Dubbo 3 migration: the step in force per service key (for the admin side; issue 13).
     migration: crate::dubbo::migration::MigrationStates,
+    /// Dubbo 3 migration's `proportion`: the service keys whose calls are split (empty almost always).
+    splits: imbl::OrdMap<Arc<str>, Arc<Split>>,
 }
 
 impl PartialEq for Snapshot {
@@ -210,6 +237,20 @@ impl Snapshot {
     /// The Dubbo 3 migration step in force per service key (empty without application-level discovery).
     pub fn migration(&self) -> &crate::dubbo::migration::MigrationStates {
         &self.migration
+    }
+
+    /// The split of `service`'s calls between its list and an interface-level list, when Dubbo 3's
+    /// migration `proportion` is in force for it (an exact service key; no wildcard fallback).
+    pub fn split(&self, service: &str) -> Option<&Arc<Split>> {
+        if self.splits.is_empty() {
+            return None;
+        }
+        self.splits.get(service)
+    }
+
+    /// Every split service key, sorted.
+    pub fn splits(&self) -> impl Iterator<Item = (&str, &Arc<Split>)> + '_ {
+        self.splits.iter().map(|(k, s)| (&**k, s))
     }
 
     /// A snapshot without any endpoint.
@@ -272,6 +313,10 @@ impl Snapshot {
     /// shards learn of addresses gone from [`Snapshot::departed`]).
     pub fn contains_addr(&self, addr: SocketAddr) -> bool {
         self.services.values().any(|p| p.endpoints.contains_key(&addr))
+            || self
+                .splits
+                .values()
+                .any(|s| s.interface_level.endpoints.contains_key(&addr))
     }
 
     /// Addresses no service key lists any more since the previous version.
@@ -308,6 +353,16 @@ impl Snapshot {
                 .zip(other.services.iter())
                 .all(|((ka, a), (kb, b))| ka == kb && a.endpoints == b.endpoints)
             && (Arc::ptr_eq(&self.dubbo_rules, &other.dubbo_rules) || self.dubbo_rules == other.dubbo_rules)
+            && self.splits.len() == other.splits.len()
+            && self
+                .splits
+                .iter()
+                .zip(other.splits.iter())
+                .all(|((ka, a), (kb, b))| {
+                    ka == kb
+                        && a.percent == b.percent
+                        && a.interface_level.endpoints == b.interface_level.endpoints
+                })
     }
 
     /// The same endpoints under another version.
@@ -340,6 +395,10 @@ pub struct SnapshotBuilder {
     departing: Vec<SocketAddr>,
     rules_changed: bool,
     migration_changed: bool,
+    /// What changed in the splits' interface-level lists since the last publication.
+    pending_splits: HashMap<Arc<str>, Pending>,
+    /// A split began, ended or changed its percentage since the last publication.
+    splits_changed: bool,
     published: bool,
     /// The consumer's provider subset (`provider_subset.rs`): when set, changes go through it and only what
     /// it lists reaches the snapshot.
@@ -473,6 +532,12 @@ impl SnapshotBuilder {
                 }
             }
         }
+        self.release(addr);
+        self.record(key, base, addr, None);
+    }
+
+    /// One listing of `addr` less (it departs with its last one).
+    fn release(&mut self, addr: SocketAddr) {
         match self.addrs.get_mut(&addr) {
             Some(n) if *n > 1 => *n -= 1,
             _ => {
@@ -480,19 +545,91 @@ impl SnapshotBuilder {
                 self.departing.push(addr);
             }
         }
-        self.record(key, base, addr, None);
+    }
+
+    /// Splits `service`'s calls: `Some(percent)` (0..=99, clamped) of them on its own list, the others
+    /// on an interface-level list filled by [`SnapshotBuilder::split_upsert`] (a new split starts empty);
+    /// `None` ends the split (its list is dropped). Dubbo 3 migration's `proportion` (issue 13). The
+    /// interface-level list does not go through the provider subset.
+    pub fn set_split(&mut self, service: &str, percent: Option<u8>) {
+        match percent {
+            Some(p) => {
+                let p = p.min(99);
+                match self.next.splits.get_mut(service) {
+                    Some(split) if split.percent == p => return,
+                    Some(split) => Arc::make_mut(split).percent = p,
+                    None => {
+                        let key = self
+                            .next
+                            .services
+                            .get_key_value(service)
+                            .map_or_else(|| Arc::from(service), |(k, _)| Arc::clone(k));
+                        let split = Split {
+                            percent: p,
+                            interface_level: Providers::default(),
+                        };
+                        self.next.splits.insert(key, Arc::new(split));
+                    }
+                }
+            }
+            None => {
+                let Some(split) = self.next.splits.remove(service) else {
+                    return;
+                };
+                self.pending_splits.remove(service);
+                for addr in split.interface_level.endpoints.keys() {
+                    self.release(*addr);
+                }
+            }
+        }
+        self.splits_changed = true;
+    }
+
+    /// Adds `endpoint` to the interface-level list of `service`'s split, or replaces the one at its address
+    /// (nothing without a split).
+    pub fn split_upsert(&mut self, service: &str, endpoint: impl Into<Arc<Endpoint>>) {
+        let endpoint: Arc<Endpoint> = endpoint.into();
+        let addr = endpoint.addr;
+        let Some((key, split)) = self.next.splits.get_key_value(service) else {
+            return;
+        };
+        let listed = split.interface_level.endpoints.get(&addr);
+        if listed.is_some_and(|e| Arc::ptr_eq(e, &endpoint) || **e == *endpoint) {
+            return;
+        }
+        let (key, base, is_new_addr) = (Arc::clone(key), split.interface_level.epoch, listed.is_none());
+        if is_new_addr {
+            *self.addrs.entry(addr).or_insert(0) += 1;
+        }
+        if let Some(split) = self.next.splits.get_mut(&*key) {
+            Arc::make_mut(split)
+                .interface_level
+                .endpoints
+                .insert(addr, Arc::clone(&endpoint));
+        }
+        record_in(&mut self.pending_splits, key, base, addr, Some(endpoint));
+    }
+
+    /// Removes the endpoint at `addr` from the interface-level list of `service`'s split (nothing when it
+    /// is not listed; the split stays, possibly empty, until [`SnapshotBuilder::set_split`] ends it).
+    pub fn split_remove(&mut self, service: &str, addr: SocketAddr) {
+        let Some((key, split)) = self.next.splits.get_key_value(service) else {
+            return;
+        };
+        if !split.interface_level.endpoints.contains_key(&addr) {
+            return;
+        }
+        let (key, base) = (Arc::clone(key), split.interface_level.epoch);
+        if let Some(split) = self.next.splits.get_mut(&*key) {
+            Arc::make_mut(split).interface_level.endpoints.remove(&addr);
+        }
+        self.release(addr);
+        record_in(&mut self.pending_splits, key, base, addr, None);
     }
 
     /// Notes the change at `addr` of service `key` (whose epoch at the last publication was `base`).
     fn record(&mut self, key: Arc<str>, base: u64, addr: SocketAddr, endpoint: Option<Arc<Endpoint>>) {
-        self.pending
-            .entry(key)
-            .or_insert_with(|| Pending {
-                base,
-                changes: BTreeMap::new(),
-            })
-            .changes
-            .insert(addr, endpoint);
+        record_in(&mut self.pending, key, base, addr, endpoint);
     }
 
     /// Replaces the routing rules (a [`mesh_balance::RuleStore`]'s index after a change); with a provider
@@ -525,7 +662,13 @@ impl SnapshotBuilder {
     /// call always publishes, possibly an empty registry).
     pub fn publish(&mut self, revision: i64) -> Option<Snapshot> {
         let migration_changed = std::mem::take(&mut self.migration_changed);
-        if self.published && self.pending.is_empty() && !self.rules_changed && !migration_changed {
+        let splits_changed = std::mem::take(&mut self.splits_changed) || !self.pending_splits.is_empty();
+        if self.published
+            && self.pending.is_empty()
+            && !self.rules_changed
+            && !migration_changed
+            && !splits_changed
+        {
             return None;
         }
         Some(self.publish_as(self.next.version + 1, revision))
@@ -538,19 +681,12 @@ impl SnapshotBuilder {
             let Some(providers) = self.next.services.get_mut(&*key) else {
                 continue; // emptied: gone from the snapshot
             };
-            let providers = Arc::make_mut(providers);
-            providers.epoch = version;
-            let mut change = Change {
-                base: pending.base,
-                ..Change::default()
-            };
-            for (addr, endpoint) in pending.changes {
-                match endpoint {
-                    Some(e) => change.upserted.push(e),
-                    None => change.removed.push(addr),
-                }
+            stamp(Arc::make_mut(providers), version, pending);
+        }
+        for (key, pending) in self.pending_splits.drain() {
+            if let Some(split) = self.next.splits.get_mut(&*key) {
+                stamp(&mut Arc::make_mut(split).interface_level, version, pending);
             }
-            providers.change = Some(Arc::new(change));
         }
         if self.rules_changed {
             self.next.rules_epoch = version;
@@ -573,6 +709,40 @@ impl SnapshotBuilder {
         self.next.departed = Arc::clone(&self.none_departed);
         snapshot
     }
+}
+
+/// Notes the change at `addr` of list `key` (whose epoch at the last publication was `base`) in `pending`.
+fn record_in(
+    pending: &mut HashMap<Arc<str>, Pending>,
+    key: Arc<str>,
+    base: u64,
+    addr: SocketAddr,
+    endpoint: Option<Arc<Endpoint>>,
+) {
+    pending
+        .entry(key)
+        .or_insert_with(|| Pending {
+            base,
+            changes: BTreeMap::new(),
+        })
+        .changes
+        .insert(addr, endpoint);
+}
+
+/// Marks `providers` as changed in `version` by `pending`.
+fn stamp(providers: &mut Providers, version: u64, pending: Pending) {
+    providers.epoch = version;
+    let mut change = Change {
+        base: pending.base,
+        ..Change::default()
+    };
+    for (addr, endpoint) in pending.changes {
+        match endpoint {
+            Some(e) => change.upserted.push(e),
+            None => change.removed.push(addr),
+        }
+    }
+    providers.change = Some(Arc::new(change));
 }
 
 #[cfg(test)]
@@ -755,6 +925,56 @@ mod tests {
         let ruled = b.clone().with_dubbo_rules(store.index());
         assert!(ruled.dubbo_rules().app_condition("x").is_some());
         assert!(!ruled.same_endpoints(&b));
+    }
+
+    #[test]
+    fn a_split_carries_a_second_list_with_its_own_epochs_and_counts_its_addresses() {
+        let mut b = SnapshotBuilder::new();
+        b.upsert("s", ep("10.0.0.1:1"));
+        let s1 = b.publish(1).unwrap();
+        assert!(s1.split("s").is_none(), "no split: nothing extra");
+        b.set_split("s", Some(30));
+        b.split_upsert("s", ep("10.0.0.1:1"));
+        b.split_upsert("s", ep("10.0.0.2:1"));
+        let s2 = b.publish(2).unwrap();
+        let split = s2.split("s").unwrap();
+        assert_eq!(split.percent(), 30);
+        let iface = split.interface_level();
+        assert_eq!(iface.len(), 2);
+        assert_eq!((iface.epoch(), iface.change().unwrap().base), (2, 0));
+        assert!(Arc::ptr_eq(
+            s1.providers("s").unwrap(),
+            s2.providers("s").unwrap()
+        ));
+        assert!(s2.contains_addr(addr("10.0.0.2:1")));
+        assert_eq!(s2.splits().count(), 1);
+        // the percentage alone is news; the same one is not
+        b.set_split("s", Some(30));
+        assert!(b.publish(3).is_none());
+        b.set_split("s", Some(120));
+        let s3 = b.publish(3).unwrap();
+        assert_eq!(s3.split("s").unwrap().percent(), 99, "clamped: 100 is no split");
+        assert_eq!(s3.split("s").unwrap().interface_level().epoch(), 2);
+        // changes to the second list are recorded against its epoch
+        b.split_remove("s", addr("10.0.0.2:1"));
+        let s4 = b.publish(4).unwrap();
+        let iface = s4.split("s").unwrap().interface_level();
+        assert_eq!((iface.epoch(), iface.change().unwrap().base), (4, 2));
+        assert_eq!(iface.change().unwrap().removed, [addr("10.0.0.2:1")]);
+        assert_eq!(s4.departed(), [addr("10.0.0.2:1")], "listed nowhere else");
+        // an address in both lists departs with its last listing only
+        b.split_upsert("s", ep("10.0.0.3:1"));
+        b.publish(5).unwrap();
+        b.set_split("s", None);
+        let s6 = b.publish(6).unwrap();
+        assert!(s6.split("s").is_none());
+        assert_eq!(s6.departed(), [addr("10.0.0.3:1")]);
+        assert!(s6.contains_addr(addr("10.0.0.1:1")));
+        assert!(!s6.same_endpoints(&s4));
+        // no split: its changes are ignored
+        b.split_upsert("s", ep("10.0.0.4:1"));
+        b.split_remove("s", addr("10.0.0.1:1"));
+        assert!(b.publish(7).is_none());
     }
 
     #[derive(Debug, Clone)]

@@ -15,6 +15,24 @@
 //! Dubbo's address check; a refused switch keeps the step in force until the rule changes
 //! (`MigrationRuleHandler.refreshInvoker`). The step in force per key travels with each snapshot
 //! ([`crate::Snapshot::migration`]) for `/metrics` and `/registry`.
+//!
+//! The rule's `proportion` as Java 3.3 applies it (apache/dubbo branch `3.3` at 324c6255,
+//! `dubbo-registry/dubbo-registry-api/src/main/java/org/apache/dubbo/registry/client/migration/`):
+//! `MigrationInvoker.invoke` (lines 284-297) sends a call, under `APPLICATION_FIRST` only, to the
+//! interface-level invoker when `promotion < 100 && ThreadLocalRandom.current().nextDouble(100) > promotion`,
+//! else to `decideInvoker()`, the preferred one (`calcPreferredInvoker`, 499-519: application-level when
+//! `DefaultMigrationAddressComparator.shouldMigrate` passes, i.e. the threshold). `promotion` starts at 100
+//! (line 69) and is `rule.getProportion(consumerUrl)` (`setMigrationRule`, 427-431), set only when the rule
+//! is applied successfully (`MigrationRuleHandler.doMigrate`, 71-74: a refused `FORCE_*` switch keeps the
+//! proportion of the rule in force); `MigrationRule.getProportion` (213-220) reads the interface entry, then
+//! the applications' entries (`getValue`, 260-287), then the rule's own field, else `migration.promotion`
+//! (100). So with the application-level list preferred, p% of the calls go to it and (100 - p)% to the
+//! interface-level list; with the interface-level list preferred every call goes there; `FORCE_*` steps
+//! ignore it. Here: such a key carries both lists in the snapshot ([`crate::Split`]: the chosen
+//! application-level list as the key's list, the interface-level list and p beside it) and the consumer
+//! shard draws the list per call. One difference: the split is carried only when the interface-level list
+//! has addresses; where Java would send (100 - p)% of the calls to an empty interface-level invoker (and
+//! fail them with "No provider available"), every call goes to the application-level list.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -53,6 +71,12 @@ pub(crate) struct InForce {
     pub(crate) threshold: Option<f32>,
     /// The list used, and why.
     pub(crate) choice: Choice,
+    /// The rule's `proportion` that came with the step (Java keeps the one of the last rule applied).
+    pub(crate) proportion: i32,
+    /// The share of calls on the application-level list when the snapshot splits the key's calls
+    /// (APPLICATION_FIRST on application-level addresses, interface-level addresses present, proportion
+    /// below 100).
+    pub(crate) split: Option<u8>,
 }
 
 /// What the rule (or the consumer's defaults) asks for one service key.
@@ -98,11 +122,9 @@ struct Migration {
     /// The step in force per key, as the next snapshot carries it.
     states: MigrationStates,
     states_changed: bool,
-    /// The `proportion` last warned about per key (logged once per key and value: not applied).
-    proportion_warned: HashMap<Arc<str>, i32>,
     /// The log lines of the last publication (steps that changed), for tests; also printed.
     changes: Vec<String>,
-    /// The warnings of the last publication (refused switches, proportion not applied); also printed.
+    /// The warnings of the last publication (refused switches); also printed.
     warnings: Vec<String>,
 }
 
@@ -138,7 +160,6 @@ impl ChosenAddresses {
                 asked: HashMap::new(),
                 states: MigrationStates::new(),
                 states_changed: false,
-                proportion_warned: HashMap::new(),
                 changes: Vec::new(),
                 warnings: Vec::new(),
             })),
@@ -155,6 +176,9 @@ impl ChosenAddresses {
         let key = m.key_of(service);
         if m.source_of(&key) == Source::Interface {
             self.builder.upsert(&key, Arc::clone(&endpoint));
+        }
+        if m.is_split(&key) {
+            self.builder.split_upsert(&key, Arc::clone(&endpoint));
         }
         m.interface_level
             .entry(Arc::clone(&key))
@@ -180,6 +204,9 @@ impl ChosenAddresses {
         }
         if m.source_of(&key) == Source::Interface {
             self.builder.remove(&key, addr);
+        }
+        if m.is_split(&key) {
+            self.builder.split_remove(&key, addr);
         }
         let mut emptied = false;
         if let Some(list) = m.interface_level.get_mut(&key) {
@@ -382,6 +409,11 @@ impl Migration {
             .unwrap_or_else(|| Arc::from(service))
     }
 
+    /// Whether the snapshot splits `key`'s calls (its interface-level list goes to the builder's split too).
+    fn is_split(&self, key: &str) -> bool {
+        self.in_force.get(key).is_some_and(|f| f.split.is_some())
+    }
+
     /// The list in force for `key` (interface-level until decided otherwise).
     fn source_of(&self, key: &str) -> Source {
         self.in_force
@@ -507,24 +539,6 @@ impl Migration {
         self.states_changed |= changed;
     }
 
-    /// Warns once per key and value that the rule's `proportion` is not applied (APPLICATION_FIRST only,
-    /// as Java reads it only then).
-    fn warn_proportion(&mut self, key: &Arc<str>, step: MigrationStep, want: Wanted) {
-        if step != MigrationStep::ApplicationFirst || want.proportion >= DEFAULT_PROPORTION {
-            self.proportion_warned.remove(&**key);
-            return;
-        }
-        if self.proportion_warned.get(&**key) == Some(&want.proportion) {
-            return;
-        }
-        self.proportion_warned.insert(Arc::clone(key), want.proportion);
-        self.warnings.push(format!(
-            "service {key}: the migration rule's proportion {} is not applied: every call goes to the \
-             addresses APPLICATION_FIRST chose (docs/dubbo3-discovery.md)",
-            want.proportion
-        ));
-    }
-
     /// Decides `key`'s list; on a switch, gives the builder the difference.
     fn decide(&mut self, key: &Arc<str>, builder: &mut SnapshotBuilder, now: Instant) {
         let app_count = self.app_level.count(key);
@@ -533,9 +547,11 @@ impl Migration {
         if app_count == 0 && iface_count == 0 {
             // Nothing in either list: the builder holds nothing for it either.
             self.asked.remove(&**key);
-            self.proportion_warned.remove(&**key);
             self.record_state(key, None);
             if let Some(was) = self.in_force.remove(&**key) {
+                if was.split.is_some() {
+                    builder.set_split(key, None);
+                }
                 if was.choice.source == Source::Application || was.step != self.defaults.step {
                     self.changes
                         .push(format!("service {key}: no address left in either list"));
@@ -544,27 +560,28 @@ impl Migration {
             return;
         }
         let want = self.wanted(key);
-        let (step, threshold) = match was {
+        let (step, threshold, proportion) = match was {
             // First seen (Java: at refer, the other invoker does not exist: no check), the same step
             // (a new threshold applies at once), or APPLICATION_FIRST (never checked nor delayed).
             Some(w) if w.step != want.step && want.step != MigrationStep::ApplicationFirst => {
                 if self.forced_switch(key, w, want, (app_count, iface_count), now) {
-                    (want.step, want.threshold)
+                    (want.step, want.threshold, want.proportion)
                 } else {
-                    (w.step, w.threshold)
+                    (w.step, w.threshold, w.proportion)
                 }
             }
             _ => {
                 self.asked.remove(&**key);
-                (want.step, want.threshold)
+                (want.step, want.threshold, want.proportion)
             }
         };
-        self.warn_proportion(key, step, want);
         let choice = which_addresses(step, app_count, iface_count, threshold.unwrap_or(-1.0));
         let next = InForce {
             step,
             threshold,
             choice,
+            proportion,
+            split: split_percent(step, choice.source, iface_count, proportion),
         };
         let old_source = was.map_or(Source::Interface, |w| w.choice.source);
         if self.settling
@@ -594,6 +611,24 @@ impl Migration {
             for endpoint in new.into_values() {
                 builder.upsert(key, endpoint);
             }
+        }
+        let old_split = was.and_then(|w| w.split);
+        if old_split != next.split {
+            builder.set_split(key, next.split);
+            if old_split.is_none() {
+                for endpoint in self.list(key, Source::Interface).into_values() {
+                    builder.split_upsert(key, endpoint);
+                }
+            }
+            self.changes.push(match next.split {
+                Some(p) => format!(
+                    "service {key}: migration proportion {p}: {p}% of calls to application-level \
+                     addresses, {}% to interface-level ({app_count} application-level, {iface_count} \
+                     interface-level)",
+                    100 - u32::from(p)
+                ),
+                None => format!("service {key}: migration proportion no longer splits calls"),
+            });
         }
         // Logged when the step or the list changes; a key first seen on the consumer's step and the
         // interface-level list (where every key starts) is not news.
@@ -635,6 +670,17 @@ impl Migration {
             Source::Application => self.app_level.endpoints(key),
         }
     }
+}
+
+/// The share of calls (percent) on the application-level list when `key`'s calls are split: under
+/// APPLICATION_FIRST with the application-level list preferred, interface-level addresses present and a
+/// `proportion` below 100 (a negative one is 0: Java's `nextDouble(100) > proportion` always holds then).
+fn split_percent(step: MigrationStep, source: Source, iface_count: usize, proportion: i32) -> Option<u8> {
+    (step == MigrationStep::ApplicationFirst
+        && source == Source::Application
+        && iface_count > 0
+        && proportion < DEFAULT_PROPORTION)
+        .then(|| proportion.clamp(0, 99) as u8)
 }
 
 /// The address model a `FORCE_*` step uses, for log lines.
@@ -1115,29 +1161,137 @@ mod tests {
         assert_eq!(chosen.next_wake(), None);
     }
 
+    /// The split of [`KEY`] in `snapshot`: percent and the interface-level addresses.
+    fn split(snapshot: &Snapshot) -> Option<(u8, Vec<String>)> {
+        snapshot.split(KEY).map(|s| {
+            let addrs = s.interface_level().iter().map(|e| e.addr.to_string()).collect();
+            (s.percent(), addrs)
+        })
+    }
+
     #[test]
-    fn proportion_is_warned_about_once_per_key_and_value() {
+    fn a_proportion_under_application_first_splits_the_calls_between_both_lists() {
+        let t0 = Instant::now();
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+        both_lists(&mut chosen); // interface-level .1 .2, application-level .2 .3
+        let s = chosen.publish_at(1, t0).unwrap();
+        assert_eq!(split(&s), None, "no rule: proportion 100, no split");
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 30\n"));
+        let s = chosen.publish_at(2, t0).unwrap();
+        assert_eq!(
+            listed(&s),
+            [("10.0.0.2:20880".into(), 7), ("10.0.0.3:20880".into(), 7)],
+            "the key's own list stays the application-level one"
+        );
+        assert_eq!(
+            split(&s),
+            Some((30, vec!["10.0.0.1:20880".into(), "10.0.0.2:20880".into()]))
+        );
+        assert!(
+            chosen
+                .logged()
+                .iter()
+                .any(|l| l.contains("proportion 30: 30% of calls")),
+            "{:?}",
+            chosen.logged()
+        );
+        assert!(chosen.warned().is_empty(), "applied, not warned about");
+        // interface-level changes follow into the split's list
+        chosen.upsert(KEY, ep("10.0.0.9:20880"));
+        chosen.remove(KEY, "10.0.0.1:20880".parse().unwrap());
+        let s = chosen.publish_at(3, t0).unwrap();
+        assert_eq!(
+            split(&s),
+            Some((30, vec!["10.0.0.2:20880".into(), "10.0.0.9:20880".into()]))
+        );
+        assert_eq!(listed(&s).len(), 2);
+        // a new percentage; 0 sends every call to interface-level, still a split
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 0\n"));
+        assert_eq!(split(&chosen.publish_at(4, t0).unwrap()).unwrap().0, 0);
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: -5\n"));
+        assert!(chosen.publish_at(5, t0).is_none(), "below 0 is 0: nothing new");
+        // 100 (or the rule removed): no split, every call on application-level
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 100\n"));
+        let s = chosen.publish_at(6, t0).unwrap();
+        assert_eq!(split(&s), None);
+        assert_eq!(listed(&s).len(), 2);
+        assert_eq!(s.departed(), ["10.0.0.9:20880".parse().unwrap()]);
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 40\n"));
+        assert_eq!(split(&chosen.publish_at(7, t0).unwrap()).unwrap().0, 40);
+        chosen.set_rule(None);
+        assert_eq!(split(&chosen.publish_at(8, t0).unwrap()), None);
+    }
+
+    #[test]
+    fn a_proportion_splits_only_application_first_on_application_level_with_both_lists() {
+        let t0 = Instant::now();
+        // FORCE_* steps ignore it (Java reads it under APPLICATION_FIRST only)
+        for step in ["FORCE_APPLICATION", "FORCE_INTERFACE"] {
+            let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+            both_lists(&mut chosen);
+            chosen.set_rule(rule(&format!("step: {step}\nproportion: 30\n")));
+            assert_eq!(split(&chosen.publish_at(1, t0).unwrap()), None, "{step}");
+        }
+        // the threshold keeps interface-level preferred: every call there, no split
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+        both_lists(&mut chosen);
+        chosen.upsert(KEY, ep("10.0.0.5:20880"));
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nthreshold: 0.9\nproportion: 30\n"));
+        let s = chosen.publish_at(1, t0).unwrap();
+        assert_eq!(split(&s), None);
+        assert_eq!(listed(&s).len(), 3, "interface-level preferred");
+        // no interface-level address: every call on application-level (Java would fail 70% of them)
+        let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 30\n"));
+        chosen.put_instance(
+            b"/services/shop/10.0.0.3:20880",
+            instance("10.0.0.3"),
+            Some(info()),
+        );
+        assert_eq!(split(&chosen.publish_at(1, t0).unwrap()), None);
+        // the first interface-level address starts the split; the last one ends it
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        let s = chosen.publish_at(2, t0).unwrap();
+        assert_eq!(split(&s), Some((30, vec!["10.0.0.1:20880".into()])));
+        assert_eq!(listed(&s), [("10.0.0.3:20880".into(), 7)]);
+        chosen.remove(KEY, "10.0.0.1:20880".parse().unwrap());
+        let s = chosen.publish_at(3, t0).unwrap();
+        assert_eq!(split(&s), None);
+        assert_eq!(s.departed(), ["10.0.0.1:20880".parse().unwrap()]);
+        // the application-level addresses gone: interface-level preferred, no split
+        chosen.upsert(KEY, ep("10.0.0.1:20880"));
+        chosen.publish_at(4, t0).unwrap();
+        chosen.remove_instance(b"/services/shop/10.0.0.3:20880");
+        let s = chosen.publish_at(5, t0).unwrap();
+        assert_eq!(split(&s), None);
+        assert_eq!(listed(&s), [("10.0.0.1:20880".into(), 100)]);
+        // both lists emptied: the split and the key forgotten
+        chosen.put_instance(
+            b"/services/shop/10.0.0.3:20880",
+            instance("10.0.0.3"),
+            Some(info()),
+        );
+        assert!(split(&chosen.publish_at(6, t0).unwrap()).is_some());
+        chosen.remove_instance(b"/services/shop/10.0.0.3:20880");
+        chosen.remove(KEY, "10.0.0.1:20880".parse().unwrap());
+        let s = chosen.publish_at(7, t0).unwrap();
+        assert_eq!(split(&s), None);
+        assert!(s.is_empty());
+    }
+
+    #[test]
+    fn a_refused_switch_keeps_the_proportion_of_the_rule_in_force() {
         let t0 = Instant::now();
         let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
         both_lists(&mut chosen);
-        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 60\n"));
-        chosen.publish_at(1, t0).unwrap();
-        assert_eq!(chosen.warned().len(), 1);
-        assert!(chosen.warned()[0].contains("proportion 60 is not applied"));
-        assert!(chosen.warned()[0].contains(KEY));
-        chosen.upsert(KEY, ep("10.0.0.7:20880"));
-        chosen.publish_at(2, t0);
-        assert!(chosen.warned().is_empty(), "once");
         chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 30\n"));
-        chosen.publish_at(3, t0);
-        assert_eq!(chosen.warned().len(), 1, "a new value");
-        // FORCE_* steps do not read it (Java: APPLICATION_FIRST only); 100 is "all calls"
-        chosen.set_rule(rule("step: FORCE_INTERFACE\nproportion: 30\n"));
-        chosen.publish_at(4, t0);
-        assert!(chosen.warned().is_empty());
-        chosen.set_rule(rule("step: APPLICATION_FIRST\nproportion: 100\n"));
-        chosen.publish_at(5, t0);
-        assert!(chosen.warned().is_empty());
+        assert_eq!(split(&chosen.publish_at(1, t0).unwrap()).unwrap().0, 30);
+        // FORCE_INTERFACE refused (threshold: 2 interface-level / 2 application-level < 5): Java keeps the
+        // rule in force, and its promotion
+        chosen.set_rule(rule("step: FORCE_INTERFACE\nthreshold: 5\nproportion: 80\n"));
+        let s = chosen.publish_at(2, t0).unwrap();
+        assert!(shown(&s).unwrap().asked.unwrap().refused);
+        assert_eq!(split(&s).unwrap().0, 30);
     }
 
     proptest::proptest! {

@@ -15,8 +15,8 @@
 //! Differences, on purpose: a field with the wrong type (a step that is no `MigrationStep` name, a threshold
 //! that is no number) refuses the whole rule, as Java's `valueOf` throws out of `parse` (the caller keeps
 //! the rule in force before, and logs why). `force` and `delay` are acted on by the consumer
-//! (`app_discovery/chosen.rs`, `migration::switch_allowed`, `migration::switch_timing`); `proportion` is
-//! read but not applied, and logged as such (see `docs/dubbo3-discovery.md`).
+//! (`app_discovery/chosen.rs`, `migration::switch_allowed`, `migration::switch_timing`), and so is
+//! `proportion` (a per-call split, `chosen.rs` and `Snapshot::split`; see `docs/dubbo3-discovery.md`).
 
 use std::collections::HashMap;
 
@@ -46,7 +46,7 @@ pub struct MigrationSettings {
     /// `threshold` (application-level / interface-level address count that APPLICATION_FIRST needs).
     pub threshold: Option<f32>,
     /// `proportion`: under APPLICATION_FIRST, the percentage of calls on the preferred addresses, the
-    /// rest on interface-level (read; not applied by the agent).
+    /// rest on interface-level (the consumer shard draws the list per call: `Snapshot::split`).
     pub proportion: Option<i32>,
     /// `delay`: seconds before a switch to a `FORCE_*` step is checked.
     pub delay: Option<i32>,

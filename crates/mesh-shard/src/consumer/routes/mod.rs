@@ -5,6 +5,9 @@
 //! applies to the table's epoch costs O(change), not a rebuild; anything else (a missed step, new rules,
 //! a `*` request merging several keys) rebuilds at the next pick, carrying the live state over by address.
 //!
+//! Dubbo 3 migration's `proportion` ([`split`]): for a service key the snapshot splits, the shard keeps a
+//! second table over the split's interface-level list and each call draws which table it is routed in.
+//!
 //! On the request path a pick is a route-cache lookup and an O(1) balancer draw. Pool health does not
 //! make it scan the providers: a picked provider found backing off or ejected is marked down until the
 //! instant its state can change and the pick is drawn again; the marks are reviewed only when the earliest
@@ -56,6 +59,8 @@ pub(crate) struct Chosen {
     /// The table (build number) and index it was picked in.
     build: u64,
     idx: usize,
+    /// The list (table) it was picked in.
+    lane: Lane,
 }
 
 /// How provider caps are derived for a table.
@@ -82,11 +87,13 @@ impl Caps {
 }
 
 mod service_routes;
+mod split;
 mod subset;
 #[cfg(test)]
 mod tests;
 
 use service_routes::{Built, Inputs, ServiceRoutes};
+use split::{draw_lane, Lane};
 pub(crate) use subset::Subsetting;
 
 /// Routing for every service of one consumer shard.
@@ -96,6 +103,9 @@ pub(crate) struct Routes {
     /// Rule documents from the configuration, used when the snapshot has none for the service.
     config_rules: HashMap<String, String>,
     services: HashMap<String, ServiceRoutes>,
+    /// The tables over the interface-level list of split keys (Dubbo 3 migration's `proportion`), by
+    /// requested service; empty without splits.
+    interface_level: HashMap<String, ServiceRoutes>,
     builds: u64,
     rng: XorShift64,
     /// Which providers of a large service are this shard's ([`subset`]); none without shards.
@@ -135,6 +145,7 @@ impl Routes {
             consumer,
             config_rules,
             services: HashMap::new(),
+            interface_level: HashMap::new(),
             builds: 0,
             rng: XorShift64::new(seed | 1),
             subsetting: Subsetting::new(0, 1),
@@ -183,14 +194,20 @@ impl Routes {
                 self.services.remove(call.service);
                 return Pick::NoService;
             }
-            let built = match matched.as_slice() {
-                [(key, providers)] => Built::Exact {
-                    key: (*key).into(),
-                    epoch: providers.epoch(),
-                },
-                _ => Built::Merged {
-                    version: snap.version,
-                },
+            let (built, split) = match matched.as_slice() {
+                [(key, providers)] => (
+                    Built::Exact {
+                        key: (*key).into(),
+                        epoch: providers.epoch(),
+                    },
+                    snap.split(key).map(|s| s.percent()),
+                ),
+                _ => (
+                    Built::Merged {
+                        version: snap.version,
+                    },
+                    None,
+                ),
             };
             // One list per address: a provider of two matched keys is one provider.
             let mut eps: Vec<&Endpoint> = Vec::new();
@@ -202,11 +219,26 @@ impl Routes {
                     }
                 }
             }
-            let table = self.build(snap, call.service, built, &eps, caps, &pool_of);
+            let mut table = self.build(snap, call.service, built, Lane::Own, &eps, caps, &pool_of);
+            table.split = split;
             self.services.insert(call.service.to_owned(), table);
         }
         let now_ns = self.now_ns();
-        let Some(r) = self.services.get_mut(call.service) else {
+        // A split key: this call's list, drawn (Dubbo 3 migration's `proportion`).
+        let lane = match self.services.get(call.service).and_then(|r| r.split) {
+            Some(percent) => match draw_lane(&mut self.rng, percent) {
+                Lane::InterfaceLevel if self.interface_level_current(snap, call.service, caps, &pool_of) => {
+                    Lane::InterfaceLevel
+                }
+                _ => Lane::Own,
+            },
+            None => Lane::Own,
+        };
+        let tables = match lane {
+            Lane::Own => &mut self.services,
+            Lane::InterfaceLevel => &mut self.interface_level,
+        };
+        let Some(r) = tables.get_mut(call.service) else {
             return Pick::NoService;
         };
         let policy = r.policy;
@@ -244,6 +276,7 @@ impl Routes {
                         token: r.tokens[i].clone(),
                         build: r.build,
                         idx: i,
+                        lane,
                     });
                 }
                 Drawn::NoProvider => return Pick::NoRoute,
@@ -265,6 +298,45 @@ impl Routes {
             }
         }
         Pick::Unreachable
+    }
+
+    /// Brings the table over the interface-level list of `service`'s split up to `snap` (building it when
+    /// it cannot follow); false when the snapshot does not split the key the request matched.
+    fn interface_level_current(
+        &mut self,
+        snap: &Snapshot,
+        service: &str,
+        caps: Caps,
+        pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
+    ) -> bool {
+        let inputs = Inputs {
+            balancer: self.balancer,
+            consumer: &self.consumer,
+            caps,
+            subsetting: self.subsetting,
+        };
+        if let Some(r) = self.interface_level.get_mut(service) {
+            if r.advance(snap, service, inputs, pool_of, &mut self.builds) {
+                return true;
+            }
+        }
+        let key = match self.services.get(service).map(|r| &r.built) {
+            Some(Built::Exact { key, .. }) => key.clone(),
+            _ => return false,
+        };
+        let Some(split) = snap.split(&key) else {
+            self.interface_level.remove(service);
+            return false;
+        };
+        let list = split.interface_level();
+        let eps: Vec<&Endpoint> = list.iter().map(|e| &**e).collect();
+        let built = Built::Exact {
+            key,
+            epoch: list.epoch(),
+        };
+        let table = self.build(snap, service, built, Lane::InterfaceLevel, &eps, caps, pool_of);
+        self.interface_level.insert(service.to_owned(), table);
+        true
     }
 
     /// The routing rules of `service` (a requested service key): Dubbo's router chain from the config center
@@ -335,6 +407,16 @@ impl Routes {
         for (service, r) in &mut self.services {
             r.advance(snap, service, inputs, &pool_of, &mut self.builds);
         }
+        if !self.interface_level.is_empty() {
+            // A split that ended takes its table (and the pools it holds) with it.
+            self.interface_level.retain(|_, r| match &r.built {
+                Built::Exact { key, .. } => snap.split(key).is_some(),
+                Built::Merged { .. } => false,
+            });
+            for (service, r) in &mut self.interface_level {
+                r.advance(snap, service, inputs, &pool_of, &mut self.builds);
+            }
+        }
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -343,6 +425,7 @@ impl Routes {
         snap: &Snapshot,
         service: &str,
         built: Built,
+        lane: Lane,
         eps: &[&Endpoint],
         caps: Caps,
         pool_of: &impl Fn(SocketAddr) -> Rc<Pool>,
@@ -365,14 +448,19 @@ impl Routes {
             caps,
             subsetting: self.subsetting,
         };
+        let old = match lane {
+            Lane::Own => self.services.get(service),
+            Lane::InterfaceLevel => self.interface_level.get(service),
+        };
         ServiceRoutes::build(
             (self.builds, built, snap.rules_epoch(), snap.version),
+            lane,
             (subset, may_subset),
             &rules,
             eps,
             inputs,
             pool_of,
-            self.services.get(service),
+            old,
         )
     }
 
@@ -380,7 +468,11 @@ impl Routes {
     /// Refreshes the provider's cap (learnt limits change with answers; a probe's outcome ends it).
     pub(crate) fn done(&mut self, service: &str, chosen: &Chosen, latency_ns: u64, ok: bool, caps: Caps) {
         let now_ns = self.now_ns();
-        let Some(r) = self.services.get_mut(service) else {
+        let tables = match chosen.lane {
+            Lane::Own => &mut self.services,
+            Lane::InterfaceLevel => &mut self.interface_level,
+        };
+        let Some(r) = tables.get_mut(service) else {
             return;
         };
         let idx = if r.build == chosen.build {

@@ -11,11 +11,12 @@ use mesh_balance::{
     Applied, Change, ConsumerInfo, LiveState, Policy, Provider, RouteTable, RuleSet, TableOptions,
 };
 use mesh_registry::dubbo::ServiceKey;
-use mesh_registry::{Endpoint, Snapshot};
+use mesh_registry::{Endpoint, Providers, Snapshot};
 
 use crate::health::State as HealthState;
 use crate::upstream::Pool;
 
+use super::split::Lane;
 use super::{Balancer, Caps, Subsetting};
 
 /// What a table was built from: the one service key the request matched, at a list epoch (valid while
@@ -33,6 +34,11 @@ pub(super) struct ServiceRoutes {
     /// this table as it is (else its index may have been freed or reused: map it by address).
     pub(super) build: u64,
     pub(super) built: Built,
+    /// Which list of the key it follows (its own, or its split's interface-level list).
+    pub(super) lane: Lane,
+    /// Dubbo 3 migration's `proportion`: the share of calls (percent) on this table when the snapshot
+    /// version `checked` splits the key (set on the own lane of an exact key only; `None`: every call).
+    pub(super) split: Option<u8>,
     pub(super) rules_epoch: u64,
     /// The snapshot version this table was last found current in (the request path then skips the
     /// service-key lookup of [`ServiceRoutes::is_current`]).
@@ -174,8 +180,10 @@ fn count_out(weights: &mut HashMap<u32, usize>, w: u32) {
 impl ServiceRoutes {
     /// A table over `eps` (O(n)) as build number `build`, from a list `built`, under rules of
     /// `rules_epoch`; the live state of `old` (the service's previous routes) carries over by address.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn build(
         (build, built, rules_epoch, checked): (u64, Built, u64, u64),
+        lane: Lane,
         (subset, may_subset): (bool, bool),
         rules: &RuleSet,
         eps: &[&Endpoint],
@@ -202,6 +210,8 @@ impl ServiceRoutes {
         let mut r = ServiceRoutes {
             build,
             built,
+            lane,
+            split: None,
             rules_epoch,
             checked,
             policy: Policy::Adaptive,
@@ -257,16 +267,24 @@ impl ServiceRoutes {
         if self.rules_epoch != snap.rules_epoch() {
             return false;
         }
-        let (epoch, providers) = match &self.built {
-            Built::Merged { version } => return *version == snap.version,
-            Built::Exact { key, epoch } => {
+        let (epoch, providers, split) = match (&self.built, self.lane) {
+            (Built::Merged { version }, _) => return *version == snap.version,
+            (Built::Exact { key, epoch }, Lane::Own) => {
                 // Once per snapshot version: the request must still match that one key.
                 let matched = snap.matching(&ServiceKey::parse(service));
                 match matched.as_slice() {
-                    [(k, providers)] if *k == &**key => (*epoch, Arc::clone(providers)),
+                    [(k, providers)] if *k == &**key => {
+                        let providers: &Arc<Providers> = providers;
+                        let split = snap.split(key).map(|s| s.percent());
+                        (*epoch, &**providers, split)
+                    }
                     _ => return false,
                 }
             }
+            (Built::Exact { key, epoch }, Lane::InterfaceLevel) => match snap.split(key) {
+                Some(s) => (*epoch, s.interface_level(), None),
+                None => return false,
+            },
         };
         if providers.epoch() != epoch {
             let Some(change) = providers.change().filter(|c| c.base == epoch) else {
@@ -313,6 +331,7 @@ impl ServiceRoutes {
                 *epoch = providers.epoch();
             }
         }
+        self.split = split;
         self.checked = snap.version;
         true
     }

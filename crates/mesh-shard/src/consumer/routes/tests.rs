@@ -151,6 +151,7 @@ fn changes_apply_in_place_and_keep_per_index_state() {
     );
     let mut r = ServiceRoutes::build(
         built,
+        Lane::Own,
         (false, false),
         &RuleSet::default(),
         &refs,
@@ -825,4 +826,113 @@ proptest::proptest! {
             proptest::prop_assert_eq!(one.services[SERVICE].policy, fresh.services[SERVICE].policy);
         }
     }
+}
+
+/// A snapshot where [`SERVICE`]'s own (application-level) list is 10.0.0.1 and, split at `percent`, its
+/// interface-level list 10.0.0.2 and 10.0.0.3 (version `version`).
+fn split_snapshot(builder: &mut mesh_registry::SnapshotBuilder, percent: Option<u8>) -> Arc<Snapshot> {
+    builder.upsert(SERVICE, Endpoint::new(addr("10.0.0.1:1")));
+    builder.set_split(SERVICE, percent);
+    for a in ["10.0.0.2:1", "10.0.0.3:1"] {
+        builder.split_upsert(SERVICE, Endpoint::new(addr(a)));
+    }
+    Arc::new(builder.publish(0).unwrap())
+}
+
+/// How many of `n` picks (each answered at once) went to each address.
+fn pick_counts(
+    routes: &mut Routes,
+    snap: &Arc<Snapshot>,
+    call: &Call<'_>,
+    n: u32,
+) -> HashMap<SocketAddr, u32> {
+    let caps = Caps {
+        shards: 1,
+        headroom: 0.0,
+    };
+    let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+    let mut counts = HashMap::new();
+    for _ in 0..n {
+        if let Pick::Chosen(c) = routes.pick(snap, call, caps, pool_of) {
+            routes.done(call.service, &c, 1_000, true, caps);
+            *counts.entry(c.pool.addr()).or_insert(0) += 1;
+        }
+    }
+    counts
+}
+
+#[test]
+fn a_split_key_routes_its_percentage_of_calls_on_its_own_list_and_the_rest_on_the_other() {
+    let mut routes = Routes::new(
+        Balancer::Fixed(Policy::RoundRobin),
+        HashMap::new(),
+        ConsumerInfo::default(),
+        11,
+    );
+    let mut builder = mesh_registry::SnapshotBuilder::new();
+    let snap = split_snapshot(&mut builder, Some(30));
+    let n = 20_000;
+    let counts = pick_counts(&mut routes, &snap, &call(None, false, &[]), n);
+    let share = |a: &str| f64::from(counts.get(&addr(a)).copied().unwrap_or(0)) / f64::from(n);
+    // 30% on the own list; the rest round robin over the interface-level two (sd of a share < 0.0033)
+    assert!((share("10.0.0.1:1") - 0.30).abs() < 0.015, "{counts:?}");
+    assert!((share("10.0.0.2:1") - 0.35).abs() < 0.015, "{counts:?}");
+    assert!((share("10.0.0.3:1") - 0.35).abs() < 0.015, "{counts:?}");
+    // a new percentage follows the snapshot; the interface-level table follows its list's changes
+    builder.set_split(SERVICE, Some(0));
+    builder.split_remove(SERVICE, addr("10.0.0.3:1"));
+    let snap = Arc::new(builder.publish(0).unwrap());
+    let counts = pick_counts(&mut routes, &snap, &call(None, false, &[]), 1_000);
+    assert_eq!(
+        counts,
+        HashMap::from([(addr("10.0.0.2:1"), 1_000)]),
+        "0: every call"
+    );
+    // the split ends: every call on the own list, the other table dropped
+    builder.set_split(SERVICE, None);
+    let snap = Arc::new(builder.publish(0).unwrap());
+    let caps = Caps {
+        shards: 1,
+        headroom: 0.0,
+    };
+    routes.advance(&snap, caps, |a| Rc::new(Pool::new(a, UpstreamConfig::default())));
+    assert!(routes.interface_level.is_empty());
+    let counts = pick_counts(&mut routes, &snap, &call(None, false, &[]), 1_000);
+    assert_eq!(counts, HashMap::from([(addr("10.0.0.1:1"), 1_000)]));
+}
+
+#[test]
+fn both_lists_of_a_split_key_are_routed_by_the_rules() {
+    // the condition rule excludes 10.0.0.3 (interface-level) and does not touch 10.0.0.1 (own list)
+    let mut routes = Routes::new(
+        Balancer::Fixed(Policy::RoundRobin),
+        HashMap::from([(
+            SERVICE.to_string(),
+            r#"{"conditions":["=> host != 10.0.0.3"]}"#.to_string(),
+        )]),
+        ConsumerInfo::default(),
+        5,
+    );
+    let mut builder = mesh_registry::SnapshotBuilder::new();
+    let snap = split_snapshot(&mut builder, Some(50));
+    let counts = pick_counts(&mut routes, &snap, &call(None, false, &[]), 4_000);
+    assert_eq!(counts.get(&addr("10.0.0.3:1")), None, "{counts:?}");
+    let own = counts.get(&addr("10.0.0.1:1")).copied().unwrap_or(0);
+    assert!((1_800..=2_200).contains(&own), "{counts:?}");
+    assert_eq!(counts.values().sum::<u32>(), 4_000);
+}
+
+#[test]
+fn a_key_without_a_split_draws_nothing() {
+    let (mut routes, snap) = routes_and_snapshot("{}");
+    let caps = Caps {
+        shards: 1,
+        headroom: 0.0,
+    };
+    let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+    let Pick::Chosen(_) = routes.pick(&snap, &call(None, false, &[]), caps, pool_of) else {
+        panic!("no pick");
+    };
+    assert!(routes.interface_level.is_empty());
+    assert_eq!(routes.services[SERVICE].split, None);
 }
