@@ -46,7 +46,10 @@ shard per CPU, its registry and admin threads on the same CPUs) and etcd, regist
 simulator and this runner on the other CPUs (affinity masks, as `taskset` sets them): on a machine whose
 cores the churn's processes share with the consumer, the quiet-vs-churn difference otherwise also counts
 their interference with the consumer's threads (wake-ups, preemption, caches), not only its own work.
-Isolated runs carry `"isolated": true` and the CPU lists.
+Isolated runs carry `"isolated": true` and the CPU lists. On 2 CPUs the second one carries etcd, the churn
+tool, loadgen (1,000 requests/s) and the simulator together: it needs an otherwise idle machine (a busy one
+starves them, and the run shows stalls, not the consumer's cost). On a larger machine
+`BENCH_REGISTRY_CONSUMER_CPUS=0,1` keeps the consumer's two shards of the shared runs.
 """
 
 import base64
