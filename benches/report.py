@@ -1203,6 +1203,10 @@ def main():
         ("h-core only", load("registry_core.json"),
          "`BENCH_REGISTRY_JSON=registry_core.json` on the Dubbo layout and the persistent-map snapshot (h-core) "
          "without the incremental route tables (h-incr): every snapshot still rebuilds the shard's table"),
+        ("isolation", load("registry_isolation.json"),
+         "1 x 5,000, K = 0 and 64, the consumer sharing its cores with etcd, the churn tool, the load generator and "
+         "the simulator, then alone on its own core (`BENCH_REGISTRY_MODELS=1x5000 BENCH_REGISTRY_SUBSET=0,64 "
+         "BENCH_REGISTRY_ISOLATE=both BENCH_REGISTRY_JSON=registry_isolation.json`)"),
     ]
     codec = load("codec.json")
     meta = load("codec_meta.json")
