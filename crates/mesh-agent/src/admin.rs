@@ -364,6 +364,17 @@ fn migration_metrics(e: &mut Exposition, view: &RegistryView) -> Result<(), Admi
             1.0,
         )?;
     }
+    // The rule's `proportion` where it splits a key's calls (the first MAX_REGISTRY_SERIES keys).
+    let help = "Dubbo 3 migration proportion in force per split service key: percent of calls on application-level addresses (the rest on interface-level).";
+    for (service, split) in snapshot.splits().take(MAX_REGISTRY_SERIES) {
+        let labels = [("service", service)];
+        e.gauge(
+            "mesh_registry_migration_proportion",
+            help,
+            &labels,
+            f64::from(split.percent()),
+        )?;
+    }
     Ok(())
 }
 
@@ -386,6 +397,9 @@ fn migration_json(snapshot: &Snapshot) -> serde_json::Value {
                 "step": state.step.as_str(),
                 "model": model_label(state.source),
             });
+            if let Some(split) = snapshot.split(service) {
+                v["proportion"] = split.percent().into();
+            }
             if let Some(asked) = state.asked {
                 v["asked"] = serde_json::json!({
                     "step": asked.step.as_str(),
@@ -644,6 +658,8 @@ mod tests {
             mesh_registry::Endpoint::new("10.0.0.1:1".parse().unwrap()),
         );
         builder.set_migration(states);
+        builder.set_split("b.T", Some(30));
+        builder.split_upsert("b.T", mesh_registry::Endpoint::new("10.0.0.2:1".parse().unwrap()));
         let latest = LatestSnapshot::default();
         latest.set(Arc::new(builder.publish(1).unwrap()));
         let (s, _drains) = state(Role::Consumer, Some(Arc::new(RegistryView::new(latest))));
@@ -661,6 +677,14 @@ mod tests {
             "{m}"
         );
         assert!(m.contains("# TYPE mesh_registry_migration_step gauge\n"), "{m}");
+        assert!(
+            m.contains("mesh_registry_migration_proportion{service=\"b.T\"} 30\n"),
+            "{m}"
+        );
+        assert!(
+            !m.contains("mesh_registry_migration_proportion{service=\"g/a.S:1.0.0\"}"),
+            "{m}"
+        );
         let json: serde_json::Value = serde_json::from_str(&s.answer(Route::Registry).body).unwrap();
         let migration = &json["snapshot"]["migration"];
         assert_eq!(migration["b.T"]["model"], "application");
@@ -668,6 +692,8 @@ mod tests {
         assert_eq!(migration["g/a.S:1.0.0"]["asked"]["step"], "FORCE_APPLICATION");
         assert_eq!(migration["g/a.S:1.0.0"]["asked"]["state"], "refused");
         assert!(migration["b.T"].get("asked").is_none());
+        assert_eq!(migration["b.T"]["proportion"], 30);
+        assert!(migration["g/a.S:1.0.0"].get("proportion").is_none());
     }
 
     #[test]

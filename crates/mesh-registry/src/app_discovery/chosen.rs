@@ -1326,6 +1326,83 @@ mod tests {
         }
     }
 
+    #[derive(Debug, Clone)]
+    enum SplitOp {
+        Iface(u8, bool),
+        Instance(u8, bool),
+        Proportion(Option<i32>),
+        Publish,
+    }
+
+    fn split_op() -> impl proptest::strategy::Strategy<Value = SplitOp> {
+        use proptest::prelude::*;
+        prop_oneof![
+            (0u8..4, any::<bool>()).prop_map(|(i, up)| SplitOp::Iface(i, up)),
+            (0u8..3, any::<bool>()).prop_map(|(i, up)| SplitOp::Instance(i, up)),
+            proptest::option::of(prop_oneof![Just(0), Just(30), Just(100), Just(-1)])
+                .prop_map(SplitOp::Proportion),
+            Just(SplitOp::Publish),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of changes, each snapshot splits the key exactly when Java would split its
+        /// calls (APPLICATION_FIRST on application-level addresses, interface-level ones present, a
+        /// proportion below 100), its second list is the interface-level list, and its own list the
+        /// application-level one.
+        #[test]
+        fn a_split_always_mirrors_both_lists(ops in proptest::collection::vec(split_op(), 1..50)) {
+            let mut chosen = migrating(MigrationStep::ApplicationFirst, None);
+            let mut iface: std::collections::BTreeSet<String> = Default::default();
+            let mut apps: std::collections::BTreeSet<String> = Default::default();
+            let mut proportion: Option<i32> = None;
+            let mut ops = ops;
+            ops.push(SplitOp::Publish);
+            for op in ops {
+                match op {
+                    SplitOp::Iface(i, true) => {
+                        let a = format!("10.0.1.{i}:20880");
+                        chosen.upsert(KEY, ep(&a));
+                        iface.insert(a);
+                    }
+                    SplitOp::Iface(i, false) => {
+                        let a = format!("10.0.1.{i}:20880");
+                        chosen.remove(KEY, a.parse().unwrap());
+                        iface.remove(&a);
+                    }
+                    SplitOp::Instance(i, up) => {
+                        let host = format!("10.0.2.{i}");
+                        let key = format!("/services/shop/{host}:20880");
+                        if up {
+                            chosen.put_instance(key.as_bytes(), instance(&host), Some(info()));
+                            apps.insert(format!("{host}:20880"));
+                        } else {
+                            chosen.remove_instance(key.as_bytes());
+                            apps.remove(&format!("{host}:20880"));
+                        }
+                    }
+                    SplitOp::Proportion(p) => {
+                        proportion = p;
+                        chosen.set_rule(p.and_then(|p| rule(&format!("step: APPLICATION_FIRST\nproportion: {p}\n"))));
+                    }
+                    SplitOp::Publish => {
+                        let Some(s) = chosen.publish(0) else { continue };
+                        let own: Vec<String> = listed(&s).into_iter().map(|(a, _)| a).collect();
+                        let expect_own: Vec<String> = if apps.is_empty() { iface.iter().cloned().collect() } else { apps.iter().cloned().collect() };
+                        proptest::prop_assert_eq!(&own, &expect_own);
+                        let p = proportion.unwrap_or(100);
+                        let want = (!apps.is_empty() && !iface.is_empty() && p < 100)
+                            .then(|| (p.clamp(0, 99) as u8, iface.iter().cloned().collect::<Vec<_>>()));
+                        proptest::prop_assert_eq!(split(&s), want);
+                        for a in s.departed() {
+                            proptest::prop_assert!(!s.contains_addr(*a));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn interface_only_passes_through() {
         let mut chosen = ChosenAddresses::interface_only();

@@ -8,8 +8,10 @@
 //! * `chosen` (pure): per service key, the interface-level or application-level list, chosen by
 //!   `migration::which_addresses` with the step and threshold in force, fed into the `SnapshotBuilder` as
 //!   the difference; the rule's `force` and `delay` as Java applies them to a switch to a `FORCE_*` step
-//!   (the delay a schedule the watcher wakes for); the step in force per key published with each
-//!   snapshot (`Snapshot::migration`).
+//!   (the delay a schedule the watcher wakes for); the rule's `proportion` as a split of the key's calls
+//!   (`Snapshot::split`: the interface-level list and the percentage beside the application-level list,
+//!   drawn per call by the consumer shard); the step in force per key published with each snapshot
+//!   (`Snapshot::migration`).
 //! * `watch` (etcd): the keys under the services root, the mapping keys and the migration rule read and
 //!   watched in the same session as the registry root; `MetadataService` calls through
 //!   [`crate::app_metadata::MetadataResolver`]; one log line per batch for what is skipped.

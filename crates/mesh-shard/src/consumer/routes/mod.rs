@@ -184,9 +184,13 @@ impl Routes {
             caps,
             subsetting: self.subsetting,
         };
-        let current = match self.services.get_mut(call.service) {
-            Some(r) => r.advance(snap, call.service, inputs, &pool_of, &mut self.builds),
-            None => false,
+        // The key's split, read with the table (no lookup of its own on the request path).
+        let (current, mut split_percent) = match self.services.get_mut(call.service) {
+            Some(r) => (
+                r.advance(snap, call.service, inputs, &pool_of, &mut self.builds),
+                r.split,
+            ),
+            None => (false, None),
         };
         if !current {
             let matched = snap.matching(&ServiceKey::parse(call.service));
@@ -221,11 +225,12 @@ impl Routes {
             }
             let mut table = self.build(snap, call.service, built, Lane::Own, &eps, caps, &pool_of);
             table.split = split;
+            split_percent = split;
             self.services.insert(call.service.to_owned(), table);
         }
         let now_ns = self.now_ns();
         // A split key: this call's list, drawn (Dubbo 3 migration's `proportion`).
-        let lane = match self.services.get(call.service).and_then(|r| r.split) {
+        let lane = match split_percent {
             Some(percent) => match draw_lane(&mut self.rng, percent) {
                 Lane::InterfaceLevel if self.interface_level_current(snap, call.service, caps, &pool_of) => {
                     Lane::InterfaceLevel
