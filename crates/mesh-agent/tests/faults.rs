@@ -314,7 +314,7 @@ fn malformed_and_trickled_http_get_clear_errors_and_the_agent_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = config_file(
         &dir,
-        "[consumer]\nrequest_read_timeout_ms = 600\nmax_body_bytes = 2048\n",
+        "[consumer]\nrequest_read_timeout_ms = 600\nmax_body_bytes = 2048\nidle_timeout_ms = 1500\n",
     );
     let _consumer = consumer_agent(ca, &["--provider", &addr(pa).to_string(), "--config", &cfg]);
     let cases: [(&str, &[u8], u16); 5] = [
@@ -403,6 +403,17 @@ fn malformed_and_trickled_http_get_clear_errors_and_the_agent_keeps_serving() {
         assert!(took < Duration::from_secs(3), "closed after {took:?}");
     }
     assert_eq!(call(ca, IFACE, "after").0, 200);
+    // A connection that sends nothing is closed after idle_timeout_ms (the shard's timer).
+    let mut idle = TcpStream::connect(addr(ca)).unwrap();
+    let t0 = Instant::now();
+    idle.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut b = [0u8; 16];
+    assert_eq!(idle.read(&mut b).unwrap_or(0), 0, "closed without an answer");
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(1400) && took < Duration::from_secs(6),
+        "closed after {took:?}"
+    );
 }
 
 /// A hash call to a provider agent as a consumer agent would send it, with extra attachments.

@@ -3,8 +3,11 @@
 //! Each accepted connection gets one backend connection and one task per direction copying bytes.
 //!
 //! `cargo build --release -p mesh-shard --example glommio_relay`, then
-//! `glommio_relay LISTEN BACKEND [SHARDS]`, e.g. in front of the overhead scenario's nginx responder, and
-//! compare its CPU per request with the nginx proxy's at the same offered load.
+//! `glommio_relay LISTEN BACKEND [SHARDS] [timer]`, e.g. in front of the overhead scenario's nginx responder,
+//! and compare its CPU per request with the nginx proxy's at the same offered load. Two relays in a chain
+//! (A -> B -> responder) are the floor of the agents' two hops. `timer` keeps one glommio timer pending on
+//! every shard (an hour's sleep), as the agents did before `mesh_shard::timer`: each park then submits an
+//! io_uring TIMEOUT and each wake-up cancels it (7 -> 9 `io_uring_enter` per wake-up).
 
 use std::cell::RefCell;
 use std::net::SocketAddr;
@@ -65,16 +68,21 @@ async fn relay(client: TcpStream, backend: SocketAddr) {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let usage = "usage: glommio_relay LISTEN BACKEND [SHARDS]";
+    let usage = "usage: glommio_relay LISTEN BACKEND [SHARDS] [timer]";
     let listen: SocketAddr = args.get(1).ok_or(usage)?.parse()?;
     let backend: SocketAddr = args.get(2).ok_or(usage)?.parse()?;
     let shards: usize = args.get(3).map_or(Ok(1), |s| s.parse())?;
+    let pending_timer = args.get(4).is_some_and(|s| s == "timer");
     let mut handles = Vec::new();
     for core in 0..shards {
         let handle = LocalExecutorBuilder::new(Placement::Fixed(core))
             .io_memory(mesh_shard::runtime::DEFAULT_IO_MEMORY)
             .ring_depth(4096)
             .spawn(move || async move {
+                if pending_timer {
+                    glommio::spawn_local(glommio::timer::sleep(std::time::Duration::from_secs(3600)))
+                        .detach();
+                }
                 let Ok(listener) = TcpListener::bind(listen) else {
                     return;
                 };

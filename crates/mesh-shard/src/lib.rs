@@ -11,6 +11,7 @@
 //! - [`upstream`]: multiplexed Dubbo client connections and per-endpoint pools; [`frames`]: reading
 //!   Dubbo frames off a connection; [`io`]: socket halves and the batching write queue; [`tls`]: the
 //!   agent-to-agent TLS settings; [`sync`]: single-shard oneshot, event and wait queue.
+//! - [`timer`]: the shard's timers, woken by an alarm thread instead of a pending glommio timer.
 //! - [`metrics`]: each shard's counters (atomics only its shard writes), read by the admin thread.
 
 pub mod access_log;
@@ -29,6 +30,7 @@ pub mod provider;
 pub mod read_buffer;
 pub mod runtime;
 pub mod sync;
+pub mod timer;
 pub mod tls;
 pub mod upstream;
 

@@ -81,9 +81,9 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: Rc<Ctx>, control: S
         return;
     };
     let _ = stream.set_nodelay(true);
-    // Reads wait only for the client's next frame: this is the idle timeout. Writes wait only for a client
-    // that does not read its answers.
-    let _ = stream.set_read_timeout(Some(port.idle_timeout));
+    // Reads wait only for the client's next frame: the idle timeout, on the shard's timer below (no glommio
+    // timer pending while the shard parks: crate::timer). Writes wait only for a client that does not read
+    // its answers (glommio's timer, armed only while a write waits).
     let _ = stream.set_write_timeout(Some(port.idle_timeout));
     let (r, w) = split(stream);
     let (out, writer) = OutQueue::spawn_writer(w);
@@ -102,11 +102,22 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: Rc<Ctx>, control: S
         if out.is_closed() {
             break;
         }
-        // A pending read consumes nothing: abandoning it on a stop loses no frame.
-        let next = futures_lite::future::or(async { Some(frames.next(|| ()).await) }, async {
-            control.stopped().await;
-            None
-        })
+        // A pending read consumes nothing: abandoning it on a stop loses no frame. A client that sends no
+        // whole frame within the idle timeout is closed.
+        let idle_until = std::time::Instant::now() + port.idle_timeout;
+        let next = futures_lite::future::or(
+            async { Some(frames.next(|| ()).await) },
+            futures_lite::future::or(
+                async {
+                    control.stopped().await;
+                    None
+                },
+                async {
+                    crate::timer::sleep_until(idle_until).await;
+                    Some(Err(FrameEnd::Io(std::io::ErrorKind::TimedOut.into())))
+                },
+            ),
+        )
         .await;
         match next {
             Some(Ok(f)) => handle_frame(&ctx, &conn, &out, f),

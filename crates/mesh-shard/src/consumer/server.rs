@@ -58,9 +58,9 @@ impl Job<'static> {
 
 pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &ShardControl) {
     let _ = stream.set_nodelay(true);
-    // Reads only wait while no request is being served, so this is an idle timeout; writes wait only
-    // for a client that does not read its answers.
-    let _ = stream.set_read_timeout(Some(ctx.settings.idle_timeout));
+    // Writes wait only for a client that does not read its answers (glommio's timer is armed only while
+    // a write waits). Reads wait only while no request is being served: their idle timeout is the shard's
+    // timer below, which keeps no glommio timer pending while the shard parks (crate::timer).
     let _ = stream.set_write_timeout(Some(ctx.settings.idle_timeout));
     let (mut r, mut w) = split(stream);
     let limits = &ctx.settings.http;
@@ -159,21 +159,28 @@ pub(super) async fn serve_connection(stream: TcpStream, ctx: &Ctx, control: &Sha
         // glommio read consumes nothing, so abandoning it loses no data. Within a request, the read is
         // bounded by what is left of the request's read timeout.
         let read = read_some(&mut r, &mut buf, ctx.settings.read_buffer);
+        let idle_until = Instant::now() + ctx.settings.idle_timeout;
+        let timed_out = |until| async move {
+            crate::timer::sleep_until(until).await;
+            Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
+        };
         let n = match started {
             None => {
-                futures_lite::future::or(read, async {
-                    control.stopped().await;
-                    Ok(0)
-                })
+                futures_lite::future::or(
+                    read,
+                    futures_lite::future::or(
+                        async {
+                            control.stopped().await;
+                            Ok(0)
+                        },
+                        timed_out(idle_until),
+                    ),
+                )
                 .await
             }
             Some(t0) => {
-                let left = ctx.settings.request_read_timeout.saturating_sub(t0.elapsed());
-                futures_lite::future::or(read, async {
-                    glommio::timer::sleep(left).await;
-                    Err(std::io::Error::from(std::io::ErrorKind::TimedOut))
-                })
-                .await
+                let until = (t0 + ctx.settings.request_read_timeout).min(idle_until);
+                futures_lite::future::or(read, timed_out(until)).await
             }
         };
         match n {

@@ -55,7 +55,7 @@ impl Default for UpstreamsOptions {
 pub struct Upstreams {
     snapshot: RefCell<Arc<Snapshot>>,
     rx: crossbeam_channel::Receiver<Arc<Snapshot>>,
-    pools: RefCell<HashMap<SocketAddr, Rc<Pool>>>,
+    pools: RefCell<foldhash::HashMap<SocketAddr, Rc<Pool>>>,
     cfg: UpstreamConfig,
     routes: RefCell<Routes>,
     caps: Caps,
@@ -90,7 +90,7 @@ impl Upstreams {
         Upstreams {
             snapshot: RefCell::new(Arc::new(Snapshot::default())),
             rx,
-            pools: RefCell::new(HashMap::new()),
+            pools: RefCell::new(foldhash::HashMap::default()),
             cfg,
             routes: RefCell::new(
                 Routes::new(opts.balancer, opts.rules, opts.consumer, seed)
@@ -258,7 +258,7 @@ impl Drop for TraceLines {
 
 /// Drops the pools of the providers `snap` says left (no service key lists them any more), in
 /// O(departed) (calls in flight keep their connection alive).
-fn drop_departed<P>(pools: &mut HashMap<SocketAddr, P>, snap: &Snapshot) {
+fn drop_departed<P>(pools: &mut foldhash::HashMap<SocketAddr, P>, snap: &Snapshot) {
     for addr in snap.departed() {
         pools.remove(addr);
     }
@@ -279,7 +279,7 @@ mod tests {
             builder.upsert(service, Endpoint::new(addr));
         }
         builder.publish(1).unwrap();
-        let mut pools: HashMap<SocketAddr, ()> = [(a, ()), (b, ()), (c, ())].into();
+        let mut pools: foldhash::HashMap<SocketAddr, ()> = [(a, ()), (b, ()), (c, ())].into_iter().collect();
         // b moved from T to S (it stays), c left.
         builder.remove("T", b);
         builder.upsert("S", Endpoint::new(b));

@@ -338,7 +338,7 @@ pub fn sample_connections(
     glommio::spawn_local(async move {
         while !control.is_stopping() {
             series::set(&shared.connections, open() as u64);
-            glommio::timer::sleep(CONNECTIONS_SAMPLE).await;
+            crate::timer::sleep(CONNECTIONS_SAMPLE).await;
         }
         series::set(&shared.connections, open() as u64);
     })

@@ -1,8 +1,8 @@
 //! A shard's hand on its [`ShardMetrics`]: which slot a label value has (shard-local maps, no lock) and
 //! one method per event of the call paths.
 
+use foldhash::HashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,9 +52,9 @@ impl Recorder {
             shared,
             on: recording.metrics,
             access: AccessLog::new(recording.access_log_every),
-            calls: RefCell::new(HashMap::new()),
+            calls: RefCell::new(HashMap::default()),
             calls_used: Cell::new(0),
-            providers: RefCell::new(HashMap::new()),
+            providers: RefCell::new(HashMap::default()),
             providers_used: Cell::new(0),
         }
     }

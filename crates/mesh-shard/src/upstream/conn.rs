@@ -8,8 +8,8 @@
 //! reader hands the answer to a closure itself ([`UpstreamConn::send_relay`], the provider agent's
 //! forwarding: no task, no channel, no timer per call).
 
+use foldhash::HashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -132,7 +132,7 @@ impl UpstreamConn {
         let conn = UpstreamConn(Rc::new(ConnInner {
             addr,
             out: OutQueue::new(),
-            pending: RefCell::new(HashMap::new()),
+            pending: RefCell::new(HashMap::default()),
             swept: Cell::new(false),
             next_id: Cell::new(1),
             alive: Cell::new(true),

@@ -68,8 +68,9 @@ pub(super) fn watch(conn: &Rc<ConnInner>, listed: &std::cell::Cell<bool>, deadli
 
 /// The shard's sweep task.
 async fn run() {
-    // The timer for the deadline waited for, kept while that deadline stands.
-    let mut timer: Option<(Instant, glommio::timer::Timer)> = None;
+    // The timer for the deadline waited for, kept while that deadline stands (the shard's timer: no
+    // glommio timer pending while the shard parks).
+    let mut timer: Option<(Instant, Pin<Box<crate::timer::Sleep>>)> = None;
     loop {
         std::future::poll_fn(|cx| {
             SWEEP.with(|s| {
@@ -84,11 +85,11 @@ async fn run() {
                     return Poll::Ready(());
                 }
                 if timer.as_ref().is_none_or(|(at, _)| *at != next) {
-                    timer = Some((next, glommio::timer::Timer::new(next - now)));
+                    timer = Some((next, Box::pin(crate::timer::sleep_until(next))));
                 }
                 s.waker = Some(cx.waker().clone());
                 match timer.as_mut() {
-                    Some((_, t)) => Pin::new(t).poll(cx).map(|_| ()),
+                    Some((_, t)) => t.as_mut().poll(cx),
                     None => Poll::Pending,
                 }
             })

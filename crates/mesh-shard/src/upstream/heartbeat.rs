@@ -46,7 +46,7 @@ pub(super) fn watch(conn: &UpstreamConn, codec: Codec, every: Duration) {
 /// (and leaves the shard's sweeps) when none is left, so an idle shard keeps no timer.
 async fn sweep(watched: Watched, every: Duration) {
     loop {
-        glommio::timer::sleep(every).await;
+        crate::timer::sleep(every).await;
         let now = Instant::now();
         // Beats only queue frames or fail calls: nothing here adds to `watched` while it is borrowed.
         let mut list = watched.borrow_mut();
