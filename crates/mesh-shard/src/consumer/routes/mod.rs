@@ -96,16 +96,23 @@ use service_routes::{Built, Inputs, ServiceRoutes};
 use split::{draw_lane, Lane};
 pub(crate) use subset::Subsetting;
 
+/// The most route tables one shard holds. A table is kept per requested service string, and a request
+/// may name a key in many spellings that match (`*`, comma lists of groups in any order): past this many, one
+/// held table is dropped (it is a cache, rebuilt at its next pick) before another is added, so clients cannot
+/// grow a shard's memory or its work per snapshot without bound.
+pub(crate) const MAX_HELD_TABLES: usize = 4096;
+
 /// Routing for every service of one consumer shard.
 pub(crate) struct Routes {
     balancer: Balancer,
     consumer: ConsumerInfo,
     /// Rule documents from the configuration, used when the snapshot has none for the service.
     config_rules: HashMap<String, String>,
-    services: HashMap<String, ServiceRoutes>,
+    /// By requested service (foldhash: looked up on every call; filled from the registry, never by a client).
+    services: foldhash::HashMap<String, ServiceRoutes>,
     /// The tables over the interface-level list of split keys (Dubbo 3 migration's `proportion`), by
     /// requested service; empty without splits.
-    interface_level: HashMap<String, ServiceRoutes>,
+    interface_level: foldhash::HashMap<String, ServiceRoutes>,
     builds: u64,
     rng: XorShift64,
     /// Which providers of a large service are this shard's ([`subset`]); none without shards.
@@ -144,8 +151,8 @@ impl Routes {
             balancer,
             consumer,
             config_rules,
-            services: HashMap::new(),
-            interface_level: HashMap::new(),
+            services: foldhash::HashMap::default(),
+            interface_level: foldhash::HashMap::default(),
             builds: 0,
             rng: XorShift64::new(seed | 1),
             subsetting: Subsetting::new(0, 1),
@@ -226,6 +233,13 @@ impl Routes {
             let mut table = self.build(snap, call.service, built, Lane::Own, &eps, caps, &pool_of);
             table.split = split;
             split_percent = split;
+            if self.services.len() >= MAX_HELD_TABLES {
+                let evicted = self.services.keys().next().cloned();
+                if let Some(k) = evicted {
+                    self.services.remove(&k);
+                    self.interface_level.remove(&k);
+                }
+            }
             self.services.insert(call.service.to_owned(), table);
         }
         let now_ns = self.now_ns();

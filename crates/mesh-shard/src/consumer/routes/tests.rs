@@ -936,3 +936,51 @@ fn a_key_without_a_split_draws_nothing() {
     assert!(routes.interface_level.is_empty());
     assert_eq!(routes.services[SERVICE].split, None);
 }
+
+#[test]
+fn requested_spellings_of_a_key_hold_at_most_the_cap_of_tables() {
+    let key = format!("gray/{SERVICE}");
+    let snap = Arc::new(Snapshot::new(
+        1,
+        [(key.clone(), Endpoint::new(addr("10.0.0.1:1")))],
+    ));
+    let mut routes = Routes::new(
+        Balancer::Fixed(Policy::RoundRobin),
+        HashMap::new(),
+        ConsumerInfo::default(),
+        7,
+    );
+    let caps = Caps {
+        shards: 1,
+        headroom: 0.0,
+    };
+    let pool_of = |a| Rc::new(Pool::new(a, UpstreamConfig::default()));
+    // Every spelling below matches the one key (a comma list of groups matches any group in it); each is
+    // held under its own string until the cap.
+    for n in 0..MAX_HELD_TABLES + 100 {
+        let service = format!("x{n},gray/{SERVICE}");
+        let c = Call {
+            service: &service,
+            ..call(None, false, &[])
+        };
+        match routes.pick(&snap, &c, caps, pool_of) {
+            Pick::Chosen(chosen) => routes.done(&service, &chosen, 1_000, true, caps),
+            _ => panic!("{service:?} matches {key}"),
+        }
+        assert!(
+            routes.services.len() <= MAX_HELD_TABLES,
+            "{} held",
+            routes.services.len()
+        );
+    }
+    assert_eq!(routes.services.len(), MAX_HELD_TABLES);
+    // The exact key still routes (its table built again when it was dropped).
+    let exact = Call {
+        service: &key,
+        ..call(None, false, &[])
+    };
+    assert!(matches!(
+        routes.pick(&snap, &exact, caps, pool_of),
+        Pick::Chosen(_)
+    ));
+}
