@@ -308,7 +308,7 @@ def profile_churn(work, name, pid, churner, rate, seconds):
     time.sleep(0.5)
     churner.churn(rate, seconds)
     perf.wait(timeout=seconds + 60)
-    by_thread = [{"pct": pct, "thread": cols[0]} for pct, cols in bench.perf_report_rows(data, "comm", 0.5)]
+    by_thread = [{"pct": pct, "thread": cols[0] if cols else "?"} for pct, cols in bench.perf_report_rows(data, "comm", 0.5)]
     top = [{"pct": pct, "thread": cols[0], "dso": cols[1], "sym": cols[2][:140]}
            for pct, cols in bench.perf_report_rows(data, "comm,dso,sym", 0.5)[:30] if len(cols) >= 3]
     text = subprocess.run(["perf", "report", "-i", str(data), "--stdio", "--children", "--sort", "comm,sym",
