@@ -23,7 +23,7 @@ use mesh_registry::{
 use mesh_shard::control::{Controller, ShardControl};
 use mesh_shard::health::EjectionConfig;
 use mesh_shard::metrics::ShardMetrics;
-use mesh_shard::runtime::{placements, spawn_shard, DEFAULT_IO_MEMORY};
+use mesh_shard::runtime::{placements, spawn_shard, ShardIo, DEFAULT_IO_MEMORY};
 use mesh_shard::tls::{ClientTls, ServerTls};
 use mesh_shard::upstream::UpstreamConfig;
 use mesh_shard::{consumer, provider};
@@ -82,7 +82,11 @@ where
     for (spec, make) in specs.into_iter().zip(makers) {
         let control = controller.shard();
         let ready = Ready(ready_tx.clone());
-        let handle = spawn_shard(spec, name, DEFAULT_IO_MEMORY, move || make(control, ready))?;
+        let io = ShardIo {
+            io_memory: DEFAULT_IO_MEMORY,
+            ring_depth: cfg.runtime.io_uring_depth,
+        };
+        let handle = spawn_shard(spec, name, io, move || make(control, ready))?;
         let tx = tx.clone();
         std::thread::Builder::new()
             .name(format!("{name}-join-{}", spec.index))
