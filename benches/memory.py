@@ -23,7 +23,12 @@ smaps_breakdown; busy: read once in the middle of the measured period), (busy: q
 consumer_cpu_us_per_req), malloc (only with BENCH_MEMORY_MALLOC_STATS=1: glibc's own account, see
 malloc_stats; gdb stops the agent for about a second, so a busy run read that way loses throughput and may
 time calls out)], "machine", "load"}. `BENCH_AGENT_BIN=path` measures another mesh-agent binary (an A/B of two builds with the
-same load tools). The open-file limit of the runner (inherited by the agents and the load generator) is raised
+same load tools). `BENCH_MEMORY_TEXT=1`: each reading carries `binary_pages` (the resident pages of the
+agent's executable, see binary_resident_pages; `python3 benches/text_residency.py BINARY memory.json` sums
+them by section and crate). `BENCH_MEMORY_COLD_BINARY=1`: the copied agent binary is dropped from the page
+cache before the agents start, so that its pages come in by the processes' own faults (with the default, the
+page cache holds it as the copy wrote it: on kernels that map a whole large folio per fault, which pages are
+resident depends on how the file came into the cache). The open-file limit of the runner (inherited by the agents and the load generator) is raised
 to its hard limit; 10,000 connections need about 10,100 descriptors in each of the consumer and loadgen.
 """
 
@@ -44,6 +49,9 @@ SETTLE = env_float("BENCH_MEMORY_SETTLE", 2.0)
 BUSY_DURATION = env_float("BENCH_MEMORY_DURATION", 10.0)
 SAMPLE_EVERY = 0.5
 MALLOC_STATS = os.environ.get("BENCH_MEMORY_MALLOC_STATS", "0") == "1"
+# BENCH_MEMORY_TEXT=1: each reading also lists which pages of the agent's executable file are resident (see
+# binary_resident_pages; benches/text_residency.py maps them to sections and crates).
+TEXT_PAGES = os.environ.get("BENCH_MEMORY_TEXT", "0") == "1"
 
 
 def proc_status(pid):
@@ -116,6 +124,35 @@ def smaps_breakdown(pid):
         out[kind] += m["rss"]
     out["total"] = sum(out.values())
     return out
+
+
+def binary_resident_pages(pid):
+    """The pages of the agent's executable file that are resident in the process (mapped in its page table:
+    what VmRSS counts), as [first, last] ranges of file page numbers (4 KiB), from /proc/PID/maps and
+    /proc/PID/pagemap (bit 63: present; needs root or CAP_SYS_ADMIN for the page frame, not for that bit).
+    A page written by the process (relocations) is counted too: it stays in the file's mapping."""
+    exe = os.readlink(f"/proc/{pid}/exe")
+    pages = []
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/pagemap", "rb") as pagemap:
+        for line in maps:
+            parts = line.split(None, 5)
+            if len(parts) < 6 or parts[5].strip() != exe:
+                continue
+            lo, hi = (int(x, 16) for x in parts[0].split("-"))
+            first = int(parts[2], 16) // 4096
+            n = (hi - lo) // 4096
+            pagemap.seek(lo // 4096 * 8)
+            data = pagemap.read(n * 8)
+            for i in range(len(data) // 8):
+                if data[i * 8 + 7] & 0x80:
+                    pages.append(first + i)
+    ranges = []
+    for pg in sorted(set(pages)):
+        if ranges and ranges[-1][1] == pg - 1:
+            ranges[-1][1] = pg
+        else:
+            ranges.append([pg, pg])
+    return ranges
 
 
 def malloc_stats(pid, log_path):
@@ -191,6 +228,8 @@ def reading(consumer, work, **kw):
 def inspect(consumer, work):
     """Where the consumer's memory is (see smaps_breakdown and malloc_stats)."""
     r = {"breakdown_kib": smaps_breakdown(consumer.pid)}
+    if TEXT_PAGES:
+        r["binary_pages"] = binary_resident_pages(consumer.pid)
     if MALLOC_STATS:
         r["malloc"] = malloc_stats(consumer.pid, work / "consumer.log")
     return r
@@ -297,6 +336,13 @@ def copy_bins(work, agent):
     d.mkdir()
     bins = {"mesh-agent": d / "mesh-agent"}
     shutil.copy2(agent, bins["mesh-agent"])
+    if os.environ.get("BENCH_MEMORY_COLD_BINARY", "0") == "1":
+        fd = os.open(bins["mesh-agent"], os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
     for n in ("provider-sim", "loadgen"):
         src = bench.RELEASE / n
         if not src.exists():

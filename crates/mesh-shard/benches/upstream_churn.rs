@@ -23,7 +23,7 @@ use bytes::BytesMut;
 use futures_lite::AsyncWriteExt;
 use glommio::net::TcpListener;
 use mesh_dubbo::{Header, Serialization, Status};
-use mesh_shard::runtime::{spawn_shard, ShardSpec, DEFAULT_IO_MEMORY};
+use mesh_shard::runtime::{spawn_shard, ShardIo, ShardSpec};
 use mesh_shard::upstream::{Pool, UpstreamConfig};
 
 fn env(name: &str, default: u64) -> u64 {
@@ -149,7 +149,7 @@ fn main() {
     let server = spawn_shard(
         ShardSpec { index: 0, core: None },
         "bench-server",
-        DEFAULT_IO_MEMORY,
+        ShardIo::default(),
         move || async move {
             let listener = TcpListener::bind("127.0.0.1:0").unwrap();
             tx.send(listener.local_addr().unwrap()).unwrap();
@@ -162,7 +162,7 @@ fn main() {
     spawn_shard(
         ShardSpec { index: 1, core: None },
         "bench-shard",
-        DEFAULT_IO_MEMORY,
+        ShardIo::default(),
         move || client(addr, quick),
     )
     .unwrap()

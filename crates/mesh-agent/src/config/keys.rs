@@ -247,6 +247,15 @@ pub(crate) static RUNTIME: &[Key] = &[
         "accepted connections per shard before new ones are refused",
     )
     .range(1, 1_000_000),
+    key(
+        "runtime",
+        "io_uring_depth",
+        INT,
+        Int(mesh_shard::runtime::DEFAULT_RING_DEPTH as u64),
+        "entries of each of a shard's 3 io_uring rings, rounded up to a power of two: about 100 bytes each, all resident (4096: 1.2 MiB per shard); below 4096 the kernel's table of armed polls gets fewer buckets, which costs CPU once thousands of connections wait on one shard",
+    )
+    .range(64, 32_768)
+    .flag("io-uring-depth", "N", Parse::Int, "MESH_IO_URING_DEPTH"),
 ];
 
 // ---- [consumer] ------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ fn defaults() {
     assert_eq!(c.runtime.shards, c.runtime.cores.len());
     assert_eq!(c.runtime.read_buffer_bytes, 65536);
     assert_eq!(c.runtime.max_connections_per_shard, 10_000);
+    assert_eq!(c.runtime.io_uring_depth, 4096);
     assert!(c.consumer.is_none() && c.provider.is_none() && c.etcd.is_none());
 
     let c = parse_toml("[consumer]\n[provider]\n[etcd]\n").unwrap();
@@ -185,6 +186,7 @@ fn every_validation_error_names_its_key() {
         (Role::Consumer, "[runtime]\nshards = 0\n", "runtime.shards: must be at least 1, got 0"),
         (Role::Consumer, "[runtime]\nread_buffer_bytes = 100\n", "runtime.read_buffer_bytes: must be between 4096 and 16777216, got 100"),
         (Role::Consumer, "[runtime]\nmax_connections_per_shard = 0\n", "runtime.max_connections_per_shard: must be between 1 and 1000000, got 0"),
+        (Role::Provider, "[runtime]\nio_uring_depth = 65536\n", "runtime.io_uring_depth: must be between 64 and 32768, got 65536"),
         (Role::Consumer, "[consumer]\nupstream_connections = 0\n", "consumer.upstream_connections: must be between 1 and 64, got 0"),
         (Role::Consumer, "[consumer]\nupstream_connections = 65\n", "consumer.upstream_connections: must be between 1 and 64, got 65"),
         (Role::Consumer, "[consumer]\nrequest_timeout_ms = 0\n", "consumer.request_timeout_ms: must be between 1 and 600000, got 0"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context, Result};
 use mesh_registry::{EtcdAuth, EtcdConfig, EtcdTls};
 use mesh_shard::control::{Controller, ShardControl};
-use mesh_shard::runtime::{placements, spawn_shard, DEFAULT_IO_MEMORY};
+use mesh_shard::runtime::{placements, spawn_shard, ShardIo, DEFAULT_IO_MEMORY};
 
 use crate::admin::AgentStatus;
 use crate::config::{AgentConfig, EtcdSection};
@@ -68,7 +68,11 @@ where
     for (spec, make) in specs.into_iter().zip(makers) {
         let control = controller.shard();
         let ready = Ready(ready_tx.clone());
-        let handle = spawn_shard(spec, name, DEFAULT_IO_MEMORY, move || make(control, ready))?;
+        let io = ShardIo {
+            io_memory: DEFAULT_IO_MEMORY,
+            ring_depth: cfg.runtime.io_uring_depth,
+        };
+        let handle = spawn_shard(spec, name, io, move || make(control, ready))?;
         let tx = tx.clone();
         std::thread::Builder::new()
             .name(format!("{name}-join-{}", spec.index))

@@ -13,6 +13,7 @@ pub(crate) struct RuntimeConfig {
     pub(crate) shards: usize,
     pub(crate) read_buffer_bytes: usize,
     pub(crate) max_connections_per_shard: usize,
+    pub(crate) io_uring_depth: usize,
 }
 
 /// What `[runtime]` says before the computed defaults: `shards` defaults to the number of cores *after*
@@ -24,6 +25,7 @@ pub(crate) struct RawRuntime {
     shards: Option<usize>,
     read_buffer_bytes: usize,
     max_connections_per_shard: usize,
+    io_uring_depth: usize,
 }
 
 impl From<RawRuntime> for RuntimeConfig {
@@ -34,6 +36,7 @@ impl From<RawRuntime> for RuntimeConfig {
             cores,
             read_buffer_bytes: raw.read_buffer_bytes,
             max_connections_per_shard: raw.max_connections_per_shard,
+            io_uring_depth: raw.io_uring_depth,
         }
     }
 }
