@@ -65,7 +65,9 @@ impl Skipped {
         }
     }
 
-    fn report(&mut self, what: &str) {
+    /// Logs what was skipped since the last report, if anything; `what` is only rendered then (this runs
+    /// once per watch event).
+    fn report(&mut self, what: &dyn std::fmt::Display) {
         if let Some(first) = self.first.take() {
             tracing::warn!("skipped {} {what}; first: {first}", self.count);
         }
@@ -350,10 +352,11 @@ impl AppWatch {
 
     /// One line per kind of thing skipped since the last report.
     pub(crate) fn report(&mut self, chosen: &mut ChosenAddresses) {
+        let under = &self.services.key;
         self.skipped_instances
-            .report(&format!("instance key(s) under {}", self.services.key));
+            .report(&format_args!("instance key(s) under {under}"));
         self.unaskable.report(
-            "instance(s) whose MetadataService cannot be called (another of the same revision can be)",
+            &"instance(s) whose MetadataService cannot be called (another of the same revision can be)",
         );
         if let Some((count, first)) = chosen.take_skipped() {
             tracing::warn!("skipped {count} service(s) of instances that cannot be called; first: {first}");
