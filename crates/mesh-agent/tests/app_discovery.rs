@@ -15,26 +15,6 @@ use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A provider agent of application `app` registering in `mode`, in front of a simulator.
-fn provider(
-    etcd: &EtcdServer,
-    dir: &tempfile::TempDir,
-    app: &str,
-    mode: &str,
-) -> (ChildGuard, ChildGuard, u16) {
-    let (sim, sim_port) = sim(&["--latency-ms", "2", "--name", app]);
-    let cfg = config_file(
-        dir,
-        &format!(
-            "[provider]\napplication = \"{app}\"\nregister_mode = \"{mode}\"\n[etcd]\nendpoints = [\"{}\"]\nlease_ttl_s = 5\n",
-            etcd.client_url()
-        ),
-    );
-    let port = free_port().unwrap();
-    let agent = provider_agent(port, sim_port, &["--config", &cfg]);
-    (agent, sim, port)
-}
-
 /// A consumer agent at `step`, once it answers a call with 200.
 fn consumer(etcd: &EtcdServer, step: &str) -> (ChildGuard, u16) {
     let port = free_port().unwrap();
@@ -57,9 +37,9 @@ fn a_provider_agent_in_all_mode_is_found_in_each_migration_step() {
     let etcd = EtcdServer::start().unwrap();
     let dir = tempfile::tempdir().unwrap();
     // A: Dubbo 3's default `all` (instance + URL key); B: interface-level only (a Dubbo 2.7 provider).
-    let (_agent_a, mut sim_a, port_a) = provider(&etcd, &dir, "orders", "all");
+    let (_agent_a, mut sim_a, port_a) = provider_in_mode(&etcd, &dir, "orders", "all", 2);
     let dir_b = tempfile::tempdir().unwrap();
-    let (mut agent_b, mut sim_b, _port_b) = provider(&etcd, &dir_b, "legacy", "interface");
+    let (mut agent_b, mut sim_b, _port_b) = provider_in_mode(&etcd, &dir_b, "legacy", "interface", 2);
     wait_until("A's instance, both URL keys, A's mapping", WAIT, || {
         etcd_keys(&etcd, &format!("/services/orders/127.0.0.1:{port_a}")).len() == 1
             && etcd_keys(&etcd, &format!("/dubbo/{IFACE}/providers/")).len() == 2
@@ -91,8 +71,8 @@ fn a_provider_agent_in_all_mode_is_found_in_each_migration_step() {
 fn an_instance_leaving_under_load_fails_no_request() {
     let etcd = EtcdServer::start().unwrap();
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let (mut agent_a, mut sim_a, _) = provider(&etcd, &dir_a, "orders", "instance");
-    let (_agent_b, mut sim_b, _) = provider(&etcd, &dir_b, "orders", "instance");
+    let (mut agent_a, mut sim_a, _) = provider_in_mode(&etcd, &dir_a, "orders", "instance", 2);
+    let (_agent_b, mut sim_b, _) = provider_in_mode(&etcd, &dir_b, "orders", "instance", 2);
     wait_until("both instances", WAIT, || {
         etcd_keys(&etcd, "/services/orders/").len() == 2
     });

@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use mesh_testkit::etcd::EtcdServer;
@@ -22,22 +20,9 @@ use common::*;
 const WAIT: Duration = Duration::from_secs(20);
 const RULE_KEY: &str = "/dubbo/config/DUBBO_SERVICEDISCOVERY_MIGRATION/web.migration";
 
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8(resp).unwrap();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
-}
-
 /// The `mesh_registry_migration_step` series of `/metrics`: (service, step, model) of each line valued 1.
 fn step_series(admin: u16) -> Vec<(String, String, String)> {
-    let (status, metrics) = get(admin, "/metrics");
+    let (status, metrics) = admin_get(admin, "/metrics");
     assert_eq!(status, 200, "{metrics}");
     metrics
         .lines()
@@ -59,7 +44,7 @@ fn step_series(admin: u16) -> Vec<(String, String, String)> {
 
 /// `/registry`'s `snapshot.migration` object.
 fn migration_json(admin: u16) -> serde_json::Value {
-    let (status, body) = get(admin, "/registry");
+    let (status, body) = admin_get(admin, "/registry");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["snapshot"]["migration"].clone()
@@ -126,7 +111,7 @@ fn an_unforced_switch_without_addresses_is_refused_and_a_forced_one_switches_in_
         let (status, body) = call(port, IFACE, &format!("r{i}"));
         assert_eq!(status, 200, "call {i} after the refused switch: {body}");
     }
-    promtool_passes(&get(admin, "/metrics").1);
+    promtool_passes(&admin_get(admin, "/metrics").1);
 
     // force: true -> FORCE_APPLICATION whatever the addresses (none: the service has no provider now).
     etcdctl(
@@ -143,5 +128,5 @@ fn an_unforced_switch_without_addresses_is_refused_and_a_forced_one_switches_in_
     assert!(migration_json(admin)[&service].get("asked").is_none());
     let (status, body) = call(port, IFACE, "after");
     assert_ne!(status, 200, "no application-level provider to call: {body}");
-    promtool_passes(&get(admin, "/metrics").1);
+    promtool_passes(&admin_get(admin, "/metrics").1);
 }

@@ -12,55 +12,20 @@
 mod common;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use mesh_testkit::etcd::EtcdServer;
 use mesh_testkit::loadgen::run_blocking;
-use mesh_testkit::process::{free_port, ChildGuard};
+use mesh_testkit::process::free_port;
 
 use common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 const RULE_KEY: &str = "/dubbo/config/DUBBO_SERVICEDISCOVERY_MIGRATION/web.migration";
 
-fn get(port: u16, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8(resp).unwrap();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
-    (status, body)
-}
-
-/// A provider agent of application `app` registering in `mode`, in front of a simulator.
-fn provider(
-    etcd: &EtcdServer,
-    dir: &tempfile::TempDir,
-    app: &str,
-    mode: &str,
-) -> (ChildGuard, ChildGuard, u16) {
-    let (sim, sim_port) = sim(&["--latency-ms", "1", "--name", app]);
-    let cfg = config_file(
-        dir,
-        &format!(
-            "[provider]\napplication = \"{app}\"\nregister_mode = \"{mode}\"\n[etcd]\nendpoints = [\"{}\"]\nlease_ttl_s = 5\n",
-            etcd.client_url()
-        ),
-    );
-    let port = free_port().unwrap();
-    let agent = provider_agent(port, sim_port, &["--config", &cfg]);
-    (agent, sim, port)
-}
-
 /// Attempts per provider port so far (every result), from the consumer's `/metrics`.
 fn attempts(admin: u16) -> HashMap<u16, u64> {
-    let (status, metrics) = get(admin, "/metrics");
+    let (status, metrics) = admin_get(admin, "/metrics");
     assert_eq!(status, 200, "{metrics}");
     let mut out = HashMap::new();
     for line in metrics.lines() {
@@ -96,7 +61,7 @@ fn counted(admin: u16, window: Duration) -> HashMap<u16, u64> {
 
 /// `/registry`'s `snapshot.migration` object.
 fn migration_json(admin: u16) -> serde_json::Value {
-    let (status, body) = get(admin, "/registry");
+    let (status, body) = admin_get(admin, "/registry");
     assert_eq!(status, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).unwrap();
     v["snapshot"]["migration"].clone()
@@ -117,8 +82,8 @@ fn a_proportion_splits_calls_between_application_and_interface_level_without_fai
         tempfile::tempdir().unwrap(),
         tempfile::tempdir().unwrap(),
     );
-    let (_agent_a, _sim_a, port_a) = provider(&etcd, &dir_a, "orders", "all");
-    let (_agent_b, _sim_b, port_b) = provider(&etcd, &dir_b, "legacy", "interface");
+    let (_agent_a, _sim_a, port_a) = provider_in_mode(&etcd, &dir_a, "orders", "all", 1);
+    let (_agent_b, _sim_b, port_b) = provider_in_mode(&etcd, &dir_b, "legacy", "interface", 1);
     wait_until("A's instance, both URL keys, A's mapping", WAIT, || {
         etcd_keys(&etcd, &format!("/services/orders/127.0.0.1:{port_a}")).len() == 1
             && etcd_keys(&etcd, &format!("/dubbo/{IFACE}/providers/")).len() == 2
@@ -184,7 +149,7 @@ fn a_proportion_splits_calls_between_application_and_interface_level_without_fai
     let state = m.as_object().unwrap().values().next().unwrap().clone();
     assert_eq!(state["step"], "APPLICATION_FIRST", "{m}");
     assert_eq!(state["model"], "application", "{m}");
-    let (_, metrics) = get(admin, "/metrics");
+    let (_, metrics) = admin_get(admin, "/metrics");
     assert!(
         metrics
             .lines()

@@ -9,8 +9,6 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -27,28 +25,6 @@ const RATE: f64 = 200.0;
 const LOAD: Duration = Duration::from_secs(10);
 /// A service with a rate limit of 2 calls/s over the agent: the test's bursts to it get 429s.
 const LIMITED: &str = "com.example.Limited";
-
-/// `GET path` on 127.0.0.1:`port` (one request, `Connection: close`): status and body.
-fn get(port: u16, path: &str) -> (u16, String) {
-    request(port, "GET", path)
-}
-
-fn request(port: u16, method: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr(port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let head =
-        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-    s.write_all(head.as_bytes()).unwrap();
-    let mut resp = Vec::new();
-    s.read_to_end(&mut resp).unwrap();
-    let text = String::from_utf8(resp).unwrap();
-    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
 
 fn percent_encode(s: &str) -> String {
     s.bytes()
@@ -96,7 +72,7 @@ impl Prometheus {
         wait_for_port(addr(port), Duration::from_secs(30)).unwrap();
         // Prometheus answers 503 until its storage is open.
         wait_until("Prometheus ready", Duration::from_secs(30), || {
-            get(port, "/-/ready").0 == 200
+            admin_get(port, "/-/ready").0 == 200
         });
         Prometheus {
             _process: process,
@@ -111,7 +87,7 @@ impl Prometheus {
         if let Some(t) = at {
             path.push_str(&format!("&time={t:.3}"));
         }
-        let (status, body) = get(self.port, &path);
+        let (status, body) = admin_get(self.port, &path);
         assert_eq!(status, 200, "{promql}: {body}");
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["status"], "success", "{promql}: {body}");
@@ -207,15 +183,15 @@ fn prometheus_sees_the_rate_the_errors_and_the_ejection_the_test_caused() {
     for port in [admin_a, admin_b, admin_c] {
         wait_for_port(addr(port), Duration::from_secs(10)).unwrap();
     }
-    assert_eq!(get(admin_c, "/live").0, 200);
+    assert_eq!(admin_get(admin_c, "/live").0, 200);
     wait_until("consumer ready", Duration::from_secs(10), || {
-        get(admin_c, "/ready").0 == 200
+        admin_get(admin_c, "/ready").0 == 200
     });
-    assert_eq!(get(admin_a, "/ready").0, 200);
-    let (status, registry) = get(admin_c, "/registry");
+    assert_eq!(admin_get(admin_a, "/ready").0, 200);
+    let (status, registry) = admin_get(admin_c, "/registry");
     assert_eq!(status, 200);
     assert!(registry.contains(&addr(pa).to_string()), "{registry}");
-    let (_, config) = get(admin_c, "/config");
+    let (_, config) = admin_get(admin_c, "/config");
     assert!(config.contains(&format!("\"listen\":\"{admin_ca}\"")), "{config}");
     let prometheus = Prometheus::start(&[("consumer", &[admin_c]), ("provider", &[admin_a, admin_b])]);
     prometheus.wait_for_scrapes("consumer", 2.0);
@@ -319,7 +295,7 @@ fn prometheus_sees_the_rate_the_errors_and_the_ejection_the_test_caused() {
     assert!(
         ejections >= 1.0,
         "the killed provider agent {killed} was never ejected: {}",
-        get(admin_c, "/metrics")
+        admin_get(admin_c, "/metrics")
             .1
             .lines()
             .filter(|l| l.contains(&killed))
@@ -369,10 +345,10 @@ fn prometheus_sees_the_rate_the_errors_and_the_ejection_the_test_caused() {
     }
 
     // 4. The exposition passes promtool, for both roles.
-    let (status, consumer_metrics) = get(admin_c, "/metrics");
+    let (status, consumer_metrics) = admin_get(admin_c, "/metrics");
     assert_eq!(status, 200);
     promtool_passes(&consumer_metrics);
-    let (_, provider_metrics) = get(admin_a, "/metrics");
+    let (_, provider_metrics) = admin_get(admin_a, "/metrics");
     assert!(
         provider_metrics.contains("mesh_forwarded_requests_total "),
         "{provider_metrics}"
@@ -381,8 +357,8 @@ fn prometheus_sees_the_rate_the_errors_and_the_ejection_the_test_caused() {
 
     // 5. POST /drain starts the SIGTERM drain: /ready answers 503 at once, then the agent exits.
     let mut agent_a = agent_a;
-    assert_eq!(request(admin_a, "POST", "/drain").0, 202);
-    let (status, why) = get(admin_a, "/ready");
+    assert_eq!(admin_request(admin_a, "POST", "/drain").0, 202);
+    let (status, why) = admin_get(admin_a, "/ready");
     assert_eq!((status, why.as_str()), (503, "not ready: draining\n"));
     let exited = agent_a.wait_timeout(Duration::from_secs(15)).unwrap();
     assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
@@ -407,12 +383,12 @@ fn prometheus_sees_the_etcd_watch_go_and_come_back() {
     wait_until(&format!("{title}: 1"), Duration::from_secs(30), || {
         value(&connected) == 1.0
     });
-    let (status, registry) = get(admin_c, "/registry");
+    let (status, registry) = admin_get(admin_c, "/registry");
     assert_eq!(status, 200);
     let registry: serde_json::Value = serde_json::from_str(&registry).unwrap();
     assert_eq!(registry["etcd"]["connected"], true, "{registry}");
     assert_eq!(registry["etcd"]["endpoint"], etcd.client_url(), "{registry}");
-    let (_, metrics) = get(admin_c, "/metrics");
+    let (_, metrics) = admin_get(admin_c, "/metrics");
     assert!(
         metrics.contains(&format!(
             "mesh_registry_etcd_endpoint_info{{endpoint=\"{}\"}} 1\n",
@@ -427,13 +403,17 @@ fn prometheus_sees_the_etcd_watch_go_and_come_back() {
         value(&connected) == 0.0
     });
     assert!(value("sum(mesh_registry_watch_restarts_total{job=\"consumer\"})") >= 1.0);
-    assert_eq!(get(admin_c, "/ready").0, 200, "serving from the last snapshot");
+    assert_eq!(
+        admin_get(admin_c, "/ready").0,
+        200,
+        "serving from the last snapshot"
+    );
 
     etcd.restart().unwrap();
     wait_until(&format!("{title}: 1 again"), Duration::from_secs(60), || {
         value(&connected) == 1.0
     });
-    let (_, registry) = get(admin_c, "/registry");
+    let (_, registry) = admin_get(admin_c, "/registry");
     let registry: serde_json::Value = serde_json::from_str(&registry).unwrap();
     assert_eq!(registry["etcd"]["connected"], true, "{registry}");
 }

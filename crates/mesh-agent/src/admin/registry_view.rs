@@ -70,11 +70,7 @@ pub(super) fn registry_metrics(e: &mut Exposition, view: &RegistryView) -> Resul
     )?;
     let help = "Providers listed per service key in the latest snapshot.";
     for (i, (service, providers)) in snapshot.iter().enumerate() {
-        let label = if i < MAX_REGISTRY_SERIES {
-            service
-        } else {
-            mesh_shard::metrics::OTHER
-        };
+        let label = service_label(i, service);
         e.gauge(
             "mesh_registry_providers",
             help,
@@ -83,6 +79,16 @@ pub(super) fn registry_metrics(e: &mut Exposition, view: &RegistryView) -> Resul
         )?;
     }
     Ok(())
+}
+
+/// The `service` label of the `i`-th service key: the key itself for the first [`MAX_REGISTRY_SERIES`],
+/// `other` after them.
+fn service_label(i: usize, service: &str) -> &str {
+    if i < MAX_REGISTRY_SERIES {
+        service
+    } else {
+        mesh_shard::metrics::OTHER
+    }
 }
 
 /// Dubbo 3 migration (issue 13): per service key the step in force and the address model it uses, 1 per
@@ -94,11 +100,7 @@ pub(super) fn migration_metrics(e: &mut Exposition, view: &RegistryView) -> Resu
     };
     let help = "Dubbo 3 migration step in force per service key (1), and the address model it uses.";
     for (i, (service, state)) in snapshot.migration().iter().enumerate() {
-        let label = if i < MAX_REGISTRY_SERIES {
-            service
-        } else {
-            mesh_shard::metrics::OTHER
-        };
+        let label = service_label(i, service);
         e.gauge(
             "mesh_registry_migration_step",
             help,

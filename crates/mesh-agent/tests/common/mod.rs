@@ -302,3 +302,46 @@ pub(crate) fn promtool_passes(metrics: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An HTTP request with no body to an agent's port (admin endpoints): the status and the body.
+pub(crate) fn admin_request(port: u16, method: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr(port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let head =
+        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    s.write_all(head.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp).unwrap();
+    let text = String::from_utf8(resp).unwrap();
+    let status = text.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    (status, body)
+}
+
+/// `GET path` on an agent's port (see [`admin_request`]).
+pub(crate) fn admin_get(port: u16, path: &str) -> (u16, String) {
+    admin_request(port, "GET", path)
+}
+
+/// A provider agent of application `app` registering in `mode` (`register_mode`) in etcd, in front of a
+/// simulator answering in `latency_ms`: (agent, simulator, agent's port).
+pub(crate) fn provider_in_mode(
+    etcd: &EtcdServer,
+    dir: &tempfile::TempDir,
+    app: &str,
+    mode: &str,
+    latency_ms: u32,
+) -> (ChildGuard, ChildGuard, u16) {
+    let latency = latency_ms.to_string();
+    let (sim, sim_port) = sim(&["--latency-ms", &latency, "--name", app]);
+    let cfg = config_file(
+        dir,
+        &format!(
+            "[provider]\napplication = \"{app}\"\nregister_mode = \"{mode}\"\n[etcd]\nendpoints = [\"{}\"]\nlease_ttl_s = 5\n",
+            etcd.client_url()
+        ),
+    );
+    let port = mesh_testkit::process::free_port().unwrap();
+    let agent = provider_agent(port, sim_port, &["--config", &cfg]);
+    (agent, sim, port)
+}
