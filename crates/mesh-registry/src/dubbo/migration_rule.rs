@@ -15,8 +15,8 @@
 //! Differences, on purpose: a field with the wrong type (a step that is no `MigrationStep` name, a threshold
 //! that is no number) refuses the whole rule, as Java's `valueOf` throws out of `parse` (the caller keeps
 //! the rule in force before, and logs why). `force` and `delay` are acted on by the consumer
-//! (`app_discovery/chosen.rs`, `migration::switch_allowed`, `migration::switch_timing`), and so is
-//! `proportion` (a per-call split, `chosen.rs` and `Snapshot::split`; see `docs/dubbo3-discovery.md`).
+//! (`app_discovery/chosen/`, `migration::switch_allowed`, `migration::switch_timing`), and so is
+//! `proportion` (a per-call split, `app_discovery/chosen/` and `Snapshot::split`; see `docs/dubbo3-discovery.md`).
 
 use std::collections::HashMap;
 

@@ -154,7 +154,7 @@ impl Providers {
 /// `APPLICATION_FIRST`, with the application-level addresses chosen and interface-level addresses present,
 /// [`Split::percent`]% of the calls go to the key's own list ([`Snapshot::providers`]: the application-level
 /// addresses) and the others to [`Split::interface_level`], drawn per call (Java 3.3
-/// `MigrationInvoker.invoke`, see `app_discovery/chosen.rs`). A key without a split has no entry.
+/// `MigrationInvoker.invoke`, see `app_discovery/chosen/`). A key without a split has no entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
     /// 0..=99: the share of calls on the key's own list, in percent.
