@@ -46,7 +46,7 @@ impl Skips {
 /// An etcd key, stored once and shared.
 type EtcdKey = Arc<[u8]>;
 
-/// The providers read from the keys under the root, by etcd key, feeding a [`SnapshotBuilder`]; keys
+/// The providers read from the keys under the root, by etcd key, feeding a [`crate::SnapshotBuilder`]; keys
 /// under the config center's rules prefix go to the routing rules.
 ///
 /// Several keys may name the same `(service key, address)` (a Java provider restarted before its old lease

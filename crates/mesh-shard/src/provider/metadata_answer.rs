@@ -12,8 +12,8 @@
 //!   apply), no `EchoFilter` and no `GenericFilter` (`$echo` and `$invoke` fail like unknown methods).
 //! * `dubbo-rpc/dubbo-rpc-dubbo/src/main/java/org/apache/dubbo/rpc/protocol/dubbo/
 //!   DecodeableRpcInvocation.java` (`decode`, `drawPts`): a method name and descriptor that match no
-//!   method of the interface (unless generic or echo) break the request: status 40 "Fail to decode
-//!   request due to: java.lang.IllegalArgumentException: Service not found:<path>, <method>"
+//!   method of the interface (unless generic or echo) break the request: status 40 `Fail to decode
+//!   request due to: java.lang.IllegalArgumentException: Service not found:<path>, <method>`
 //!   (`HeaderExchangeHandler.handleRequest`). The `path` and `version` attachments are set from the body
 //!   and then overridden by the request's own attachments.
 //! * `.../DubboProtocol.java` `getInvoker`: the exporter is looked up by `group/path:version:port`

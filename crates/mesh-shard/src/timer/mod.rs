@@ -3,9 +3,9 @@
 //! `io_uring_enter` and two more ring operations per wake-up, which at 1,000 requests per second are
 //! paid on every request (a client connection's idle timeout, the call-deadline sweep, the heartbeat
 //! sweep and the metrics sampler are always pending). These timers live instead in the shard's own
-//! [`TimerQueue`] and are woken by one alarm per shard: a thread that sleeps until the earliest deadline
-//! the shard asked for and then sends one datagram to a loopback UDP socket the shard keeps a receive
-//! pending on. Nothing is submitted per park; the alarm is re-armed only when a deadline earlier than
+//! `TimerQueue` (`queue.rs`) and are woken by one alarm per shard: a thread that sleeps until the
+//! earliest deadline the shard asked for and then sends one datagram to a loopback UDP socket the shard
+//! keeps a receive pending on. Nothing is submitted per park; the alarm is re-armed only when a deadline earlier than
 //! the armed one arrives (one `futex` wake), and rings once per deadline reached (or for a timer
 //! removed before it: then it moves to the earliest left).
 //!
